@@ -1,0 +1,141 @@
+"""Wire models for the four record kinds, and the stable codes a dashboard groups by.
+
+Wire data is validated once, here, at the edge; everything inside the pipeline works on
+these validated objects. The string values of `Cause`, `Attack` and `Confidence` are a
+contract (DESIGN.md): scripts outside the repo match on them, so never rename one.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+
+class Cause(StrEnum):
+    """Why a token was rejected; `findings` lists these in check order."""
+
+    MALFORMED = "malformed"
+    BAD_ALG = "bad_alg"
+    UNKNOWN_KID = "unknown_kid"
+    UNPUBLISHED_KEY = "unpublished_key"
+    STALE_JWKS = "stale_jwks"
+    RETIRED_KEY = "retired_key"
+    BAD_SIGNATURE = "bad_signature"
+    ISSUER_MISMATCH = "issuer_mismatch"
+    AUDIENCE_MISMATCH = "audience_mismatch"
+    CLOCK_SKEW = "clock_skew"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    MISSING_CLAIM = "missing_claim"
+    VALID = "valid"
+    UNVERIFIABLE = "unverifiable"
+
+
+#: The causes a key rotation produces; they are the verdict only for an otherwise valid token.
+KEY_TIMING_CAUSES = frozenset({Cause.UNPUBLISHED_KEY, Cause.STALE_JWKS, Cause.RETIRED_KEY})
+
+CAUSE_LABELS: dict[Cause, str] = {
+    Cause.MALFORMED: "Malformed token",
+    Cause.BAD_ALG: "Disallowed algorithm",
+    Cause.UNKNOWN_KID: "Unknown signing key",
+    Cause.UNPUBLISHED_KEY: "Key not yet published",
+    Cause.STALE_JWKS: "Stale JWKS cache",
+    Cause.RETIRED_KEY: "Retired key",
+    Cause.BAD_SIGNATURE: "Bad signature",
+    Cause.ISSUER_MISMATCH: "Issuer mismatch",
+    Cause.AUDIENCE_MISMATCH: "Audience mismatch",
+    Cause.CLOCK_SKEW: "Clock skew",
+    Cause.EXPIRED: "Expired",
+    Cause.NOT_YET_VALID: "Not yet valid",
+    Cause.MISSING_CLAIM: "Missing claim",
+    Cause.VALID: "Valid token (validator fault)",
+    Cause.UNVERIFIABLE: "Unverifiable",
+}
+
+
+class Attack(StrEnum):
+    """Hostile patterns seen in a token, independent of its cause."""
+
+    ALG_NONE = "alg_none"
+    KEY_CONFUSION = "key_confusion"
+    JWK_INJECTION = "jwk_injection"
+    JKU_INJECTION = "jku_injection"
+    KID_INJECTION = "kid_injection"
+    PSYCHIC_SIGNATURE = "psychic_signature"
+
+
+class Confidence(StrEnum):
+    """`verified`: we judged the token itself; `reported`: only the validator's message."""
+
+    VERIFIED = "verified"
+    REPORTED = "reported"
+
+
+class _Wire(BaseModel):
+    """Common settings: unknown fields are ignored, values are frozen once validated."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=False)
+
+
+class AuthFailureEvent(_Wire):
+    """One rejection, as a gateway or service reports it (topic `auth.failures`)."""
+
+    event_id: str = Field(min_length=1, description="Unique id of the rejection event.")
+    ts: AwareDatetime = Field(description="When the service rejected the token (RFC 3339, with offset).")
+    service: str = Field(min_length=1, description="The rejecting service, as named in the config.")
+    token: str | None = Field(default=None, description="The compact JWT, when the event carries it.")
+    token_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-fA-F]{64}$",
+        description="Hex SHA-256 of the compact token's ASCII, to join a sampled token.",
+    )
+    reported_error: str | None = Field(default=None, description="The rejecting validator's own message.")
+    service_jwks_fetched_at: AwareDatetime | None = Field(
+        default=None, description="When that service last fetched its JWKS."
+    )
+    client_id: str | None = None
+    request_id: str | None = None
+
+
+class SampledToken(_Wire):
+    """A raw token sampled on its own stream (topic `auth.tokens.sampled`)."""
+
+    token: str = Field(min_length=1)
+    sampled_at: AwareDatetime | None = None
+    service: str | None = None
+
+
+class JwksSnapshot(_Wire):
+    """An issuer's JWK Set as fetched at one moment (topic `auth.jwks`)."""
+
+    issuer: str = Field(min_length=1, description="The issuer's `iss` URL.")
+    fetched_at: AwareDatetime
+    jwks: dict[str, Any] = Field(description="The JWK Set document as published.")
+
+
+class Classification(BaseModel):
+    """The verdict for one event; unknown fields are present and null."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: str | None
+    cause: Cause
+    confidence: Confidence
+    attacks: list[Attack] = Field(default_factory=list)
+    findings: list[Cause] = Field(default_factory=list)
+    issuer: str | None = None
+    kid: str | None = None
+    alg: str | None = None
+    audience: Any = None
+    skew_seconds: float | None = None
+    detail: str | None = None
+
+
+WIRE_MODELS: dict[str, type[BaseModel]] = {
+    "auth_failure_event": AuthFailureEvent,
+    "sampled_token": SampledToken,
+    "jwks_snapshot": JwksSnapshot,
+    "classification": Classification,
+}

@@ -1,0 +1,146 @@
+"""Split and decode a compact token without trusting it; fingerprint it; redact it.
+
+Nothing here verifies anything: the header and claims are just data to be judged later.
+Every way a string can fail to be a compact JWS becomes a `MalformedToken` with a reason,
+never an exception that escapes (arbitrary input must not crash the stream).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+#: Claims judged as times; each must be a JSON number when present.
+TIME_CLAIMS = ("exp", "nbf", "iat")
+_B64URL = re.compile(rb"^[A-Za-z0-9_-]*$")
+#: A token longer than this is not parsed (real JWTs are a few KB); it is still fingerprinted.
+MAX_TOKEN_BYTES = 256 * 1024
+
+
+class MalformedToken(ValueError):
+    """The input is not a compact JWS; `reason` says which part failed."""
+
+    def __init__(self, reason: str, header: dict[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.header = header
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedToken:
+    """A compact JWS split into its parts, decoded but not trusted."""
+
+    header: dict[str, Any]
+    claims: dict[str, Any]
+    signing_input: bytes
+    signature: bytes
+    fingerprint: str
+
+    @property
+    def alg(self) -> str:
+        return str(self.header["alg"])
+
+    @property
+    def kid(self) -> Any:
+        return self.header.get("kid")
+
+
+def fingerprint(token: str) -> str:
+    """Hex SHA-256 of the compact token's bytes: the join key and the stored identity."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def b64url_decode(segment: bytes) -> bytes:
+    """Strict base64url without padding (RFC 7515 §2); raises `MalformedToken`."""
+    if not _B64URL.match(segment) or len(segment) % 4 == 1:
+        raise MalformedToken("a segment is not base64url")
+    try:
+        return base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError):
+        raise MalformedToken("a segment is not base64url") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json_object(raw: bytes, part: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise MalformedToken(f"the {part} is not JSON") from None
+    if not isinstance(value, dict):
+        raise MalformedToken(f"the {part} is not a JSON object")
+    return value
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def segment_count(token: str) -> int:
+    return token.count(".") + 1
+
+
+def parse(token: str) -> ParsedToken:
+    """Split and decode; raises `MalformedToken` (with the header, when it decoded)."""
+    try:
+        raw = token.encode("ascii")
+    except UnicodeEncodeError:
+        raise MalformedToken("the token is not ASCII") from None
+    if len(raw) > MAX_TOKEN_BYTES:
+        raise MalformedToken(f"the token is longer than {MAX_TOKEN_BYTES} bytes")
+    parts = raw.split(b".")
+    if len(parts) != 3:
+        raise MalformedToken(f"a compact JWS has 3 segments, this has {len(parts)}")
+    header_b64, payload_b64, signature_b64 = parts
+    header = _json_object(b64url_decode(header_b64), "header")
+    alg = header.get("alg")
+    if not isinstance(alg, str):
+        raise MalformedToken("the header's alg is missing or not a string", header)
+    try:
+        claims = _json_object(b64url_decode(payload_b64), "payload")
+        signature = b64url_decode(signature_b64)
+    except MalformedToken as exc:
+        raise MalformedToken(exc.reason, header) from None
+    for claim in TIME_CLAIMS:
+        if claim in claims and not is_number(claims[claim]):
+            raise MalformedToken(f"the {claim} claim is not a number", header)
+    return ParsedToken(
+        header=header,
+        claims=claims,
+        signing_input=header_b64 + b"." + payload_b64,
+        signature=signature,
+        fingerprint=hashlib.sha256(raw).hexdigest(),
+    )
+
+
+def hash_subject(value: Any) -> str:
+    """A stable, non-reversible stand-in for `sub`, so claims can be stored and grouped."""
+    return "sha256:" + hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def redacted_claims(claims: dict[str, Any]) -> dict[str, Any]:
+    """The claims as stored: `sub` hashed, everything else as given."""
+    if "sub" not in claims:
+        return dict(claims)
+    return {**claims, "sub": hash_subject(claims["sub"])}
+
+
+def excerpt(value: str | bytes, limit: int = 120) -> str:
+    """A short, token-free excerpt of bad input for a dead letter or an error line.
+
+    Anything that looks like a JWT segment (long base64url runs) is replaced, so a dead
+    letter can show where the input went wrong without carrying a credential.
+    """
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    text = _SECRETISH.sub("<redacted>", text[: limit * 4])
+    return text[:limit] + ("…" if len(text) > limit else "")
+
+
+_SECRETISH = re.compile(r"[A-Za-z0-9_\-+/=]{16,}")

@@ -1,0 +1,132 @@
+"""Signature checks with keys from the timeline only, and the cache that makes repeats cheap.
+
+The algorithm is the issuer's and the key's, never the header's alone: `fits` decides
+whether a key of a given type can be used with an allowed alg at all, and only then is
+the signature checked, with the `cryptography` key object kept on the timeline key (so
+no key is parsed twice). A signature result depends only on (token, key, alg), so it is
+cached; verdicts are never cached, because they depend on the event's time.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from pipeline.keys import TimelineKey
+
+
+@dataclass(frozen=True, slots=True)
+class AlgSpec:
+    """What an alg needs: the key type (and curve) and how to check the signature."""
+
+    kty: str
+    curves: tuple[str, ...]
+    scheme: str  # "pkcs1", "pss", "ecdsa", "eddsa"
+    hash: type[hashes.HashAlgorithm] | None = None
+    coordinate_bytes: int = 0
+
+
+ALGORITHMS: dict[str, AlgSpec] = {
+    "RS256": AlgSpec("RSA", (), "pkcs1", hashes.SHA256),
+    "RS384": AlgSpec("RSA", (), "pkcs1", hashes.SHA384),
+    "RS512": AlgSpec("RSA", (), "pkcs1", hashes.SHA512),
+    "PS256": AlgSpec("RSA", (), "pss", hashes.SHA256),
+    "PS384": AlgSpec("RSA", (), "pss", hashes.SHA384),
+    "PS512": AlgSpec("RSA", (), "pss", hashes.SHA512),
+    "ES256": AlgSpec("EC", ("P-256",), "ecdsa", hashes.SHA256, 32),
+    "ES384": AlgSpec("EC", ("P-384",), "ecdsa", hashes.SHA384, 48),
+    "ES512": AlgSpec("EC", ("P-521",), "ecdsa", hashes.SHA512, 66),
+    "EdDSA": AlgSpec("OKP", ("Ed25519", "Ed448"), "eddsa"),
+    "Ed25519": AlgSpec("OKP", ("Ed25519",), "eddsa"),
+}
+
+#: Group orders of the NIST curves (FIPS 186-4, D.1.2), for the psychic-signature check.
+CURVE_ORDERS = {
+    "ES256": 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,
+    "ES384": int(
+        "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973", 16
+    ),
+    "ES512": int(
+        "01FF" + "FFFFFFFF" * 7 + "FFFFFFFA" + "51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409",
+        16,
+    ),
+}
+
+
+def fits(alg: str, key: TimelineKey) -> bool:
+    """Can `key` be used with `alg` at all (type and curve)?"""
+    spec = ALGORITHMS.get(alg)
+    if spec is None or spec.kty != key.kty:
+        return False
+    return not spec.curves or key.crv in spec.curves
+
+
+def is_psychic(alg: str, signature: bytes) -> bool:
+    """An ECDSA signature whose r or s is 0 or not below the curve order (CVE-2022-21449)."""
+    order = CURVE_ORDERS.get(alg)
+    if order is None or not signature or len(signature) % 2:
+        return False
+    half = len(signature) // 2
+    r = int.from_bytes(signature[:half], "big")
+    s = int.from_bytes(signature[half:], "big")
+    return r == 0 or s == 0 or r >= order or s >= order
+
+
+def verify(alg: str, key: TimelineKey, signing_input: bytes, signature: bytes) -> bool:
+    """True when `signature` is `key`'s signature of `signing_input` under `alg`."""
+    spec = ALGORITHMS.get(alg)
+    if spec is None or not fits(alg, key):
+        return False
+    public_key = key.public_key
+    try:
+        if spec.scheme == "pkcs1" and isinstance(public_key, rsa.RSAPublicKey) and spec.hash:
+            public_key.verify(signature, signing_input, padding.PKCS1v15(), spec.hash())
+        elif spec.scheme == "pss" and isinstance(public_key, rsa.RSAPublicKey) and spec.hash:
+            digest = spec.hash()
+            pss = padding.PSS(mgf=padding.MGF1(digest), salt_length=digest.digest_size)
+            public_key.verify(signature, signing_input, pss, digest)
+        elif spec.scheme == "ecdsa" and isinstance(public_key, ec.EllipticCurvePublicKey) and spec.hash:
+            if len(signature) != 2 * spec.coordinate_bytes or is_psychic(alg, signature):
+                return False
+            r = int.from_bytes(signature[: spec.coordinate_bytes], "big")
+            s = int.from_bytes(signature[spec.coordinate_bytes :], "big")
+            public_key.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(spec.hash()))
+        elif spec.scheme == "eddsa" and isinstance(public_key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+            public_key.verify(signature, signing_input)
+        else:
+            return False
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+class SignatureCache:
+    """Bounded LRU of signature results keyed by (fingerprint, key thumbprint, alg)."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.capacity = capacity
+        self._results: OrderedDict[tuple[str, str, str], bool] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    def verify(self, fingerprint: str, alg: str, key: TimelineKey, signing_input: bytes, signature: bytes) -> bool:
+        cache_key = (fingerprint, key.thumbprint, alg)
+        result = self._results.get(cache_key)
+        if result is not None:
+            self._results.move_to_end(cache_key)
+            self.hits += 1
+            return result
+        self.misses += 1
+        result = verify(alg, key, signing_input, signature)
+        self._results[cache_key] = result
+        if len(self._results) > self.capacity:
+            self._results.popitem(last=False)
+        return result

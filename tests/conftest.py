@@ -1,0 +1,1 @@
+"""Shared pytest setup: the project root on sys.path so `tests.world` imports."""
