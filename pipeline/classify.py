@@ -17,7 +17,7 @@ from typing import Any
 from pipeline.config import ClassifyConfig, Config, ServiceConfig
 from pipeline.keys import KeyTimeline, TimelineKey
 from pipeline.models import Attack, AuthFailureEvent, Cause, Classification, Confidence
-from pipeline.reported import cause_from_reported
+from pipeline.reported import match_reported
 from pipeline.tokens import (
     MalformedToken,
     ParsedToken,
@@ -165,16 +165,17 @@ class Classifier:
     # -- the two short paths ---------------------------------------------------------------
 
     def _from_reported(self, event: AuthFailureEvent) -> Verdict:
-        cause = cause_from_reported(event.reported_error)
+        row = match_reported(event.reported_error)
+        cause = row.cause if row is not None else Cause.UNVERIFIABLE
         why = "no token was sampled for it" if event.token_sha256 else "it carried no token"
-        if cause is Cause.UNVERIFIABLE:
+        if row is None:
             detail = (
                 f"Unverifiable: {why}, and the validator's message says nothing jwtriage recognises; "
                 "sample the token to get a verified cause."
             )
         else:
             detail = (
-                f"Reported as {cause.value} by the rejecting validator ({why}); "
+                f"Reported as {cause.value} by the rejecting validator (a {row.validator} message; {why}); "
                 "not verified by jwtriage: sample the token to confirm."
             )
         return Verdict(

@@ -10,15 +10,13 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from pathlib import Path
 from typing import IO
 
-from pipeline.classify import Classifier
 from pipeline.config import Config, ConfigError, load_config, resolve_config_path
-from pipeline.keys import KeyTimeline
-from pipeline.models import AuthFailureEvent, JwksSnapshot, SampledToken
-from pipeline.records import BadRecord, open_input, read_jsonl
-from pipeline.tokens import fingerprint
+from pipeline.runner import Pipeline
+from pipeline.sources import FileSource
 
 log = logging.getLogger("jwtriage")
 
@@ -42,79 +40,34 @@ def _load(args: argparse.Namespace, overrides: dict[str, dict[str, object]] | No
     return load_config(path, os.environ, overrides)
 
 
-def _report_bad(bad: BadRecord) -> None:
-    print(f"jwtriage: {bad}", file=sys.stderr)
-
-
-def _open(path: str, stdin: IO[bytes]) -> IO[bytes]:
-    try:
-        return open_input(path, stdin)
-    except OSError as exc:
-        raise UsageError(f"cannot open {path}: {exc.strerror}") from None
-
-
-def load_timeline_file(path: str, stdin: IO[bytes], on_bad: Callable[[BadRecord], None]) -> KeyTimeline:
-    """A key timeline from a JSONL file of JwksSnapshot records."""
-    timeline = KeyTimeline()
-    with _open(path, stdin) as stream:
-        for record in read_jsonl(stream, JwksSnapshot, path):
-            if isinstance(record, BadRecord):
-                on_bad(record)
-            else:
-                timeline.add(record)
-    return timeline
-
-
-def load_samples_file(path: str, stdin: IO[bytes], on_bad: Callable[[BadRecord], None]) -> dict[str, str]:
-    """fingerprint → token, from a JSONL file of SampledToken records."""
-    samples: dict[str, str] = {}
-    with _open(path, stdin) as stream:
-        for record in read_jsonl(stream, SampledToken, path):
-            if isinstance(record, BadRecord):
-                on_bad(record)
-            else:
-                samples[fingerprint(record.token)] = record.token
-    return samples
-
-
 # -- classify ------------------------------------------------------------------------------
+
+
+def _check_readable(*paths: Path | None) -> None:
+    for path in paths:
+        if path is not None and str(path) != "-" and not path.is_file():
+            raise UsageError(f"cannot open {path}: no such file")
 
 
 def cmd_classify(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> int:
     config = _load(args)
-    bad_count = 0
-
-    def on_bad(bad: BadRecord) -> None:
-        nonlocal bad_count
-        bad_count += 1
-        _report_bad(bad)
-
-    timeline = load_timeline_file(args.jwks, stdin, on_bad)
-    samples = load_samples_file(args.samples, stdin, on_bad) if args.samples else {}
-    classifier = Classifier(config, timeline)
+    jwks, samples = Path(args.jwks), Path(args.samples) if args.samples else None
+    events = Path("/dev/stdin") if args.events == "-" else Path(args.events)
+    _check_readable(jwks, samples, None if args.events == "-" else events)
+    pipeline = Pipeline(config)
+    source = FileSource(events, snapshots=jwks, samples=samples)
+    bad = 0
     write = stdout.write
-    with _open(args.events, stdin) as stream:
-        for record in read_jsonl(stream, AuthFailureEvent, args.events):
-            if isinstance(record, BadRecord):
-                on_bad(record)
-                continue
-            if config.service(record.service) is None:
-                known = ", ".join(s.name for s in config.services)
-                on_bad(
-                    BadRecord(
-                        args.events,
-                        record.event_id,
-                        f"service {record.service!r} is not in the config (known: {known})",
-                        "",
-                    )
-                )
-                continue
-            token = record.token or (samples.get(record.token_sha256.lower()) if record.token_sha256 else None)
-            verdict = classifier.classify(record, token)
-            write(verdict.classification.model_dump_json())
+    for envelopes in source.batches():
+        batch = pipeline.process(envelopes)
+        for letter in batch.dead_letters:
+            bad += 1
+            print(f"jwtriage: {letter.position.source}:{letter.position.offset}: {letter.reason}", file=sys.stderr)
+        for judged in batch.judged:
+            write(judged.verdict.classification.model_dump_json())
             write("\n")
     stdout.flush()
-    return EXIT_BAD_INPUT if bad_count else EXIT_OK
+    return EXIT_BAD_INPUT if bad else EXIT_OK
 
 
 # -- the parser ----------------------------------------------------------------------------

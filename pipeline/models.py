@@ -7,7 +7,9 @@ contract (DESIGN.md): scripts outside the repo match on them, so never rename on
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -118,7 +120,7 @@ class JwksSnapshot(_Wire):
 class Classification(BaseModel):
     """The verdict for one event; unknown fields are present and null."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, json_schema_serialization_defaults_required=True)
 
     event_id: str | None
     cause: Cause
@@ -139,3 +141,26 @@ WIRE_MODELS: dict[str, type[BaseModel]] = {
     "jwks_snapshot": JwksSnapshot,
     "classification": Classification,
 }
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """The JSON Schema of each record kind, as kept in `schemas/` (a test keeps them in sync)."""
+    return {
+        name: model.model_json_schema(mode="serialization" if model is Classification else "validation")
+        for name, model in WIRE_MODELS.items()
+    }
+
+
+def write_json_schemas(directory: Path) -> list[Path]:
+    """Regenerate `schemas/*.schema.json`; run `python -m pipeline.models` after changing a model."""
+    written = []
+    for name, schema in json_schemas().items():
+        path = directory / f"{name}.schema.json"
+        path.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for written_path in write_json_schemas(Path(__file__).resolve().parent.parent / "schemas"):
+        print(f"wrote {written_path}")

@@ -1,38 +1,22 @@
 """Decoding one raw record (a JSONL line or a Kafka message value) into a wire model.
 
 Every source shares this, so a record is judged the same way wherever it comes from: bad
-bytes become a `BadRecord` with a reason a person can act on, never an exception that
+bytes raise a `RecordError` with a reason a person can act on (the caller turns it into
+a dead letter or an error line), never an exception that
 stops the stream.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, TypeVar
 
 from pydantic import BaseModel, ValidationError
-
-from pipeline.tokens import excerpt
 
 M = TypeVar("M", bound=BaseModel)
 
 #: A record larger than this is a dead letter, not parsed (real events are a few KB).
 DEFAULT_MAX_RECORD_BYTES = 1_048_576
-
-
-@dataclass(frozen=True, slots=True)
-class BadRecord:
-    """Input that fails its wire model: where it was, why, and a token-free excerpt."""
-
-    source: str
-    position: str
-    reason: str
-    excerpt: str
-
-    def __str__(self) -> str:
-        return f"{self.source}:{self.position}: {self.reason}"
 
 
 class RecordError(ValueError):
@@ -73,19 +57,3 @@ def iter_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
         line = line.rstrip(b"\r\n")
         if line.strip():
             yield number, line
-
-
-def read_jsonl(
-    stream: IO[bytes], model: type[M], source: str, max_bytes: int = DEFAULT_MAX_RECORD_BYTES
-) -> Iterator[M | BadRecord]:
-    """Each line decoded; bad lines come back as `BadRecord` and the rest goes on."""
-    for number, line in iter_lines(stream):
-        try:
-            yield decode_record(line, model, max_bytes)
-        except RecordError as exc:
-            yield BadRecord(source, str(number), str(exc), excerpt(line))
-
-
-def open_input(name: str | Path, stdin: IO[bytes]) -> IO[bytes]:
-    """A path, or `-` for standard input, opened for reading bytes."""
-    return stdin if str(name) == "-" else open(name, "rb")

@@ -1,0 +1,412 @@
+"""The DuckDB store: verdicts, the key timeline, dead letters and source positions.
+
+Writes go in batches through Arrow, in one transaction per batch together with the source
+positions that batch covers: after a crash the consumer resumes from the stored positions
+and finds exactly the rows of the batches that committed. Rows are keyed by `event_id`, so
+replaying input (or judging an event again when its sample arrives) replaces, never
+duplicates. No raw token is ever stored: a fingerprint, the header, and the claims with
+`sub` hashed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from pipeline.keys import KeyTimeline, load_public_key
+from pipeline.models import JwksSnapshot
+from pipeline.runner import Batch, Judged
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+#: The DDL of the current schema; `schemas/store.sql` is generated from it (a test keeps them in sync).
+DDL = """
+CREATE TABLE IF NOT EXISTS store_meta (
+    key VARCHAR PRIMARY KEY,
+    value VARCHAR NOT NULL
+);
+
+-- One row per event (DESIGN.md's contract): the Classification fields plus ts and service.
+CREATE TABLE IF NOT EXISTS classifications (
+    event_id VARCHAR PRIMARY KEY,
+    ts TIMESTAMPTZ NOT NULL,
+    service VARCHAR NOT NULL,
+    cause VARCHAR NOT NULL,
+    confidence VARCHAR NOT NULL,
+    attacks VARCHAR[] NOT NULL,
+    findings VARCHAR[] NOT NULL,
+    issuer VARCHAR,
+    kid VARCHAR,
+    alg VARCHAR,
+    audience JSON,
+    skew_seconds DOUBLE,
+    detail VARCHAR,
+    client_id VARCHAR,
+    request_id VARCHAR,
+    token_sha256 VARCHAR,              -- fingerprint, never the token
+    token_header JSON,
+    token_claims JSON,                 -- with sub hashed
+    key_thumbprint VARCHAR,
+    key_first_seen TIMESTAMPTZ,
+    service_jwks_fetched_at TIMESTAMPTZ,
+    reported_error VARCHAR,
+    source VARCHAR NOT NULL,
+    source_partition INTEGER NOT NULL,
+    source_offset BIGINT NOT NULL,
+    classified_at TIMESTAMPTZ NOT NULL
+);
+
+-- Each JWKS snapshot as received, with public key members only.
+CREATE TABLE IF NOT EXISTS jwks_snapshots (
+    issuer VARCHAR NOT NULL,
+    fetched_at TIMESTAMPTZ NOT NULL,
+    kids VARCHAR[] NOT NULL,
+    jwks JSON NOT NULL,
+    PRIMARY KEY (issuer, fetched_at)
+);
+
+-- The key timeline: one row per publication interval of each key (rewritten when it changes).
+CREATE TABLE IF NOT EXISTS jwks_keys (
+    issuer VARCHAR NOT NULL,
+    kid VARCHAR,
+    thumbprint VARCHAR NOT NULL,
+    kty VARCHAR NOT NULL,
+    crv VARCHAR,
+    interval_no INTEGER NOT NULL,
+    first_seen TIMESTAMPTZ NOT NULL,
+    last_seen TIMESTAMPTZ NOT NULL,
+    removed_at TIMESTAMPTZ,
+    initial BOOLEAN NOT NULL,          -- in the issuer's earliest snapshot: published before history began
+    PRIMARY KEY (issuer, thumbprint, interval_no)
+);
+
+-- Rotation steps: a key added (not counting the keys there from the start) or removed.
+CREATE OR REPLACE VIEW key_rotations AS
+    SELECT issuer, kid, thumbprint, kty, 'added' AS action, first_seen AS ts FROM jwks_keys WHERE NOT initial
+    UNION ALL
+    SELECT issuer, kid, thumbprint, kty, 'removed' AS action, removed_at AS ts FROM jwks_keys
+    WHERE removed_at IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS dead_letters (
+    source VARCHAR NOT NULL,
+    source_partition INTEGER NOT NULL,
+    source_offset BIGINT NOT NULL,
+    kind VARCHAR NOT NULL,
+    reason VARCHAR NOT NULL,
+    excerpt VARCHAR NOT NULL,          -- token-like runs redacted
+    received_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (source, source_partition, source_offset)
+);
+
+-- Where each source partition resumes: written in the same transaction as the rows.
+CREATE TABLE IF NOT EXISTS source_positions (
+    source VARCHAR NOT NULL,
+    source_partition INTEGER NOT NULL,
+    next_offset BIGINT NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (source, source_partition)
+);
+""".strip()
+
+#: Schema migrations: version → statements that bring a store at version-1 up to it.
+MIGRATIONS: dict[int, list[str]] = {}
+
+_PUBLIC_MEMBERS = ("kty", "kid", "use", "alg", "crv", "n", "e", "x", "y", "key_ops")
+
+_CLASSIFICATION_SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("ts", pa.timestamp("us", tz="UTC")),
+        ("service", pa.string()),
+        ("cause", pa.string()),
+        ("confidence", pa.string()),
+        ("attacks", pa.list_(pa.string())),
+        ("findings", pa.list_(pa.string())),
+        ("issuer", pa.string()),
+        ("kid", pa.string()),
+        ("alg", pa.string()),
+        ("audience", pa.string()),
+        ("skew_seconds", pa.float64()),
+        ("detail", pa.string()),
+        ("client_id", pa.string()),
+        ("request_id", pa.string()),
+        ("token_sha256", pa.string()),
+        ("token_header", pa.string()),
+        ("token_claims", pa.string()),
+        ("key_thumbprint", pa.string()),
+        ("key_first_seen", pa.timestamp("us", tz="UTC")),
+        ("service_jwks_fetched_at", pa.timestamp("us", tz="UTC")),
+        ("reported_error", pa.string()),
+        ("source", pa.string()),
+        ("source_partition", pa.int32()),
+        ("source_offset", pa.int64()),
+        ("classified_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+class StoreError(Exception):
+    """The store cannot be opened or written; the message says why and what to do."""
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, default=str)
+
+
+def public_jwks(snapshot: JwksSnapshot) -> tuple[list[str], dict[str, Any]]:
+    """The snapshot's usable signing keys with public members only (never a private `d`)."""
+    keys, kids = [], []
+    raw_keys = snapshot.jwks.get("keys")
+    for jwk in raw_keys if isinstance(raw_keys, list) else []:
+        try:
+            load_public_key(jwk)
+        except ValueError:
+            continue
+        keys.append({m: jwk[m] for m in _PUBLIC_MEMBERS if m in jwk})
+        kids.append(jwk.get("kid") if isinstance(jwk.get("kid"), str) else "")
+    return kids, {"keys": keys}
+
+
+def classification_table(judged: list[Judged], classified_at: datetime) -> pa.Table:
+    """The Arrow table of one batch of verdicts, last verdict per event winning."""
+    latest = {j.event.event_id: j for j in judged}
+    columns: dict[str, list[Any]] = {name: [] for name in _CLASSIFICATION_SCHEMA.names}
+    for item in latest.values():
+        event, verdict, c = item.event, item.verdict, item.verdict.classification
+        row = (
+            c.event_id,
+            event.ts,
+            event.service,
+            c.cause.value,
+            c.confidence.value,
+            [a.value for a in c.attacks],
+            [f.value for f in c.findings],
+            c.issuer,
+            c.kid,
+            c.alg,
+            _json(c.audience),
+            c.skew_seconds,
+            c.detail,
+            event.client_id,
+            event.request_id,
+            verdict.fingerprint or (event.token_sha256.lower() if event.token_sha256 else None),
+            _json(verdict.header),
+            _json(verdict.claims),
+            verdict.key_thumbprint,
+            verdict.key_first_seen,
+            event.service_jwks_fetched_at,
+            event.reported_error,
+            item.position.source,
+            item.position.partition,
+            item.position.offset,
+            classified_at,
+        )
+        for name, value in zip(_CLASSIFICATION_SCHEMA.names, row, strict=True):
+            columns[name].append(value)
+    return pa.table(columns, schema=_CLASSIFICATION_SCHEMA)
+
+
+class Store:
+    """The read-write handle: only the consumer, the demo or a backfill opens one."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        try:
+            self.con = duckdb.connect(self.path)
+        except duckdb.IOException as exc:
+            raise StoreError(
+                f"cannot open {self.path} for writing: {exc}. Only one process may write a store; "
+                "is a consumer already running on it?"
+            ) from None
+        self._migrate()
+
+    def _migrate(self) -> None:
+        self.con.execute("CREATE TABLE IF NOT EXISTS store_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)")
+        row = self.con.execute("SELECT value FROM store_meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has schema version {version}, newer than this jwtriage ({SCHEMA_VERSION}); upgrade"
+            )
+        self.con.begin()
+        if version == 0:
+            self.con.execute(DDL)
+        else:
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                log.warning("migrating %s to schema version %d", self.path, target)
+                for statement in MIGRATIONS[target]:
+                    self.con.execute(statement)
+        self.con.execute("INSERT OR REPLACE INTO store_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+        self.con.commit()
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def write(self, batch: Batch, timeline: KeyTimeline) -> None:
+        """Store one batch and its positions in one transaction (all or nothing)."""
+        now = datetime.now(UTC)
+        con = self.con
+        con.begin()
+        try:
+            if batch.judged:
+                table = classification_table(batch.judged, now)
+                con.register("_batch_classifications", table)
+                con.execute("INSERT OR REPLACE INTO classifications BY NAME SELECT * FROM _batch_classifications")
+                con.unregister("_batch_classifications")
+            if batch.dead_letters:
+                letters = pa.table(
+                    {
+                        "source": [d.position.source for d in batch.dead_letters],
+                        "source_partition": pa.array([d.position.partition for d in batch.dead_letters], pa.int32()),
+                        "source_offset": pa.array([d.position.offset for d in batch.dead_letters], pa.int64()),
+                        "kind": [d.kind.value for d in batch.dead_letters],
+                        "reason": [d.reason for d in batch.dead_letters],
+                        "excerpt": [d.excerpt for d in batch.dead_letters],
+                        "received_at": pa.array([d.received_at for d in batch.dead_letters], pa.timestamp("us", "UTC")),
+                    }
+                )
+                con.register("_batch_dead", letters)
+                con.execute("INSERT OR REPLACE INTO dead_letters BY NAME SELECT * FROM _batch_dead")
+                con.unregister("_batch_dead")
+            if batch.snapshots:
+                self._write_snapshots(batch.snapshots)
+            if batch.timeline_changed:
+                self._write_timeline(timeline)
+            if batch.positions:
+                positions = pa.table(
+                    {
+                        "source": [s for s, _ in batch.positions],
+                        "source_partition": pa.array([p for _, p in batch.positions], pa.int32()),
+                        "next_offset": pa.array(list(batch.positions.values()), pa.int64()),
+                        "updated_at": pa.array([now] * len(batch.positions), pa.timestamp("us", "UTC")),
+                    }
+                )
+                con.register("_batch_positions", positions)
+                con.execute("INSERT OR REPLACE INTO source_positions BY NAME SELECT * FROM _batch_positions")
+                con.unregister("_batch_positions")
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+
+    def _write_snapshots(self, snapshots: list[JwksSnapshot]) -> None:
+        latest = {(s.issuer, s.fetched_at): s for s in snapshots}
+        rows = [public_jwks(s) for s in latest.values()]
+        table = pa.table(
+            {
+                "issuer": [s.issuer for s in latest.values()],
+                "fetched_at": pa.array([s.fetched_at for s in latest.values()], pa.timestamp("us", "UTC")),
+                "kids": pa.array([kids for kids, _ in rows], pa.list_(pa.string())),
+                "jwks": [json.dumps(doc, sort_keys=True) for _, doc in rows],
+            }
+        )
+        self.con.register("_batch_snapshots", table)
+        self.con.execute("INSERT OR REPLACE INTO jwks_snapshots BY NAME SELECT * FROM _batch_snapshots")
+        self.con.unregister("_batch_snapshots")
+
+    def _write_timeline(self, timeline: KeyTimeline) -> None:
+        rows: dict[str, list[Any]] = {
+            k: []
+            for k in (
+                "issuer",
+                "kid",
+                "thumbprint",
+                "kty",
+                "crv",
+                "interval_no",
+                "first_seen",
+                "last_seen",
+                "removed_at",
+                "initial",
+            )
+        }
+        for key in timeline.all_keys():
+            earliest = timeline.earliest_snapshot(key.issuer)
+            for number, interval in enumerate(key.intervals):
+                for name, value in (
+                    ("issuer", key.issuer),
+                    ("kid", key.kid),
+                    ("thumbprint", key.thumbprint),
+                    ("kty", key.kty),
+                    ("crv", key.crv),
+                    ("interval_no", number),
+                    ("first_seen", interval.first_seen),
+                    ("last_seen", interval.last_seen),
+                    ("removed_at", interval.removed_at),
+                    ("initial", number == 0 and interval.first_seen == earliest),
+                ):
+                    rows[name].append(value)
+        ts = pa.timestamp("us", "UTC")
+        table = pa.table(
+            {
+                **{k: rows[k] for k in ("issuer", "kid", "thumbprint", "kty", "crv")},
+                "interval_no": pa.array(rows["interval_no"], pa.int32()),
+                "first_seen": pa.array(rows["first_seen"], ts),
+                "last_seen": pa.array(rows["last_seen"], ts),
+                "removed_at": pa.array(rows["removed_at"], ts),
+                "initial": pa.array(rows["initial"], pa.bool_()),
+            }
+        )
+        self.con.execute("DELETE FROM jwks_keys")
+        self.con.register("_batch_keys", table)
+        self.con.execute("INSERT INTO jwks_keys BY NAME SELECT * FROM _batch_keys")
+        self.con.unregister("_batch_keys")
+
+    # -- reading what a restart needs ------------------------------------------------------
+
+    def positions(self) -> dict[tuple[str, int], int]:
+        rows = self.con.execute("SELECT source, source_partition, next_offset FROM source_positions").fetchall()
+        return {(source, partition): offset for source, partition, offset in rows}
+
+    def load_timeline(self) -> KeyTimeline:
+        """The key timeline as stored, for a restart or for `explain --db`."""
+        return timeline_from(self.con)
+
+
+def timeline_from(con: duckdb.DuckDBPyConnection) -> KeyTimeline:
+    timeline = KeyTimeline()
+    for issuer, fetched_at, jwks in con.execute(
+        "SELECT issuer, fetched_at, jwks FROM jwks_snapshots ORDER BY issuer, fetched_at"
+    ).fetchall():
+        timeline.add(JwksSnapshot(issuer=issuer, fetched_at=fetched_at, jwks=json.loads(jwks)))
+    return timeline
+
+
+def connect_readonly(path: str | Path) -> duckdb.DuckDBPyConnection:
+    """A reader's connection (dashboard, report, triage, explain); raises `StoreError` with a hint."""
+    if not Path(path).exists():
+        raise StoreError(f"no store at {path} (hint: run `jwtriage demo` or `jwtriage consume`, or pass --db)")
+    try:
+        return duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        raise StoreError(f"cannot open {path} for reading: {exc}") from None
+
+
+def write_ddl(path: Path) -> None:
+    """Regenerate `schemas/store.sql` from `DDL`."""
+    path.write_text(
+        f"-- jwtriage DuckDB store, schema version {SCHEMA_VERSION}. Generated from pipeline/store.py.\n{DDL}\n",
+        encoding="utf-8",
+    )
+
+
+if __name__ == "__main__":
+    target = Path(__file__).resolve().parent.parent / "schemas" / "store.sql"
+    write_ddl(target)
+    print(f"wrote {target}")

@@ -1,0 +1,226 @@
+"""The runner and the DuckDB store: joins in any order, dead letters, idempotent re-ingest, no tokens stored."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from pipeline.runner import Envelope, Pipeline, PipelineLimits, Position, RecordKind, run
+from pipeline.sources import FileSource, ListSource
+from pipeline.store import DDL, SCHEMA_VERSION, Store, StoreError, connect_readonly, write_ddl
+from pipeline.tokens import fingerprint
+from tests.world import T0, World, default_snapshots, good_claims, mint
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _iso(at: Any) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ev(event_id: str, **fields: Any) -> bytes:
+    fields.setdefault("ts", _iso(T0))
+    fields.setdefault("service", "payments-api")
+    fields.setdefault("service_jwks_fetched_at", _iso(T0 - timedelta(minutes=5)))
+    return json.dumps({"event_id": event_id, **fields}).encode()
+
+
+class Feed:
+    """Builds envelopes with increasing offsets per stream."""
+
+    def __init__(self) -> None:
+        self.offsets: dict[RecordKind, int] = {}
+
+    def __call__(self, kind: RecordKind, value: bytes) -> Envelope:
+        offset = self.offsets.get(kind, 0)
+        self.offsets[kind] = offset + 1
+        return Envelope(kind, value, Position(f"topic.{kind.value}", 0, offset))
+
+
+def snapshot_envelopes(feed: Feed) -> list[Envelope]:
+    return [feed(RecordKind.SNAPSHOT, s.model_dump_json().encode()) for s in default_snapshots()]
+
+
+def rows(
+    path: Path, sql: str = "SELECT event_id, cause, confidence FROM classifications ORDER BY event_id"
+) -> list[Any]:
+    con = connect_readonly(path)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_events_are_stored_with_the_contract_columns(tmp_path: Path) -> None:
+    feed, db = Feed(), tmp_path / "s.duckdb"
+    envelopes = [*snapshot_envelopes(feed), feed(RecordKind.EVENT, ev("a", token=mint("rsa-1")))]
+    with Store(db) as store:
+        run(ListSource(envelopes), Pipeline(World().cfg), store)
+    con = connect_readonly(db)
+    row = con.execute("SELECT * FROM classifications").fetchone()
+    names = [d[0] for d in con.description]
+    con.close()
+    stored = dict(zip(names, row, strict=True))
+    for column in (
+        "event_id",
+        "cause",
+        "confidence",
+        "attacks",
+        "findings",
+        "issuer",
+        "kid",
+        "alg",
+        "audience",
+        "skew_seconds",
+        "detail",
+        "ts",
+        "service",
+    ):
+        assert column in stored
+    assert stored["cause"] == "retired_key" and stored["attacks"] == [] and stored["findings"] == ["retired_key"]
+    assert stored["ts"] == T0 and stored["service"] == "payments-api"
+    assert json.loads(stored["token_claims"])["sub"].startswith("sha256:")
+
+
+def test_late_sample_rejudges_the_event(tmp_path: Path) -> None:
+    feed, db = Feed(), tmp_path / "s.duckdb"
+    token = mint("rsa-2", claims=good_claims(aud="api://orders"))
+    pipeline = Pipeline(World().cfg)
+    with Store(db) as store:
+        run(
+            ListSource([*snapshot_envelopes(feed), feed(RecordKind.EVENT, ev("a", token_sha256=fingerprint(token)))]),
+            pipeline,
+            store,
+        )
+        first = store.con.execute("SELECT cause, confidence FROM classifications").fetchall()
+        run(ListSource([feed(RecordKind.SAMPLE, json.dumps({"token": token}).encode())]), pipeline, store)
+        second = store.con.execute("SELECT cause, confidence FROM classifications").fetchall()
+    assert first == [("unverifiable", "reported")]
+    assert second == [("audience_mismatch", "verified")]
+    assert pipeline.counts["rejudged"] == 1
+
+
+def test_late_snapshot_rejudges_unknown_kids(tmp_path: Path) -> None:
+    feed = Feed()
+    snapshots = snapshot_envelopes(feed)
+    pipeline = Pipeline(World().cfg)
+    early = pipeline.process([snapshots[0], feed(RecordKind.EVENT, ev("a", token=mint("rsa-2")))])
+    assert [j.verdict.classification.cause.value for j in early.judged] == ["unknown_kid"]
+    later = pipeline.process(snapshots[1:])
+    assert [j.verdict.classification.cause.value for j in later.judged] == ["valid"]
+
+
+def test_dead_letters_keep_reason_and_position_and_never_the_token(tmp_path: Path) -> None:
+    feed, db = Feed(), tmp_path / "s.duckdb"
+    token = mint("rsa-2")
+    bad = [b"\xff\xfe", b"{", ev("x", service="nobody", token=token), json.dumps({"token": 5}).encode()]
+    envelopes = [*snapshot_envelopes(feed), feed(RecordKind.EVENT, ev("good", token=token))]
+    envelopes += [feed(RecordKind.EVENT, b) for b in bad[:3]] + [feed(RecordKind.SAMPLE, bad[3])]
+    with Store(db) as store:
+        run(ListSource(envelopes), Pipeline(World().cfg), store)
+    letters = rows(
+        db, "SELECT source, source_offset, kind, reason, excerpt FROM dead_letters ORDER BY kind, source_offset"
+    )
+    assert [(r[0], r[1], r[2]) for r in letters] == [
+        ("topic.event", 1, "event"),
+        ("topic.event", 2, "event"),
+        ("topic.event", 3, "event"),
+        ("topic.sample", 0, "sample"),
+    ]
+    reasons = [r[3] for r in letters]
+    assert reasons[0].startswith("not UTF-8") and reasons[1].startswith("not JSON")
+    assert "service 'nobody' is not in the config" in reasons[2] and reasons[3].startswith("token")
+    assert all(segment not in str(letters) for segment in token.split(".")[1:])
+    assert rows(db) == [("good", "valid", "verified")]
+
+
+def test_reingesting_the_same_files_changes_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "s.duckdb"
+    (tmp_path / "jwks.jsonl").write_text("".join(s.model_dump_json() + "\n" for s in default_snapshots()))
+    (tmp_path / "events.jsonl").write_bytes(b"\n".join([ev(str(n), token=mint("ec-1")) for n in range(50)] + [b"{"]))
+    source = FileSource(tmp_path / "events.jsonl", snapshots=tmp_path / "jwks.jsonl", batch_size=7)
+    for _ in range(2):
+        with Store(db) as store:
+            run(source, Pipeline(World().cfg), store)
+    counts = rows(
+        db,
+        "SELECT (SELECT count(*) FROM classifications), (SELECT count(DISTINCT event_id) FROM "
+        "classifications), (SELECT count(*) FROM dead_letters), (SELECT count(*) FROM jwks_snapshots)",
+    )
+    assert counts == [(50, 50, 1, 5)]
+
+
+def test_a_failed_batch_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    feed, db = Feed(), tmp_path / "s.duckdb"
+    pipeline = Pipeline(World().cfg)
+    with Store(db) as store:
+        store.write(pipeline.process(snapshot_envelopes(feed)), pipeline.timeline)
+        batch = pipeline.process([feed(RecordKind.EVENT, ev("a", token=mint("ec-1")))])
+        import pipeline.store as store_module
+
+        def explode(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("disk full")
+
+        monkeypatch.setattr(store_module.Store, "_write_snapshots", explode)
+        batch.snapshots.append(default_snapshots()[0])
+        with pytest.raises(RuntimeError):
+            store.write(batch, pipeline.timeline)
+        assert store.con.execute("SELECT count(*) FROM classifications").fetchone() == (0,)
+        assert store.positions() == {("topic.snapshot", 0): 5}
+
+
+def test_key_timeline_and_rotations_are_stored(tmp_path: Path) -> None:
+    feed, db = Feed(), tmp_path / "s.duckdb"
+    with Store(db) as store:
+        run(ListSource(snapshot_envelopes(feed)), Pipeline(World().cfg), store)
+        restored = store.load_timeline()
+    rotations = rows(db, "SELECT kid, action FROM key_rotations ORDER BY ts, kid")
+    assert rotations == [("rsa-2", "added"), ("rsa-1", "removed"), ("rsa-3", "added")]
+    assert sorted(k.kid or "" for k in restored.all_keys()) == ["ec-1", "ed-1", "rsa-1", "rsa-2", "rsa-3", "stg-1"]
+    stored = rows(db, "SELECT jwks FROM jwks_snapshots")
+    assert all('"d"' not in r[0] for r in stored)
+
+
+def test_bounded_join_state_under_a_flood_of_unique_fingerprints() -> None:
+    feed = Feed()
+    pipeline = Pipeline(World().cfg, limits=PipelineLimits(max_samples=50, max_waiting=40))
+    pipeline.process(snapshot_envelopes(feed))
+    for n in range(500):
+        pipeline.process(
+            [
+                feed(RecordKind.EVENT, ev(f"e{n}", token_sha256=f"{n:064x}")),
+                feed(RecordKind.SAMPLE, json.dumps({"token": f"junk.{n}.x"}).encode()),
+                feed(RecordKind.EVENT, ev(f"k{n}", token=mint(f"made-up-{n % 7}", signer="rogue"))),
+            ]
+        )
+    sizes = pipeline.state_sizes
+    assert sizes["samples"] == 50 and sizes["awaiting_sample"] == 40 and sizes["awaiting_key"] == 40
+
+
+def test_schema_version_is_recorded_and_a_newer_store_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "s.duckdb"
+    Store(db).close()
+    assert rows(db, "SELECT value FROM store_meta WHERE key = 'schema_version'") == [(str(SCHEMA_VERSION),)]
+    con = duckdb.connect(str(db))
+    con.execute("UPDATE store_meta SET value = '999' WHERE key = 'schema_version'")
+    con.close()
+    with pytest.raises(StoreError, match="newer than this jwtriage"):
+        Store(db)
+
+
+def test_store_ddl_in_schemas_is_in_sync(tmp_path: Path) -> None:
+    write_ddl(tmp_path / "store.sql")
+    assert (ROOT / "schemas" / "store.sql").read_text() == (tmp_path / "store.sql").read_text(), (
+        "run `python -m pipeline.store` to regenerate schemas/store.sql"
+    )
+    assert "CREATE TABLE IF NOT EXISTS classifications" in DDL
+
+
+def test_readers_get_a_hint_when_there_is_no_store(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="jwtriage demo"):
+        connect_readonly(tmp_path / "none.duckdb")
