@@ -10,6 +10,7 @@ an otherwise valid token: those are the rejections a rotation caused.
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -24,11 +25,13 @@ from pipeline.tokens import (
     fingerprint,
     is_number,
     parse,
-    redacted_claims,
     segment_count,
 )
 from pipeline.validate import SignatureCache, fits, is_psychic
 
+_ATTACK_ORDER = tuple(Attack)
+#: Distinct tokens whose parse is kept (about 2 KB each): repeated tokens are parsed once.
+PARSE_CACHE_SIZE = 20_000
 #: Time claims are clamped to this many seconds from the epoch (about 31 million years).
 _TIME_LIMIT = 10**15
 _KID_INJECTION_MARKERS = ("../", "/dev/", "'", '"', ";", "|", "`", "$", "\x00")
@@ -114,7 +117,7 @@ def detect_attacks(
     kid = header.get("kid")
     if isinstance(kid, str) and any(marker in kid for marker in _KID_INJECTION_MARKERS):
         found.add(Attack.KID_INJECTION)
-    return [attack for attack in Attack if attack in found]
+    return [attack for attack in _ATTACK_ORDER if attack in found] if found else []
 
 
 class Classifier:
@@ -125,6 +128,8 @@ class Classifier:
         self.settings: ClassifyConfig = config.classify
         self.timeline = timeline
         self.cache = cache or SignatureCache(config.classify.signature_cache_size)
+        self._parsed: OrderedDict[str, ParsedToken | MalformedToken] = OrderedDict()
+        self._asymmetric: dict[str, tuple[int, bool]] = {}  # service → (timeline version, answer)
         self._configured_urls = frozenset(i.issuer for i in config.issuers)
         self._policies = {
             s.name: _ServicePolicy(
@@ -156,11 +161,25 @@ class Classifier:
                 ),
                 fingerprint=fingerprint(token),
             )
-        try:
-            parsed = parse(token)
-        except MalformedToken as exc:
-            return self._malformed(event, token, policy, exc)
+        parsed = self._parse(token)
+        if isinstance(parsed, MalformedToken):
+            return self._malformed(event, token, policy, parsed)
         return self._judge(event, parsed, policy)
+
+    def _parse(self, token: str) -> ParsedToken | MalformedToken:
+        """Parse once per distinct token (a bounded cache: parsing is pure, verdicts are not cached)."""
+        cached = self._parsed.get(token)
+        if cached is not None:
+            self._parsed.move_to_end(token)
+            return cached
+        try:
+            result: ParsedToken | MalformedToken = parse(token)
+        except MalformedToken as exc:
+            result = exc
+        self._parsed[token] = result
+        if len(self._parsed) > PARSE_CACHE_SIZE:
+            self._parsed.popitem(last=False)
+        return result
 
     # -- the two short paths ---------------------------------------------------------------
 
@@ -230,7 +249,7 @@ class Classifier:
 
         # 4. iss, 5. aud and azp.
         iss = claims.get("iss")
-        if iss not in policy.issuer_urls:
+        if not isinstance(iss, str) or iss not in policy.issuer_urls:
             findings.add(
                 Cause.ISSUER_MISMATCH,
                 f"iss {_quote(iss)} is not an issuer {service.name} accepts ({', '.join(sorted(policy.issuer_urls))})",
@@ -270,13 +289,18 @@ class Classifier:
             ),
             fingerprint=token.fingerprint,
             header=token.header,
-            claims=redacted_claims(claims),
+            claims=token.stored_claims,
             key_thumbprint=key.thumbprint if key is not None else None,
             key_first_seen=key.first_seen if key is not None else None,
         )
 
     def _publishes_asymmetric(self, policy: _ServicePolicy) -> bool:
-        return any(self.timeline.all_keys(url) for url in policy.issuer_urls)
+        """Do the service's issuers publish RSA/EC/OKP keys (the precondition of key confusion)?"""
+        version, answer = self._asymmetric.get(policy.service.name, (-1, False))
+        if version != self.timeline.version:
+            answer = any(self.timeline.all_keys(url) for url in policy.issuer_urls)
+            self._asymmetric[policy.service.name] = (self.timeline.version, answer)
+        return answer
 
     def _find_key(self, token: ParsedToken, policy: _ServicePolicy, findings: _Findings) -> TimelineKey | None:
         """Step 3: the configured key that verifies the signature, trying the service's issuers first."""

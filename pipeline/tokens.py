@@ -40,6 +40,7 @@ class ParsedToken:
     signing_input: bytes
     signature: bytes
     fingerprint: str
+    stored_claims: dict[str, Any]  # the claims as the store keeps them: `sub` hashed
 
     @property
     def alg(self) -> str:
@@ -69,9 +70,13 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+#: One decoder for every token: strict JSON (NaN and Infinity are not numbers in a JWT).
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _json_object(raw: bytes, part: str) -> dict[str, Any]:
     try:
-        value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        value = _DECODER.decode(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise MalformedToken(f"the {part} is not JSON") from None
     if not isinstance(value, dict):
@@ -117,6 +122,7 @@ def parse(token: str) -> ParsedToken:
         signing_input=header_b64 + b"." + payload_b64,
         signature=signature,
         fingerprint=hashlib.sha256(raw).hexdigest(),
+        stored_claims=redacted_claims(claims),
     )
 
 
