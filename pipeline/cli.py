@@ -7,6 +7,8 @@ Exit status everywhere: 0 when all went well, 1 when some input was bad (and rep
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import logging
 import os
 import sys
@@ -22,6 +24,10 @@ log = logging.getLogger("jwtriage")
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE = 0, 1, 2
 
+#: Modules that add their own subcommand with `register(commands)`; each gets
+#: `handler(args, stdin, stdout) -> int` through `set_defaults(handler=...)`.
+COMMAND_MODULES = ("consume", "jwks_watch", "report", "dashboard_cmd", "explain", "triage")
+
 
 class UsageError(Exception):
     """A problem with the command line or its files; printed with a hint, exit 2."""
@@ -35,9 +41,26 @@ def _setup_logging(verbose: bool) -> None:
     )
 
 
-def _load(args: argparse.Namespace, overrides: dict[str, dict[str, object]] | None = None) -> Config:
+def load_cli_config(args: argparse.Namespace) -> Config:
+    """The config for a command: `--config`/JWTRIAGE_CONFIG/./jwtriage.toml, the environment, then `--db`."""
     path = resolve_config_path(getattr(args, "config", None), os.environ)
-    return load_config(path, os.environ, overrides)
+    db = getattr(args, "db", None)
+    return load_config(path, os.environ, {"store": {"path": db}} if db else None)
+
+
+def store_path(args: argparse.Namespace) -> Path:
+    """The store a reader opens: `--db`, else JWTRIAGE_DB, else the config's (when there is one), else the default.
+
+    Readers (dashboard, report, triage) need no config file when the store path is given.
+    """
+    if getattr(args, "db", None):
+        return Path(args.db)
+    if os.environ.get("JWTRIAGE_DB"):
+        return Path(os.environ["JWTRIAGE_DB"])
+    config_path = resolve_config_path(getattr(args, "config", None), os.environ)
+    if config_path.exists() or getattr(args, "config", None):
+        return Path(load_config(config_path, os.environ).store.path)
+    return Path("jwtriage.duckdb")
 
 
 # -- classify ------------------------------------------------------------------------------
@@ -50,7 +73,7 @@ def _check_readable(*paths: Path | None) -> None:
 
 
 def cmd_classify(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> int:
-    config = _load(args)
+    config = load_cli_config(args)
     jwks, samples = Path(args.jwks), Path(args.samples) if args.samples else None
     events = Path("/dev/stdin") if args.events == "-" else Path(args.events)
     _check_readable(jwks, samples, None if args.events == "-" else events)
@@ -70,7 +93,43 @@ def cmd_classify(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) ->
     return EXIT_BAD_INPUT if bad else EXIT_OK
 
 
+# -- simulate and demo ----------------------------------------------------------------------
+
+
+def cmd_simulate(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> int:
+    from pipeline.simulate import simulate, write_scenario
+
+    if args.kafka:
+        raise UsageError("--kafka is not available yet; write JSONL with --out and use `jwtriage classify`")
+    scenario = simulate(seed=args.seed, events=args.events, hours=args.hours, unique_tokens=args.unique_tokens)
+    written = write_scenario(scenario, Path(args.out))
+    for name, path in written.items():
+        print(f"wrote {path} ({name})", file=stdout)
+    print(
+        f"next: jwtriage classify --config {written['config']} --jwks {written['jwks']} "
+        f"--samples {written['samples']} {written['events']}",
+        file=stdout,
+    )
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> int:
+    from rich.console import Console
+
+    from pipeline.demo import run_demo
+
+    db = Path(args.db or os.environ.get("JWTRIAGE_DB") or "jwtriage-demo.duckdb")
+    result = run_demo(Console(), db=db, seed=args.seed, events=args.events, hours=args.hours)
+    return EXIT_OK if result.stored else EXIT_BAD_INPUT
+
+
 # -- the parser ----------------------------------------------------------------------------
+
+
+def _scenario_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=7, help="scenario seed; the same seed gives the same output")
+    parser.add_argument("--events", type=int, default=20_000, help="number of auth-failure events (default 20000)")
+    parser.add_argument("--hours", type=float, default=24.0, help="length of the scenario in hours (default 24)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,6 +163,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="AuthFailureEvent records (default: stdin)",
     )
     classify.set_defaults(handler=cmd_classify)
+
+    demo = commands.add_parser(
+        "demo",
+        help="simulate a key-rotation scenario, classify it into ./jwtriage-demo.duckdb, print the triage summary",
+        description="The embedded default: simulate a day of auth failures around key rotations (stale JWKS "
+        "caches, clock skew, wrong audiences, attacks, malformed input), run them through the same pipeline as "
+        "the Kafka consumer into a fresh DuckDB store, and print the triage summary with the accuracy against "
+        "the simulator's ground truth.",
+    )
+    demo.add_argument("--db", help="store to (re)create (default: ./jwtriage-demo.duckdb)")
+    _scenario_flags(demo)
+    demo.set_defaults(handler=cmd_demo)
+
+    for name in COMMAND_MODULES:
+        if importlib.util.find_spec(f"pipeline.{name}") is not None:
+            importlib.import_module(f"pipeline.{name}").register(commands)
+
+    sim = commands.add_parser(
+        "simulate",
+        help="write a simulated scenario (config, JWKS snapshots, samples, events, ground truth) as JSONL",
+        description="Write a deterministic key-rotation scenario: jwtriage.toml, jwks.jsonl, samples.jsonl, "
+        "events.jsonl and truth.jsonl (the true cause of each event, kept apart from the events).",
+    )
+    sim.add_argument("--out", default="scenario", help="directory to write (default: ./scenario)")
+    sim.add_argument("--kafka", action="store_true", help="produce to the Kafka topics instead of files")
+    sim.add_argument("--unique-tokens", action="store_true", help="a freshly signed token for every event")
+    _scenario_flags(sim)
+    sim.set_defaults(handler=cmd_simulate)
     return parser
 
 
