@@ -30,9 +30,9 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.config import Config  # noqa: E402
-from pipeline.runner import Pipeline  # noqa: E402
-from pipeline.sources import FileSource  # noqa: E402
+from pipeline.config import Config
+from pipeline.runner import Pipeline
+from pipeline.sources import FileSource
 
 ISSUER = "https://login.bench.test"
 AUDIENCE = "api://bench"
