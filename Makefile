@@ -22,7 +22,7 @@ demo: $(STAMP) ## run the embedded default scenario end to end and print the tri
 	$(BIN)/jwtriage demo
 
 lint: $(STAMP) ## ruff and mypy on pipeline/
-	$(BIN)/ruff check pipeline tests dashboards bench
+	$(BIN)/ruff check $(wildcard pipeline tests dashboards bench)
 	$(BIN)/mypy
 
 test: lint kafka-up ## lint, then every test (starts the local Kafka broker itself)

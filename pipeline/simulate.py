@@ -1249,7 +1249,7 @@ class _World:
             "attacks": attacks,
             "confidence": confidence,
             "dead_letter": None,
-            "scenario": plan.variant,
+            "scenario": plan.kind if plan.variant == plan.kind else f"{plan.kind}-{plan.variant}",
         }
         return _Built(Record(service.name, value, _dt(plan.ts)), truth, intended)
 
@@ -1777,10 +1777,11 @@ def _config_toml(seed: int) -> str:
             if service.refresh_on_unknown_kid
             else "no refetch on an unknown kid"
         )
+        ttl = f"{service.ttl_s // 3600} h" if service.ttl_s >= 3600 else f"{service.ttl_s // 60} min"
         reports = "reports" if service.fetch_time == "reported" else "does not report"
         lines += [
             "",
-            f"# JWKS cache: TTL {service.ttl_s // 60} min, {refresh}; {reports} its fetch time.",
+            f"# JWKS cache: TTL {ttl}, {refresh}; {reports} its fetch time.",
             "[[services]]",
             f'name = "{service.name}"',
             f"issuers = {_toml_list(service.issuers)}",
