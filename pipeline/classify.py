@@ -47,6 +47,7 @@ class Verdict:
     claims: dict[str, Any] | None = None
     key_thumbprint: str | None = None
     key_first_seen: datetime | None = None
+    notes: dict[Cause, str] = field(default_factory=dict)  # the evidence sentence of each finding
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,16 +151,20 @@ class Classifier:
         if token is None:
             return self._from_reported(event)
         if segment_count(token) == 5:
+            detail = (
+                "The token is a JWE (5 segments): encrypted, so jwtriage cannot read or verify it; "
+                "check that the service expects encrypted tokens."
+            )
             return Verdict(
                 Classification(
                     event_id=event.event_id,
                     cause=Cause.UNVERIFIABLE,
                     confidence=Confidence.VERIFIED,
                     findings=[Cause.UNVERIFIABLE],
-                    detail="The token is a JWE (5 segments): encrypted, so jwtriage cannot read or verify it; "
-                    "check that the service expects encrypted tokens.",
+                    detail=detail,
                 ),
                 fingerprint=fingerprint(token),
+                notes={Cause.UNVERIFIABLE: detail},
             )
         parsed = self._parse(token)
         if isinstance(parsed, MalformedToken):
@@ -206,11 +211,13 @@ class Classifier:
                 detail=detail,
             ),
             fingerprint=event.token_sha256.lower() if event.token_sha256 else None,
+            notes={cause: detail},
         )
 
     def _malformed(self, event: AuthFailureEvent, token: str, policy: _ServicePolicy, exc: MalformedToken) -> Verdict:
         attacks = detect_attacks(exc.header, None, self._publishes_asymmetric(policy))
         header = exc.header
+        detail = f"Malformed token: {exc.reason}; the sender is not producing a compact JWS."
         return Verdict(
             Classification(
                 event_id=event.event_id,
@@ -220,10 +227,11 @@ class Classifier:
                 findings=[Cause.MALFORMED],
                 kid=_header_text(header.get("kid")) if header else None,
                 alg=_header_text(header.get("alg")) if header else None,
-                detail=f"Malformed token: {exc.reason}; the sender is not producing a compact JWS.",
+                detail=detail,
             ),
             fingerprint=fingerprint(token),
             header=header,
+            notes={Cause.MALFORMED: detail},
         )
 
     # -- the full procedure ----------------------------------------------------------------
@@ -292,6 +300,7 @@ class Classifier:
             claims=token.stored_claims,
             key_thumbprint=key.thumbprint if key is not None else None,
             key_first_seen=key.first_seen if key is not None else None,
+            notes=dict(findings.notes),
         )
 
     def _publishes_asymmetric(self, policy: _ServicePolicy) -> bool:

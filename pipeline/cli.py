@@ -99,12 +99,22 @@ def cmd_classify(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) ->
 def cmd_simulate(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> int:
     from pipeline.simulate import simulate, write_scenario
 
-    if args.kafka:
-        raise UsageError("--kafka is not available yet; write JSONL with --out and use `jwtriage classify`")
     scenario = simulate(seed=args.seed, events=args.events, hours=args.hours, unique_tokens=args.unique_tokens)
     written = write_scenario(scenario, Path(args.out))
     for name, path in written.items():
         print(f"wrote {path} ({name})", file=stdout)
+    if args.kafka:
+        from pipeline.kafka_io import produce, scenario_records
+
+        kafka = load_config(written["config"], os.environ).kafka  # the scenario's services, your [kafka] env
+        sent = produce(kafka, scenario_records(scenario, kafka))
+        print(
+            f"produced {sent:,} records to {kafka.bootstrap_servers} ({kafka.failures_topic}, "
+            f"{kafka.samples_topic}, {kafka.jwks_topic})",
+            file=stdout,
+        )
+        print(f"next: jwtriage consume --config {written['config']} --exit-when-idle 10", file=stdout)
+        return EXIT_OK
     print(
         f"next: jwtriage classify --config {written['config']} --jwks {written['jwks']} "
         f"--samples {written['samples']} {written['events']}",
@@ -187,16 +197,31 @@ def build_parser() -> argparse.ArgumentParser:
         "events.jsonl and truth.jsonl (the true cause of each event, kept apart from the events).",
     )
     sim.add_argument("--out", default="scenario", help="directory to write (default: ./scenario)")
-    sim.add_argument("--kafka", action="store_true", help="produce to the Kafka topics instead of files")
+    sim.add_argument(
+        "--kafka",
+        action="store_true",
+        help="also produce the scenario to Kafka (bootstrap servers from JWTRIAGE_KAFKA__BOOTSTRAP_SERVERS, "
+        "default 127.0.0.1:9092); consume it with the written jwtriage.toml",
+    )
     sim.add_argument("--unique-tokens", action="store_true", help="a freshly signed token for every event")
     _scenario_flags(sim)
     sim.set_defaults(handler=cmd_simulate)
     return parser
 
 
+def _looks_like_token(arg: str) -> bool:
+    return arg.count(".") >= 2 and len(arg) > 40 and not arg.startswith("-")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and _looks_like_token(arguments[0]):
+        # Never echo a credential back (argparse's "invalid choice" would print it).
+        print("jwtriage: that looks like a token; tokens never go on the command line (shell history). "
+              "Pipe it in: pbpaste | jwtriage explain", file=sys.stderr)
+        return EXIT_USAGE
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     _setup_logging(args.verbose)
     try:
         return int(args.handler(args, sys.stdin.buffer, sys.stdout))

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -214,11 +217,33 @@ def classification_table(judged: list[Judged], classified_at: datetime) -> pa.Ta
     return pa.table(columns, schema=_CLASSIFICATION_SCHEMA)
 
 
-class Store:
-    """The read-write handle: only the consumer, the demo or a backfill opens one."""
+def parts_dir(path: str | Path) -> Path:
+    """Where consumers keep their working files and publish their read snapshots for `path`."""
+    return Path(f"{path}.parts")
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
+
+class Store:
+    """The read-write handle: only the consumer, the demo or a backfill opens one.
+
+    With `instance=None` the store is the file at `path` itself (the demo, a backfill).
+    A consumer passes its instance name: it then writes a private working file
+    `<path>.parts/<instance>.live.duckdb` and `publish()` copies a consistent snapshot of it
+    to `<path>.parts/<instance>.duckdb`, which readers open (DuckDB allows one writer or
+    many readers of a file, never both).
+    """
+
+    def __init__(self, path: str | Path, instance: str | None = None) -> None:
+        self.db_path = Path(path)
+        self.instance = instance
+        if instance is not None:
+            if not instance.replace("-", "").replace("_", "").isalnum():
+                raise StoreError(f"instance name {instance!r} must be letters, digits, - or _")
+            parts_dir(path).mkdir(parents=True, exist_ok=True)
+            self.path = str(parts_dir(path) / f"{instance}.live.duckdb")
+            self.published_path: Path | None = parts_dir(path) / f"{instance}.duckdb"
+        else:
+            self.path = str(path)
+            self.published_path = None
         try:
             self.con = duckdb.connect(self.path)
         except duckdb.IOException as exc:
@@ -249,6 +274,22 @@ class Store:
 
     def close(self) -> None:
         self.con.close()
+
+    def publish(self) -> float:
+        """Copy a consistent snapshot of the working file to where readers look; returns seconds spent.
+
+        Called between batches (the writer is idle): after CHECKPOINT the file holds every
+        committed row and no WAL, so a byte copy is a valid database. The copy replaces the
+        previous snapshot atomically; a reader that has the old one open keeps reading it.
+        """
+        if self.published_path is None:
+            return 0.0
+        started = time.perf_counter()
+        self.con.execute("CHECKPOINT")
+        tmp = self.published_path.with_name(f".{self.published_path.name}.{os.getpid()}.tmp")
+        shutil.copyfile(self.path, tmp)
+        os.replace(tmp, self.published_path)
+        return time.perf_counter() - started
 
     def __enter__(self) -> Store:
         return self
@@ -388,14 +429,58 @@ def timeline_from(con: duckdb.DuckDBPyConnection) -> KeyTimeline:
     return timeline
 
 
+#: How readers combine the stores of several consumers: rows of one event or letter once, keys once.
+_COMBINED_VIEWS = {
+    "classifications": "SELECT * FROM ({union}) QUALIFY row_number() OVER "
+    "(PARTITION BY event_id ORDER BY classified_at DESC) = 1",
+    "dead_letters": "SELECT DISTINCT ON (source, source_partition, source_offset) * FROM ({union})",
+    "jwks_snapshots": "SELECT DISTINCT ON (issuer, fetched_at) * FROM ({union})",
+    "jwks_keys": "SELECT DISTINCT ON (issuer, thumbprint, interval_no) * FROM ({union}) ORDER BY last_seen DESC",
+    "key_rotations": "SELECT DISTINCT * FROM ({union})",
+    "source_positions": "{union}",
+    "store_meta": "SELECT DISTINCT * FROM ({union})",
+}
+
+
+def published_parts(path: str | Path) -> list[Path]:
+    """The read snapshots consumers have published for `path`."""
+    folder = parts_dir(path)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("*.duckdb") if not p.name.endswith(".live.duckdb"))
+
+
 def connect_readonly(path: str | Path) -> duckdb.DuckDBPyConnection:
-    """A reader's connection (dashboard, report, triage, explain); raises `StoreError` with a hint."""
-    if not Path(path).exists():
-        raise StoreError(f"no store at {path} (hint: run `jwtriage demo` or `jwtriage consume`, or pass --db)")
+    """A reader's connection (dashboard, report, triage, explain); raises `StoreError` with a hint.
+
+    A store written by the demo or a backfill is the file itself. A store written by
+    consumers is the set of snapshots they published; the reader sees one set of tables over
+    all of them, so the same `--db` works for one consumer or several, while they write.
+    """
+    parts = published_parts(path)
+    if not parts:
+        if not Path(path).exists():
+            raise StoreError(f"no store at {path} (hint: run `jwtriage demo` or `jwtriage consume`, or pass --db)")
+        try:
+            return duckdb.connect(str(path), read_only=True)
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open {path} for reading: {exc}") from None
+    con = duckdb.connect(":memory:")
     try:
-        return duckdb.connect(str(path), read_only=True)
+        for number, part in enumerate(parts):
+            con.execute(f"ATTACH '{_sql_path(part)}' AS part{number} (READ_ONLY)")
+        for table, shape in _COMBINED_VIEWS.items():
+            union = " UNION ALL BY NAME ".join(f"SELECT * FROM part{n}.{table}" for n in range(len(parts)))
+            view = union if len(parts) == 1 else shape.format(union=union)
+            con.execute(f"CREATE VIEW {table} AS {view}")
     except duckdb.Error as exc:
-        raise StoreError(f"cannot open {path} for reading: {exc}") from None
+        con.close()
+        raise StoreError(f"cannot open the published stores of {path}: {exc}") from None
+    return con
+
+
+def _sql_path(path: Path) -> str:
+    return str(path).replace("'", "''")
 
 
 def write_ddl(path: Path) -> None:

@@ -1,0 +1,367 @@
+"""Kafka on both sides: producing a scenario, and the consumer's source of envelopes.
+
+The source is two kafka-python consumers. A consumer-group member reads `auth.failures`, so
+N consumers split its partitions; a group-less follower reads every partition of
+`auth.tokens.sampled` and `auth.jwks`, because a sample or a key can concern an event on any
+partition. Positions come from the store (written in the same transaction as the rows) and
+the group's committed offsets, whichever is further: the store is the truth after a crash,
+the group's offsets are what another member left behind after a rebalance.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from datetime import UTC
+from typing import Any
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)  # kafka-python 3.0 on Python 3.11
+    from kafka import (
+        ConsumerRebalanceListener,
+        KafkaAdminClient,
+        KafkaConsumer,
+        KafkaProducer,
+        OffsetAndMetadata,
+        TopicPartition,
+    )
+    from kafka.admin import NewTopic
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from pipeline.config import KafkaConfig
+from pipeline.runner import DeadLetter, Envelope, Position, RecordKind
+
+log = logging.getLogger(__name__)
+
+#: How long one poll waits for records; also the granularity of shutdown and idle checks.
+POLL_TIMEOUT_MS = 500
+
+
+def client_options(kafka: KafkaConfig) -> dict[str, Any]:
+    """Connection settings shared by every client, SASL/SSL passed through from the config."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": kafka.bootstrap_servers.split(","),
+        "security_protocol": kafka.security_protocol,
+        "request_timeout_ms": 15_000,
+        "reconnect_backoff_ms": 200,
+        "reconnect_backoff_max_ms": 5_000,
+    }
+    for name in (
+        "sasl_mechanism",
+        "sasl_plain_username",
+        "sasl_plain_password",
+        "ssl_cafile",
+        "ssl_certfile",
+        "ssl_keyfile",
+    ):
+        value = getattr(kafka, name)
+        if value is not None:
+            options[name] = value
+    return options
+
+
+def ensure_topics(kafka: KafkaConfig) -> None:
+    """Create the three topics with the broker's defaults when they do not exist yet.
+
+    A consumer may start before any producer has written; it must not wait for one.
+    """
+    admin = KafkaAdminClient(**client_options(kafka))
+    try:
+        existing = set(admin.list_topics())
+        missing = [t for t in topic_kinds(kafka) if t not in existing]
+        if missing:
+            try:
+                admin.create_topics([NewTopic(t, num_partitions=-1, replication_factor=-1) for t in missing])
+                log.info("created topics %s", ", ".join(missing))
+            except TopicAlreadyExistsError:
+                pass  # another consumer was quicker
+    finally:
+        admin.close()
+
+
+def topic_kinds(kafka: KafkaConfig) -> dict[str, RecordKind]:
+    return {
+        kafka.failures_topic: RecordKind.EVENT,
+        kafka.samples_topic: RecordKind.SAMPLE,
+        kafka.jwks_topic: RecordKind.SNAPSHOT,
+    }
+
+
+def make_producer(kafka: KafkaConfig) -> KafkaProducer:
+    return KafkaProducer(
+        **client_options(kafka),
+        acks="all",
+        linger_ms=20,
+        batch_size=256 * 1024,
+        max_request_size=max(kafka.max_message_bytes * 2, 1_048_576),
+    )
+
+
+def produce(
+    kafka: KafkaConfig,
+    records: Iterable[tuple[str, str | None, bytes]],
+    on_progress: Callable[[int], None] | None = None,
+) -> int:
+    """Send (topic, key, value) records in order, wait for every acknowledgement; returns the count."""
+    producer = make_producer(kafka)
+    sent = 0
+    try:
+        for topic, key, value in records:
+            producer.send(topic, key=key.encode() if key is not None else None, value=value)
+            sent += 1
+            if on_progress is not None and sent % 1000 == 0:
+                on_progress(sent)
+        producer.flush(timeout=120)
+    finally:
+        producer.close(timeout=30)
+    return sent
+
+
+def scenario_records(scenario: Any, kafka: KafkaConfig) -> Iterable[tuple[str, str | None, bytes]]:
+    """A simulated scenario's three streams as (topic, key, value), merged in production order.
+
+    Events are keyed by service (each service's events keep their order), snapshots by
+    issuer, samples unkeyed (spread over partitions, as a sampler would).
+    """
+    streams = (
+        ((r.ts, kafka.jwks_topic, r.key, r.value) for r in scenario.snapshots),
+        ((r.ts, kafka.samples_topic, None, r.value) for r in scenario.samples),
+        ((r.ts, kafka.failures_topic, r.key, r.value) for r in scenario.events),
+    )
+    for _, topic, key, value in heapq.merge(*streams, key=lambda item: item[0]):
+        yield topic, key, value
+
+
+class _LogAssignments(ConsumerRebalanceListener):
+    """Logs rebalances (the listener runs on kafka-python's IO thread: no blocking calls here)."""
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        if revoked:
+            log.info("partitions revoked: %s", sorted(f"{tp.topic}-{tp.partition}" for tp in revoked))
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        if assigned:
+            log.info("partitions assigned: %s", sorted(f"{tp.topic}-{tp.partition}" for tp in assigned))
+
+
+class KafkaSource:
+    """Envelopes from the three topics; `poll()` returns snapshots and samples before events."""
+
+    def __init__(
+        self,
+        kafka: KafkaConfig,
+        stored_positions: dict[tuple[str, int], int],
+        instance: str = "consumer",
+        max_records: int = 2_000,
+        sample_replay: int = 10_000,
+    ) -> None:
+        self.kafka = kafka
+        self.kinds = topic_kinds(kafka)
+        self.stored_positions = dict(stored_positions)
+        self.max_records = max_records
+        self.sample_replay = sample_replay
+        options = client_options(kafka)
+        fetch = {
+            "max_partition_fetch_bytes": max(kafka.max_message_bytes * 2, 1_048_576),
+            "fetch_max_bytes": max(kafka.max_message_bytes * 4, 52_428_800),
+        }
+        self.group = KafkaConsumer(
+            **options,
+            **fetch,
+            group_id=kafka.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=max_records,
+            max_poll_interval_ms=300_000,
+            # Static membership: a restarted consumer takes its partitions back at once instead of
+            # waiting for its dead predecessor's session to expire.
+            group_instance_id=f"jwtriage-{instance}",
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=2_000,
+        )
+        self.follower = KafkaConsumer(
+            **options, **fetch, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
+        )
+        # The key topic gets its own follower, drained before every batch of events: a
+        # busy samples topic must never hold back the keys the events need.
+        self.keys_follower = KafkaConsumer(
+            **options, **fetch, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
+        )
+        self._unreachable_since: float | None = None
+        ensure_topics(kafka)
+        self._assign_follower()
+        self.group.subscribe([kafka.failures_topic], listener=_LogAssignments())
+
+    # -- start-up ------------------------------------------------------------------------
+
+    def _partitions(self, topic: str, timeout: float = 60.0) -> list[TopicPartition]:
+        """The topic's partitions; asking for them creates the topic when it does not exist yet."""
+        deadline = time.monotonic() + timeout
+        while True:
+            partitions = self.follower.partitions_for_topic(topic)
+            if partitions:
+                return [TopicPartition(topic, p) for p in sorted(partitions)]
+            if time.monotonic() > deadline:
+                raise KafkaError(f"topic {topic} has no partitions after {timeout:.0f} s; is the broker up?")
+            time.sleep(0.5)
+
+    def _assign_follower(self) -> None:
+        jwks = self._partitions(self.kafka.jwks_topic)
+        samples = self._partitions(self.kafka.samples_topic)
+        for consumer, partitions in ((self.keys_follower, jwks), (self.follower, samples)):
+            consumer.assign(partitions)
+            beginnings = consumer.beginning_offsets(partitions)
+            for tp in partitions:
+                stored = self.stored_positions.get((tp.topic, tp.partition))
+                if stored is None:
+                    consumer.seek(tp, beginnings[tp])
+                elif tp.topic == self.kafka.samples_topic:
+                    # Re-read recent samples: the join state is memory, and a restart emptied it.
+                    consumer.seek(tp, max(beginnings[tp], stored - self.sample_replay))
+                else:
+                    consumer.seek(tp, stored)
+        self._jwks_partitions = jwks
+
+    def read_jwks_to_end(self) -> list[Envelope]:
+        """Every snapshot up to the current end of the JWKS topic (before any event is judged)."""
+        ends = self.keys_follower.end_offsets(self._jwks_partitions)
+        envelopes: list[Envelope] = []
+        while any(self.keys_follower.position(tp) < end for tp, end in ends.items()):
+            envelopes.extend(self._envelopes(self.keys_follower.poll(timeout_ms=POLL_TIMEOUT_MS)))
+        return envelopes
+
+    def _drain_keys(self) -> list[Envelope]:
+        envelopes: list[Envelope] = []
+        while True:
+            polled = self._envelopes(self.keys_follower.poll(timeout_ms=0))
+            if not polled:
+                return envelopes
+            envelopes.extend(polled)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _envelopes(self, polled: dict[Any, list[Any]]) -> list[Envelope]:
+        out: list[Envelope] = []
+        for tp, messages in polled.items():
+            kind = self.kinds[tp.topic]
+            out.extend(Envelope(kind, m.value or b"", Position(tp.topic, tp.partition, m.offset)) for m in messages)
+        return out
+
+    def poll(self) -> list[Envelope]:
+        """One unit of work: every new key snapshot, new samples, then the group's events.
+
+        A newly assigned partition starts at the group's committed offset; records below this
+        consumer's own stored position (stored, but the crash came before the group commit)
+        are skipped, and the partition is moved on to that position: max(stored, committed).
+        """
+        polled = self.group.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=self.max_records)
+        for tp in list(polled):
+            stored = self.stored_positions.get((tp.topic, tp.partition))
+            if stored is not None and polled[tp] and polled[tp][0].offset < stored:
+                polled[tp] = [m for m in polled[tp] if m.offset >= stored]
+                if not polled[tp]:
+                    self.group.seek(tp, stored)
+        events = self._envelopes(polled)
+        # Keys and samples are read after the events were fetched, so they are at least as recent.
+        samples = self._envelopes(self.follower.poll(timeout_ms=0, max_records=self.max_records))
+        return self._drain_keys() + samples + events
+
+    def commit(self, positions: dict[tuple[str, int], int]) -> None:
+        """Tell the group how far this member got (after the store committed; for lag and rebalances)."""
+        self.stored_positions.update(positions)
+        offsets = {
+            TopicPartition(topic, partition): offset
+            for (topic, partition), offset in positions.items()
+            if topic == self.kafka.failures_topic
+        }
+        if offsets:
+            try:
+                self.group.commit_async({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
+            except KafkaError as exc:  # a rebalance in flight; the store has the truth
+                log.debug("offset commit skipped: %s", exc)
+
+    def lag(self) -> dict[tuple[str, int], int] | None:
+        """Messages not yet read per partition, or None when the broker cannot be asked.
+
+        Every partition of the failures topic counts, not only this member's: a partition
+        held by another member (or a dead one, until the group moves it) is measured by the
+        group's committed offset. So "caught up" means the group has read everything.
+        """
+        try:
+            result: dict[tuple[str, int], int] = {}
+            for follower in (self.keys_follower, self.follower):
+                side = list(follower.assignment())
+                for tp, end in follower.end_offsets(side).items():
+                    result[(tp.topic, tp.partition)] = max(0, end - follower.position(tp))
+            failures = self._partitions(self.kafka.failures_topic, timeout=15)
+            mine = self.group.assignment()
+            ends = self.follower.end_offsets(failures)
+            beginnings = self.follower.beginning_offsets(failures)
+            for tp in failures:
+                if tp in mine:
+                    done = self.group.position(tp)
+                else:
+                    committed = self.group.committed(tp)
+                    done = committed if committed is not None else beginnings[tp]
+                result[(tp.topic, tp.partition)] = max(0, ends[tp] - done)
+        except KafkaError as exc:
+            self._note_unreachable(exc)
+            return None
+        self._note_reachable()
+        return result
+
+    def caught_up(self) -> bool:
+        lag = self.lag()
+        return lag is not None and not any(lag.values())
+
+    def _note_unreachable(self, exc: Exception) -> None:
+        if self._unreachable_since is None:
+            self._unreachable_since = time.monotonic()
+            log.warning(
+                "Kafka at %s is unreachable (%s); retrying with backoff, nothing is lost",
+                self.kafka.bootstrap_servers,
+                type(exc).__name__,
+            )
+
+    def _note_reachable(self) -> None:
+        if self._unreachable_since is not None:
+            log.warning("Kafka is reachable again after %.0f s; resuming", time.monotonic() - self._unreachable_since)
+            self._unreachable_since = None
+
+    def close(self) -> None:
+        for consumer in (self.group, self.follower, self.keys_follower):
+            try:
+                consumer.close(autocommit=False)
+            except KafkaError as exc:
+                log.debug("closing a consumer: %s", exc)
+
+
+class DeadLetterPublisher:
+    """Sends dead letters to a DLQ topic: the reason and a redacted excerpt, never the raw value."""
+
+    def __init__(self, kafka: KafkaConfig) -> None:
+        if kafka.dead_letter_topic is None:
+            raise ValueError("no dead_letter_topic configured")
+        self.topic = kafka.dead_letter_topic
+        self.producer = make_producer(kafka)
+
+    def send(self, letters: Iterable[DeadLetter]) -> None:
+        for letter in letters:
+            body = {
+                "kind": letter.kind.value,
+                "source": letter.position.source,
+                "partition": letter.position.partition,
+                "offset": letter.position.offset,
+                "reason": letter.reason,
+                "excerpt": letter.excerpt,
+                "received_at": letter.received_at.astimezone(UTC).isoformat(),
+            }
+            self.producer.send(self.topic, key=letter.position.source.encode(), value=json.dumps(body).encode())
+
+    def close(self) -> None:
+        self.producer.flush(timeout=30)
+        self.producer.close(timeout=30)
