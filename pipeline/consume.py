@@ -19,6 +19,7 @@ from types import FrameType
 from typing import IO, Any
 
 from pipeline.config import Config
+from pipeline.faults import crash_point
 from pipeline.kafka_io import DeadLetterPublisher, KafkaSource
 from pipeline.metrics import Metrics
 from pipeline.runner import Pipeline, PipelineLimits
@@ -88,6 +89,7 @@ def consume(
                 batch = pipeline.process(envelopes)
                 classify_seconds = time.perf_counter() - classify_started
                 store.write(batch, pipeline.timeline)
+                crash_point("before_group_commit")
                 source.commit(batch.positions)
                 if metrics is not None:
                     lag = None
@@ -111,6 +113,7 @@ def consume(
             if time.monotonic() - last_publish >= max(publish_interval, 20 * publish_cost):
                 publish_cost = store.publish()
                 last_publish = time.monotonic()
+                crash_point("after_publish")
     finally:
         try:
             store.publish()

@@ -22,6 +22,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from pipeline.faults import crash_point
 from pipeline.keys import KeyTimeline, load_public_key
 from pipeline.models import JwksSnapshot
 from pipeline.runner import Batch, Judged
@@ -303,6 +304,7 @@ class Store:
         """Store one batch and its positions in one transaction (all or nothing)."""
         now = datetime.now(UTC)
         con = self.con
+        crash_point("batch_start")
         con.begin()
         try:
             if batch.judged:
@@ -310,6 +312,7 @@ class Store:
                 con.register("_batch_classifications", table)
                 con.execute("INSERT OR REPLACE INTO classifications BY NAME SELECT * FROM _batch_classifications")
                 con.unregister("_batch_classifications")
+                crash_point("after_rows")
             if batch.dead_letters:
                 letters = pa.table(
                     {
@@ -341,7 +344,9 @@ class Store:
                 con.register("_batch_positions", positions)
                 con.execute("INSERT OR REPLACE INTO source_positions BY NAME SELECT * FROM _batch_positions")
                 con.unregister("_batch_positions")
+            crash_point("before_commit")
             con.commit()
+            crash_point("after_commit")
         except BaseException:
             con.rollback()
             raise
