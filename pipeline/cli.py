@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
@@ -46,6 +47,18 @@ def load_cli_config(args: argparse.Namespace) -> Config:
     path = resolve_config_path(getattr(args, "config", None), os.environ)
     db = getattr(args, "db", None)
     return load_config(path, os.environ, {"store": {"path": db}} if db else None)
+
+
+def parse_time_flag(flag: str, text: str, shown: str | None = None) -> datetime:
+    """An RFC 3339 time with a UTC offset ('Z' or +hh:mm), for `--at`/`--until`; `shown` is how to quote it."""
+    quoted = shown if shown is not None else repr(text)
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(f"{flag}: {quoted} is not an RFC 3339 time (e.g. 2026-11-23T10:42:00Z)") from None
+    if value.tzinfo is None:
+        raise UsageError(f"{flag}: {quoted} needs a UTC offset (e.g. 2026-11-23T10:42:00Z)")
+    return value.astimezone(UTC)
 
 
 def store_path(args: argparse.Namespace) -> Path:
@@ -217,8 +230,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments and _looks_like_token(arguments[0]):
         # Never echo a credential back (argparse's "invalid choice" would print it).
-        print("jwtriage: that looks like a token; tokens never go on the command line (shell history). "
-              "Pipe it in: pbpaste | jwtriage explain", file=sys.stderr)
+        print(
+            "jwtriage: that looks like a token; tokens never go on the command line (shell history). "
+            "Pipe it in: pbpaste | jwtriage explain",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     parser = build_parser()
     args = parser.parse_args(arguments)

@@ -31,7 +31,7 @@ from rich.text import Text
 
 from pipeline import queries
 from pipeline.classify import Classifier, Verdict, human_duration
-from pipeline.cli import UsageError, load_cli_config, store_path
+from pipeline.cli import UsageError, load_cli_config, parse_time_flag, store_path
 from pipeline.config import Config, ServiceConfig
 from pipeline.keys import KeyTimeline, TimelineKey
 from pipeline.models import (
@@ -132,14 +132,7 @@ def cmd_explain(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> 
 
 def parse_at(text: str) -> datetime:
     """An RFC 3339 time with a UTC offset ('Z' or +hh:mm)."""
-    shown = _echo(text)
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise UsageError(f"--at: {shown} is not an RFC 3339 time (e.g. 2026-11-23T10:42:00Z)") from None
-    if value.tzinfo is None:
-        raise UsageError(f"--at: {shown} needs a UTC offset (e.g. 2026-11-23T10:42:00Z)")
-    return value.astimezone(UTC)
+    return parse_time_flag("--at", text, shown=_echo(text))
 
 
 def _echo(text: str) -> str:

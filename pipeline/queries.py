@@ -169,12 +169,20 @@ def cache_age_by_service(con: duckdb.DuckDBPyConnection, filters: Filters = Filt
     )
 
 
+#: Columns that views may rank by (they are put into SQL, so only these).
+RANKABLE = frozenset({"service", "client_id", "kid", "issuer", "alg"})
+
+
+def _check_rankable(column: str) -> None:
+    if column not in RANKABLE:
+        raise ValueError(f"cannot rank by {column!r}; choose from {sorted(RANKABLE)}")
+
+
 def top(
     con: duckdb.DuckDBPyConnection, column: str, filters: Filters = Filters(), limit: int = 10
 ) -> list[dict[str, Any]]:
     """The top values of `column` (service, client_id, kid, issuer, alg) by events, with their main cause."""
-    if column not in {"service", "client_id", "kid", "issuer", "alg"}:
-        raise ValueError(f"cannot rank by {column!r}")
+    _check_rankable(column)
     where, params = filters.where()
     return _rows(
         con,
@@ -366,8 +374,7 @@ def top_by_cause(
     con: duckdb.DuckDBPyConnection, column: str, filters: Filters = Filters(), limit: int = 10
 ) -> list[dict[str, Any]]:
     """The top values of `column` (as `top`), each split by cause: value, cause, events, total."""
-    if column not in {"service", "client_id", "kid", "issuer", "alg"}:
-        raise ValueError(f"cannot rank by {column!r}")
+    _check_rankable(column)
     where, params = filters.where()
     return _rows(
         con,

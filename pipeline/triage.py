@@ -37,7 +37,7 @@ from rich.text import Text
 
 from pipeline import queries
 from pipeline.classify import human_duration
-from pipeline.cli import UsageError, store_path
+from pipeline.cli import UsageError, parse_time_flag, store_path
 from pipeline.config import ConfigError, load_config, resolve_config_path
 from pipeline.models import CAUSE_LABELS, Attack, Cause
 from pipeline.remediation import ATTACK_ADVICE, REMEDIATION
@@ -85,7 +85,7 @@ def register(commands: Any) -> None:
 
 def cmd_triage(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> int:
     window = parse_since(args.since)
-    until = _parse_until(args.until) if args.until else None
+    until = parse_time_flag("--until", args.until) if args.until else None
     path = store_path(args)
     try:
         con = connect_readonly(path)
@@ -117,16 +117,6 @@ def parse_since(text: str) -> timedelta:
     if not match or int(match.group(1)) == 0:
         raise UsageError(f"--since {text!r}: give a duration such as 15m, 1h, 6h, 1d or 7d")
     return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
-
-
-def _parse_until(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise UsageError(f"--until {text!r} is not an RFC 3339 time (e.g. 2026-11-23T11:00:00Z)") from None
-    if value.tzinfo is None:
-        raise UsageError(f"--until {text!r} needs a UTC offset (e.g. 2026-11-23T11:00:00Z)")
-    return value.astimezone(UTC)
 
 
 def _issuer_names(args: argparse.Namespace) -> dict[str, str]:
