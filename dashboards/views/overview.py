@@ -1,0 +1,149 @@
+"""Overview: failures over time stacked by cause, key rotations marked, totals against the previous period."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pandas as pd
+import streamlit as st
+
+from dashboards import charts, data, ui
+from pipeline.queries import ROTATION_CAUSES
+
+RANGES: dict[str, timedelta | None] = {
+    "Last hour": timedelta(hours=1),
+    "Last 6 hours": timedelta(hours=6),
+    "Last 24 hours": timedelta(hours=24),
+    "Last 7 days": timedelta(days=7),
+    "Last 30 days": timedelta(days=30),
+    "All data": None,
+    "Custom…": None,
+}
+
+st.title("Overview")
+status = ui.require_store()
+ref = ui.reference(status)
+assert status.first_ts is not None and status.last_ts is not None
+
+with st.sidebar:
+    st.subheader("Filters")
+    choice = st.selectbox("Time range", list(RANGES), index=2, key="ov_range")
+    if choice == "All data":
+        since, until = status.first_ts, ref.end
+    elif choice == "Custom…":
+        first = status.first_ts.replace(minute=0, second=0, microsecond=0, tzinfo=None)
+        last = (ref.at + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0, tzinfo=None)
+        start, stop = st.slider(
+            "From – to (UTC)",
+            min_value=first,
+            max_value=last,
+            value=(max(first, last - timedelta(hours=6)), last),
+            step=timedelta(minutes=15),
+            format="ddd D MMM HH:mm",
+            key="ov_custom",
+        )
+        since, until = pd.Timestamp(start, tz="UTC").to_pydatetime(), pd.Timestamp(stop, tz="UTC").to_pydatetime()
+        if until <= since:
+            until = since + timedelta(minutes=15)
+    else:
+        length = RANGES[choice]
+        assert length is not None
+        since, until = ref.end - length, ref.end
+    # The filters offer what the time range holds, and keep what is already chosen.
+    choices = ui.load(data.cached_choices, ui.store_path(), since, until)
+    issuers = st.multiselect(
+        "Issuer", ui.options(choices.issuers, "ov_issuers"), format_func=ui.issuer_host, key="ov_issuers"
+    )
+    services = st.multiselect("Service", ui.options(choices.services, "ov_services"), key="ov_services")
+    causes = st.multiselect(
+        "Cause",
+        sorted(ui.options(choices.causes, "ov_causes"), key=ui.cause_rank),
+        format_func=ui.cause_name,
+        key="ov_causes",
+    )
+
+length = until - since
+covered = status.first_ts < since
+view = ui.load(
+    data.cached_overview, ui.store_path(), since, until, tuple(services), tuple(issuers), tuple(causes), covered
+)
+partly = covered and status.first_ts > since - length
+st.caption(
+    f"{ui.fmt_ts(since)} – {ui.fmt_ts(until)} ({ui.fmt_seconds(length.total_seconds())}), compared with the "
+    f"{ui.fmt_seconds(length.total_seconds())} before"
+    + (" (only partly in the store)" if partly else "" if covered else ": no data that early, so no comparison")
+    + f". {ui.reference_note(ref)}"
+)
+
+by_cause = view.causes
+total, previous = int(by_cause["events"].sum()), int(by_cause["previous"].sum())
+rotation = by_cause[by_cause["cause"].isin(ROTATION_CAUSES)]
+verified = int(by_cause["verified"].sum())
+attacks = int(by_cause["with_attacks"].sum())
+cols = st.columns(4)
+cols[0].metric("Failures", f"{total:,}", ui.delta(total, previous, covered), delta_color="inverse")
+cols[1].metric(
+    "Caused by key rotation",
+    f"{int(rotation['events'].sum()):,}",
+    ui.delta(int(rotation["events"].sum()), int(rotation["previous"].sum()), covered),
+    delta_color="inverse",
+    help="stale_jwks, unpublished_key, retired_key and unknown_kid",
+)
+cols[2].metric(
+    "Verified by jwtriage",
+    f"{verified / total:.0%}" if total else "–",
+    help="Share of failures whose token jwtriage re-validated itself; the rest rely on the validator's message.",
+)
+cols[3].metric("With an attack pattern", f"{attacks:,}", help="See Triage → Attacks for the patterns and advice.")
+
+st.subheader("Failures over time, by cause")
+if view.series.empty or total == 0:
+    st.info("No failures match these filters in this time range.")
+else:
+    if not view.rotations.empty:
+        st.altair_chart(charts.rotation_lane(view.rotations, since, until), width="stretch")
+    st.altair_chart(charts.failures_chart(view.series, view.rotations, since, until, view.bucket), width="stretch")
+    st.caption(
+        f"Failures per minute in {view.bucket} buckets, stacked by cause, the causes a rotation produces at the "
+        "bottom. Key rotations are marked per issuer above the chart (▲ key added, ▼ key removed) and as vertical "
+        "lines across it (green: added, black dashed: removed). Hover for details."
+    )
+
+st.subheader("Causes")
+if not by_cause.empty:
+    table = pd.DataFrame(
+        {
+            "cause": by_cause["cause"],
+            "meaning": by_cause["cause"].map(ui.cause_label),
+            "failures": by_cause["events"],
+            "share": by_cause["events"] / max(total, 1) * 100,
+            "verified": by_cause["verified"],
+        }
+    )
+    if covered:
+        table["previous period"] = by_cause["previous"]
+        table["change"] = [
+            ui.delta(int(n), int(p), covered) for n, p in zip(by_cause["events"], by_cause["previous"], strict=True)
+        ]
+    st.dataframe(
+        table,
+        hide_index=True,
+        height=ui.table_height(len(table)),
+        column_config={
+            "share": st.column_config.ProgressColumn("share", format="%.1f%%", min_value=0, max_value=100),
+            "failures": st.column_config.NumberColumn(format="localized"),
+            "previous period": st.column_config.NumberColumn(format="localized"),
+            "verified": st.column_config.NumberColumn(
+                format="localized", help="Failures whose token jwtriage re-validated itself"
+            ),
+        },
+    )
+
+    st.subheader("What to do")
+    shown = by_cause[by_cause["events"] > 0]
+    for cause, events in zip(shown["cause"][:5], shown["events"][:5], strict=True):
+        st.markdown(f"**`{cause}` {ui.cause_label(cause)}** ({events:,}): {ui.remediation(cause)}")
+    if len(shown) > 5:
+        with st.expander(f"… and the other {len(shown) - 5} causes"):
+            for cause, events in zip(shown["cause"][5:], shown["events"][5:], strict=True):
+                st.markdown(f"**`{cause}` {ui.cause_label(cause)}** ({events:,}): {ui.remediation(cause)}")

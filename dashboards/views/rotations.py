@@ -1,0 +1,187 @@
+"""Rotations: pick a key rotation, see which services failed after it, how long they took to recover, and why."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pandas as pd
+import streamlit as st
+
+from dashboards import charts, data, ui
+from pipeline.queries import STEP_CAUSES
+
+WINDOWS = [timedelta(hours=h) for h in (1, 3, 6, 12, 24, 48, 72)]
+QUIET = [timedelta(minutes=m) for m in (5, 15, 30, 60, 120)]
+
+RANGES: dict[str, timedelta | None] = {
+    "Last 24 hours": timedelta(hours=24),
+    "Last 7 days": timedelta(days=7),
+    "Last 30 days": timedelta(days=30),
+    "All": None,
+}
+
+st.title("Rotations")
+status = ui.require_store()
+ref = ui.reference(status)
+with st.sidebar:
+    st.subheader("Rotations")
+    shown = st.selectbox("Rotations in the", list(RANGES), index=1, key="rot_range")
+    span = RANGES[shown]
+    window = st.select_slider(
+        "Follow each for", WINDOWS, value=timedelta(hours=24), format_func=ui.fmt_duration_td, key="rot_window"
+    )
+    quiet = st.select_slider(
+        "Recovered after this long without failures",
+        QUIET,
+        value=timedelta(minutes=30),
+        format_func=ui.fmt_duration_td,
+        key="rot_quiet",
+    )
+steps = ui.load(data.cached_rotations, ui.store_path(), None if span is None else ref.end - span)
+if steps.empty:
+    st.info(
+        f"No key rotations {shown.lower()}: every issuer's JWKS holds the keys it held before. Rotations appear "
+        "here once `jwtriage jwks-watch` (or the consumer's auth.jwks stream) sees a key added or removed; "
+        "pick a longer range in the sidebar to look further back."
+    )
+    st.stop()
+
+
+def step_label(n: int) -> str:
+    row = steps.iloc[n]
+    caused = f"{row['failures']:,} failures" if row["failures"] else "no failures"
+    kid = row["kid"] or "(no kid)"
+    return f"{ui.fmt_ts(row['ts'])} · {row['action']} {kid} · {ui.issuer_host(row['issuer'])} · {caused}"
+
+
+# Start on the newest rotation that caused failures (else the newest).
+with_failures = steps.index[steps["failures"] > 0]
+
+
+n = st.selectbox(
+    "Key rotation (newest first)",
+    range(len(steps)),
+    index=int(with_failures[0]) if len(with_failures) else 0,
+    format_func=step_label,
+    key=f"rot_step_{shown}",  # a list per range: a choice from another range never points into this one
+    help="With the failures each step caused: stale_jwks and unpublished_key on an added key, retired_key on a "
+    "removed one.",
+)
+step = {k: (v.to_pydatetime() if isinstance(v, pd.Timestamp) else v) for k, v in steps.iloc[n].to_dict().items()}
+detail = ui.load(data.cached_rotation, ui.store_path(), step, window, ref.end, quiet)
+services = detail.services
+causes = STEP_CAUSES[step["action"]]
+
+st.markdown(
+    f"#### Key **{step['action']}** {ui.code(step['kid'])} ({step['kty']}) by {ui.issuer_host(step['issuer'])}, "
+    f"{ui.fmt_ts(step['ts'], seconds=True)}"
+)
+cut = detail.until < step["ts"] + window
+st.caption(
+    f"Failures caused by this step: {', '.join(ui.code(c) for c in causes)} on tokens signed with "
+    f"{ui.code(step['kid'])}, "
+    f"from {ui.fmt_seconds(window.total_seconds())} before the step to "
+    + (f"the end of the data ({ui.fmt_ts(detail.until)})" if cut else f"{ui.fmt_seconds(window.total_seconds())} after")
+    + f". A service has recovered when it has had no such failure for {ui.fmt_seconds(quiet.total_seconds())}"
+    " before the end of the window. " + ui.reference_note(ref)
+)
+
+counts = services["verdict"].value_counts()
+affected = services[services["failures"] > 0]
+cols = st.columns(4)
+cols[0].metric("Failures caused", f"{int(services['failures'].sum()):,}")
+cols[1].metric("Services still failing", int(counts.get("still failing", 0)))
+cols[2].metric("Services recovered", int(counts.get("recovered", 0)))
+slowest = affected["recovered_after_s"].max() if not affected.empty else None
+cols[3].metric("Slowest recovery", ui.fmt_seconds(slowest), help="From the step to the service's last failure.")
+
+st.subheader("Failures per service")
+if detail.series.empty:
+    st.success("No service failed because of this rotation.")
+else:
+    start = min(step["ts"], detail.series["bucket"].min()) - data.BUCKET_WIDTH[detail.bucket]
+    st.altair_chart(charts.step_chart(detail.series, step, start, detail.until, detail.bucket), width="stretch")
+
+st.subheader("Verdict per service")
+order = {verdict: n for n, verdict in enumerate(ui.VERDICT_ORDER)}
+services = services.sort_values(
+    ["verdict", "failures"], key=lambda c: c.map(order) if c.name == "verdict" else -c
+).reset_index(drop=True)
+table = pd.DataFrame(
+    {
+        "service": services["service"],
+        "verdict": services["verdict"],
+        "failures": services["failures"],
+        "causes": services["causes"].map(lambda c: ", ".join(c) if isinstance(c, list | tuple) else ""),
+        "first failure": [ui.relative(f, step["ts"]) for f in services["first_failure"]],
+        "time to recover": [
+            ui.fmt_seconds(r) if v == "recovered" else ("not yet" if v == "still failing" else "–")
+            for v, r in zip(services["verdict"], services["recovered_after_s"], strict=True)
+        ],
+        "JWKS cache age (reported median / max)": [
+            f"{ui.fmt_seconds(a)} / {ui.fmt_seconds(b)}" if pd.notna(b) else "not reported"
+            for a, b in zip(services["cache_age_median_s"], services["cache_age_max_s"], strict=True)
+        ],
+        "cache lifetime inferred ≥": services["stale_window_s"].map(ui.fmt_seconds),
+        f"events from {ui.issuer_host(step['issuer'])}": services["issuer_events"],
+    }
+)
+if step["action"] == "removed":  # one cause (retired_key) and no stale_jwks to infer a cache lifetime from
+    table = table.drop(columns=["causes", "cache lifetime inferred ≥"])
+st.dataframe(
+    table,
+    hide_index=True,
+    height=ui.table_height(len(table)),
+    column_config={
+        **ui.counts("failures", f"events from {ui.issuer_host(step['issuer'])}"),
+        "first failure": st.column_config.TextColumn(help="Relative to the rotation step"),
+        "time to recover": st.column_config.TextColumn(help="From the step to the service's last failure"),
+    },
+)
+st.caption(
+    "JWKS cache age: how old the service's key set was when it rejected a token (from the event's "
+    "`service_jwks_fetched_at`; not every service reports it)."
+    + (
+        " Cache lifetime inferred: the time from the key's publication to the service's last `stale_jwks` "
+        "failure on it, a lower bound on how long the service keeps a JWKS."
+        if step["action"] == "added"
+        else ""
+    )
+)
+
+st.subheader("Tokens still signed by the retired key")
+retired = detail.retired
+if retired is None:
+    st.info(
+        f"{ui.issuer_host(step['issuer'])} has not removed a key since this step, so no key is retired yet; "
+        "tokens signed by the old key are still accepted."
+    )
+else:
+    usage = detail.retired_usage
+    st.markdown(
+        f"{ui.code(retired['kid'])} was removed from {ui.issuer_host(retired['issuer'])}'s JWKS at "
+        f"{ui.fmt_ts(retired['ts'], seconds=True)}. Since then, **{int(usage['events'].sum()):,}** rejected "
+        "requests carried a token signed by it"
+        + (": the clients below still hold such tokens (or mint them)." if len(usage) else ".")
+    )
+    if not usage.empty:
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    "service": usage["service"],
+                    "rejections": usage["events"],
+                    "distinct tokens": usage["tokens"],
+                    "clients": usage["clients"],
+                    "some clients": usage["some_clients"].map(lambda c: ", ".join(c) if c is not None else ""),
+                    "main cause": usage["main_cause"].map(ui.cause_name),
+                    "last seen": usage["last_seen"].map(ui.fmt_ts),
+                }
+            ),
+            hide_index=True,
+            height=ui.table_height(len(usage)),
+            column_config=ui.counts("rejections", "distinct tokens", "clients"),
+        )
+
+with st.expander("What to do", expanded=not affected.empty):
+    for cause in causes:
+        st.markdown(f"**`{cause}` {ui.cause_label(cause)}**: {ui.remediation(cause)}")

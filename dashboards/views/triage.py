@@ -1,0 +1,240 @@
+"""Triage: the last hour against the same hour on past days, who fails and why, attacks, and the events themselves."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pandas as pd
+import streamlit as st
+
+from dashboards import charts, data, ui
+from pipeline.models import Attack
+from pipeline.remediation import ATTACK_ADVICE
+
+#: window → its length and what "the same …" calls it on past days
+WINDOWS = {
+    "Last 15 minutes": (timedelta(minutes=15), "15 minutes"),
+    "Last hour": (timedelta(hours=1), "hour"),
+    "Last 3 hours": (timedelta(hours=3), "3 hours"),
+    "Last 6 hours": (timedelta(hours=6), "6 hours"),
+    "Last 12 hours": (timedelta(hours=12), "12 hours"),
+    "Last 24 hours": (timedelta(hours=24), "24 hours"),
+}
+TOP_TABS = {"service": "Services", "client_id": "Clients", "kid": "Key ids (kid)"}
+
+st.title("Triage")
+status = ui.require_store()
+ref = ui.reference(status)
+assert status.first_ts is not None
+
+with st.sidebar:
+    window_name = st.selectbox("Window", list(WINDOWS), index=1, key="tr_window")
+    days = st.slider("Compare with the same window on the past … days", 1, 14, 7, key="tr_days")
+
+length, noun = WINDOWS[window_name]
+until = ref.end
+since = until - length
+path = ui.store_path()
+tri = ui.load(data.cached_triage, path, until, length, days)
+st.caption(f"{window_name}: {ui.fmt_ts(since)} – {ui.fmt_ts(ref.at)}. {ui.reference_note(ref)}")
+
+# -- this window against past days ------------------------------------------------------------
+st.subheader(f"{window_name} against the same {noun} on past days")
+covered = [d for d in range(1, days + 1) if until - timedelta(days=d) - length >= status.first_ts]
+wide = tri.by_day.pivot_table(index="cause", columns="days_ago", values="events", aggfunc="sum", fill_value=0)
+wide = wide.reindex(columns=[0, *covered], fill_value=0)
+compare = pd.DataFrame({"cause": wide.index, "now": wide[0].to_numpy()})
+if covered:
+    compare["yesterday"] = wide[1].to_numpy() if 1 in covered else None
+    compare["past_median"] = wide[covered].median(axis=1).to_numpy()
+compare = compare.sort_values("now", ascending=False, key=lambda s: s.astype(float)).reset_index(drop=True)
+total_now = int(compare["now"].sum())
+cols = st.columns(3)
+cols[0].metric(f"Failures, {window_name.lower()}", f"{total_now:,}")
+if covered:
+    usual = float(wide[covered].sum(axis=0).median())
+    cols[1].metric(
+        f"Usual for this {noun} (median of {len(covered)} days)",
+        f"{usual:,.0f}",
+        f"{total_now - usual:+,.0f} now" if usual and round(total_now - usual) else None,
+        delta_color="inverse",
+    )
+    rise = (compare["now"] - compare["past_median"]).astype(float)
+    if len(rise) and rise.max() > 0:
+        worst = compare.loc[rise.idxmax()]
+        cols[2].metric(
+            "Biggest rise against usual", ui.cause_name(worst["cause"]), f"{rise.max():+,.0f}", delta_color="inverse"
+        )
+    else:
+        cols[2].metric("Biggest rise against usual", "none")
+else:
+    cols[1].metric(f"Usual for this {noun}", "–")
+    st.info(
+        f"No past days to compare with: the store begins {ui.fmt_ts(status.first_ts)}, less than a day before "
+        f"this window. The comparison appears once the store holds the same {noun} on earlier days.",
+        icon=":material/history:",
+    )
+if total_now:
+    past_label = f"median of the past {len(covered)} days" if covered else None
+    left, right = st.columns([3, 2])
+    left.altair_chart(charts.same_window_chart(compare, window_name.lower(), past_label), width="stretch")
+    table = pd.DataFrame({"cause": compare["cause"], "now": compare["now"]})  # the chart beside it has the labels
+    if covered:
+        table["yesterday"] = compare["yesterday"]
+        table["usual (median)"] = compare["past_median"]
+    right.dataframe(
+        table,
+        hide_index=True,
+        height=ui.table_height(len(table)),
+        column_config={
+            **ui.counts("now", "yesterday"),
+            "usual (median)": st.column_config.NumberColumn(format="localized"),
+        },
+    )
+
+# -- who fails, by cause -------------------------------------------------------------------------
+st.subheader("Top services, clients and kids by cause")
+tabs = st.tabs(list(TOP_TABS.values()))
+for tab, column in zip(tabs, TOP_TABS, strict=True):
+    with tab:
+        top = tri.top[column]
+        if top.empty:
+            st.info(f"No failures with a {column} in this window.")
+        else:
+            st.altair_chart(charts.top_chart(top, column), width="stretch")
+
+# -- attacks -------------------------------------------------------------------------------------
+st.subheader("Attacks")
+attack_columns = {
+    "attack": "attack",
+    "events": "failures",
+    "services": "services",
+    "clients": "clients",
+    "first_seen": "first seen",
+    "last_seen": "last seen",
+}
+
+
+def attack_table(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.rename(columns=attack_columns)
+    out["services"] = out["services"].map(lambda s: ", ".join(s) if s is not None else "")
+    out["first seen"] = out["first seen"].map(ui.fmt_ts)
+    out["last seen"] = out["last seen"].map(ui.fmt_ts)
+    return out
+
+
+def attack_advice(frame: pd.DataFrame) -> None:
+    for attack in frame["attack"]:
+        if attack in set(Attack):
+            st.markdown(f"**`{attack}`**: {ATTACK_ADVICE[Attack(attack)]}")
+
+
+if tri.attacks.empty:
+    st.success(
+        "No attack patterns (alg none, key confusion, injected jwk/jku/kid, psychic signatures) in this window.",
+        icon=":material/verified_user:",
+    )
+    if not tri.last_attacks.empty:
+        last_seen = ui.fmt_ts(tri.last_attacks["last_seen"].max())
+        with st.expander(f"Attacks in the past {days} days (last seen {last_seen})"):
+            st.dataframe(attack_table(tri.last_attacks), hide_index=True, column_config=ui.counts("failures"))
+            attack_advice(tri.last_attacks)
+else:
+    st.warning(
+        f"{int(tri.attacks['events'].sum()):,} failures in this window carry an attack pattern.",
+        icon=":material/shield:",
+    )
+    st.dataframe(attack_table(tri.attacks), hide_index=True, column_config=ui.counts("failures"))
+    attack_advice(tri.attacks)
+
+# -- drill-down ----------------------------------------------------------------------------------
+st.subheader("Events")
+c1, c2, c3, c4 = st.columns(4)
+causes = c1.multiselect("Cause", tri.choices["cause"], format_func=ui.cause_name, key="tr_causes")
+services = c2.multiselect("Service", tri.choices["service"], key="tr_services")
+clients = c3.multiselect("Client", tri.choices["client_id"], key="tr_clients")
+kids = c4.multiselect("Key id (kid)", tri.choices["kid"], key="tr_kids")
+events = ui.load(
+    data.cached_events, path, since, until, tuple(services), (), tuple(causes), tuple(clients), tuple(kids), limit=500
+)
+st.caption(
+    f"The newest {len(events):,} matching events (up to 500). Tokens are never shown: `token_fp` is the first "
+    "12 hex characters of the token's SHA-256."
+)
+if events.empty:
+    st.info("No events match.")
+else:
+    shown = events.assign(
+        time=events["ts"].map(lambda t: ui.fmt_ts(t, seconds=True)),
+        meaning=events["cause"].map(ui.cause_label),
+        attacks=events["attacks"].map(lambda a: ", ".join(a) if a is not None else ""),
+    )
+    st.dataframe(
+        shown[
+            [
+                "time",
+                "service",
+                "cause",
+                "meaning",
+                "detail",
+                "client_id",
+                "kid",
+                "alg",
+                "confidence",
+                "attacks",
+                "token_fp",
+                "event_id",
+            ]
+        ],
+        hide_index=True,
+        column_config={"detail": st.column_config.TextColumn(width="large")},
+    )
+
+    st.markdown("##### Evidence for one event")
+    labels = {
+        e: f"{ui.fmt_ts(t, seconds=True)} · {s} · {c} · {e}"
+        for e, t, s, c in zip(events["event_id"], events["ts"], events["service"], events["cause"], strict=True)
+    }
+    chosen = st.selectbox("Event", list(labels), format_func=labels.get, key="tr_event")
+    evidence = ui.load(data.cached_evidence, path, chosen) if chosen else None
+    if evidence:
+        left, right = st.columns([3, 2])
+        with left:
+            st.markdown(f"**{ui.cause_name(evidence['cause'])}** ({evidence['confidence']})")
+            st.code(evidence["detail"] or "", language=None, wrap_lines=True)
+            st.markdown("Every failed check, in order: " + ", ".join(f"`{f}`" for f in evidence["findings"] or []))
+            st.info(ui.remediation(evidence["cause"]), icon=":material/build:")
+            for attack in evidence["attacks"] or []:
+                st.warning(ATTACK_ADVICE[Attack(attack)], icon=":material/shield:")
+        with right:
+            fields = {
+                "event_id": evidence["event_id"],
+                "time": ui.fmt_ts(evidence["ts"], seconds=True),
+                "service": evidence["service"],
+                "client_id": evidence["client_id"],
+                "request_id": evidence["request_id"],
+                "issuer (verified)": evidence["issuer"],
+                "kid": evidence["kid"],
+                "alg": evidence["alg"],
+                "audience": evidence["audience"],
+                "skew beyond leeway": ui.fmt_seconds(evidence["skew_seconds"]),
+                "key first published": ui.fmt_ts(evidence["key_first_seen"], seconds=True),
+                "service's JWKS fetched": ui.fmt_ts(evidence["service_jwks_fetched_at"], seconds=True),
+                "validator said": evidence["reported_error"],
+                "token fingerprint": evidence["token_fp"],
+            }
+            st.dataframe(
+                pd.DataFrame(
+                    {"field": list(fields), "value": [str(v) if v is not None else "–" for v in fields.values()]}
+                ),
+                hide_index=True,
+                height=ui.table_height(len(fields)),
+            )
+        for name, raw in (
+            ("Token header", evidence["token_header"]),
+            ("Token claims (sub hashed)", evidence["token_claims"]),
+        ):
+            if raw:
+                with st.expander(name):
+                    st.json(json.loads(raw))
