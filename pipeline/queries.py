@@ -824,3 +824,36 @@ def attack_summary(con: duckdb.DuckDBPyConnection, filters: Filters = Filters())
             GROUP BY attack ORDER BY events DESC, attack""",
         params,
     )
+
+
+def filter_values_in(con: duckdb.DuckDBPyConnection, filters: Filters) -> dict[str, list[str]]:
+    """The services, issuers and causes that occur within the filter (its window, typically), sorted.
+
+    For filter widgets that offer what the chosen time range holds: on a large store a window
+    of a day reads a sliver of the table, where `filter_values` reads all of it.
+    """
+    where, params = filters.where()
+    row = con.execute(
+        f"""SELECT list(DISTINCT service ORDER BY service), list(DISTINCT issuer ORDER BY issuer),
+                   list(DISTINCT cause ORDER BY cause)
+            FROM classifications WHERE {where}""",
+        params,
+    ).fetchone()
+    services, issuers, causes = row if row else ([], [], [])
+    return {
+        "service": [v for v in services or [] if v is not None],
+        "issuer": [v for v in issuers or [] if v is not None],
+        "cause": [v for v in causes or [] if v is not None],
+    }
+
+
+def step_failure_counts_since(con: duckdb.DuckDBPyConnection, since: datetime) -> dict[tuple[str, str], int]:
+    """`step_failure_counts` over the events from `since` on (for the rotations of a recent time range)."""
+    rows = con.execute(
+        """SELECT kid, CASE WHEN cause = 'retired_key' THEN 'removed' ELSE 'added' END AS action, count(*)
+           FROM classifications
+           WHERE ts >= ? AND cause IN ('stale_jwks', 'unpublished_key', 'retired_key') AND kid IS NOT NULL
+           GROUP BY ALL""",
+        [since],
+    ).fetchall()
+    return {(kid, action): int(n) for kid, action, n in rows}
