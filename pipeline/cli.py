@@ -40,6 +40,9 @@ def _setup_logging(verbose: bool) -> None:
         format="jwtriage: %(levelname)s: %(message)s",
         stream=sys.stderr,
     )
+    # kafka-python's DEBUG log dumps wire bytes and whole fetch responses, i.e. the records' values with
+    # their raw tokens (credentials never go to a log): even with -v it logs at INFO at most.
+    logging.getLogger("kafka").setLevel(max(logging.INFO, logging.getLogger("kafka").level))
 
 
 def load_cli_config(args: argparse.Namespace) -> Config:

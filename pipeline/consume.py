@@ -78,7 +78,14 @@ def consume(
     idle_since: float | None = None
     try:
         snapshots = source.read_jwks_to_end()
-        store.write(pipeline.process(snapshots), pipeline.timeline)
+        keys = pipeline.process(snapshots)
+        store.write(keys, pipeline.timeline)
+        # Bad snapshots read here are dead letters like any other: counted, sent to the DLQ topic, in the metrics.
+        stats.dead_letters += len(keys.dead_letters)
+        if metrics is not None:
+            metrics.observe_batch(keys)
+        if dlq is not None and keys.dead_letters:
+            dlq.send(keys.dead_letters)
         log.info("key timeline ready: %d snapshots, %d keys", len(snapshots), len(pipeline.timeline.all_keys()))
         last_lag = 0.0
         while not stopper.requested:

@@ -81,7 +81,19 @@ def _json_object(raw: bytes, part: str) -> dict[str, Any]:
         raise MalformedToken(f"the {part} is not JSON") from None
     if not isinstance(value, dict):
         raise MalformedToken(f"the {part} is not a JSON object")
+    if b"\\u" in raw and _has_lone_surrogate(value):
+        # JOSE JSON is UTF-8 (RFC 7515 §5.2); an unpaired \ud800 escape decodes to no character,
+        # and neither the store's JSON columns nor any output can hold it.
+        raise MalformedToken(f"the {part} is not JSON (an unpaired UTF-16 surrogate escape)")
     return value
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, ValueError, RecursionError):
+        return True
+    return False
 
 
 def is_number(value: Any) -> bool:
@@ -126,9 +138,13 @@ def parse(token: str) -> ParsedToken:
     )
 
 
+#: `json.dumps(value, sort_keys=True)`, without building a new encoder for every call.
+_encode_sorted = json.JSONEncoder(sort_keys=True).encode
+
+
 def hash_subject(value: Any) -> str:
     """A stable, non-reversible stand-in for `sub`, so claims can be stored and grouped."""
-    return "sha256:" + hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:32]
+    return "sha256:" + hashlib.sha256(_encode_sorted(value).encode()).hexdigest()[:32]
 
 
 def redacted_claims(claims: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,73 @@
+"""The benchmark scripts still run: each in its tiny --quick mode, so `make bench` cannot rot.
+
+No timing is asserted here (speed is measured by the scripts themselves, under `make bench`);
+only that every script runs to the end and hands its headline figures to bench/run_all.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private cache for signed tokens and simulated days (a `make bench` may be running beside us)."""
+    return tmp_path_factory.mktemp("bench-cache")
+
+
+def run_script(script: str, cache: Path, tmp_path: Path, *args: str) -> tuple[str, list[dict[str, object]]]:
+    summary = tmp_path / f"{script}.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), "--quick", "--summary", str(summary), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "JWTRIAGE_BENCH_CACHE": str(cache)},
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = json.loads(summary.read_text())["rows"]
+    assert rows and all({"name", "value", "unit", "load"} <= set(row) for row in rows), rows
+    return done.stdout, rows
+
+
+@pytest.mark.parametrize("script", ["bench_stages.py", "bench_sink.py", "bench_scaling.py"])
+def test_each_benchmark_runs_in_quick_mode(script: str, cache: Path, tmp_path: Path) -> None:
+    stdout, _ = run_script(script, cache, tmp_path)
+    assert "load" in stdout  # every figure is printed beside the load average
+
+
+def test_the_classify_benchmark_reports_a_ratio_for_every_mix(cache: Path, tmp_path: Path) -> None:
+    _, rows = run_script("bench_classify.py", cache, tmp_path)
+    names = {str(row["name"]) for row in rows}
+    for mix in ("RS256", "ES256", "EdDSA", "RS256+ES256+EdDSA"):
+        assert {f"classify: {mix} unique", f"classify: {mix} each token x10"} <= names
+    assert all(isinstance(row["ratio"], float) for row in rows)
+
+
+def test_run_all_gathers_the_summaries(tmp_path: Path, cache: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "run_all.py"), "--quick", "--only", "stages"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "JWTRIAGE_BENCH_CACHE": str(cache)},
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "== summary" in done.stdout and "pipeline minus Kafka" in done.stdout
+
+
+@pytest.mark.kafka
+def test_the_end_to_end_benchmark_runs_on_the_broker(cache: Path, tmp_path: Path) -> None:
+    _, rows = run_script("bench_e2e.py", cache, tmp_path)
+    assert any(str(row["name"]).startswith("e2e: 1 consumer") for row in rows)
