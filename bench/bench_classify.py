@@ -33,27 +33,11 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Summary, header, load
+from common import AUDIENCE, CONFIG_TOML, ISSUER, Summary, header, load
 
 from pipeline.config import Config
 from pipeline.runner import Pipeline
 from pipeline.sources import FileSource
-
-ISSUER = "https://login.bench.test"
-AUDIENCE = "api://bench"
-CONFIG = f"""
-[[issuers]]
-name = "bench"
-issuer = "{ISSUER}"
-jwks_uri = "{ISSUER}/jwks"
-algorithms = ["RS256", "ES256", "EdDSA"]
-
-[[services]]
-name = "api"
-issuers = ["bench"]
-audience = "{AUDIENCE}"
-leeway_seconds = 30
-"""
 
 
 def make_keys() -> dict[str, tuple[Any, dict[str, Any]]]:
@@ -93,14 +77,17 @@ def bare_decode(tokens: list[str], keys: dict[str, tuple[Any, dict[str, Any]]]) 
 def jwtriage_classify(tokens: list[str], keys: dict[str, tuple[Any, dict[str, Any]]], workdir: Path) -> float:
     """Seconds for the classify path (JSONL in, one JSON line out per event), start-up excluded."""
     at = datetime.now(UTC)
-    snapshot = {"issuer": ISSUER, "fetched_at": (at - timedelta(days=30)).isoformat(),
-                "jwks": {"keys": [jwk for _, jwk in keys.values()]}}
+    snapshot = {
+        "issuer": ISSUER,
+        "fetched_at": (at - timedelta(days=30)).isoformat(),
+        "jwks": {"keys": [jwk for _, jwk in keys.values()]},
+    }
     (workdir / "jwks.jsonl").write_text(json.dumps(snapshot) + "\n")
     stamp = at.strftime("%Y-%m-%dT%H:%M:%SZ")
     with (workdir / "events.jsonl").open("w") as f:
         for n, token in enumerate(tokens):
             f.write(json.dumps({"event_id": f"e{n}", "ts": stamp, "service": "api", "token": token}) + "\n")
-    config = Config.model_validate(tomllib.loads(CONFIG))
+    config = Config.model_validate(tomllib.loads(CONFIG_TOML))
     pipeline = Pipeline(config)
     source = FileSource(workdir / "events.jsonl", snapshots=workdir / "jwks.jsonl")
     out = io.StringIO()
@@ -123,7 +110,11 @@ TARGET_UNIQUE, TARGET_REPEATED = 0.7, 3.0
 
 
 def run_case(
-    name: str, tokens: list[str], keys: dict[str, tuple[Any, dict[str, Any]]], workdir: Path, summary: Summary,
+    name: str,
+    tokens: list[str],
+    keys: dict[str, tuple[Any, dict[str, Any]]],
+    workdir: Path,
+    summary: Summary,
     target: float,
 ) -> None:
     baseline = ours = float("inf")
@@ -131,11 +122,21 @@ def run_case(
         baseline = min(baseline, bare_decode(tokens, keys))
         ours = min(ours, jwtriage_classify(tokens, keys, workdir))
     n, at = len(tokens), load()
-    print(f"{name:<34} {n:>7} tokens | bare jwt.decode {n / baseline:>9,.0f}/s ({baseline / n * 1e6:5.1f} us) | "
-          f"jwtriage classify {n / ours:>9,.0f}/s ({ours / n * 1e6:5.1f} us) | ratio {baseline / ours:4.2f}x | "
-          f"load {at:.2f}", flush=True)
-    summary.add(f"classify: {name}", n / ours, "tokens/s", baseline=n / baseline, target=f">= {target}x",
-                met=baseline / ours >= target, load=at)
+    print(
+        f"{name:<34} {n:>7} tokens | bare jwt.decode {n / baseline:>9,.0f}/s ({baseline / n * 1e6:5.1f} us) | "
+        f"jwtriage classify {n / ours:>9,.0f}/s ({ours / n * 1e6:5.1f} us) | ratio {baseline / ours:4.2f}x | "
+        f"load {at:.2f}",
+        flush=True,
+    )
+    summary.add(
+        f"classify: {name}",
+        n / ours,
+        "tokens/s",
+        baseline=n / baseline,
+        target=f">= {target}x",
+        met=baseline / ours >= target,
+        load=at,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

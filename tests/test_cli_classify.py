@@ -18,21 +18,17 @@ import pytest
 
 from pipeline import cli
 from pipeline.tokens import fingerprint
-from tests.world import CONFIG_TOML, T0, default_snapshots, forge, good_claims, mint, private_key, public_jwk
-
-CONTRACT_FIELDS = [
-    "event_id",
-    "cause",
-    "confidence",
-    "attacks",
-    "findings",
-    "issuer",
-    "kid",
-    "alg",
-    "audience",
-    "skew_seconds",
-    "detail",
-]
+from tests.world import (
+    CONFIG_TOML,
+    CONTRACT_FIELDS,
+    T0,
+    default_snapshots,
+    forge,
+    good_claims,
+    mint,
+    private_key,
+    public_jwk,
+)
 
 
 def _iso(at: Any) -> str:

@@ -30,6 +30,21 @@ CORP = "https://login.acme.test"
 STAGING = "https://login.staging.acme.test"
 AUDIENCE = "api://payments"
 
+#: The Classification fields DESIGN.md fixes, in order (a literal on purpose: the contract, not the model).
+CONTRACT_FIELDS = [
+    "event_id",
+    "cause",
+    "confidence",
+    "attacks",
+    "findings",
+    "issuer",
+    "kid",
+    "alg",
+    "audience",
+    "skew_seconds",
+    "detail",
+]
+
 CONFIG_TOML = f"""
 [[issuers]]
 name = "corp"
