@@ -22,7 +22,7 @@ from pipeline.config import Config
 from pipeline.faults import crash_point
 from pipeline.kafka_io import DeadLetterPublisher, KafkaSource
 from pipeline.metrics import Metrics
-from pipeline.runner import Pipeline, PipelineLimits
+from pipeline.runner import Batch, Pipeline, PipelineLimits, streaming_gc
 from pipeline.store import Store
 
 log = logging.getLogger(__name__)
@@ -72,55 +72,77 @@ def consume(
     store = Store(config.store.path, instance=instance)
     limits = PipelineLimits(max_record_bytes=config.kafka.max_message_bytes)
     pipeline = Pipeline(config, store.load_timeline(), limits)
-    source = KafkaSource(config.kafka, store.positions(), instance=instance, max_records=batch_size)
+    stored = store.positions()
+    source = KafkaSource(config.kafka, stored, instance=instance, max_records=batch_size)
     dlq = DeadLetterPublisher(config.kafka) if config.kafka.dead_letter_topic else None
     last_publish, publish_cost = 0.0, 0.0
     idle_since: float | None = None
+
+    def write_startup(batch: Batch) -> None:
+        store.write(batch, pipeline.timeline)
+        # Bad records read here are dead letters like any other: counted, sent to the DLQ topic, in the metrics.
+        stats.dead_letters += len(batch.dead_letters)
+        if metrics is not None:
+            metrics.observe_batch(batch)
+        if dlq is not None and batch.dead_letters:
+            dlq.send(batch.dead_letters)
+
     try:
         snapshots = source.read_jwks_to_end()
-        keys = pipeline.process(snapshots)
-        store.write(keys, pipeline.timeline)
-        # Bad snapshots read here are dead letters like any other: counted, sent to the DLQ topic, in the metrics.
-        stats.dead_letters += len(keys.dead_letters)
-        if metrics is not None:
-            metrics.observe_batch(keys)
-        if dlq is not None and keys.dead_letters:
-            dlq.send(keys.dead_letters)
+        write_startup(pipeline.process(snapshots))
         log.info("key timeline ready: %d snapshots, %d keys", len(snapshots), len(pipeline.timeline.all_keys()))
+        # The join state as it was before the restart: the stored events still waiting for a sample
+        # (or a key), then the recent samples, read again before any new event is judged.
+        waiting = store.awaiting_samples(limits.max_waiting)
+        pipeline.await_samples(waiting)
+        replayed = source.replay_samples()
+        if replayed:
+            batch = pipeline.process(replayed)
+            # Dead letters below the stored positions were stored (and sent) before the restart.
+            batch.dead_letters = [
+                d for d in batch.dead_letters
+                if d.position.offset >= stored.get((d.position.source, d.position.partition), 0)
+            ]
+            write_startup(batch)
+            log.info(
+                "join state restored: %d recent samples read again, %d stored events waiting for one, %d judged again",
+                len(replayed), len(waiting), len(batch.judged),
+            )
         last_lag = 0.0
-        while not stopper.requested:
-            envelopes = source.poll()
-            if envelopes:
-                idle_since = None
-                classify_started = time.perf_counter()
-                batch = pipeline.process(envelopes)
-                classify_seconds = time.perf_counter() - classify_started
-                store.write(batch, pipeline.timeline)
-                crash_point("before_group_commit")
-                source.commit(batch.positions)
-                if metrics is not None:
-                    lag = None
-                    if time.monotonic() - last_lag >= LAG_INTERVAL_SECONDS:  # several broker calls: not every batch
-                        lag, last_lag = source.lag(), time.monotonic()
-                    metrics.observe_batch(batch, lag_by_partition=lag, seconds=classify_seconds)
-                    metrics.set_snapshot_age(pipeline.timeline)
-                if dlq is not None and batch.dead_letters:
-                    dlq.send(batch.dead_letters)
-                stats.batches += 1
-                stats.events += sum(1 for e in envelopes if e.kind.value == "event")
-                stats.dead_letters += len(batch.dead_letters)
-                if on_batch is not None:
-                    on_batch(batch, source)
-            elif exit_when_idle is not None:
-                idle_since = idle_since or time.monotonic()
-                if time.monotonic() - idle_since >= exit_when_idle and source.caught_up():
-                    log.info("caught up and idle for %.0f s: exiting", exit_when_idle)
-                    break
-            # Publish for readers, never more often than 20x the cost of publishing.
-            if time.monotonic() - last_publish >= max(publish_interval, 20 * publish_cost):
-                publish_cost = store.publish()
-                last_publish = time.monotonic()
-                crash_point("after_publish")
+        with streaming_gc():  # a batch's objects die young: no full collections mid-stream
+            while not stopper.requested:
+                envelopes = source.poll()
+                if envelopes:
+                    idle_since = None
+                    classify_started = time.perf_counter()
+                    batch = pipeline.process(envelopes)
+                    classify_seconds = time.perf_counter() - classify_started
+                    store.write(batch, pipeline.timeline)
+                    crash_point("before_group_commit")
+                    source.commit(batch.positions)
+                    if metrics is not None:
+                        lag = None
+                        if time.monotonic() - last_lag >= LAG_INTERVAL_SECONDS:  # several broker calls: not every batch
+                            lag, last_lag = source.lag(), time.monotonic()
+                        metrics.observe_batch(batch, lag_by_partition=lag, seconds=classify_seconds)
+                        metrics.set_snapshot_age(pipeline.timeline)
+                    if dlq is not None and batch.dead_letters:
+                        dlq.send(batch.dead_letters)
+                    stats.batches += 1
+                    stats.events += sum(1 for e in envelopes if e.kind.value == "event")
+                    stats.dead_letters += len(batch.dead_letters)
+                    if on_batch is not None:
+                        on_batch(batch, source)
+                elif exit_when_idle is not None:
+                    idle_since = idle_since or time.monotonic()
+                    if time.monotonic() - idle_since >= exit_when_idle and source.caught_up():
+                        log.info("caught up and idle for %.0f s: exiting", exit_when_idle)
+                        break
+                # Publish for readers, never more often than 20x the cost of publishing.
+                if time.monotonic() - last_publish >= max(publish_interval, 20 * publish_cost):
+                    publish_cost = store.publish()
+                    last_publish = time.monotonic()
+                    crash_point("after_publish")
     finally:
         try:
             store.publish()

@@ -258,6 +258,25 @@ class KafkaSource:
             envelopes.extend(self._envelopes(self.keys_follower.poll(timeout_ms=POLL_TIMEOUT_MS)))
         return envelopes
 
+    def replay_samples(self) -> list[Envelope]:
+        """The recent samples this store had already read (its last `sample_replay` per partition).
+
+        The samples joined in memory are gone after a restart; reading them again before any
+        event is judged puts the consumer back where it stopped. Records past the stored
+        position that come in the same fetch are new samples and are returned too.
+        """
+        stored = {
+            tp: self.stored_positions[(tp.topic, tp.partition)]
+            for tp in self.follower.assignment()
+            if (tp.topic, tp.partition) in self.stored_positions
+        }
+        # A topic recreated since (its end below our position) has nothing of ours to replay.
+        ends = {tp: min(stored[tp], end) for tp, end in self.follower.end_offsets(list(stored)).items()}
+        envelopes: list[Envelope] = []
+        while any(self.follower.position(tp) < end for tp, end in ends.items()):
+            envelopes.extend(self._envelopes(self.follower.poll(timeout_ms=POLL_TIMEOUT_MS)))
+        return envelopes
+
     def _drain_keys(self) -> list[Envelope]:
         envelopes: list[Envelope] = []
         while True:

@@ -223,10 +223,17 @@ class Pipeline:
             fp = event.token_sha256.lower()
             token = self._samples.get(fp)
             if token is None:
+                self.await_samples([(event, position)])
+        self._judge(event, token, position, batch)
+
+    def await_samples(self, waiting: Iterable[tuple[AuthFailureEvent, Position]]) -> None:
+        """Take back events already stored that a sample arriving later judges again (after a restart)."""
+        for event, position in waiting:
+            if event.token_sha256:
+                fp = event.token_sha256.lower()
                 entries = self._awaiting_sample.get(fp, [])
                 entries.append((event, position))
                 self._awaiting_sample.put(fp, entries)
-        self._judge(event, token, position, batch)
 
     def _on_sample(self, sample: SampledToken, batch: Batch) -> None:
         self.counts["samples"] += 1

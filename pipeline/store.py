@@ -24,8 +24,8 @@ import pyarrow as pa
 
 from pipeline.faults import crash_point
 from pipeline.keys import KeyTimeline, load_public_key
-from pipeline.models import JwksSnapshot
-from pipeline.runner import Batch, Judged
+from pipeline.models import AuthFailureEvent, JwksSnapshot
+from pipeline.runner import Batch, Judged, Position
 
 log = logging.getLogger(__name__)
 
@@ -455,6 +455,37 @@ class Store:
     def load_timeline(self) -> KeyTimeline:
         """The key timeline as stored, for a restart or for `explain --db`."""
         return timeline_from(self.con)
+
+    def awaiting_samples(self, limit: int) -> list[tuple[AuthFailureEvent, Position]]:
+        """The newest `limit` stored events that a sample arriving later would judge again, oldest first.
+
+        An event naming its token only by `token_sha256` is stored `reported` until its sample
+        arrives, and one judged `unknown_kid` may meet a newer key; the consumer keeps such
+        events in memory to judge them again. A restart empties that memory, so it is rebuilt
+        from these rows (they hold every field of the event), and the samples replayed at
+        start-up reach them as if the consumer had never stopped.
+        """
+        rows = self.con.execute(
+            """
+            SELECT * FROM (
+                SELECT event_id, ts, service, token_sha256, reported_error, service_jwks_fetched_at,
+                       client_id, request_id, source, source_partition, source_offset
+                FROM classifications
+                WHERE token_sha256 IS NOT NULL AND (confidence = 'reported' OR cause = 'unknown_kid')
+                ORDER BY ts DESC, source_offset DESC
+                LIMIT ?
+            ) ORDER BY ts, source_offset
+            """,
+            [limit],
+        ).fetchall()
+        waiting = []
+        for event_id, ts, service, sha, error, fetched_at, client_id, request_id, source, partition, offset in rows:
+            event = AuthFailureEvent(
+                event_id=event_id, ts=ts, service=service, token_sha256=sha, reported_error=error,
+                service_jwks_fetched_at=fetched_at, client_id=client_id, request_id=request_id,
+            )
+            waiting.append((event, Position(source, partition, offset)))
+        return waiting
 
 
 def timeline_from(con: duckdb.DuckDBPyConnection) -> KeyTimeline:

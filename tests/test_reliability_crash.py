@@ -149,8 +149,6 @@ def test_negative_control_positions_committed_before_the_rows_lose_events(run: K
         assert_exactly_once(run, expected)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (see the docstring): after a restart, events are judged before the "
-                   "samples they join are replayed, and the events waiting for a sample are forgotten")
 def test_a_restart_in_the_replay_window_still_joins_every_sampled_token(tmp_path: Path) -> None:
     """Events that name their token by `token_sha256` keep a verified verdict across crashes.
 
@@ -159,15 +157,12 @@ def test_a_restart_in_the_replay_window_still_joins_every_sampled_token(tmp_path
     `confidence` is `verified` for every event joined through `token_sha256`; a crash leaves
     the store as if none happened): every event is stored with its sample's verdict.
 
-    Today this fails (50 to 80 of the 200 stay `reported`): the consumer reads samples and
-    events side by side, up to --batch-size of each per poll, from the start and again after a
-    restart (when the sample follower re-reads from its stored position - 10,000), so a batch
-    can judge an event before its sample, already in the topic, is back in memory. The event
-    is stored `reported` and waits in `Pipeline._awaiting_sample`, which lives in memory only:
-    a kill before the sample comes leaves the row `reported` for good, because the event's
-    offset is committed and nothing judges it again (pipeline/kafka_io.py KafkaSource.poll and
-    _assign_follower, pipeline/runner.py Pipeline._on_event, pipeline/consume.py consume).
-    Remove the xfail marker with the fix.
+    The consumer reads samples and events side by side, so a batch can judge an event before
+    its sample (already in the topic) is read: the event is stored `reported` and waits in
+    memory. Before the fix, a kill before the sample came left the row `reported` for good (the
+    event's offset was committed, the memory gone): 50 to 80 of the 200. Now a restart rebuilds
+    the waiting events from the store (`Store.awaiting_samples`) and reads the recent samples
+    again before judging anything new (`KafkaSource.replay_samples`).
     """
     tokens = [mint("rsa-2", claims=good_claims(jti=f"t{n}")) for n in range(200)]
     run = KafkaRun.create(tmp_path / "run", CONFIG_TOML)

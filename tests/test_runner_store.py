@@ -91,6 +91,42 @@ def test_late_sample_rejudges_the_event(tmp_path: Path) -> None:
     assert pipeline.counts["rejudged"] == 1
 
 
+def test_events_waiting_for_a_sample_survive_a_restart(tmp_path: Path) -> None:
+    """A new process on the same store takes back the events still waiting (the consumer's restart)."""
+    feed, db = Feed(), tmp_path / "s.duckdb"
+    waiting = mint("rsa-2", claims=good_claims(aud="api://orders"))
+    inline_unknown = mint("rsa-2", claims=good_claims(jti="other"))
+    with Store(db) as store:
+        run(
+            ListSource([
+                *snapshot_envelopes(feed)[:1],  # rsa-2 is not published yet: the inline token is unknown_kid
+                feed(RecordKind.EVENT, ev("waits", token_sha256=fingerprint(waiting), client_id="c1")),
+                feed(RecordKind.EVENT, ev("inline", token=inline_unknown)),
+                feed(RecordKind.EVENT, ev("no-hash", reported_error="IDX10223: Lifetime validation failed")),
+            ]),
+            Pipeline(World().cfg),
+            store,
+        )
+    with Store(db) as store:  # the restart: a fresh pipeline, its memory empty
+        restored = store.awaiting_samples(limit=10)
+        assert sorted(event.event_id for event, _ in restored) == ["inline", "waits"]
+        event, position = next(pair for pair in restored if pair[0].event_id == "waits")
+        assert (event.client_id, event.ts, position.offset) == ("c1", T0, 0)
+        assert [e.event_id for e, _ in store.awaiting_samples(limit=1)] == ["inline"]  # the newest first
+        pipeline = Pipeline(World().cfg, store.load_timeline())
+        pipeline.await_samples(restored)
+        run(ListSource([*snapshot_envelopes(feed)[1:],
+                        feed(RecordKind.SAMPLE, json.dumps({"token": waiting}).encode()),
+                        feed(RecordKind.SAMPLE, json.dumps({"token": inline_unknown}).encode())]),
+            pipeline, store)
+        after = store.con.execute("SELECT event_id, cause, confidence, client_id FROM classifications ORDER BY 1")
+        assert after.fetchall() == [
+            ("inline", "valid", "verified", None),
+            ("no-hash", "expired", "reported", None),
+            ("waits", "audience_mismatch", "verified", "c1"),
+        ]
+
+
 def test_late_snapshot_rejudges_unknown_kids(tmp_path: Path) -> None:
     feed = Feed()
     snapshots = snapshot_envelopes(feed)
