@@ -129,10 +129,17 @@ class _Bounded(OrderedDict[str, V]):
 
 @dataclass(frozen=True, slots=True)
 class PipelineLimits:
-    """Caps on the join state: memory stays flat however long the stream runs."""
+    """Caps on the join state: memory stays flat however long the stream runs.
 
-    max_samples: int = 200_000
-    max_waiting: int = 100_000
+    At the caps the state holds about 50 MB of sampled tokens, 50 MB of events waiting for
+    their sample and 25 MB of `unknown_kid` events (with their tokens) waiting for a key. A key
+    comes at most a JWKS poll or two after its first token, so the last 10,000 such events
+    are a wide enough window; the caps are far above what a day of simulated traffic needs.
+    """
+
+    max_samples: int = 50_000
+    max_waiting: int = 50_000
+    max_waiting_for_key: int = 10_000
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
 
 
@@ -155,7 +162,9 @@ class Pipeline:
         # fingerprint → events whose sample has not arrived yet
         self._awaiting_sample: _Bounded[list[tuple[AuthFailureEvent, Position]]] = _Bounded(self.limits.max_waiting)
         # event_id → (event, token, position, kid) of events judged unknown_kid
-        self._awaiting_key: _Bounded[tuple[AuthFailureEvent, str, Position, Any]] = _Bounded(self.limits.max_waiting)
+        self._awaiting_key: _Bounded[tuple[AuthFailureEvent, str, Position, Any]] = _Bounded(
+            self.limits.max_waiting_for_key
+        )
         self._services = {s.name for s in config.services}
         self.counts: dict[str, int] = {"events": 0, "samples": 0, "snapshots": 0, "dead_letters": 0, "rejudged": 0}
 

@@ -210,7 +210,8 @@ def test_key_timeline_and_rotations_are_stored(tmp_path: Path) -> None:
 
 def test_bounded_join_state_under_a_flood_of_unique_fingerprints() -> None:
     feed = Feed()
-    pipeline = Pipeline(World().cfg, limits=PipelineLimits(max_samples=50, max_waiting=40))
+    limits = PipelineLimits(max_samples=50, max_waiting=40, max_waiting_for_key=30)
+    pipeline = Pipeline(World().cfg, limits=limits)
     pipeline.process(snapshot_envelopes(feed))
     for n in range(500):
         pipeline.process(
@@ -221,7 +222,7 @@ def test_bounded_join_state_under_a_flood_of_unique_fingerprints() -> None:
             ]
         )
     sizes = pipeline.state_sizes
-    assert sizes["samples"] == 50 and sizes["awaiting_sample"] == 40 and sizes["awaiting_key"] == 40
+    assert sizes["samples"] == 50 and sizes["awaiting_sample"] == 40 and sizes["awaiting_key"] == 30
 
 
 def test_schema_version_is_recorded_and_a_newer_store_is_refused(tmp_path: Path) -> None:

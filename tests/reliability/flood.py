@@ -65,7 +65,8 @@ def flood(n: int, kinds: tuple[str, ...] = KINDS) -> Iterator[Envelope]:
 def small_pipeline(cap: int) -> Pipeline:
     classify.PARSE_CACHE_SIZE = cap
     cfg = config().model_copy(update={"classify": ClassifyConfig(signature_cache_size=cap)})
-    return Pipeline(cfg, KeyTimeline(default_snapshots()), PipelineLimits(max_samples=cap, max_waiting=cap))
+    limits = PipelineLimits(max_samples=cap, max_waiting=cap, max_waiting_for_key=cap)
+    return Pipeline(cfg, KeyTimeline(default_snapshots()), limits)
 
 
 def _memory_kb(field: str) -> int:
