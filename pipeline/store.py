@@ -10,9 +10,11 @@ duplicates. No raw token is ever stored: a fingerprint, the header, and the clai
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from datetime import UTC, datetime
@@ -169,6 +171,24 @@ class StoreError(Exception):
 _encode_json = json.JSONEncoder(sort_keys=True, default=str).encode
 
 
+#: A compact JWS/JWE: a base64url run starting like an encoded JSON object (`{"` or `{ `),
+#: then one to four more dot-separated segments.
+_TOKEN_IN_TEXT = re.compile(r"(?<![A-Za-z0-9_-])ey[A-Za-z0-9_-]{6,}(?:\.[A-Za-z0-9_-]*){1,4}")
+
+
+def without_tokens(text: str | None) -> str | None:
+    """`text` with any JWT in it replaced by its fingerprint's start.
+
+    The event's free-text fields come from the rejecting service: some validators print the
+    token in their message (Microsoft.IdentityModel with ShowPII, debug logs pasted into
+    `reported_error`), and a client or request id can be a token by mistake. None of them may
+    carry a credential into the store; the fingerprint still lets a reader match it.
+    """
+    if text is None or "ey" not in text:
+        return text
+    return _TOKEN_IN_TEXT.sub(lambda m: f"<token sha256:{hashlib.sha256(m[0].encode()).hexdigest()[:12]}…>", text)
+
+
 def _json(value: Any) -> str | None:
     return None if value is None else _encode_json(value)
 
@@ -212,8 +232,8 @@ def classification_table(judged: list[Judged], classified_at: datetime) -> pa.Ta
         "audience": [_json(c.audience) for c in found],
         "skew_seconds": [c.skew_seconds for c in found],
         "detail": [c.detail for c in found],
-        "client_id": [e.client_id for e in events],
-        "request_id": [e.request_id for e in events],
+        "client_id": [without_tokens(e.client_id) for e in events],
+        "request_id": [without_tokens(e.request_id) for e in events],
         "token_sha256": [
             v.fingerprint or (e.token_sha256.lower() if e.token_sha256 else None)
             for v, e in zip(verdicts, events, strict=True)
@@ -223,7 +243,7 @@ def classification_table(judged: list[Judged], classified_at: datetime) -> pa.Ta
         "key_thumbprint": [v.key_thumbprint for v in verdicts],
         "key_first_seen": [v.key_first_seen for v in verdicts],
         "service_jwks_fetched_at": [e.service_jwks_fetched_at for e in events],
-        "reported_error": [e.reported_error for e in events],
+        "reported_error": [without_tokens(e.reported_error) for e in events],
         "source": [p.source for p in positions],
         "source_partition": [p.partition for p in positions],
         "source_offset": [p.offset for p in positions],

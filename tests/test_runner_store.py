@@ -247,3 +247,21 @@ def test_store_ddl_in_schemas_is_in_sync(tmp_path: Path) -> None:
 def test_readers_get_a_hint_when_there_is_no_store(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="jwtriage demo"):
         connect_readonly(tmp_path / "none.duckdb")
+
+
+def test_a_token_inside_the_events_free_text_never_reaches_the_store(tmp_path: Path) -> None:
+    """Validators can print the token in their message (IdentityModel with ShowPII); the store keeps a fingerprint."""
+    feed, db = Feed(), tmp_path / "s.duckdb"
+    token = mint("rsa-2")
+    message = f"IDX10223: Lifetime validation failed. The token is expired. token: '{token}'"
+    event = ev("a", reported_error=message, client_id=token, request_id="keyboard-layout.json 3f2a-9c1e")
+    with Store(db) as store:
+        run(ListSource([*snapshot_envelopes(feed), feed(RecordKind.EVENT, event)]), Pipeline(World().cfg), store)
+    [(error, client_id, request_id, cause)] = rows(
+        db, "SELECT reported_error, client_id, request_id, cause FROM classifications"
+    )
+    mark = f"<token sha256:{fingerprint(token)[:12]}…>"
+    assert error == f"IDX10223: Lifetime validation failed. The token is expired. token: '{mark}'"
+    assert client_id == mark
+    assert request_id == "keyboard-layout.json 3f2a-9c1e"  # text that only looks a little like base64url stays
+    assert cause == "expired"  # judged on the message as sent
