@@ -40,9 +40,12 @@ _KID_INJECTION_MARKERS = ("../", "/dev/", "'", '"', ";", "|", "`", "$", "\x00")
 _KID_INJECTION = re.compile("|".join(re.escape(marker) for marker in _KID_INJECTION_MARKERS))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Verdict:
-    """A Classification plus the redacted token facts the store keeps beside it."""
+    """A Classification plus the redacted token facts the store keeps beside it; read-only by convention.
+
+    Not `frozen`, like `ParsedToken`: one is made per event, and frozen costs ~2 µs each.
+    """
 
     classification: Classification
     fingerprint: str | None = None
@@ -60,17 +63,32 @@ class _ServicePolicy:
     service: ServiceConfig
     algorithms: frozenset[str]
     issuer_urls: frozenset[str]
+    required_claims: frozenset[str]
 
 
-@dataclass(slots=True)
 class _Findings:
-    causes: list[Cause] = field(default_factory=list)
-    notes: dict[Cause, str] = field(default_factory=dict)
+    """The failed checks of one token, in check order, each with its evidence sentence."""
+
+    __slots__ = ("causes", "notes")
+
+    def __init__(self) -> None:
+        self.causes: list[Cause] = []
+        self.notes: dict[Cause, str] = {}
 
     def add(self, cause: Cause, note: str) -> None:
         if cause not in self.notes:
             self.causes.append(cause)
             self.notes[cause] = note
+
+
+def _classification(**fields: Any) -> Classification:
+    """`Classification(**fields)`, validated the same way, by the model's own validator.
+
+    Calling it directly skips `BaseModel.__init__`'s Python frame and keyword re-packing:
+    about 1 µs less per event, a third of the model's cost.
+    """
+    classification: Classification = Classification.__pydantic_validator__.validate_python(fields)
+    return classification
 
 
 def human_duration(seconds: float) -> str:
@@ -135,12 +153,16 @@ class Classifier:
         self.cache = cache or SignatureCache(config.classify.signature_cache_size)
         self._parsed: OrderedDict[str, ParsedToken | MalformedToken] = OrderedDict()
         self._asymmetric: dict[str, tuple[int, bool]] = {}  # service → (timeline version, answer)
+        # (service, alg, kid) → (candidates, fitting) as of `_choices_version`; see `_key_choices`
+        self._choices: dict[tuple[str, str, str | None], tuple[list[TimelineKey], list[TimelineKey]]] = {}
+        self._choices_version = -1
         self._configured_urls = frozenset(i.issuer for i in config.issuers)
         self._policies = {
             s.name: _ServicePolicy(
                 s,
                 frozenset(a for n in s.issuers for a in config.issuer_by_name(n).algorithms),
                 frozenset(config.issuer_by_name(n).issuer for n in s.issuers),
+                frozenset(s.required_claims),
             )
             for s in config.services
         }
@@ -154,13 +176,17 @@ class Classifier:
             raise KeyError(f"service {event.service!r} is not in the config")
         if token is None:
             return self._from_reported(event)
+        parsed = self._parse(token)
+        if isinstance(parsed, ParsedToken):
+            return self._judge(event, parsed, policy)
+        # A JWE never parses (5 segments, not 3), so it is told apart only among the failures.
         if segment_count(token) == 5:
             detail = (
                 "The token is a JWE (5 segments): encrypted, so jwtriage cannot read or verify it; "
                 "check that the service expects encrypted tokens."
             )
             return Verdict(
-                Classification(
+                _classification(
                     event_id=event.event_id,
                     cause=Cause.UNVERIFIABLE,
                     confidence=Confidence.VERIFIED,
@@ -170,10 +196,7 @@ class Classifier:
                 fingerprint=fingerprint(token),
                 notes={Cause.UNVERIFIABLE: detail},
             )
-        parsed = self._parse(token)
-        if isinstance(parsed, MalformedToken):
-            return self._malformed(event, token, policy, parsed)
-        return self._judge(event, parsed, policy)
+        return self._malformed(event, token, policy, parsed)
 
     def prepare(self, tokens: Iterable[tuple[str, str]]) -> None:
         """Parse a batch's (service, token) pairs and check their signatures ahead of judging them.
@@ -184,16 +207,21 @@ class Classifier:
         interleaved with the checks, which keeps it in the CPU caches and makes a batch of
         unique tokens about a third faster. Verdicts are still made one by one, in order.
         """
-        parsed: list[tuple[ParsedToken, _ServicePolicy]] = []
+        # Two parallel lists rather than a (token, policy) tuple each: a batch's worth of tuples
+        # lives long enough to reach the oldest GC generation and make full collections come sooner.
+        parsed: list[ParsedToken] = []
+        policies: list[_ServicePolicy] = []
         for service, token in itertools.islice(tokens, PARSE_CACHE_SIZE // 2):  # all stay cached until judged
             policy = self._policies.get(service)
-            if policy is None or segment_count(token) == 5:
+            if policy is None:
                 continue
-            result = self._parse(token)
+            result = self._parse(token)  # a JWE is cached as the MalformedToken it is, and skipped
             if isinstance(result, ParsedToken):
-                parsed.append((result, policy))
-        for parsed_token, policy in parsed:
-            if parsed_token.alg.lower() != "none" and parsed_token.alg in policy.algorithms:
+                parsed.append(result)
+                policies.append(policy)
+        for parsed_token, policy in zip(parsed, policies, strict=True):
+            alg = parsed_token.alg
+            if alg.lower() != "none" and alg in policy.algorithms:
                 self._find_key(parsed_token, policy, _Findings())
 
     def _parse(self, token: str) -> ParsedToken | MalformedToken:
@@ -230,7 +258,7 @@ class Classifier:
                 "not verified by jwtriage: sample the token to confirm."
             )
         return Verdict(
-            Classification(
+            _classification(
                 event_id=event.event_id,
                 cause=cause,
                 confidence=Confidence.REPORTED,
@@ -246,7 +274,7 @@ class Classifier:
         header = exc.header
         detail = f"Malformed token: {exc.reason}; the sender is not producing a compact JWS."
         return Verdict(
-            Classification(
+            _classification(
                 event_id=event.event_id,
                 cause=Cause.MALFORMED,
                 confidence=Confidence.VERIFIED,
@@ -298,8 +326,8 @@ class Classifier:
 
         # 6. Time at the event's ts, 7. required claims.
         skew = self._check_times(claims, event.ts, service, findings)
-        missing = [c for c in service.required_claims if c not in claims]
-        if missing:
+        if not claims.keys() >= policy.required_claims:  # one C call when nothing is missing
+            missing = [c for c in service.required_claims if c not in claims]
             findings.add(Cause.MISSING_CLAIM, f"required claim(s) {', '.join(missing)} missing for {service.name}")
 
         # 8. Key timing: the verdict only for an otherwise valid token.
@@ -309,12 +337,12 @@ class Classifier:
         # Key timing is checked last, so it is the cause only when nothing else failed.
         cause = findings.causes[0] if findings.causes else Cause.VALID
         return Verdict(
-            Classification(
+            _classification(
                 event_id=event.event_id,
                 cause=cause,
                 confidence=Confidence.VERIFIED,
                 attacks=attacks,
-                findings=list(findings.causes),
+                findings=findings.causes,  # validation copies it
                 issuer=key.issuer if key is not None else None,
                 kid=_header_text(token.kid),
                 alg=alg,
@@ -327,7 +355,7 @@ class Classifier:
             claims=token.stored_claims,
             key_thumbprint=key.thumbprint if key is not None else None,
             key_first_seen=key.first_seen if key is not None else None,
-            notes=dict(findings.notes),
+            notes=findings.notes,  # `findings` ends here: no copy needed
         )
 
     def _publishes_asymmetric(self, policy: _ServicePolicy) -> bool:
@@ -341,10 +369,7 @@ class Classifier:
     def _find_key(self, token: ParsedToken, policy: _ServicePolicy, findings: _Findings) -> TimelineKey | None:
         """Step 3: the configured key that verifies the signature, trying the service's issuers first."""
         alg, kid = token.alg, token.kid
-        if kid is None:
-            candidates = [k for k in self._configured_keys() if fits(alg, k)]
-        else:
-            candidates = [k for k in self.timeline.keys_with_kid(kid) if k.issuer in self._configured_urls]
+        candidates, fitting = self._key_choices(alg, kid, policy)
         if not candidates:
             what = f"kid {_quote(kid)}" if kid is not None else f"no kid, and no {alg} key"
             findings.add(
@@ -352,13 +377,10 @@ class Classifier:
                 f"{what} was never published by any configured issuer ({', '.join(sorted(self._configured_urls))})",
             )
             return None
-        fitting = [k for k in candidates if fits(alg, k)]
         if not fitting:
             kinds = sorted({f"{k.kty}{'/' + k.crv if k.crv else ''}" for k in candidates})
             findings.add(Cause.BAD_ALG, f"alg {alg} cannot be used with kid {_quote(kid)}, a {', '.join(kinds)} key")
             return None
-        if len(fitting) > 1:
-            fitting.sort(key=lambda k: k.issuer not in policy.issuer_urls)
         for key in fitting:
             if self.cache.verify(token.fingerprint, alg, key, token.signing_input, token.signature):
                 if key.issuer not in policy.issuer_urls:
@@ -375,6 +397,36 @@ class Classifier:
                 f"kid {_quote(kid)} is known ({fitting[0].issuer}) but the signature does not verify with it",
             )
         return None
+
+    def _key_choices(
+        self, alg: str, kid: Any, policy: _ServicePolicy
+    ) -> tuple[list[TimelineKey], list[TimelineKey]]:
+        """The configured keys `kid` names (any kty), and those `alg` can use, the service's issuers first.
+
+        They depend only on the timeline, the service, alg and kid, and every token is looked
+        up twice (`prepare`, then `classify`), mostly under a handful of kids: kept until the
+        timeline changes. Only kids that name a key are kept, so the cache is bounded by
+        services × their algs × published kids whatever kids tokens make up. Callers must not
+        modify the lists.
+        """
+        if self._choices_version != self.timeline.version:
+            self._choices.clear()
+            self._choices_version = self.timeline.version
+        cache_key = (policy.service.name, alg, kid) if kid is None or isinstance(kid, str) else None
+        if cache_key is not None:
+            cached = self._choices.get(cache_key)
+            if cached is not None:
+                return cached
+        if kid is None:
+            candidates = [k for k in self._configured_keys() if fits(alg, k)]
+        else:
+            candidates = [k for k in self.timeline.keys_with_kid(kid) if k.issuer in self._configured_urls]
+        fitting = [k for k in candidates if fits(alg, k)]
+        if len(fitting) > 1:
+            fitting.sort(key=lambda k: k.issuer not in policy.issuer_urls)
+        if cache_key is not None and candidates:
+            self._choices[cache_key] = (candidates, fitting)
+        return candidates, fitting
 
     def _configured_keys(self) -> list[TimelineKey]:
         return [k for k in self.timeline.all_keys() if k.issuer in self._configured_urls]
@@ -410,7 +462,9 @@ class Classifier:
             raw: Any = claims.get(claim)
             if not is_number(raw):
                 continue
-            value = float(min(max(raw, -_TIME_LIMIT), _TIME_LIMIT))  # 10**400 is a number too
+            if not -_TIME_LIMIT <= raw <= _TIME_LIMIT:  # 10**400 is a number too
+                raw = min(max(raw, -_TIME_LIMIT), _TIME_LIMIT)
+            value = float(raw)
             overshoot = now - (value + leeway) if claim == "exp" else value - (now + leeway)
             if overshoot <= 0:
                 continue

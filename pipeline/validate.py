@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -45,6 +46,17 @@ ALGORITHMS: dict[str, AlgSpec] = {
     "Ed25519": AlgSpec("OKP", ("Ed25519",), "eddsa"),
 }
 
+#: Each alg's hash and RSA padding objects, built once: they are stateless, and building
+#: them for every signature costs as much as the rest of the Python around OpenSSL.
+_HASHES: dict[str, hashes.HashAlgorithm] = {alg: spec.hash() for alg, spec in ALGORITHMS.items() if spec.hash}
+_RSA_PADDINGS: dict[str, padding.AsymmetricPadding] = {
+    alg: padding.PKCS1v15()
+    if spec.scheme == "pkcs1"
+    else padding.PSS(mgf=padding.MGF1(_HASHES[alg]), salt_length=_HASHES[alg].digest_size)
+    for alg, spec in ALGORITHMS.items()
+    if spec.scheme in ("pkcs1", "pss")
+}
+
 #: Group orders of the NIST curves (FIPS 186-4, D.1.2), for the psychic-signature check.
 CURVE_ORDERS = {
     "ES256": 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,
@@ -77,6 +89,36 @@ def is_psychic(alg: str, signature: bytes) -> bool:
     return r == 0 or s == 0 or r >= order or s >= order
 
 
+#: (key class, key interface) → is it one; see `_implements`.
+_IMPLEMENTS: dict[tuple[type, type], bool] = {}
+
+
+def _implements(key_class: type, interface: type) -> bool:
+    """`issubclass`, remembered per key class (there are a handful).
+
+    cryptography's key interfaces are ABCs with its Rust classes registered, and their
+    isinstance cache stays empty for those: every `isinstance` re-runs
+    `ABCMeta.__subclasscheck__` in Python, about 1 µs per signature.
+    """
+    known = _IMPLEMENTS.get((key_class, interface))
+    if known is None:
+        known = _IMPLEMENTS[(key_class, interface)] = issubclass(key_class, interface)
+    return known
+
+
+def _is_rsa(public_key: object) -> TypeGuard[rsa.RSAPublicKey]:
+    return _implements(type(public_key), rsa.RSAPublicKey)
+
+
+def _is_ec(public_key: object) -> TypeGuard[ec.EllipticCurvePublicKey]:
+    return _implements(type(public_key), ec.EllipticCurvePublicKey)
+
+
+def _is_edwards(public_key: object) -> TypeGuard[ed25519.Ed25519PublicKey | ed448.Ed448PublicKey]:
+    key_class = type(public_key)
+    return _implements(key_class, ed25519.Ed25519PublicKey) or _implements(key_class, ed448.Ed448PublicKey)
+
+
 def verify(alg: str, key: TimelineKey, signing_input: bytes, signature: bytes) -> bool:
     """True when `signature` is `key`'s signature of `signing_input` under `alg`."""
     spec = ALGORITHMS.get(alg)
@@ -84,19 +126,15 @@ def verify(alg: str, key: TimelineKey, signing_input: bytes, signature: bytes) -
         return False
     public_key = key.public_key
     try:
-        if spec.scheme == "pkcs1" and isinstance(public_key, rsa.RSAPublicKey) and spec.hash:
-            public_key.verify(signature, signing_input, padding.PKCS1v15(), spec.hash())
-        elif spec.scheme == "pss" and isinstance(public_key, rsa.RSAPublicKey) and spec.hash:
-            digest = spec.hash()
-            pss = padding.PSS(mgf=padding.MGF1(digest), salt_length=digest.digest_size)
-            public_key.verify(signature, signing_input, pss, digest)
-        elif spec.scheme == "ecdsa" and isinstance(public_key, ec.EllipticCurvePublicKey) and spec.hash:
+        if spec.scheme in ("pkcs1", "pss") and _is_rsa(public_key):
+            public_key.verify(signature, signing_input, _RSA_PADDINGS[alg], _HASHES[alg])
+        elif spec.scheme == "ecdsa" and _is_ec(public_key):
             if len(signature) != 2 * spec.coordinate_bytes or is_psychic(alg, signature):
                 return False
             r = int.from_bytes(signature[: spec.coordinate_bytes], "big")
             s = int.from_bytes(signature[spec.coordinate_bytes :], "big")
-            public_key.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(spec.hash()))
-        elif spec.scheme == "eddsa" and isinstance(public_key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+            public_key.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(_HASHES[alg]))
+        elif spec.scheme == "eddsa" and _is_edwards(public_key):
             public_key.verify(signature, signing_input)
         else:
             return False
