@@ -145,6 +145,8 @@ class KeyTimeline:
         self._keys: dict[tuple[str, str], TimelineKey] = {}
         self._by_kid: dict[Any, list[TimelineKey]] = {}
         self._all: list[TimelineKey] = []
+        # issuer → (earliest, latest) snapshot time: asked for every event, so not a scan of months of polls
+        self._span: dict[str, tuple[datetime, datetime]] = {}
         self.problems: list[str] = []
         self.version = 0
         for snapshot in snapshots:
@@ -173,6 +175,8 @@ class KeyTimeline:
                 self._all.append(known)
             held.append((thumbprint, known))
         self._snapshots.setdefault(snapshot.issuer, {})[snapshot.fetched_at] = held
+        earliest, latest = self._span.get(snapshot.issuer, (snapshot.fetched_at, snapshot.fetched_at))
+        self._span[snapshot.issuer] = (min(earliest, snapshot.fetched_at), max(latest, snapshot.fetched_at))
         self._rebuild(snapshot.issuer)
         self.version += 1
         for problem in problems:
@@ -204,12 +208,12 @@ class KeyTimeline:
         return sorted(self._snapshots)
 
     def earliest_snapshot(self, issuer: str) -> datetime | None:
-        snapshots = self._snapshots.get(issuer)
-        return min(snapshots) if snapshots else None
+        span = self._span.get(issuer)
+        return span[0] if span else None
 
     def latest_snapshot(self, issuer: str) -> datetime | None:
-        snapshots = self._snapshots.get(issuer)
-        return max(snapshots) if snapshots else None
+        span = self._span.get(issuer)
+        return span[1] if span else None
 
     def all_keys(self, issuer: str | None = None) -> list[TimelineKey]:
         return [k for k in self._all if k.intervals and (issuer is None or k.issuer == issuer)]
