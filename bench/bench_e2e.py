@@ -25,7 +25,6 @@ partitions. The broker, both consumers and the OS share the 2 cores: see results
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import resource
@@ -111,7 +110,7 @@ def jwtriage_worker(args: argparse.Namespace) -> None:
 
     from pipeline import consume as consume_module
     from pipeline.config import load_config
-    from pipeline.runner import RecordKind, streaming_gc
+    from pipeline.runner import RecordKind
 
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
     assignments: list[float] = []
@@ -146,8 +145,7 @@ def jwtriage_worker(args: argparse.Namespace) -> None:
     config = load_config(Path(args.config), environ={})
     folder = Path(args.folder)
     _barrier(folder, args.name)
-    with streaming_gc() if args.streaming_gc else contextlib.nullcontext():
-        stats = consume_module.consume(config, instance=args.name, exit_when_idle=1.0, on_batch=on_batch)
+    stats = consume_module.consume(config, instance=args.name, exit_when_idle=1.0, on_batch=on_batch)
     _report(folder, args.name, {
         "first": times.get("first"), "last": times.get("last"), "events": counts["events"],
         "batches": stats.batches, "assigned": assignments, "per_batch": per_batch,
@@ -222,7 +220,7 @@ class Outcome:
         return self.events / self.wall
 
 
-def launch(kind: str, consumers: int, workdir: Path, topics: Topics, expected: int, gc_tuned: bool = False) -> Outcome:
+def launch(kind: str, consumers: int, workdir: Path, topics: Topics, expected: int) -> Outcome:
     """Run `consumers` worker processes of `kind` together; their combined figures."""
     folder = workdir / f"{kind}-{consumers}-{uuid.uuid4().hex[:6]}"
     folder.mkdir(parents=True)
@@ -238,8 +236,7 @@ def launch(kind: str, consumers: int, workdir: Path, topics: Topics, expected: i
     procs = [
         subprocess.Popen(
             [sys.executable, __file__, f"--{kind}-worker", "--name", name, "--folder", str(folder),
-             "--group", group, "--topic", topics.failures, "--config", str(config)]
-            + (["--streaming-gc"] if gc_tuned else []),
+             "--group", group, "--topic", topics.failures, "--config", str(config)],
             cwd=ROOT,
         )
         for name in names
@@ -296,11 +293,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a tiny run (smoke test)")
     parser.add_argument("--summary", type=Path, help="write the headline figures here as JSON (for run_all.py)")
     parser.add_argument("--keep", action="store_true", help="keep the topics and stores")
-    parser.add_argument(
-        "--streaming-gc",
-        action="store_true",
-        help="what if: run consume() inside pipeline.runner.streaming_gc(), as `jwtriage consume` does not (yet)",
-    )
     for kind in ("bare", "jwtriage"):
         parser.add_argument(f"--{kind}-worker", action="store_true", help=argparse.SUPPRESS)
     for name in ("name", "folder", "group", "topic", "config"):
@@ -317,8 +309,6 @@ def main(argv: list[str] | None = None) -> int:
     runs = 1 if args.quick else max(2, args.runs)
     counts = [int(c) for c in args.consumers.split(",")]
     header(f"end to end on the broker at {BOOTSTRAP}: jwtriage consume vs a bare kafka-python loop")
-    if args.streaming_gc:
-        print("WHAT-IF run: each consumer runs inside pipeline.runner.streaming_gc() (jwtriage consume does not)")
     corpus = signed_corpus(events)
     topics = make_topics("bench-e2e")
     workdir = Path(tempfile.mkdtemp(prefix="jwtriage-e2e-"))
@@ -330,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         for run in range(runs):
             for consumers in counts:
                 for kind in ("bare", "jwtriage"):
-                    outcome = launch(kind, consumers, workdir, topics, events, args.streaming_gc)
+                    outcome = launch(kind, consumers, workdir, topics, events)
                     steady = f", steady {outcome.steady:,.0f}/s" if outcome.steady else ""
                     per = ", ".join(f"{r:,.0f}" for r in outcome.per_process)
                     rss = f", peak RSS {outcome.rss_mb:.0f} MB" if outcome.rss_mb else ""

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from pipeline.config import Config, ConfigError, load_config, resolve_config_path
-from pipeline.runner import Pipeline
+from pipeline.runner import Pipeline, streaming_gc
 from pipeline.sources import FileSource
 
 log = logging.getLogger("jwtriage")
@@ -97,14 +97,15 @@ def cmd_classify(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) ->
     source = FileSource(events, snapshots=jwks, samples=samples)
     bad = 0
     write = stdout.write
-    for envelopes in source.batches():
-        batch = pipeline.process(envelopes)
-        for letter in batch.dead_letters:
-            bad += 1
-            print(f"jwtriage: {letter.position.source}:{letter.position.offset}: {letter.reason}", file=sys.stderr)
-        for judged in batch.judged:
-            write(judged.verdict.classification.model_dump_json())
-            write("\n")
+    with streaming_gc():
+        for envelopes in source.batches():
+            batch = pipeline.process(envelopes)
+            for letter in batch.dead_letters:
+                bad += 1
+                print(f"jwtriage: {letter.position.source}:{letter.position.offset}: {letter.reason}", file=sys.stderr)
+            for judged in batch.judged:
+                write(judged.verdict.classification.model_dump_json())
+                write("\n")
     stdout.flush()
     return EXIT_BAD_INPUT if bad else EXIT_OK
 
