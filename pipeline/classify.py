@@ -32,8 +32,8 @@ from pipeline.tokens import (
 )
 from pipeline.validate import SignatureCache, fits, is_psychic
 
-#: Distinct tokens whose parse is kept (about 2 KB each): repeated tokens are parsed once.
-PARSE_CACHE_SIZE = 20_000
+#: Distinct tokens whose parse is kept (about 2 KB each, 10 MB in all): repeated tokens are parsed once.
+PARSE_CACHE_SIZE = 5_000
 #: Time claims are clamped to this many seconds from the epoch (about 31 million years).
 _TIME_LIMIT = 10**15
 _KID_INJECTION_MARKERS = ("../", "/dev/", "'", '"', ";", "|", "`", "$", "\x00")

@@ -33,6 +33,12 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 
+#: Rows per row group in the files we write (DuckDB's default is 122,880). The checkpoint that
+#: completes a row group compresses all of it at once: with the default, a 1M-event run's
+#: resident memory jumped by ~230 MB every 120k rows (peak 862 MB); with 16,384 rows the jumps
+#: are small (peak 592 MB), and readers' time filters skip finer zones.
+ROW_GROUP_SIZE = 16_384
+
 #: The DDL of the current schema; `schemas/store.sql` is generated from it (a test keeps them in sync).
 DDL = """
 CREATE TABLE IF NOT EXISTS store_meta (
@@ -279,9 +285,12 @@ class Store:
         else:
             self.path = str(path)
             self.published_path = None
+        self.con = duckdb.connect()
         try:
-            self.con = duckdb.connect(self.path)
+            self.con.execute(f"ATTACH '{_sql_path(Path(self.path))}' AS store (ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
+            self.con.execute("USE store")
         except duckdb.IOException as exc:
+            self.con.close()
             raise StoreError(
                 f"cannot open {self.path} for writing: {exc}. Only one process may write a store; "
                 "is a consumer already running on it?"

@@ -265,3 +265,22 @@ def test_a_token_inside_the_events_free_text_never_reaches_the_store(tmp_path: P
     assert client_id == mark
     assert request_id == "keyboard-layout.json 3f2a-9c1e"  # text that only looks a little like base64url stays
     assert cause == "expired"  # judged on the message as sent
+
+
+def test_a_second_writer_is_refused_with_a_hint(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    db = tmp_path / "s.duckdb"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom pipeline.store import Store\n"
+         f"s = Store({str(db)!r})\nprint('open', flush=True)\ntime.sleep(60)"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        with pytest.raises(StoreError, match="Only one process may write a store"):
+            Store(db)
+    finally:
+        holder.kill()
+        holder.communicate()
