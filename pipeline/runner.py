@@ -132,14 +132,17 @@ class PipelineLimits:
     """Caps on the join state: memory stays flat however long the stream runs.
 
     At the caps the state holds about 50 MB of sampled tokens, 50 MB of events waiting for
-    their sample and 25 MB of `unknown_kid` events (with their tokens) waiting for a key. A key
-    comes at most a JWKS poll or two after its first token, so the last 10,000 such events
-    are a wide enough window; the caps are far above what a day of simulated traffic needs.
+    their sample, 25 MB of `unknown_kid` events (with their tokens) waiting for a key and
+    25 MB of the latest other events with a token (judged again if a key snapshot dated
+    before them arrives after them). A key comes at most a JWKS poll or two after its first
+    token, so windows of 10,000 events are wide enough; the caps are far above what a day of
+    simulated traffic needs.
     """
 
     max_samples: int = 50_000
     max_waiting: int = 50_000
     max_waiting_for_key: int = 10_000
+    max_recent: int = 10_000
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
 
 
@@ -165,6 +168,8 @@ class Pipeline:
         self._awaiting_key: _Bounded[tuple[AuthFailureEvent, str, Position, Any]] = _Bounded(
             self.limits.max_waiting_for_key
         )
+        # event_id → (event, token, position, classification) of the latest other events with a token
+        self._recent: _Bounded[tuple[AuthFailureEvent, str, Position, Any]] = _Bounded(self.limits.max_recent)
         self._services = {s.name for s in config.services}
         self.counts: dict[str, int] = {"events": 0, "samples": 0, "snapshots": 0, "dead_letters": 0, "rejudged": 0}
 
@@ -174,6 +179,7 @@ class Pipeline:
             "samples": len(self._samples),
             "awaiting_sample": len(self._awaiting_sample),
             "awaiting_key": len(self._awaiting_key),
+            "recent_with_token": len(self._recent),
             "signature_cache": len(self.classifier.cache),
         }
 
@@ -210,6 +216,7 @@ class Pipeline:
                 self._dead_letter(envelope, str(exc), batch)
         if batch.timeline_changed:
             self._rejudge_unknown_kids(batch)
+            self._rejudge_overtaken(batch)
         return batch
 
     def _decode(self, envelope: Envelope) -> AuthFailureEvent | SampledToken | JwksSnapshot | str:
@@ -266,8 +273,11 @@ class Pipeline:
         if token is not None and verdict.classification.cause is Cause.UNKNOWN_KID:
             kid = verdict.header.get("kid") if verdict.header else None
             self._awaiting_key.put(event.event_id, (event, token, position, kid))
+            self._recent.pop(event.event_id, None)
         else:
             self._awaiting_key.pop(event.event_id, None)
+            if token is not None:
+                self._recent.put(event.event_id, (event, token, position, verdict.classification))
 
     def _rejudge_unknown_kids(self, batch: Batch) -> None:
         """A snapshot arrived: events judged `unknown_kid` may now find their key."""
@@ -279,6 +289,26 @@ class Pipeline:
             if verdict.classification.cause is not Cause.UNKNOWN_KID:
                 self.counts["rejudged"] += 1
                 del self._awaiting_key[event_id]
+                self._recent.put(event_id, (event, token, position, verdict.classification))
+                batch.judged.append(Judged(event, verdict, position))
+
+    def _rejudge_overtaken(self, batch: Batch) -> None:
+        """Snapshots arrived: events dated at or after one of them were judged without it.
+
+        The three topics arrive in no fixed order, so an event can overtake the snapshot that
+        says its key was removed (or added) just before it. Only events dated at or after the
+        earliest new snapshot can change (a key's interval ends at the first snapshot without
+        it); in a steady stream that is the few events that raced ahead, so this stays cheap.
+        A row is written again only when its verdict changed.
+        """
+        since = min(snapshot.fetched_at for snapshot in batch.snapshots)
+        for event_id, (event, token, position, before) in list(self._recent.items()):
+            if event.ts < since:
+                continue
+            verdict = self.classifier.classify(event, token)
+            if verdict.classification != before:
+                self.counts["rejudged"] += 1
+                self._recent[event_id] = (event, token, position, verdict.classification)
                 batch.judged.append(Judged(event, verdict, position))
 
     def _dead_letter(self, envelope: Envelope, reason: str, batch: Batch) -> None:

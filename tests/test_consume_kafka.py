@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,7 +136,8 @@ def assert_exactly_once(setup: Setup, min_agreement: float = 0.99) -> None:
     rows = setup.count("SELECT count(*) FROM classifications")
     assert rows == len(truth)
     agree = sum(1 for event_id, cause in truth.items() if stored[event_id] == cause)
-    assert agree / len(truth) >= min_agreement
+    wrong = Counter(f"{truth[e]} stored as {stored[e]}" for e in truth if stored[e] != truth[e])
+    assert agree / len(truth) >= min_agreement, f"{agree} of {len(truth)} agree; {dict(wrong)}"
 
 
 # -- the plain run ------------------------------------------------------------------------------
@@ -286,10 +288,10 @@ def test_two_consumers_split_the_partitions_and_readers_see_one_store(setup: Set
         con.close()
         assert snapshots == (len(setup.scenario.snapshots),)  # every consumer reads every key
     assert all(events > 0 for events, _ in per_part), per_part  # both did real work
-    # The reader's view counts each event once. Agreement is looser here: both consumers start before
-    # anything is produced, so an event can race ahead of the snapshot that retires its key (only
-    # unknown_kid verdicts are re-judged when keys arrive late; see the issue-4 note).
-    assert_exactly_once(setup, min_agreement=0.97)
+    # The reader's view counts each event once. Both consumers start before anything is produced,
+    # so events often overtake the snapshot that retires their key (before Pipeline._rejudge_overtaken,
+    # 3-4% of them stayed `valid` instead of `retired_key`).
+    assert_exactly_once(setup)
 
 
 def test_a_reader_sees_every_published_checkpoint_while_the_consumer_runs(setup: Setup) -> None:

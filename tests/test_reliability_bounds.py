@@ -55,8 +55,8 @@ def test_control_the_same_measure_grows_when_the_caps_are_above_the_flood() -> N
     """Without effective caps the 10x flood costs several times the memory: the flatness check can fail."""
     small = run_flood(5_000, 10**6, "fingerprint", "sample")
     big = run_flood(50_000, 10**6, "fingerprint", "sample")
-    assert big["sizes"] == {"samples": 25_000, "awaiting_sample": 25_000, "awaiting_key": 0, "signature_cache": 0,
-                            "parsed_tokens": 0}
+    assert big["sizes"] == {"samples": 25_000, "awaiting_sample": 25_000, "awaiting_key": 0, "recent_with_token": 0,
+                            "signature_cache": 0, "parsed_tokens": 0}
     growth_small, growth_big = int(small["growth_kb"]), int(big["growth_kb"])  # type: ignore[call-overload]
     print(f"\nuncapped: {growth_small:,} kB over 5k records, {growth_big:,} kB over 50k")
     assert growth_big > 3 * growth_small, (growth_small, growth_big)

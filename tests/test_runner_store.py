@@ -91,6 +91,25 @@ def test_late_sample_rejudges_the_event(tmp_path: Path) -> None:
     assert pipeline.counts["rejudged"] == 1
 
 
+def test_a_removal_snapshot_that_comes_after_its_events_rejudges_them() -> None:
+    """Topics arrive in no fixed order: an event can overtake the snapshot that retired its key."""
+    feed = Feed()
+    snapshots = snapshot_envelopes(feed)
+    pipeline = Pipeline(World().cfg)
+    early = pipeline.process([
+        *snapshots[:2],  # rsa-1 still published at T0 - 2 h
+        feed(RecordKind.EVENT, ev("after", token=mint("rsa-1"))),  # at T0: after rsa-1's removal at T0 - 30 min
+        feed(RecordKind.EVENT, ev("before", ts=_iso(T0 - timedelta(hours=1)),
+                                  token=mint("rsa-1", claims=good_claims(at=T0 - timedelta(hours=1))))),
+    ])
+    assert {j.event.event_id: j.verdict.classification.cause.value for j in early.judged} == {
+        "after": "valid", "before": "valid"}
+    later = pipeline.process([snapshots[2]])  # the snapshot without rsa-1, dated T0 - 30 min
+    assert [(j.event.event_id, j.verdict.classification.cause.value) for j in later.judged] == [
+        ("after", "retired_key")]  # the event before the removal is unchanged and not written again
+    assert pipeline.process([snapshots[3]]).judged == []  # a snapshot that changes no verdict writes nothing
+
+
 def test_events_waiting_for_a_sample_survive_a_restart(tmp_path: Path) -> None:
     """A new process on the same store takes back the events still waiting (the consumer's restart)."""
     feed, db = Feed(), tmp_path / "s.duckdb"

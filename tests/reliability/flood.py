@@ -65,7 +65,7 @@ def flood(n: int, kinds: tuple[str, ...] = KINDS) -> Iterator[Envelope]:
 def small_pipeline(cap: int) -> Pipeline:
     classify.PARSE_CACHE_SIZE = cap
     cfg = config().model_copy(update={"classify": ClassifyConfig(signature_cache_size=cap)})
-    limits = PipelineLimits(max_samples=cap, max_waiting=cap, max_waiting_for_key=cap)
+    limits = PipelineLimits(max_samples=cap, max_waiting=cap, max_waiting_for_key=cap, max_recent=cap)
     return Pipeline(cfg, KeyTimeline(default_snapshots()), limits)
 
 
