@@ -99,3 +99,13 @@ def unique_topic(prefix: str) -> str:
     """
     clean = re.sub(r"[^A-Za-z0-9._-]", "-", prefix).strip("-") or "test"
     return f"{clean[:200]}-{uuid.uuid4().hex[:12]}"
+
+
+def isolated_kafka_env(prefix: str) -> dict[str, str]:
+    """`JWTRIAGE_*` settings giving one test its own three topics and consumer group."""
+    return {
+        "JWTRIAGE_KAFKA__FAILURES_TOPIC": f"{prefix}.failures",
+        "JWTRIAGE_KAFKA__SAMPLES_TOPIC": f"{prefix}.samples",
+        "JWTRIAGE_KAFKA__JWKS_TOPIC": f"{prefix}.jwks",
+        "JWTRIAGE_KAFKA__GROUP_ID": prefix,
+    }

@@ -28,7 +28,7 @@ from pipeline.consume import consume
 from pipeline.kafka_io import produce, scenario_records
 from pipeline.simulate import Scenario, simulate, write_scenario
 from pipeline.store import connect_readonly, published_parts
-from tests.kafka_helpers import KafkaConsumer, wait_for_broker
+from tests.kafka_helpers import KafkaConsumer, isolated_kafka_env, wait_for_broker
 
 pytestmark = pytest.mark.kafka
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,12 +90,7 @@ def scenario(events: int) -> Scenario:
 def setup(tmp_path: Path) -> Iterator[Setup]:
     wait_for_broker()
     prefix = f"t{uuid.uuid4().hex[:10]}"
-    env = {
-        "JWTRIAGE_KAFKA__FAILURES_TOPIC": f"{prefix}.failures",
-        "JWTRIAGE_KAFKA__SAMPLES_TOPIC": f"{prefix}.samples",
-        "JWTRIAGE_KAFKA__JWKS_TOPIC": f"{prefix}.jwks",
-        "JWTRIAGE_KAFKA__GROUP_ID": prefix,
-    }
+    env = isolated_kafka_env(prefix)
     sc = scenario(3_000)
     paths = write_scenario(sc, tmp_path / "scenario")
     kafka = load_config(paths["config"], env).kafka

@@ -28,7 +28,7 @@ with warnings.catch_warnings():
 
 from pipeline.config import KafkaConfig, load_config
 from pipeline.store import StoreError, connect_readonly, published_parts
-from tests.kafka_helpers import KafkaConsumer, KafkaProducer, wait_for_broker
+from tests.kafka_helpers import KafkaConsumer, KafkaProducer, isolated_kafka_env, wait_for_broker
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -91,13 +91,7 @@ class KafkaRun:
     def create(cls, tmp: Path, config_toml: str, **extra_env: str) -> KafkaRun:
         wait_for_broker()
         prefix = f"rel{uuid.uuid4().hex[:10]}"
-        env = {
-            "JWTRIAGE_KAFKA__FAILURES_TOPIC": f"{prefix}.failures",
-            "JWTRIAGE_KAFKA__SAMPLES_TOPIC": f"{prefix}.samples",
-            "JWTRIAGE_KAFKA__JWKS_TOPIC": f"{prefix}.jwks",
-            "JWTRIAGE_KAFKA__GROUP_ID": prefix,
-            **extra_env,
-        }
+        env = {**isolated_kafka_env(prefix), **extra_env}
         tmp.mkdir(parents=True, exist_ok=True)
         config_path = tmp / "jwtriage.toml"
         config_path.write_text(config_toml, encoding="utf-8")
