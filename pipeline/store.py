@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ import pyarrow as pa
 from pipeline.faults import crash_point
 from pipeline.keys import KeyTimeline, load_public_key
 from pipeline.models import AuthFailureEvent, JwksSnapshot
-from pipeline.runner import Batch, Judged, Position
+from pipeline.runner import Batch, DeadLetter, Judged, Position
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +259,92 @@ def classification_table(judged: list[Judged], classified_at: datetime) -> pa.Ta
     return pa.table(columns, schema=_CLASSIFICATION_SCHEMA)
 
 
+def snapshot_table(snapshots: list[JwksSnapshot]) -> pa.Table:
+    """The key snapshots of one batch as stored: public members only, the latest per (issuer, time)."""
+    latest = {(s.issuer, s.fetched_at): s for s in snapshots}
+    rows = [public_jwks(s) for s in latest.values()]
+    return pa.table(
+        {
+            "issuer": [s.issuer for s in latest.values()],
+            "fetched_at": pa.array([s.fetched_at for s in latest.values()], pa.timestamp("us", "UTC")),
+            "kids": pa.array([kids for kids, _ in rows], pa.list_(pa.string())),
+            "jwks": [json.dumps(doc, sort_keys=True) for _, doc in rows],
+        }
+    )
+
+
+def key_table(timeline: KeyTimeline) -> pa.Table:
+    """Every key interval of the timeline, as the `jwks_keys` table holds it (rewritten whole)."""
+    rows: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "issuer",
+            "kid",
+            "thumbprint",
+            "kty",
+            "crv",
+            "interval_no",
+            "first_seen",
+            "last_seen",
+            "removed_at",
+            "initial",
+        )
+    }
+    for key in timeline.all_keys():
+        earliest = timeline.earliest_snapshot(key.issuer)
+        for number, interval in enumerate(key.intervals):
+            for name, value in (
+                ("issuer", key.issuer),
+                ("kid", key.kid),
+                ("thumbprint", key.thumbprint),
+                ("kty", key.kty),
+                ("crv", key.crv),
+                ("interval_no", number),
+                ("first_seen", interval.first_seen),
+                ("last_seen", interval.last_seen),
+                ("removed_at", interval.removed_at),
+                ("initial", number == 0 and interval.first_seen == earliest),
+            ):
+                rows[name].append(value)
+    ts = pa.timestamp("us", "UTC")
+    return pa.table(
+        {
+            **{k: rows[k] for k in ("issuer", "kid", "thumbprint", "kty", "crv")},
+            "interval_no": pa.array(rows["interval_no"], pa.int32()),
+            "first_seen": pa.array(rows["first_seen"], ts),
+            "last_seen": pa.array(rows["last_seen"], ts),
+            "removed_at": pa.array(rows["removed_at"], ts),
+            "initial": pa.array(rows["initial"], pa.bool_()),
+        }
+    )
+
+
+def dead_letter_table(letters: list[DeadLetter]) -> pa.Table:
+    return pa.table(
+        {
+            "source": [d.position.source for d in letters],
+            "source_partition": pa.array([d.position.partition for d in letters], pa.int32()),
+            "source_offset": pa.array([d.position.offset for d in letters], pa.int64()),
+            "kind": [d.kind.value for d in letters],
+            "reason": [d.reason for d in letters],
+            "excerpt": [d.excerpt for d in letters],
+            "received_at": pa.array([d.received_at for d in letters], pa.timestamp("us", "UTC")),
+        }
+    )
+
+
+@dataclass
+class PreparedWrite:
+    """One batch's tables, ready for `Store.commit`: nothing in it refers to live pipeline state."""
+
+    size: int
+    classifications: pa.Table | None = None
+    dead_letters: pa.Table | None = None
+    snapshots: pa.Table | None = None
+    keys: pa.Table | None = None
+    positions: pa.Table | None = None
+
+
 def parts_dir(path: str | Path) -> Path:
     """Where consumers keep their working files and publish their read snapshots for `path`."""
     return Path(f"{path}.parts")
@@ -344,7 +431,38 @@ class Store:
     # -- writing ---------------------------------------------------------------------------
 
     def write(self, batch: Batch, timeline: KeyTimeline) -> None:
-        """Store one batch and its positions in one transaction (all or nothing).
+        """Store one batch and its positions in one transaction (all or nothing)."""
+        self.commit(self.prepare(batch, timeline))
+
+    def prepare(self, batch: Batch, timeline: KeyTimeline) -> PreparedWrite:
+        """The Arrow tables of one batch: built on the caller's thread, so `commit` may run on another.
+
+        The key timeline goes on changing as the next batch is classified; its rows are taken
+        here, while they still describe this batch.
+        """
+        now = datetime.now(UTC)
+        prepared = PreparedWrite(size=len(batch.judged))
+        if batch.judged:
+            prepared.classifications = classification_table(batch.judged, now)
+        if batch.dead_letters:
+            prepared.dead_letters = dead_letter_table(batch.dead_letters)
+        if batch.snapshots:
+            prepared.snapshots = snapshot_table(batch.snapshots)
+        if batch.timeline_changed:
+            prepared.keys = key_table(timeline)
+        if batch.positions:
+            prepared.positions = pa.table(
+                {
+                    "source": [s for s, _ in batch.positions],
+                    "source_partition": pa.array([p for _, p in batch.positions], pa.int32()),
+                    "next_offset": pa.array(list(batch.positions.values()), pa.int64()),
+                    "updated_at": pa.array([now] * len(batch.positions), pa.timestamp("us", "UTC")),
+                }
+            )
+        return prepared
+
+    def commit(self, prepared: PreparedWrite) -> None:
+        """Write prepared tables in one transaction: rows, dead letters, keys and positions.
 
         Rows are upserted by event_id. Most batches hold only new events, and DuckDB appends
         them with a plain INSERT in about half the time of INSERT OR REPLACE, so that is tried
@@ -352,128 +470,45 @@ class Store:
         key arrived, a backfill run twice) the primary key refuses it, and the whole
         transaction is rolled back and written again with INSERT OR REPLACE.
         """
-        now = datetime.now(UTC)
         crash_point("batch_start")
         try:
-            self._write(batch, timeline, now, replace=False)
+            self._commit(prepared, replace=False)
         except _AlreadyStored:
-            self._write(batch, timeline, now, replace=True)
+            self._commit(prepared, replace=True)
 
-    def _write(self, batch: Batch, timeline: KeyTimeline, now: datetime, replace: bool) -> None:
+    def _insert(self, table: pa.Table, into: str, verb: str = "INSERT OR REPLACE") -> None:
+        self.con.register("_batch", table)
+        self.con.execute(f"{verb} INTO {into} BY NAME SELECT * FROM _batch")
+        self.con.unregister("_batch")  # on failure the rollback drops the registration with the rest
+
+    def _commit(self, prepared: PreparedWrite, replace: bool) -> None:
         con = self.con
         con.begin()
         try:
-            if batch.judged:
-                con.register("_batch_classifications", classification_table(batch.judged, now))
-                verb = "INSERT OR REPLACE" if replace else "INSERT"
+            if prepared.classifications is not None:
                 try:
-                    con.execute(f"{verb} INTO classifications BY NAME SELECT * FROM _batch_classifications")
+                    verb = "INSERT OR REPLACE" if replace else "INSERT"
+                    self._insert(prepared.classifications, "classifications", verb)
                 except duckdb.ConstraintException as exc:
                     if replace or "Duplicate key" not in str(exc):
                         raise
-                    raise _AlreadyStored from None  # rolled back below, the registration with it
-                con.unregister("_batch_classifications")
+                    raise _AlreadyStored from None  # rolled back below
                 crash_point("after_rows")
-            if batch.dead_letters:
-                letters = pa.table(
-                    {
-                        "source": [d.position.source for d in batch.dead_letters],
-                        "source_partition": pa.array([d.position.partition for d in batch.dead_letters], pa.int32()),
-                        "source_offset": pa.array([d.position.offset for d in batch.dead_letters], pa.int64()),
-                        "kind": [d.kind.value for d in batch.dead_letters],
-                        "reason": [d.reason for d in batch.dead_letters],
-                        "excerpt": [d.excerpt for d in batch.dead_letters],
-                        "received_at": pa.array([d.received_at for d in batch.dead_letters], pa.timestamp("us", "UTC")),
-                    }
-                )
-                con.register("_batch_dead", letters)
-                con.execute("INSERT OR REPLACE INTO dead_letters BY NAME SELECT * FROM _batch_dead")
-                con.unregister("_batch_dead")
-            if batch.snapshots:
-                self._write_snapshots(batch.snapshots)
-            if batch.timeline_changed:
-                self._write_timeline(timeline)
-            if batch.positions:
-                positions = pa.table(
-                    {
-                        "source": [s for s, _ in batch.positions],
-                        "source_partition": pa.array([p for _, p in batch.positions], pa.int32()),
-                        "next_offset": pa.array(list(batch.positions.values()), pa.int64()),
-                        "updated_at": pa.array([now] * len(batch.positions), pa.timestamp("us", "UTC")),
-                    }
-                )
-                con.register("_batch_positions", positions)
-                con.execute("INSERT OR REPLACE INTO source_positions BY NAME SELECT * FROM _batch_positions")
-                con.unregister("_batch_positions")
+            if prepared.dead_letters is not None:
+                self._insert(prepared.dead_letters, "dead_letters")
+            if prepared.snapshots is not None:
+                self._insert(prepared.snapshots, "jwks_snapshots")
+            if prepared.keys is not None:
+                con.execute("DELETE FROM jwks_keys")
+                self._insert(prepared.keys, "jwks_keys", "INSERT")
+            if prepared.positions is not None:
+                self._insert(prepared.positions, "source_positions")
             crash_point("before_commit")
             con.commit()
             crash_point("after_commit")
         except BaseException:
             con.rollback()
             raise
-
-    def _write_snapshots(self, snapshots: list[JwksSnapshot]) -> None:
-        latest = {(s.issuer, s.fetched_at): s for s in snapshots}
-        rows = [public_jwks(s) for s in latest.values()]
-        table = pa.table(
-            {
-                "issuer": [s.issuer for s in latest.values()],
-                "fetched_at": pa.array([s.fetched_at for s in latest.values()], pa.timestamp("us", "UTC")),
-                "kids": pa.array([kids for kids, _ in rows], pa.list_(pa.string())),
-                "jwks": [json.dumps(doc, sort_keys=True) for _, doc in rows],
-            }
-        )
-        self.con.register("_batch_snapshots", table)
-        self.con.execute("INSERT OR REPLACE INTO jwks_snapshots BY NAME SELECT * FROM _batch_snapshots")
-        self.con.unregister("_batch_snapshots")
-
-    def _write_timeline(self, timeline: KeyTimeline) -> None:
-        rows: dict[str, list[Any]] = {
-            k: []
-            for k in (
-                "issuer",
-                "kid",
-                "thumbprint",
-                "kty",
-                "crv",
-                "interval_no",
-                "first_seen",
-                "last_seen",
-                "removed_at",
-                "initial",
-            )
-        }
-        for key in timeline.all_keys():
-            earliest = timeline.earliest_snapshot(key.issuer)
-            for number, interval in enumerate(key.intervals):
-                for name, value in (
-                    ("issuer", key.issuer),
-                    ("kid", key.kid),
-                    ("thumbprint", key.thumbprint),
-                    ("kty", key.kty),
-                    ("crv", key.crv),
-                    ("interval_no", number),
-                    ("first_seen", interval.first_seen),
-                    ("last_seen", interval.last_seen),
-                    ("removed_at", interval.removed_at),
-                    ("initial", number == 0 and interval.first_seen == earliest),
-                ):
-                    rows[name].append(value)
-        ts = pa.timestamp("us", "UTC")
-        table = pa.table(
-            {
-                **{k: rows[k] for k in ("issuer", "kid", "thumbprint", "kty", "crv")},
-                "interval_no": pa.array(rows["interval_no"], pa.int32()),
-                "first_seen": pa.array(rows["first_seen"], ts),
-                "last_seen": pa.array(rows["last_seen"], ts),
-                "removed_at": pa.array(rows["removed_at"], ts),
-                "initial": pa.array(rows["initial"], pa.bool_()),
-            }
-        )
-        self.con.execute("DELETE FROM jwks_keys")
-        self.con.register("_batch_keys", table)
-        self.con.execute("INSERT INTO jwks_keys BY NAME SELECT * FROM _batch_keys")
-        self.con.unregister("_batch_keys")
 
     # -- reading what a restart needs ------------------------------------------------------
 

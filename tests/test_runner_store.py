@@ -204,10 +204,14 @@ def test_a_failed_batch_writes_nothing(tmp_path: Path, monkeypatch: pytest.Monke
         batch = pipeline.process([feed(RecordKind.EVENT, ev("a", token=mint("ec-1")))])
         import pipeline.store as store_module
 
-        def explode(*args: Any, **kwargs: Any) -> Any:
-            raise RuntimeError("disk full")
+        insert = store_module.Store._insert
 
-        monkeypatch.setattr(store_module.Store, "_write_snapshots", explode)
+        def explode(self: Store, table: Any, into: str, *args: Any) -> Any:
+            if into == "jwks_snapshots":  # after the rows, before the positions
+                raise RuntimeError("disk full")
+            return insert(self, table, into, *args)
+
+        monkeypatch.setattr(store_module.Store, "_insert", explode)
         batch.snapshots.append(default_snapshots()[0])
         with pytest.raises(RuntimeError):
             store.write(batch, pipeline.timeline)
