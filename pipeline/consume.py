@@ -1,8 +1,7 @@
 """`jwtriage consume`: the Kafka consumer, exactly once into DuckDB.
 
 Each unit of work is: poll → classify → one DuckDB transaction holding the rows, the dead
-letters and the source positions → tell the group how far we got. The DuckDB transaction of
-one batch runs on a writer thread while the next batch is polled and classified. A crash anywhere loses
+letters and the source positions → tell the group how far we got. A crash anywhere loses
 nothing and duplicates nothing: on restart the positions in the store say where to resume,
 and rows are keyed by `event_id`. Readers never open the working file: a consistent
 snapshot is published for them at most every `--publish-interval` seconds (and at exit).
@@ -14,11 +13,7 @@ import argparse
 import logging
 import signal
 import socket
-import sys
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
 from typing import IO, Any
@@ -26,18 +21,14 @@ from typing import IO, Any
 from pipeline.config import Config
 from pipeline.faults import crash_point
 from pipeline.kafka_io import DeadLetterPublisher, KafkaSource
-from pipeline.keys import KeyTimeline
 from pipeline.metrics import Metrics
-from pipeline.runner import Batch, DeadLetter, Pipeline, PipelineLimits, RecordKind, streaming_gc
+from pipeline.runner import Batch, Pipeline, PipelineLimits, streaming_gc
 from pipeline.store import Store
 
 log = logging.getLogger(__name__)
 
 #: How often the consumer asks the broker for its lag (for the metrics).
 LAG_INTERVAL_SECONDS = 10.0
-
-#: The GIL switch interval while the consumer streams (see `writer_friendly_switching`).
-WRITER_SWITCH_INTERVAL = 0.0005
 
 
 @dataclass
@@ -64,60 +55,6 @@ class Stopper:
         self.requested = True
 
 
-class WriteBehind:
-    """Writes batch N to DuckDB on a second thread while batch N+1 is polled and classified.
-
-    DuckDB releases the GIL while it inserts and commits (about 30 µs of the ~220 µs an event
-    with a unique RS256 token costs), so that time overlaps with the next batch's Python work.
-    Order is kept as in a plain loop: one write in flight at a time, a batch's follow-up (the
-    group commit, the dead-letter topic, metrics) runs only after its DuckDB commit, and the
-    connection is never used by two threads at once: `settle()` before anything else touches
-    the store.
-    """
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
-        self._pending: tuple[Future[None], Callable[[], None]] | None = None
-
-    def submit(self, batch: Batch, timeline: KeyTimeline, then: Callable[..., None], *args: Any) -> None:
-        """Start writing `batch` once the previous write has settled; `then(*args)` runs after its commit."""
-        prepared = self._store.prepare(batch, timeline)  # on this thread: the timeline moves on after
-        self.settle()
-        self._pending = (self._executor.submit(self._store.commit, prepared), lambda: then(*args))
-
-    def settle(self) -> None:
-        """Wait for the write in flight (raising its error, if any), then run its follow-up."""
-        if self._pending is None:
-            return
-        future, then = self._pending
-        self._pending = None
-        future.result()
-        then()
-
-    def close(self) -> None:
-        """Wait for any write in flight without its follow-up: a restart resumes from the store's positions."""
-        if self._pending is not None:
-            wait([self._pending[0]])
-            self._pending = None
-        self._executor.shutdown(wait=True)
-
-
-@contextmanager
-def writer_friendly_switching(interval: float = WRITER_SWITCH_INTERVAL) -> Iterator[None]:
-    """Let a thread waiting for the GIL have it after `interval` seconds instead of CPython's 5 ms.
-
-    The writer thread needs the GIL for a moment each time DuckDB returns to Python (five
-    times per batch); at 5 ms per wait it spent more time waiting than writing.
-    """
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(interval)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(before)
-
-
 def consume(
     config: Config,
     instance: str,
@@ -140,7 +77,6 @@ def consume(
     dlq = DeadLetterPublisher(config.kafka) if config.kafka.dead_letter_topic else None
     last_publish, publish_cost = 0.0, 0.0
     idle_since: float | None = None
-    writer: WriteBehind | None = None
 
     def write_startup(batch: Batch) -> None:
         store.write(batch, pipeline.timeline)
@@ -173,29 +109,7 @@ def consume(
                 len(replayed), len(waiting), len(batch.judged),
             )
         last_lag = 0.0
-
-        def after_write(batch: Batch, events: int, classify_seconds: float, dead_letters: list[DeadLetter]) -> None:
-            nonlocal last_lag
-            crash_point("before_group_commit")
-            source.commit(batch.positions)
-            if metrics is not None:
-                lag = None
-                if time.monotonic() - last_lag >= LAG_INTERVAL_SECONDS:  # several broker calls: not every batch
-                    lag, last_lag = source.lag(), time.monotonic()
-                metrics.observe_batch(batch, lag_by_partition=lag, seconds=classify_seconds)
-                metrics.set_snapshot_age(pipeline.timeline)
-            if dlq is not None and dead_letters:
-                dlq.send(dead_letters)
-            stats.batches += 1
-            stats.events += events
-            stats.dead_letters += len(dead_letters)
-            if on_batch is not None:
-                on_batch(batch, source)
-
-        writer = WriteBehind(store)
-        # A batch's objects die young (no full collections mid-stream), and the writer thread
-        # gets the GIL back within half a millisecond when DuckDB returns to Python.
-        with streaming_gc(), writer_friendly_switching():
+        with streaming_gc():  # a batch's objects die young: no full collections mid-stream
             while not stopper.requested:
                 envelopes = source.poll()
                 if envelopes:
@@ -203,28 +117,34 @@ def consume(
                     classify_started = time.perf_counter()
                     batch = pipeline.process(envelopes)
                     classify_seconds = time.perf_counter() - classify_started
-                    events = sum(1 for e in envelopes if e.kind is RecordKind.EVENT)
-                    writer.submit(
-                        batch, pipeline.timeline, after_write, batch, events, classify_seconds, batch.dead_letters
-                    )
-                else:
-                    writer.settle()
-                    if exit_when_idle is not None:
-                        idle_since = idle_since or time.monotonic()
-                        if time.monotonic() - idle_since >= exit_when_idle and source.caught_up():
-                            log.info("caught up and idle for %.0f s: exiting", exit_when_idle)
-                            break
+                    store.write(batch, pipeline.timeline)
+                    crash_point("before_group_commit")
+                    source.commit(batch.positions)
+                    if metrics is not None:
+                        lag = None
+                        if time.monotonic() - last_lag >= LAG_INTERVAL_SECONDS:  # several broker calls: not every batch
+                            lag, last_lag = source.lag(), time.monotonic()
+                        metrics.observe_batch(batch, lag_by_partition=lag, seconds=classify_seconds)
+                        metrics.set_snapshot_age(pipeline.timeline)
+                    if dlq is not None and batch.dead_letters:
+                        dlq.send(batch.dead_letters)
+                    stats.batches += 1
+                    stats.events += sum(1 for e in envelopes if e.kind.value == "event")
+                    stats.dead_letters += len(batch.dead_letters)
+                    if on_batch is not None:
+                        on_batch(batch, source)
+                elif exit_when_idle is not None:
+                    idle_since = idle_since or time.monotonic()
+                    if time.monotonic() - idle_since >= exit_when_idle and source.caught_up():
+                        log.info("caught up and idle for %.0f s: exiting", exit_when_idle)
+                        break
                 # Publish for readers, never more often than 20x the cost of publishing.
                 if time.monotonic() - last_publish >= max(publish_interval, 20 * publish_cost):
-                    writer.settle()
                     publish_cost = store.publish()
                     last_publish = time.monotonic()
                     crash_point("after_publish")
-            writer.settle()
     finally:
         try:
-            if writer is not None:
-                writer.close()
             store.publish()
         finally:
             store.close()
