@@ -24,6 +24,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.faults import crash_point
 from pipeline.keys import KeyTimeline, load_public_key
@@ -32,7 +33,7 @@ from pipeline.runner import Batch, DeadLetter, Judged, Position
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Rows per row group in the files we write (DuckDB's default is 122,880). The checkpoint that
 #: completes a row group compresses all of it at once: with the default, a 1M-event run's
@@ -48,8 +49,10 @@ CREATE TABLE IF NOT EXISTS store_meta (
 );
 
 -- One row per event (DESIGN.md's contract): the Classification fields plus ts and service.
+-- event_id is unique, but not a PRIMARY KEY: DuckDB keeps a key's index in memory (about
+-- 100 bytes a row, growing with the store); Store.commit replaces rows by event_id itself.
 CREATE TABLE IF NOT EXISTS classifications (
-    event_id VARCHAR PRIMARY KEY,
+    event_id VARCHAR NOT NULL,
     ts TIMESTAMPTZ NOT NULL,
     service VARCHAR NOT NULL,
     cause VARCHAR NOT NULL,
@@ -130,7 +133,16 @@ CREATE TABLE IF NOT EXISTS source_positions (
 """.strip()
 
 #: Schema migrations: version → statements that bring a store at version-1 up to it.
-MIGRATIONS: dict[int, list[str]] = {}
+MIGRATIONS: dict[int, list[str]] = {
+    # 2: classifications without the primary key on event_id (its index grew the consumer's memory with the store).
+    2: [
+        "ALTER TABLE classifications RENAME TO classifications_v1",
+        DDL[DDL.index("CREATE TABLE IF NOT EXISTS classifications (") : DDL.index(");", DDL.index("classifications ("))]
+        + ")",
+        "INSERT INTO classifications BY NAME SELECT * FROM classifications_v1",
+        "DROP TABLE classifications_v1",
+    ],
+}
 
 _PUBLIC_MEMBERS = ("kty", "kid", "use", "alg", "crv", "n", "e", "x", "y", "key_ops")
 
@@ -164,10 +176,6 @@ _CLASSIFICATION_SCHEMA = pa.schema(
         ("classified_at", pa.timestamp("us", tz="UTC")),
     ]
 )
-
-
-class _AlreadyStored(Exception):
-    """A plain INSERT met an event_id that is already stored: the batch needs an upsert."""
 
 
 class StoreError(Exception):
@@ -464,35 +472,26 @@ class Store:
     def commit(self, prepared: PreparedWrite) -> None:
         """Write prepared tables in one transaction: rows, dead letters, keys and positions.
 
-        Rows are upserted by event_id. Most batches hold only new events, and DuckDB appends
-        them with a plain INSERT in about half the time of INSERT OR REPLACE, so that is tried
-        first; when an event_id is already stored (an event judged again once its sample or
-        key arrived, a backfill run twice) the primary key refuses it, and the whole
-        transaction is rolled back and written again with INSERT OR REPLACE.
+        Rows are upserted by event_id: a stored row with an event_id of the batch is deleted
+        first (an event judged again once its sample or key arrived, a backfill run twice).
+        There is no index on event_id (see the DDL); the delete looks only at rows whose `ts`
+        lies in the batch's range, which DuckDB's per-row-group min/max skip to the newest
+        few row groups: the same event always carries the same `ts`.
         """
         crash_point("batch_start")
-        try:
-            self._commit(prepared, replace=False)
-        except _AlreadyStored:
-            self._commit(prepared, replace=True)
-
-    def _insert(self, table: pa.Table, into: str, verb: str = "INSERT OR REPLACE") -> None:
-        self.con.register("_batch", table)
-        self.con.execute(f"{verb} INTO {into} BY NAME SELECT * FROM _batch")
-        self.con.unregister("_batch")  # on failure the rollback drops the registration with the rest
-
-    def _commit(self, prepared: PreparedWrite, replace: bool) -> None:
         con = self.con
         con.begin()
         try:
             if prepared.classifications is not None:
-                try:
-                    verb = "INSERT OR REPLACE" if replace else "INSERT"
-                    self._insert(prepared.classifications, "classifications", verb)
-                except duckdb.ConstraintException as exc:
-                    if replace or "Duplicate key" not in str(exc):
-                        raise
-                    raise _AlreadyStored from None  # rolled back below
+                earliest, latest = pc.min_max(prepared.classifications["ts"]).values()
+                con.register("_batch", prepared.classifications)
+                con.execute(
+                    "DELETE FROM classifications WHERE ts BETWEEN ? AND ? "
+                    "AND event_id IN (SELECT event_id FROM _batch)",
+                    [earliest.as_py(), latest.as_py()],
+                )
+                con.execute("INSERT INTO classifications BY NAME SELECT * FROM _batch")
+                con.unregister("_batch")  # on failure the rollback drops the registration with the rest
                 crash_point("after_rows")
             if prepared.dead_letters is not None:
                 self._insert(prepared.dead_letters, "dead_letters")
@@ -509,6 +508,11 @@ class Store:
         except BaseException:
             con.rollback()
             raise
+
+    def _insert(self, table: pa.Table, into: str, verb: str = "INSERT OR REPLACE") -> None:
+        self.con.register("_batch", table)
+        self.con.execute(f"{verb} INTO {into} BY NAME SELECT * FROM _batch")
+        self.con.unregister("_batch")  # on failure the rollback drops the registration with the rest
 
     # -- reading what a restart needs ------------------------------------------------------
 

@@ -1,12 +1,14 @@
--- jwtriage DuckDB store, schema version 1. Generated from pipeline/store.py.
+-- jwtriage DuckDB store, schema version 2. Generated from pipeline/store.py.
 CREATE TABLE IF NOT EXISTS store_meta (
     key VARCHAR PRIMARY KEY,
     value VARCHAR NOT NULL
 );
 
 -- One row per event (DESIGN.md's contract): the Classification fields plus ts and service.
+-- event_id is unique, but not a PRIMARY KEY: DuckDB keeps a key's index in memory (about
+-- 100 bytes a row, growing with the store); Store.commit replaces rows by event_id itself.
 CREATE TABLE IF NOT EXISTS classifications (
-    event_id VARCHAR PRIMARY KEY,
+    event_id VARCHAR NOT NULL,
     ts TIMESTAMPTZ NOT NULL,
     service VARCHAR NOT NULL,
     cause VARCHAR NOT NULL,

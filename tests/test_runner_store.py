@@ -96,17 +96,28 @@ def test_a_removal_snapshot_that_comes_after_its_events_rejudges_them() -> None:
     feed = Feed()
     snapshots = snapshot_envelopes(feed)
     pipeline = Pipeline(World().cfg)
-    early = pipeline.process([
-        *snapshots[:2],  # rsa-1 still published at T0 - 2 h
-        feed(RecordKind.EVENT, ev("after", token=mint("rsa-1"))),  # at T0: after rsa-1's removal at T0 - 30 min
-        feed(RecordKind.EVENT, ev("before", ts=_iso(T0 - timedelta(hours=1)),
-                                  token=mint("rsa-1", claims=good_claims(at=T0 - timedelta(hours=1))))),
-    ])
+    early = pipeline.process(
+        [
+            *snapshots[:2],  # rsa-1 still published at T0 - 2 h
+            feed(RecordKind.EVENT, ev("after", token=mint("rsa-1"))),  # at T0: after rsa-1's removal at T0 - 30 min
+            feed(
+                RecordKind.EVENT,
+                ev(
+                    "before",
+                    ts=_iso(T0 - timedelta(hours=1)),
+                    token=mint("rsa-1", claims=good_claims(at=T0 - timedelta(hours=1))),
+                ),
+            ),
+        ]
+    )
     assert {j.event.event_id: j.verdict.classification.cause.value for j in early.judged} == {
-        "after": "valid", "before": "valid"}
+        "after": "valid",
+        "before": "valid",
+    }
     later = pipeline.process([snapshots[2]])  # the snapshot without rsa-1, dated T0 - 30 min
     assert [(j.event.event_id, j.verdict.classification.cause.value) for j in later.judged] == [
-        ("after", "retired_key")]  # the event before the removal is unchanged and not written again
+        ("after", "retired_key")
+    ]  # the event before the removal is unchanged and not written again
     assert pipeline.process([snapshots[3]]).judged == []  # a snapshot that changes no verdict writes nothing
 
 
@@ -117,12 +128,14 @@ def test_events_waiting_for_a_sample_survive_a_restart(tmp_path: Path) -> None:
     inline_unknown = mint("rsa-2", claims=good_claims(jti="other"))
     with Store(db) as store:
         run(
-            ListSource([
-                *snapshot_envelopes(feed)[:1],  # rsa-2 is not published yet: the inline token is unknown_kid
-                feed(RecordKind.EVENT, ev("waits", token_sha256=fingerprint(waiting), client_id="c1")),
-                feed(RecordKind.EVENT, ev("inline", token=inline_unknown)),
-                feed(RecordKind.EVENT, ev("no-hash", reported_error="IDX10223: Lifetime validation failed")),
-            ]),
+            ListSource(
+                [
+                    *snapshot_envelopes(feed)[:1],  # rsa-2 is not published yet: the inline token is unknown_kid
+                    feed(RecordKind.EVENT, ev("waits", token_sha256=fingerprint(waiting), client_id="c1")),
+                    feed(RecordKind.EVENT, ev("inline", token=inline_unknown)),
+                    feed(RecordKind.EVENT, ev("no-hash", reported_error="IDX10223: Lifetime validation failed")),
+                ]
+            ),
             Pipeline(World().cfg),
             store,
         )
@@ -134,10 +147,17 @@ def test_events_waiting_for_a_sample_survive_a_restart(tmp_path: Path) -> None:
         assert [e.event_id for e, _ in store.awaiting_samples(limit=1)] == ["inline"]  # the newest first
         pipeline = Pipeline(World().cfg, store.load_timeline())
         pipeline.await_samples(restored)
-        run(ListSource([*snapshot_envelopes(feed)[1:],
-                        feed(RecordKind.SAMPLE, json.dumps({"token": waiting}).encode()),
-                        feed(RecordKind.SAMPLE, json.dumps({"token": inline_unknown}).encode())]),
-            pipeline, store)
+        run(
+            ListSource(
+                [
+                    *snapshot_envelopes(feed)[1:],
+                    feed(RecordKind.SAMPLE, json.dumps({"token": waiting}).encode()),
+                    feed(RecordKind.SAMPLE, json.dumps({"token": inline_unknown}).encode()),
+                ]
+            ),
+            pipeline,
+            store,
+        )
         after = store.con.execute("SELECT event_id, cause, confidence, client_id FROM classifications ORDER BY 1")
         assert after.fetchall() == [
             ("inline", "valid", "verified", None),
@@ -259,6 +279,67 @@ def test_schema_version_is_recorded_and_a_newer_store_is_refused(tmp_path: Path)
         Store(db)
 
 
+def test_a_version_1_store_loses_the_event_id_key_and_keeps_its_rows(tmp_path: Path) -> None:
+    feed, db = Feed(), tmp_path / "s.duckdb"
+    pipeline = Pipeline(World().cfg)
+    with Store(db) as store:
+        run(
+            ListSource([*snapshot_envelopes(feed), feed(RecordKind.EVENT, ev("a", token=mint("ec-1")))]),
+            pipeline,
+            store,
+        )
+    con = duckdb.connect(str(db))  # turn it into the schema version 1 store an older jwtriage wrote
+    con.execute("ALTER TABLE classifications RENAME TO current")
+    con.execute(DDL_V1_CLASSIFICATIONS)
+    con.execute("INSERT INTO classifications SELECT * FROM current")
+    con.execute("DROP TABLE current")
+    con.execute("UPDATE store_meta SET value = '1' WHERE key = 'schema_version'")
+    con.close()
+    assert rows(db, KEYS_OF_CLASSIFICATIONS) == [(1,)]
+
+    with Store(db) as store:  # migrates
+        run(
+            ListSource([feed(RecordKind.EVENT, ev("a", token=mint("ec-1", claims=good_claims(aud="x"))))]),
+            pipeline,
+            store,
+        )
+    assert rows(db, KEYS_OF_CLASSIFICATIONS) == [(0,)]
+    assert rows(db) == [("a", "audience_mismatch", "verified")]  # kept, then replaced by event_id
+    assert rows(db, "SELECT value FROM store_meta WHERE key = 'schema_version'") == [(str(SCHEMA_VERSION),)]
+
+
+def test_an_event_sent_again_later_replaces_its_row_across_batches(tmp_path: Path) -> None:
+    feed, db = Feed(), tmp_path / "s.duckdb"
+    pipeline = Pipeline(World().cfg)
+    late = T0 - timedelta(hours=6)  # far older than the batch around it: its row group is not the newest
+    with Store(db) as store:
+        store.write(pipeline.process(snapshot_envelopes(feed)), pipeline.timeline)
+        store.write(
+            pipeline.process([feed(RecordKind.EVENT, ev("old", ts=_iso(late), token=mint("ec-1")))]), pipeline.timeline
+        )
+        for n in range(3):
+            events = [feed(RecordKind.EVENT, ev(f"b{n}-{i}", token=mint("ec-1"))) for i in range(20)]
+            store.write(pipeline.process(events), pipeline.timeline)
+        again = [
+            feed(RecordKind.EVENT, ev("b0-3", token=mint("ec-1"))),
+            feed(RecordKind.EVENT, ev("old", ts=_iso(late))),
+        ]
+        store.write(pipeline.process(again), pipeline.timeline)
+    assert rows(db, "SELECT count(*), count(DISTINCT event_id) FROM classifications") == [(61, 61)]
+    assert rows(db, "SELECT confidence FROM classifications WHERE event_id = 'old'") == [("reported",)]
+
+
+DDL_V1_CLASSIFICATIONS = (
+    DDL[DDL.index("CREATE TABLE IF NOT EXISTS classifications (") :]
+    .split(");")[0]
+    .replace("event_id VARCHAR NOT NULL,", "event_id VARCHAR PRIMARY KEY,")
+    + ")"
+)
+KEYS_OF_CLASSIFICATIONS = (
+    "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'classifications' AND constraint_type = 'PRIMARY KEY'"
+)
+
+
 def test_store_ddl_in_schemas_is_in_sync(tmp_path: Path) -> None:
     write_ddl(tmp_path / "store.sql")
     assert (ROOT / "schemas" / "store.sql").read_text() == (tmp_path / "store.sql").read_text(), (
@@ -296,9 +377,15 @@ def test_a_second_writer_is_refused_with_a_hint(tmp_path: Path) -> None:
 
     db = tmp_path / "s.duckdb"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom pipeline.store import Store\n"
-         f"s = Store({str(db)!r})\nprint('open', flush=True)\ntime.sleep(60)"],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom pipeline.store import Store\n"
+            f"s = Store({str(db)!r})\nprint('open', flush=True)\ntime.sleep(60)",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
