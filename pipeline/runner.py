@@ -131,16 +131,17 @@ class _Bounded(OrderedDict[str, V]):
 class PipelineLimits:
     """Caps on the join state: memory stays flat however long the stream runs.
 
-    At the caps the state holds about 50 MB of sampled tokens, 50 MB of events waiting for
+    At the caps the state holds about 50 MB of sampled tokens, 20 MB of events waiting for
     their sample, 25 MB of `unknown_kid` events (with their tokens) waiting for a key and
     25 MB of the latest other events with a token (judged again if a key snapshot dated
     before them arrives after them). A key comes at most a JWKS poll or two after its first
-    token, so windows of 10,000 events are wide enough; the caps are far above what a day of
-    simulated traffic needs.
+    token, and a sample within seconds of its events, so windows of 10,000 events are wide
+    enough. `max_waiting` counts events, not tokens: a client that keeps sending a token
+    whose sample never comes adds an event per request.
     """
 
     max_samples: int = 50_000
-    max_waiting: int = 50_000
+    max_waiting: int = 10_000
     max_waiting_for_key: int = 10_000
     max_recent: int = 10_000
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
@@ -162,8 +163,9 @@ class Pipeline:
         self.classifier = Classifier(config, self.timeline)
         self._clock = clock
         self._samples: _Bounded[str] = _Bounded(self.limits.max_samples)  # fingerprint → token
-        # fingerprint → events whose sample has not arrived yet
-        self._awaiting_sample: _Bounded[list[tuple[AuthFailureEvent, Position]]] = _Bounded(self.limits.max_waiting)
+        # fingerprint → events whose sample has not arrived yet (at most max_waiting events in all)
+        self._awaiting_sample: OrderedDict[str, list[tuple[AuthFailureEvent, Position]]] = OrderedDict()
+        self._waiting_events = 0
         # event_id → (event, token, position, kid) of events judged unknown_kid
         self._awaiting_key: _Bounded[tuple[AuthFailureEvent, str, Position, Any]] = _Bounded(
             self.limits.max_waiting_for_key
@@ -177,7 +179,7 @@ class Pipeline:
     def state_sizes(self) -> dict[str, int]:
         return {
             "samples": len(self._samples),
-            "awaiting_sample": len(self._awaiting_sample),
+            "awaiting_sample": self._waiting_events,
             "awaiting_key": len(self._awaiting_key),
             "recent_with_token": len(self._recent),
             "signature_cache": len(self.classifier.cache),
@@ -247,15 +249,24 @@ class Pipeline:
         for event, position in waiting:
             if event.token_sha256:
                 fp = event.token_sha256.lower()
-                entries = self._awaiting_sample.get(fp, [])
-                entries.append((event, position))
-                self._awaiting_sample.put(fp, entries)
+                self._awaiting_sample.setdefault(fp, []).append((event, position))
+                self._awaiting_sample.move_to_end(fp)
+                self._waiting_events += 1
+        while self._waiting_events > self.limits.max_waiting:  # forget the oldest waiting event
+            oldest = next(iter(self._awaiting_sample))
+            entries = self._awaiting_sample[oldest]
+            entries.pop(0)
+            self._waiting_events -= 1
+            if not entries:
+                del self._awaiting_sample[oldest]
 
     def _on_sample(self, sample: SampledToken, batch: Batch) -> None:
         self.counts["samples"] += 1
         fp = fingerprint(sample.token)
         self._samples.put(fp, sample.token)
-        for event, position in self._awaiting_sample.pop(fp, []):
+        waiting = self._awaiting_sample.pop(fp, [])
+        self._waiting_events -= len(waiting)
+        for event, position in waiting:
             self.counts["rejudged"] += 1
             self._judge(event, sample.token, position, batch)
 

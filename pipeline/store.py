@@ -41,6 +41,12 @@ SCHEMA_VERSION = 2
 #: are small (peak 592 MB), and readers' time filters skip finer zones.
 ROW_GROUP_SIZE = 16_384
 
+#: DuckDB memory of a writing process (its buffer pool). Without a limit DuckDB keeps every
+#: block it wrote cached until the machine runs short (80% of RAM): a consumer's RSS grew by
+#: ~50 MB per million rows. The writer streams batches and never needs much; the tables it
+#: writes have no growing index (see the DDL), so the limit is no ceiling on the store's size.
+WRITER_MEMORY_LIMIT = "128MB"
+
 #: The DDL of the current schema; `schemas/store.sql` is generated from it (a test keeps them in sync).
 DDL = """
 CREATE TABLE IF NOT EXISTS store_meta (
@@ -48,9 +54,12 @@ CREATE TABLE IF NOT EXISTS store_meta (
     value VARCHAR NOT NULL
 );
 
+-- No table that grows with the stream has a PRIMARY KEY: DuckDB keeps a key's index in
+-- memory (about 100 bytes a row, for as long as the store grows). Store.commit upserts by
+-- the key in the comment itself (delete the batch's keys, then append).
+
 -- One row per event (DESIGN.md's contract): the Classification fields plus ts and service.
--- event_id is unique, but not a PRIMARY KEY: DuckDB keeps a key's index in memory (about
--- 100 bytes a row, growing with the store); Store.commit replaces rows by event_id itself.
+-- Key: event_id.
 CREATE TABLE IF NOT EXISTS classifications (
     event_id VARCHAR NOT NULL,
     ts TIMESTAMPTZ NOT NULL,
@@ -80,13 +89,12 @@ CREATE TABLE IF NOT EXISTS classifications (
     classified_at TIMESTAMPTZ NOT NULL
 );
 
--- Each JWKS snapshot as received, with public key members only.
+-- Each JWKS snapshot as received, with public key members only. Key: (issuer, fetched_at).
 CREATE TABLE IF NOT EXISTS jwks_snapshots (
     issuer VARCHAR NOT NULL,
     fetched_at TIMESTAMPTZ NOT NULL,
     kids VARCHAR[] NOT NULL,
-    jwks JSON NOT NULL,
-    PRIMARY KEY (issuer, fetched_at)
+    jwks JSON NOT NULL
 );
 
 -- The key timeline: one row per publication interval of each key (rewritten when it changes).
@@ -111,6 +119,7 @@ CREATE OR REPLACE VIEW key_rotations AS
     SELECT issuer, kid, thumbprint, kty, 'removed' AS action, removed_at AS ts FROM jwks_keys
     WHERE removed_at IS NOT NULL;
 
+-- Records that fit no wire model, with the reason. Key: (source, source_partition, source_offset).
 CREATE TABLE IF NOT EXISTS dead_letters (
     source VARCHAR NOT NULL,
     source_partition INTEGER NOT NULL,
@@ -118,8 +127,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     kind VARCHAR NOT NULL,
     reason VARCHAR NOT NULL,
     excerpt VARCHAR NOT NULL,          -- token-like runs redacted
-    received_at TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (source, source_partition, source_offset)
+    received_at TIMESTAMPTZ NOT NULL
 );
 
 -- Where each source partition resumes: written in the same transaction as the rows.
@@ -132,15 +140,28 @@ CREATE TABLE IF NOT EXISTS source_positions (
 );
 """.strip()
 
+#: A record's place in its source: the key of a dead letter.
+_POSITION = ("source", "source_partition", "source_offset")
+
+
+def create_statement(table: str) -> str:
+    """The CREATE TABLE statement of `table` in the current DDL."""
+    start = DDL.index(f"CREATE TABLE IF NOT EXISTS {table} (")
+    return DDL[start : DDL.index(");", start) + 1]
+
+
 #: Schema migrations: version → statements that bring a store at version-1 up to it.
 MIGRATIONS: dict[int, list[str]] = {
-    # 2: classifications without the primary key on event_id (its index grew the consumer's memory with the store).
+    # 2: no primary keys on the tables that grow with the stream (their indexes grew a writer's memory).
     2: [
-        "ALTER TABLE classifications RENAME TO classifications_v1",
-        DDL[DDL.index("CREATE TABLE IF NOT EXISTS classifications (") : DDL.index(");", DDL.index("classifications ("))]
-        + ")",
-        "INSERT INTO classifications BY NAME SELECT * FROM classifications_v1",
-        "DROP TABLE classifications_v1",
+        statement
+        for table in ("classifications", "jwks_snapshots", "dead_letters")
+        for statement in (
+            f"ALTER TABLE {table} RENAME TO {table}_v1",
+            create_statement(table),
+            f"INSERT INTO {table} BY NAME SELECT * FROM {table}_v1",
+            f"DROP TABLE {table}_v1",
+        )
     ],
 }
 
@@ -384,6 +405,8 @@ class Store:
         try:
             self.con.execute(f"ATTACH '{_sql_path(Path(self.path))}' AS store (ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
             self.con.execute("USE store")
+            self.con.execute(f"SET memory_limit = '{WRITER_MEMORY_LIMIT}'")
+            self.con.execute(f"SET temp_directory = '{_sql_path(Path(self.path + '.tmp'))}'")  # if it ever spills
         except duckdb.IOException as exc:
             self.con.close()
             raise StoreError(
@@ -472,31 +495,20 @@ class Store:
     def commit(self, prepared: PreparedWrite) -> None:
         """Write prepared tables in one transaction: rows, dead letters, keys and positions.
 
-        Rows are upserted by event_id: a stored row with an event_id of the batch is deleted
-        first (an event judged again once its sample or key arrived, a backfill run twice).
-        There is no index on event_id (see the DDL); the delete looks only at rows whose `ts`
-        lies in the batch's range, which DuckDB's per-row-group min/max skip to the newest
-        few row groups: the same event always carries the same `ts`.
+        Rows are upserted by their key (`_upsert`): an event judged again once its sample or
+        key arrived, or a backfill run twice, replaces its row.
         """
         crash_point("batch_start")
         con = self.con
         con.begin()
         try:
             if prepared.classifications is not None:
-                earliest, latest = pc.min_max(prepared.classifications["ts"]).values()
-                con.register("_batch", prepared.classifications)
-                con.execute(
-                    "DELETE FROM classifications WHERE ts BETWEEN ? AND ? "
-                    "AND event_id IN (SELECT event_id FROM _batch)",
-                    [earliest.as_py(), latest.as_py()],
-                )
-                con.execute("INSERT INTO classifications BY NAME SELECT * FROM _batch")
-                con.unregister("_batch")  # on failure the rollback drops the registration with the rest
+                self._upsert(prepared.classifications, "classifications", ("event_id",), "ts")
                 crash_point("after_rows")
             if prepared.dead_letters is not None:
-                self._insert(prepared.dead_letters, "dead_letters")
+                self._upsert(prepared.dead_letters, "dead_letters", _POSITION, "source_offset")
             if prepared.snapshots is not None:
-                self._insert(prepared.snapshots, "jwks_snapshots")
+                self._upsert(prepared.snapshots, "jwks_snapshots", ("issuer", "fetched_at"), "fetched_at")
             if prepared.keys is not None:
                 con.execute("DELETE FROM jwks_keys")
                 self._insert(prepared.keys, "jwks_keys", "INSERT")
@@ -508,6 +520,23 @@ class Store:
         except BaseException:
             con.rollback()
             raise
+
+    def _upsert(self, table: pa.Table, into: str, key: tuple[str, ...], ranged: str) -> None:
+        """Replace the stored rows that share a key with `table` (no index: see the DDL), then append it.
+
+        The delete looks only at stored rows whose `ranged` column lies within the batch's
+        range, which DuckDB's per-row-group min/max narrow to the newest few row groups: a
+        row's key fixes its `ranged` value (an event's ts, a record's offset, a snapshot's time).
+        """
+        low, high = pc.min_max(table[ranged]).values()
+        matches = " AND ".join(f"{into}.{column} = _batch.{column}" for column in key)
+        self.con.register("_batch", table)
+        self.con.execute(
+            f"DELETE FROM {into} USING _batch WHERE {into}.{ranged} BETWEEN ? AND ? AND {matches}",
+            [low.as_py(), high.as_py()],
+        )
+        self.con.execute(f"INSERT INTO {into} BY NAME SELECT * FROM _batch")
+        self.con.unregister("_batch")  # on failure the rollback drops the registration with the rest
 
     def _insert(self, table: pa.Table, into: str, verb: str = "INSERT OR REPLACE") -> None:
         self.con.register("_batch", table)

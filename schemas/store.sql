@@ -4,9 +4,12 @@ CREATE TABLE IF NOT EXISTS store_meta (
     value VARCHAR NOT NULL
 );
 
+-- No table that grows with the stream has a PRIMARY KEY: DuckDB keeps a key's index in
+-- memory (about 100 bytes a row, for as long as the store grows). Store.commit upserts by
+-- the key in the comment itself (delete the batch's keys, then append).
+
 -- One row per event (DESIGN.md's contract): the Classification fields plus ts and service.
--- event_id is unique, but not a PRIMARY KEY: DuckDB keeps a key's index in memory (about
--- 100 bytes a row, growing with the store); Store.commit replaces rows by event_id itself.
+-- Key: event_id.
 CREATE TABLE IF NOT EXISTS classifications (
     event_id VARCHAR NOT NULL,
     ts TIMESTAMPTZ NOT NULL,
@@ -36,13 +39,12 @@ CREATE TABLE IF NOT EXISTS classifications (
     classified_at TIMESTAMPTZ NOT NULL
 );
 
--- Each JWKS snapshot as received, with public key members only.
+-- Each JWKS snapshot as received, with public key members only. Key: (issuer, fetched_at).
 CREATE TABLE IF NOT EXISTS jwks_snapshots (
     issuer VARCHAR NOT NULL,
     fetched_at TIMESTAMPTZ NOT NULL,
     kids VARCHAR[] NOT NULL,
-    jwks JSON NOT NULL,
-    PRIMARY KEY (issuer, fetched_at)
+    jwks JSON NOT NULL
 );
 
 -- The key timeline: one row per publication interval of each key (rewritten when it changes).
@@ -67,6 +69,7 @@ CREATE OR REPLACE VIEW key_rotations AS
     SELECT issuer, kid, thumbprint, kty, 'removed' AS action, removed_at AS ts FROM jwks_keys
     WHERE removed_at IS NOT NULL;
 
+-- Records that fit no wire model, with the reason. Key: (source, source_partition, source_offset).
 CREATE TABLE IF NOT EXISTS dead_letters (
     source VARCHAR NOT NULL,
     source_partition INTEGER NOT NULL,
@@ -74,8 +77,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     kind VARCHAR NOT NULL,
     reason VARCHAR NOT NULL,
     excerpt VARCHAR NOT NULL,          -- token-like runs redacted
-    received_at TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (source, source_partition, source_offset)
+    received_at TIMESTAMPTZ NOT NULL
 );
 
 -- Where each source partition resumes: written in the same transaction as the rows.

@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.runner import Envelope, Pipeline, PipelineLimits, Position, RecordKind, run
 from pipeline.sources import FileSource, ListSource
-from pipeline.store import DDL, SCHEMA_VERSION, Store, StoreError, connect_readonly, write_ddl
+from pipeline.store import DDL, SCHEMA_VERSION, Store, StoreError, connect_readonly, create_statement, write_ddl
 from pipeline.tokens import fingerprint
 from tests.world import CONTRACT_FIELDS, T0, World, default_snapshots, good_claims, mint
 
@@ -224,14 +224,14 @@ def test_a_failed_batch_writes_nothing(tmp_path: Path, monkeypatch: pytest.Monke
         batch = pipeline.process([feed(RecordKind.EVENT, ev("a", token=mint("ec-1")))])
         import pipeline.store as store_module
 
-        insert = store_module.Store._insert
+        upsert = store_module.Store._upsert
 
         def explode(self: Store, table: Any, into: str, *args: Any) -> Any:
             if into == "jwks_snapshots":  # after the rows, before the positions
                 raise RuntimeError("disk full")
-            return insert(self, table, into, *args)
+            return upsert(self, table, into, *args)
 
-        monkeypatch.setattr(store_module.Store, "_insert", explode)
+        monkeypatch.setattr(store_module.Store, "_upsert", explode)
         batch.snapshots.append(default_snapshots()[0])
         with pytest.raises(RuntimeError):
             store.write(batch, pipeline.timeline)
@@ -268,6 +268,25 @@ def test_bounded_join_state_under_a_flood_of_unique_fingerprints() -> None:
     assert sizes["samples"] == 50 and sizes["awaiting_sample"] == 40 and sizes["awaiting_key"] == 30
 
 
+def test_events_repeating_one_unsampled_token_are_capped_as_events_not_tokens() -> None:
+    """A client retrying with a token whose sample never comes adds an event per request."""
+    feed = Feed()
+    token = mint("rsa-2", claims=good_claims(aud="api://orders"))
+    pipeline = Pipeline(World().cfg, limits=PipelineLimits(max_waiting=25))
+    pipeline.process(snapshot_envelopes(feed))
+    for chunk in range(10):
+        pipeline.process(
+            [feed(RecordKind.EVENT, ev(f"e{chunk}-{n}", token_sha256=fingerprint(token))) for n in range(20)]
+        )
+    other = mint("rsa-2", claims=good_claims(jti="other"))
+    pipeline.process([feed(RecordKind.EVENT, ev("last", token_sha256=fingerprint(other)))])
+    assert pipeline.state_sizes["awaiting_sample"] == 25
+    late = pipeline.process([feed(RecordKind.SAMPLE, json.dumps({"token": token}).encode())])
+    newest = [f"e8-{n}" for n in range(16, 20)] + [f"e9-{n}" for n in range(20)]  # 24 of that token + "last"
+    assert [j.event.event_id for j in late.judged] == newest
+    assert pipeline.state_sizes["awaiting_sample"] == 1  # "last" still waits
+
+
 def test_schema_version_is_recorded_and_a_newer_store_is_refused(tmp_path: Path) -> None:
     db = tmp_path / "s.duckdb"
     Store(db).close()
@@ -279,32 +298,35 @@ def test_schema_version_is_recorded_and_a_newer_store_is_refused(tmp_path: Path)
         Store(db)
 
 
-def test_a_version_1_store_loses_the_event_id_key_and_keeps_its_rows(tmp_path: Path) -> None:
+def test_a_version_1_store_loses_its_growing_keys_and_keeps_its_rows(tmp_path: Path) -> None:
     feed, db = Feed(), tmp_path / "s.duckdb"
     pipeline = Pipeline(World().cfg)
+    first = [
+        *snapshot_envelopes(feed),
+        feed(RecordKind.EVENT, ev("a", token=mint("ec-1"))),
+        feed(RecordKind.EVENT, b"{"),
+    ]
     with Store(db) as store:
-        run(
-            ListSource([*snapshot_envelopes(feed), feed(RecordKind.EVENT, ev("a", token=mint("ec-1")))]),
-            pipeline,
-            store,
-        )
+        run(ListSource(first), pipeline, store)
     con = duckdb.connect(str(db))  # turn it into the schema version 1 store an older jwtriage wrote
-    con.execute("ALTER TABLE classifications RENAME TO current")
-    con.execute(DDL_V1_CLASSIFICATIONS)
-    con.execute("INSERT INTO classifications SELECT * FROM current")
-    con.execute("DROP TABLE current")
+    for table, key in V1_KEYS.items():
+        con.execute(f"ALTER TABLE {table} RENAME TO current")
+        con.execute(create_statement(table)[:-1].rstrip() + f",\n    PRIMARY KEY ({key})\n)")
+        con.execute(f"INSERT INTO {table} SELECT * FROM current")
+        con.execute("DROP TABLE current")
     con.execute("UPDATE store_meta SET value = '1' WHERE key = 'schema_version'")
     con.close()
-    assert rows(db, KEYS_OF_CLASSIFICATIONS) == [(1,)]
+    assert rows(db, KEYS_OF_GROWING_TABLES) == [(3,)]
 
     with Store(db) as store:  # migrates
-        run(
-            ListSource([feed(RecordKind.EVENT, ev("a", token=mint("ec-1", claims=good_claims(aud="x"))))]),
-            pipeline,
-            store,
-        )
-    assert rows(db, KEYS_OF_CLASSIFICATIONS) == [(0,)]
+        again = [
+            *snapshot_envelopes(feed)[:1],
+            feed(RecordKind.EVENT, ev("a", token=mint("ec-1", claims=good_claims(aud="x")))),
+        ]
+        run(ListSource(again), pipeline, store)
+    assert rows(db, KEYS_OF_GROWING_TABLES) == [(0,)]
     assert rows(db) == [("a", "audience_mismatch", "verified")]  # kept, then replaced by event_id
+    assert rows(db, "SELECT (SELECT count(*) FROM jwks_snapshots), (SELECT count(*) FROM dead_letters)") == [(5, 1)]
     assert rows(db, "SELECT value FROM store_meta WHERE key = 'schema_version'") == [(str(SCHEMA_VERSION),)]
 
 
@@ -329,14 +351,14 @@ def test_an_event_sent_again_later_replaces_its_row_across_batches(tmp_path: Pat
     assert rows(db, "SELECT confidence FROM classifications WHERE event_id = 'old'") == [("reported",)]
 
 
-DDL_V1_CLASSIFICATIONS = (
-    DDL[DDL.index("CREATE TABLE IF NOT EXISTS classifications (") :]
-    .split(");")[0]
-    .replace("event_id VARCHAR NOT NULL,", "event_id VARCHAR PRIMARY KEY,")
-    + ")"
-)
-KEYS_OF_CLASSIFICATIONS = (
-    "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'classifications' AND constraint_type = 'PRIMARY KEY'"
+V1_KEYS = {
+    "classifications": "event_id",
+    "jwks_snapshots": "issuer, fetched_at",
+    "dead_letters": "source, source_partition, source_offset",
+}
+KEYS_OF_GROWING_TABLES = (
+    "SELECT count(*) FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY' "
+    "AND table_name IN ('classifications', 'jwks_snapshots', 'dead_letters')"
 )
 
 
