@@ -45,7 +45,7 @@ ROW_GROUP_SIZE = 16_384
 #: block it wrote cached until the machine runs short (80% of RAM): a consumer's RSS grew by
 #: ~50 MB per million rows. The writer streams batches and never needs much; the tables it
 #: writes have no growing index (see the DDL), so the limit is no ceiling on the store's size.
-WRITER_MEMORY_LIMIT = "128MB"
+WRITER_MEMORY_LIMIT = "100MB"
 
 #: The DDL of the current schema; `schemas/store.sql` is generated from it (a test keeps them in sync).
 DDL = """
