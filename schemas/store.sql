@@ -9,7 +9,7 @@ CREATE TABLE IF NOT EXISTS store_meta (
 -- the key in the comment itself (delete the batch's keys, then append).
 
 -- One row per event (DESIGN.md's contract): the Classification fields plus ts and service.
--- Key: event_id.
+-- Key: event_id (with ts, which an event never changes, so that a lookup skips old row groups).
 CREATE TABLE IF NOT EXISTS classifications (
     event_id VARCHAR NOT NULL,
     ts TIMESTAMPTZ NOT NULL,

@@ -351,6 +351,22 @@ def test_an_event_sent_again_later_replaces_its_row_across_batches(tmp_path: Pat
     assert rows(db, "SELECT confidence FROM classifications WHERE event_id = 'old'") == [("reported",)]
 
 
+def test_events_at_the_edges_of_time_are_stored_and_replaced(tmp_path: Path) -> None:
+    """Times whose UTC instant Python's datetime cannot hold (year 10000, year 0) still upsert."""
+    feed, db = Feed(), tmp_path / "s.duckdb"
+    pipeline = Pipeline(World().cfg)
+    edges = {"late": "9999-12-31T23:59:59-05:00", "early": "0001-01-01T00:00:00+01:00"}
+    with Store(db) as store:
+        store.write(pipeline.process(snapshot_envelopes(feed)), pipeline.timeline)
+        for _ in range(2):
+            events = [feed(RecordKind.EVENT, ev(name, ts=ts, token=mint("ec-1"))) for name, ts in edges.items()]
+            store.write(pipeline.process(events), pipeline.timeline)
+    assert rows(db, "SELECT event_id, count(*) FROM classifications GROUP BY ALL ORDER BY 1") == [
+        ("early", 1),
+        ("late", 1),
+    ]
+
+
 V1_KEYS = {
     "classifications": "event_id",
     "jwks_snapshots": "issuer, fetched_at",
