@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             for table in tables:
                 store.con.begin()
-                store._upsert(table, "classifications", ("event_id", "ts"))  # what Store.commit runs for the rows
+                store._upsert(table, "classifications", ("event_id", "ts"))  # what Store.write runs for the rows
                 store.con.commit()
             return time.perf_counter() - started
 

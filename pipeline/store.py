@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,7 +53,7 @@ CREATE TABLE IF NOT EXISTS store_meta (
 );
 
 -- No table that grows with the stream has a PRIMARY KEY: DuckDB keeps a key's index in
--- memory (about 100 bytes a row, for as long as the store grows). Store.commit upserts by
+-- memory (about 100 bytes a row, for as long as the store grows). Store.write upserts by
 -- the key in the comment itself (delete the batch's keys, then append).
 
 -- One row per event (DESIGN.md's contract): the Classification fields plus ts and service.
@@ -357,16 +356,16 @@ def dead_letter_table(letters: list[DeadLetter]) -> pa.Table:
     )
 
 
-@dataclass
-class PreparedWrite:
-    """One batch's tables, ready for `Store.commit`: nothing in it refers to live pipeline state."""
-
-    size: int
-    classifications: pa.Table | None = None
-    dead_letters: pa.Table | None = None
-    snapshots: pa.Table | None = None
-    keys: pa.Table | None = None
-    positions: pa.Table | None = None
+def position_table(positions: dict[tuple[str, int], int], updated_at: datetime) -> pa.Table:
+    """Where each source partition resumes, as `source_positions` holds it."""
+    return pa.table(
+        {
+            "source": [source for source, _ in positions],
+            "source_partition": pa.array([partition for _, partition in positions], pa.int32()),
+            "next_offset": pa.array(list(positions.values()), pa.int64()),
+            "updated_at": pa.array([updated_at] * len(positions), pa.timestamp("us", "UTC")),
+        }
+    )
 
 
 def parts_dir(path: str | Path) -> Path:
@@ -457,58 +456,29 @@ class Store:
     # -- writing ---------------------------------------------------------------------------
 
     def write(self, batch: Batch, timeline: KeyTimeline) -> None:
-        """Store one batch and its positions in one transaction (all or nothing)."""
-        self.commit(self.prepare(batch, timeline))
-
-    def prepare(self, batch: Batch, timeline: KeyTimeline) -> PreparedWrite:
-        """The Arrow tables of one batch: built on the caller's thread, so `commit` may run on another.
-
-        The key timeline goes on changing as the next batch is classified; its rows are taken
-        here, while they still describe this batch.
-        """
-        now = datetime.now(UTC)
-        prepared = PreparedWrite(size=len(batch.judged))
-        if batch.judged:
-            prepared.classifications = classification_table(batch.judged, now)
-        if batch.dead_letters:
-            prepared.dead_letters = dead_letter_table(batch.dead_letters)
-        if batch.snapshots:
-            prepared.snapshots = snapshot_table(batch.snapshots)
-        if batch.timeline_changed:
-            prepared.keys = key_table(timeline)
-        if batch.positions:
-            prepared.positions = pa.table(
-                {
-                    "source": [s for s, _ in batch.positions],
-                    "source_partition": pa.array([p for _, p in batch.positions], pa.int32()),
-                    "next_offset": pa.array(list(batch.positions.values()), pa.int64()),
-                    "updated_at": pa.array([now] * len(batch.positions), pa.timestamp("us", "UTC")),
-                }
-            )
-        return prepared
-
-    def commit(self, prepared: PreparedWrite) -> None:
-        """Write prepared tables in one transaction: rows, dead letters, keys and positions.
+        """Store one batch and its positions in one transaction (all or nothing).
 
         Rows are upserted by their key (`_upsert`): an event judged again once its sample or
         key arrived, or a backfill run twice, replaces its row.
         """
+        now = datetime.now(UTC)
         crash_point("batch_start")
         con = self.con
         con.begin()
         try:
-            if prepared.classifications is not None:
-                self._upsert(prepared.classifications, "classifications", ("event_id", "ts"))
+            if batch.judged:
+                self._upsert(classification_table(batch.judged, now), "classifications", ("event_id", "ts"))
                 crash_point("after_rows")
-            if prepared.dead_letters is not None:
-                self._upsert(prepared.dead_letters, "dead_letters", ("source", "source_partition", "source_offset"))
-            if prepared.snapshots is not None:
-                self._upsert(prepared.snapshots, "jwks_snapshots", ("issuer", "fetched_at"))
-            if prepared.keys is not None:
+            if batch.dead_letters:
+                letters = dead_letter_table(batch.dead_letters)
+                self._upsert(letters, "dead_letters", ("source", "source_partition", "source_offset"))
+            if batch.snapshots:
+                self._upsert(snapshot_table(batch.snapshots), "jwks_snapshots", ("issuer", "fetched_at"))
+            if batch.timeline_changed:
                 con.execute("DELETE FROM jwks_keys")
-                self._insert(prepared.keys, "jwks_keys", "INSERT")
-            if prepared.positions is not None:
-                self._insert(prepared.positions, "source_positions")
+                self._insert(key_table(timeline), "jwks_keys", "INSERT")
+            if batch.positions:
+                self._insert(position_table(batch.positions, now), "source_positions")
             crash_point("before_commit")
             con.commit()
             crash_point("after_commit")

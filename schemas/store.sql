@@ -5,7 +5,7 @@ CREATE TABLE IF NOT EXISTS store_meta (
 );
 
 -- No table that grows with the stream has a PRIMARY KEY: DuckDB keeps a key's index in
--- memory (about 100 bytes a row, for as long as the store grows). Store.commit upserts by
+-- memory (about 100 bytes a row, for as long as the store grows). Store.write upserts by
 -- the key in the comment itself (delete the batch's keys, then append).
 
 -- One row per event (DESIGN.md's contract): the Classification fields plus ts and service.

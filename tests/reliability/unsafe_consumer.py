@@ -1,6 +1,6 @@
 """A deliberately WRONG consumer, for the crash test's negative control. Never use it for anything else.
 
-It is `jwtriage consume` with one change: `Store.commit` first stores the batch's source
+It is `jwtriage consume` with one change: `Store.write` first stores the batch's source
 positions in a transaction of their own, and only then writes the rows (in the original
 transaction). A crash between the two (JWTRIAGE_CRASH_AT=after_rows:N) leaves positions
 that claim a batch whose rows were rolled back: on restart the consumer resumes after it
@@ -13,25 +13,28 @@ the real thing.
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 
 from pipeline import cli
-from pipeline.store import PreparedWrite, Store
+from pipeline.keys import KeyTimeline
+from pipeline.runner import Batch
+from pipeline.store import Store, position_table
 
-_safe_commit = Store.commit
+_safe_write = Store.write
 
 
-def _positions_first_commit(self: Store, prepared: PreparedWrite) -> None:
-    if prepared.positions is not None:
+def _positions_first_write(self: Store, batch: Batch, timeline: KeyTimeline) -> None:
+    if batch.positions:
         self.con.begin()
-        self._insert(prepared.positions, "source_positions")
+        self._insert(position_table(batch.positions, datetime.now(UTC)), "source_positions")
         self.con.commit()  # the bug: the positions are durable before the rows are
-    _safe_commit(self, prepared)
+    _safe_write(self, batch, timeline)
 
 
-Store.commit = _positions_first_commit  # type: ignore[method-assign]
+Store.write = _positions_first_write  # type: ignore[method-assign]
 
 if __name__ == "__main__":
     sys.exit(cli.main(sys.argv[1:]))
