@@ -29,6 +29,7 @@ from pipeline.tokens import (
     is_number,
     parse,
     segment_count,
+    to_json,
 )
 from pipeline.validate import SignatureCache, fits, is_psychic
 
@@ -51,6 +52,8 @@ class Verdict:
     fingerprint: str | None = None
     header: dict[str, Any] | None = None
     claims: dict[str, Any] | None = None
+    header_json: str | None = None  # `header` and `claims` as the store writes them (JSON text)
+    claims_json: str | None = None
     key_thumbprint: str | None = None
     key_first_seen: datetime | None = None
     notes: dict[Cause, str] = field(default_factory=dict)  # the evidence sentence of each finding
@@ -286,6 +289,7 @@ class Classifier:
             ),
             fingerprint=fingerprint(token),
             header=header,
+            header_json=to_json(header, False) if header is not None else None,
             notes={Cause.MALFORMED: detail},
         )
 
@@ -353,6 +357,8 @@ class Classifier:
             fingerprint=token.fingerprint,
             header=token.header,
             claims=token.stored_claims,
+            header_json=token.header_json,
+            claims_json=token.claims_json,
             key_thumbprint=key.thumbprint if key is not None else None,
             key_first_seen=key.first_seen if key is not None else None,
             notes=findings.notes,  # `findings` ends here: no copy needed

@@ -10,7 +10,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from pipeline.runner import Envelope, Pipeline, PipelineLimits, Position, RecordKind, run
+from pipeline.keys import KeyTimeline
+from pipeline.runner import Batch, Envelope, Pipeline, PipelineLimits, Position, RecordKind, run
 from pipeline.sources import FileSource, ListSource
 from pipeline.store import DDL, SCHEMA_VERSION, Store, StoreError, connect_readonly, create_statement, write_ddl
 from pipeline.tokens import fingerprint
@@ -432,3 +433,18 @@ def test_a_second_writer_is_refused_with_a_hint(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.communicate()
+
+
+def test_positions_move_forward_per_partition_and_new_partitions_are_added(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    with Store(tmp_path / "s.duckdb") as store:
+        store.write(Batch(positions={("events", 0): 10, ("events", 1): 4}), KeyTimeline())
+        store.write(Batch(positions={("events", 1): 9, ("samples", 0): 2}), KeyTimeline())
+        assert store.positions() == {("events", 0): 10, ("events", 1): 9, ("samples", 0): 2}
+        (rows,) = store.con.execute("SELECT count(*) FROM source_positions").fetchone() or (None,)
+        assert rows == 3  # updated in place, never a second row for a partition
+        store.con.begin()
+        store.save_positions({("events", 0): 12}, datetime.now(UTC))
+        store.con.rollback()  # positions are part of the batch's transaction: rolled back with it
+        assert store.positions()[("events", 0)] == 10

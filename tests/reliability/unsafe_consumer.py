@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 from pipeline import cli
 from pipeline.keys import KeyTimeline
 from pipeline.runner import Batch
-from pipeline.store import Store, position_table
+from pipeline.store import Store
 
 _safe_write = Store.write
 
@@ -29,7 +29,7 @@ _safe_write = Store.write
 def _positions_first_write(self: Store, batch: Batch, timeline: KeyTimeline) -> None:
     if batch.positions:
         self.con.begin()
-        self._insert(position_table(batch.positions, datetime.now(UTC)), "source_positions")
+        self.save_positions(batch.positions, datetime.now(UTC))
         self.con.commit()  # the bug: the positions are durable before the rows are
     _safe_write(self, batch, timeline)
 
