@@ -26,7 +26,6 @@ from pipeline.tokens import (
     MalformedToken,
     ParsedToken,
     fingerprint,
-    is_number,
     parse,
     segment_count,
     to_json,
@@ -88,9 +87,10 @@ def _classification(**fields: Any) -> Classification:
     """`Classification(**fields)`, validated the same way, by the model's own validator.
 
     Calling it directly skips `BaseModel.__init__`'s Python frame and keyword re-packing:
-    about 1 µs less per event, a third of the model's cost.
+    about 1 µs less per event, a third of the model's cost. Strict, as every caller passes the
+    enum members themselves: no coercion is tried (about 0.5 µs less).
     """
-    classification: Classification = Classification.__pydantic_validator__.validate_python(fields)
+    classification: Classification = Classification.__pydantic_validator__.validate_python(fields, strict=True)
     return classification
 
 
@@ -466,7 +466,7 @@ class Classifier:
         skew: float | None = None
         for claim in ("exp", "nbf", "iat"):
             raw: Any = claims.get(claim)
-            if not is_number(raw):
+            if type(raw) is not int and type(raw) is not float:  # `is_number` for decoded JSON (bool is neither)
                 continue
             if not -_TIME_LIMIT <= raw <= _TIME_LIMIT:  # 10**400 is a number too
                 raw = min(max(raw, -_TIME_LIMIT), _TIME_LIMIT)

@@ -290,8 +290,8 @@ class KafkaSource:
     def _envelopes(self, polled: dict[Any, list[Any]]) -> list[Envelope]:
         out: list[Envelope] = []
         for tp, messages in polled.items():
-            kind = self.kinds[tp.topic]
-            out.extend(Envelope(kind, m.value or b"", Position(tp.topic, tp.partition, m.offset)) for m in messages)
+            kind, topic, partition = self.kinds[tp.topic], tp.topic, tp.partition
+            out.extend([Envelope(kind, m.value or b"", Position(topic, partition, m.offset)) for m in messages])
         return out
 
     def poll(self) -> list[Envelope]:
