@@ -143,7 +143,7 @@ def to_json(value: Any, by_orjson: bool) -> str:
     """`value` as JSON text, keys sorted; with orjson only for what orjson decoded (so no inf, no big int)."""
     if by_orjson:
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-    return _encode_sorted_any(value)
+    return _encode_sorted(value)
 
 
 def _has_lone_surrogate(value: Any) -> bool:
@@ -225,10 +225,9 @@ def _header(segment: bytes) -> tuple[dict[str, Any], str, str]:
     return known
 
 
-#: `json.dumps(value, sort_keys=True)`, without building a new encoder for every call.
-_encode_sorted = json.JSONEncoder(sort_keys=True).encode
-#: The same for stored JSON: anything not JSON (there should be nothing) as its `str`.
-_encode_sorted_any = json.JSONEncoder(sort_keys=True, default=str).encode
+#: `json.dumps(value, sort_keys=True, default=str)`, without building a new encoder for every call.
+#: Decoded JSON never needs the `default`; it keeps anything else from raising.
+_encode_sorted = json.JSONEncoder(sort_keys=True, default=str).encode
 
 
 def hash_subject(value: Any) -> str:
