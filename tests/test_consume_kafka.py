@@ -307,6 +307,11 @@ def test_a_reader_sees_every_published_checkpoint_while_the_consumer_runs(setup:
         assert process.poll() is None  # the writer is running while we read
         produce(setup.kafka, records[len(records) // 3:])
         wait_for(lambda: len(setup.stored()) == len(setup.good_events), 90, "everything")
+        # And every key snapshot: an event that overtook the snapshot retiring its key is stored
+        # `valid` first and judged again only when that snapshot is read. Stopping the consumer
+        # before then (a faster consumer makes it likelier) would test the race, not the store.
+        wait_for(lambda: setup.count("SELECT count(*) FROM jwks_snapshots") == len(setup.scenario.snapshots), 90,
+                 "every key snapshot")
         assert process.poll() is None
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
         assert 'jwtriage_events_total{cause="stale_jwks"' in metrics
