@@ -7,8 +7,8 @@ bench/.cache/) is classified once, untimed, into batches as the runner makes the
 in the same run and into fresh stores with the real schema:
 
   jwtriage   `Store.write(batch)` per batch: the Arrow table built from the verdicts, upserted
-             by event_id (the batch's ids deleted among the stored rows in its ts range, then
-             appended: the table has no index), dead letters, source positions, one
+             by (event_id, ts) (the stored rows that join the batch on that key deleted, then
+             the batch appended: the table has no index), dead letters, source positions, one
              transaction each; what the consumer and the demo pay.
   bare       the same rows as Arrow tables built beforehand (not timed), one plain
              `INSERT INTO classifications SELECT * FROM batch` per batch in its own transaction:
