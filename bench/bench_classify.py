@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import AUDIENCE, CONFIG_TOML, ISSUER, Summary, header, load
 
 from pipeline.config import Config
+from pipeline.io.files import FileSource
 from pipeline.runner import Pipeline, streaming_gc
-from pipeline.sources import FileSource
 
 
 def make_keys() -> dict[str, tuple[Any, dict[str, Any]]]:

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 logging.getLogger("streamlit.runtime.caching.cache_data_api").setLevel(logging.ERROR)
 
 from dashboards import data  # noqa: E402
-from pipeline.store import Store, connect_readonly  # noqa: E402
+from pipeline.io.store import Store, connect_readonly  # noqa: E402
 
 TARGET_P95_S = 1.0
 DEFAULT_STORE = Path(__file__).resolve().parent / ".cache" / "dashboard-10m.duckdb"  # git-ignored scratch
@@ -83,7 +83,7 @@ def make_base(path: Path, events: int) -> Path:
     """A demo store of one simulated day: real tokens, classified by the real pipeline."""
     from rich.console import Console
 
-    from pipeline.demo import run_demo
+    from pipeline.commands.demo import run_demo
 
     if not path.exists():
         print(f"simulating and classifying {events:,} events for the base store {path} …", flush=True)

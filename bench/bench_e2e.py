@@ -9,7 +9,7 @@ consumer count, on the same topic and the same fetch settings:
 
   bare       N processes of a bare kafka-python group consumer: poll(max_poll_records=2000),
              touch each value, commit_async per poll, until the topic is read to the end.
-  jwtriage   N processes running `pipeline.consume.consume()` (what `jwtriage consume
+  jwtriage   N processes running `pipeline.commands.consume.consume()` (what `jwtriage consume
              --exit-when-idle 1 --instance cK` runs) into a fresh store, each with its own
              --instance in one group: decode, classify, DuckDB, offsets, group commit, publish.
 
@@ -67,7 +67,7 @@ def _barrier(folder: Path, name: str) -> None:
 def bare_worker(args: argparse.Namespace) -> None:
     """A bare kafka-python group consumer reading the topic to the end."""
     from pipeline.config import KafkaConfig
-    from pipeline.kafka_io import fetch_options
+    from pipeline.io.kafka import fetch_options
 
     consumer = KafkaConsumer(
         bootstrap_servers=BOOTSTRAP.split(","),
@@ -108,9 +108,9 @@ def jwtriage_worker(args: argparse.Namespace) -> None:
     """`jwtriage consume --exit-when-idle 1 --instance NAME`, timed from inside."""
     import logging
 
-    from pipeline import consume as consume_module
+    from pipeline.commands import consume as consume_module
     from pipeline.config import load_config
-    from pipeline.runner import RecordKind
+    from pipeline.records import RecordKind
 
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
     assignments: list[float] = []
@@ -193,7 +193,7 @@ def delete_topics(topics: Topics) -> None:
 def produce_corpus(corpus: Any, topics: Topics) -> float:
     """Produce the JWKS snapshot and every event; returns events/s of producing (for the record)."""
     from pipeline.config import KafkaConfig
-    from pipeline.kafka_io import produce
+    from pipeline.io.kafka import produce
 
     kafka = KafkaConfig(bootstrap_servers=BOOTSTRAP)
     produce(kafka, [(topics.jwks, "bench", corpus.jwks.read_bytes().strip())])
@@ -274,7 +274,7 @@ def launch(kind: str, consumers: int, workdir: Path, topics: Topics, expected: i
 
 def check_store(db: Path, expected: int) -> None:
     """The benchmark measures real work: every event is in the store, once, and judged valid."""
-    from pipeline.store import connect_readonly
+    from pipeline.io.store import connect_readonly
 
     con = connect_readonly(db)
     try:

@@ -2,7 +2,7 @@
 
     python bench/bench_scaling.py [--sizes 10000,100000,1000000] [--dashboard-rows 1000000,10000000] [--quick]
 
-Pipeline: for each size, `pipeline.simulate` writes a simulated day (seed 7, 24 h) to JSONL
+Pipeline: for each size, `pipeline.simulator.scenario` writes a simulated day (seed 7, 24 h) to JSONL
 once, in its own process (the simulator holds the whole scenario in memory, which is not
 the pipeline's); then a fresh child process runs the file/in-memory runner path,
 `pipeline.runner.run(FileSource(...), Pipeline(config), Store(db))`, and reports its events/s
@@ -40,9 +40,9 @@ DASHBOARD_TARGET_P95_S = 1.0
 def child(args: argparse.Namespace) -> None:
     """Run the pipeline on the files into a fresh store; print one JSON line of figures."""
     from pipeline.config import load_config
+    from pipeline.io.files import FileSource
+    from pipeline.io.store import Store
     from pipeline.runner import Pipeline, run
-    from pipeline.sources import FileSource
-    from pipeline.store import Store
 
     folder = Path(args.child)
     config = load_config(folder / "jwtriage.toml", environ={})
@@ -111,7 +111,7 @@ def _quick_base() -> Path:
 
         from rich.console import Console
 
-        from pipeline.demo import run_demo
+        from pipeline.commands.demo import run_demo
 
         CACHE.mkdir(parents=True, exist_ok=True)
         run_demo(Console(file=io.StringIO()), db=base, seed=7, events=500, hours=24.0)

@@ -2,7 +2,7 @@
 
     python bench/bench_sink.py [--events 100000] [--batch-size 2000] [--quick]
 
-The rows are real verdicts: a simulated day (`pipeline.simulate`, cached under
+The rows are real verdicts: a simulated day (`pipeline.simulator.scenario`, cached under
 bench/.cache/) is classified once, untimed, into batches as the runner makes them. Then,
 in the same run and into fresh stores with the real schema:
 
@@ -35,9 +35,10 @@ import pyarrow as pa
 from common import Summary, header, load, load_note, simulated_files
 
 from pipeline.config import load_config
-from pipeline.runner import Batch, Pipeline
-from pipeline.sources import FileSource
-from pipeline.store import DDL, Store, classification_table
+from pipeline.io.files import FileSource
+from pipeline.io.store import DDL, Store, classification_table
+from pipeline.records import Batch
+from pipeline.runner import Pipeline
 
 
 def classify_once(paths: dict[str, Path], batch_size: int) -> tuple[list[Batch], Pipeline]:

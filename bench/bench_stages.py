@@ -33,14 +33,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import Summary, bench_config, header, load, load_note, signed_corpus
 
-import pipeline.classify as classify_module
+import pipeline.engine.classify as classify_module
+from pipeline.engine.tokens import parse
+from pipeline.engine.validate import verify
+from pipeline.io.base import chunked
+from pipeline.io.store import Store, classification_table
 from pipeline.models import AuthFailureEvent
-from pipeline.records import decode_record
-from pipeline.runner import Envelope, Pipeline, Position, RecordKind
-from pipeline.sources import chunked
-from pipeline.store import Store, classification_table
-from pipeline.tokens import parse
-from pipeline.validate import verify
+from pipeline.records import Envelope, Position, RecordKind, decode_record
+from pipeline.runner import Pipeline
 
 Row = tuple[str, float, float, float]  # label, wall us/event, CPU us/event, load
 

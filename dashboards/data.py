@@ -26,8 +26,9 @@ import pandas as pd
 import streamlit as st
 
 from pipeline import queries
+from pipeline.errors import StoreError
+from pipeline.io.store import connect_readonly, published_parts
 from pipeline.queries import Filters
-from pipeline.store import StoreError, connect_readonly, published_parts
 
 DEFAULT_DB = "jwtriage.duckdb"
 #: The store counts as live (a consumer is writing) when its newest event is this close to the wall clock.

@@ -11,10 +11,10 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import data
-from pipeline.classify import human_duration
+from pipeline.errors import StoreError
 from pipeline.models import CAUSE_LABELS, Cause
 from pipeline.remediation import REMEDIATION
-from pipeline.store import StoreError
+from pipeline.text import human_duration
 
 T = TypeVar("T")
 

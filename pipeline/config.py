@@ -16,6 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipeline.errors import ConfigError
+
 ENV_PREFIX = "JWTRIAGE_"
 DEFAULT_CONFIG_PATH = Path("jwtriage.toml")
 
@@ -23,10 +25,6 @@ DEFAULT_CONFIG_PATH = Path("jwtriage.toml")
 SUPPORTED_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "Ed25519"}
 )
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; the message names the file and the key."""
 
 
 class _Section(BaseModel):

@@ -48,9 +48,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from pipeline.keys import KeyTimeline
+from pipeline.engine.keys import KeyTimeline
 from pipeline.models import Attack, Cause
-from pipeline.runner import Batch, RecordKind, RunStats
+from pipeline.records import Batch, RecordKind
+from pipeline.runner import RunStats
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9464

@@ -1,17 +1,90 @@
-"""Decoding one raw record (a JSONL line or a Kafka message value) into a wire model.
+"""The records that flow through the loop, and decoding one raw record into its wire model.
 
-Every source shares this, so a record is judged the same way wherever it comes from: bad
-bytes raise a `RecordError` with a reason a person can act on (the caller turns it into
-a dead letter or an error line), never an exception that
-stops the stream.
+`Envelope` (raw bytes from a source, with their `Position`) → the runner decodes it with
+`decode_record` → `Judged` (an event and its verdict) or `DeadLetter` → a `Batch` that a
+sink writes in one transaction with the positions it covers.
+
+Every source shares the decoder, so a record is judged the same way wherever it comes
+from: bad bytes raise a `RecordError` with a reason a person can act on (the caller turns
+it into a dead letter or an error line), never an exception that stops the stream.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import IO, TypeVar
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import IO, TYPE_CHECKING, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ValidationError
+
+from pipeline.errors import JwtriageError
+from pipeline.models import AuthFailureEvent, JwksSnapshot
+
+if TYPE_CHECKING:
+    from pipeline.engine.classify import Verdict
+
+class RecordKind(StrEnum):
+    EVENT = "event"
+    SAMPLE = "sample"
+    SNAPSHOT = "snapshot"
+
+
+class Position(NamedTuple):
+    """Where a record came from: a topic partition and offset, or a file and line.
+
+    A NamedTuple rather than a frozen dataclass, and `Envelope` and `Judged` are plain
+    dataclasses, read-only by convention: one of each is made per record, and a frozen
+    dataclass costs ~0.8 µs more per instance (`object.__setattr__` for each field).
+    """
+
+    source: str
+    partition: int
+    offset: int
+
+
+@dataclass(slots=True)
+class Envelope:
+    """One raw record as a source delivers it."""
+
+    kind: RecordKind
+    value: bytes
+    position: Position
+
+
+@dataclass(slots=True)
+class Judged:
+    """An event and its verdict: one row of the `classifications` table."""
+
+    event: AuthFailureEvent
+    verdict: Verdict
+    position: Position
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record that failed its wire model, kept with the reason and a token-free excerpt."""
+
+    kind: RecordKind
+    position: Position
+    reason: str
+    excerpt: str
+    received_at: datetime
+
+
+@dataclass(slots=True)
+class Batch:
+    """What one step produced; a sink writes it atomically with `positions`."""
+
+    judged: list[Judged] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    snapshots: list[JwksSnapshot] = field(default_factory=list)
+    positions: dict[tuple[str, int], int] = field(default_factory=dict)
+    timeline_changed: bool = False
+
+    def __len__(self) -> int:
+        return len(self.judged) + len(self.dead_letters) + len(self.snapshots)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -19,7 +92,7 @@ M = TypeVar("M", bound=BaseModel)
 DEFAULT_MAX_RECORD_BYTES = 1_048_576
 
 
-class RecordError(ValueError):
+class RecordError(JwtriageError, ValueError):
     """Why raw bytes are not a valid record."""
 
 

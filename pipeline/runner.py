@@ -19,93 +19,29 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, TypeVar
 
-from pipeline.classify import Classifier, Verdict
 from pipeline.config import Config
-from pipeline.keys import KeyTimeline
+from pipeline.engine.classify import Classifier
+from pipeline.engine.keys import KeyTimeline
+from pipeline.engine.tokens import excerpt, fingerprint
+from pipeline.io.base import Sink, Source
 from pipeline.models import AuthFailureEvent, Cause, JwksSnapshot, SampledToken
-from pipeline.records import DEFAULT_MAX_RECORD_BYTES, RecordError, decode_record
-from pipeline.tokens import excerpt, fingerprint
+from pipeline.records import (
+    DEFAULT_MAX_RECORD_BYTES,
+    Batch,
+    DeadLetter,
+    Envelope,
+    Judged,
+    Position,
+    RecordError,
+    RecordKind,
+    decode_record,
+)
 
 log = logging.getLogger(__name__)
-
-
-class RecordKind(StrEnum):
-    EVENT = "event"
-    SAMPLE = "sample"
-    SNAPSHOT = "snapshot"
-
-
-class Position(NamedTuple):
-    """Where a record came from: a topic partition and offset, or a file and line.
-
-    A NamedTuple rather than a frozen dataclass, and `Envelope` and `Judged` are plain
-    dataclasses, read-only by convention: one of each is made per record, and a frozen
-    dataclass costs ~0.8 µs more per instance (`object.__setattr__` for each field).
-    """
-
-    source: str
-    partition: int
-    offset: int
-
-
-@dataclass(slots=True)
-class Envelope:
-    """One raw record as a source delivers it."""
-
-    kind: RecordKind
-    value: bytes
-    position: Position
-
-
-@dataclass(slots=True)
-class Judged:
-    """An event and its verdict: one row of the `classifications` table."""
-
-    event: AuthFailureEvent
-    verdict: Verdict
-    position: Position
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A record that failed its wire model, kept with the reason and a token-free excerpt."""
-
-    kind: RecordKind
-    position: Position
-    reason: str
-    excerpt: str
-    received_at: datetime
-
-
-@dataclass(slots=True)
-class Batch:
-    """What one step produced; a sink writes it atomically with `positions`."""
-
-    judged: list[Judged] = field(default_factory=list)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-    snapshots: list[JwksSnapshot] = field(default_factory=list)
-    positions: dict[tuple[str, int], int] = field(default_factory=dict)
-    timeline_changed: bool = False
-
-    def __len__(self) -> int:
-        return len(self.judged) + len(self.dead_letters) + len(self.snapshots)
-
-
-class Sink(Protocol):
-    """Where batches go. `write` must store the batch and its positions together, or not at all."""
-
-    def write(self, batch: Batch, timeline: KeyTimeline) -> None: ...
-
-
-class Source(Protocol):
-    """Yields lists of envelopes; a list is one unit of work for the pipeline and the sink."""
-
-    def batches(self) -> Iterator[list[Envelope]]: ...
 
 
 V = TypeVar("V")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from pipeline.demo import DemoResult, run_demo
+from pipeline.commands.demo import DemoResult, run_demo
 
 
 @pytest.fixture(scope="session")
@@ -20,5 +20,5 @@ def simulated_store(tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
 
 @pytest.fixture(scope="session")
 def simulated_db(simulated_store: DemoResult) -> Path:
-    """The path of the simulated store (read it with `pipeline.store.connect_readonly`)."""
+    """The path of the simulated store (read it with `pipeline.io.store.connect_readonly`)."""
     return simulated_store.db

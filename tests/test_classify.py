@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from pipeline.engine.validate import CURVE_ORDERS
 from pipeline.models import Attack, Cause, Confidence
-from pipeline.validate import CURVE_ORDERS
 from tests.world import AUDIENCE, CORP, DROP, STAGING, T0, World, forge, good_claims, mint, private_key
 
 
@@ -413,7 +413,7 @@ def test_repeated_tokens_verify_once_per_key() -> None:
 
 
 def test_cache_is_bounded() -> None:
-    from pipeline.validate import SignatureCache
+    from pipeline.engine.validate import SignatureCache
 
     w = World()
     w.classifier.cache = SignatureCache(capacity=5)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from pipeline import cli
-from pipeline.tokens import fingerprint
+from pipeline.engine.tokens import fingerprint
 from tests.world import (
     CONFIG_TOML,
     CONTRACT_FIELDS,

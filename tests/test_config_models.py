@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import ConfigError, load_config, resolve_config_path
+from pipeline.config import load_config, resolve_config_path
+from pipeline.errors import ConfigError
 from pipeline.models import AuthFailureEvent, json_schemas
 from pipeline.records import RecordError, decode_record
 from tests.world import CONFIG_TOML, T0

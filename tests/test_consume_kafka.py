@@ -23,11 +23,11 @@ from typing import Any
 
 import pytest
 
+from pipeline.commands.consume import consume
 from pipeline.config import KafkaConfig, load_config
-from pipeline.consume import consume
-from pipeline.kafka_io import produce, scenario_records
-from pipeline.simulate import Scenario, simulate, write_scenario
-from pipeline.store import connect_readonly, published_parts
+from pipeline.io.kafka import produce, scenario_records
+from pipeline.io.store import connect_readonly, published_parts
+from pipeline.simulator.scenario import Scenario, simulate, write_scenario
 from tests.kafka_helpers import KafkaConsumer, isolated_kafka_env, wait_for_broker
 
 pytestmark = pytest.mark.kafka

@@ -20,10 +20,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboards import charts, data, ui
-from pipeline import dashboard_cmd, queries
-from pipeline.cli import UsageError, build_parser
+from pipeline import queries
+from pipeline.cli import build_parser
+from pipeline.commands import dashboard as dashboard_cmd
+from pipeline.errors import UsageError
+from pipeline.io.store import Store, connect_readonly, parts_dir
 from pipeline.models import Cause
-from pipeline.store import Store, connect_readonly, parts_dir
 
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "dashboards" / "app.py")

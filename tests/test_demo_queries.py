@@ -10,10 +10,10 @@ from pathlib import Path
 from rich.console import Console
 
 from pipeline import queries
-from pipeline.demo import DemoResult, run_demo
+from pipeline.commands.demo import DemoResult, run_demo
+from pipeline.io.store import connect_readonly
 from pipeline.models import Cause
 from pipeline.remediation import ATTACK_ADVICE, REMEDIATION
-from pipeline.store import connect_readonly
 
 TOKEN_SEGMENT = re.compile(rb"eyJ[A-Za-z0-9_-]{10,}")
 

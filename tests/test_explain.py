@@ -20,12 +20,13 @@ import pytest
 
 from pipeline import cli
 from pipeline.config import Config
+from pipeline.engine.tokens import fingerprint
+from pipeline.io.memory import ListSource
+from pipeline.io.store import Store
 from pipeline.models import Attack, AuthFailureEvent, Cause, Classification
+from pipeline.records import Envelope, Position, RecordKind
 from pipeline.remediation import ATTACK_ADVICE, REMEDIATION
-from pipeline.runner import Envelope, Pipeline, Position, RecordKind, run
-from pipeline.sources import ListSource
-from pipeline.store import Store
-from pipeline.tokens import fingerprint
+from pipeline.runner import Pipeline, run
 from tests.world import (
     AUDIENCE,
     CONFIG_TOML,

@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from pipeline.cli import main
+from pipeline.commands.jwks_watch import JsonlSink, JwksWatcher, ListSink, WatchSettings
 from pipeline.config import IssuerConfig
-from pipeline.jwks_watch import JsonlSink, JwksWatcher, ListSink, WatchSettings
 from pipeline.models import JwksSnapshot
 
 ISS = "https://login.acme.test"
@@ -255,7 +255,7 @@ def test_a_bad_answer_keeps_the_last_good_set(
     clock.advance(300)
     idp.next.append(response)
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="pipeline.jwks_watch"):
+    with caplog.at_level(logging.INFO, logger="pipeline.commands.jwks_watch"):
         result = w.poll_all()[0]
     assert result.outcome == "failed" and not result.published
     assert result.error is not None and reason in result.error
@@ -328,7 +328,7 @@ def test_private_key_material_is_never_forwarded(caplog: pytest.LogCaptureFixtur
     private_jwk = ECAlgorithm.to_jwk(KEY_B[0], as_dict=True) | {"kid": "oops"}
     idp, clock = FakeIdp([KEY_A[1], private_jwk, {"kty": "oct", "k": "c2VjcmV0", "kid": "hmac"}]), FakeClock()
     w, sink = watcher(idp, clock)
-    with caplog.at_level(logging.ERROR, logger="pipeline.jwks_watch"):
+    with caplog.at_level(logging.ERROR, logger="pipeline.commands.jwks_watch"):
         assert w.poll_all()[0].published
     assert [k["kid"] for k in sink.snapshots[0].jwks["keys"]] == ["key-a"]
     assert "private" not in sink.snapshots[0].model_dump_json() and '"d"' not in sink.snapshots[0].model_dump_json()
@@ -595,7 +595,7 @@ def test_against_a_real_server_that_rotates_fails_stalls_and_serves_garbage(
         clock.advance(120)
         assert w.poll_all()[0].published
 
-        with caplog.at_level(logging.WARNING, logger="pipeline.jwks_watch"):
+        with caplog.at_level(logging.WARNING, logger="pipeline.commands.jwks_watch"):
             for mode, reason in (
                 ("500", "HTTP 500"),
                 ("garbage", "not JSON"),
@@ -785,7 +785,7 @@ def test_log_line_format_is_one_line(caplog: pytest.LogCaptureFixture) -> None:
     idp, clock = FakeIdp([KEY_A[1]]), FakeClock()
     w, _ = watcher(idp, clock)
     idp.next.append(answer(200, b"\n\n<html>\nmulti\nline\n</html>"))
-    with caplog.at_level(logging.WARNING, logger="pipeline.jwks_watch"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.commands.jwks_watch"):
         w.poll_all()
     assert len(caplog.records) == 1 and "\n" not in caplog.records[0].getMessage()
     assert "no good set yet" in caplog.records[0].getMessage()

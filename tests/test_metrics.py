@@ -21,13 +21,14 @@ import yaml
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.demo import scenario_config, scenario_envelopes
-from pipeline.keys import KeyTimeline
+from pipeline.commands.demo import scenario_config, scenario_envelopes
+from pipeline.engine.keys import KeyTimeline
+from pipeline.io.base import chunked
 from pipeline.metrics import METRIC_NAMES, UNKNOWN_ISSUER, Metrics, consumer_lag, kafka_lag
 from pipeline.models import JwksSnapshot
-from pipeline.runner import Batch, Pipeline, RunStats
-from pipeline.simulate import simulate
-from pipeline.sources import chunked
+from pipeline.records import Batch
+from pipeline.runner import Pipeline, RunStats
+from pipeline.simulator.scenario import simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"

@@ -12,8 +12,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipeline.engine.tokens import MalformedToken, _json_object, b64url_decode, to_json
 from pipeline.models import Cause, JwksSnapshot
-from pipeline.tokens import MalformedToken, _json_object, b64url_decode, to_json
 from tests.world import CORP, T0, World, default_snapshots, mint, private_key, public_jwk
 
 _B64URL = re.compile(rb"^[A-Za-z0-9_-]*$")
@@ -161,7 +161,7 @@ def test_a_key_published_later_under_a_known_kid_is_found() -> None:
 
 
 def test_header_decoding_is_kept_per_segment_and_bounded(monkeypatch: Any) -> None:
-    from pipeline import tokens
+    from pipeline.engine import tokens
 
     def b64(text: str) -> str:
         return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()

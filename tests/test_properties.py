@@ -9,10 +9,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipeline.engine.tokens import MalformedToken, parse
 from pipeline.models import Attack, AuthFailureEvent, Cause, Classification
-from pipeline.records import RecordError, decode_record
-from pipeline.runner import Envelope, Pipeline, Position, RecordKind
-from pipeline.tokens import MalformedToken, parse
+from pipeline.records import Envelope, Position, RecordError, RecordKind, decode_record
+from pipeline.runner import Pipeline
 from tests.world import World
 
 WORLD = World()

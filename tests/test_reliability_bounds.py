@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 
 import httpx
 
-from pipeline.jwks_watch import JwksWatcher, ListSink, WatchSettings
+from pipeline.commands.jwks_watch import JwksWatcher, ListSink, WatchSettings
 from tests.reliability.kafka_run import ROOT
 from tests.world import CORP, T0, config, private_key, public_jwk
 

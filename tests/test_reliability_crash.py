@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.tokens import fingerprint
+from pipeline.engine.tokens import fingerprint
 from tests.reliability.kafka_run import KafkaRun, produce_tracked, wait_for
 from tests.reliability.scenarios import Expected, assert_exactly_once, check_store, scenario, tagged_records
 from tests.world import CONFIG_TOML, CORP, T0, default_snapshots, good_claims, mint

@@ -21,9 +21,9 @@ from typing import Any
 import duckdb
 import pytest
 
-from pipeline import dashboard_cmd
 from pipeline.cli import build_parser
-from pipeline.store import Store, connect_readonly, parts_dir, published_parts
+from pipeline.commands import dashboard as dashboard_cmd
+from pipeline.io.store import Store, connect_readonly, parts_dir, published_parts
 
 APP = Path(__file__).resolve().parent.parent / "dashboards" / "app.py"
 PAGES = ("views/overview.py", "views/rotations.py", "views/triage.py", "views/live.py")

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.tokens import fingerprint
+from pipeline.engine.tokens import fingerprint
 from tests.reliability.commands import in_process
 from tests.reliability.http_counter import Counter, counting_server
 from tests.reliability.kafka_run import KafkaRun, produce_tracked

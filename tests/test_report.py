@@ -15,10 +15,8 @@ import pytest
 
 from pipeline import queries
 from pipeline.cli import main
-from pipeline.demo import scenario_config, scenario_envelopes
-from pipeline.models import CAUSE_LABELS, Cause
-from pipeline.remediation import REMEDIATION
-from pipeline.report import (
+from pipeline.commands.demo import scenario_config, scenario_envelopes
+from pipeline.commands.report import (
     ReportError,
     build_report,
     parse_duration,
@@ -28,10 +26,12 @@ from pipeline.report import (
     spark_text,
     week_name,
 )
+from pipeline.io.base import chunked
+from pipeline.io.store import Store, connect_readonly
+from pipeline.models import CAUSE_LABELS, Cause
+from pipeline.remediation import REMEDIATION
 from pipeline.runner import Pipeline
-from pipeline.simulate import simulate
-from pipeline.sources import chunked
-from pipeline.store import Store, connect_readonly
+from pipeline.simulator.scenario import simulate
 
 # -- weeks and durations -------------------------------------------------------------------
 

@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.models import Cause
-from pipeline.reported import (
+from pipeline.engine.reported import (
     AWS_APIGW,
     ENVOY,
     GO_JOSE,
@@ -27,6 +26,7 @@ from pipeline.reported import (
     cause_from_reported,
     match_reported,
 )
+from pipeline.models import Cause
 
 #: Validators the table must cover, each with at least three rows.
 REQUIRED_VALIDATORS = (

@@ -9,7 +9,7 @@ RSA-PSS signatures are randomized, so the published bytes are what must verify.
   (no `aud`, then the time at the event, then `sub` where a service requires it).
 - HS256 (RFC 7515 A.1 = RFC 7519 3.1) and alg none (RFC 7515 A.5 = RFC 7519 6.1) are `bad_alg`.
 - RFC 7515 A.4, RFC 8037 A.4 and RFC 7520 sign text, not a JSON object of claims, so the token is `malformed`
-  by the contract; `pipeline.validate.verify` is checked on them directly instead.
+  by the contract; `pipeline.engine.validate.verify` is checked on them directly instead.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from typing import Any
 
 import pytest
 
-from pipeline.classify import Classifier, Verdict
 from pipeline.config import Config
-from pipeline.keys import KeyTimeline, TimelineKey, load_public_key
+from pipeline.engine.classify import Classifier, Verdict
+from pipeline.engine.keys import KeyTimeline, TimelineKey, load_public_key
+from pipeline.engine.validate import verify
 from pipeline.models import Attack, AuthFailureEvent, Cause, Confidence, JwksSnapshot
-from pipeline.validate import verify
 
 FIXTURE = Path(__file__).parent / "fixtures" / "rfc" / "vectors.json"
 VECTORS: dict[str, dict[str, Any]] = json.loads(FIXTURE.read_text(encoding="utf-8"))["vectors"]

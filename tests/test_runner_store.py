@@ -10,11 +10,14 @@ from typing import Any
 import duckdb
 import pytest
 
-from pipeline.keys import KeyTimeline
-from pipeline.runner import Batch, Envelope, Pipeline, PipelineLimits, Position, RecordKind, run
-from pipeline.sources import FileSource, ListSource
-from pipeline.store import DDL, SCHEMA_VERSION, Store, StoreError, connect_readonly, create_statement, write_ddl
-from pipeline.tokens import fingerprint
+from pipeline.engine.keys import KeyTimeline
+from pipeline.engine.tokens import fingerprint
+from pipeline.errors import StoreError
+from pipeline.io.files import FileSource
+from pipeline.io.memory import ListSource
+from pipeline.io.store import DDL, SCHEMA_VERSION, Store, connect_readonly, create_statement, write_ddl
+from pipeline.records import Batch, Envelope, Position, RecordKind
+from pipeline.runner import Pipeline, PipelineLimits, run
 from tests.world import CONTRACT_FIELDS, T0, World, default_snapshots, good_claims, mint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -223,7 +226,7 @@ def test_a_failed_batch_writes_nothing(tmp_path: Path, monkeypatch: pytest.Monke
     with Store(db) as store:
         store.write(pipeline.process(snapshot_envelopes(feed)), pipeline.timeline)
         batch = pipeline.process([feed(RecordKind.EVENT, ev("a", token=mint("ec-1")))])
-        import pipeline.store as store_module
+        import pipeline.io.store as store_module
 
         upsert = store_module.Store._upsert
 
@@ -382,7 +385,7 @@ KEYS_OF_GROWING_TABLES = (
 def test_store_ddl_in_schemas_is_in_sync(tmp_path: Path) -> None:
     write_ddl(tmp_path / "store.sql")
     assert (ROOT / "schemas" / "store.sql").read_text() == (tmp_path / "store.sql").read_text(), (
-        "run `python -m pipeline.store` to regenerate schemas/store.sql"
+        "run `python -m pipeline.io.store` to regenerate schemas/store.sql"
     )
     assert "CREATE TABLE IF NOT EXISTS classifications" in DDL
 
@@ -419,7 +422,7 @@ def test_a_second_writer_is_refused_with_a_hint(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys, time\nfrom pipeline.store import Store\n"
+            "import sys, time\nfrom pipeline.io.store import Store\n"
             f"s = Store({str(db)!r})\nprint('open', flush=True)\ntime.sleep(60)",
         ],
         cwd=ROOT,

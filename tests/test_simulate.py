@@ -22,7 +22,7 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from pydantic import ValidationError
 
 from pipeline.models import Attack, AuthFailureEvent, Cause, JwksSnapshot, SampledToken
-from pipeline.simulate import DEFAULT_START, REPORTED_ERRORS, Scenario, _simulate, simulate, write_scenario
+from pipeline.simulator.scenario import DEFAULT_START, REPORTED_ERRORS, Scenario, _simulate, simulate, write_scenario
 
 SMALL = 3000
 

@@ -20,9 +20,9 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-from pipeline.classify import Classifier, Verdict
 from pipeline.config import Config
-from pipeline.keys import KeyTimeline
+from pipeline.engine.classify import Classifier, Verdict
+from pipeline.engine.keys import KeyTimeline
 from pipeline.models import AuthFailureEvent, JwksSnapshot
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

@@ -12,7 +12,7 @@ import duckdb
 import streamlit as st
 
 from dashboards import charts, data, ui
-from pipeline.store import StoreError
+from pipeline.errors import StoreError
 
 INTERVALS = {"every 5 s": 5, "every 10 s": 10, "every 30 s": 30, "every minute": 60}
 WINDOWS = {"last 15 minutes": timedelta(minutes=15), "last hour": timedelta(hours=1)}

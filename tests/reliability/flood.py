@@ -22,10 +22,11 @@ import re
 import sys
 from collections.abc import Iterator
 
-from pipeline import classify
 from pipeline.config import ClassifyConfig
-from pipeline.keys import KeyTimeline
-from pipeline.runner import Envelope, Pipeline, PipelineLimits, Position, RecordKind
+from pipeline.engine import classify
+from pipeline.engine.keys import KeyTimeline
+from pipeline.records import Envelope, Position, RecordKind
+from pipeline.runner import Pipeline, PipelineLimits
 from tests.world import AUDIENCE, CORP, T0, config, default_snapshots
 
 KINDS = ("fingerprint", "sample", "unknown_kid", "signature")

@@ -27,7 +27,8 @@ with warnings.catch_warnings():
     from kafka import TopicPartition
 
 from pipeline.config import KafkaConfig, load_config
-from pipeline.store import StoreError, connect_readonly, published_parts
+from pipeline.errors import StoreError
+from pipeline.io.store import connect_readonly, published_parts
 from tests.kafka_helpers import KafkaConsumer, KafkaProducer, isolated_kafka_env, wait_for_broker
 
 ROOT = Path(__file__).resolve().parent.parent.parent

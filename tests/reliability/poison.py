@@ -24,8 +24,8 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from pipeline.engine.tokens import MAX_TOKEN_BYTES
 from pipeline.records import DEFAULT_MAX_RECORD_BYTES
-from pipeline.tokens import MAX_TOKEN_BYTES
 
 LIMIT = DEFAULT_MAX_RECORD_BYTES
 TEN_MB = 10 * 1024 * 1024

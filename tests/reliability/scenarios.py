@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.config import KafkaConfig
-from pipeline.simulate import Scenario, simulate
+from pipeline.simulator.scenario import Scenario, simulate
 
 _CACHE: dict[tuple[int, int], Scenario] = {}
 
@@ -30,7 +30,7 @@ class Tagged:
 
 
 def tagged_records(sc: Scenario, kafka: KafkaConfig) -> list[Tagged]:
-    """The scenario's three streams merged in production order (as `pipeline.kafka_io.scenario_records`)."""
+    """The scenario's three streams merged in production order (as `pipeline.io.kafka.scenario_records`)."""
     streams = (
         ((r.ts, 0, n, kafka.jwks_topic, r.key, r.value, None) for n, r in enumerate(sc.snapshots)),
         ((r.ts, 1, n, kafka.samples_topic, None, r.value, None) for n, r in enumerate(sc.samples)),

@@ -19,9 +19,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 
 from pipeline import cli
-from pipeline.keys import KeyTimeline
-from pipeline.runner import Batch
-from pipeline.store import Store
+from pipeline.engine.keys import KeyTimeline
+from pipeline.io.store import Store
+from pipeline.records import Batch
 
 _safe_write = Store.write
 

@@ -36,12 +36,13 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline import queries
-from pipeline.classify import human_duration
-from pipeline.cli import UsageError, parse_time_flag, store_path
-from pipeline.config import ConfigError, load_config, resolve_config_path
+from pipeline.commands.common import parse_time_flag, store_path
+from pipeline.config import load_config, resolve_config_path
+from pipeline.errors import ConfigError, StoreError, UsageError
+from pipeline.io.store import connect_readonly
 from pipeline.models import CAUSE_LABELS, Attack, Cause
 from pipeline.remediation import ATTACK_ADVICE, REMEDIATION
-from pipeline.store import StoreError, connect_readonly
+from pipeline.text import human_duration
 
 SPIKE_MIN_EVENTS = 20
 SPIKE_RATIO = 3.0

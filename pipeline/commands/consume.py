@@ -20,10 +20,11 @@ from typing import IO, Any
 
 from pipeline.config import Config
 from pipeline.faults import crash_point
-from pipeline.kafka_io import DeadLetterPublisher, KafkaSource
+from pipeline.io.kafka import DeadLetterPublisher, KafkaSource
+from pipeline.io.store import Store
 from pipeline.metrics import Metrics
-from pipeline.runner import Batch, Pipeline, PipelineLimits, streaming_gc
-from pipeline.store import Store
+from pipeline.records import Batch
+from pipeline.runner import Pipeline, PipelineLimits, streaming_gc
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +159,7 @@ def consume(
 
 
 def cmd_consume(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> int:
-    from pipeline.cli import load_cli_config
+    from pipeline.commands.common import load_cli_config
 
     config = load_cli_config(args)
     if not args.verbose:

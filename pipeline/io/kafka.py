@@ -33,7 +33,7 @@ with warnings.catch_warnings():
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from pipeline.config import KafkaConfig
-from pipeline.runner import DeadLetter, Envelope, Position, RecordKind
+from pipeline.records import DeadLetter, Envelope, Position, RecordKind
 
 log = logging.getLogger(__name__)
 

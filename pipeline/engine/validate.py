@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from pipeline.keys import TimelineKey
+from pipeline.engine.keys import TimelineKey
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,25 +7,29 @@ the simulator's ground truth.
 
 from __future__ import annotations
 
+import argparse
+import os
 import tomllib
 from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from pipeline import queries
-from pipeline.classify import human_duration
+from pipeline.commands.common import EXIT_BAD_INPUT, EXIT_OK, scenario_flags
 from pipeline.config import Config
+from pipeline.io.memory import ListSource, TimedRecord, interleave
+from pipeline.io.store import Store, connect_readonly
 from pipeline.models import CAUSE_LABELS, Cause
-from pipeline.runner import Batch, Pipeline, Position, RecordKind, RunStats, run
-from pipeline.simulate import Record, Scenario, simulate
-from pipeline.sources import ListSource, TimedRecord, interleave
-from pipeline.store import Store, connect_readonly
+from pipeline.records import Batch, Position, RecordKind
+from pipeline.runner import Pipeline, RunStats, run
+from pipeline.simulator.scenario import Record, Scenario, simulate
+from pipeline.text import human_duration
 
 DEMO_DB = Path("jwtriage-demo.duckdb")
 #: The topic names the demo's positions use, as the Kafka consumer would.
@@ -233,3 +237,23 @@ def _seconds(value: float | None) -> str:
 
 def _duration(value: timedelta | None) -> str:
     return "–" if value is None else human_duration(value.total_seconds())
+
+
+def cmd_demo(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> int:
+    db = Path(args.db or os.environ.get("JWTRIAGE_DB") or DEMO_DB)
+    result = run_demo(Console(), db=db, seed=args.seed, events=args.events, hours=args.hours)
+    return EXIT_OK if result.stored else EXIT_BAD_INPUT
+
+
+def register(commands: Any) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="simulate a key-rotation scenario, classify it into ./jwtriage-demo.duckdb, print the triage summary",
+        description="The embedded default: simulate a day of auth failures around key rotations (stale JWKS "
+        "caches, clock skew, wrong audiences, attacks, malformed input), run them through the same pipeline as "
+        "the Kafka consumer into a fresh DuckDB store, and print the triage summary with the accuracy against "
+        "the simulator's ground truth.",
+    )
+    demo.add_argument("--db", help="store to (re)create (default: ./jwtriage-demo.duckdb)")
+    scenario_flags(demo)
+    demo.set_defaults(handler=cmd_demo)

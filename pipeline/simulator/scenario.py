@@ -593,7 +593,7 @@ def _attacks(header: dict[str, Any], signature: bytes) -> list[str]:
 class _Judge:
     """DESIGN.md's re-validation order, applied with knowledge of which key really signed.
 
-    Independent of `pipeline.classify` on purpose: it is the yardstick for it. Signature
+    Independent of `pipeline.engine.classify` on purpose: it is the yardstick for it. Signature
     checks are replaced by the simulator's own knowledge (`_Token.signer`), everything else
     is read from the token text and the snapshot-derived timeline.
     """

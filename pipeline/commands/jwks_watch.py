@@ -45,7 +45,8 @@ from typing import IO, Any, Protocol
 import httpx
 
 from pipeline.config import IssuerConfig, KafkaConfig
-from pipeline.keys import BadJwk, load_public_key
+from pipeline.engine.keys import BadJwk, load_public_key
+from pipeline.errors import JwtriageError
 from pipeline.models import JwksSnapshot
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class FetchError(Exception):
+class FetchError(JwtriageError):
     """One fetch of a JWKS failed; the message is the reason, written for a person."""
 
 
@@ -560,7 +561,8 @@ def _stamp(when: datetime) -> str:
 
 
 def cmd_jwks_watch(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> int:
-    from pipeline.cli import EXIT_BAD_INPUT, EXIT_OK, UsageError, load_cli_config
+    from pipeline.commands.common import EXIT_BAD_INPUT, EXIT_OK, load_cli_config
+    from pipeline.errors import UsageError
 
     config = load_cli_config(args)
     for flag in ("interval", "heartbeat"):

@@ -19,10 +19,9 @@ from datetime import datetime
 from typing import Any
 
 from pipeline.config import ClassifyConfig, Config, ServiceConfig
-from pipeline.keys import KeyTimeline, TimelineKey
-from pipeline.models import Attack, AuthFailureEvent, Cause, Classification, Confidence
-from pipeline.reported import match_reported
-from pipeline.tokens import (
+from pipeline.engine.keys import KeyTimeline, TimelineKey
+from pipeline.engine.reported import match_reported
+from pipeline.engine.tokens import (
     MalformedToken,
     ParsedToken,
     fingerprint,
@@ -30,7 +29,9 @@ from pipeline.tokens import (
     segment_count,
     to_json,
 )
-from pipeline.validate import SignatureCache, fits, is_psychic
+from pipeline.engine.validate import SignatureCache, fits, is_psychic
+from pipeline.models import Attack, AuthFailureEvent, Cause, Classification, Confidence
+from pipeline.text import human_duration, stamp
 
 #: Distinct tokens whose parse is kept (about 2 KB each, 10 MB in all): repeated tokens are parsed once.
 PARSE_CACHE_SIZE = 5_000
@@ -92,25 +93,6 @@ def _classification(**fields: Any) -> Classification:
     """
     classification: Classification = Classification.__pydantic_validator__.validate_python(fields, strict=True)
     return classification
-
-
-def human_duration(seconds: float) -> str:
-    """'3 h 12 min', '45 s', '2 d 4 h': how long, for a sentence a person reads."""
-    seconds = min(abs(seconds), 10**12)
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    minutes = seconds / 60
-    if minutes < 90:
-        return f"{minutes:.0f} min"
-    hours, minutes = divmod(int(minutes), 60)
-    if hours < 48:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h" if hours else f"{days} d"
-
-
-def _stamp(when: datetime) -> str:
-    return when.isoformat().replace("+00:00", "Z")
 
 
 def _header_text(value: Any) -> str | None:
@@ -496,7 +478,7 @@ class Classifier:
         if key.first_seen > ts:
             findings.add(
                 Cause.UNPUBLISHED_KEY,
-                f"kid {key.kid} of {key.issuer} verifies, but it was first published {_stamp(key.first_seen)}, "
+                f"kid {key.kid} of {key.issuer} verifies, but it was first published {stamp(key.first_seen)}, "
                 f"{human_duration((key.first_seen - ts).total_seconds())} after the event: the issuer signed "
                 "with it before publishing it",
             )
@@ -505,7 +487,7 @@ class Classifier:
         if removed is not None:
             findings.add(
                 Cause.RETIRED_KEY,
-                f"kid {key.kid} of {key.issuer} had been removed from the JWKS at {_stamp(removed)}, "
+                f"kid {key.kid} of {key.issuer} had been removed from the JWKS at {stamp(removed)}, "
                 f"{human_duration((ts - removed).total_seconds())} before the event: the token was signed with a "
                 "retired key",
             )
@@ -517,9 +499,9 @@ class Classifier:
             if fetched < published:
                 findings.add(
                     Cause.STALE_JWKS,
-                    f"{event.service} last fetched its JWKS at {_stamp(fetched)} "
+                    f"{event.service} last fetched its JWKS at {stamp(fetched)} "
                     f"({human_duration((ts - fetched).total_seconds())} before the event), but kid {key.kid} "
-                    f"was first published at {_stamp(published)} ({human_duration(age)} before the event)",
+                    f"was first published at {stamp(published)} ({human_duration(age)} before the event)",
                 )
         elif age < self.settings.max_jwks_cache_ttl_seconds and self.timeline.is_young(key):
             findings.add(
@@ -542,7 +524,7 @@ class Classifier:
         if cause is Cause.VALID:
             signer = f" (signed by {key.issuer}, kid {key.kid})" if key else ""
             return (
-                f"The token passes every check at {_stamp(event.ts)}{signer}: the rejection is not the token's fault; "
+                f"The token passes every check at {stamp(event.ts)}{signer}: the rejection is not the token's fault; "
                 f"check {service.name}'s validator configuration and key cache."
             )
         first = findings.notes[cause]

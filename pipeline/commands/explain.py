@@ -30,10 +30,13 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline import queries
-from pipeline.classify import Classifier, Verdict, human_duration
-from pipeline.cli import UsageError, load_cli_config, parse_time_flag, store_path
+from pipeline.commands.common import load_cli_config, parse_time_flag, store_path
 from pipeline.config import Config, ServiceConfig
-from pipeline.keys import KeyTimeline, TimelineKey
+from pipeline.engine.classify import Classifier, Verdict
+from pipeline.engine.keys import KeyTimeline, TimelineKey
+from pipeline.engine.tokens import MalformedToken, ParsedToken, fingerprint, parse, segment_count
+from pipeline.errors import StoreError, UsageError
+from pipeline.io.store import connect_readonly, timeline_from
 from pipeline.models import (
     CAUSE_LABELS,
     KEY_TIMING_CAUSES,
@@ -44,8 +47,7 @@ from pipeline.models import (
 )
 from pipeline.records import RecordError, decode_record, iter_lines
 from pipeline.remediation import ATTACK_ADVICE, REMEDIATION
-from pipeline.store import StoreError, connect_readonly, timeline_from
-from pipeline.tokens import MalformedToken, ParsedToken, fingerprint, parse, segment_count
+from pipeline.text import human_duration
 
 #: At most this much is read from stdin; a real token is a few KB.
 MAX_INPUT_BYTES = 64 * 1024

@@ -24,11 +24,12 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from pipeline.engine.keys import KeyTimeline, load_public_key
+from pipeline.engine.tokens import to_json
+from pipeline.errors import StoreError
 from pipeline.faults import crash_point
-from pipeline.keys import KeyTimeline, load_public_key
 from pipeline.models import AuthFailureEvent, JwksSnapshot
-from pipeline.runner import Batch, DeadLetter, Judged, Position
-from pipeline.tokens import to_json
+from pipeline.records import Batch, DeadLetter, Judged, Position
 
 log = logging.getLogger(__name__)
 
@@ -196,10 +197,6 @@ _CLASSIFICATION_SCHEMA = pa.schema(
         ("classified_at", pa.timestamp("us", tz="UTC")),
     ]
 )
-
-
-class StoreError(Exception):
-    """The store cannot be opened or written; the message says why and what to do."""
 
 
 #: A compact JWS/JWE: a base64url run starting like an encoded JSON object (`{"` or `{ `),

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from jwt.utils import base64url_encode
 
+from pipeline.errors import JwtriageError
 from pipeline.models import JwksSnapshot
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class TimelineKey:
         return None
 
 
-class BadJwk(ValueError):
+class BadJwk(JwtriageError, ValueError):
     """A JWK in a snapshot that cannot be a signing key; reported and skipped."""
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import pipeline
-from pipeline.cli import UsageError, store_path
+from pipeline.commands.common import store_path
+from pipeline.errors import UsageError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8501

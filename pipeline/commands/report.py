@@ -33,9 +33,10 @@ from typing import IO, Any
 import duckdb
 
 from pipeline import queries
-from pipeline.classify import human_duration
+from pipeline.errors import JwtriageError
 from pipeline.models import CAUSE_LABELS, Attack, Cause
 from pipeline.remediation import ATTACK_ADVICE, REMEDIATION
+from pipeline.text import human_duration
 
 WEEK = timedelta(days=7)
 DEFAULT_MAX_TOKEN_LIFETIME = timedelta(hours=1)
@@ -68,7 +69,7 @@ CAUSE_COLOURS: dict[Cause, str] = {
 }
 
 
-class ReportError(ValueError):
+class ReportError(JwtriageError, ValueError):
     """A bad argument (week, duration); the CLI turns it into a usage error."""
 
 
@@ -995,8 +996,9 @@ def render_html(report: Report) -> str:
 
 
 def cmd_report(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> int:
-    from pipeline.cli import EXIT_OK, UsageError, store_path
-    from pipeline.store import StoreError, connect_readonly
+    from pipeline.commands.common import EXIT_OK, store_path
+    from pipeline.errors import StoreError, UsageError
+    from pipeline.io.store import connect_readonly
 
     fmt = args.format or ("html" if args.out and str(args.out).lower().endswith((".html", ".htm")) else "md")
     if args.week:

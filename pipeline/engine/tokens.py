@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from pipeline.errors import JwtriageError
+
 #: Claims judged as times; each must be a JSON number when present.
 TIME_CLAIMS = ("exp", "nbf", "iat")
 #: The base64url alphabet (RFC 4648 §5), and its mapping onto the standard one binascii decodes.
@@ -29,7 +31,7 @@ HEADER_CACHE_SIZE = 1_024
 HEADER_CACHE_MAX_BYTES = 2_048
 
 
-class MalformedToken(ValueError):
+class MalformedToken(JwtriageError, ValueError):
     """The input is not a compact JWS; `reason` says which part failed."""
 
     def __init__(self, reason: str, header: dict[str, Any] | None = None) -> None:

@@ -1,0 +1,56 @@
+"""`jwtriage classify`: JSONL files in, one Classification JSON line per event out; no network at all."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+from pipeline.commands.common import EXIT_BAD_INPUT, EXIT_OK, check_readable, load_cli_config
+from pipeline.io.files import FileSource
+from pipeline.runner import Pipeline, streaming_gc
+
+
+def cmd_classify(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> int:
+    config = load_cli_config(args)
+    jwks, samples = Path(args.jwks), Path(args.samples) if args.samples else None
+    events = Path("/dev/stdin") if args.events == "-" else Path(args.events)
+    check_readable(jwks, samples, None if args.events == "-" else events)
+    pipeline = Pipeline(config)
+    source = FileSource(events, snapshots=jwks, samples=samples)
+    bad = 0
+    write = stdout.write
+    with streaming_gc():
+        for envelopes in source.batches():
+            batch = pipeline.process(envelopes)
+            for letter in batch.dead_letters:
+                bad += 1
+                print(f"jwtriage: {letter.position.source}:{letter.position.offset}: {letter.reason}", file=sys.stderr)
+            for judged in batch.judged:
+                write(judged.verdict.classification.model_dump_json())
+                write("\n")
+    stdout.flush()
+    return EXIT_BAD_INPUT if bad else EXIT_OK
+
+
+def register(commands: Any) -> None:
+    classify = commands.add_parser(
+        "classify",
+        help="classify events from JSONL files, offline; one Classification JSON line per event",
+        description="Re-validate every event's token at the event's time and print one Classification "
+        "JSON line per event on stdout. No network access. A bad input line is reported on stderr "
+        "(file:line: reason) and skipped. Exit 0 when every line was good, 1 when some were bad, 2 for "
+        "a usage or config error.",
+    )
+    classify.add_argument("--config", help="config TOML (default: $JWTRIAGE_CONFIG or ./jwtriage.toml)")
+    classify.add_argument("--jwks", required=True, metavar="SNAPSHOTS.jsonl", help="JwksSnapshot records")
+    classify.add_argument("--samples", metavar="SAMPLES.jsonl", help="SampledToken records, joined by token_sha256")
+    classify.add_argument(
+        "events",
+        nargs="?",
+        default="-",
+        metavar="EVENTS.jsonl|-",
+        help="AuthFailureEvent records (default: stdin)",
+    )
+    classify.set_defaults(handler=cmd_classify)

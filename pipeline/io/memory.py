@@ -1,0 +1,54 @@
+"""In-memory sources and sinks: the test doubles beside Kafka and DuckDB, and the demo's merged streams."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pipeline.engine.keys import KeyTimeline
+from pipeline.io.base import DEFAULT_BATCH_SIZE, chunked
+from pipeline.records import Batch, Envelope, Judged, Position, RecordKind
+
+
+@dataclass
+class ListSource:
+    """Envelopes from memory, in the given order."""
+
+    envelopes: Sequence[Envelope]
+    batch_size: int = DEFAULT_BATCH_SIZE
+
+    def batches(self) -> Iterator[list[Envelope]]:
+        return chunked(self.envelopes, self.batch_size)
+
+
+@dataclass
+class ListSink:
+    """Keeps every batch it is given, in order: assert on `batches` (or `judged`) in tests."""
+
+    batches: list[Batch] = field(default_factory=list)
+
+    def write(self, batch: Batch, timeline: KeyTimeline) -> None:
+        self.batches.append(batch)
+
+    @property
+    def judged(self) -> list[Judged]:
+        return [judged for batch in self.batches for judged in batch.judged]
+
+
+@dataclass(frozen=True, slots=True)
+class TimedRecord:
+    """A record with the time it was produced, for interleaving streams as they would arrive."""
+
+    ts: datetime
+    kind: RecordKind
+    value: bytes
+    position: Position
+
+
+def interleave(*streams: Iterable[TimedRecord]) -> Iterator[Envelope]:
+    """Merge time-ordered streams into one, as a consumer of several topics would see them."""
+    merged = heapq.merge(*streams, key=lambda r: r.ts)
+    for record in merged:
+        yield Envelope(record.kind, record.value, record.position)
