@@ -289,7 +289,7 @@ def simulated_files(events: int, seed: int = 7, quiet: bool = False) -> dict[str
     shutil.rmtree(tmp, ignore_errors=True)
     # In a child: the simulator holds the whole scenario in memory, which is not the pipeline's RSS.
     code = (
-        "import sys; from pathlib import Path; from pipeline.simulator.scenario import simulate, write_scenario; "
+        "import sys; from pathlib import Path; from pipeline.simulator import simulate, write_scenario; "
         f"write_scenario(simulate(seed={seed}, events={events}, hours=24.0), Path(sys.argv[1]))"
     )
     import subprocess

@@ -27,7 +27,7 @@ from pipeline.commands.consume import consume
 from pipeline.config import KafkaConfig, load_config
 from pipeline.io.kafka import produce, scenario_records
 from pipeline.io.store import connect_readonly, published_parts
-from pipeline.simulator.scenario import Scenario, simulate, write_scenario
+from pipeline.simulator import Scenario, simulate, write_scenario
 from tests.kafka_helpers import KafkaConsumer, isolated_kafka_env, wait_for_broker
 
 pytestmark = pytest.mark.kafka

@@ -28,7 +28,7 @@ from pipeline.metrics import METRIC_NAMES, UNKNOWN_ISSUER, Metrics, consumer_lag
 from pipeline.models import JwksSnapshot
 from pipeline.records import Batch
 from pipeline.runner import Pipeline, RunStats
-from pipeline.simulator.scenario import simulate
+from pipeline.simulator import simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"

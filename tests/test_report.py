@@ -31,7 +31,7 @@ from pipeline.io.store import Store, connect_readonly
 from pipeline.models import CAUSE_LABELS, Cause
 from pipeline.remediation import REMEDIATION
 from pipeline.runner import Pipeline
-from pipeline.simulator.scenario import simulate
+from pipeline.simulator import simulate
 
 # -- weeks and durations -------------------------------------------------------------------
 

@@ -22,7 +22,8 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from pydantic import ValidationError
 
 from pipeline.models import Attack, AuthFailureEvent, Cause, JwksSnapshot, SampledToken
-from pipeline.simulator.scenario import DEFAULT_START, REPORTED_ERRORS, Scenario, _simulate, simulate, write_scenario
+from pipeline.simulator import DEFAULT_START, REPORTED_ERRORS, Scenario, simulate, write_scenario
+from pipeline.simulator.scenario import simulate_with_intent
 
 SMALL = 3000
 
@@ -368,7 +369,7 @@ def test_snapshots_change_only_by_rotation_steps(snapshots: list[JwksSnapshot]) 
 
 @pytest.mark.parametrize(("seed", "hours"), [(1, 24.0), (5, 6.0)])
 def test_every_event_gets_the_cause_it_was_built_for(seed: int, hours: float) -> None:
-    scenario, intended = _simulate(seed, 2000, hours, None, False)
+    scenario, intended = simulate_with_intent(seed, 2000, hours, None, False)
     wrong = [
         (row["scenario"], row["cause"], want.value)
         for row, want in zip(scenario.truth, intended, strict=True)

@@ -28,7 +28,7 @@ from pipeline.io.store import Store, connect_readonly
 from pipeline.models import CAUSE_LABELS, Cause
 from pipeline.records import Batch, Position, RecordKind
 from pipeline.runner import Pipeline, RunStats, run
-from pipeline.simulator.scenario import Record, Scenario, simulate
+from pipeline.simulator import Record, Scenario, simulate
 from pipeline.text import human_duration
 
 DEMO_DB = Path("jwtriage-demo.duckdb")

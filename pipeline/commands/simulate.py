@@ -12,7 +12,7 @@ from pipeline.config import load_config
 
 
 def cmd_simulate(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> int:
-    from pipeline.simulator.scenario import simulate, write_scenario
+    from pipeline.simulator import simulate, write_scenario
 
     scenario = simulate(seed=args.seed, events=args.events, hours=args.hours, unique_tokens=args.unique_tokens)
     written = write_scenario(scenario, Path(args.out))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.config import KafkaConfig
-from pipeline.simulator.scenario import Scenario, simulate
+from pipeline.simulator import Scenario, simulate
 
 _CACHE: dict[tuple[int, int], Scenario] = {}
 

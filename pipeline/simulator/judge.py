@@ -1,0 +1,218 @@
+"""The simulator's independent judge: the ground truth each event's truth row carries.
+
+DESIGN.md's re-validation order, applied with knowledge the pipeline never has: which key
+really signed a token. Independent of `pipeline.engine` on purpose (it imports nothing from
+it): it is the yardstick the classifier's accuracy is measured with. The key timeline it
+uses is derived from the JWKS snapshots exactly as emitted, never from the issuers'
+internal publication times, so the two can be cross-checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.models import Attack, Cause
+from pipeline.simulator.cast import ISSUER_BY_NAME, MAX_JWKS_CACHE_TTL_SECONDS, SKEW_WINDOW_SECONDS, ServiceSpec
+from pipeline.simulator.clock import SECOND
+from pipeline.simulator.keys import P256_ORDER, load_keys, strict_b64, strict_object
+
+_TIME_CLAIMS = ("exp", "nbf", "iat")
+_KID_INJECTION_MARKERS = ("../", "/dev/", "'", '"', ";", "|", "`", "$", "\x00")
+
+
+@dataclass(frozen=True, slots=True)
+class SeenKey:
+    """A published key as the snapshots show it: when it first appeared and when it vanished."""
+
+    issuer: str  # issuer name
+    kid: str
+    kty: str
+    crv: str | None
+    first_seen: int
+    removed_at: int | None
+
+
+class Timeline:
+    """Key timing derived from the snapshots exactly as emitted (DESIGN.md step 8)."""
+
+    def __init__(self, snapshots: Sequence[tuple[str, int, tuple[str, ...]]]) -> None:
+        self.earliest: dict[str, int] = {}
+        first: dict[tuple[str, str], int] = {}
+        removed: dict[tuple[str, str], int] = {}
+        present: dict[str, set[str]] = {}
+        for issuer, fetched, kids in sorted(snapshots, key=lambda s: (s[0], s[1])):
+            self.earliest.setdefault(issuer, fetched)
+            for kid in kids:
+                first.setdefault((issuer, kid), fetched)
+            for kid in sorted(present.get(issuer, set()) - set(kids)):
+                removed.setdefault((issuer, kid), fetched)
+            present[issuer] = set(kids)
+        keys = load_keys()
+        self.by_kid: dict[str, list[SeenKey]] = {}
+        self.by_issuer_kid: dict[tuple[str, str], SeenKey] = {}
+        for (issuer, kid), seen in first.items():
+            key = keys[kid]
+            entry = SeenKey(issuer, kid, key.kty, key.crv, seen, removed.get((issuer, kid)))
+            self.by_kid.setdefault(kid, []).append(entry)
+            self.by_issuer_kid[(issuer, kid)] = entry
+
+    def first_seen(self, issuer: str, kid: str) -> int | None:
+        entry = self.by_issuer_kid.get((issuer, kid))
+        return entry.first_seen if entry else None
+
+    def removed_at(self, issuer: str, kid: str) -> int | None:
+        entry = self.by_issuer_kid.get((issuer, kid))
+        return entry.removed_at if entry else None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+_ALG_KEY_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
+    **{a: ("RSA", ()) for a in ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")},
+    "ES256": ("EC", ("P-256",)),
+    "ES384": ("EC", ("P-384",)),
+    "ES512": ("EC", ("P-521",)),
+    "EdDSA": ("OKP", ("Ed25519", "Ed448")),
+}
+
+
+def _fits(alg: str, key: SeenKey) -> bool:
+    spec = _ALG_KEY_TYPES.get(alg)
+    return spec is not None and spec[0] == key.kty and (not spec[1] or key.crv in spec[1])
+
+
+def _attacks(header: dict[str, Any], signature: bytes) -> list[str]:
+    """Every attack label of DESIGN.md that applies (every service here publishes asymmetric keys)."""
+    found: set[Attack] = set()
+    alg = header.get("alg")
+    if isinstance(alg, str):
+        if alg.lower() == "none":
+            found.add(Attack.ALG_NONE)
+        if alg.upper().startswith("HS"):
+            found.add(Attack.KEY_CONFUSION)
+        if alg == "ES256" and len(signature) == 64:
+            r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+            if min(r, s) == 0 or max(r, s) >= P256_ORDER:
+                found.add(Attack.PSYCHIC_SIGNATURE)
+    if "jwk" in header:
+        found.add(Attack.JWK_INJECTION)
+    if "jku" in header or "x5u" in header:
+        found.add(Attack.JKU_INJECTION)
+    kid = header.get("kid")
+    if isinstance(kid, str) and any(marker in kid for marker in _KID_INJECTION_MARKERS):
+        found.add(Attack.KID_INJECTION)
+    return [a.value for a in Attack if a in found]
+
+
+class Judge:
+    """DESIGN.md's re-validation order, applied with knowledge of which key really signed.
+
+    Signature checks are replaced by the simulator's own knowledge (`signer`: the kid of the
+    published key whose valid signature a token carries, else None); everything else is read
+    from the token text and the snapshot-derived timeline.
+    """
+
+    def __init__(self, timeline: Timeline) -> None:
+        self.timeline = timeline
+        self._parsed: dict[str, Cause | tuple[dict[str, Any], dict[str, Any], str, list[str]]] = {}
+
+    def token(
+        self, text: str, signer: str | None, service: ServiceSpec, ts: int, fetched: int | None
+    ) -> tuple[Cause, list[str]]:
+        """The true cause and attack labels of `text` rejected by `service` at `ts`."""
+        parsed = self._parsed.get(text)
+        if parsed is None:
+            parsed = self._parsed[text] = self._parse(text)
+        if isinstance(parsed, Cause):
+            return parsed, []
+        header, claims, alg, attacks = parsed
+        key = self._key(header, alg, signer, service)
+        if isinstance(key, Cause):
+            return key, attacks
+        cause = self._claims(claims, service, ts)
+        return (cause if cause is not None else self._timing(key, ts, fetched)), attacks
+
+    @staticmethod
+    def _parse(text: str) -> Cause | tuple[dict[str, Any], dict[str, Any], str, list[str]]:
+        """Step 1 (parse), done once per token: (header, claims, alg, attacks), else the cause."""
+        parts = text.split(".")
+        if len(parts) == 5:
+            return Cause.UNVERIFIABLE
+        if len(parts) != 3:
+            return Cause.MALFORMED
+        try:
+            header = strict_object(parts[0])
+            claims = strict_object(parts[1])
+            signature = strict_b64(parts[2])
+        except (ValueError, UnicodeDecodeError):
+            return Cause.MALFORMED
+        alg = header.get("alg")
+        if not isinstance(alg, str) or any(c in claims and not _is_number(claims[c]) for c in _TIME_CLAIMS):
+            return Cause.MALFORMED
+        return header, claims, alg, _attacks(header, signature)
+
+    def _key(self, header: dict[str, Any], alg: str, signer: str | None, service: ServiceSpec) -> SeenKey | Cause:
+        """Steps 2 and 3: the alg policy, then the key that verifies it, else the cause."""
+        # 2. Alg policy: the service's issuers' algorithms; then the kid's key types (only
+        # when the kid names keys at all: an unknown kid is step 3's unknown_kid).
+        allowed = {a for name in service.issuers for a in ISSUER_BY_NAME[name].algorithms}
+        if alg not in allowed:
+            return Cause.BAD_ALG
+        kid = header.get("kid")
+        candidates = self.timeline.by_kid.get(kid, []) if isinstance(kid, str) else []
+        if candidates and not any(_fits(alg, k) for k in candidates):
+            return Cause.BAD_ALG
+        # 3. Key and signature against every configured issuer's keys, removed ones included.
+        if not candidates:
+            return Cause.UNKNOWN_KID
+        key = next((k for k in candidates if _fits(alg, k) and k.kid == signer), None)
+        if key is None:
+            return Cause.BAD_SIGNATURE
+        if key.issuer not in service.issuers:
+            return Cause.ISSUER_MISMATCH
+        return key
+
+    @staticmethod
+    def _claims(claims: dict[str, Any], service: ServiceSpec, ts: int) -> Cause | None:
+        """Steps 4 to 7 (iss, aud then azp, time, required claims): the first that fails, else None."""
+        if claims.get("iss") not in {ISSUER_BY_NAME[n].url for n in service.issuers}:
+            return Cause.ISSUER_MISMATCH
+        aud = claims.get("aud")
+        if not (aud == service.audience or (isinstance(aud, list) and service.audience in aud)):
+            return Cause.AUDIENCE_MISMATCH
+        if service.parties is not None and claims.get("azp", claims.get("client_id")) not in service.parties:
+            return Cause.AUDIENCE_MISMATCH
+        # 6. Time at the event's ts, with the service's leeway.
+        leeway = service.leeway_s * SECOND
+        for claim in _TIME_CLAIMS:
+            if claim not in claims:
+                continue
+            value = claims[claim] * SECOND
+            overshoot = ts - (value + leeway) if claim == "exp" else value - (ts + leeway)
+            if overshoot > 0:
+                if overshoot <= SKEW_WINDOW_SECONDS * SECOND:
+                    return Cause.CLOCK_SKEW
+                return Cause.EXPIRED if claim == "exp" else Cause.NOT_YET_VALID
+        if any(c not in claims for c in service.required):
+            return Cause.MISSING_CLAIM
+        return None
+
+    def _timing(self, key: SeenKey, ts: int, fetched: int | None) -> Cause:
+        """Step 8: key timing, from the snapshots as emitted; VALID when nothing is wrong."""
+        if key.first_seen > ts:
+            return Cause.UNPUBLISHED_KEY
+        if key.removed_at is not None and key.removed_at <= ts:
+            return Cause.RETIRED_KEY
+        if fetched is not None:
+            if fetched < key.first_seen:
+                return Cause.STALE_JWKS
+        elif (
+            ts - key.first_seen < MAX_JWKS_CACHE_TTL_SECONDS * SECOND
+            and key.first_seen > self.timeline.earliest[key.issuer]
+        ):
+            return Cause.STALE_JWKS
+        return Cause.VALID
