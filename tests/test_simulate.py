@@ -8,6 +8,7 @@ snapshot times as emitted, and bad lines against the wire model.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import tomllib
@@ -365,6 +366,19 @@ def test_snapshots_change_only_by_rotation_steps(snapshots: list[JwksSnapshot]) 
 
 
 # -- the cross-check of intent and judgement --------------------------------------------------------
+
+
+def test_the_simulator_imports_nothing_from_the_engine_it_measures() -> None:
+    """The judge is the yardstick for pipeline.engine: sharing its code would hide a shared bug."""
+    package = Path(__file__).resolve().parents[1] / "pipeline" / "simulator"
+    modules = sorted(package.glob("*.py"))
+    assert {p.stem for p in modules} >= {"judge", "scenario", "world", "builders"}
+    for module in modules:
+        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+            assert not [n for n in names if n.startswith(("pipeline.engine", "pipeline.runner"))], module.name
 
 
 @pytest.mark.parametrize(("seed", "hours"), [(1, 24.0), (5, 6.0)])

@@ -23,6 +23,7 @@ from pipeline.simulator.tokens import Minter, Token
 
 _ATTACKER = "https://attacker.example"
 
+#: (token, intended cause, message key, client_id): see the module docstring.
 BuildResult = tuple[Token, Cause, str, str | None]
 
 

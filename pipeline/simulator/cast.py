@@ -1,7 +1,7 @@
 """The fixed cast of the simulated day: issuers and their rotation plans, services, clients.
 
 Data tables, with the DESIGN.md constants the config is written with and the validator
-messages the services report. The story these tables tell is told in `pipeline.simulator`'s
+messages the services report. The story these tables tell is told in `scenario`'s
 docstring; what happens when is scheduled by `world` and planned by `plan`.
 """
 
@@ -22,6 +22,7 @@ REPORTED_ERRORS: dict[str, Cause] = {
     "Jwt verification fails": Cause.BAD_SIGNATURE,
 }
 
+#: DESIGN.md's defaults: written into the scenario's config, and what the judge applies.
 SKEW_WINDOW_SECONDS = 300
 MAX_JWKS_CACHE_TTL_SECONDS = 86_400
 
@@ -131,7 +132,9 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ),
 )  # fmt: skip
 
-#: What each validator style says for a cause (only messages from REPORTED_ERRORS).
+#: What each validator style says for a builder's message key (a cause's value, or
+#: `clock_skew_exp` for a token just past its exp); only messages from REPORTED_ERRORS. A key
+#: a style does not list (`nbf`, `valid`, ...) means that service reports no message.
 STYLE_MESSAGES: dict[str, dict[str, str]] = {
     "envoy": {
         "expired": "Jwt is expired",

@@ -215,7 +215,7 @@ class EventWriter:
         client = CLIENT_BY_NAME["web-app"]
         reason: str
         key: str | None = service.name
-        listed: str | None = event_id
+        listed: str | None = event_id  # None when the line cannot be read, so names no event
         if plan.variant == "not-json":
             token = self.minter.ordinary(client, plan.ts).text
             good = json.dumps({"event_id": event_id, "ts": stamp, "service": service.name, "token": token})
