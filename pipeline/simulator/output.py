@@ -17,7 +17,7 @@ def _toml_list(values: Sequence[str]) -> str:
 def config_toml(seed: int) -> str:
     """A complete jwtriage config (DESIGN.md contract) naming every issuer and service."""
     lines = [
-        f"# jwtriage config for the simulated key-rotation scenario (pipeline/simulate.py, seed {seed}).",
+        f"# jwtriage config for the simulated key-rotation scenario (pipeline/simulator, seed {seed}).",
         "# The JWKS cache notes are the simulator's, for people; jwtriage does not read them.",
         "",
         "[classify]",
