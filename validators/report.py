@@ -129,7 +129,7 @@ def fixture(all_rows: list[Row], libraries: dict[str, dict[str, Any]]) -> dict[s
         "does not yet follow the contract); "
         "`message` is the library's own text, `logged` the form its ecosystem logs it in (what a service "
         "would report as reported_error). Regenerate with: make validators-fixture",
-        "libraries": libraries,
+        "libraries": {name: {k: v for k, v in info.items() if k != "jwks_fetches"} for name, info in libraries.items()},
         "messages": [_message_record(row, libraries) for row in all_rows if row.seen.rejected],
         "accepted_failing": [
             {"library": libraries[row.seen.runner]["library"], "case": row.seen.case, "cause": row.verified_cause,
