@@ -5,10 +5,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test test-fast lint kafka-up kafka-down bench dashboard clean
+.PHONY: help venv demo test test-fast lint kafka-up kafka-down bench dashboard clean validators validators-build validators-fixture
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-11s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,11 +25,11 @@ lint: $(STAMP) ## ruff and mypy on pipeline/
 	$(BIN)/ruff check $(wildcard pipeline tests dashboards bench)
 	$(BIN)/mypy
 
-test: lint kafka-up ## lint, then every test (starts the local Kafka broker itself)
+test: lint kafka-up validators-build ## lint, then every test (starts the local Kafka broker itself)
 	$(BIN)/pytest -q
 
-test-fast: $(STAMP) ## unit tests only, no broker or browser
-	$(BIN)/pytest -q -m "not kafka and not browser"
+test-fast: $(STAMP) ## unit tests only, no broker, browser or validator toolchains
+	$(BIN)/pytest -q -m "not kafka and not browser and not validators"
 
 kafka-up: ## start the local single-node Kafka broker on 127.0.0.1:9092 (returns once it accepts connections)
 	scripts/kafka-up.sh
@@ -43,5 +43,29 @@ bench: $(STAMP) kafka-up ## run the benchmarks (prints figures beside their base
 dashboard: $(STAMP) ## open the dashboard on the demo store
 	$(BIN)/jwtriage dashboard --db jwtriage-demo.duckdb
 
+# The real-validators harness (validators/README.md): each runner is built from its own lock file.
+VAL := validators
+VAL_NODE := $(VAL)/node/node_modules/.package-lock.json
+VAL_GO   := $(VAL)/go/validators-go
+VAL_JAVA := $(VAL)/java/target/nimbus-runner.jar
+
+$(VAL_NODE): $(VAL)/node/package.json $(VAL)/node/package-lock.json
+	cd $(VAL)/node && npm ci --no-audit --no-fund --loglevel=error
+
+$(VAL_GO): $(VAL)/go/go.mod $(VAL)/go/go.sum $(VAL)/go/main.go
+	cd $(VAL)/go && GOFLAGS=-mod=mod go build -o validators-go .
+
+$(VAL_JAVA): $(VAL)/java/pom.xml $(wildcard $(VAL)/java/src/main/java/jwtriage/*.java)
+	cd $(VAL)/java && mvn -q -B -Dstyle.color=never package
+
+validators-build: $(VAL_NODE) $(VAL_GO) $(VAL_JAVA) ## install and build the validator runners (npm, Go, Maven)
+
+validators: $(STAMP) validators-build ## run real JWT libraries over the failing-token corpus; print the agreement table
+	$(BIN)/python -m validators.harness
+
+validators-fixture: $(STAMP) validators-build ## run the harness and rewrite tests/fixtures/validators/messages.json
+	$(BIN)/python -m validators.harness --fixture tests/fixtures/validators/messages.json
+
 clean: ## remove the virtual environment, caches and demo output
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis jwtriage-demo.duckdb
+	rm -rf $(VAL)/node/node_modules $(VAL)/out $(VAL)/java/target $(VAL_GO)
