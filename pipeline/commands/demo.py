@@ -21,11 +21,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pipeline import queries
+from pipeline.causes import cause_label
 from pipeline.commands.common import EXIT_BAD_INPUT, EXIT_OK, scenario_flags
 from pipeline.config import Config
 from pipeline.io.memory import ListSource, TimedRecord, interleave
 from pipeline.io.store import Store, connect_readonly
-from pipeline.models import CAUSE_LABELS, Cause
 from pipeline.records import Batch, Position, RecordKind
 from pipeline.runner import Pipeline, RunStats, run
 from pipeline.simulator.scenario import Record, Scenario, simulate
@@ -155,7 +155,7 @@ def print_summary(
     for row in queries.cause_counts(con):
         causes.add_row(
             row["cause"],
-            CAUSE_LABELS[Cause(row["cause"])],
+            cause_label(row["cause"]),
             f"{row['events']:,}",
             f"{row['percent']}%",
             f"{row['verified']:,}",

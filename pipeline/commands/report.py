@@ -11,7 +11,7 @@ compared with the week before:
 6. algorithms in use; 7. attacks; 8. dead letters received.
 
 Every number comes from `pipeline.queries` (the dashboard and `triage` count the same way),
-every remediation line from `pipeline.remediation`. Strings that come from tokens (alg,
+every label, colour and remediation line from `pipeline.causes`. Strings that come from tokens (alg,
 client ids) are escaped and shortened; no token, fingerprint or subject ever appears.
 
 A week without events (or an empty store) gives a short report that says so, with exit
@@ -33,9 +33,17 @@ from typing import IO, Any
 import duckdb
 
 from pipeline import queries
+from pipeline.causes import (
+    CAUSE_COLOURS,
+    CAUSE_LABELS,
+    CAUSES,
+    Cause,
+    attack_advice,
+    cause_colour,
+    cause_label,
+    remediation,
+)
 from pipeline.errors import JwtriageError
-from pipeline.models import CAUSE_LABELS, Attack, Cause
-from pipeline.remediation import ATTACK_ADVICE, REMEDIATION
 from pipeline.text import human_duration
 
 WEEK = timedelta(days=7)
@@ -48,25 +56,6 @@ BLOCKS = "▁▂▃▄▅▆▇█"
 _WEEK = re.compile(r"^(\d{4})-W(\d{1,2})$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-#: A colour per cause, stable across reports; the rotation causes in warm colours.
-CAUSE_COLOURS: dict[Cause, str] = {
-    Cause.STALE_JWKS: "#d62728",
-    Cause.UNPUBLISHED_KEY: "#ff7f0e",
-    Cause.RETIRED_KEY: "#bcbd22",
-    Cause.UNKNOWN_KID: "#9467bd",
-    Cause.BAD_SIGNATURE: "#8c564b",
-    Cause.BAD_ALG: "#e377c2",
-    Cause.MALFORMED: "#7f7f7f",
-    Cause.ISSUER_MISMATCH: "#17becf",
-    Cause.AUDIENCE_MISMATCH: "#1f77b4",
-    Cause.CLOCK_SKEW: "#aec7e8",
-    Cause.EXPIRED: "#2ca02c",
-    Cause.NOT_YET_VALID: "#98df8a",
-    Cause.MISSING_CLAIM: "#ffbb78",
-    Cause.VALID: "#c5b0d5",
-    Cause.UNVERIFIABLE: "#c7c7c7",
-}
 
 
 class ReportError(JwtriageError, ValueError):
@@ -235,27 +224,6 @@ def _untrusted(text: Any, limit: int = 40) -> str:
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
 
 
-def _label(cause: str) -> str:
-    try:
-        return CAUSE_LABELS[Cause(cause)]
-    except ValueError:
-        return cause
-
-
-def _colour(cause: str) -> str | None:
-    try:
-        return CAUSE_COLOURS[Cause(cause)]
-    except ValueError:
-        return None
-
-
-def _remedy(cause: str) -> str:
-    try:
-        return REMEDIATION[Cause(cause)]
-    except ValueError:
-        return ""
-
-
 def _seconds_between(later: datetime | None, earlier: datetime | None) -> float | None:
     if later is None or earlier is None:
         return None
@@ -332,7 +300,7 @@ def _daily(con: duckdb.DuckDBPyConnection, since: datetime, until: datetime) -> 
         except ValueError:
             continue
         counts.setdefault(cause, [0] * 7)[int(row["bucket"])] += int(row["events"])
-    return DayStack(days, {c: counts[c] for c in Cause if c in counts})
+    return DayStack(days, {info.cause: counts[info.cause] for info in CAUSES if info.cause in counts})
 
 
 def _cause_section(rows: list[dict[str, Any]], events: int) -> Section:
@@ -355,13 +323,13 @@ def _cause_section(rows: list[dict[str, Any]], events: int) -> Section:
         share = f"{100 * current / events:.1f}%" if events else "–"
         section.rows.append(
             [
-                Code(row["cause"], _colour(row["cause"])),
-                _label(row["cause"]),
+                Code(row["cause"], cause_colour(row["cause"])),
+                cause_label(row["cause"]),
                 _n(current),
                 share,
                 _n(prev),
                 _change(current, prev),
-                Prose(_remedy(row["cause"])),
+                Prose(remediation(row["cause"])),
             ]
         )
     return section
@@ -648,10 +616,7 @@ def _attack_section(con: duckdb.DuckDBPyConnection, window: queries.Filters) -> 
     for row in queries.attacks(con, window):
         section.facts["events"] = section.facts.get("events", 0) + int(row["events"])
         section.facts.setdefault("kinds", []).append(row["attack"])
-        try:
-            advice = ATTACK_ADVICE[Attack(row["attack"])]
-        except ValueError:
-            advice = ""
+        advice = attack_advice(row["attack"])
         section.rows.append(
             [
                 Code(row["attack"]),
@@ -699,7 +664,9 @@ def _summary(
     )
     top = [r for r in causes if r["events"]][:3]
     lines.append(
-        "Top causes: " + "; ".join(f"`{r['cause']}` ({_label(r['cause'])}) {int(r['events']):,}" for r in top) + "."
+        "Top causes: "
+        + "; ".join(f"`{r['cause']}` ({cause_label(r['cause'])}) {int(r['events']):,}" for r in top)
+        + "."
     )
     first, last = queries.window_time_range(con, window)
     if first is not None and last is not None and (last - first) < WEEK - timedelta(days=1):

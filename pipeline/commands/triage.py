@@ -5,7 +5,7 @@ window just before and the same window a day and a week earlier; the causes that
 with their services, clients and onset; the key rotations in or near the window and the
 failures they caused; attack bursts; a sparkline for each; and the one or two lines to
 read first. Every number comes from `pipeline.queries`, so the dashboard and the report
-count the same way; every remediation line from `pipeline.remediation`.
+count the same way; every label and remediation line from `pipeline.causes`.
 
 The spike rule, stated once: a cause spiked when it has at least `SPIKE_MIN_EVENTS` events
 in the window and at least `SPIKE_RATIO` times its baseline, or is new (none in the
@@ -36,12 +36,11 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline import queries
+from pipeline.causes import Cause, attack_advice, cause_info, cause_label, remediation
 from pipeline.commands.common import parse_time_flag, store_path
 from pipeline.config import load_config, resolve_config_path
 from pipeline.errors import ConfigError, StoreError, UsageError
 from pipeline.io.store import connect_readonly
-from pipeline.models import CAUSE_LABELS, Attack, Cause
-from pipeline.remediation import ATTACK_ADVICE, REMEDIATION
 from pipeline.text import human_duration
 
 SPIKE_MIN_EVENTS = 20
@@ -54,7 +53,6 @@ ROTATION_LOOKBACK = timedelta(hours=24)
 BLOCKS = "▁▂▃▄▅▆▇█"
 _SINCE = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_ROTATION_CAUSES = {"added": ("stale_jwks", "unpublished_key"), "removed": ("retired_key",)}
 
 
 # -- the command line ------------------------------------------------------------------------
@@ -260,7 +258,7 @@ class Summary:
                     "clients": s.clients,
                     "rotation": s.rotation,
                     "rotations": s.rotations,
-                    "remediation": REMEDIATION[Cause(s.cause)],
+                    "remediation": remediation(s.cause),
                 }
                 for s in self.spikes
             ],
@@ -396,7 +394,7 @@ def _spikes(con: duckdb.DuckDBPyConnection, summary: Summary, services: tuple[st
             [{"client_id": r["value"], "events": r["events"]} for r in queries.top(con, "client_id", only, 3)],
         )
         spike.rotations = _linked_rotations(summary, cause, events)
-        if cause == "stale_jwks" and spike.services:
+        if cause == Cause.STALE_JWKS and spike.services:
             spike.cache_age = _cache_age(con, summary, spike.services[0]["service"])
         spikes.append(spike)
     return sorted(spikes, key=lambda s: (s.rotation is None, -(s.events - s.baseline)))
@@ -485,7 +483,7 @@ def _rotations(
             step["first_failure"] = first
     for key, step in steps.items():
         step["services"] = sorted(per_service.get(key, {}).values(), key=lambda e: (-e["failures"], e["service"]))
-        filters = queries.Filters(services=services, causes=_ROTATION_CAUSES[step["action"]])
+        filters = queries.Filters.step_damage(step["action"], services)
         counts = [0] * BUCKETS
         for row in queries.window_buckets(con, summary.since, summary.until, BUCKETS, "kid", filters):
             if row["key"] == step["kid"]:
@@ -515,7 +513,7 @@ def _attacks(con: duckdb.DuckDBPyConnection, summary: Summary, here: queries.Fil
             "first_seen": _utc(row["first_seen"]),
             "last_seen": _utc(row["last_seen"]),
             "sparkline": series.get(row["attack"], [0] * BUCKETS),
-            "advice": ATTACK_ADVICE[Attack(row["attack"])],
+            "advice": attack_advice(row["attack"]),
         }
         for row in queries.attacks(con, here)
     ]
@@ -559,7 +557,7 @@ def _steady_sentence(summary: Summary) -> str:
     return (
         f"No cause spiked{against}. The most common is {top_cause['cause']} "
         f"({top_cause['events']:,} of {summary.total:,}, {top_cause['percent']}%). "
-        f"→ {REMEDIATION[Cause(top_cause['cause'])]}"
+        f"→ {remediation(top_cause['cause'])}"
     )
 
 
@@ -575,7 +573,7 @@ def _rotation_sentence(summary: Summary) -> str | None:
     return (
         f"No earlier history to compare with, but key rotations caused {total:,} of the {summary.total:,} failures: "
         f"most after {step['issuer_name']} {step['action']} kid {step['kid']} at {_clock(summary, step['ts'])} "
-        f"({step['failures']:,}, mainly {cause}, in {where}). → {REMEDIATION[Cause(cause)]}"
+        f"({step['failures']:,}, mainly {cause}, in {where}). → {remediation(cause)}"
     )
 
 
@@ -612,18 +610,19 @@ def _spike_sentence(summary: Summary, spike: Spike) -> str:
                 f" (and {share:,} more after {other['issuer_name']} {other['action']} kid {other['kid']} "
                 f"at {_clock(summary, other['ts'])})"
             )
-        reason = {
-            "stale_jwks": f"the services' JWKS caches predate the new key{'s' if len(spike.rotations) > 1 else ''}"
-            + (f"; {spike.services[0]['service']}: {spike.cache_age}" if spike.cache_age and spike.services else ""),
-            "unpublished_key": f"{step['issuer_name']} signed with the key before publishing it",
-            "retired_key": "tokens signed with the removed key are still in use",
-        }.get(spike.cause)
+        info = cause_info(spike.cause)
+        reason = ""
+        if info is not None and info.blame:
+            keys = "keys" if len(spike.rotations) > 1 else "key"
+            reason = info.blame.format(issuer=step["issuer_name"], keys=keys)
+            if spike.cause == Cause.STALE_JWKS and spike.cache_age and spike.services:
+                reason += f"; {spike.services[0]['service']}: {spike.cache_age}"
         if reason:
             sentence += f": {reason}"
     elif spike.clients:
         top = spike.clients[0]
         sentence += f"; top client {_client(top['client_id'])} ({top['events']:,})"
-    return f"{sentence}. → {REMEDIATION[Cause(spike.cause)]}"
+    return f"{sentence}. → {remediation(spike.cause)}"
 
 
 def _baseline_label(summary: Summary) -> str:
@@ -742,7 +741,7 @@ def _causes_table(summary: Summary, length: str) -> Table:
         spike = spikes.get(cause)
         mark = f"[bold red]▲ {spike.label}[/]" if spike else ""
         table.add_row(
-            f"{cause} [dim]{escape(CAUSE_LABELS[Cause(cause)])}[/]",
+            f"{cause} [dim]{escape(cause_label(cause))}[/]",
             f"{row['events']:,}",
             *(c.shown(c.count(cause)) for c in summary.comparisons),
             sparkline(summary.sparklines.get(cause, [0] * BUCKETS)),
