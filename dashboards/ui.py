@@ -13,7 +13,7 @@ import streamlit as st
 from dashboards import data
 from pipeline import causes
 from pipeline.errors import StoreError
-from pipeline.text import human_duration
+from pipeline.text import human_duration, utc_text
 
 T = TypeVar("T")
 
@@ -39,8 +39,7 @@ def fmt_ts(value: Any, seconds: bool = False) -> str:
     """ "Mon 23 Nov 04:48 UTC"; a dash for a missing time."""
     if value is None or (not isinstance(value, datetime) and pd.isna(value)):
         return "–"
-    when = pd.Timestamp(value).tz_convert(UTC) if pd.Timestamp(value).tzinfo else pd.Timestamp(value)
-    return when.strftime("%a %d %b %H:%M:%S UTC" if seconds else "%a %d %b %H:%M UTC")
+    return utc_text(pd.Timestamp(value).to_pydatetime(), "dashboard_second" if seconds else "dashboard")
 
 
 def fmt_seconds(value: Any) -> str:

@@ -29,7 +29,7 @@ from pipeline.io.store import Store, connect_readonly
 from pipeline.records import Batch, Position, RecordKind
 from pipeline.runner import Pipeline, RunStats, run
 from pipeline.simulator.scenario import Record, Scenario, simulate
-from pipeline.text import human_duration
+from pipeline.text import human_duration, utc_text
 
 DEMO_DB = Path("jwtriage-demo.duckdb")
 #: The topic names the demo's positions use, as the Kafka consumer would.
@@ -172,7 +172,7 @@ def print_summary(
     for step in steps:
         key = (step["issuer"], step["kid"], step["action"], step["ts"])
         label = f"{step['action']} {step['kid']}"
-        when = step["ts"].strftime("%a %H:%M")
+        when = utc_text(step["ts"], "weekday_time")
         affected = hits.get(key, [])
         if not affected:
             impact.add_row(when, step["issuer"], label, "[dim]none affected[/]", "", "", "")
@@ -213,8 +213,8 @@ def print_summary(
                 f"{row['events']:,}",
                 ", ".join(row["services"]),
                 str(row["clients"]),
-                row["first_seen"].strftime("%a %H:%M"),
-                row["last_seen"].strftime("%a %H:%M"),
+                utc_text(row["first_seen"], "weekday_time"),
+                utc_text(row["last_seen"], "weekday_time"),
             )
         console.print(table)
 
