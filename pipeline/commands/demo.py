@@ -143,6 +143,24 @@ def print_summary(
         f"\n[bold]jwtriage demo[/]: {result.events:,} events → {result.stored:,} classified, "
         f"{result.dead_letters:,} dead letters, in {result.seconds:.1f} s ({rate:,.0f} events/s) → {result.db}\n"
     )
+    for section in (_print_causes, _print_rotations, _print_cache_ages, _print_attacks):
+        section(console, con)
+
+    verdict = "[green]" if result.accuracy >= 0.99 else "[red]"
+    console.print(
+        f"Accuracy against the simulator's ground truth: {verdict}{result.accuracy:.2%}[/] "
+        f"({result.correct:,} of {result.judged_against_truth:,} events)"
+    )
+    for (want, got), count in (confusions or Counter()).most_common(5):
+        console.print(f"  [dim]{count:,} × truth {want} → classified {got}[/]")
+    console.print(
+        f"\nNext: [bold]jwtriage dashboard --db {result.db}[/] (http://127.0.0.1:8501), or query it: "
+        f'duckdb {result.db} "SELECT cause, count(*) FROM classifications GROUP BY ALL"'
+    )
+
+
+def _print_causes(console: Console, con: Any) -> None:
+    """Events per cause, with the label and how many were verified."""
     causes = Table(title="Why were tokens rejected?", title_justify="left")
     for column, justify in (
         ("cause", "left"),
@@ -162,6 +180,9 @@ def print_summary(
         )
     console.print(causes)
 
+
+def _print_rotations(console: Console, con: Any) -> None:
+    """Each rotation step and the failures it caused per service in the 12 h after it."""
     impact = Table(title="Key rotations and the failures each caused (12 h after the step)", title_justify="left")
     for column in ("when", "issuer", "step", "service", "failures", "causes", "last failure after"):
         impact.add_column(column)
@@ -188,6 +209,9 @@ def print_summary(
             )
     console.print(impact)
 
+
+def _print_cache_ages(console: Console, con: Any) -> None:
+    """Each service's JWKS cache age as its events show it."""
     caches = Table(title="JWKS cache age per service, as the events show it", title_justify="left")
     for column in ("service", "events", "median reported age", "max reported age", "stale_jwks", "stale window"):
         caches.add_column(column, justify="left" if column == "service" else "right")
@@ -202,6 +226,9 @@ def print_summary(
         )
     console.print(caches)
 
+
+def _print_attacks(console: Console, con: Any) -> None:
+    """The attack patterns seen, when any."""
     attack_rows = queries.attacks(con)
     if attack_rows:
         table = Table(title="Attacks seen", title_justify="left")
@@ -217,18 +244,6 @@ def print_summary(
                 utc_text(row["last_seen"], "weekday_time"),
             )
         console.print(table)
-
-    verdict = "[green]" if result.accuracy >= 0.99 else "[red]"
-    console.print(
-        f"Accuracy against the simulator's ground truth: {verdict}{result.accuracy:.2%}[/] "
-        f"({result.correct:,} of {result.judged_against_truth:,} events)"
-    )
-    for (want, got), count in (confusions or Counter()).most_common(5):
-        console.print(f"  [dim]{count:,} × truth {want} → classified {got}[/]")
-    console.print(
-        f"\nNext: [bold]jwtriage dashboard --db {result.db}[/] (http://127.0.0.1:8501), or query it: "
-        f'duckdb {result.db} "SELECT cause, count(*) FROM classifications GROUP BY ALL"'
-    )
 
 
 def _seconds(value: float | None) -> str:
