@@ -75,9 +75,8 @@ def test_models_re_exports_the_codes() -> None:
 
 def test_the_report_and_the_dashboard_share_the_palette() -> None:
     pytest.importorskip("streamlit")
-    from pipeline.report import model
-
     from dashboards import ui
+    from pipeline.report import model
 
     assert {c.value: colour for c, colour in causes.CAUSE_COLOURS.items()} == ui.CAUSE_COLORS
     assert ui.CAUSE_ORDER == causes.CAUSE_ORDER
