@@ -203,7 +203,7 @@ class Choices:
 def load_choices(path: str, since: datetime | None = None, until: datetime | None = None) -> Choices:
     """The values seen in `[since, until)`: a filter offers what the chosen time range holds."""
     with reading(path) as con:
-        values = queries.filter_values_in(con, Filters(since=since, until=until))
+        values = queries.filter_values(con, Filters(since=since, until=until))
     return Choices(tuple(values["service"]), tuple(values["issuer"]), tuple(values["cause"]))
 
 
@@ -258,7 +258,7 @@ def zero_filled(rows: list[dict[str, Any]], key: str, since: datetime, until: da
 class Overview:
     bucket: str
     series: pd.DataFrame  # bucket, cause, events, per_minute (zero-filled)
-    causes: pd.DataFrame  # cause, events, previous, verified, with_attacks
+    causes: pd.DataFrame  # cause, events, previous, verified, with_attacks, previous_with_attacks
     rotations: pd.DataFrame  # issuer, kid, kty, action, ts
 
 
@@ -277,13 +277,16 @@ def load_overview(
     with reading(path) as con:
         series = queries.failures_per_bucket(con, bucket, filters)  # one scan: the chart and the totals
         before = Filters(since - (until - since), since, filters.services, filters.issuers, filters.causes)
-        previous = {r["cause"]: int(r["events"]) for r in queries.cause_counts(con, before)} if compare else {}
+        earlier = queries.cause_counts(con, before) if compare else []
         steps = queries.rotations(con, Filters(since=since, until=until, issuers=issuers or None))
     totals = frame(series, ["bucket", "cause", "events", "verified", "with_attacks"])
     by_cause = totals.groupby("cause", as_index=False)[["events", "verified", "with_attacks"]].sum()
+    previous = {r["cause"]: int(r["events"]) for r in earlier}
+    previous_attacks = {r["cause"]: int(r["with_attacks"]) for r in earlier}
     for cause in set(previous) - set(by_cause["cause"]):
         by_cause.loc[len(by_cause)] = [cause, 0, 0, 0]
     by_cause["previous"] = by_cause["cause"].map(previous).fillna(0).astype("int64")
+    by_cause["previous_with_attacks"] = by_cause["cause"].map(previous_attacks).fillna(0).astype("int64")
     by_cause = by_cause.sort_values(["events", "previous", "cause"], ascending=[False, False, True])
     filled = zero_filled(
         [{k: r[k] for k in ("bucket", "cause", "events")} for r in series], "cause", since, until, bucket
@@ -292,7 +295,9 @@ def load_overview(
     return Overview(
         bucket=bucket,
         series=filled,
-        causes=by_cause[["cause", "events", "previous", "verified", "with_attacks"]].reset_index(drop=True),
+        causes=by_cause[
+            ["cause", "events", "previous", "verified", "with_attacks", "previous_with_attacks"]
+        ].reset_index(drop=True),
         rotations=frame(steps, ["issuer", "kid", "kty", "action", "ts"]),
     )
 
@@ -308,10 +313,7 @@ def load_rotations(path: str, since: datetime | None = None) -> pd.DataFrame:
     """The rotation steps (key added, key removed) from `since` on, newest first, with the failures each caused."""
     with reading(path) as con:
         steps = queries.rotations(con, Filters(since=since))
-        if since is None:
-            caused = queries.step_failure_counts(con)
-        else:
-            caused = queries.step_failure_counts_since(con, since - STEP_LOOKBACK)
+        caused = queries.step_failure_counts(con, None if since is None else since - STEP_LOOKBACK)
     table = frame(steps, ["issuer", "kid", "kty", "action", "ts"])
     table["failures"] = [caused.get((s["kid"], s["action"]), 0) for s in steps]
     return table.iloc[::-1].reset_index(drop=True)
@@ -421,9 +423,9 @@ def load_triage(
             column: frame(queries.top_by_cause(con, column, window, 12), ["value", "cause", "events", "total"])
             for column in TOP_COLUMNS
         }
-        attack_rows = queries.attack_summary(con, window)
+        attack_rows = queries.attacks(con, window)
         earlier = Filters(end - timedelta(days=days), end, services or None, issuers or None)
-        last_rows = [] if attack_rows else queries.attack_summary(con, earlier)
+        last_rows = [] if attack_rows else queries.attacks(con, earlier)
         choices = {
             column: tuple(str(r["value"]) for r in queries.top(con, column, window, 500)) for column in TOP_COLUMNS
         }
@@ -469,7 +471,7 @@ def load_events(
     """The newest events of a drill-down, with their `detail` evidence and the token's fingerprint only."""
     filters = Filters(since, until, services or None, issuers or None, causes or None)
     with reading(path) as con:
-        rows = queries.drill_down(con, filters, client_ids, kids, limit)
+        rows = queries.events(con, filters, limit, client_ids, kids)
     return frame(rows, EVENT_COLUMNS)
 
 

@@ -11,58 +11,23 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import data
+from pipeline import causes
 from pipeline.errors import StoreError
-from pipeline.models import CAUSE_LABELS, Cause
-from pipeline.remediation import REMEDIATION
-from pipeline.text import human_duration
+from pipeline.text import human_duration, utc_text
 
 T = TypeVar("T")
 
-#: Stacking and legend order: the causes a rotation produces first, then the token's own faults.
-CAUSE_ORDER: tuple[str, ...] = (
-    "stale_jwks",
-    "unpublished_key",
-    "retired_key",
-    "unknown_kid",
-    "bad_signature",
-    "bad_alg",
-    "issuer_mismatch",
-    "audience_mismatch",
-    "clock_skew",
-    "expired",
-    "not_yet_valid",
-    "missing_claim",
-    "malformed",
-    "valid",
-    "unverifiable",
-)
-CAUSE_COLORS: dict[str, str] = {
-    "stale_jwks": "#e8710a",
-    "unpublished_key": "#f9ab00",
-    "retired_key": "#c5221f",
-    "unknown_kid": "#8430ce",
-    "bad_signature": "#6d1d12",
-    "bad_alg": "#d01884",
-    "issuer_mismatch": "#185abc",
-    "audience_mismatch": "#12b5cb",
-    "clock_skew": "#1e8e3e",
-    "expired": "#9aa0a6",
-    "not_yet_valid": "#81c995",
-    "missing_claim": "#f6aea9",
-    "malformed": "#a0785a",
-    "valid": "#4285f4",
-    "unverifiable": "#dadce0",
-}
+#: Stacking and legend order, and one colour per cause: the registry's (the report uses the same palette).
+CAUSE_ORDER: tuple[str, ...] = causes.CAUSE_ORDER
+CAUSE_COLORS: dict[str, str] = {cause.value: colour for cause, colour in causes.CAUSE_COLOURS.items()}
 ACTION_COLORS = {"added": "#137333", "removed": "#202124"}
 VERDICT_ORDER = ("still failing", "recovered", "never affected")
 
 
-def cause_label(code: str) -> str:
-    """The readable label of a contract cause code ("Stale JWKS cache")."""
-    try:
-        return CAUSE_LABELS[Cause(code)]
-    except ValueError:
-        return code
+cause_label = causes.cause_label
+cause_rank = causes.cause_rank
+remediation = causes.remediation
+attack_advice = causes.attack_advice
 
 
 def cause_name(code: str) -> str:
@@ -70,23 +35,11 @@ def cause_name(code: str) -> str:
     return f"{code} · {cause_label(code)}"
 
 
-def cause_rank(code: str) -> int:
-    return CAUSE_ORDER.index(code) if code in CAUSE_ORDER else len(CAUSE_ORDER)
-
-
-def remediation(code: str) -> str:
-    try:
-        return REMEDIATION[Cause(code)]
-    except ValueError:
-        return ""
-
-
 def fmt_ts(value: Any, seconds: bool = False) -> str:
     """ "Mon 23 Nov 04:48 UTC"; a dash for a missing time."""
     if value is None or (not isinstance(value, datetime) and pd.isna(value)):
         return "–"
-    when = pd.Timestamp(value).tz_convert(UTC) if pd.Timestamp(value).tzinfo else pd.Timestamp(value)
-    return when.strftime("%a %d %b %H:%M:%S UTC" if seconds else "%a %d %b %H:%M UTC")
+    return utc_text(pd.Timestamp(value).to_pydatetime(), "dashboard_second" if seconds else "dashboard")
 
 
 def fmt_seconds(value: Any) -> str:

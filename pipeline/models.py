@@ -1,78 +1,34 @@
 """Wire models for the four record kinds, and the stable codes a dashboard groups by.
 
 Wire data is validated once, here, at the edge; everything inside the pipeline works on
-these validated objects. The string values of `Cause`, `Attack` and `Confidence` are a
-contract (DESIGN.md): scripts outside the repo match on them, so never rename one.
+these validated objects. The codes (`Cause`, `Attack`, `Confidence`) and what is said about
+them live in `pipeline.causes`; they are re-exported here.
 """
 
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from pipeline.causes import CAUSE_LABELS, KEY_TIMING_CAUSES, Attack, Cause, Confidence
 
-class Cause(StrEnum):
-    """Why a token was rejected; `findings` lists these in check order."""
-
-    MALFORMED = "malformed"
-    BAD_ALG = "bad_alg"
-    UNKNOWN_KID = "unknown_kid"
-    UNPUBLISHED_KEY = "unpublished_key"
-    STALE_JWKS = "stale_jwks"
-    RETIRED_KEY = "retired_key"
-    BAD_SIGNATURE = "bad_signature"
-    ISSUER_MISMATCH = "issuer_mismatch"
-    AUDIENCE_MISMATCH = "audience_mismatch"
-    CLOCK_SKEW = "clock_skew"
-    EXPIRED = "expired"
-    NOT_YET_VALID = "not_yet_valid"
-    MISSING_CLAIM = "missing_claim"
-    VALID = "valid"
-    UNVERIFIABLE = "unverifiable"
-
-
-#: The causes a key rotation produces; they are the verdict only for an otherwise valid token.
-KEY_TIMING_CAUSES = frozenset({Cause.UNPUBLISHED_KEY, Cause.STALE_JWKS, Cause.RETIRED_KEY})
-
-CAUSE_LABELS: dict[Cause, str] = {
-    Cause.MALFORMED: "Malformed token",
-    Cause.BAD_ALG: "Disallowed algorithm",
-    Cause.UNKNOWN_KID: "Unknown signing key",
-    Cause.UNPUBLISHED_KEY: "Key not yet published",
-    Cause.STALE_JWKS: "Stale JWKS cache",
-    Cause.RETIRED_KEY: "Retired key",
-    Cause.BAD_SIGNATURE: "Bad signature",
-    Cause.ISSUER_MISMATCH: "Issuer mismatch",
-    Cause.AUDIENCE_MISMATCH: "Audience mismatch",
-    Cause.CLOCK_SKEW: "Clock skew",
-    Cause.EXPIRED: "Expired",
-    Cause.NOT_YET_VALID: "Not yet valid",
-    Cause.MISSING_CLAIM: "Missing claim",
-    Cause.VALID: "Valid token (validator fault)",
-    Cause.UNVERIFIABLE: "Unverifiable",
-}
-
-
-class Attack(StrEnum):
-    """Hostile patterns seen in a token, independent of its cause."""
-
-    ALG_NONE = "alg_none"
-    KEY_CONFUSION = "key_confusion"
-    JWK_INJECTION = "jwk_injection"
-    JKU_INJECTION = "jku_injection"
-    KID_INJECTION = "kid_injection"
-    PSYCHIC_SIGNATURE = "psychic_signature"
-
-
-class Confidence(StrEnum):
-    """`verified`: we judged the token itself; `reported`: only the validator's message."""
-
-    VERIFIED = "verified"
-    REPORTED = "reported"
+__all__ = [
+    "CAUSE_LABELS",
+    "KEY_TIMING_CAUSES",
+    "WIRE_MODELS",
+    "Attack",
+    "AuthFailureEvent",
+    "Cause",
+    "Classification",
+    "Confidence",
+    "JwksSnapshot",
+    "SampledToken",
+    "json_schemas",
+    "write_json_schemas",
+]
 
 
 class _Wire(BaseModel):

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
 from datetime import timedelta
 from pathlib import Path
 
 from rich.console import Console
 
 from pipeline import queries
+from pipeline.causes import ATTACK_ADVICE, REMEDIATION
 from pipeline.commands.demo import DemoResult, run_demo
-from pipeline.io.store import connect_readonly
+from pipeline.io.store import Store, connect_readonly
 from pipeline.models import Cause
-from pipeline.remediation import ATTACK_ADVICE, REMEDIATION
 
 TOKEN_SEGMENT = re.compile(rb"eyJ[A-Za-z0-9_-]{10,}")
 
@@ -75,3 +76,48 @@ def test_queries_on_the_simulated_store(simulated_db: Path) -> None:
 def test_every_cause_and_attack_has_remediation() -> None:
     assert set(REMEDIATION) == set(Cause)
     assert len(ATTACK_ADVICE) == 6
+
+
+def test_rotation_damage_never_counts_an_event_with_an_attack_label(simulated_db: Path, tmp_path: Path) -> None:
+    """DESIGN.md "Rotation damage": unpublished_key, stale_jwks, retired_key, never with an attack label."""
+    db = tmp_path / "labelled.duckdb"
+    shutil.copy(simulated_db, db)
+    con = connect_readonly(db)
+    try:
+        before = queries.step_failure_counts(con)
+        impact_before = sum(r["failures"] for r in queries.rotation_impact(con, timedelta(days=30)))
+    finally:
+        con.close()
+    with Store(db) as writer:  # ten stale_jwks verdicts that also carry an attack label
+        labelled = writer.con.execute(
+            """UPDATE classifications SET attacks = ['jwk_injection']
+               WHERE event_id IN (SELECT event_id FROM classifications
+                                  WHERE cause = 'stale_jwks' AND kid IS NOT NULL ORDER BY event_id LIMIT 10)
+               RETURNING kid"""
+        ).fetchall()
+    assert len(labelled) == 10
+    con = connect_readonly(db)
+    try:
+        after = queries.step_failure_counts(con)
+        assert sum(before.values()) - sum(after.values()) == 10
+        assert sum(r["failures"] for r in queries.rotation_impact(con, timedelta(days=30))) <= impact_before - 10
+        assert all(after.get(key, 0) <= n for key, n in before.items())
+    finally:
+        con.close()
+
+
+def test_the_merged_queries_take_an_optional_window(simulated_db: Path) -> None:
+    con = connect_readonly(simulated_db)
+    try:
+        start, end = queries.time_range(con)
+        assert start is not None and end is not None
+        everything = queries.filter_values(con)
+        assert set(everything["cause"]) == {r["cause"] for r in queries.cause_counts(con)}
+        first_hour = queries.filter_values(con, queries.Filters(since=start, until=start + timedelta(hours=1)))
+        assert set(first_hour["service"]) <= set(everything["service"])
+        assert sum(queries.step_failure_counts(con, end).values()) <= sum(queries.step_failure_counts(con).values())
+        assert queries.step_failure_counts(con, end + timedelta(seconds=1)) == {}
+        narrowed = queries.events(con, queries.Filters(), limit=50, kids=("no-such-kid",))
+        assert narrowed == []
+    finally:
+        con.close()

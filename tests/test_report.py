@@ -14,6 +14,7 @@ import duckdb
 import pytest
 
 from pipeline import queries
+from pipeline.causes import REMEDIATION
 from pipeline.cli import main
 from pipeline.commands.demo import scenario_config, scenario_envelopes
 from pipeline.commands.report import (
@@ -29,7 +30,6 @@ from pipeline.commands.report import (
 from pipeline.io.base import chunked
 from pipeline.io.store import Store, connect_readonly
 from pipeline.models import CAUSE_LABELS, Cause
-from pipeline.remediation import REMEDIATION
 from pipeline.runner import Pipeline
 from pipeline.simulator import simulate
 

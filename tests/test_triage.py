@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from pipeline import cli, queries
+from pipeline.causes import ATTACK_ADVICE, REMEDIATION
 from pipeline.commands.triage import BUCKETS, parse_since, sparkline, summarize
 from pipeline.io.store import Store, connect_readonly
 from pipeline.models import Attack, Cause
-from pipeline.remediation import ATTACK_ADVICE, REMEDIATION
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import charts, data, ui
-from pipeline.queries import ROTATION_CAUSES
+from pipeline.causes import ROTATION_DAMAGE
 
 RANGES: dict[str, timedelta | None] = {
     "Last hour": timedelta(hours=1),
@@ -77,17 +77,20 @@ st.caption(
 
 by_cause = view.causes
 total, previous = int(by_cause["events"].sum()), int(by_cause["previous"].sum())
-rotation = by_cause[by_cause["cause"].isin(ROTATION_CAUSES)]
+# Rotation damage (DESIGN.md): its causes, never an event with an attack label.
+rotation = by_cause[by_cause["cause"].isin(ROTATION_DAMAGE)]
+damage = int((rotation["events"] - rotation["with_attacks"]).sum())
+damage_before = int((rotation["previous"] - rotation["previous_with_attacks"]).sum())
 verified = int(by_cause["verified"].sum())
 attacks = int(by_cause["with_attacks"].sum())
 cols = st.columns(4)
 cols[0].metric("Failures", f"{total:,}", ui.delta(total, previous, covered), delta_color="inverse")
 cols[1].metric(
     "Caused by key rotation",
-    f"{int(rotation['events'].sum()):,}",
-    ui.delta(int(rotation["events"].sum()), int(rotation["previous"].sum()), covered),
+    f"{damage:,}",
+    ui.delta(damage, damage_before, covered),
     delta_color="inverse",
-    help="stale_jwks, unpublished_key, retired_key and unknown_kid",
+    help=f"{', '.join(ROTATION_DAMAGE)}, without an attack label (unknown_kid is not rotation damage)",
 )
 cols[2].metric(
     "Verified by jwtriage",

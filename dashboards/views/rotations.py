@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import charts, data, ui
-from pipeline.queries import STEP_CAUSES
+from pipeline.causes import STEP_CAUSES
 
 WINDOWS = [timedelta(hours=h) for h in (1, 3, 6, 12, 24, 48, 72)]
 QUIET = [timedelta(minutes=m) for m in (5, 15, 30, 60, 120)]

@@ -9,8 +9,6 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import charts, data, ui
-from pipeline.models import Attack
-from pipeline.remediation import ATTACK_ADVICE
 
 #: window → its length and what "the same …" calls it on past days
 WINDOWS = {
@@ -126,8 +124,8 @@ def attack_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def attack_advice(frame: pd.DataFrame) -> None:
     for attack in frame["attack"]:
-        if attack in set(Attack):
-            st.markdown(f"**`{attack}`**: {ATTACK_ADVICE[Attack(attack)]}")
+        if ui.attack_advice(attack):
+            st.markdown(f"**`{attack}`**: {ui.attack_advice(attack)}")
 
 
 if tri.attacks.empty:
@@ -206,7 +204,8 @@ else:
             st.markdown("Every failed check, in order: " + ", ".join(f"`{f}`" for f in evidence["findings"] or []))
             st.info(ui.remediation(evidence["cause"]), icon=":material/build:")
             for attack in evidence["attacks"] or []:
-                st.warning(ATTACK_ADVICE[Attack(attack)], icon=":material/shield:")
+                if ui.attack_advice(attack):
+                    st.warning(ui.attack_advice(attack), icon=":material/shield:")
         with right:
             fields = {
                 "event_id": evidence["event_id"],

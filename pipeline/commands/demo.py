@@ -21,15 +21,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pipeline import queries
+from pipeline.causes import cause_label
 from pipeline.commands.common import EXIT_BAD_INPUT, EXIT_OK, scenario_flags
 from pipeline.config import Config
 from pipeline.io.memory import ListSource, TimedRecord, interleave
 from pipeline.io.store import Store, connect_readonly
-from pipeline.models import CAUSE_LABELS, Cause
 from pipeline.records import Batch, Position, RecordKind
 from pipeline.runner import Pipeline, RunStats, run
 from pipeline.simulator import Record, Scenario, simulate
-from pipeline.text import human_duration
+from pipeline.text import human_duration, utc_text
 
 DEMO_DB = Path("jwtriage-demo.duckdb")
 #: The topic names the demo's positions use, as the Kafka consumer would.
@@ -143,6 +143,24 @@ def print_summary(
         f"\n[bold]jwtriage demo[/]: {result.events:,} events → {result.stored:,} classified, "
         f"{result.dead_letters:,} dead letters, in {result.seconds:.1f} s ({rate:,.0f} events/s) → {result.db}\n"
     )
+    for section in (_print_causes, _print_rotations, _print_cache_ages, _print_attacks):
+        section(console, con)
+
+    verdict = "[green]" if result.accuracy >= 0.99 else "[red]"
+    console.print(
+        f"Accuracy against the simulator's ground truth: {verdict}{result.accuracy:.2%}[/] "
+        f"({result.correct:,} of {result.judged_against_truth:,} events)"
+    )
+    for (want, got), count in (confusions or Counter()).most_common(5):
+        console.print(f"  [dim]{count:,} × truth {want} → classified {got}[/]")
+    console.print(
+        f"\nNext: [bold]jwtriage dashboard --db {result.db}[/] (http://127.0.0.1:8501), or query it: "
+        f'duckdb {result.db} "SELECT cause, count(*) FROM classifications GROUP BY ALL"'
+    )
+
+
+def _print_causes(console: Console, con: Any) -> None:
+    """Events per cause, with the label and how many were verified."""
     causes = Table(title="Why were tokens rejected?", title_justify="left")
     for column, justify in (
         ("cause", "left"),
@@ -155,13 +173,16 @@ def print_summary(
     for row in queries.cause_counts(con):
         causes.add_row(
             row["cause"],
-            CAUSE_LABELS[Cause(row["cause"])],
+            cause_label(row["cause"]),
             f"{row['events']:,}",
             f"{row['percent']}%",
             f"{row['verified']:,}",
         )
     console.print(causes)
 
+
+def _print_rotations(console: Console, con: Any) -> None:
+    """Each rotation step and the failures it caused per service in the 12 h after it."""
     impact = Table(title="Key rotations and the failures each caused (12 h after the step)", title_justify="left")
     for column in ("when", "issuer", "step", "service", "failures", "causes", "last failure after"):
         impact.add_column(column)
@@ -172,7 +193,7 @@ def print_summary(
     for step in steps:
         key = (step["issuer"], step["kid"], step["action"], step["ts"])
         label = f"{step['action']} {step['kid']}"
-        when = step["ts"].strftime("%a %H:%M")
+        when = utc_text(step["ts"], "weekday_time")
         affected = hits.get(key, [])
         if not affected:
             impact.add_row(when, step["issuer"], label, "[dim]none affected[/]", "", "", "")
@@ -188,6 +209,9 @@ def print_summary(
             )
     console.print(impact)
 
+
+def _print_cache_ages(console: Console, con: Any) -> None:
+    """Each service's JWKS cache age as its events show it."""
     caches = Table(title="JWKS cache age per service, as the events show it", title_justify="left")
     for column in ("service", "events", "median reported age", "max reported age", "stale_jwks", "stale window"):
         caches.add_column(column, justify="left" if column == "service" else "right")
@@ -202,6 +226,9 @@ def print_summary(
         )
     console.print(caches)
 
+
+def _print_attacks(console: Console, con: Any) -> None:
+    """The attack patterns seen, when any."""
     attack_rows = queries.attacks(con)
     if attack_rows:
         table = Table(title="Attacks seen", title_justify="left")
@@ -213,22 +240,10 @@ def print_summary(
                 f"{row['events']:,}",
                 ", ".join(row["services"]),
                 str(row["clients"]),
-                row["first_seen"].strftime("%a %H:%M"),
-                row["last_seen"].strftime("%a %H:%M"),
+                utc_text(row["first_seen"], "weekday_time"),
+                utc_text(row["last_seen"], "weekday_time"),
             )
         console.print(table)
-
-    verdict = "[green]" if result.accuracy >= 0.99 else "[red]"
-    console.print(
-        f"Accuracy against the simulator's ground truth: {verdict}{result.accuracy:.2%}[/] "
-        f"({result.correct:,} of {result.judged_against_truth:,} events)"
-    )
-    for (want, got), count in (confusions or Counter()).most_common(5):
-        console.print(f"  [dim]{count:,} × truth {want} → classified {got}[/]")
-    console.print(
-        f"\nNext: [bold]jwtriage dashboard --db {result.db}[/] (http://127.0.0.1:8501), or query it: "
-        f'duckdb {result.db} "SELECT cause, count(*) FROM classifications GROUP BY ALL"'
-    )
 
 
 def _seconds(value: float | None) -> str:

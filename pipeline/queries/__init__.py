@@ -1,0 +1,101 @@
+"""The questions the dashboard, the weekly report, `triage`, `explain` and the demo ask of the store.
+
+One package, so every view counts the same way. Each function takes a DuckDB connection
+(read-only is enough) and returns plain rows; aggregation happens in DuckDB, never in
+Python, so a 10M-row store stays fast. Time windows are half-open: `since <= ts < until`.
+Cause lists reach SQL as parameters, from `pipeline.causes`.
+
+| module | questions |
+|---|---|
+| base | `Filters` (the filters every view shares), rows as dicts, bucket widths, rotation damage as SQL |
+| failures | counts per cause, service or bucket; comparisons with earlier windows; top lists |
+| events | the newest events, one event's evidence, a token's history, filter values, dead letters, positions |
+| rotations | rotation steps and the failures each caused; key lives; services' JWKS cache ages |
+| tokens | attack patterns and their clients, algorithms in use, token lifetimes |
+"""
+
+from __future__ import annotations
+
+from pipeline.queries.base import RANKABLE, Filters
+from pipeline.queries.events import (
+    dead_letter_counts,
+    dead_letters_received,
+    event_evidence,
+    events,
+    filter_values,
+    services_seen,
+    source_positions,
+    store_summary,
+    token_history,
+)
+from pipeline.queries.failures import (
+    cause_counts,
+    cause_counts_vs_previous,
+    failures_over_time,
+    failures_per_bucket,
+    first_event,
+    same_window_by_day,
+    service_counts_vs_previous,
+    time_range,
+    top,
+    top_by_cause,
+    total_events,
+    window_buckets,
+    window_time_range,
+)
+from pipeline.queries.rotations import (
+    cache_age_by_service,
+    cache_lifetime_by_service_issuer,
+    key_hygiene,
+    key_usage,
+    rotation_effects,
+    rotation_impact,
+    rotation_services,
+    rotation_step_series,
+    rotations,
+    step_failure_counts,
+    step_failures_over_time,
+)
+from pipeline.queries.tokens import algorithms_in_use, attack_clients, attacks, token_lifetimes
+
+__all__ = [
+    "RANKABLE",
+    "Filters",
+    "algorithms_in_use",
+    "attack_clients",
+    "attacks",
+    "cache_age_by_service",
+    "cache_lifetime_by_service_issuer",
+    "cause_counts",
+    "cause_counts_vs_previous",
+    "dead_letter_counts",
+    "dead_letters_received",
+    "event_evidence",
+    "events",
+    "failures_over_time",
+    "failures_per_bucket",
+    "filter_values",
+    "first_event",
+    "key_hygiene",
+    "key_usage",
+    "rotation_effects",
+    "rotation_impact",
+    "rotation_services",
+    "rotation_step_series",
+    "rotations",
+    "same_window_by_day",
+    "service_counts_vs_previous",
+    "services_seen",
+    "source_positions",
+    "step_failure_counts",
+    "step_failures_over_time",
+    "store_summary",
+    "time_range",
+    "token_history",
+    "token_lifetimes",
+    "top",
+    "top_by_cause",
+    "total_events",
+    "window_buckets",
+    "window_time_range",
+]

@@ -1,0 +1,121 @@
+"""The events themselves and the store around them: the newest events, one event's evidence, filter values,
+dead letters, the consumer's positions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import duckdb
+
+from pipeline.queries.base import NO_FILTERS, Filters, marks, rows
+
+
+def store_summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """Events, the first and last event time, and the last write: one scan for a page header."""
+    return rows(
+        con,
+        """SELECT count(*) AS events, min(ts) AS first_ts, max(ts) AS last_ts,
+                  max(classified_at) AS last_classified_at
+           FROM classifications""",
+    )[0]
+
+
+def filter_values(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) -> dict[str, list[str]]:
+    """The services, issuers and causes that occur within the filter (its window, typically), sorted.
+
+    For filter widgets that offer what the chosen time range holds: on a large store a window
+    of a day reads a sliver of the table. Without a window, every value in the store.
+    """
+    where, params = filters.where()
+    row = con.execute(
+        f"""SELECT list(DISTINCT service ORDER BY service), list(DISTINCT issuer ORDER BY issuer),
+                   list(DISTINCT cause ORDER BY cause)
+            FROM classifications WHERE {where}""",
+        params,
+    ).fetchone()
+    services, issuers, causes = row if row else ([], [], [])
+    return {
+        "service": [v for v in services or [] if v is not None],
+        "issuer": [v for v in issuers or [] if v is not None],
+        "cause": [v for v in causes or [] if v is not None],
+    }
+
+
+def services_seen(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every service that has at least one event in the store."""
+    return [row[0] for row in con.execute("SELECT DISTINCT service FROM classifications ORDER BY service").fetchall()]
+
+
+def events(
+    con: duckdb.DuckDBPyConnection,
+    filters: Filters = NO_FILTERS,
+    limit: int = 200,
+    client_ids: tuple[str, ...] = (),
+    kids: tuple[str, ...] = (),
+) -> list[dict[str, Any]]:
+    """The most recent events with their evidence (never a token: only its fingerprint), also narrowed to
+    some clients and kids (a drill-down)."""
+    where, params = filters.where()
+    for column, values in (("client_id", client_ids), ("kid", kids)):
+        if values:
+            where += f" AND {column} IN ({marks(values)})"
+            params.extend(values)
+    return rows(
+        con,
+        f"""SELECT ts, event_id, service, cause, confidence, attacks, issuer, kid, alg, client_id,
+                   skew_seconds, detail, left(token_sha256, 12) AS token_fp
+            FROM classifications WHERE {where} ORDER BY ts DESC, event_id LIMIT ?""",
+        [*params, limit],
+    )
+
+
+def event_evidence(con: duckdb.DuckDBPyConnection, event_id: str) -> dict[str, Any] | None:
+    """Everything stored about one event except its token (only the fingerprint's first 12 hex chars)."""
+    found = rows(
+        con,
+        """SELECT event_id, ts, service, cause, confidence, findings, attacks, issuer, kid, alg, audience,
+                  skew_seconds, detail, client_id, request_id, left(token_sha256, 12) AS token_fp,
+                  token_header, token_claims, key_first_seen, service_jwks_fetched_at, reported_error
+           FROM classifications WHERE event_id = ?""",
+        [event_id],
+    )
+    return found[0] if found else None
+
+
+def token_history(con: duckdb.DuckDBPyConnection, token_sha256: str) -> list[dict[str, Any]]:
+    """Every stored rejection of one token (by fingerprint), per service and cause: how often, first, last."""
+    return rows(
+        con,
+        """SELECT service, cause, count(*) AS events, min(ts) AS first_seen, max(ts) AS last_seen
+           FROM classifications WHERE token_sha256 = ?
+           GROUP BY service, cause ORDER BY events DESC, service, cause""",
+        [token_sha256.lower()],
+    )
+
+
+def dead_letter_counts(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    return rows(
+        con,
+        """SELECT kind, regexp_replace(reason, '[0-9]+', 'N', 'g') AS reason, count(*) AS records
+           FROM dead_letters GROUP BY ALL ORDER BY records DESC, kind LIMIT 20""",
+    )
+
+
+def dead_letters_received(con: duckdb.DuckDBPyConnection, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    """Dead letters received (wall-clock time of the consumer) in `[since, until)`, per kind."""
+    return rows(
+        con,
+        """SELECT kind, count(*) AS records FROM dead_letters
+           WHERE received_at >= ? AND received_at < ? GROUP BY kind ORDER BY records DESC, kind""",
+        [since, until],
+    )
+
+
+def source_positions(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Where the consumer stands on each source partition, and when it last wrote."""
+    return rows(
+        con,
+        """SELECT source, source_partition, next_offset, updated_at
+           FROM source_positions ORDER BY source, source_partition""",
+    )

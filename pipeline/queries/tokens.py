@@ -1,0 +1,100 @@
+"""What the tokens say: attack patterns and who sends them, algorithms in use, token lifetimes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+
+from pipeline.queries.base import NO_FILTERS, Filters, rows
+
+
+def attacks(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) -> list[dict[str, Any]]:
+    """Each attack label: how often, against which services, from which clients, when.
+
+    The filter applies before the attack lists are unnested (fast on a large store).
+    """
+    where, params = filters.where()
+    return rows(
+        con,
+        f"""WITH hit AS (SELECT service, client_id, ts, attacks FROM classifications
+                         WHERE {where} AND len(attacks) > 0)
+            SELECT attack, count(*) AS events,
+                   list_distinct(list(hit.service ORDER BY hit.service)) AS services,
+                   count(DISTINCT hit.client_id) AS clients,
+                   min(hit.ts) AS first_seen, max(hit.ts) AS last_seen
+            FROM hit, unnest(hit.attacks) AS a(attack)
+            GROUP BY attack ORDER BY events DESC, attack""",
+        params,
+    )
+
+
+def attack_clients(
+    con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS, limit: int = 3
+) -> list[dict[str, Any]]:
+    """For each attack label, its top clients by events (client_id NULL counts as one client, shown as NULL)."""
+    where, params = filters.where("c")
+    return rows(
+        con,
+        f"""SELECT attack, client_id, events FROM (
+                SELECT attack, c.client_id, count(*) AS events,
+                       row_number() OVER (PARTITION BY attack ORDER BY count(*) DESC, c.client_id) AS n
+                FROM classifications c, unnest(c.attacks) AS a(attack)
+                WHERE {where} GROUP BY attack, c.client_id
+            ) WHERE n <= ? ORDER BY attack, events DESC, client_id""",
+        [*params, limit],
+    )
+
+
+def algorithms_in_use(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) -> list[dict[str, Any]]:
+    """Events per header `alg` (as the token states it): tokens, how many verified, issuers, main cause, attacks.
+
+    Events without a readable alg (no token, malformed) come last with `alg` NULL.
+    """
+    where, params = filters.where()
+    return rows(
+        con,
+        f"""SELECT alg, count(*) AS events, count(DISTINCT token_sha256) AS tokens,
+                   count(*) FILTER (WHERE key_thumbprint IS NOT NULL) AS verified,
+                   list_sort(list_distinct(list(issuer) FILTER (WHERE issuer IS NOT NULL))) AS issuers,
+                   mode(cause) AS main_cause,
+                   count(*) FILTER (WHERE len(attacks) > 0) AS attack_events
+            FROM classifications WHERE {where}
+            GROUP BY alg ORDER BY alg IS NULL, events DESC, alg""",
+        params,
+    )
+
+
+def token_lifetimes(
+    con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS, max_seconds: float = 3600.0
+) -> list[dict[str, Any]]:
+    """Lifetimes (`exp - iat`) of the distinct verified tokens in the filter, per issuer and client.
+
+    Only tokens whose signature verified (their claims are the issuer's, not an attacker's).
+    `client` is the token's `azp`, else its `client_id` claim, else the event's client_id.
+    `with_lifetime` counts the tokens that have both exp and iat; `over_policy` those living
+    longer than `max_seconds`, and `events_over_policy` their events.
+    """
+    where, params = filters.where()
+    return rows(
+        con,
+        f"""WITH tokens AS (
+                SELECT issuer,
+                       coalesce(token_claims->>'azp', token_claims->>'client_id', client_id) AS client,
+                       token_sha256,
+                       any_value(try_cast(token_claims->>'exp' AS DOUBLE)
+                                 - try_cast(token_claims->>'iat' AS DOUBLE)) AS lifetime_s,
+                       count(*) AS events
+                FROM classifications
+                WHERE {where} AND issuer IS NOT NULL AND key_thumbprint IS NOT NULL AND token_sha256 IS NOT NULL
+                GROUP BY issuer, client, token_sha256
+            )
+            SELECT issuer, client, count(*) AS tokens, sum(events)::BIGINT AS events,
+                   count(lifetime_s) AS with_lifetime,
+                   count(*) FILTER (WHERE lifetime_s > ?) AS over_policy,
+                   coalesce(sum(events) FILTER (WHERE lifetime_s > ?), 0)::BIGINT AS events_over_policy,
+                   max(lifetime_s) AS max_lifetime_s, median(lifetime_s) AS median_lifetime_s
+            FROM tokens GROUP BY issuer, client
+            ORDER BY over_policy DESC, issuer, max_lifetime_s DESC NULLS LAST, client""",
+        [*params, max_seconds, max_seconds],
+    )

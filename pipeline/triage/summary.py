@@ -1,0 +1,445 @@
+"""What triage finds in the store: the window, its comparisons, spikes, rotations and attacks.
+
+The spike rule, stated once: a cause spiked when it has at least `SPIKE_MIN_EVENTS` events
+in the window and at least `SPIKE_RATIO` times its baseline, or is new (none in the
+baseline). The baseline is the same window a day earlier when the store reaches back that
+far, else the window just before; a comparison window the store covers only in part is
+scaled to its full length (shown as "~N"), and one it covers less than a quarter of is
+not used ("–"). Every number comes from `pipeline.queries`, so the dashboard and the
+report count the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import duckdb
+
+from pipeline import queries
+from pipeline.causes import Cause, attack_advice, remediation
+from pipeline.text import human_duration, utc_text
+
+SPIKE_MIN_EVENTS = 20
+
+
+SPIKE_RATIO = 3.0
+
+
+BUCKETS = 12
+
+
+#: A comparison window needs at least this share of it covered by the store's history.
+MIN_COVERAGE = 0.25
+
+
+#: Rotation steps this long before the window are listed when their failures reach into it.
+ROTATION_LOOKBACK = timedelta(hours=24)
+
+
+@dataclass
+class Comparison:
+    """One comparison window: its counts per cause, scaled to the window's length when the store covers part of it."""
+
+    name: str
+    since: datetime
+    until: datetime
+    coverage: float
+    counts: dict[str, float] = field(default_factory=dict)
+    total: float = 0.0
+
+    @property
+    def usable(self) -> bool:
+        return self.coverage >= MIN_COVERAGE
+
+    def count(self, cause: str) -> float | None:
+        return self.counts.get(cause, 0.0) if self.usable else None
+
+    def shown(self, value: float | None) -> str:
+        if value is None:
+            return "–"
+        return f"~{value:,.0f}" if self.coverage < 0.9 else f"{value:,.0f}"
+
+
+@dataclass
+class Spike:
+    cause: str
+    events: int
+    baseline: float
+    ratio: float | None  # None when new
+    onset: datetime | None
+    onset_before: datetime | None  # set when it was already high at the start of the lookback
+    services: list[dict[str, Any]]
+    clients: list[dict[str, Any]]
+    rotations: list[dict[str, Any]] = field(default_factory=list)
+    cache_age: str | None = None
+
+    @property
+    def rotation(self) -> dict[str, Any] | None:
+        return self.rotations[0] if self.rotations else None
+
+    @property
+    def label(self) -> str:
+        return "new" if self.ratio is None else f"{ratio_text(self.ratio)}x"
+
+
+@dataclass
+class Summary:
+    since: datetime
+    until: datetime
+    reference: datetime
+    reference_source: str  # "now", "store_end", "until"
+    reference_note: str
+    service: str | None
+    store_first: datetime | None
+    store_last: datetime | None
+    total: int = 0
+    causes: list[dict[str, Any]] = field(default_factory=list)
+    comparisons: list[Comparison] = field(default_factory=list)
+    baseline: Comparison | None = None
+    sparklines: dict[str, list[int]] = field(default_factory=dict)
+    spikes: list[Spike] = field(default_factory=list)
+    rotations: list[dict[str, Any]] = field(default_factory=list)
+    attacks: list[dict[str, Any]] = field(default_factory=list)
+    read_first: list[str] = field(default_factory=list)
+    message: str | None = None
+    store: str = ""
+    issuer_names: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def window(self) -> timedelta:
+        return self.until - self.since
+
+    def issuer(self, url: str) -> str:
+        return self.issuer_names.get(url) or urlsplit(url).netloc or url
+
+    def to_json(self) -> dict[str, Any]:
+        comparisons = {c.name: c for c in self.comparisons}
+
+        def compared(cause: str | None) -> dict[str, float | None]:
+            out: dict[str, float | None] = {}
+            for name, c in comparisons.items():
+                value = (c.total if c.usable else None) if cause is None else c.count(cause)
+                out[name] = None if value is None else round(value, 1)
+            return out
+
+        return {
+            "store": self.store,
+            "service": self.service,
+            "since": self.since,
+            "until": self.until,
+            "window_seconds": self.window.total_seconds(),
+            "reference": self.reference,
+            "reference_source": self.reference_source,
+            "reference_note": self.reference_note,
+            "bucket_seconds": self.window.total_seconds() / BUCKETS,
+            "message": self.message,
+            "total": {"window": self.total, **compared(None)},
+            "baseline": self.baseline.name if self.baseline else None,
+            "comparison_coverage": {c.name: round(c.coverage, 3) for c in self.comparisons},
+            "causes": [
+                {
+                    "cause": row["cause"],
+                    "events": row["events"],
+                    **compared(row["cause"]),
+                    "sparkline": self.sparklines.get(row["cause"], [0] * BUCKETS),
+                    "spike": any(s.cause == row["cause"] for s in self.spikes),
+                }
+                for row in self.causes
+            ],
+            "spikes": [
+                {
+                    "cause": s.cause,
+                    "events": s.events,
+                    "baseline": round(s.baseline, 1),
+                    "ratio": None if s.ratio is None else round(s.ratio, 1),
+                    "new": s.ratio is None,
+                    "since": s.onset,
+                    "already_high_before": s.onset_before,
+                    "services": s.services,
+                    "clients": s.clients,
+                    "rotation": s.rotation,
+                    "rotations": s.rotations,
+                    "remediation": remediation(s.cause),
+                }
+                for s in self.spikes
+            ],
+            "rotations": self.rotations,
+            "attacks": self.attacks,
+            "read_first": self.read_first,
+        }
+
+
+def summarize(
+    con: duckdb.DuckDBPyConnection,
+    window: timedelta,
+    until: datetime | None = None,
+    service: str | None = None,
+    now: datetime | None = None,
+    issuer_names: dict[str, str] | None = None,
+) -> Summary:
+    """Everything triage shows, from the store; `now` is the wall clock (a parameter for tests)."""
+    now = now or datetime.now(UTC)
+    services = (service,) if service else None
+    first, last = queries.time_range(con)
+    first, last = as_utc(first), as_utc(last)
+    reference, source, note = _reference(now, last, window, until)
+    end = reference + timedelta(microseconds=1) if source == "store_end" else reference
+    summary = Summary(end - window, end, reference, source, note, service, first, last)
+    summary.issuer_names = dict(issuer_names or {})
+    if last is None:
+        summary.message = "The store holds no classified events yet (run `jwtriage consume`, or `jwtriage demo`)."
+        return summary
+    if service and service not in queries.services_seen(con):
+        seen = ", ".join(queries.services_seen(con))
+        summary.message = f"The store has no failures for service {service!r} at all (services seen: {seen})."
+        return summary
+    here = queries.Filters(summary.since, summary.until, services)
+    summary.total = queries.total_events(con, here)
+    summary.causes = queries.cause_counts(con, here)
+    for name, shift in (("previous", window), ("day_before", timedelta(days=1)), ("week_before", timedelta(days=7))):
+        summary.comparisons.append(
+            _comparison(con, name, summary.since - shift, summary.until - shift, first, services)
+        )
+    by_name = {c.name: c for c in summary.comparisons}
+    summary.baseline = next((by_name[n] for n in ("day_before", "previous") if by_name[n].usable), None)
+    for name in ("previous", "day_before"):  # causes that vanished still deserve a row
+        seen_now = {r["cause"] for r in summary.causes}
+        for cause, count in by_name[name].counts.items():
+            if cause not in seen_now and count >= SPIKE_MIN_EVENTS and by_name[name].usable:
+                summary.causes.append({"cause": cause, "events": 0, "verified": 0, "percent": 0.0})
+    if summary.total == 0:
+        summary.message = (
+            f"No auth failures in the {span(window)} up to {utc_text(reference)}"
+            + (f" for {service}" if service else "")
+            + f". The store's events run from {utc_text(first)} to {utc_text(last)}."
+        )
+        return summary
+    summary.sparklines = _series(con, summary, "cause", here)
+    summary.rotations = _rotations(con, summary, services)
+    summary.spikes = _spikes(con, summary, services)
+    summary.attacks = _attacks(con, summary, here)
+    return summary
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    return value.astimezone(UTC) if value is not None else None
+
+
+def _reference(
+    now: datetime, last: datetime | None, window: timedelta, until: datetime | None
+) -> tuple[datetime, str, str]:
+    """Where the window ends: --until, else now, else the store's last event when its data ends before the window."""
+    if until is not None:
+        return until, "until", "--until"
+    if last is None:
+        return now, "now", "now"
+    if last < now - window:
+        return (
+            last,
+            "store_end",
+            f"the store's last event; its data ends {human_duration((now - last).total_seconds())} ago",
+        )
+    if last > now + timedelta(minutes=5):
+        return last, "store_end", "the store's last event, which is ahead of this machine's clock"
+    return now, "now", "now"
+
+
+def _comparison(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    since: datetime,
+    until: datetime,
+    first: datetime | None,
+    services: tuple[str, ...] | None,
+) -> Comparison:
+    width = (until - since).total_seconds()
+    covered = 0.0 if first is None or first >= until else (until - max(since, first)).total_seconds()
+    coverage = max(0.0, min(1.0, covered / width)) if width > 0 else 0.0
+    result = Comparison(name, since, until, coverage)
+    if result.usable:
+        rows = queries.cause_counts(con, queries.Filters(since, until, services))
+        result.counts = {r["cause"]: r["events"] / coverage for r in rows}
+        result.total = sum(result.counts.values())
+    return result
+
+
+def _series(
+    con: duckdb.DuckDBPyConnection, summary: Summary, by: str, filters: queries.Filters
+) -> dict[str, list[int]]:
+    series: dict[str, list[int]] = {}
+    for row in queries.window_buckets(con, summary.since, summary.until, BUCKETS, by, filters):
+        series.setdefault(str(row["key"]), [0] * BUCKETS)[row["bucket"]] = row["events"]
+    return series
+
+
+def _spikes(con: duckdb.DuckDBPyConnection, summary: Summary, services: tuple[str, ...] | None) -> list[Spike]:
+    baseline = summary.baseline
+    if baseline is None:
+        return []
+    spikes = []
+    for row in summary.causes:
+        cause, events = row["cause"], row["events"]
+        base = baseline.count(cause) or 0.0
+        if events < SPIKE_MIN_EVENTS or (base > 0 and events < SPIKE_RATIO * base):
+            continue
+        only = queries.Filters(summary.since, summary.until, services, causes=(cause,))
+        onset, before = _onset(con, summary, cause, base, services)
+        spike = Spike(
+            cause,
+            events,
+            base,
+            None if base == 0 else events / base,
+            onset,
+            before,
+            [{"service": r["value"], "events": r["events"]} for r in queries.top(con, "service", only, 3)],
+            [{"client_id": r["value"], "events": r["events"]} for r in queries.top(con, "client_id", only, 3)],
+        )
+        spike.rotations = _linked_rotations(summary, cause, events)
+        if cause == Cause.STALE_JWKS and spike.services:
+            spike.cache_age = _cache_age(con, summary, spike.services[0]["service"])
+        spikes.append(spike)
+    return sorted(spikes, key=lambda s: (s.rotation is None, -(s.events - s.baseline)))
+
+
+def _onset(
+    con: duckdb.DuckDBPyConnection, summary: Summary, cause: str, baseline: float, services: tuple[str, ...] | None
+) -> tuple[datetime | None, datetime | None]:
+    """When the spike began: the first event of the run of hot buckets that holds the window's peak.
+
+    Buckets span the window and one window before it; a bucket is hot when it holds more than
+    SPIKE_RATIO times the baseline's share of a bucket (any event, for a new cause). When the
+    run reaches back to the start of the lookback, the cause was already high then.
+    """
+    start = summary.since - summary.window
+    filters = queries.Filters(services=services, causes=(cause,))
+    counts = [0] * (2 * BUCKETS)
+    for row in queries.window_buckets(con, start, summary.until, 2 * BUCKETS, "cause", filters):
+        counts[row["bucket"]] = row["events"]
+    threshold = SPIKE_RATIO * baseline / BUCKETS
+    peak = max(range(BUCKETS, 2 * BUCKETS), key=lambda i: counts[i])
+    first = peak
+    while first > 0 and counts[first - 1] > threshold:
+        first -= 1
+    width = summary.window / BUCKETS
+    bucket_start = start + first * width
+    onset = queries.first_event(con, queries.Filters(bucket_start, summary.until, services, causes=(cause,)))
+    already = bucket_start if first == 0 and (summary.store_first or start) < start else None
+    return as_utc(onset), already
+
+
+def _cache_age(con: duckdb.DuckDBPyConnection, summary: Summary, service: str) -> str | None:
+    rows = queries.cache_age_by_service(con, queries.Filters(summary.since, summary.until, (service,)))
+    if not rows:
+        return None
+    row = rows[0]
+    if row["reported_age_max_s"] is not None:
+        return f"its JWKS cache is up to {human_duration(row['reported_age_max_s'])} old (as its events report)"
+    if row["stale_window_s"] is not None:
+        return (
+            f"it still rejected a key {human_duration(row['stale_window_s'])} after its publication "
+            "(it does not report its cache age)"
+        )
+    return None
+
+
+def _rotations(
+    con: duckdb.DuckDBPyConnection, summary: Summary, services: tuple[str, ...] | None
+) -> list[dict[str, Any]]:
+    """Rotation steps in or near the window, each with the failures it caused in the window (per service and cause)."""
+    steps: dict[tuple[Any, ...], dict[str, Any]] = {}
+    per_service: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}
+    for row in queries.rotation_effects(con, summary.since, summary.until, ROTATION_LOOKBACK, services):
+        step_ts = as_utc(row["step_ts"])
+        assert step_ts is not None
+        key = (row["issuer"], row["kid"], row["action"], step_ts)
+        step = steps.setdefault(
+            key,
+            {
+                "issuer": row["issuer"],
+                "issuer_name": summary.issuer(row["issuer"]),
+                "kid": row["kid"],
+                "action": row["action"],
+                "ts": step_ts,
+                "in_window": summary.since <= step_ts < summary.until,
+                "failures": 0,
+                "causes": {},
+                "services": [],
+                "first_failure": None,
+            },
+        )
+        if row["service"] is None:
+            continue
+        first, last = as_utc(row["first_failure"]), as_utc(row["last_failure"])
+        step["failures"] += row["failures"]
+        step["causes"][row["cause"]] = step["causes"].get(row["cause"], 0) + row["failures"]
+        entry = per_service.setdefault(key, {}).setdefault(
+            row["service"],
+            {"service": row["service"], "failures": 0, "causes": {}, "first_failure": first, "last_failure": last},
+        )
+        entry["failures"] += row["failures"]
+        entry["causes"][row["cause"]] = row["failures"]
+        entry["first_failure"] = min(entry["first_failure"], first) if first else entry["first_failure"]
+        entry["last_failure"] = max(entry["last_failure"], last) if last else entry["last_failure"]
+        if first is not None and (step["first_failure"] is None or first < step["first_failure"]):
+            step["first_failure"] = first
+    for key, step in steps.items():
+        step["services"] = sorted(per_service.get(key, {}).values(), key=lambda e: (-e["failures"], e["service"]))
+        filters = queries.Filters.step_damage(step["action"], services)
+        counts = [0] * BUCKETS
+        for row in queries.window_buckets(con, summary.since, summary.until, BUCKETS, "kid", filters):
+            if row["key"] == step["kid"]:
+                counts[row["bucket"]] += row["events"]
+        step["sparkline"] = counts
+    return sorted(steps.values(), key=lambda s: s["ts"])
+
+
+def _linked_rotations(summary: Summary, cause: str, events: int) -> list[dict[str, Any]]:
+    """The rotation steps behind this cause's failures in the window: most first, each with at least a fifth of them."""
+    linked = [step for step in summary.rotations if step["causes"].get(cause, 0) * 5 >= max(events, 1)]
+    return sorted(linked, key=lambda step: -int(step["causes"][cause]))
+
+
+def _attacks(con: duckdb.DuckDBPyConnection, summary: Summary, here: queries.Filters) -> list[dict[str, Any]]:
+    clients: dict[str, list[dict[str, Any]]] = {}
+    for row in queries.attack_clients(con, here, 3):
+        clients.setdefault(row["attack"], []).append({"client_id": row["client_id"], "events": row["events"]})
+    series = _series(con, summary, "attack", here)
+    return [
+        {
+            "attack": row["attack"],
+            "events": row["events"],
+            "services": list(row["services"]),
+            "clients": clients.get(row["attack"], []),
+            "distinct_clients": row["clients"],
+            "first_seen": as_utc(row["first_seen"]),
+            "last_seen": as_utc(row["last_seen"]),
+            "sparkline": series.get(row["attack"], [0] * BUCKETS),
+            "advice": attack_advice(row["attack"]),
+        }
+        for row in queries.attacks(con, here)
+    ]
+
+
+def ratio_text(value: float) -> str:
+    return f"{value:.1f}" if value < 10 else f"{value:,.0f}"
+
+
+def clock(summary: Summary, when: datetime | None) -> str:
+    """'10:42' on the reference's day, else 'Sun 22:15' (times are UTC; the header says so)."""
+    same_day = when is not None and when.astimezone(UTC).date() == summary.reference.date()
+    return utc_text(when, "clock" if same_day else "weekday_time")
+
+
+def span(value: timedelta) -> str:
+    """A window length as people say it: '15 min', '1 h', '6 h', '1 d', '2 d 12 h'."""
+    seconds = int(value.total_seconds())
+    if seconds % 86400 == 0:
+        return f"{seconds // 86400} d"
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds % 60 == 0 and seconds < 3600:
+        return f"{seconds // 60} min"
+    return human_duration(seconds)

@@ -1,0 +1,144 @@
+"""Triage on the terminal: the header, the lines to read first, and one table per finding (rich)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from pipeline.causes import cause_label
+from pipeline.text import sparkline, utc_text
+from pipeline.triage.sentences import baseline_label, client_text
+from pipeline.triage.summary import BUCKETS, SPIKE_MIN_EVENTS, SPIKE_RATIO, Summary, clock, span
+
+
+def render(console: Console, summary: Summary) -> None:
+    length = span(summary.window)
+    scope = f" · service {escape(summary.service)}" if summary.service else ""
+    console.print(
+        f"[bold]jwtriage triage[/] · last {length} up to {utc_text(summary.reference)} "
+        f"({escape(summary.reference_note)})"
+        f"{scope} · {escape(summary.store)}"
+    )
+    if summary.message:
+        console.print(Text(summary.message))
+        return
+    compared = "  ".join(
+        f"{_COMPARISON_LABEL[c.name](length)}: {c.shown(c.total if c.usable else None)}" for c in summary.comparisons
+    )
+    console.print(f"{summary.total:,} failures  ({compared})  [dim]times UTC[/]\n")
+
+    console.print("[bold]Read first[/]")
+    for n, line in enumerate(summary.read_first, 1):
+        console.print(Text(f" {n}. {line}"))
+    console.print()
+    console.print(_causes_table(summary, length))
+    if summary.spikes:
+        console.print(_spikes_table(summary))
+    if summary.rotations:
+        console.print(_rotations_table(summary))
+    if summary.attacks:
+        console.print(_attacks_table(summary))
+    console.print(
+        f"[dim]Sparklines: {BUCKETS} buckets of {span(summary.window / BUCKETS)} over the window, "
+        "each row scaled to its own peak. "
+        f"Spike: ≥ {SPIKE_MIN_EVENTS} events and ≥ {SPIKE_RATIO:g}x the baseline ("
+        + (baseline_label(summary) if summary.baseline else "none: the store does not reach back far enough")
+        + "), or new. ~N: scaled from partial history; –: no history that far back.[/]"
+    )
+
+
+_COMPARISON_LABEL = {
+    "previous": lambda length: f"{length} before",
+    "day_before": lambda length: "a day earlier",
+    "week_before": lambda length: "a week earlier",
+}
+
+
+def _causes_table(summary: Summary, length: str) -> Table:
+    table = Table(title="Failures by cause", title_justify="left")
+    table.add_column("cause")
+    table.add_column("events", justify="right")
+    for c in summary.comparisons:
+        table.add_column(_COMPARISON_LABEL[c.name](length), justify="right")
+    table.add_column("trend")
+    table.add_column("")
+    spikes = {s.cause: s for s in summary.spikes}
+    for row in summary.causes:
+        cause = row["cause"]
+        spike = spikes.get(cause)
+        mark = f"[bold red]▲ {spike.label}[/]" if spike else ""
+        table.add_row(
+            f"{cause} [dim]{escape(cause_label(cause))}[/]",
+            f"{row['events']:,}",
+            *(c.shown(c.count(cause)) for c in summary.comparisons),
+            sparkline(summary.sparklines.get(cause, [0] * BUCKETS)),
+            mark,
+        )
+    return table
+
+
+def _spikes_table(summary: Summary) -> Table:
+    table = Table(title="Spikes", title_justify="left")
+    for column in ("cause", "events", "vs baseline", "since", "services", "clients"):
+        table.add_column(column, justify="right" if column == "events" else "left")
+    for s in summary.spikes:
+        since = f"before {clock(summary, s.onset_before)}" if s.onset_before else clock(summary, s.onset)
+        table.add_row(
+            s.cause,
+            f"{s.events:,}",
+            s.label if s.ratio is None else f"{s.label} (~{s.baseline:,.0f})",
+            since,
+            Text(", ".join(f"{x['service']} {x['events']:,}" for x in s.services)),
+            Text(", ".join(f"{client_text(x['client_id'])} {x['events']:,}" for x in s.clients)),
+        )
+    return table
+
+
+def _rotations_table(summary: Summary) -> Table:
+    table = Table(title="Key rotations in or near the window, and the failures they caused in it", title_justify="left")
+    for column in ("when", "issuer", "step", "failures", "services", "trend"):
+        table.add_column(column, justify="right" if column == "failures" else "left")
+    for step in summary.rotations:
+        when = clock(summary, step["ts"]) + ("" if step["in_window"] else " [dim](before)[/]")
+        if step["ts"] >= summary.until:
+            when = clock(summary, step["ts"]) + " [dim](after)[/]"
+        services = ", ".join(_service_effect(s) for s in step["services"][:4]) + (
+            " …" if len(step["services"]) > 4 else ""
+        )
+        table.add_row(
+            when,
+            Text(step["issuer_name"]),
+            Text(f"{step['action']} {step['kid']}"),
+            f"{step['failures']:,}",
+            Text(services or "none so far"),
+            sparkline(step["sparkline"]),
+        )
+    return table
+
+
+def _service_effect(entry: dict[str, Any]) -> str:
+    causes = entry["causes"]
+    if len(causes) == 1:
+        return f"{entry['service']} {entry['failures']:,} ({next(iter(causes))})"
+    parts = ", ".join(f"{cause} {count:,}" for cause, count in sorted(causes.items(), key=lambda kv: -kv[1]))
+    return f"{entry['service']} {entry['failures']:,} ({parts})"
+
+
+def _attacks_table(summary: Summary) -> Table:
+    table = Table(title="Attack bursts", title_justify="left")
+    for column in ("attack", "events", "services", "clients", "first–last", "trend"):
+        table.add_column(column, justify="right" if column == "events" else "left")
+    for a in summary.attacks:
+        table.add_row(
+            a["attack"],
+            f"{a['events']:,}",
+            Text(", ".join(a["services"])),
+            Text(", ".join(f"{client_text(c['client_id'])} {c['events']:,}" for c in a["clients"])),
+            f"{clock(summary, a['first_seen'])}–{clock(summary, a['last_seen'])}",
+            sparkline(a["sparkline"]),
+        )
+    return table
