@@ -2,7 +2,7 @@
 
     python bench/bench_scaling.py [--sizes 10000,100000,1000000] [--dashboard-rows 1000000,10000000] [--quick]
 
-Pipeline: for each size, `pipeline.simulator.scenario` writes a simulated day (seed 7, 24 h) to JSONL
+Pipeline: for each size, `pipeline.simulator` writes a simulated day (seed 7, 24 h) to JSONL
 once, in its own process (the simulator holds the whole scenario in memory, which is not
 the pipeline's); then a fresh child process runs the file/in-memory runner path,
 `pipeline.runner.run(FileSource(...), Pipeline(config), Store(db))`, and reports its events/s

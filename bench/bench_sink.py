@@ -2,7 +2,7 @@
 
     python bench/bench_sink.py [--events 100000] [--batch-size 2000] [--quick]
 
-The rows are real verdicts: a simulated day (`pipeline.simulator.scenario`, cached under
+The rows are real verdicts: a simulated day (`pipeline.simulator`, cached under
 bench/.cache/) is classified once, untimed, into batches as the runner makes them. Then,
 in the same run and into fresh stores with the real schema:
 

@@ -4,7 +4,7 @@
     ├── UsageError                 the command line or a file it names (errors.py)
     ├── ConfigError                the TOML file or a JWTRIAGE_* variable (errors.py)
     ├── StoreError                 the store: missing, held by another writer, a newer schema (errors.py)
-    ├── ReportError                a report parameter, e.g. a bad --week (commands/report.py)
+    ├── ReportError                a report parameter, e.g. a bad --week (report/model.py)
     ├── FetchError                 jwks-watch could not get a usable key set (commands/jwks_watch.py)
     └── ValueError mix-ins, raised and caught inside the stream, never reaching the command line:
         ├── RecordError            one record does not fit its wire model → a dead letter (records.py)
