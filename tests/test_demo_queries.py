@@ -11,7 +11,7 @@ from rich.console import Console
 
 from pipeline import queries
 from pipeline.commands.demo import DemoResult, run_demo
-from pipeline.io.store import connect_readonly
+from pipeline.io.store_readers import connect_readonly
 from pipeline.models import Cause
 from pipeline.remediation import ATTACK_ADVICE, REMEDIATION
 

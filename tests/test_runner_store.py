@@ -15,7 +15,9 @@ from pipeline.engine.tokens import fingerprint
 from pipeline.errors import StoreError
 from pipeline.io.files import FileSource
 from pipeline.io.memory import ListSource
-from pipeline.io.store import DDL, SCHEMA_VERSION, Store, connect_readonly, create_statement, write_ddl
+from pipeline.io.store import Store
+from pipeline.io.store_readers import connect_readonly
+from pipeline.io.store_schema import DDL, SCHEMA_VERSION, create_statement, write_ddl
 from pipeline.records import Batch, Envelope, Position, RecordKind
 from pipeline.runner import Pipeline, PipelineLimits, run
 from tests.world import CONTRACT_FIELDS, T0, World, default_snapshots, good_claims, mint
@@ -385,7 +387,7 @@ KEYS_OF_GROWING_TABLES = (
 def test_store_ddl_in_schemas_is_in_sync(tmp_path: Path) -> None:
     write_ddl(tmp_path / "store.sql")
     assert (ROOT / "schemas" / "store.sql").read_text() == (tmp_path / "store.sql").read_text(), (
-        "run `python -m pipeline.io.store` to regenerate schemas/store.sql"
+        "run `python -m pipeline.io.store_schema` to regenerate schemas/store.sql"
     )
     assert "CREATE TABLE IF NOT EXISTS classifications" in DDL
 

@@ -39,7 +39,7 @@ from pipeline import queries
 from pipeline.commands.common import parse_time_flag, store_path
 from pipeline.config import load_config, resolve_config_path
 from pipeline.errors import ConfigError, StoreError, UsageError
-from pipeline.io.store import connect_readonly
+from pipeline.io.store_readers import connect_readonly
 from pipeline.models import CAUSE_LABELS, Attack, Cause
 from pipeline.remediation import ATTACK_ADVICE, REMEDIATION
 from pipeline.text import human_duration
