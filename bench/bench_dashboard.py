@@ -41,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 logging.getLogger("streamlit.runtime.caching.cache_data_api").setLevel(logging.ERROR)
 
 from dashboards import data  # noqa: E402
-from pipeline.io.store import Store, connect_readonly  # noqa: E402
+from pipeline.io.store import Store  # noqa: E402
+from pipeline.io.store_readers import connect_readonly  # noqa: E402
 
 TARGET_P95_S = 1.0
 DEFAULT_STORE = Path(__file__).resolve().parent / ".cache" / "dashboard-10m.duckdb"  # git-ignored scratch

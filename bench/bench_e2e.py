@@ -274,7 +274,7 @@ def launch(kind: str, consumers: int, workdir: Path, topics: Topics, expected: i
 
 def check_store(db: Path, expected: int) -> None:
     """The benchmark measures real work: every event is in the store, once, and judged valid."""
-    from pipeline.io.store import connect_readonly
+    from pipeline.io.store_readers import connect_readonly
 
     con = connect_readonly(db)
     try:

@@ -36,7 +36,8 @@ from common import Summary, header, load, load_note, simulated_files
 
 from pipeline.config import load_config
 from pipeline.io.files import FileSource
-from pipeline.io.store import DDL, Store, classification_table
+from pipeline.io.store import Store, classification_table
+from pipeline.io.store_schema import DDL
 from pipeline.records import Batch
 from pipeline.runner import Pipeline
 

@@ -9,7 +9,7 @@
 | views/ | one small module per page: overview, rotations, triage, live |
 
 Pages never open the store themselves: `data` opens a short-lived read-only connection
-(`pipeline.io.store.connect_readonly`) per question and closes it before returning, so the
+(`pipeline.io.store_readers.connect_readonly`) per question and closes it before returning, so the
 dashboard never holds the file while a consumer writes. Aggregation happens in DuckDB
 (`pipeline.queries`); a page gets small data frames back.
 """

@@ -27,7 +27,7 @@ import streamlit as st
 
 from pipeline import queries
 from pipeline.errors import StoreError
-from pipeline.io.store import connect_readonly, published_parts
+from pipeline.io.store_readers import connect_readonly, published_parts
 from pipeline.queries import Filters
 
 DEFAULT_DB = "jwtriage.duckdb"

@@ -5,7 +5,7 @@
     ├── ConfigError                the TOML file or a JWTRIAGE_* variable (errors.py)
     ├── StoreError                 the store: missing, held by another writer, a newer schema (errors.py)
     ├── ReportError                a report parameter, e.g. a bad --week (report/model.py)
-    ├── FetchError                 jwks-watch could not get a usable key set (commands/jwks_watch.py)
+    ├── FetchError                 jwks-watch could not get a usable key set (jwks_watcher.py)
     └── ValueError mix-ins, raised and caught inside the stream, never reaching the command line:
         ├── RecordError            one record does not fit its wire model → a dead letter (records.py)
         ├── MalformedToken         a token is not a compact JWS → the verdict `malformed` (engine/tokens.py)

@@ -1,16 +1,15 @@
 """Prometheus metrics of the consumer, on a registry of its own (never the process-global one).
 
-The consumer observes each batch after the store wrote it:
+The loop (`runner.run`) hands each batch to its `on_batch` hook once the sink has stored it;
+the consumer's hook observes it here, with the lag it asks the broker for now and then:
 
     metrics = Metrics(services=[s.name for s in config.services], issuers=[i.issuer for i in config.issuers])
-    metrics.instrument(pipeline)                    # times pipeline.process, one observation per batch
-    metrics.set_snapshot_age(pipeline.timeline)     # once the timeline is loaded
     metrics.serve("127.0.0.1", 9464)                # GET /metrics, in a daemon thread
-    def on_batch(batch, source):
-        metrics.observe_batch(batch, lag_by_partition=source.lag() or {})
+    def on_batch(batch, stats):                     # stats.process_seconds: the batch's classification time
+        metrics.observe_batch(batch, stats, lag_by_partition=source.lag())
         metrics.set_snapshot_age(pipeline.timeline)  # cheap: does nothing unless the timeline changed
 
-With `runner.run`, `on_batch=metrics.observe_batch` works as is (no lag then).
+`run(..., on_batch=metrics.observe_batch)` works as is (no lag then).
 
 Exported (all prefixed `jwtriage_`; the alert rules in deploy/prometheus/alerts.yml use them):
 
@@ -38,7 +37,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -149,7 +147,6 @@ class Metrics:
         self._timeline_version = -1
         self._seen: OrderedDict[str, frozenset[str]] = OrderedDict()  # event_id → attacks counted (bounded)
         self._rejudge_memory = rejudge_memory
-        self._pending_seconds: float | None = None
         self._server: Any = None
         r = self.registry
         self.events = Counter(
@@ -200,19 +197,6 @@ class Metrics:
 
     # -- observing ------------------------------------------------------------------------
 
-    def instrument(self, pipeline: Any) -> None:
-        """Time `pipeline.process` (one observation per batch, picked up by the next `observe_batch`)."""
-        process = pipeline.process
-
-        def timed(envelopes: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return process(envelopes)
-            finally:
-                self._pending_seconds = time.perf_counter() - started
-
-        setattr(pipeline, "process", timed)  # noqa: B010 - an instance attribute; mypy rejects assigning a method
-
     def observe_batch(
         self,
         batch: Batch,
@@ -222,8 +206,8 @@ class Metrics:
     ) -> None:
         """Count one written batch: verdicts (last per event), attacks, dead letters, snapshots, lag.
 
-        `stats` is accepted (and unused) so that `run(..., on_batch=metrics.observe_batch)` works as is.
-        `seconds` is the batch's classification time; without it, the time `instrument` measured.
+        `seconds` is the batch's classification time; without it, the time the loop measured
+        (`stats.process_seconds`), so that `run(..., on_batch=metrics.observe_batch)` works as is.
         """
         latest = {j.event.event_id: j for j in batch.judged}
         for event_id, judged in latest.items():
@@ -241,8 +225,8 @@ class Metrics:
             self.dead_letters.labels(letter.kind.value).inc()
         for snapshot in batch.snapshots:
             self.snapshots.labels(snapshot.issuer).inc()
-        if seconds is None:
-            seconds, self._pending_seconds = self._pending_seconds, None
+        if seconds is None and stats is not None:
+            seconds = stats.process_seconds
         if seconds is not None:
             self.classification_seconds.observe(seconds)
         self.batch_records.observe(len(batch))

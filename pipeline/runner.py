@@ -1,14 +1,17 @@
-"""The loop: source → decode → join sampled tokens → classify → sink, in batches.
+"""The loop: source → decode → join sampled tokens → classify → sink → commit, in batches.
 
-One `Pipeline` serves the demo, file backfills, `jwtriage classify` and the Kafka
-consumer. It keeps three pieces of bounded state: the key timeline, recently sampled
-tokens (fingerprint → token), and recent events that could not be judged fully yet (their
-sample had not arrived, or their kid was unknown). When the missing sample or key arrives,
-those events are judged again and their row is replaced (rows are keyed by `event_id`), so
-the three topics may arrive in any order.
+`run` is the one loop of `jwtriage classify` (a JSONL-printing sink), the demo (DuckDB) and
+the Kafka consumer (DuckDB, committing to its group); its docstring fixes the order of a
+step. `Pipeline` is the pure part it drives. It keeps three pieces of bounded state: the
+key timeline, recently sampled tokens (fingerprint → token), and recent events that could
+not be judged fully yet (their sample had not arrived, or their kid was unknown). When the
+missing sample or key arrives, those events are judged again and their row is replaced
+(rows are keyed by `event_id`), so the three topics may arrive in any order.
 
 A `Batch` is everything one step produced; the sink writes it in one transaction together
 with the source positions it covers, which is what makes a crash and restart exact.
+Events are decoded by a named format (`pipeline.io.formats`); samples and key snapshots
+are jwtriage's own wire models.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from pipeline.config import Config
 from pipeline.engine.classify import Classifier
 from pipeline.engine.keys import KeyTimeline
 from pipeline.engine.tokens import excerpt, fingerprint
-from pipeline.io.base import Sink, Source
+from pipeline.io.base import CommittingSource, Sink, Source
+from pipeline.io.formats import DEFAULT_EVENT_FORMAT, event_decoder
 from pipeline.models import AuthFailureEvent, Cause, JwksSnapshot, SampledToken
 from pipeline.records import (
     DEFAULT_MAX_RECORD_BYTES,
@@ -46,8 +50,8 @@ log = logging.getLogger(__name__)
 
 V = TypeVar("V")
 
-_MODELS: dict[RecordKind, type[AuthFailureEvent] | type[SampledToken] | type[JwksSnapshot]] = {
-    RecordKind.EVENT: AuthFailureEvent,
+#: The wire models of the records jwtriage itself produces; events go through their format's decoder.
+_OWN_MODELS: dict[RecordKind, type[SampledToken] | type[JwksSnapshot]] = {
     RecordKind.SAMPLE: SampledToken,
     RecordKind.SNAPSHOT: JwksSnapshot,
 }
@@ -96,8 +100,10 @@ class Pipeline:
         timeline: KeyTimeline | None = None,
         limits: PipelineLimits | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        event_format: str = DEFAULT_EVENT_FORMAT,
     ) -> None:
         self.config = config
+        self._decode_event = event_decoder(event_format)
         self.limits = limits or PipelineLimits()
         self.timeline = timeline or KeyTimeline()
         self.classifier = Classifier(config, self.timeline)
@@ -147,6 +153,8 @@ class Pipeline:
             if isinstance(record, str):
                 self._dead_letter(envelope, record, batch)
                 continue
+            if record is None:  # the format skips it: not an auth failure, and not a bad record
+                continue
             try:
                 if isinstance(record, AuthFailureEvent):
                     self._on_event(record, position, batch)
@@ -161,10 +169,12 @@ class Pipeline:
             self._rejudge_overtaken(batch)
         return batch
 
-    def _decode(self, envelope: Envelope) -> AuthFailureEvent | SampledToken | JwksSnapshot | str:
-        """The envelope's record, or why it is not one (the dead letter's reason)."""
+    def _decode(self, envelope: Envelope) -> AuthFailureEvent | SampledToken | JwksSnapshot | str | None:
+        """The envelope's record, None when its format skips it, or why it is not one (the dead letter's reason)."""
         try:
-            return decode_record(envelope.value, _MODELS[envelope.kind], self.limits.max_record_bytes)
+            if envelope.kind is RecordKind.EVENT:
+                return self._decode_event(envelope.value, self.limits.max_record_bytes)
+            return decode_record(envelope.value, _OWN_MODELS[envelope.kind], self.limits.max_record_bytes)
         except RecordError as exc:
             return str(exc)
 
@@ -271,9 +281,13 @@ class Pipeline:
 
 @dataclass(slots=True)
 class RunStats:
+    """What the loop has done so far; `on_batch` hooks see it after each batch."""
+
     batches: int = 0
     records: int = 0
+    events: int = 0  # event records read (good or bad)
     seconds: float = 0.0
+    process_seconds: float = 0.0  # `Pipeline.process` of the latest batch (decode, join, classify)
 
 
 #: Allocations between two collections of the youngest generation while batches stream (CPython's default: 700).
@@ -307,17 +321,48 @@ def run(
     pipeline: Pipeline,
     sink: Sink,
     on_batch: Callable[[Batch, RunStats], None] | None = None,
+    *,
+    on_tick: Callable[[], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> RunStats:
-    """Drain `source` through `pipeline` into `sink`, one transaction per source batch."""
+    """Drain `source` through `pipeline` into `sink`: the one loop, one transaction per source batch.
+
+    Each unit of work the source yields goes through these steps, in this order:
+
+    1. `pipeline.process(envelopes)`: decode, join, classify; bad input becomes dead letters, never an exception.
+    2. `sink.write(batch, timeline)`: the rows, dead letters, snapshots and the positions they cover, all or nothing.
+    3. `source.commit(batch.positions)`, when the source is a `CommittingSource` (a Kafka group). Sink first,
+       then offsets: a crash between the two replays a batch the sink already holds (its rows are keyed,
+       so they are replaced, not duplicated) and never skips one it does not. The sink's positions are
+       the truth on restart; the source's commit is for the next reader and for lag.
+    4. `on_batch(batch, stats)`: what observes a stored batch (metrics, the dead-letter topic, progress).
+
+    An empty unit (a waiting source's poll that brought nothing) skips those steps. After every
+    unit, empty or not, `on_tick()` does periodic work (publishing for readers), then the loop
+    ends if `stop()` says so: a stop request finishes the batch in hand, its commit included.
+    """
     stats = RunStats()
     started = time.perf_counter()
+    commit = source.commit if isinstance(source, CommittingSource) else None
+    units = iter(source.batches())
     with streaming_gc():
-        for envelopes in source.batches():
-            batch = pipeline.process(envelopes)
-            sink.write(batch, pipeline.timeline)
-            stats.batches += 1
-            stats.records += len(envelopes)
-            if on_batch is not None:
-                on_batch(batch, stats)
+        while stop is None or not stop():
+            envelopes = next(units, None)
+            if envelopes is None:
+                break
+            if envelopes:
+                processing = time.perf_counter()
+                batch = pipeline.process(envelopes)
+                stats.process_seconds = time.perf_counter() - processing
+                sink.write(batch, pipeline.timeline)
+                if commit is not None:
+                    commit(batch.positions)
+                stats.batches += 1
+                stats.records += len(envelopes)
+                stats.events += sum(1 for envelope in envelopes if envelope.kind is RecordKind.EVENT)
+                if on_batch is not None:
+                    on_batch(batch, stats)
+            if on_tick is not None:
+                on_tick()
     stats.seconds = time.perf_counter() - started
     return stats

@@ -1,4 +1,4 @@
--- jwtriage DuckDB store, schema version 2. Generated from pipeline/store.py.
+-- jwtriage DuckDB store, schema version 2. Generated from pipeline/io/store_schema.py.
 CREATE TABLE IF NOT EXISTS store_meta (
     key VARCHAR PRIMARY KEY,
     value VARCHAR NOT NULL

@@ -20,5 +20,5 @@ def simulated_store(tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
 
 @pytest.fixture(scope="session")
 def simulated_db(simulated_store: DemoResult) -> Path:
-    """The path of the simulated store (read it with `pipeline.io.store.connect_readonly`)."""
+    """The path of the simulated store (read it with `pipeline.io.store_readers.connect_readonly`)."""
     return simulated_store.db

@@ -26,7 +26,7 @@ import pytest
 from pipeline.commands.consume import consume
 from pipeline.config import KafkaConfig, load_config
 from pipeline.io.kafka import produce, scenario_records
-from pipeline.io.store import connect_readonly, published_parts
+from pipeline.io.store_readers import connect_readonly, published_parts
 from pipeline.simulator import Scenario, simulate, write_scenario
 from tests.kafka_helpers import KafkaConsumer, isolated_kafka_env, wait_for_broker
 

@@ -24,7 +24,9 @@ from pipeline import queries
 from pipeline.cli import build_parser
 from pipeline.commands import dashboard as dashboard_cmd
 from pipeline.errors import UsageError
-from pipeline.io.store import Store, connect_readonly, parts_dir
+from pipeline.io.store import Store
+from pipeline.io.store_readers import connect_readonly
+from pipeline.io.store_schema import parts_dir
 from pipeline.models import Cause
 
 REPO = Path(__file__).resolve().parent.parent

@@ -13,7 +13,8 @@ from rich.console import Console
 from pipeline import queries
 from pipeline.causes import ATTACK_ADVICE, REMEDIATION
 from pipeline.commands.demo import DemoResult, run_demo
-from pipeline.io.store import Store, connect_readonly
+from pipeline.io.store import Store
+from pipeline.io.store_readers import connect_readonly
 from pipeline.models import Cause
 
 TOKEN_SEGMENT = re.compile(rb"eyJ[A-Za-z0-9_-]{10,}")

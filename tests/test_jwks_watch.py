@@ -25,8 +25,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from pipeline.cli import main
-from pipeline.commands.jwks_watch import JsonlSink, JwksWatcher, ListSink, WatchSettings
 from pipeline.config import IssuerConfig
+from pipeline.io.files import JsonlSnapshotSink
+from pipeline.io.memory import ListSnapshotSink
+from pipeline.jwks_watcher import JwksWatcher, WatchSettings
 from pipeline.models import JwksSnapshot
 
 ISS = "https://login.acme.test"
@@ -95,9 +97,9 @@ def issuer(name: str = "corp", uri: str = URI, iss: str = ISS) -> IssuerConfig:
 
 
 def watcher(
-    idp: FakeIdp, clock: FakeClock, sink: ListSink | None = None, **settings: Any
-) -> tuple[JwksWatcher, ListSink]:
-    sink = sink if sink is not None else ListSink()
+    idp: FakeIdp, clock: FakeClock, sink: ListSnapshotSink | None = None, **settings: Any
+) -> tuple[JwksWatcher, ListSnapshotSink]:
+    sink = sink if sink is not None else ListSnapshotSink()
     merged = {"heartbeat": 86_400.0, **settings}
     w = JwksWatcher(
         [issuer()],
@@ -255,7 +257,7 @@ def test_a_bad_answer_keeps_the_last_good_set(
     clock.advance(300)
     idp.next.append(response)
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="pipeline.commands.jwks_watch"):
+    with caplog.at_level(logging.INFO, logger="pipeline.jwks_watcher"):
         result = w.poll_all()[0]
     assert result.outcome == "failed" and not result.published
     assert result.error is not None and reason in result.error
@@ -328,7 +330,7 @@ def test_private_key_material_is_never_forwarded(caplog: pytest.LogCaptureFixtur
     private_jwk = ECAlgorithm.to_jwk(KEY_B[0], as_dict=True) | {"kid": "oops"}
     idp, clock = FakeIdp([KEY_A[1], private_jwk, {"kty": "oct", "k": "c2VjcmV0", "kid": "hmac"}]), FakeClock()
     w, sink = watcher(idp, clock)
-    with caplog.at_level(logging.ERROR, logger="pipeline.commands.jwks_watch"):
+    with caplog.at_level(logging.ERROR, logger="pipeline.jwks_watcher"):
         assert w.poll_all()[0].published
     assert [k["kid"] for k in sink.snapshots[0].jwks["keys"]] == ["key-a"]
     assert "private" not in sink.snapshots[0].model_dump_json() and '"d"' not in sink.snapshots[0].model_dump_json()
@@ -351,7 +353,7 @@ def test_junk_beside_good_keys_is_passed_on_as_published() -> None:
 
 def test_a_sink_failure_is_retried_on_the_next_poll() -> None:
     idp, clock = FakeIdp([KEY_A[1]]), FakeClock()
-    sink = ListSink(fail=True)
+    sink = ListSnapshotSink(fail=True)
     w, _ = watcher(idp, clock, sink=sink)
     result = w.poll_all()[0]
     assert result.outcome == "failed" and "cannot publish" in (result.error or "")
@@ -438,7 +440,7 @@ def test_jsonl_sink_appends_and_a_new_watcher_resumes_from_the_file(tmp_path: Pa
     idp, clock = FakeIdp([KEY_A[1]]), FakeClock()
     w = JwksWatcher(
         [issuer(), issuer("partner", "https://id.partner.test/jwks", "https://id.partner.test")],
-        JsonlSink(out),
+        JsonlSnapshotSink(out),
         WatchSettings(heartbeat=600.0),
         transport=httpx.MockTransport(idp),
         clock=clock,
@@ -451,13 +453,17 @@ def test_jsonl_sink_appends_and_a_new_watcher_resumes_from_the_file(tmp_path: Pa
     # A second process (cron with --once) starts from the file: an unchanged set is not republished...
     clock.advance(120)
     resumed = JwksWatcher(
-        [issuer()], JsonlSink(out), WatchSettings(heartbeat=600.0), transport=httpx.MockTransport(idp), clock=clock
+        [issuer()],
+        JsonlSnapshotSink(out),
+        WatchSettings(heartbeat=600.0),
+        transport=httpx.MockTransport(idp),
+        clock=clock,
     )
-    seeded = JsonlSink(out).last_snapshots()
+    seeded = JsonlSnapshotSink(out).last_snapshots()
     resumed.close()
     resumed = JwksWatcher(
         [issuer()],
-        JsonlSink(out),
+        JsonlSnapshotSink(out),
         WatchSettings(heartbeat=600.0),
         transport=httpx.MockTransport(idp),
         clock=clock,
@@ -472,14 +478,14 @@ def test_jsonl_sink_appends_and_a_new_watcher_resumes_from_the_file(tmp_path: Pa
 
 def test_jsonl_last_snapshots_reads_from_the_end(tmp_path: Path) -> None:
     out = tmp_path / "jwks.jsonl"
-    sink = JsonlSink(out)
+    sink = JsonlSnapshotSink(out)
     for n in range(300):
         sink.publish(JwksSnapshot(issuer=ISS, fetched_at=T0 + timedelta(minutes=n), jwks={"keys": [KEY_A[1]]}))
     with out.open("a") as stream:
         stream.write("not json\n")
     latest = sink.last_snapshots(chunk=1024)
     assert latest[ISS].fetched_at == T0 + timedelta(minutes=299)
-    assert JsonlSink(tmp_path / "none.jsonl").last_snapshots() == {}
+    assert JsonlSnapshotSink(tmp_path / "none.jsonl").last_snapshots() == {}
 
 
 # -- a real HTTP server ---------------------------------------------------------------------
@@ -575,7 +581,7 @@ def test_against_a_real_server_that_rotates_fails_stalls_and_serves_garbage(
     idp_server: IdpServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock = FakeClock()
-    sink = ListSink()
+    sink = ListSnapshotSink()
     w = JwksWatcher(
         [issuer(uri=idp_server.url)],
         sink,
@@ -595,7 +601,7 @@ def test_against_a_real_server_that_rotates_fails_stalls_and_serves_garbage(
         clock.advance(120)
         assert w.poll_all()[0].published
 
-        with caplog.at_level(logging.WARNING, logger="pipeline.commands.jwks_watch"):
+        with caplog.at_level(logging.WARNING, logger="pipeline.jwks_watcher"):
             for mode, reason in (
                 ("500", "HTTP 500"),
                 ("garbage", "not JSON"),
@@ -634,7 +640,7 @@ def test_connection_refused_is_a_failure_not_a_crash() -> None:
     url = server.url
     server.server_close()  # nothing listens there any more
     clock = FakeClock()
-    w = JwksWatcher([issuer(uri=url)], ListSink(), WatchSettings(timeout=1.0), clock=clock)
+    w = JwksWatcher([issuer(uri=url)], ListSnapshotSink(), WatchSettings(timeout=1.0), clock=clock)
     try:
         result = w.poll_all()[0]
         assert result.outcome == "failed" and "ConnectError" in (result.error or "")
@@ -721,7 +727,7 @@ def test_cli_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_continuous_mode_stops_on_request(idp_server: IdpServer) -> None:
-    sink = ListSink()
+    sink = ListSnapshotSink()
     w = JwksWatcher([issuer(uri=idp_server.url)], sink, WatchSettings(min_interval=0.05, heartbeat=3600.0))
     idp_server.max_age = 0
     thread = threading.Thread(target=w.run)
@@ -785,7 +791,7 @@ def test_log_line_format_is_one_line(caplog: pytest.LogCaptureFixture) -> None:
     idp, clock = FakeIdp([KEY_A[1]]), FakeClock()
     w, _ = watcher(idp, clock)
     idp.next.append(answer(200, b"\n\n<html>\nmulti\nline\n</html>"))
-    with caplog.at_level(logging.WARNING, logger="pipeline.commands.jwks_watch"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.jwks_watcher"):
         w.poll_all()
     assert len(caplog.records) == 1 and "\n" not in caplog.records[0].getMessage()
     assert "no good set yet" in caplog.records[0].getMessage()

@@ -24,10 +24,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from pipeline.commands.demo import scenario_config, scenario_envelopes
 from pipeline.engine.keys import KeyTimeline
 from pipeline.io.base import chunked
+from pipeline.io.memory import ListSink, ListSource
 from pipeline.metrics import METRIC_NAMES, UNKNOWN_ISSUER, Metrics, consumer_lag, kafka_lag
 from pipeline.models import JwksSnapshot
 from pipeline.records import Batch
-from pipeline.runner import Pipeline, RunStats
+from pipeline.runner import Pipeline, RunStats, run
 from pipeline.simulator import simulate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,16 +128,18 @@ def test_series_that_alerts_use_start_at_zero() -> None:
     assert found[("jwtriage_dead_letters_total", (("kind", "event"),))] == 0
 
 
-def test_instrument_times_each_batch() -> None:
+def test_the_loop_times_each_batch() -> None:
+    """`run(..., on_batch=metrics.observe_batch)`: one classification time per batch, the loop's measure."""
     scenario = simulate(seed=3, events=100, hours=2.0)
     pipeline = Pipeline(scenario_config(scenario, Path("unused.duckdb")))
     metrics = Metrics()
-    metrics.instrument(pipeline)
-    for chunk in chunked(scenario_envelopes(scenario), 50):
-        metrics.observe_batch(pipeline.process(chunk))
+    envelopes = scenario_envelopes(scenario)
+    stats = run(ListSource(envelopes, batch_size=50), pipeline, ListSink(), on_batch=metrics.observe_batch)
     found = samples(metrics)
-    assert found[("jwtriage_classification_seconds_count", ())] == math.ceil(len(scenario_envelopes(scenario)) / 50)
+    assert stats.batches == math.ceil(len(envelopes) / 50)
+    assert found[("jwtriage_classification_seconds_count", ())] == stats.batches
     assert found[("jwtriage_classification_seconds_sum", ())] > 0
+    assert found[("jwtriage_batch_records_count", ())] == stats.batches
 
 
 def _jwks(kids: list[str]) -> dict[str, Any]:

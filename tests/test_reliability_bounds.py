@@ -24,7 +24,8 @@ from datetime import datetime, timedelta
 
 import httpx
 
-from pipeline.commands.jwks_watch import JwksWatcher, ListSink, WatchSettings
+from pipeline.io.memory import ListSnapshotSink
+from pipeline.jwks_watcher import JwksWatcher, WatchSettings
 from tests.reliability.kafka_run import ROOT
 from tests.world import CORP, T0, config, private_key, public_jwk
 
@@ -94,8 +95,8 @@ class Idp:
 def test_a_flood_of_unknown_kids_does_not_make_the_watcher_hammer_the_issuer() -> None:
     idp, clock = Idp(), Clock()
     settings = WatchSettings(min_refresh_interval=30.0, backoff_base=120.0)
-    watcher = JwksWatcher(config().issuers, ListSink(), settings, transport=httpx.MockTransport(idp), clock=clock,
-                          rng=random.Random(0))
+    watcher = JwksWatcher(config().issuers, ListSnapshotSink(), settings, transport=httpx.MockTransport(idp),
+                          clock=clock, rng=random.Random(0))
     try:
         watcher.poll_all()
         assert len(idp.requests) == 2  # one scheduled poll per issuer

@@ -23,7 +23,9 @@ import pytest
 
 from pipeline.cli import build_parser
 from pipeline.commands import dashboard as dashboard_cmd
-from pipeline.io.store import Store, connect_readonly, parts_dir, published_parts
+from pipeline.io.store import Store
+from pipeline.io.store_readers import connect_readonly, published_parts
+from pipeline.io.store_schema import parts_dir
 
 APP = Path(__file__).resolve().parent.parent / "dashboards" / "app.py"
 PAGES = ("views/overview.py", "views/rotations.py", "views/triage.py", "views/live.py")

@@ -24,7 +24,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.io.store import connect_readonly, parts_dir
+from pipeline.io.store_readers import connect_readonly
+from pipeline.io.store_schema import parts_dir
 from tests.reliability.commands import in_process
 from tests.reliability.kafka_run import KafkaRun, produce_tracked, read_topic
 from tests.reliability.leaks import Leak, SecretIndex, tokens_in

@@ -28,7 +28,8 @@ from pipeline.commands.report import (
     week_name,
 )
 from pipeline.io.base import chunked
-from pipeline.io.store import Store, connect_readonly
+from pipeline.io.store import Store
+from pipeline.io.store_readers import connect_readonly
 from pipeline.models import CAUSE_LABELS, Cause
 from pipeline.runner import Pipeline
 from pipeline.simulator import simulate

@@ -15,7 +15,9 @@ from pipeline.engine.tokens import fingerprint
 from pipeline.errors import StoreError
 from pipeline.io.files import FileSource
 from pipeline.io.memory import ListSource
-from pipeline.io.store import DDL, SCHEMA_VERSION, Store, connect_readonly, create_statement, write_ddl
+from pipeline.io.store import Store
+from pipeline.io.store_readers import connect_readonly
+from pipeline.io.store_schema import DDL, SCHEMA_VERSION, create_statement, write_ddl
 from pipeline.records import Batch, Envelope, Position, RecordKind
 from pipeline.runner import Pipeline, PipelineLimits, run
 from tests.world import CONTRACT_FIELDS, T0, World, default_snapshots, good_claims, mint
@@ -385,7 +387,7 @@ KEYS_OF_GROWING_TABLES = (
 def test_store_ddl_in_schemas_is_in_sync(tmp_path: Path) -> None:
     write_ddl(tmp_path / "store.sql")
     assert (ROOT / "schemas" / "store.sql").read_text() == (tmp_path / "store.sql").read_text(), (
-        "run `python -m pipeline.io.store` to regenerate schemas/store.sql"
+        "run `python -m pipeline.io.store_schema` to regenerate schemas/store.sql"
     )
     assert "CREATE TABLE IF NOT EXISTS classifications" in DDL
 
@@ -451,3 +453,104 @@ def test_positions_move_forward_per_partition_and_new_partitions_are_added(tmp_p
         store.save_positions({("events", 0): 12}, datetime.now(UTC))
         store.con.rollback()  # positions are part of the batch's transaction: rolled back with it
         assert store.positions()[("events", 0)] == 10
+
+
+# -- the one loop ------------------------------------------------------------------------------
+
+
+class RecordingSource:
+    """A committing source that yields the given units (an empty one is an idle poll) and logs commits."""
+
+    def __init__(self, units: list[list[Envelope]], log: list[str]) -> None:
+        self.units, self.log = units, log
+
+    def batches(self) -> Any:
+        yield from self.units
+
+    def commit(self, positions: dict[tuple[str, int], int]) -> None:
+        self.log.append(f"commit {sorted(positions.items())}")
+
+
+class RecordingSink:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def write(self, batch: Batch, timeline: KeyTimeline) -> None:
+        self.log.append(f"write {len(batch.judged)} judged, positions {sorted(batch.positions.items())}")
+
+
+def test_the_loop_writes_then_commits_then_observes_and_ticks_after_every_unit() -> None:
+    feed, log = Feed(), []
+    snapshots = snapshot_envelopes(feed)
+    events = [feed(RecordKind.EVENT, ev("a", token=mint("ec-1"))), feed(RecordKind.EVENT, ev("b", token=mint("rsa-2")))]
+    source = RecordingSource([snapshots, [], events], log)
+    stats = run(
+        source,
+        Pipeline(World().cfg),
+        RecordingSink(log),
+        on_batch=lambda batch, stats: log.append(f"on_batch {stats.batches}"),
+        on_tick=lambda: log.append("tick"),
+    )
+    assert log == [
+        "write 0 judged, positions [(('topic.snapshot', 0), 5)]",
+        "commit [(('topic.snapshot', 0), 5)]",
+        "on_batch 1",
+        "tick",
+        "tick",  # the idle unit: no write, no commit, only the periodic work
+        "write 2 judged, positions [(('topic.event', 0), 2)]",
+        "commit [(('topic.event', 0), 2)]",
+        "on_batch 2",
+        "tick",
+    ]
+    assert (stats.batches, stats.records, stats.events) == (2, 7, 2)
+    assert stats.process_seconds > 0
+
+
+def test_a_stop_request_ends_the_loop_after_the_batch_in_hand_is_committed() -> None:
+    feed, log = Feed(), []
+    units = [[feed(RecordKind.EVENT, ev(f"e{n}", token=mint("ec-1")))] for n in range(4)]
+    requested = False
+
+    def on_batch(batch: Batch, stats: Any) -> None:
+        nonlocal requested
+        requested = stats.batches == 2  # e.g. SIGTERM while the second batch was being written
+
+    source, sink = RecordingSource(units, log), RecordingSink(log)
+    stats = run(source, Pipeline(World().cfg), sink, on_batch, stop=lambda: requested)
+    assert stats.batches == 2
+    assert log[-1] == "commit [(('topic.event', 0), 2)]"
+
+
+# -- event formats -------------------------------------------------------------------------------
+
+
+def test_an_unknown_event_format_is_a_usage_error() -> None:
+    from pipeline.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"unknown event format 'envoy' \(known: jwtriage\)"):
+        Pipeline(World().cfg, event_format="envoy")
+
+
+def test_a_format_can_skip_a_record_without_a_dead_letter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gateway log holds lines that are no auth failure: skipped, not judged, not dead letters; positions move on."""
+    from pipeline.io import formats
+    from pipeline.models import AuthFailureEvent
+    from pipeline.records import RecordError
+
+    def access_log(raw: bytes, max_bytes: int) -> AuthFailureEvent | None:
+        status, _, rest = raw.partition(b" ")
+        if status == b"200":
+            return None
+        if status != b"401":
+            raise RecordError(f"status {status.decode()!r} is not an HTTP status")
+        return formats.decode_jwtriage_event(rest, max_bytes)
+
+    monkeypatch.setitem(formats.EVENT_FORMATS, "test-access-log", access_log)
+    feed = Feed()
+    lines = [b"200 GET /health", b"401 " + ev("a", token=mint("ec-1")), b"abc nonsense", b"200 GET /"]
+    envelopes = [*snapshot_envelopes(feed), *(feed(RecordKind.EVENT, line) for line in lines)]
+    pipeline = Pipeline(World().cfg, event_format="test-access-log")
+    batch = pipeline.process(envelopes)
+    assert [j.event.event_id for j in batch.judged] == ["a"]
+    assert [(d.position.offset, d.reason) for d in batch.dead_letters] == [(2, "status 'abc' is not an HTTP status")]
+    assert batch.positions[("topic.event", 0)] == 4  # the skipped last line counts as read

@@ -12,7 +12,8 @@ import pytest
 from pipeline import cli, queries
 from pipeline.causes import ATTACK_ADVICE, REMEDIATION
 from pipeline.commands.triage import BUCKETS, parse_since, sparkline, summarize
-from pipeline.io.store import Store, connect_readonly
+from pipeline.io.store import Store
+from pipeline.io.store_readers import connect_readonly
 from pipeline.models import Attack, Cause
 
 

@@ -1,4 +1,7 @@
-"""`jwtriage classify`: JSONL files in, one Classification JSON line per event out; no network at all."""
+"""`jwtriage classify`: JSONL files in, one Classification JSON line per event out; no network at all.
+
+The shared loop (`runner.run`) with a file source and a printing sink (`io.files.JsonlVerdictSink`).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from pipeline.commands.common import EXIT_BAD_INPUT, EXIT_OK, check_readable, load_cli_config
-from pipeline.io.files import FileSource
-from pipeline.runner import Pipeline, streaming_gc
+from pipeline.io.files import FileSource, JsonlVerdictSink
+from pipeline.runner import Pipeline, run
 
 
 def cmd_classify(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> int:
@@ -17,21 +20,10 @@ def cmd_classify(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) ->
     jwks, samples = Path(args.jwks), Path(args.samples) if args.samples else None
     events = Path("/dev/stdin") if args.events == "-" else Path(args.events)
     check_readable(jwks, samples, None if args.events == "-" else events)
-    pipeline = Pipeline(config)
-    source = FileSource(events, snapshots=jwks, samples=samples)
-    bad = 0
-    write = stdout.write
-    with streaming_gc():
-        for envelopes in source.batches():
-            batch = pipeline.process(envelopes)
-            for letter in batch.dead_letters:
-                bad += 1
-                print(f"jwtriage: {letter.position.source}:{letter.position.offset}: {letter.reason}", file=sys.stderr)
-            for judged in batch.judged:
-                write(judged.verdict.classification.model_dump_json())
-                write("\n")
+    sink = JsonlVerdictSink(stdout, errors=sys.stderr)
+    run(FileSource(events, snapshots=jwks, samples=samples), Pipeline(config), sink)
     stdout.flush()
-    return EXIT_BAD_INPUT if bad else EXIT_OK
+    return EXIT_BAD_INPUT if sink.bad else EXIT_OK
 
 
 def register(commands: Any) -> None:

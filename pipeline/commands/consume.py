@@ -1,10 +1,13 @@
 """`jwtriage consume`: the Kafka consumer, exactly once into DuckDB.
 
-Each unit of work is: poll → classify → one DuckDB transaction holding the rows, the dead
-letters and the source positions → tell the group how far we got. A crash anywhere loses
-nothing and duplicates nothing: on restart the positions in the store say where to resume,
-and rows are keyed by `event_id`. Readers never open the working file: a consistent
-snapshot is published for them at most every `--publish-interval` seconds (and at exit).
+Start-up restores what a restart lost (every key snapshot to the end of the JWKS topic, the
+join state: stored events still waiting, the recent samples read again), then the shared
+loop (`runner.run`) takes over: poll → classify → one DuckDB transaction holding the rows,
+the dead letters and the source positions → tell the group how far we got. A crash
+anywhere loses nothing and duplicates nothing: on restart the positions in the store say
+where to resume, and rows are keyed by `event_id`. Readers never open the working file: a
+consistent snapshot is published for them at most every `--publish-interval` seconds (and
+at exit).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import logging
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 from typing import IO, Any
@@ -24,7 +28,7 @@ from pipeline.io.kafka import DeadLetterPublisher, KafkaSource
 from pipeline.io.store import Store
 from pipeline.metrics import Metrics
 from pipeline.records import Batch
-from pipeline.runner import Pipeline, PipelineLimits, streaming_gc
+from pipeline.runner import Pipeline, PipelineLimits, RunStats, run
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,85 @@ class Stopper:
         self.requested = True
 
 
+class _Consumer:
+    """One consumer's parts and the work around the loop: start-up, after each batch, between batches."""
+
+    def __init__(self, config: Config, store: Store, source: KafkaSource, metrics: Metrics | None) -> None:
+        self.store, self.source, self.metrics = store, source, metrics
+        self.limits = PipelineLimits(max_record_bytes=config.kafka.max_message_bytes)
+        self.pipeline = Pipeline(config, store.load_timeline(), self.limits)
+        self.dlq = DeadLetterPublisher(config.kafka) if config.kafka.dead_letter_topic else None
+        self.stats = ConsumeStats()
+        self.on_batch: Callable[[Batch, KafkaSource], None] | None = None
+        self.publish_interval = 5.0
+        self._last_publish, self._publish_cost, self._last_lag = 0.0, 0.0, 0.0
+
+    def restore(self, stored: dict[tuple[str, int], int]) -> None:
+        """Before the loop: the key timeline to the end of the JWKS topic, then the join state as it was."""
+        snapshots = self.source.read_jwks_to_end()
+        self._write_startup(self.pipeline.process(snapshots))
+        log.info("key timeline ready: %d snapshots, %d keys", len(snapshots), len(self.pipeline.timeline.all_keys()))
+        # The stored events still waiting for a sample (or a key), then the recent samples,
+        # read again before any new event is judged.
+        waiting = self.store.awaiting_samples(self.limits.max_waiting)
+        self.pipeline.await_samples(waiting)
+        replayed = self.source.replay_samples()
+        if replayed:
+            batch = self.pipeline.process(replayed)
+            # Dead letters below the stored positions were stored (and sent) before the restart.
+            batch.dead_letters = [
+                d for d in batch.dead_letters
+                if d.position.offset >= stored.get((d.position.source, d.position.partition), 0)
+            ]
+            self._write_startup(batch)
+            log.info(
+                "join state restored: %d recent samples read again, %d stored events waiting for one, %d judged again",
+                len(replayed), len(waiting), len(batch.judged),
+            )
+
+    def _write_startup(self, batch: Batch) -> None:
+        """Start-up batches are stored but not committed to the group (they are not the group's events)."""
+        self.store.write(batch, self.pipeline.timeline)
+        # Bad records read here are dead letters like any other: counted, sent to the DLQ topic, in the metrics.
+        self.stats.dead_letters += len(batch.dead_letters)
+        if self.metrics is not None:
+            self.metrics.observe_batch(batch)
+        if self.dlq is not None and batch.dead_letters:
+            self.dlq.send(batch.dead_letters)
+
+    def after_batch(self, batch: Batch, stats: RunStats) -> None:
+        """The loop's `on_batch`: the batch is stored and committed; observe it, dead-letter it."""
+        if self.metrics is not None:
+            lag = None
+            if time.monotonic() - self._last_lag >= LAG_INTERVAL_SECONDS:  # several broker calls: not every batch
+                lag, self._last_lag = self.source.lag(), time.monotonic()
+            self.metrics.observe_batch(batch, lag_by_partition=lag, seconds=stats.process_seconds)
+            self.metrics.set_snapshot_age(self.pipeline.timeline)
+        if self.dlq is not None and batch.dead_letters:
+            self.dlq.send(batch.dead_letters)
+        self.stats.dead_letters += len(batch.dead_letters)
+        if self.on_batch is not None:
+            self.on_batch(batch, self.source)
+
+    def publish_when_due(self) -> None:
+        """The loop's `on_tick`: publish for readers, never more often than 20x the cost of publishing."""
+        if time.monotonic() - self._last_publish >= max(self.publish_interval, 20 * self._publish_cost):
+            self._publish_cost = self.store.publish()
+            self._last_publish = time.monotonic()
+            crash_point("after_publish")
+
+    def close(self) -> None:
+        try:
+            self.store.publish()
+        finally:
+            self.store.close()
+            self.source.close()
+            if self.dlq is not None:
+                self.dlq.close()
+            if self.metrics is not None:
+                self.metrics.close()
+
+
 def consume(
     config: Config,
     instance: str,
@@ -63,97 +146,37 @@ def consume(
     publish_interval: float = 5.0,
     batch_size: int = 2_000,
     stopper: Stopper | None = None,
-    on_batch: Any = None,
+    on_batch: Callable[[Batch, KafkaSource], None] | None = None,
     metrics: Metrics | None = None,
 ) -> ConsumeStats:
     """Run the consumer until stopped (or idle for `exit_when_idle` seconds once caught up)."""
     stopper = stopper or Stopper()
-    stats = ConsumeStats()
     started = time.perf_counter()
-    store = Store(config.store.path, instance=instance)
-    limits = PipelineLimits(max_record_bytes=config.kafka.max_message_bytes)
-    pipeline = Pipeline(config, store.load_timeline(), limits)
-    stored = store.positions()
-    source = KafkaSource(config.kafka, stored, instance=instance, max_records=batch_size)
-    dlq = DeadLetterPublisher(config.kafka) if config.kafka.dead_letter_topic else None
-    last_publish, publish_cost = 0.0, 0.0
-    idle_since: float | None = None
-
-    def write_startup(batch: Batch) -> None:
-        store.write(batch, pipeline.timeline)
-        # Bad records read here are dead letters like any other: counted, sent to the DLQ topic, in the metrics.
-        stats.dead_letters += len(batch.dead_letters)
-        if metrics is not None:
-            metrics.observe_batch(batch)
-        if dlq is not None and batch.dead_letters:
-            dlq.send(batch.dead_letters)
-
+    store = Store(config.store.path, instance=instance)  # refuses a bad instance name, a held or newer store
     try:
-        snapshots = source.read_jwks_to_end()
-        write_startup(pipeline.process(snapshots))
-        log.info("key timeline ready: %d snapshots, %d keys", len(snapshots), len(pipeline.timeline.all_keys()))
-        # The join state as it was before the restart: the stored events still waiting for a sample
-        # (or a key), then the recent samples, read again before any new event is judged.
-        waiting = store.awaiting_samples(limits.max_waiting)
-        pipeline.await_samples(waiting)
-        replayed = source.replay_samples()
-        if replayed:
-            batch = pipeline.process(replayed)
-            # Dead letters below the stored positions were stored (and sent) before the restart.
-            batch.dead_letters = [
-                d for d in batch.dead_letters
-                if d.position.offset >= stored.get((d.position.source, d.position.partition), 0)
-            ]
-            write_startup(batch)
-            log.info(
-                "join state restored: %d recent samples read again, %d stored events waiting for one, %d judged again",
-                len(replayed), len(waiting), len(batch.judged),
-            )
-        last_lag = 0.0
-        with streaming_gc():  # a batch's objects die young: no full collections mid-stream
-            while not stopper.requested:
-                envelopes = source.poll()
-                if envelopes:
-                    idle_since = None
-                    classify_started = time.perf_counter()
-                    batch = pipeline.process(envelopes)
-                    classify_seconds = time.perf_counter() - classify_started
-                    store.write(batch, pipeline.timeline)
-                    crash_point("before_group_commit")
-                    source.commit(batch.positions)
-                    if metrics is not None:
-                        lag = None
-                        if time.monotonic() - last_lag >= LAG_INTERVAL_SECONDS:  # several broker calls: not every batch
-                            lag, last_lag = source.lag(), time.monotonic()
-                        metrics.observe_batch(batch, lag_by_partition=lag, seconds=classify_seconds)
-                        metrics.set_snapshot_age(pipeline.timeline)
-                    if dlq is not None and batch.dead_letters:
-                        dlq.send(batch.dead_letters)
-                    stats.batches += 1
-                    stats.events += sum(1 for e in envelopes if e.kind.value == "event")
-                    stats.dead_letters += len(batch.dead_letters)
-                    if on_batch is not None:
-                        on_batch(batch, source)
-                elif exit_when_idle is not None:
-                    idle_since = idle_since or time.monotonic()
-                    if time.monotonic() - idle_since >= exit_when_idle and source.caught_up():
-                        log.info("caught up and idle for %.0f s: exiting", exit_when_idle)
-                        break
-                # Publish for readers, never more often than 20x the cost of publishing.
-                if time.monotonic() - last_publish >= max(publish_interval, 20 * publish_cost):
-                    publish_cost = store.publish()
-                    last_publish = time.monotonic()
-                    crash_point("after_publish")
+        stored = store.positions()
+        source = KafkaSource(
+            config.kafka, stored, instance=instance, max_records=batch_size, exit_when_idle=exit_when_idle
+        )
+    except BaseException:
+        store.close()
+        raise
+    consumer = _Consumer(config, store, source, metrics)
+    consumer.on_batch, consumer.publish_interval = on_batch, publish_interval
+    try:
+        consumer.restore(stored)
+        looped = run(
+            source,
+            consumer.pipeline,
+            store,
+            on_batch=consumer.after_batch,
+            on_tick=consumer.publish_when_due,
+            stop=lambda: stopper.requested,
+        )
     finally:
-        try:
-            store.publish()
-        finally:
-            store.close()
-            source.close()
-            if dlq is not None:
-                dlq.close()
-            if metrics is not None:
-                metrics.close()
+        consumer.close()
+    stats = consumer.stats
+    stats.batches, stats.events = looped.batches, looped.events
     stats.seconds = time.perf_counter() - started
     return stats
 

@@ -25,7 +25,8 @@ from pipeline.causes import cause_label
 from pipeline.commands.common import EXIT_BAD_INPUT, EXIT_OK, scenario_flags
 from pipeline.config import Config
 from pipeline.io.memory import ListSource, TimedRecord, interleave
-from pipeline.io.store import Store, connect_readonly
+from pipeline.io.store import Store
+from pipeline.io.store_readers import connect_readonly
 from pipeline.records import Batch, Position, RecordKind
 from pipeline.runner import Pipeline, RunStats, run
 from pipeline.simulator import Record, Scenario, simulate

@@ -36,7 +36,7 @@ from pipeline.engine.classify import Classifier, Verdict
 from pipeline.engine.keys import KeyTimeline, TimelineKey
 from pipeline.engine.tokens import MalformedToken, ParsedToken, fingerprint, parse, segment_count
 from pipeline.errors import StoreError, UsageError
-from pipeline.io.store import connect_readonly, timeline_from
+from pipeline.io.store_readers import connect_readonly, timeline_from
 from pipeline.models import (
     CAUSE_LABELS,
     KEY_TIMING_CAUSES,

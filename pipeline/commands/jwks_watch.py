@@ -1,630 +1,108 @@
-"""`jwtriage jwks-watch`: poll each issuer's `jwks_uri`, publish a JwksSnapshot when the key set changes.
+"""`jwtriage jwks-watch`: the command around `pipeline.jwks_watcher.JwksWatcher`.
 
-The watcher is the only way keys enter jwtriage (the classifier never touches the network).
-For each configured issuer it polls `jwks_uri` over HTTP(S) and:
-
-- honours `ETag` / `Last-Modified` (conditional requests, a 304 confirms the set) and
-  `Cache-Control: max-age` (minus `Age`), else `Expires`, else the default interval; the
-  next poll is that freshness clamped to [min_interval, max_interval];
-- publishes a snapshot when the set of keys changes, and the unchanged set on a heartbeat
-  so consumers know it is alive (a heartbeat only follows a fetch that succeeded: a
-  snapshot's `fetched_at` is always a moment the set was confirmed);
-- on any failure (network, timeout, HTTP status, redirect to another host, body over the
-  size cap, not JSON, no `keys` list, no usable signing key) keeps the last good set, logs
-  one line, and retries with exponential backoff and jitter, up to a cap;
-- never forwards private key material: a key with private members is dropped, with a log line;
-- refreshes on an unknown kid (`refresh(issuer, kid)`) at most once per
-  `min_refresh_interval` per issuer, never while backing off.
-
-Snapshots go to a `SnapshotSink`: Kafka (keyed by issuer, to `kafka.jwks_topic`) or a JSONL
-file that `jwtriage classify --jwks` reads. The consumer stays the store's only writer.
-
-Errors: `FetchError` (one fetch failed; caught, logged and backed off here) is the only
-exception of this module; sink errors propagate from `publish` and are handled the same way.
+It picks the issuers and the sink (`--out FILE`: a JSONL file, else the Kafka topic), runs
+one round (`--once`, for cron) or polls until SIGTERM/Ctrl-C. The polling, caching and
+backoff rules are the watcher's; the sinks live in `pipeline/io/`.
 """
 
 from __future__ import annotations
 
 import argparse
-import email.utils
-import json
 import logging
-import random
-import re
 import signal
-import threading
-import time
-import warnings
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
-import httpx
-
-from pipeline.config import IssuerConfig, KafkaConfig
-from pipeline.engine.keys import BadJwk, load_public_key
-from pipeline.errors import JwtriageError
+from pipeline.commands.common import EXIT_BAD_INPUT, EXIT_OK, load_cli_config
+from pipeline.config import Config, IssuerConfig
+from pipeline.errors import UsageError
+from pipeline.io.base import SnapshotSink
+from pipeline.io.files import JsonlSnapshotSink
+from pipeline.jwks_watcher import DEFAULTS, JwksWatcher, PollResult, WatchSettings
 from pipeline.models import JwksSnapshot
 
 log = logging.getLogger(__name__)
 
-#: JWK members that only a private (or symmetric) key has; a key carrying one is never forwarded.
-PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
-
-#: A heartbeat counts as due once this share of its period has passed, so a cron job that
-#: runs `--once` exactly every heartbeat period is not skipped for being a few ms early.
-HEARTBEAT_SLACK = 0.1
-
-_MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:,|$)", re.IGNORECASE)
-_NO_CACHE = re.compile(r"(?:^|,)\s*(no-cache|no-store)\s*(?:,|$)", re.IGNORECASE)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class FetchError(JwtriageError):
-    """One fetch of a JWKS failed; the message is the reason, written for a person."""
-
-
-@dataclass(frozen=True, slots=True)
-class WatchSettings:
-    """How often to poll, how long to wait, how much to accept (seconds and bytes)."""
-
-    interval: float = 300.0  # poll interval when the server gives no freshness
-    min_interval: float = 30.0  # never poll more often than this (max-age=0 included)
-    max_interval: float = 3600.0  # never trust a max-age longer than this
-    heartbeat: float = 300.0  # republish an unchanged set this often
-    min_refresh_interval: float = 30.0  # unknown-kid refreshes: at most one per issuer per this
-    timeout: float = 10.0  # per request, connect to last byte
-    max_bytes: int = 1_048_576  # response body cap (decoded)
-    max_redirects: int = 3  # same host only
-    backoff_base: float = 5.0  # first retry after a failure, before jitter
-    backoff_cap: float = 600.0  # longest wait between retries
-
-    def __post_init__(self) -> None:
-        for name in ("interval", "min_interval", "max_interval", "heartbeat", "timeout", "backoff_base"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive")
-        if self.min_interval > self.max_interval:
-            raise ValueError("min_interval must not exceed max_interval")
-
-
-DEFAULTS = WatchSettings()
-
-
-class SnapshotSink(Protocol):
-    """Where snapshots go. `publish` returns once the snapshot is durably handed over, or raises."""
-
-    def publish(self, snapshot: JwksSnapshot) -> None: ...
-
-    def close(self) -> None: ...
-
-
-@dataclass
-class ListSink:
-    """Snapshots kept in memory: the test double beside the Kafka and JSONL sinks."""
-
-    snapshots: list[JwksSnapshot] = field(default_factory=list)
-    fail: bool = False
-
-    def publish(self, snapshot: JwksSnapshot) -> None:
-        if self.fail:
-            raise OSError("sink unavailable")
-        self.snapshots.append(snapshot)
-
-    def close(self) -> None:
-        pass
-
-
-class JsonlSink:
-    """Appends one JwksSnapshot JSON line per publish (the `--jwks` input of `jwtriage classify`)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-
-    def publish(self, snapshot: JwksSnapshot) -> None:
-        with self.path.open("a", encoding="utf-8") as stream:
-            stream.write(snapshot.model_dump_json() + "\n")
-            stream.flush()
-
-    def close(self) -> None:
-        pass
-
-    def last_snapshots(self, chunk: int = 1 << 20) -> dict[str, JwksSnapshot]:
-        """The newest snapshot of each issuer in the file, reading it from the end (files grow long)."""
-        if not self.path.exists():
-            return {}
-        size = self.path.stat().st_size
-        latest: dict[str, JwksSnapshot] = {}
-        window = min(chunk, size)
-        with self.path.open("rb") as stream:
-            while True:
-                stream.seek(size - window)
-                lines = stream.read(window).split(b"\n")
-                if window < size:
-                    lines = lines[1:]  # the first line may be cut
-                for line in lines:
-                    if not line.strip():
-                        continue
-                    try:
-                        snapshot = JwksSnapshot.model_validate_json(line)
-                    except ValueError:
-                        continue
-                    known = latest.get(snapshot.issuer)
-                    if known is None or snapshot.fetched_at >= known.fetched_at:
-                        latest[snapshot.issuer] = snapshot
-                if latest or window >= size:
-                    return latest
-                window = min(size, window * 4)
-
-
-class KafkaSink:
-    """Produces each snapshot to `kafka.jwks_topic`, keyed by issuer (one partition per issuer keeps order)."""
-
-    def __init__(self, kafka: KafkaConfig, send_timeout: float = 30.0) -> None:
-        with warnings.catch_warnings():
-            # kafka-python 3 triggers a DeprecationWarning while being imported (importlib.resources).
-            warnings.simplefilter("ignore", DeprecationWarning)
-            from kafka import KafkaProducer
-        options: dict[str, Any] = {
-            "bootstrap_servers": kafka.bootstrap_servers,
-            "client_id": "jwtriage-jwks-watch",
-            "acks": "all",
-            "retries": 5,
-            "linger_ms": 0,
-            "max_request_size": kafka.max_message_bytes,
-            "security_protocol": kafka.security_protocol,
-        }
-        for name in ("sasl_mechanism", "sasl_plain_username", "sasl_plain_password"):
-            if getattr(kafka, name) is not None:
-                options[name] = getattr(kafka, name)
-        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
-            if getattr(kafka, name) is not None:
-                options[name] = getattr(kafka, name)
-        self.topic = kafka.jwks_topic
-        self.send_timeout = send_timeout
-        self._producer = KafkaProducer(**options)
-
-    def publish(self, snapshot: JwksSnapshot) -> None:
-        future = self._producer.send(
-            self.topic, key=snapshot.issuer.encode("utf-8"), value=snapshot.model_dump_json().encode("utf-8")
-        )
-        future.get(timeout=self.send_timeout)
-
-    def close(self) -> None:
-        self._producer.flush(timeout=self.send_timeout)
-        self._producer.close(timeout=5)
-
-
-@dataclass(frozen=True, slots=True)
-class PollResult:
-    """What one poll of one issuer did."""
-
-    issuer: str  # the config's name
-    outcome: str  # "changed", "unchanged", "not_modified" or "failed"
-    published: bool
-    keys: int  # keys in the set now held (the last good one after a failure)
-    next_in: float  # seconds until the next poll
-    error: str | None = None
-
-
-@dataclass(slots=True)
-class _IssuerState:
-    config: IssuerConfig
-    next_due: datetime
-    etag: str | None = None
-    last_modified: str | None = None
-    doc: dict[str, Any] | None = None  # the last good set (private keys dropped)
-    signature: frozenset[str] | None = None  # what "the same set" means: canonical keys
-    kids: frozenset[str] = frozenset()
-    confirmed_at: datetime | None = None  # last fetch that gave (200) or confirmed (304) the set
-    published_signature: frozenset[str] | None = None
-    published_at: datetime | None = None  # fetched_at of the last snapshot published
-    last_attempt: datetime | None = None
-    failures: int = 0
-    fetches: int = 0
-
-
-def _canonical_keys(doc: dict[str, Any]) -> frozenset[str]:
-    return frozenset(json.dumps(k, sort_keys=True, separators=(",", ":")) for k in doc["keys"])
-
-
-def _freshness(headers: httpx.Headers, now: datetime) -> float | None:
-    """Seconds the response stays fresh: max-age minus Age, else Expires minus Date; None when unstated."""
-    cache_control = headers.get("cache-control", "")
-    if _NO_CACHE.search(cache_control):
-        return 0.0
-    match = _MAX_AGE.search(cache_control)
-    if match:
-        age = headers.get("age", "0").strip()
-        return max(0.0, float(match.group(1)) - (float(age) if age.isdigit() else 0.0))
-    expires = headers.get("expires")
-    if expires:
-        try:
-            expires_at = email.utils.parsedate_to_datetime(expires)
-        except (TypeError, ValueError):
-            return 0.0  # an invalid Expires means "already expired" (RFC 9111 5.3)
-        if expires_at.tzinfo is None:
-            return 0.0
-        try:
-            reference = email.utils.parsedate_to_datetime(headers["date"]) if "date" in headers else now
-        except (TypeError, ValueError):
-            reference = now
-        if reference.tzinfo is None:
-            reference = now
-        return max(0.0, (expires_at - reference).total_seconds())
-    return None
-
-
-class JwksWatcher:
-    """Polls the issuers' JWKS and publishes snapshots to a sink.
-
-    `clock` (aware UTC datetimes) drives scheduling and `fetched_at`; `sleep` waits between
-    rounds (the default wakes early on `stop()`); `transport` replaces the network
-    (`httpx.MockTransport` in tests); `rng` draws the backoff jitter.
-    """
-
-    def __init__(
-        self,
-        issuers: Sequence[IssuerConfig],
-        sink: SnapshotSink,
-        settings: WatchSettings | None = None,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        clock: Callable[[], datetime] = utc_now,
-        sleep: Callable[[float], object] | None = None,
-        rng: random.Random | None = None,
-        seed: Iterable[JwksSnapshot] = (),
-    ) -> None:
-        if not issuers:
-            raise ValueError("no issuers to watch")
-        self.settings = settings or WatchSettings()
-        self.sink = sink
-        self._clock = clock
-        self._stop = threading.Event()
-        self._sleep = sleep or self._stop.wait
-        self._rng = rng or random.Random()
-        self._lock = threading.RLock()
-        self._client = httpx.Client(
-            transport=transport,
-            timeout=httpx.Timeout(self.settings.timeout),
-            follow_redirects=False,
-            headers={"User-Agent": "jwtriage-jwks-watch", "Accept": "application/jwk-set+json, application/json"},
-        )
-        now = clock()
-        self._states = {i.name: _IssuerState(i, next_due=now) for i in issuers}
-        self._by_iss = {i.issuer: i.name for i in issuers}
-        self.refreshes_suppressed = 0
-        for snapshot in seed:
-            self._seed(snapshot)
-
-    # -- state -----------------------------------------------------------------------------
-
-    def _seed(self, snapshot: JwksSnapshot) -> None:
-        """Start from a snapshot published earlier (e.g. the last line of the JSONL file)."""
-        name = self._by_iss.get(snapshot.issuer)
-        keys = snapshot.jwks.get("keys")
-        if name is None or not isinstance(keys, list):
-            return
-        state = self._states[name]
-        state.published_signature = _canonical_keys(snapshot.jwks)
-        state.published_at = snapshot.fetched_at
-
-    def _state(self, issuer: str) -> _IssuerState:
-        name = self._by_iss.get(issuer, issuer)
-        if name not in self._states:
-            raise KeyError(f"{issuer!r} is not a configured issuer (known: {', '.join(sorted(self._states))})")
-        return self._states[name]
-
-    def current(self, issuer: str) -> dict[str, Any] | None:
-        """The last good key set of an issuer (by config name or `iss`), or None before the first success."""
-        with self._lock:
-            return self._state(issuer).doc
-
-    def fetch_count(self, issuer: str) -> int:
-        with self._lock:
-            return self._state(issuer).fetches
-
-    def close(self) -> None:
-        self._client.close()
-
-    def stop(self) -> None:
-        """Ask `run` to return after the poll in progress (safe from another thread or a signal handler)."""
-        self._stop.set()
-
-    # -- polling ---------------------------------------------------------------------------
-
-    def poll_all(self) -> list[PollResult]:
-        """Poll every issuer now, whatever its schedule (`--once`)."""
-        with self._lock:
-            return [self._poll(state) for state in self._states.values()]
-
-    def poll_due(self) -> list[PollResult]:
-        """Poll the issuers whose next poll is due."""
-        with self._lock:
-            now = self._clock()
-            return [self._poll(state) for state in self._states.values() if state.next_due <= now]
-
-    def seconds_until_next(self) -> float:
-        with self._lock:
-            now = self._clock()
-            return max(0.0, min((s.next_due - now).total_seconds() for s in self._states.values()))
-
-    def run(self, max_rounds: int | None = None) -> None:
-        """Poll on schedule until `stop()` (or `max_rounds` rounds, for tests)."""
-        rounds = 0
-        while not self._stop.is_set():
-            self.poll_due()
-            rounds += 1
-            if max_rounds is not None and rounds >= max_rounds:
-                return
-            self._sleep(max(0.05, self.seconds_until_next()))
-
-    def refresh(self, issuer: str, kid: str | None = None) -> bool:
-        """Fetch now because a token named `kid` that the set lacks; True when a fetch happened.
-
-        Rate-limited: at most one fetch per `min_refresh_interval` per issuer (counting every
-        fetch, scheduled ones included), none while backing off after failures, and none
-        when `kid` is already in the set. A flood of made-up kids costs one fetch per interval.
-        """
-        with self._lock:
-            state = self._state(issuer)
-            now = self._clock()
-            if kid is not None and kid in state.kids:
-                return False
-            limit = timedelta(seconds=self.settings.min_refresh_interval)
-            if (state.last_attempt is not None and now - state.last_attempt < limit) or (
-                state.failures and now < state.next_due
-            ):
-                self.refreshes_suppressed += 1
-                return False
-            log.info("%s: refreshing the JWKS for unknown kid %r", state.config.name, kid)
-            self._poll(state)
-            return True
-
-    def _poll(self, state: _IssuerState) -> PollResult:
-        state.last_attempt = self._clock()
-        state.fetches += 1
-        name = state.config.name
-        try:
-            status, doc, headers = self._fetch(state)
-        except FetchError as exc:
-            return self._failed(state, str(exc))
-        now = self._clock()
-        fresh = _freshness(headers, now)
-        if status == 304:
-            if state.doc is None:  # a 304 to a request we could not have made conditional
-                state.etag = state.last_modified = None
-                return self._failed(state, "HTTP 304 without a set to confirm")
-            outcome = "not_modified"
-        else:
-            assert doc is not None
-            signature = _canonical_keys(doc)
-            previous = state.signature if state.signature is not None else state.published_signature
-            outcome = "unchanged" if signature == previous else "changed"
-            state.doc, state.signature = doc, signature
-            state.kids = frozenset(
-                k["kid"] for k in doc["keys"] if isinstance(k, dict) and isinstance(k.get("kid"), str)
-            )
-            state.etag = headers.get("etag")
-            state.last_modified = headers.get("last-modified")
-        if status == 304 and headers.get("etag"):
-            state.etag = headers["etag"]
-        if state.failures:
-            log.warning("%s: %s answers again after %d failed fetch(es)", name, state.config.jwks_uri, state.failures)
-        state.failures = 0
-        state.confirmed_at = now
-        try:
-            published = self._publish_if_due(state, now)
-        except Exception as exc:  # the sink's own errors (Kafka, disk): keep the set, retry soon
-            return self._failed(state, f"cannot publish the snapshot: {exc}", fetched=True)
-        interval = self.settings.interval if fresh is None else fresh
-        interval = min(max(interval, self.settings.min_interval), self.settings.max_interval)
-        if state.published_at is not None:
-            until_heartbeat = (state.published_at - now).total_seconds() + self.settings.heartbeat
-            interval = min(interval, max(self.settings.min_interval, until_heartbeat))
-        state.next_due = now + timedelta(seconds=interval)
-        return PollResult(name, outcome, published, len(doc["keys"]) if doc else self._held(state), interval)
-
-    def _publish_if_due(self, state: _IssuerState, now: datetime) -> bool:
-        assert state.doc is not None
-        heartbeat_due = state.published_at is None or (now - state.published_at).total_seconds() >= (
-            self.settings.heartbeat * (1 - HEARTBEAT_SLACK)
-        )
-        if state.signature == state.published_signature and not heartbeat_due:
-            return False
-        snapshot = JwksSnapshot(issuer=state.config.issuer, fetched_at=now, jwks=state.doc)
-        self.sink.publish(snapshot)
-        changed = state.signature != state.published_signature
-        state.published_signature, state.published_at = state.signature, now
-        log.info(
-            "%s: published %d key(s) (%s)",
-            state.config.name,
-            len(state.doc["keys"]),
-            "changed" if changed else "heartbeat",
-        )
-        return True
-
-    @staticmethod
-    def _held(state: _IssuerState) -> int:
-        return len(state.doc["keys"]) if state.doc else 0
-
-    def _failed(self, state: _IssuerState, reason: str, fetched: bool = False) -> PollResult:
-        state.failures += 1
-        ceiling = min(self.settings.backoff_cap, self.settings.backoff_base * 2 ** (state.failures - 1))
-        delay = ceiling * self._rng.uniform(0.5, 1.0)
-        state.next_due = self._clock() + timedelta(seconds=delay)
-        if state.doc is None:
-            kept = "no good set yet"
-        else:
-            assert state.confirmed_at is not None
-            kept = f"keeping the last good set ({self._held(state)} keys, confirmed {_stamp(state.confirmed_at)})"
-        what = "publishing" if fetched else f"fetching {state.config.jwks_uri}"
-        log.warning(
-            "%s: %s failed (#%d): %s; %s; retry in %.0f s", state.config.name, what, state.failures, reason, kept, delay
-        )
-        return PollResult(state.config.name, "failed", False, self._held(state), delay, reason)
-
-    # -- one HTTP fetch --------------------------------------------------------------------
-
-    def _fetch(self, state: _IssuerState) -> tuple[int, dict[str, Any] | None, httpx.Headers]:
-        """(status, document or None for a 304, headers); raises `FetchError`."""
-        headers = {}
-        if state.doc is not None and state.etag:
-            headers["If-None-Match"] = state.etag
-        if state.doc is not None and state.last_modified:
-            headers["If-Modified-Since"] = state.last_modified
-        url = httpx.URL(state.config.jwks_uri)
-        origin = (url.scheme, url.host, url.port)
-        deadline = time.monotonic() + self.settings.timeout
-        try:
-            for _ in range(self.settings.max_redirects + 1):
-                with self._client.stream("GET", url, headers=headers) as response:
-                    if response.has_redirect_location:
-                        target = url.join(response.headers["location"])
-                        if (target.scheme, target.host, target.port) != origin:
-                            raise FetchError(f"HTTP {response.status_code} redirect to another host ({target}) refused")
-                        url = target
-                        continue
-                    if response.status_code == 304:
-                        return 304, None, response.headers
-                    if response.status_code != 200:
-                        retry = response.headers.get("retry-after", "")
-                        hint = f", Retry-After {retry}" if retry else ""
-                        raise FetchError(f"HTTP {response.status_code} {response.reason_phrase}{hint}")
-                    body = self._read_capped(response, deadline)
-                    return 200, self._parse(body, state.config.name), response.headers
-            raise FetchError(f"more than {self.settings.max_redirects} redirects")
-        except httpx.TimeoutException:
-            raise FetchError(f"timed out after {self.settings.timeout:g} s") from None
-        except httpx.HTTPError as exc:
-            raise FetchError(f"{type(exc).__name__}: {exc}") from None
-
-    def _read_capped(self, response: httpx.Response, deadline: float) -> bytes:
-        cap = self.settings.max_bytes
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > cap:
-            raise FetchError(f"body of {int(declared):,} bytes is over the {cap:,}-byte cap")
-        body = bytearray()
-        for chunk in response.iter_bytes():
-            body.extend(chunk)
-            if len(body) > cap:
-                raise FetchError(f"body is over the {cap:,}-byte cap")
-            if time.monotonic() > deadline:
-                raise FetchError(f"body took longer than {self.settings.timeout:g} s")
-        return bytes(body)
-
-    def _parse(self, body: bytes, name: str) -> dict[str, Any]:
-        """The JWK Set with private keys dropped; raises `FetchError` for anything that is not a usable set."""
-        try:
-            doc = json.loads(body)
-        except (ValueError, RecursionError) as exc:
-            raise FetchError(f"body is not JSON ({_short(str(exc))})") from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
-            raise FetchError("body is JSON but not a JWK Set (no 'keys' list)")
-        keys, usable, problems = [], 0, []
-        for position, jwk in enumerate(doc["keys"]):
-            if isinstance(jwk, dict) and PRIVATE_MEMBERS & jwk.keys():
-                log.error(
-                    "%s: key #%d (kid %r) carries private key material; dropped, never forwarded",
-                    name,
-                    position,
-                    jwk.get("kid"),
-                )
-                continue
-            keys.append(jwk)
-            try:
-                load_public_key(jwk)
-                usable += 1
-            except BadJwk as exc:
-                problems.append(f"key #{position}: {exc}")
-        if not usable:
-            detail = f" ({problems[0]})" if problems else ""
-            raise FetchError(f"the set holds no usable signing key{detail}")
-        return {**doc, "keys": keys}
-
-
-def _short(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _stamp(when: datetime) -> str:
-    return when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-# -- the command ---------------------------------------------------------------------------
-
 
 def cmd_jwks_watch(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> int:
-    from pipeline.commands.common import EXIT_BAD_INPUT, EXIT_OK, load_cli_config
-    from pipeline.errors import UsageError
-
     config = load_cli_config(args)
     for flag in ("interval", "heartbeat"):
         if getattr(args, flag) <= 0:
             raise UsageError(f"--{flag} must be a positive number of seconds")
-    issuers = list(config.issuers)
-    if args.issuer:
-        unknown = [n for n in args.issuer if n not in {i.name for i in issuers}]
-        if unknown:
-            raise UsageError(f"--issuer {', '.join(unknown)}: not in {config.source}")
-        issuers = [i for i in issuers if i.name in args.issuer]
+    issuers = _chosen_issuers(config, args.issuer)
     settings = WatchSettings(
         interval=args.interval,
         min_interval=min(DEFAULTS.min_interval, args.interval),
         max_interval=max(DEFAULTS.max_interval, args.interval),
         heartbeat=args.heartbeat,
     )
-    sink: SnapshotSink
-    seed: dict[str, JwksSnapshot] = {}
-    if args.out:
-        jsonl = JsonlSink(Path(args.out))
-        seed = jsonl.last_snapshots()
-        sink = jsonl
-    else:
-        try:
-            sink = KafkaSink(config.kafka)
-        except Exception as exc:  # kafka-python raises NoBrokersAvailable and friends
-            raise UsageError(
-                f"cannot reach Kafka at {config.kafka.bootstrap_servers}: {exc} (hint: make kafka-up, "
-                "or write a file with --out)"
-            ) from None
+    sink, seed = _open_sink(config, args.out)
     watcher = JwksWatcher(issuers, sink, settings, seed=seed.values())
     try:
         if args.once:
             results = watcher.poll_all()
             for result in results:
-                if result.outcome == "failed":
-                    line = f"{result.issuer}: failed: {result.error}"
-                else:
-                    action = "published" if result.published else "not published"
-                    line = f"{result.issuer}: {result.keys} key(s), {result.outcome}, {action}"
-                print(line, file=stdout)
+                print(_result_line(result), file=stdout)
             return EXIT_BAD_INPUT if any(r.outcome == "failed" for r in results) else EXIT_OK
         target = args.out or f"Kafka topic {config.kafka.jwks_topic} at {config.kafka.bootstrap_servers}"
         log.warning("watching %d issuer(s) → %s; Ctrl-C to stop", len(issuers), target)
-
-        def _on_signal(signum: int, frame: FrameType | None) -> None:
-            watcher.stop()
-
-        try:
-            previous = signal.signal(signal.SIGTERM, _on_signal)
-        except ValueError:  # not the main thread
-            previous = None
-        try:
-            watcher.run()
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+        _run_until_stopped(watcher)
         return EXIT_OK
     finally:
         watcher.close()
         sink.close()
+
+
+def _chosen_issuers(config: Config, names: list[str] | None) -> list[IssuerConfig]:
+    """The configured issuers, or those `--issuer` names (a UsageError for a name not in the config)."""
+    issuers = list(config.issuers)
+    if not names:
+        return issuers
+    unknown = [n for n in names if n not in {i.name for i in issuers}]
+    if unknown:
+        raise UsageError(f"--issuer {', '.join(unknown)}: not in {config.source}")
+    return [i for i in issuers if i.name in names]
+
+
+def _open_sink(config: Config, out: str | None) -> tuple[SnapshotSink, dict[str, JwksSnapshot]]:
+    """The sink, and the snapshots it already holds (a JSONL file's last ones: no duplicate at start-up)."""
+    if out:
+        jsonl = JsonlSnapshotSink(Path(out))
+        return jsonl, jsonl.last_snapshots()
+    from pipeline.io.kafka import KafkaSnapshotSink  # kafka-python only when it is used
+
+    try:
+        return KafkaSnapshotSink(config.kafka), {}
+    except Exception as exc:  # kafka-python raises NoBrokersAvailable and friends
+        raise UsageError(
+            f"cannot reach Kafka at {config.kafka.bootstrap_servers}: {exc} (hint: make kafka-up, "
+            "or write a file with --out)"
+        ) from None
+
+
+def _result_line(result: PollResult) -> str:
+    if result.outcome == "failed":
+        return f"{result.issuer}: failed: {result.error}"
+    action = "published" if result.published else "not published"
+    return f"{result.issuer}: {result.keys} key(s), {result.outcome}, {action}"
+
+
+def _run_until_stopped(watcher: JwksWatcher) -> None:
+    """Poll on schedule until SIGTERM (Ctrl-C ends the process through `cli.main`)."""
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        watcher.stop()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_signal)
+    except ValueError:  # not the main thread
+        previous = None
+    try:
+        watcher.run()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def register(commands: Any) -> None:

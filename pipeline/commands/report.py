@@ -61,7 +61,7 @@ def _duration_arg(text: str) -> timedelta:
 def cmd_report(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> int:
     from pipeline.commands.common import EXIT_OK, store_path
     from pipeline.errors import StoreError, UsageError
-    from pipeline.io.store import connect_readonly
+    from pipeline.io.store_readers import connect_readonly
 
     fmt = args.format or ("html" if args.out and str(args.out).lower().endswith((".html", ".htm")) else "md")
     if args.week:

@@ -23,7 +23,7 @@ from rich.console import Console
 from pipeline.commands.common import parse_time_flag, store_path
 from pipeline.config import load_config, resolve_config_path
 from pipeline.errors import ConfigError, StoreError, UsageError
-from pipeline.io.store import connect_readonly
+from pipeline.io.store_readers import connect_readonly
 from pipeline.text import parse_duration, sparkline, stamp
 from pipeline.triage import BUCKETS, SPIKE_MIN_EVENTS, SPIKE_RATIO, read_first, render, summarize
 

@@ -1,4 +1,4 @@
-"""JSONL files as a source: a backfill, `jwtriage classify`, and the simulator's output.
+"""JSONL files on both sides: a backfill or `jwtriage classify` reads them, `classify` and `jwks-watch` write them.
 
 A file's position is its line number, so a backfill that is run twice writes the same
 rows again rather than new ones.
@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
+from pipeline.engine.keys import KeyTimeline
 from pipeline.io.base import DEFAULT_BATCH_SIZE, chunked
-from pipeline.records import Envelope, Position, RecordKind, iter_lines
+from pipeline.models import JwksSnapshot
+from pipeline.records import Batch, Envelope, Position, RecordKind, iter_lines
 
 
 def file_envelopes(path: Path, kind: RecordKind) -> Iterator[Envelope]:
@@ -36,3 +39,67 @@ class FileSource:
             if path is not None:
                 yield from chunked(file_envelopes(path, kind), self.batch_size)
         yield from chunked(file_envelopes(self.events, RecordKind.EVENT), self.batch_size)
+
+
+class JsonlVerdictSink:
+    """`jwtriage classify`'s output: one Classification JSON line per verdict on `out`.
+
+    Dead letters go to `errors` as `jwtriage: file:line: reason` (positions are file lines)
+    and are counted in `bad`. Nothing is committed anywhere: the output is the result.
+    """
+
+    def __init__(self, out: IO[str], errors: IO[str]) -> None:
+        self.out, self.errors = out, errors
+        self.bad = 0
+
+    def write(self, batch: Batch, timeline: KeyTimeline) -> None:
+        for letter in batch.dead_letters:
+            self.bad += 1
+            print(f"jwtriage: {letter.position.source}:{letter.position.offset}: {letter.reason}", file=self.errors)
+        write = self.out.write
+        for judged in batch.judged:
+            write(judged.verdict.classification.model_dump_json())
+            write("\n")
+
+
+class JsonlSnapshotSink:
+    """Appends one JwksSnapshot JSON line per publish (the `--jwks` input of `jwtriage classify`)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def publish(self, snapshot: JwksSnapshot) -> None:
+        with self.path.open("a", encoding="utf-8") as stream:
+            stream.write(snapshot.model_dump_json() + "\n")
+            stream.flush()
+
+    def close(self) -> None:
+        pass
+
+    def last_snapshots(self, chunk: int = 1 << 20) -> dict[str, JwksSnapshot]:
+        """The newest snapshot of each issuer in the file, reading it from the end (files grow long)."""
+        if not self.path.exists():
+            return {}
+        size = self.path.stat().st_size
+        latest: dict[str, JwksSnapshot] = {}
+        window = min(chunk, size)
+        with self.path.open("rb") as stream:
+            while True:
+                stream.seek(size - window)
+                lines = stream.read(window).split(b"\n")
+                if window < size:
+                    lines = lines[1:]  # the first line may be cut
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    try:
+                        snapshot = JwksSnapshot.model_validate_json(line)
+                    except ValueError:
+                        continue
+                    known = latest.get(snapshot.issuer)
+                    if known is None or snapshot.fetched_at >= known.fetched_at:
+                        latest[snapshot.issuer] = snapshot
+                if latest or window >= size:
+                    return latest
+                window = min(size, window * 4)

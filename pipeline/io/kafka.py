@@ -1,4 +1,7 @@
-"""Kafka on both sides: producing a scenario, and the consumer's source of envelopes.
+"""Kafka on both sides: the consumer's source of envelopes, the producers (a scenario, dead letters, key snapshots).
+
+Every client is built from `client_options`, the one place that turns the `[kafka]` config
+into kafka-python settings (bootstrap servers, SASL/SSL, timeouts).
 
 The source is two kafka-python consumers. A consumer-group member reads `auth.failures`, so
 N consumers split its partitions; a group-less follower reads every partition of
@@ -15,7 +18,7 @@ import json
 import logging
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC
 from typing import Any
 
@@ -33,6 +36,8 @@ with warnings.catch_warnings():
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from pipeline.config import KafkaConfig
+from pipeline.faults import crash_point
+from pipeline.models import JwksSnapshot
 from pipeline.records import DeadLetter, Envelope, Position, RecordKind
 
 log = logging.getLogger(__name__)
@@ -41,10 +46,15 @@ log = logging.getLogger(__name__)
 POLL_TIMEOUT_MS = 500
 
 
+def bootstrap_list(bootstrap_servers: str) -> list[str]:
+    """`host:port,host:port` (spaces allowed) as the list kafka-python expects."""
+    return [server.strip() for server in bootstrap_servers.split(",") if server.strip()]
+
+
 def client_options(kafka: KafkaConfig) -> dict[str, Any]:
-    """Connection settings shared by every client, SASL/SSL passed through from the config."""
+    """Connection settings shared by every client (consumers, producers, admin), SASL/SSL passed through."""
     options: dict[str, Any] = {
-        "bootstrap_servers": kafka.bootstrap_servers.split(","),
+        "bootstrap_servers": bootstrap_list(kafka.bootstrap_servers),
         "security_protocol": kafka.security_protocol,
         "request_timeout_ms": 15_000,
         "reconnect_backoff_ms": 200,
@@ -116,14 +126,15 @@ def topic_kinds(kafka: KafkaConfig) -> dict[str, RecordKind]:
     }
 
 
-def make_producer(kafka: KafkaConfig) -> KafkaProducer:
-    return KafkaProducer(
-        **client_options(kafka),
-        acks="all",
-        linger_ms=20,
-        batch_size=256 * 1024,
-        max_request_size=max(kafka.max_message_bytes * 2, 1_048_576),
-    )
+def make_producer(kafka: KafkaConfig, **settings: Any) -> KafkaProducer:
+    """A producer that waits for every replica; `settings` override the defaults (batching, sizes)."""
+    defaults: dict[str, Any] = {
+        "acks": "all",
+        "linger_ms": 20,
+        "batch_size": 256 * 1024,
+        "max_request_size": max(kafka.max_message_bytes * 2, 1_048_576),
+    }
+    return KafkaProducer(**client_options(kafka), **(defaults | settings))
 
 
 def produce(
@@ -174,7 +185,12 @@ class _LogAssignments(ConsumerRebalanceListener):
 
 
 class KafkaSource:
-    """Envelopes from the three topics; `poll()` returns snapshots and samples before events."""
+    """Envelopes from the three topics, a `CommittingSource`: each batch holds snapshots and samples before events.
+
+    `batches()` polls until the loop stops asking, or, with `exit_when_idle`, until nothing
+    new came for that many seconds and the group has read everything (a backfill, a test).
+    Start-up reads (`read_jwks_to_end`, `replay_samples`) come before it.
+    """
 
     def __init__(
         self,
@@ -183,8 +199,10 @@ class KafkaSource:
         instance: str = "consumer",
         max_records: int = 2_000,
         sample_replay: int = 10_000,
+        exit_when_idle: float | None = None,
     ) -> None:
         self.kafka = kafka
+        self.exit_when_idle = exit_when_idle
         self.kinds = topic_kinds(kafka)
         self.stored_positions = dict(stored_positions)
         self.max_records = max_records
@@ -294,6 +312,20 @@ class KafkaSource:
             out.extend([Envelope(kind, m.value or b"", Position(topic, partition, m.offset)) for m in messages])
         return out
 
+    def batches(self) -> Iterator[list[Envelope]]:
+        """One polled list per unit of work, an empty one when a poll brought nothing (the loop's idle tick)."""
+        idle_since: float | None = None
+        while True:
+            envelopes = self.poll()
+            if envelopes:
+                idle_since = None
+            elif self.exit_when_idle is not None:
+                idle_since = idle_since or time.monotonic()
+                if time.monotonic() - idle_since >= self.exit_when_idle and self.caught_up():
+                    log.info("caught up and idle for %.0f s: exiting", self.exit_when_idle)
+                    return
+            yield envelopes
+
     def poll(self) -> list[Envelope]:
         """One unit of work: every new key snapshot, new samples, then the group's events.
 
@@ -315,6 +347,7 @@ class KafkaSource:
 
     def commit(self, positions: dict[tuple[str, int], int]) -> None:
         """Tell the group how far this member got (after the store committed; for lag and rebalances)."""
+        crash_point("before_group_commit")
         self.stored_positions.update(positions)
         offsets = {
             TopicPartition(topic, partition): offset
@@ -410,3 +443,32 @@ class DeadLetterPublisher:
     def close(self) -> None:
         self.producer.flush(timeout=30)
         self.producer.close(timeout=30)
+
+
+class KafkaSnapshotSink:
+    """A `SnapshotSink`: each snapshot to `kafka.jwks_topic`, keyed by issuer (one partition per issuer keeps order).
+
+    `publish` waits for the broker's acknowledgement, so a snapshot is durable when it returns.
+    """
+
+    def __init__(self, kafka: KafkaConfig, send_timeout: float = 30.0) -> None:
+        self.topic = kafka.jwks_topic
+        self.send_timeout = send_timeout
+        self._producer = make_producer(
+            kafka,
+            client_id="jwtriage-jwks-watch",
+            retries=5,
+            linger_ms=0,
+            batch_size=16_384,
+            max_request_size=kafka.max_message_bytes,
+        )
+
+    def publish(self, snapshot: JwksSnapshot) -> None:
+        future = self._producer.send(
+            self.topic, key=snapshot.issuer.encode("utf-8"), value=snapshot.model_dump_json().encode("utf-8")
+        )
+        future.get(timeout=self.send_timeout)
+
+    def close(self) -> None:
+        self._producer.flush(timeout=self.send_timeout)
+        self._producer.close(timeout=5)

@@ -1,4 +1,4 @@
-"""In-memory sources and sinks: the test doubles beside Kafka and DuckDB, and the demo's merged streams."""
+"""In-memory sources and sinks: the test doubles beside Kafka, JSONL files and DuckDB, and the demo's merged streams."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from datetime import datetime
 
 from pipeline.engine.keys import KeyTimeline
 from pipeline.io.base import DEFAULT_BATCH_SIZE, chunked
+from pipeline.models import JwksSnapshot
 from pipeline.records import Batch, Envelope, Judged, Position, RecordKind
 
 
@@ -35,6 +36,25 @@ class ListSink:
     @property
     def judged(self) -> list[Judged]:
         return [judged for batch in self.batches for judged in batch.judged]
+
+
+@dataclass
+class ListSnapshotSink:
+    """Key snapshots kept in memory, in the order published: the `SnapshotSink` test double.
+
+    With `fail=True` every publish raises, as an unreachable broker or a full disk would.
+    """
+
+    snapshots: list[JwksSnapshot] = field(default_factory=list)
+    fail: bool = False
+
+    def publish(self, snapshot: JwksSnapshot) -> None:
+        if self.fail:
+            raise OSError("sink unavailable")
+        self.snapshots.append(snapshot)
+
+    def close(self) -> None:
+        pass
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""The DuckDB store: verdicts, the key timeline, dead letters and source positions.
+"""The DuckDB store's writer: verdicts, the key timeline, dead letters and source positions.
 
 Writes go in batches through Arrow, in one transaction per batch together with the source
 positions that batch covers: after a crash the consumer resumes from the stored positions
@@ -6,6 +6,9 @@ and finds exactly the rows of the batches that committed. Rows are keyed by `eve
 replaying input (or judging an event again when its sample arrives) replaces, never
 duplicates. No raw token is ever stored: a fingerprint, the header, and the claims with
 `sub` hashed.
+
+The schema (DDL, version, migrations) is in `store_schema`; readers connect through
+`store_readers`, never through this module.
 """
 
 from __future__ import annotations
@@ -28,12 +31,20 @@ from pipeline.engine.keys import KeyTimeline, load_public_key
 from pipeline.engine.tokens import to_json
 from pipeline.errors import StoreError
 from pipeline.faults import crash_point
+from pipeline.io.store_readers import timeline_from
+from pipeline.io.store_schema import (
+    DDL,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    parts_dir,
+    refuse_newer,
+    sql_path,
+    stored_version,
+)
 from pipeline.models import AuthFailureEvent, JwksSnapshot
 from pipeline.records import Batch, DeadLetter, Judged, Position
 
 log = logging.getLogger(__name__)
-
-SCHEMA_VERSION = 2
 
 #: Rows per row group in the files we write (DuckDB's default is 122,880). The checkpoint that
 #: completes a row group compresses all of it at once: with the default, a 1M-event run's
@@ -50,120 +61,6 @@ WRITER_MEMORY_LIMIT = "100MB"
 #: second thread DuckDB spent 4-6 µs more CPU per row (insert, delete, commit) handing work
 #: back and forth, and a consumer is meant to use one core (run one per core to scale).
 WRITER_THREADS = 1
-
-#: The DDL of the current schema; `schemas/store.sql` is generated from it (a test keeps them in sync).
-DDL = """
-CREATE TABLE IF NOT EXISTS store_meta (
-    key VARCHAR PRIMARY KEY,
-    value VARCHAR NOT NULL
-);
-
--- No table that grows with the stream has a PRIMARY KEY: DuckDB keeps a key's index in
--- memory (about 100 bytes a row, for as long as the store grows). Store.write upserts by
--- the key in the comment itself (delete the batch's keys, then append).
-
--- One row per event (DESIGN.md's contract): the Classification fields plus ts and service.
--- Key: event_id (with ts, which an event never changes, so that a lookup skips old row groups).
-CREATE TABLE IF NOT EXISTS classifications (
-    event_id VARCHAR NOT NULL,
-    ts TIMESTAMPTZ NOT NULL,
-    service VARCHAR NOT NULL,
-    cause VARCHAR NOT NULL,
-    confidence VARCHAR NOT NULL,
-    attacks VARCHAR[] NOT NULL,
-    findings VARCHAR[] NOT NULL,
-    issuer VARCHAR,
-    kid VARCHAR,
-    alg VARCHAR,
-    audience JSON,
-    skew_seconds DOUBLE,
-    detail VARCHAR,
-    client_id VARCHAR,
-    request_id VARCHAR,
-    token_sha256 VARCHAR,              -- fingerprint, never the token
-    token_header JSON,
-    token_claims JSON,                 -- with sub hashed
-    key_thumbprint VARCHAR,
-    key_first_seen TIMESTAMPTZ,
-    service_jwks_fetched_at TIMESTAMPTZ,
-    reported_error VARCHAR,
-    source VARCHAR NOT NULL,
-    source_partition INTEGER NOT NULL,
-    source_offset BIGINT NOT NULL,
-    classified_at TIMESTAMPTZ NOT NULL
-);
-
--- Each JWKS snapshot as received, with public key members only. Key: (issuer, fetched_at).
-CREATE TABLE IF NOT EXISTS jwks_snapshots (
-    issuer VARCHAR NOT NULL,
-    fetched_at TIMESTAMPTZ NOT NULL,
-    kids VARCHAR[] NOT NULL,
-    jwks JSON NOT NULL
-);
-
--- The key timeline: one row per publication interval of each key (rewritten when it changes).
-CREATE TABLE IF NOT EXISTS jwks_keys (
-    issuer VARCHAR NOT NULL,
-    kid VARCHAR,
-    thumbprint VARCHAR NOT NULL,
-    kty VARCHAR NOT NULL,
-    crv VARCHAR,
-    interval_no INTEGER NOT NULL,
-    first_seen TIMESTAMPTZ NOT NULL,
-    last_seen TIMESTAMPTZ NOT NULL,
-    removed_at TIMESTAMPTZ,
-    initial BOOLEAN NOT NULL,          -- in the issuer's earliest snapshot: published before history began
-    PRIMARY KEY (issuer, thumbprint, interval_no)
-);
-
--- Rotation steps: a key added (not counting the keys there from the start) or removed.
-CREATE OR REPLACE VIEW key_rotations AS
-    SELECT issuer, kid, thumbprint, kty, 'added' AS action, first_seen AS ts FROM jwks_keys WHERE NOT initial
-    UNION ALL
-    SELECT issuer, kid, thumbprint, kty, 'removed' AS action, removed_at AS ts FROM jwks_keys
-    WHERE removed_at IS NOT NULL;
-
--- Records that fit no wire model, with the reason. Key: (source, source_partition, source_offset).
-CREATE TABLE IF NOT EXISTS dead_letters (
-    source VARCHAR NOT NULL,
-    source_partition INTEGER NOT NULL,
-    source_offset BIGINT NOT NULL,
-    kind VARCHAR NOT NULL,
-    reason VARCHAR NOT NULL,
-    excerpt VARCHAR NOT NULL,          -- token-like runs redacted
-    received_at TIMESTAMPTZ NOT NULL
-);
-
--- Where each source partition resumes: written in the same transaction as the rows.
-CREATE TABLE IF NOT EXISTS source_positions (
-    source VARCHAR NOT NULL,
-    source_partition INTEGER NOT NULL,
-    next_offset BIGINT NOT NULL,
-    updated_at TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (source, source_partition)
-);
-""".strip()
-
-def create_statement(table: str) -> str:
-    """The CREATE TABLE statement of `table` in the current DDL."""
-    start = DDL.index(f"CREATE TABLE IF NOT EXISTS {table} (")
-    return DDL[start : DDL.index(");", start) + 1]
-
-
-#: Schema migrations: version → statements that bring a store at version-1 up to it.
-MIGRATIONS: dict[int, list[str]] = {
-    # 2: no primary keys on the tables that grow with the stream (their indexes grew a writer's memory).
-    2: [
-        statement
-        for table in ("classifications", "jwks_snapshots", "dead_letters")
-        for statement in (
-            f"ALTER TABLE {table} RENAME TO {table}_v1",
-            create_statement(table),
-            f"INSERT INTO {table} BY NAME SELECT * FROM {table}_v1",
-            f"DROP TABLE {table}_v1",
-        )
-    ],
-}
 
 _PUBLIC_MEMBERS = ("kty", "kid", "use", "alg", "crv", "n", "e", "x", "y", "key_ops")
 
@@ -355,11 +252,6 @@ def dead_letter_table(letters: list[DeadLetter]) -> pa.Table:
     )
 
 
-def parts_dir(path: str | Path) -> Path:
-    """Where consumers keep their working files and publish their read snapshots for `path`."""
-    return Path(f"{path}.parts")
-
-
 class Store:
     """The read-write handle: only the consumer, the demo or a backfill opens one.
 
@@ -375,7 +267,9 @@ class Store:
         self.instance = instance
         if instance is not None:
             if not instance.replace("-", "").replace("_", "").isalnum():
-                raise StoreError(f"instance name {instance!r} must be letters, digits, - or _")
+                raise StoreError(
+                    f"instance name {instance!r} must be letters, digits, - or _ (hint: --instance consumer-1)"
+                )
             parts_dir(path).mkdir(parents=True, exist_ok=True)
             self.path = str(parts_dir(path) / f"{instance}.live.duckdb")
             self.published_path: Path | None = parts_dir(path) / f"{instance}.duckdb"
@@ -384,27 +278,27 @@ class Store:
             self.published_path = None
         self.con = duckdb.connect()
         try:
-            self.con.execute(f"ATTACH '{_sql_path(Path(self.path))}' AS store (ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
+            self.con.execute(f"ATTACH '{sql_path(Path(self.path))}' AS store (ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
             self.con.execute("USE store")
             self.con.execute(f"SET memory_limit = '{WRITER_MEMORY_LIMIT}'")
             self.con.execute(f"SET threads = {WRITER_THREADS}")
-            self.con.execute(f"SET temp_directory = '{_sql_path(Path(self.path + '.tmp'))}'")  # if it ever spills
+            self.con.execute(f"SET temp_directory = '{sql_path(Path(self.path + '.tmp'))}'")  # if it ever spills
         except duckdb.IOException as exc:
             self.con.close()
             raise StoreError(
-                f"cannot open {self.path} for writing: {exc}. Only one process may write a store; "
-                "is a consumer already running on it?"
+                f"cannot open {self.path} for writing: {_first_line(exc)}. Only one process may write a store "
+                f"(hint: is a consumer already running on it? give each consumer its own --instance)"
             ) from None
-        self._migrate()
+        try:
+            self._migrate()
+        except BaseException:
+            self.con.close()
+            raise
 
     def _migrate(self) -> None:
         self.con.execute("CREATE TABLE IF NOT EXISTS store_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)")
-        row = self.con.execute("SELECT value FROM store_meta WHERE key = 'schema_version'").fetchone()
-        version = int(row[0]) if row else 0
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path} has schema version {version}, newer than this jwtriage ({SCHEMA_VERSION}); upgrade"
-            )
+        version = stored_version(self.con) or 0
+        refuse_newer(version, self.path)
         self.con.begin()
         if version == 0:
             self.con.execute(DDL)
@@ -550,79 +444,6 @@ class Store:
         return waiting
 
 
-def timeline_from(con: duckdb.DuckDBPyConnection) -> KeyTimeline:
-    timeline = KeyTimeline()
-    for issuer, fetched_at, jwks in con.execute(
-        "SELECT issuer, fetched_at, jwks FROM jwks_snapshots ORDER BY issuer, fetched_at"
-    ).fetchall():
-        timeline.add(JwksSnapshot(issuer=issuer, fetched_at=fetched_at, jwks=json.loads(jwks)))
-    return timeline
-
-
-#: How readers combine the stores of several consumers. Events are split between consumers by
-#: partition, so their rows are simply appended (a dedup over every row would make a 10M-row read
-#: take minutes); every consumer reads all keys and samples, so those tables are deduplicated.
-_COMBINED_VIEWS = {
-    "classifications": "{union}",
-    "dead_letters": "SELECT DISTINCT ON (source, source_partition, source_offset) * FROM ({union})",
-    "jwks_snapshots": "SELECT DISTINCT ON (issuer, fetched_at) * FROM ({union})",
-    "jwks_keys": "SELECT DISTINCT ON (issuer, thumbprint, interval_no) * FROM ({union}) ORDER BY last_seen DESC",
-    "key_rotations": "SELECT DISTINCT * FROM ({union})",
-    "source_positions": "{union}",
-    "store_meta": "SELECT DISTINCT * FROM ({union})",
-}
-
-
-def published_parts(path: str | Path) -> list[Path]:
-    """The read snapshots consumers have published for `path`."""
-    folder = parts_dir(path)
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.glob("*.duckdb") if not p.name.endswith(".live.duckdb"))
-
-
-def connect_readonly(path: str | Path) -> duckdb.DuckDBPyConnection:
-    """A reader's connection (dashboard, report, triage, explain); raises `StoreError` with a hint.
-
-    A store written by the demo or a backfill is the file itself. A store written by
-    consumers is the set of snapshots they published; the reader sees one set of tables over
-    all of them, so the same `--db` works for one consumer or several, while they write.
-    """
-    parts = published_parts(path)
-    if not parts:
-        if not Path(path).exists():
-            raise StoreError(f"no store at {path} (hint: run `jwtriage demo` or `jwtriage consume`, or pass --db)")
-        try:
-            return duckdb.connect(str(path), read_only=True)
-        except duckdb.Error as exc:
-            raise StoreError(f"cannot open {path} for reading: {exc}") from None
-    con = duckdb.connect(":memory:")
-    try:
-        for number, part in enumerate(parts):
-            con.execute(f"ATTACH '{_sql_path(part)}' AS part{number} (READ_ONLY)")
-        for table, shape in _COMBINED_VIEWS.items():
-            union = " UNION ALL BY NAME ".join(f"SELECT * FROM part{n}.{table}" for n in range(len(parts)))
-            view = union if len(parts) == 1 else shape.format(union=union)
-            con.execute(f"CREATE VIEW {table} AS {view}")
-    except duckdb.Error as exc:
-        con.close()
-        raise StoreError(f"cannot open the published stores of {path}: {exc}") from None
-    return con
-
-
-def _sql_path(path: Path) -> str:
-    return str(path).replace("'", "''")
-
-
-def write_ddl(path: Path) -> None:
-    """Regenerate `schemas/store.sql` from `DDL`."""
-    path.write_text(
-        f"-- jwtriage DuckDB store, schema version {SCHEMA_VERSION}. Generated from pipeline/store.py.\n{DDL}\n",
-        encoding="utf-8",
-    )
-
-
-if __name__ == "__main__":
-    target = Path(__file__).resolve().parent.parent / "schemas" / "store.sql"
-    write_ddl(target)
-    print(f"wrote {target}")
+def _first_line(exc: BaseException) -> str:
+    """An exception's message up to its first line break (the store's errors are one line)."""
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -28,7 +28,7 @@ with warnings.catch_warnings():
 
 from pipeline.config import KafkaConfig, load_config
 from pipeline.errors import StoreError
-from pipeline.io.store import connect_readonly, published_parts
+from pipeline.io.store_readers import connect_readonly, published_parts
 from tests.kafka_helpers import KafkaConsumer, KafkaProducer, isolated_kafka_env, wait_for_broker
 
 ROOT = Path(__file__).resolve().parent.parent.parent

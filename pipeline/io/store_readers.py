@@ -1,0 +1,89 @@
+"""The readers' side of the store: one read-only connection over what the writers published.
+
+The dashboard, `report`, `triage` and `explain --db` read through `connect_readonly`; none of
+them ever opens a writer's working file. Every part is checked against the schema version
+this jwtriage knows, so a store written by a newer one is refused with one line, not misread.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+
+from pipeline.engine.keys import KeyTimeline
+from pipeline.errors import StoreError
+from pipeline.io.store_schema import parts_dir, refuse_newer, sql_path, stored_version
+from pipeline.models import JwksSnapshot
+
+
+def timeline_from(con: duckdb.DuckDBPyConnection) -> KeyTimeline:
+    """The key timeline as a store holds it (its snapshots, replayed in order)."""
+    timeline = KeyTimeline()
+    for issuer, fetched_at, jwks in con.execute(
+        "SELECT issuer, fetched_at, jwks FROM jwks_snapshots ORDER BY issuer, fetched_at"
+    ).fetchall():
+        timeline.add(JwksSnapshot(issuer=issuer, fetched_at=fetched_at, jwks=json.loads(jwks)))
+    return timeline
+
+
+#: How readers combine the stores of several consumers. Events are split between consumers by
+#: partition, so their rows are simply appended (a dedup over every row would make a 10M-row read
+#: take minutes); every consumer reads all keys and samples, so those tables are deduplicated.
+_COMBINED_VIEWS = {
+    "classifications": "{union}",
+    "dead_letters": "SELECT DISTINCT ON (source, source_partition, source_offset) * FROM ({union})",
+    "jwks_snapshots": "SELECT DISTINCT ON (issuer, fetched_at) * FROM ({union})",
+    "jwks_keys": "SELECT DISTINCT ON (issuer, thumbprint, interval_no) * FROM ({union}) ORDER BY last_seen DESC",
+    "key_rotations": "SELECT DISTINCT * FROM ({union})",
+    "source_positions": "{union}",
+    "store_meta": "SELECT DISTINCT * FROM ({union})",
+}
+
+
+def published_parts(path: str | Path) -> list[Path]:
+    """The read snapshots consumers have published for `path`."""
+    folder = parts_dir(path)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("*.duckdb") if not p.name.endswith(".live.duckdb"))
+
+
+def connect_readonly(path: str | Path) -> duckdb.DuckDBPyConnection:
+    """A reader's connection (dashboard, report, triage, explain); raises `StoreError` with a hint.
+
+    A store written by the demo or a backfill is the file itself. A store written by
+    consumers is the set of snapshots they published; the reader sees one set of tables over
+    all of them, so the same `--db` works for one consumer or several, while they write.
+    """
+    parts = published_parts(path)
+    if not parts:
+        if not Path(path).exists():
+            raise StoreError(f"no store at {path} (hint: run `jwtriage demo` or `jwtriage consume`, or pass --db)")
+        try:
+            con = duckdb.connect(str(path), read_only=True)
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open {path} for reading: {exc}") from None
+        try:
+            refuse_newer(stored_version(con), path)
+        except BaseException:
+            con.close()
+            raise
+        return con
+    con = duckdb.connect(":memory:")
+    try:
+        for number, part in enumerate(parts):
+            con.execute(f"ATTACH '{sql_path(part)}' AS part{number} (READ_ONLY)")
+            refuse_newer(stored_version(con, f"part{number}"), part)
+        for table, shape in _COMBINED_VIEWS.items():
+            union = " UNION ALL BY NAME ".join(f"SELECT * FROM part{n}.{table}" for n in range(len(parts)))
+            view = union if len(parts) == 1 else shape.format(union=union)
+            con.execute(f"CREATE VIEW {table} AS {view}")
+    except duckdb.Error as exc:
+        con.close()
+        raise StoreError(f"cannot open the published stores of {path}: {exc}") from None
+    except BaseException:
+        con.close()
+        raise
+    return con
