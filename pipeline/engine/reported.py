@@ -483,7 +483,7 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         JWX,
         r"\bfailed to find key with key ID {kid| in key set}",
         Cause.UNKNOWN_KID,
-        'could not verify message using any of the signatures or keys: key provider 0 failed: '
+        "could not verify message using any of the signatures or keys: key provider 0 failed: "
         'failed to find key with key ID "k2" in key set',
         _JWX_SRC,
     ),
@@ -500,8 +500,7 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         KEYCLOAK,
         r"\binvalid token issuer\. expected {iss}",
         Cause.ISSUER_MISMATCH,
-        "Invalid token issuer. Expected 'https://login.acme.test/realms/main', but was "
-        "'https://evil.test/realms/main'",
+        "Invalid token issuer. Expected 'https://login.acme.test/realms/main', but was 'https://evil.test/realms/main'",
         _KEYCLOAK_SRC,
     ),
     _row(
@@ -729,6 +728,29 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         r"\bjwt header \[alg\] (?:is not supported|field value is invalid)",
         Cause.BAD_ALG,
         "Jwt header [alg] is not supported",
+        _ENVOY_SRC,
+    ),
+    # A payload field of the wrong type, judged as jwtriage judges such a token: a non-string
+    # iss is an issuer it does not accept, a non-string aud an audience that is not its own.
+    _row(
+        ENVOY,
+        r"\bjwt payload \[iss\] field is not\b",
+        Cause.ISSUER_MISMATCH,
+        "Jwt payload [iss] field is not a string",
+        _ENVOY_SRC,
+    ),
+    _row(
+        ENVOY,
+        r"\bjwt payload \[aud\] field is not\b",
+        Cause.AUDIENCE_MISMATCH,
+        "Jwt payload [aud] field is not a string or string list",
+        _ENVOY_SRC,
+    ),
+    _row(
+        ENVOY,
+        r"\bjwt ED25519 signature is wrong length\b",
+        Cause.BAD_SIGNATURE,
+        "Jwt ED25519 signature is wrong length",
         _ENVOY_SRC,
     ),
     _row(
@@ -1419,7 +1441,7 @@ def judge_reported(
     row = _match_masked(mask_reported(message))
     if row is None:
         return ReportedJudgement(Cause.UNVERIFIABLE, None)
-    facts = [f"a {row.validator} message"]
+    facts = [f"{row.validator} says {row.cause.value}"]
     stated = None
     if row.times is not None:
         stated = read_stated_time(row.times, mask_reported(message), ts, leeway_seconds)

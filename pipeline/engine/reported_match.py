@@ -71,6 +71,7 @@ _TOKEN_SHAPED = re.compile(r"\beyJ[A-Za-z0-9_-]{4,2000}(?:\.[A-Za-z0-9_-]{0,2000
 _JSON_ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|([\"\\/'bfnrt]))")
 _JSON_SIMPLE = {'"': '"', "\\": "\\", "/": "/", "'": "'", "b": " ", "f": " ", "n": " ", "r": " ", "t": " "}
 _HTML_ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z]{2,8});")
+_FORM_PLUS = re.compile(r"[A-Za-z]\+[A-Za-z]")
 _PERCENT_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2}){1,600}")
 _ENVOY_DETAILS = re.compile(r"\bjwt_authn_access_denied\{(?P<status>[^{}]{0,400})(?:\}|$)")
 _BEARER_CHALLENGE = re.compile(r"^(?:www-authenticate\s{0,4}:\s{0,4})?bearer\b", re.IGNORECASE)
@@ -106,10 +107,10 @@ def _unescape_json(text: str) -> str:
 
 
 def _decode_percent(text: str) -> str:
+    if "+" in text and not any(c.isspace() for c in text) and _FORM_PLUS.search(text):
+        text = text.replace("+", " ")  # a form-encoded value (one "word" joined by +): `+` is a space
     if not _PERCENT_RUN.search(text):
         return text
-    if "+" in text and not any(c.isspace() for c in text):
-        text = text.replace("+", " ")  # a form-encoded value: `+` is a space
     return _PERCENT_RUN.sub(lambda m: _clean(unquote(m.group(0), errors="replace")), text)
 
 
@@ -189,7 +190,10 @@ class Slot:
         marker = _SLOT_MARKER.search(spec)
         if marker is None:
             raise ValueError(f"slot pattern {spec!r} does not end with a {{name}} or {{name|closing}} marker")
-        return cls(marker.group("name"), spec[: marker.start()], marker.group("closing"))
+        anchor = spec[: marker.start()]
+        if anchor.endswith(" "):
+            anchor = anchor[:-1] + " ?"  # an empty value at the end of a line loses the space too
+        return cls(marker.group("name"), anchor, marker.group("closing"))
 
 
 def split_slot_pattern(pattern: str) -> tuple[str, Slot | None]:
