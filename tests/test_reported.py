@@ -13,10 +13,15 @@ from pipeline.engine.reported import (
     AWS_APIGW,
     ENVOY,
     GO_JOSE,
+    GO_OIDC,
     GOLANG_JWT,
     IDENTITYMODEL,
     JOSE,
+    JOSERFC,
     JSONWEBTOKEN,
+    JWX,
+    KEYCLOAK,
+    KEYFUNC,
     KONG,
     MAX_SCAN_CHARS,
     PYJWT,
@@ -40,6 +45,11 @@ REQUIRED_VALIDATORS = (
     SPRING,
     KONG,
     AWS_APIGW,
+    KEYFUNC,
+    JWX,
+    GO_OIDC,
+    KEYCLOAK,
+    JOSERFC,
 )
 
 #: Real messages that say nothing known about the token: no row may claim them.
@@ -78,6 +88,24 @@ UNINFORMATIVE = (
     "Multiple tokens provided",
     "Unrecognizable token",
     "Invalid key/secret",
+    # Microsoft.IdentityModel configuration and metadata errors: the service's, not the token's.
+    "IDX10208: Unable to validate audience. validationParameters.ValidAudience is null or whitespace and "
+    "validationParameters.ValidAudiences is null.",
+    "IDX20803: Unable to obtain configuration from: 'https://login.acme.test/.well-known/openid-configuration'.",
+    "IDX10000: The parameter 'validationParameters' cannot be a 'null' or an empty object.",
+    # golang-jwt, keyfunc/jwkset: no keyfunc, an empty key set, a JWKS refresh that failed.
+    "token is unverifiable: no keyfunc was provided",
+    "token is unverifiable: keyfunc returned empty verification key set",
+    'token is unverifiable: error while executing keyfunc: failed to find JWT key with ID "Jwt is expired" in '
+    "HTTP storage due to error: failed to perform HTTP request for JWK Set refresh: context deadline exceeded",
+    # go-oidc: the provider's keys could not be had.
+    "failed to verify signature: fetching keys oidc: get keys failed: 503 Service Unavailable",
+    # Keycloak: expired or not yet valid, it does not say which; a realm URL not configured.
+    "Token is not active",
+    "Realm URL not set",
+    "Token type is incorrect. Expected 'Bearer' but was 'Jwt is expired'",
+    # jsonwebtoken with an expected value that happens to read like another message.
+    "jwt subject invalid. expected: jwt expired",
 )
 
 

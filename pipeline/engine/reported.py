@@ -8,11 +8,25 @@ Why a table: every validator words its errors differently, and the wording is th
 stable interface we have to them. Keeping the knowledge as data, one `ReportedPattern` per
 known message, means each row carries a real example and where it comes from, one test is
 generated per row (`tests/test_reported.py`), and adding a validator is a data change, not a
-new branch in an if-chain.
+new branch in an if-chain. The mechanics (normalising, masking, reading times) live in
+`reported_match`.
 
-How a message is matched: the first `MAX_SCAN_CHARS` characters are searched with every
-row's pattern, case-insensitively, in table order; the first row that matches decides. A
-message that matches no row, and an empty or missing one, is `Cause.UNVERIFIABLE`.
+How a message is read (`judge_reported`; `match_reported` and `cause_from_reported` are its
+first half):
+
+1. `reported_match.normalise`: the first `MAX_SCAN_CHARS` characters, with the layers that
+   gateways and log shippers add taken off (Envoy's `jwt_authn_access_denied{Jwt_is_expired}`,
+   JSON escapes, percent-encoding, HTML entities, an RFC 6750 `Bearer ... error_description`
+   challenge, surrounding quotes, a truncation mark and the word it cut).
+2. Every *slot* (a place where a validator prints a value taken from the token) is masked,
+   leftmost anchor first (`reported_match.SlotMasker`). A row's pattern may end in a slot
+   marker, `{kid}` or `{kid|closing text}`: the value runs from the pattern's fixed text to
+   the last occurrence of the closing text, else to the end. `slots=` adds slots elsewhere in
+   the row's message; `TOKEN_VALUE_SLOTS` lists slots of messages that have no row.
+3. Rows are searched in table order, case-insensitively, on the masked text; the first row
+   that matches decides. No match (or an empty message) is `Cause.UNVERIFIABLE`.
+4. When the deciding row has `times=` and the message states the failing time, the overshoot
+   beyond the service's leeway splits `clock_skew` from `expired` / `not_yet_valid`.
 
 Rules for the table:
 
@@ -20,36 +34,61 @@ Rules for the table:
   meet the more specific row first (e.g. golang-jwt's "token signature is invalid: signing
   method none is invalid" is a `bad_alg` before it is a `bad_signature`; Kong's "Bad token;
   invalid signature" is `malformed` before it is a `bad_signature`).
-- Rows keyed on a code (Microsoft `IDXnnnnn`, panva/jose `ERR_*`) and rows whose message
-  embeds values taken from the token (a kid, an audience, an alg) come first, so that a
-  hostile `kid` such as "jwt expired" cannot steer the match.
+- Every value a validator copies from the token into its message sits in a slot. A row's
+  own text never overlaps a slot, so what the token says cannot steer the match
+  (`tests/test_reported.py` substitutes other rows' messages into every slot).
 - A message that says nothing about the token gets no row: a missing token ("Jwt is
-  missing"), a JWKS fetch failure, a service configuration error, or a generic "invalid
-  token" / "Unauthorized". They fall through to `unverifiable`.
-- A reported message cannot tell clock skew from expiry: `exp` failures are `expired`,
-  `nbf`/`iat`-in-the-future failures are `not_yet_valid`.
+  missing"), a JWKS fetch failure, a service configuration error (Microsoft's IDX10500,
+  IDX10204, IDX20803, ...), or a generic "invalid token" / "Unauthorized". They fall
+  through to `unverifiable`. So does a message that names no single cause (Keycloak's
+  "Token is not active": expired or not yet valid).
+- Without a stated time, `exp` failures are `expired` and `nbf`/`iat`-in-the-future
+  failures `not_yet_valid`: no row's cause is `clock_skew`.
 - As the contract says, a missing `aud` is an `audience_mismatch` and a missing `iss` an
   `issuer_mismatch`; any other missing required claim is `missing_claim`.
 - Patterns must be safe on hostile input: literals, bounded repeats (`{0,n}`) and
   character classes only, never a quantified group that can match the same text two ways.
 
 To add a row: take the message text from the validator's source or documentation (never
-invent one), write a pattern that matches that family of messages and nothing generic, put
-the row where the specificity rules above want it, set `example` to a message exactly as the
-validator emits it (placeholders filled in) and `source` to where it comes from
-("owner/repo path", or the title of a documentation page). `tests/test_reported.py` then
-checks that the example maps to the row's cause through the whole table.
+invent one), write a pattern that matches that family of messages and nothing generic, mark
+where it prints token values, put the row where the specificity rules above want it, set
+`example` to a message exactly as the validator emits it (placeholders filled in) and
+`source` to where it comes from ("owner/repo path", or the title of a documentation page).
+`tests/test_reported.py` then checks that the example maps to the row's cause through the
+whole table, and that no string put into its slots changes that.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 
+from pipeline.engine.reported_match import (
+    MAX_SCAN_CHARS,
+    Slot,
+    SlotMasker,
+    StatedTime,
+    TimeSpec,
+    normalise,
+    read_stated_time,
+    split_slot_pattern,
+    time_spec,
+)
 from pipeline.models import Cause
 
-#: Only this many leading characters of a reported message are searched.
-MAX_SCAN_CHARS = 2_000
+__all__ = [
+    "MAX_SCAN_CHARS",
+    "REPORTED_ERRORS",
+    "TOKEN_VALUE_SLOTS",
+    "ReportedJudgement",
+    "ReportedPattern",
+    "cause_from_reported",
+    "judge_reported",
+    "mask_reported",
+    "match_reported",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +96,12 @@ class ReportedPattern:
     """One known family of validator messages and the cause it stands for."""
 
     validator: str
-    pattern: re.Pattern[str]
+    pattern: re.Pattern[str]  # searched on the normalised, masked message
     cause: Cause
     example: str
     source: str
+    slots: tuple[Slot, ...] = ()  # where its message carries values from the token
+    times: TimeSpec | None = None  # where its message states the failing time, if it does
 
 
 # Validator names, as used in the rows below.
@@ -75,6 +116,12 @@ GO_JOSE = "go-jose"
 SPRING = "spring-security"
 KONG = "kong"
 AWS_APIGW = "aws-apigateway"
+KEYFUNC = "keyfunc"  # MicahParks/keyfunc v3 over MicahParks/jwkset, inside golang-jwt v5
+JWX = "jwx"
+GO_OIDC = "go-oidc"  # coreos/go-oidc, also what oauth2-proxy reports
+KEYCLOAK = "keycloak"
+GOTRUE = "gotrue"
+JOSERFC = "joserfc"
 
 # Sources, one per file or page the messages were read from.
 _ENVOY_SRC = "google/jwt_verify_lib src/status.cc (the status strings Envoy jwt_authn reports)"
@@ -118,6 +165,16 @@ _NIMBUS_CLAIMS_SRC = (
 )
 _KONG_HANDLER_SRC = "Kong/kong kong/plugins/jwt/handler.lua"
 _KONG_PARSER_SRC = "Kong/kong kong/plugins/jwt/jwt_parser.lua (errors table, sent as the JSON body)"
+_KEYFUNC_SRC = (
+    "MicahParks/jwkset storage.go (ErrKeyNotFound, kid %q) + MicahParks/keyfunc keyfunc.go "
+    "(errors.Join with ErrKeyfunc) + golang-jwt/jwt v5 parser.go ('error while executing keyfunc')"
+)
+_JWX_SRC = "lestrrat-go/jwx v2 jws/key_provider.go; jwt/validate.go (claim validators)"
+_GO_OIDC_SRC = "coreos/go-oidc oidc/verify.go (used by oauth2-proxy)"
+_GO_OIDC_JWKS_SRC = "coreos/go-oidc oidc/jwks.go (used by oauth2-proxy)"
+_KEYCLOAK_SRC = "keycloak/keycloak core/src/main/java/org/keycloak/TokenVerifier.java"
+_GOTRUE_SRC = "supabase/auth internal/api/auth.go (parseJWTClaims keyfunc, wrapped as a bad_jwt error)"
+_JOSERFC_SRC = "authlib/joserfc src/joserfc/errors.py (JoseError: 'error: description')"
 _AWS_DOC_SRC = (
     "AWS API Gateway Developer Guide, 'Troubleshooting issues with HTTP API JWT authorizers' "
     "(awsdocs/amazon-api-gateway-developer-guide)"
@@ -126,9 +183,31 @@ _AWS_DOC_SRC = (
 # A quote as it may appear in a log line: ", ' or \" (JSON-escaped), or none at all.
 _Q = r"""[\\"']{0,2}"""
 
+# Slots shared by several Microsoft.IdentityModel messages (ShowPII prints the token's values).
+_IM_KID_SLOT = r"\bkid(?: is)?: '{kid|'}"
+_IM_ALG_SLOT = r"\bthe algorithm '{alg|' is not}"
+_IM_ISSUER_SLOT = r"\bIssuer: '{iss|'}"
 
-def _row(validator: str, regex: str, cause: Cause, example: str, source: str) -> ReportedPattern:
-    return ReportedPattern(validator, re.compile(regex, re.IGNORECASE), cause, example, source)
+# Times as validators print them (parsed by reported_match.parse_time).
+_IM_TIMES = r"{claim} \(UTC\): '(?P<claim>[^']{{1,64}})', Current time \(UTC\): '(?P<clock>[^']{{1,64}})'"
+_ISO_TIME = r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:[.,]\d{1,9})?)?(?:Z|[+-]\d\d:?\d\d)?"
+_JSONWEBTOKEN_EXPIRED_AT = time_spec("exp", rf"\bexpiredAt\W{{0,6}}(?P<claim>{_ISO_TIME})")
+_GO_TIME = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{1,9})? [+-]\d{4}(?: [A-Za-z]{1,6})?"
+
+
+def _row(
+    validator: str,
+    regex: str,
+    cause: Cause,
+    example: str,
+    source: str,
+    *,
+    slots: Sequence[str] = (),
+    times: TimeSpec | None = None,
+) -> ReportedPattern:
+    matched, own_slot = split_slot_pattern(regex)
+    all_slots = ((own_slot,) if own_slot else ()) + tuple(Slot.parse(spec) for spec in slots)
+    return ReportedPattern(validator, re.compile(matched, re.IGNORECASE), cause, example, source, all_slots, times)
 
 
 REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
@@ -155,6 +234,7 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         "\nExceptions caught:\n ''.\ntoken: '[PII of type 'System.IdentityModel.Tokens.Jwt.JwtSecurityToken' is "
         "hidden]'. See https://aka.ms/IDX10503 for details.",
         _IM_TOKENS_SRC,
+        slots=(_IM_KID_SLOT,),
     ),
     _row(
         IDENTITYMODEL,
@@ -164,6 +244,7 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         "ValidationParameters or Configuration and TryAllIssuerSigningKeys is false. Number of keys in "
         "ValidationParameters: '0'. \nNumber of keys in Configuration: '1'.\ntoken: '[PII is hidden]'.",
         _IM_TOKENS_SRC,
+        slots=(_IM_KID_SLOT,),
     ),
     _row(
         IDENTITYMODEL,
@@ -173,6 +254,7 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         "TokenValidationParameters: '0'. \nNumber of keys in Configuration: '1'. \nExceptions caught:\n ''. "
         "\ntoken: '[PII is hidden]'.",
         _IM_TOKENS_OLD_SRC,
+        slots=(_IM_KID_SLOT,),
     ),
     _row(
         IDENTITYMODEL,
@@ -182,6 +264,7 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         "TokenValidationParameters: '0'. \nNumber of keys in Configuration: '1'. \nExceptions caught:\n ''. "
         "\ntoken: '[PII is hidden]'. Valid Lifetime: 'True'. Valid Issuer: 'True'",
         _IM_TOKENS_OLD_SRC,
+        slots=(_IM_KID_SLOT,),
     ),
     _row(
         IDENTITYMODEL,
@@ -192,6 +275,7 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         "'1'. \nMatched key was in 'Configuration'. \nkid: 'k1'. \nExceptions caught:\n ''.\ntoken: "
         "'[PII is hidden]'. See https://aka.ms/IDX10511 for details.",
         _IM_TOKENS_SRC,
+        slots=(_IM_KID_SLOT,),
     ),
     _row(
         IDENTITYMODEL,
@@ -207,6 +291,7 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         "IDX10518: Signature validation failed. Algorithm validation failed with error: 'IDX10696: The "
         "algorithm 'HS256' is not in the user-defined accepted list of algorithms.'.",
         _IM_TOKENS_SRC,
+        slots=(_IM_ALG_SLOT,),
     ),
     _row(
         IDENTITYMODEL,
@@ -214,6 +299,7 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         Cause.BAD_ALG,
         "IDX10696: The algorithm 'HS256' is not in the user-defined accepted list of algorithms.",
         _IM_TOKENS_SRC,
+        slots=(_IM_ALG_SLOT,),
     ),
     _row(
         IDENTITYMODEL,
@@ -222,6 +308,7 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         "IDX10223: Lifetime validation failed. The token is expired. ValidTo (UTC): '5/1/2024 10:00:00 AM', "
         "Current time (UTC): '5/1/2024 11:00:00 AM'.",
         _IM_TOKENS_SRC,
+        times=time_spec("exp", _IM_TIMES.format(claim="ValidTo")),
     ),
     _row(
         IDENTITYMODEL,
@@ -230,6 +317,7 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         "IDX10222: Lifetime validation failed. The token is not yet valid. ValidFrom (UTC): "
         "'5/1/2024 12:00:00 PM', Current time (UTC): '5/1/2024 11:00:00 AM'.",
         _IM_TOKENS_SRC,
+        times=time_spec("nbf", _IM_TIMES.format(claim="ValidFrom")),
     ),
     _row(
         IDENTITYMODEL,
@@ -238,6 +326,7 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         "IDX10214: Audience validation failed. Audiences: 'api://orders'. Did not match: "
         "validationParameters.ValidAudience: 'api://payments' or validationParameters.ValidAudiences: 'null'.",
         _IM_TOKENS_SRC,
+        slots=(r"\bAudiences: '{aud|'}",),
     ),
     _row(
         IDENTITYMODEL,
@@ -255,6 +344,7 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         "'null' or validationParameters.ConfigurationManager.CurrentConfiguration.Issuer: 'Null'. For more "
         "details, see https://aka.ms/IdentityModel/issuer-validation. ",
         _IM_TOKENS_SRC,
+        slots=(_IM_ISSUER_SLOT,),
     ),
     _row(
         IDENTITYMODEL,
@@ -262,6 +352,23 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         Cause.ISSUER_MISMATCH,
         "IDX10211: Unable to validate issuer. The 'issuer' parameter is null or whitespace.",
         _IM_TOKENS_SRC,
+    ),
+    _row(
+        IDENTITYMODEL,
+        r"\bIDX40001\b",
+        Cause.ISSUER_MISMATCH,
+        "IDX40001: Issuer: 'https://login.microsoftonline.com/evil/v2.0', does not match any of the valid "
+        "issuers provided for this application. ",
+        "AzureAD/azure-activedirectory-identitymodel-extensions-for-dotnet "
+        "src/Microsoft.IdentityModel.Validators/LogMessages.cs (AadIssuerValidator)",
+        slots=(_IM_ISSUER_SLOT,),
+    ),
+    _row(
+        IDENTITYMODEL,
+        r"\bIDX1020[67]\b",
+        Cause.AUDIENCE_MISMATCH,
+        "IDX10206: Unable to validate audience. The 'audiences' parameter is empty.",
+        _IM_TOKENS_SRC + " (the token's aud is empty or absent)",
     ),
     _row(
         IDENTITYMODEL,
@@ -309,54 +416,151 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
     # ---- 2. Messages that embed values taken from the token --------------------------------
     _row(
         PYJWT,
-        r"\bunable to find a signing key that matches\b",
+        r"\bunable to find a signing key that matches: {kid}",
         Cause.UNKNOWN_KID,
         'Unable to find a signing key that matches: "k2"',
         _PYJWT_JWKS_SRC,
     ),
     _row(
         GO_JOSE,
-        r"\bunexpected signature algorithm\b",
+        r"\bunexpected signature algorithm {alg}",
         Cause.BAD_ALG,
         'unexpected signature algorithm "HS256"; expected ["RS256"]',
         "go-jose/go-jose jws.go (ErrUnexpectedSignatureAlgorithm)",
     ),
     _row(
         GOLANG_JWT,
-        r"\bsignature is invalid: signing method .{0,128}? is invalid\b",
+        r"\bsigning method (?!\(alg\)|with\b){alg| is invalid}",
         Cause.BAD_ALG,
         "token signature is invalid: signing method none is invalid",
         _GOLANG_PARSER_SRC,
     ),
     _row(
         ASPNETCORE,
-        r"\bthe audience (?:'[^']{0,512}' )?is invalid\b",
+        r"\bthe audience '{aud|' is invalid}",
         Cause.AUDIENCE_MISMATCH,
         "The audience 'api://orders' is invalid",
         _ASPNET_SRC,
     ),
     _row(
         ASPNETCORE,
-        r"\bthe issuer (?:'[^']{0,512}' )?is invalid\b",
+        r"\bthe issuer '{iss|' is invalid}",
         Cause.ISSUER_MISMATCH,
         "The issuer 'https://evil.test' is invalid",
         _ASPNET_SRC,
     ),
     _row(
         SPRING,
-        r"\bJWT audience rejected\b",
+        r"\bJWT audience rejected: {aud}",
         Cause.AUDIENCE_MISMATCH,
         "JWT audience rejected: [api://orders]",
         _NIMBUS_CLAIMS_SRC,
     ),
     _row(
         SPRING,
-        r"\bJWT iss claim has value\b",
+        r"\bJWT iss claim has value {iss|, must be }",
         Cause.ISSUER_MISMATCH,
         "JWT iss claim has value https://evil.test, must be https://login.acme.test",
         _NIMBUS_CLAIMS_SRC,
     ),
+    _row(
+        KEYFUNC,
+        r"\bkey not found: kid {kid}",
+        Cause.UNKNOWN_KID,
+        'token is unverifiable: error while executing keyfunc: key not found: kid "k2"\n'
+        "failed keyfunc: could not read JWK from storage",
+        _KEYFUNC_SRC,
+    ),
+    _row(
+        KEYFUNC,
+        rf"\bdoes not match token {_Q}alg{_Q} parameter value {{alg}}",
+        Cause.BAD_ALG,
+        'token is unverifiable: error while executing keyfunc: failed keyfunc: JWK "alg" parameter value '
+        '"RS256" does not match token "alg" parameter value "HS256"',
+        _KEYFUNC_SRC,
+    ),
+    _row(
+        JWX,
+        r"\bfailed to find key with key ID {kid| in key set}",
+        Cause.UNKNOWN_KID,
+        "could not verify message using any of the signatures or keys: key provider 0 failed: "
+        'failed to find key with key ID "k2" in key set',
+        _JWX_SRC,
+    ),
+    _row(
+        GOTRUE,
+        r"\bunrecognized JWT kid {kid| for algorithm }",
+        Cause.UNKNOWN_KID,
+        "invalid JWT: unable to parse or verify signature, token is unverifiable: error while executing "
+        "keyfunc: unrecognized JWT kid <nil> for algorithm ES256",
+        _GOTRUE_SRC,
+        slots=(r"\bfor algorithm {alg}",),
+    ),
+    _row(
+        KEYCLOAK,
+        r"\binvalid token issuer\. expected {iss}",
+        Cause.ISSUER_MISMATCH,
+        "Invalid token issuer. Expected 'https://login.acme.test/realms/main', but was 'https://evil.test/realms/main'",
+        _KEYCLOAK_SRC,
+    ),
+    _row(
+        GO_OIDC,
+        r"\bid token issued by a different provider, expected {iss}",
+        Cause.ISSUER_MISMATCH,
+        'oidc: id token issued by a different provider, expected "https://login.acme.test" got "https://evil.test"',
+        _GO_OIDC_SRC,
+    ),
+    _row(
+        GO_OIDC,
+        r"\boidc: expected audience {aud}",
+        Cause.AUDIENCE_MISMATCH,
+        'oidc: expected audience "api://payments" got ["api://orders"]',
+        _GO_OIDC_SRC,
+    ),
+    _row(
+        ASPNETCORE,
+        r"\bthe audience is invalid\b",
+        Cause.AUDIENCE_MISMATCH,
+        "The audience is invalid",
+        _ASPNET_SRC + " (releases before the value was quoted)",
+    ),
+    _row(
+        ASPNETCORE,
+        r"\bthe issuer is invalid\b",
+        Cause.ISSUER_MISMATCH,
+        "The issuer is invalid",
+        _ASPNET_SRC + " (releases before the value was quoted)",
+    ),
     # ---- 3. Missing claims: a missing aud / iss is a mismatch (contract), others are not ----
+    _row(
+        JOSERFC,
+        rf"\b(?:missing_claim: missing claim|invalid_claim: invalid claim): {_Q}aud{_Q}",
+        Cause.AUDIENCE_MISMATCH,
+        'missing_claim: Missing claim: "aud"',
+        _JOSERFC_SRC,
+    ),
+    _row(
+        JOSERFC,
+        rf"\b(?:missing_claim: missing claim|invalid_claim: invalid claim): {_Q}iss{_Q}",
+        Cause.ISSUER_MISMATCH,
+        'invalid_claim: Invalid claim: "iss"',
+        _JOSERFC_SRC,
+    ),
+    _row(
+        JOSERFC,
+        r"\bmissing_claim: missing claim\b",
+        Cause.MISSING_CLAIM,
+        'missing_claim: Missing claim: "sub"',
+        _JOSERFC_SRC,
+    ),
+    _row(
+        KEYCLOAK,
+        r"\bexpected audience not available in the token\b|\bno audience in the token\b",
+        Cause.AUDIENCE_MISMATCH,
+        "Expected audience not available in the token",
+        _KEYCLOAK_SRC,
+    ),
+    _row(KEYCLOAK, r"\bsubject missing in token\b", Cause.MISSING_CLAIM, "Subject missing in token", _KEYCLOAK_SRC),
     _row(
         PYJWT,
         rf"\btoken is missing the {_Q}aud{_Q} claim\b",
@@ -526,12 +730,71 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         "Jwt header [alg] is not supported",
         _ENVOY_SRC,
     ),
+    # A payload field of the wrong type, judged as jwtriage judges such a token: a non-string
+    # iss is an issuer it does not accept, a non-string aud an audience that is not its own.
+    _row(
+        ENVOY,
+        r"\bjwt payload \[iss\] field is not\b",
+        Cause.ISSUER_MISMATCH,
+        "Jwt payload [iss] field is not a string",
+        _ENVOY_SRC,
+    ),
+    _row(
+        ENVOY,
+        r"\bjwt payload \[aud\] field is not\b",
+        Cause.AUDIENCE_MISMATCH,
+        "Jwt payload [aud] field is not a string or string list",
+        _ENVOY_SRC,
+    ),
+    _row(
+        ENVOY,
+        r"\bjwt ED25519 signature is wrong length\b",
+        Cause.BAD_SIGNATURE,
+        "Jwt ED25519 signature is wrong length",
+        _ENVOY_SRC,
+    ),
     _row(
         ENVOY,
         r"\bjwt (?:header|payload) \[\w{1,16}\] field is (?:not|required)\b",
         Cause.MALFORMED,
         "Jwt payload [exp] field is not an integer",
         _ENVOY_SRC,
+    ),
+    _row(
+        GO_OIDC,
+        r"\boidc: malformed jwt\b",
+        Cause.MALFORMED,
+        "oidc: malformed jwt: go-jose/go-jose: compact JWS format must have three parts",
+        _GO_OIDC_SRC + " (after the go-jose alg row: an unexpected alg is wrapped the same way)",
+    ),
+    _row(
+        KEYCLOAK,
+        r"\bfailed to parse JWT \(JW[SE]\)|\bfailed to read access token from JWT\b",
+        Cause.MALFORMED,
+        "Failed to parse JWT (JWS)",
+        _KEYCLOAK_SRC,
+    ),
+    _row(
+        JOSERFC,
+        r"\bdecode_error:|\bmissing_algorithm:",
+        Cause.MALFORMED,
+        'missing_algorithm: Missing "alg" value in header',
+        _JOSERFC_SRC,
+    ),
+    _row(
+        GOLANG_JWT,
+        r"\bsigning method \(alg\) is unspecified\b",
+        Cause.MALFORMED,
+        "token is unverifiable: signing method (alg) is unspecified",
+        _GOLANG_PARSER_SRC,
+    ),
+    _row(
+        KEYFUNC,
+        r"\bcould not convert kid in JWT header to string\b",
+        Cause.MALFORMED,
+        "token is unverifiable: error while executing keyfunc: failed keyfunc: could not convert kid in JWT "
+        "header to string",
+        _KEYFUNC_SRC,
     ),
     _row(PYJWT, r"\bnot enough segments\b", Cause.MALFORMED, "Not enough segments", _PYJWT_JWS_SRC),
     _row(
@@ -681,8 +944,23 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         "golang-jwt/jwt v5 none.go + errors.go",
     ),
     _row(
+        GOLANG_JWT,
+        r"\bkey is of invalid type\b",
+        Cause.BAD_ALG,
+        "token signature is invalid: key is of invalid type: RSA verify expects *rsa.PublicKey",
+        "golang-jwt/jwt v5 rsa.go / ecdsa.go / ed25519.go / hmac.go + errors.go (the key the kid names "
+        "does not fit the alg)",
+    ),
+    _row(
+        KEYCLOAK,
+        r"\bunknown or unsupported token algorithm\b",
+        Cause.BAD_ALG,
+        "Unknown or unsupported token algorithm",
+        _KEYCLOAK_SRC,
+    ),
+    _row(
         SPRING,
-        r"\bunsupported algorithm of\b",
+        r"\bunsupported algorithm of {alg}",
         Cause.BAD_ALG,
         "Unsupported algorithm of none",
         _SPRING_DECODER_SRC,
@@ -775,6 +1053,35 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         "invalid signature",
         _JSONWEBTOKEN_SRC + "; the same words as Kong/kong kong/plugins/jwt/handler.lua 'Invalid signature'",
     ),
+    _row(
+        GO_OIDC,
+        r"\bfailed to verify id token signature\b",
+        Cause.BAD_SIGNATURE,
+        "failed to verify signature: failed to verify id token signature",
+        _GO_OIDC_JWKS_SRC + " (no key it holds verifies: a bad signature, or a kid it has not fetched)",
+    ),
+    _row(
+        KEYCLOAK,
+        r"\binvalid token signature\b",
+        Cause.BAD_SIGNATURE,
+        "Invalid token signature",
+        _KEYCLOAK_SRC,
+    ),
+    _row(JOSERFC, r"\bbad_signature:", Cause.BAD_SIGNATURE, "bad_signature: ", _JOSERFC_SRC),
+    _row(
+        JWX,
+        r"\bcould not verify message using any of the signatures or keys\b",
+        Cause.BAD_SIGNATURE,
+        "could not verify message using any of the signatures or keys",
+        "lestrrat-go/jwx v2 jws/jws.go (Verify)",
+    ),
+    _row(
+        GOLANG_JWT,
+        r"\bsignature is invalid\b",
+        Cause.BAD_SIGNATURE,
+        "signature is invalid",
+        "golang-jwt/jwt v4 errors.go (ErrSignatureInvalid; v5 hmac.go)",
+    ),
     # ---- 8. Issuer ----------------------------------------------------------------------
     _row(
         ENVOY,
@@ -819,6 +1126,7 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         "An error occurred while attempting to decode the Jwt: The iss claim is not valid",
         _SPRING_CLAIM_SRC + " (as JwtIssuerValidator builds it)",
     ),
+    _row(JWX, rf"{_Q}iss{_Q} not satisfied\b", Cause.ISSUER_MISMATCH, '"iss" not satisfied', _JWX_SRC),
     # ---- 9. Audience --------------------------------------------------------------------
     _row(
         ENVOY,
@@ -870,6 +1178,7 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         "An error occurred while attempting to decode the Jwt: The aud claim is not valid",
         _SPRING_CLAIM_SRC + " (as JwtAudienceValidator builds it)",
     ),
+    _row(JWX, rf"{_Q}aud{_Q} not satisfied\b", Cause.AUDIENCE_MISMATCH, '"aud" not satisfied', _JWX_SRC),
     _row(
         AWS_APIGW,
         r"\bthe token does not have a valid audience\b",
@@ -878,6 +1187,20 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         _AWS_DOC_SRC,
     ),
     # ---- 10. Time: not yet valid (nbf, or iat in the future) ------------------------------
+    _row(
+        GO_OIDC,
+        r"\boidc: current time .{1,80}? before the nbf \(not before\) time\b",
+        Cause.NOT_YET_VALID,
+        "oidc: current time 2024-05-01 10:00:00 +0000 UTC before the nbf (not before) time: "
+        "2024-05-01 10:06:00 +0000 UTC",
+        _GO_OIDC_SRC + " (after its own 5-minute leeway)",
+        times=time_spec(
+            "nbf",
+            rf"\bcurrent time (?P<clock>{_GO_TIME}).{{0,40}}? before the nbf \(not before\) time: "
+            rf"(?P<claim>{_GO_TIME})",
+        ),
+    ),
+    _row(JWX, rf"{_Q}(?:nbf|iat){_Q} not satisfied\b", Cause.NOT_YET_VALID, '"nbf" not satisfied', _JWX_SRC),
     _row(ENVOY, r"\bjwt not yet valid\b", Cause.NOT_YET_VALID, "Jwt not yet valid", _ENVOY_SRC),
     _row(
         PYJWT,
@@ -907,7 +1230,14 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         '"iat" claim timestamp check failed (it should be in the past)',
         _JOSE_CLAIMS_SRC,
     ),
-    _row(JSONWEBTOKEN, r"\bjwt not active\b", Cause.NOT_YET_VALID, "jwt not active", _JSONWEBTOKEN_SRC),
+    _row(
+        JSONWEBTOKEN,
+        r"\bjwt not active\b",
+        Cause.NOT_YET_VALID,
+        "jwt not active",
+        _JSONWEBTOKEN_SRC + " (NotBeforeError carries date, the nbf)",
+        times=time_spec("nbf", rf"\bdate\W{{0,6}}(?P<claim>{_ISO_TIME})"),
+    ),
     _row(
         GOLANG_JWT,
         r"\btoken is not valid yet\b",
@@ -942,6 +1272,7 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         Cause.NOT_YET_VALID,
         "An error occurred while attempting to decode the Jwt: Jwt used before 2024-05-01T12:00:00Z",
         _SPRING_TS_SRC,
+        times=time_spec("nbf", rf"\bjwt used before (?P<claim>{_ISO_TIME})"),
     ),
     _row(
         SPRING,
@@ -963,8 +1294,25 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         Cause.NOT_YET_VALID,
         "The token is not valid before '05/01/2024 12:00:00'",
         _ASPNET_SRC,
+        times=time_spec("nbf", r"\bthe token is not valid before '(?P<claim>[^']{1,64})'"),
     ),
     # ---- 11. Time: expired ----------------------------------------------------------------
+    _row(
+        GO_OIDC,
+        r"\boidc: token is expired \(Token Expiry\b",
+        Cause.EXPIRED,
+        "oidc: token is expired (Token Expiry: 2024-05-01 10:00:00 +0000 UTC)",
+        _GO_OIDC_SRC,
+        times=time_spec("exp", rf"\(Token Expiry: (?P<claim>{_GO_TIME})"),
+    ),
+    _row(
+        JWX,
+        rf"{_Q}exp{_Q} not satisfied\b",
+        Cause.EXPIRED,
+        '"exp" not satisfied: token is expired',
+        _JWX_SRC + " (v3 adds ': token is expired')",
+    ),
+    _row(JOSERFC, r"\bexpired_token:", Cause.EXPIRED, "expired_token: The token is expired", _JOSERFC_SRC),
     _row(ENVOY, r"\bjwt is expired\b", Cause.EXPIRED, "Jwt is expired", _ENVOY_SRC),
     _row(PYJWT, r"\bsignature has expired\b", Cause.EXPIRED, "Signature has expired", _PYJWT_JWT_SRC),
     _row(
@@ -987,9 +1335,24 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         Cause.EXPIRED,
         "An error occurred while attempting to decode the Jwt: Jwt expired at 2024-05-01T10:00:00Z",
         _SPRING_TS_SRC,
+        times=time_spec("exp", rf"\bjwt expired at (?P<claim>{_ISO_TIME})"),
     ),
-    _row(JSONWEBTOKEN, r"\bjwt expired\b", Cause.EXPIRED, "jwt expired", _JSONWEBTOKEN_SRC),
-    _row(JSONWEBTOKEN, r"\bmaxAge exceeded\b", Cause.EXPIRED, "maxAge exceeded", _JSONWEBTOKEN_SRC),
+    _row(
+        JSONWEBTOKEN,
+        r"\bjwt expired\b",
+        Cause.EXPIRED,
+        "jwt expired",
+        _JSONWEBTOKEN_SRC + " (TokenExpiredError carries expiredAt)",
+        times=_JSONWEBTOKEN_EXPIRED_AT,
+    ),
+    _row(
+        JSONWEBTOKEN,
+        r"\bmaxAge exceeded\b",
+        Cause.EXPIRED,
+        "maxAge exceeded",
+        _JSONWEBTOKEN_SRC,
+        times=_JSONWEBTOKEN_EXPIRED_AT,
+    ),
     _row(
         GO_JOSE,
         r"\btoken is expired \(exp\)",
@@ -1003,6 +1366,7 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         Cause.EXPIRED,
         "token has invalid claims: token is expired by 1h0m0s",
         _GOLANG_VALIDATOR_SRC,
+        times=time_spec("exp", r"\btoken is expired by (?P<by>-?[0-9][0-9.hmnsuµμ]{0,40})"),
     ),
     _row(SPRING, r"\bexpired JWT\b", Cause.EXPIRED, "Expired JWT", _NIMBUS_CLAIMS_SRC),
     _row(
@@ -1011,6 +1375,7 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         Cause.EXPIRED,
         "The token expired at '05/01/2024 10:00:00'",
         _ASPNET_SRC,
+        times=time_spec("exp", r"\bthe token expired at '(?P<claim>[^']{1,64})'"),
     ),
     _row(KONG, r"\btoken expired\b", Cause.EXPIRED, '{"exp":"token expired"}', _KONG_PARSER_SRC),
     _row(
@@ -1023,15 +1388,88 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
 )
 
 
-def match_reported(message: str | None) -> ReportedPattern | None:
-    """The first row of `REPORTED_ERRORS` whose pattern occurs in `message`, else None."""
-    if not message:
+#: Slots in messages that have no row of their own (they say nothing known, or only wrap a
+#: message that does): their token values are masked all the same.
+TOKEN_VALUE_SLOTS: tuple[Slot, ...] = tuple(
+    Slot.parse(spec)
+    for spec in (
+        r"\bfailed to find JWT key with ID {kid| in }",  # MicahParks/jwkset http.go
+        r"\bjwt (?:audience|issuer|id|subject) invalid\. expected: {value}",  # auth0/node-jsonwebtoken verify.js
+        r"\btoken type is incorrect\. expected {typ}",  # keycloak TokenVerifier.java
+    )
+)
+
+_MASKER = SlotMasker([slot for row in REPORTED_ERRORS for slot in row.slots] + list(TOKEN_VALUE_SLOTS))
+
+
+def mask_reported(message: str | None) -> str:
+    """The message as the rows see it: normalised, every token-derived value replaced by `MASK`."""
+    read = normalise(message)
+    return _MASKER.mask(read.text, read.truncated)
+
+
+def _match_masked(masked: str) -> ReportedPattern | None:
+    if not masked:
         return None
-    head = message[:MAX_SCAN_CHARS]
     for row in REPORTED_ERRORS:
-        if row.pattern.search(head):
+        if row.pattern.search(masked):
             return row
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportedJudgement:
+    """What a reported message establishes: a cause, the row that said so, and the time facts."""
+
+    cause: Cause
+    row: ReportedPattern | None
+    skew_seconds: float | None = None
+    detail_facts: tuple[str, ...] = field(default=())
+    stated_time: StatedTime | None = None
+
+
+def judge_reported(
+    message: str | None, ts: datetime, leeway_seconds: float, skew_window_seconds: float
+) -> ReportedJudgement:
+    """The verdict a validator's own message supports, for an event at `ts` of a service with that leeway.
+
+    Where the deciding row's message states the failing time, it is split as DESIGN.md step 6
+    splits a token's: an overshoot beyond the leeway of at most `skew_window_seconds` is
+    `clock_skew`, more is the row's `expired` / `not_yet_valid`; `skew_seconds` is the overshoot
+    (0 when the stated times fail within the leeway: the validator's clock or leeway differs).
+    """
+    row = _match_masked(mask_reported(message))
+    if row is None:
+        return ReportedJudgement(Cause.UNVERIFIABLE, None)
+    facts = [f"{row.validator} says {row.cause.value}"]
+    stated = None
+    if row.times is not None:
+        stated = read_stated_time(row.times, mask_reported(message), ts, leeway_seconds)
+    if stated is None:
+        return ReportedJudgement(row.cause, row, None, tuple(facts))
+    facts.extend(_time_facts(stated, leeway_seconds))
+    if stated.overshoot <= skew_window_seconds:
+        facts.append(f"within the {skew_window_seconds:g} s skew window: a clock is off")
+        return ReportedJudgement(Cause.CLOCK_SKEW, row, max(stated.overshoot, 0.0), tuple(facts), stated)
+    return ReportedJudgement(row.cause, row, stated.overshoot, tuple(facts), stated)
+
+
+def _time_facts(stated: StatedTime, leeway_seconds: float) -> list[str]:
+    claim = "exp" if stated.kind == "exp" else "nbf"
+    facts = []
+    if stated.claim_time is not None:
+        facts.append(f"it states {claim} {stated.claim_time.isoformat().replace('+00:00', 'Z')}")
+    if stated.clock is not None:
+        whose = "the validator's clock" if stated.clock_stated else "the event's time"
+        facts.append(f"{whose} {stated.clock.isoformat().replace('+00:00', 'Z')}")
+    side = "past exp" if stated.kind == "exp" else "before nbf"
+    facts.append(f"{stated.off_by:g} s {side}, {stated.overshoot:g} s beyond the {leeway_seconds:g} s leeway")
+    return facts
+
+
+def match_reported(message: str | None) -> ReportedPattern | None:
+    """The first row of `REPORTED_ERRORS` whose pattern occurs in the normalised, masked message."""
+    return _match_masked(mask_reported(message))
 
 
 def cause_from_reported(message: str | None) -> Cause:
