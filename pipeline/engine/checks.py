@@ -162,6 +162,8 @@ def quote(value: Any) -> str:
 
 def check_alg_policy(alg: str, policy: ServicePolicy, findings: Findings) -> bool:
     """Step 2: may the service's issuers use `alg` at all? (The key type is checked with the key, step 3.)"""
+    if findings.tracing:
+        findings.note(_ALG_POLICY, alg=alg, allowed=sorted(policy.algorithms))
     if alg.lower() == "none":
         findings.add(_ALG_POLICY, Cause.BAD_ALG, f"alg {alg!r} means an unsigned token, which no service accepts")
         return False
@@ -331,7 +333,8 @@ def check_times(
             cause = Cause.EXPIRED if claim == "exp" else Cause.NOT_YET_VALID
             findings.add(_TIME, cause, f"{claim}: {when} ({beyond})")
     if findings.tracing:
-        findings.note(_TIME, leeway=leeway, window=window, skew=skew)
+        times = {claim: claims[claim] for claim in ("exp", "nbf", "iat") if claim in claims}
+        findings.note(_TIME, times=times, leeway=leeway, window=window, skew=skew)
     return skew
 
 

@@ -301,6 +301,8 @@ class Classifier:
         """Steps 2 to 8 of DESIGN.md in order (1, parsing, is done), then the decision from their findings."""
         service = policy.service
         findings = Findings() if trace is None else trace
+        if trace is not None:
+            trace.note(Step.PARSE, segments=3)
         alg, claims = token.alg, token.claims
         attacks = detect_attacks(token.header, token.signature, self._publishes_asymmetric(policy))
 
