@@ -6,6 +6,7 @@ import io
 import json
 import os
 import pty
+import re
 import select
 import socket
 import subprocess
@@ -19,13 +20,13 @@ from pathlib import Path
 import pytest
 
 from pipeline import cli
+from pipeline.causes import ATTACK_ADVICE, REMEDIATION
 from pipeline.config import Config
 from pipeline.engine.tokens import fingerprint
 from pipeline.io.memory import ListSource
 from pipeline.io.store import Store
 from pipeline.models import Attack, AuthFailureEvent, Cause, Classification
 from pipeline.records import Envelope, Position, RecordKind
-from pipeline.remediation import ATTACK_ADVICE, REMEDIATION
 from pipeline.runner import Pipeline, run
 from tests.world import (
     AUDIENCE,
@@ -204,6 +205,19 @@ def test_json_is_the_classifiers_verdict_with_a_null_event_id(
     expected = World().judge(token, service_jwks_fetched_at=None).classification
     assert got == expected.model_copy(update={"event_id": None})
     assert_secret(token, out, err)
+
+
+@pytest.mark.parametrize(("name", "make", "cause", "evidence"), CASES, ids=[c[0] for c in CASES])
+def test_the_failed_checks_shown_are_the_verdicts_findings_in_order(
+    explain: Runner, name: str, make: Callable[[], str], cause: Cause, evidence: list[str]
+) -> None:
+    """explain renders the classifier's findings: the causes under the ✗ checks are `findings`, in check order."""
+    token = make()
+    _, out, _ = explain(token, "--service", "payments-api")
+    _, line, _ = explain(token, "--service", "payments-api", "--json")
+    shown = [c.strip() for found in re.findall(r"│ +→ ([a-z_]+(?:, [a-z_]+)*)", out) for c in found.split(",")]
+    assert list(dict.fromkeys(shown)) == [c.value for c in Classification.model_validate_json(line).findings]
+    assert out.count("✗") == len({f.step for f in World().judge(token, service_jwks_fetched_at=None).findings})
 
 
 # -- every attack ------------------------------------------------------------------------------
