@@ -461,7 +461,7 @@ def test_a_bare_message_says_the_same_or_nothing(entry: dict[str, Any]) -> None:
 def test_every_exception_is_used_and_explained() -> None:
     for exc in EXCEPTIONS:
         Cause(exc["reported"])
-        assert len(exc["why"]) >= 60, exc
+        assert exc["kind"].strip() and len(exc["why"]) >= 60, exc
         for library in exc["libraries"]:
             for case in exc["cases"]:
                 matches = [e for e in VALIDATOR_MESSAGES if e["library"] == library and e["case"] == case]
