@@ -41,7 +41,8 @@ Rules for the table:
   missing"), a JWKS fetch failure, a service configuration error (Microsoft's IDX10500,
   IDX10204, IDX20803, ...), or a generic "invalid token" / "Unauthorized". They fall
   through to `unverifiable`. So does a message that names no single cause (Keycloak's
-  "Token is not active": expired or not yet valid).
+  "Token is not active": expired or not yet valid; Nimbus's "Another algorithm expected, or
+  no matching key(s) found": an alg it does not expect, or a kid it lacks).
 - Without a stated time, `exp` failures are `expired` and `nbf`/`iat`-in-the-future
   failures `not_yet_valid`: no row's cause is `clock_skew`.
 - As the contract says, a missing `aud` is an `audience_mismatch` and a missing `iss` an
