@@ -24,6 +24,7 @@ from pipeline.engine.reported import (
     KEYFUNC,
     KONG,
     MAX_SCAN_CHARS,
+    NIMBUS,
     PYJWT,
     REPORTED_ERRORS,
     SPRING,
@@ -50,6 +51,7 @@ REQUIRED_VALIDATORS = (
     GO_OIDC,
     KEYCLOAK,
     JOSERFC,
+    NIMBUS,
 )
 
 #: Real messages that say nothing known about the token: no row may claim them.
@@ -104,6 +106,13 @@ UNINFORMATIVE = (
     "Token is not active",
     "Realm URL not set",
     "Token type is incorrect. Expected 'Bearer' but was 'Jwt is expired'",
+    # Nimbus: its key selector found no key, for an alg it does not expect or a kid it lacks (two causes).
+    "Signed JWT rejected: Another algorithm expected, or no matching key(s) found",
+    "An error occurred while attempting to decode the Jwt: Signed JWT rejected: Another algorithm expected, "
+    "or no matching key(s) found",
+    # jwks-rsa: a kid-less token and several keys; the signature was never checked.
+    "JsonWebTokenError: error in secret or public key callback: No KID specified and JWKS endpoint returned "
+    "more than 1 key",
     # jsonwebtoken with an expected value that happens to read like another message.
     "jwt subject invalid. expected: jwt expired",
 )

@@ -41,7 +41,8 @@ Rules for the table:
   missing"), a JWKS fetch failure, a service configuration error (Microsoft's IDX10500,
   IDX10204, IDX20803, ...), or a generic "invalid token" / "Unauthorized". They fall
   through to `unverifiable`. So does a message that names no single cause (Keycloak's
-  "Token is not active": expired or not yet valid).
+  "Token is not active": expired or not yet valid; Nimbus's "Another algorithm expected, or
+  no matching key(s) found": an alg it does not expect, or a kid it lacks).
 - Without a stated time, `exp` failures are `expired` and `nbf`/`iat`-in-the-future
   failures `not_yet_valid`: no row's cause is `clock_skew`.
 - As the contract says, a missing `aud` is an `audience_mismatch` and a missing `iss` an
@@ -122,6 +123,8 @@ GO_OIDC = "go-oidc"  # coreos/go-oidc, also what oauth2-proxy reports
 KEYCLOAK = "keycloak"
 GOTRUE = "gotrue"
 JOSERFC = "joserfc"
+NIMBUS = "nimbus-jose-jwt"  # Nimbus on its own (DefaultJWTProcessor); wrapped by Spring, its rows are SPRING's
+JWKS_RSA = "jwks-rsa"  # auth0/node-jwks-rsa, the key callback behind jsonwebtoken
 
 # Sources, one per file or page the messages were read from.
 _ENVOY_SRC = "google/jwt_verify_lib src/status.cc (the status strings Envoy jwt_authn reports)"
@@ -175,6 +178,19 @@ _GO_OIDC_JWKS_SRC = "coreos/go-oidc oidc/jwks.go (used by oauth2-proxy)"
 _KEYCLOAK_SRC = "keycloak/keycloak core/src/main/java/org/keycloak/TokenVerifier.java"
 _GOTRUE_SRC = "supabase/auth internal/api/auth.go (parseJWTClaims keyfunc, wrapped as a bad_jwt error)"
 _JOSERFC_SRC = "authlib/joserfc src/joserfc/errors.py (JoseError: 'error: description')"
+# Nimbus JOSE+JWT lives on Bitbucket (connect2id/nimbus-jose-jwt); its GitHub mirrors stop before 10.x, so
+# these texts were read from the 10.10 jar on Maven Central (the harness's validators/java/pom.xml).
+_NIMBUS_10_SRC = "connect2id/nimbus-jose-jwt (Bitbucket) src/main/java/com/nimbusds/{path}, as in the 10.10 jar"
+_JWKS_RSA_SRC = (
+    "auth0/node-jwks-rsa src/JwksClient.js (SigningKeyNotFoundError), wrapped by auth0/node-jsonwebtoken "
+    "verify.js ('error in secret or public key callback: ')"
+)
+_JWKSET_HTTP_SRC = (
+    "MicahParks/jwkset http.go (HTTP storage KeyRead: ErrKeyNotFound %q) + MicahParks/keyfunc keyfunc.go "
+    "(errors.Join with ErrKeyfunc: a newline) + golang-jwt/jwt v5 parser.go ('error while executing keyfunc')"
+)
+_PYJWT_CRIT_SRC = "jpadilla/pyjwt jwt/api_jws.py (_validate_crit)"
+_JOSE_CRIT_SRC = "panva/jose src/lib/validate.ts validateCrit (src/lib/validate_crit.ts before 6.2)"
 _AWS_DOC_SRC = (
     "AWS API Gateway Developer Guide, 'Troubleshooting issues with HTTP API JWT authorizers' "
     "(awsdocs/amazon-api-gateway-developer-guide)"
@@ -422,6 +438,13 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         _PYJWT_JWKS_SRC,
     ),
     _row(
+        JWKS_RSA,
+        r"\bunable to find a signing key that matches '{kid|'}",
+        Cause.UNKNOWN_KID,
+        "JsonWebTokenError: error in secret or public key callback: Unable to find a signing key that matches 'k2'",
+        _JWKS_RSA_SRC,
+    ),
+    _row(
         GO_JOSE,
         r"\bunexpected signature algorithm {alg}",
         Cause.BAD_ALG,
@@ -470,6 +493,14 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         'token is unverifiable: error while executing keyfunc: key not found: kid "k2"\n'
         "failed keyfunc: could not read JWK from storage",
         _KEYFUNC_SRC,
+    ),
+    _row(
+        KEYFUNC,
+        r'\bkey not found "{kid|"}',
+        Cause.UNKNOWN_KID,
+        'token is unverifiable: error while executing keyfunc: key not found "k2"\n'
+        "failed keyfunc: could not read JWK from storage",
+        _JWKSET_HTTP_SRC,
     ),
     _row(
         KEYFUNC,
@@ -818,6 +849,21 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         "Algorithm not specified",
         _PYJWT_JWS_SRC,
     ),
+    # A `crit` header jwtriage cannot honour is malformed (DESIGN.md step 1, RFC 7515 4.1.11).
+    _row(
+        PYJWT,
+        r"\bunsupported critical extension: {ext}",
+        Cause.MALFORMED,
+        "InvalidTokenError: Unsupported critical extension: x-acme",
+        _PYJWT_CRIT_SRC,
+    ),
+    _row(
+        PYJWT,
+        r"\binvalid 'crit' header\b|\bcritical extension '{ext|' is missing from headers}",
+        Cause.MALFORMED,
+        "InvalidTokenError: Critical extension 'x-acme' is missing from headers",
+        _PYJWT_CRIT_SRC,
+    ),
     _row(JOSE, r"\binvalid compact jws\b", Cause.MALFORMED, "Invalid Compact JWS", _JOSE_JWS_SRC),
     _row(
         JOSE,
@@ -841,7 +887,29 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         '"exp" claim must be a number',
         _JOSE_CLAIMS_SRC,
     ),
+    _row(
+        JOSE,
+        r"\bExtension Header Parameter {ext}",
+        Cause.MALFORMED,
+        'ERR_JOSE_NOT_SUPPORTED: Extension Header Parameter "x-acme" is not recognized',
+        _JOSE_CRIT_SRC,
+    ),
+    _row(
+        JOSE,
+        rf"{_Q}crit{_Q} \(Critical\) Header Parameter MUST\b",
+        Cause.MALFORMED,
+        '"crit" (Critical) Header Parameter MUST be integrity protected',
+        _JOSE_CRIT_SRC,
+    ),
     _row(JSONWEBTOKEN, r"\bjwt malformed\b", Cause.MALFORMED, "jwt malformed", _JSONWEBTOKEN_SRC),
+    _row(
+        JSONWEBTOKEN,
+        r"\bJsonWebTokenError: invalid token\b",
+        Cause.MALFORMED,
+        "JsonWebTokenError: invalid token",
+        _JSONWEBTOKEN_SRC + " (its decode returned nothing: a header that is not base64url JSON; the bare words "
+        "'invalid token' name no library and stay unverifiable)",
+    ),
     _row(
         JSONWEBTOKEN,
         r"\binvalid (?:exp|nbf) value\b",
@@ -892,6 +960,35 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         "An error occurred while attempting to decode the Jwt: Malformed token",
         _SPRING_DECODER_SRC,
     ),
+    _row(
+        NIMBUS,
+        r"\binvalid unsecured/JWS/JWE header: {detail}",
+        Cause.MALFORMED,
+        "Invalid unsecured/JWS/JWE header: Invalid JSON object",
+        _NIMBUS_10_SRC.format(path="jwt/JWTParser.java, jose/JOSEObject.java (the cause's message follows)"),
+    ),
+    _row(
+        NIMBUS,
+        r"\binvalid serialized (?:unsecured/JWS/JWE|JWE) object\b|\binvalid JWT serialization\b"
+        r"|\bunexpected number of Base64URL parts\b",
+        Cause.MALFORMED,
+        "Invalid serialized unsecured/JWS/JWE object: Missing second delimiter",
+        _NIMBUS_10_SRC.format(path="jose/JOSEObject.java, jwt/JWTParser.java, jwt/SignedJWT.java"),
+    ),
+    _row(
+        NIMBUS,
+        r"\bpayload of (?:JWS|JWE|unsecured JOSE) object is not a valid JSON object\b",
+        Cause.MALFORMED,
+        "Payload of JWS object is not a valid JSON object",
+        _NIMBUS_10_SRC.format(path="jwt/SignedJWT.java (and PlainJWT, EncryptedJWT)"),
+    ),
+    _row(
+        NIMBUS,
+        r"\bunexpected type of JSON object member (?:alg|exp|nbf|iat)\b",
+        Cause.MALFORMED,
+        "Unexpected type of JSON object member exp",
+        _NIMBUS_10_SRC.format(path="jose/util/JSONObjectUtils.java (the member name is the library's own key)"),
+    ),
     # ---- 5. Algorithm policy ------------------------------------------------------------
     _row(
         PYJWT,
@@ -901,6 +998,14 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         _PYJWT_JWS_SRC,
     ),
     _row(PYJWT, r"\balgorithm not supported\b", Cause.BAD_ALG, "Algorithm not supported", _PYJWT_JWS_SRC),
+    _row(
+        PYJWT,
+        r"\bexpecting a PEM-formatted key\b",
+        Cause.BAD_ALG,
+        "TypeError: Expecting a PEM-formatted key.",
+        "jpadilla/pyjwt jwt/algorithms.py (RSAAlgorithm / ECAlgorithm.prepare_key: the key the kid names is a key "
+        "object of the other family)",
+    ),
     _row(
         JOSE,
         rf"{_Q}alg{_Q} \(Algorithm\) Header Parameter value not allowed\b",
@@ -921,6 +1026,13 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         Cause.BAD_ALG,
         "jwt signature is required",
         _JSONWEBTOKEN_SRC,
+    ),
+    _row(
+        JSONWEBTOKEN,
+        rf"{_Q}alg{_Q} parameter for {_Q}[a-z-]{{1,16}}{_Q} key type must be one of\b",
+        Cause.BAD_ALG,
+        'Error: "alg" parameter for "rsa" key type must be one of: RS256, PS256, RS384, PS384, RS512, PS512.',
+        "auth0/node-jsonwebtoken lib/validateAsymmetricKey.js (the key type is the JWKS key's, not the token's)",
     ),
     _row(
         JSONWEBTOKEN,
@@ -972,6 +1084,15 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         "Unsecured (plain) JWTs are rejected, extend class to handle",
         _NIMBUS_PROC_SRC,
     ),
+    _row(
+        NIMBUS,
+        r"\bthe signature must not be empty\b",
+        Cause.BAD_ALG,
+        "The signature must not be empty",
+        _NIMBUS_10_SRC.format(path="jose/JWSObject.java")
+        + " (an unsigned token whose alg is not exactly 'none', e.g. 'nOnE'; as jsonwebtoken's 'jwt signature "
+        "is required')",
+    ),
     # ---- 6. Key lookup ------------------------------------------------------------------
     _row(
         ENVOY,
@@ -993,14 +1114,6 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         Cause.UNKNOWN_KID,
         "go-jose/go-jose: JWK with matching kid not found in JWK Set",
         "go-jose/go-jose jwk.go (ErrJWKSKidNotFound)",
-    ),
-    _row(
-        SPRING,
-        r"\banother algorithm expected, or no matching key\(s\) found",
-        Cause.UNKNOWN_KID,
-        "An error occurred while attempting to decode the Jwt: Signed JWT rejected: Another algorithm "
-        "expected, or no matching key(s) found",
-        _NIMBUS_PROC_SRC,
     ),
     _row(
         ASPNETCORE,
@@ -1127,6 +1240,13 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         _SPRING_CLAIM_SRC + " (as JwtIssuerValidator builds it)",
     ),
     _row(JWX, rf"{_Q}iss{_Q} not satisfied\b", Cause.ISSUER_MISMATCH, '"iss" not satisfied', _JWX_SRC),
+    _row(
+        NIMBUS,
+        r"\bJWT iss claim value rejected\b",
+        Cause.ISSUER_MISMATCH,
+        "JWT iss claim value rejected",
+        _NIMBUS_10_SRC.format(path="jwt/proc/DefaultJWTClaimsVerifier.java (exact-match claims)"),
+    ),
     # ---- 9. Audience --------------------------------------------------------------------
     _row(
         ENVOY,
@@ -1179,6 +1299,13 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         _SPRING_CLAIM_SRC + " (as JwtAudienceValidator builds it)",
     ),
     _row(JWX, rf"{_Q}aud{_Q} not satisfied\b", Cause.AUDIENCE_MISMATCH, '"aud" not satisfied', _JWX_SRC),
+    _row(
+        NIMBUS,
+        r"\bJWT aud claim rejected\b",
+        Cause.AUDIENCE_MISMATCH,
+        "JWT aud claim rejected",
+        _NIMBUS_10_SRC.format(path="jwt/proc/DefaultJWTClaimsVerifier.java"),
+    ),
     _row(
         AWS_APIGW,
         r"\bthe token does not have a valid audience\b",
