@@ -78,7 +78,9 @@ def queries() -> list[tuple[str, str]]:
     found = [(f"panel {p['title']!r} {t['refId']}", t["expr"]) for p in panels() for t in p["targets"]]
     for annotation in dashboard()["annotations"]["list"]:
         if annotation.get("datasource", {}).get("type") == "prometheus":
-            found.append((f"annotation {annotation['name']!r}", annotation["expr"]))
+            # Grafana 11 runs `target`; the top-level `expr` is the older form, kept for older versions.
+            assert annotation["expr"] == annotation["target"]["expr"], annotation["name"]
+            found.append((f"annotation {annotation['name']!r}", annotation["target"]["expr"]))
     return found
 
 
@@ -177,8 +179,9 @@ def test_rotation_damage_is_the_three_rotation_causes_and_says_what_it_cannot_ex
 def test_key_changes_are_annotations_at_the_rotation_steps_time() -> None:
     annotations = {a["name"]: a for a in dashboard()["annotations"]["list"]}
     keys = annotations["Key changes"]
-    assert "jwtriage_jwks_key_change_timestamp_seconds" in keys["expr"]
-    assert keys["useValueForTime"] and "* 1000" in keys["expr"]  # Grafana wants milliseconds
+    expr = keys["target"]["expr"]
+    assert "jwtriage_jwks_key_change_timestamp_seconds" in expr
+    assert keys["useValueForTime"] and "* 1000" in expr  # "series value as timestamp" wants milliseconds
     assert keys["enable"]
 
 
@@ -333,6 +336,14 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(prometheus_bi
                 empty.append(f"{where}: {concrete(expr)} -> {result}")
         assert not empty, "queries without data:\n" + "\n".join(empty)
 
+        # The service and issuer variables list what the consumer saw.
+        for variable in dashboard()["templating"]["list"]:
+            if variable["type"] == "query":
+                found = re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", variable["query"]["query"])
+                assert found, variable["query"]
+                metric, label = found.groups()
+                values = prometheus.get(f"/api/v1/label/{label}/values", **{"match[]": metric})["data"]
+                assert values, variable["name"]
         # The activity panels show the stream that just went through, not only zeros.
         by_title = {p["title"]: p for p in panels()}
         for title in ("Failures by cause", "Failures by service", "Rotation damage by service", "Attacks by kind",
