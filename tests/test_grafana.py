@@ -300,6 +300,10 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(prometheus_bi
     good_events = sum(1 for t in scenario.truth if not t.get("dead_letter"))
     consumer_port, prometheus_port = free_port(), free_port()
     consumer_log, prometheus_log = tmp_path / "consumer.log", tmp_path / "prometheus.log"
+    # A tenth of the day first: the topics exist when the consumer starts, and its first batch measures
+    # the lag (the gauge is refreshed with the batches, at most every 10 s).
+    records = list(scenario_records(scenario, kafka))
+    produce(kafka, records[: len(records) // 10])
     consumer = server = None
     try:
         with consumer_log.open("wb") as log:
@@ -316,11 +320,12 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(prometheus_bi
                 cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
             )
         prometheus, logs = Prometheus(prometheus_port), (consumer_log, prometheus_log)
-        # Scraped (the series start at zero) before anything is produced, so the rates see the increase.
+        # Scraped before the rest is produced, so the rates see the increase.
         wait_for(lambda: prometheus.ready() and prometheus.value('sum(up{job="jwtriage"})') == 1, 30,
                  "Prometheus scraping the consumer", logs)
         wait_for(lambda: prometheus.value("count(jwtriage_events_total)") > 0, 15, "the consumer's series", logs)
-        produce(kafka, scenario_records(scenario, kafka))
+        wait_for(lambda: prometheus.value("count(jwtriage_consumer_lag)") > 0, 15, "the lag gauge", logs)
+        produce(kafka, records[len(records) // 10 :])
         # Every event judged (re-judged verdicts count twice in events_total) and every rotation step seen.
         scraped = "sum(jwtriage_events_total) - (sum(jwtriage_events_rejudged_total) or vector(0))"
         wait_for(lambda: prometheus.value(scraped) == good_events, 40, f"{good_events} events scraped", logs)
