@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,65 @@ def test_the_image_builds_from_files_that_exist() -> None:
         if line.startswith("COPY "):
             for source in line.split()[1:-1]:
                 assert (ROOT / source).exists(), source
+
+
+def bind_source(name: str, target: str) -> Path | None:
+    """The repository path a service sees at `target` through its bind mounts (None when none covers it)."""
+    for volume in SERVICES[name].get("volumes", []):
+        source, mounted = volume.split(":")[:2]
+        if source.startswith(".") and (target == mounted or target.startswith(mounted.rstrip("/") + "/")):
+            return ROOT / source / target[len(mounted):].lstrip("/")
+    return None
+
+
+def flag(command: list[str], name: str) -> str:
+    """The value of `--name VALUE` or `--name=VALUE` in a command."""
+    for n, part in enumerate(command):
+        if part == name:
+            return command[n + 1]
+        if part.startswith(name + "="):
+            return part.split("=", 1)[1]
+    raise AssertionError(f"{name} not in {command}")
+
+
+@pytest.mark.parametrize("name", ["prometheus", "grafana"])
+def test_prometheus_and_grafana_run_pinned_images_and_mount_files_that_exist(name: str) -> None:
+    image = SERVICES[name]["image"]
+    assert re.fullmatch(r"[a-z/-]+:v?\d+\.\d+\.\d+", image), f"{image}: pin an exact version"
+    for volume in SERVICES[name]["volumes"]:
+        source = volume.split(":")[0]
+        if source.startswith("."):
+            assert (ROOT / source).exists(), volume
+            assert volume.endswith(":ro"), volume  # the container never writes into the repository
+
+
+def test_prometheus_scrapes_the_consumers_metrics_port_and_loads_the_alerts() -> None:
+    consumer = SERVICES["consumer"]["command"]
+    port = flag(consumer, "--metrics-port")
+    assert flag(consumer, "--metrics-host") == "0.0.0.0"  # reachable from the prometheus container
+    command = SERVICES["prometheus"]["command"]
+    config_path = bind_source("prometheus", flag(command, "--config.file"))
+    assert config_path is not None and config_path == ROOT / "deploy" / "prometheus" / "prometheus.yml"
+    config = yaml.safe_load(config_path.read_text())
+    targets = [t for job in config["scrape_configs"] for c in job["static_configs"] for t in c["targets"]]
+    assert targets == [f"consumer:{port}"]
+    for rules in config["rule_files"]:
+        assert (config_path.parent / rules).exists(), rules
+    assert "alerts.yml" in config["rule_files"]
+
+
+def test_grafana_is_provisioned_with_the_prometheus_datasource_and_the_dashboard() -> None:
+    grafana = SERVICES["grafana"]
+    provisioning = bind_source("grafana", "/etc/grafana/provisioning")
+    assert provisioning == ROOT / "deploy" / "grafana" / "provisioning" and provisioning.is_dir()
+    (datasource,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"]
+    listen = flag(SERVICES["prometheus"]["command"], "--web.listen-address")
+    assert datasource["type"] == "prometheus"
+    assert datasource["url"] == f"http://prometheus:{listen.rpartition(':')[2]}"
+    for file in sorted((provisioning / "dashboards").glob("*.yml")):
+        for provider in yaml.safe_load(file.read_text())["providers"]:
+            folder = bind_source("grafana", provider["options"]["path"])
+            assert folder is not None and sorted(folder.glob("*.json")), provider
+    home = bind_source("grafana", grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"])
+    assert home is not None and home.is_file()
+    assert "prometheus" in grafana["depends_on"]
