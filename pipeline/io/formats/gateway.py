@@ -193,13 +193,13 @@ def make_event(
     client_id: object = None,
 ) -> AuthFailureEvent:
     """The event, with the fields a gateway line can give (never a token: gateways ship its hash at most)."""
-    rid = string(request_id, MAX_ID)
+    eid = event_id(request_id, raw)
     return AuthFailureEvent(
-        event_id=event_id(request_id, raw),
+        event_id=eid,
         ts=ts,
         service=service,
         token_sha256=sha256,
         reported_error=reported,
         client_id=string(client_id, MAX_ID),
-        request_id=rid,
+        request_id=None if eid.startswith("line-sha256:") else eid,
     )
