@@ -46,6 +46,19 @@ class IssuerConfig(_Section):
         return value
 
 
+def normalise_host(value: str) -> str:
+    """A Host/authority as a gateway logs it → the name a `hosts` entry matches: no port, lower case, no final dot.
+
+    `API.Acme.test:8443` → `api.acme.test`; `[::1]:8080` → `::1`; a bare IPv6 address stays as it is.
+    """
+    host = value.strip().lower()
+    if host.startswith("["):
+        host = host[1:].partition("]")[0]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    return host.rstrip(".")
+
+
 class ServiceConfig(_Section):
     name: str = Field(min_length=1)
     issuers: tuple[str, ...] = Field(min_length=1)
@@ -53,6 +66,33 @@ class ServiceConfig(_Section):
     leeway_seconds: float = Field(default=0, ge=0)
     required_claims: tuple[str, ...] = ("exp",)
     authorized_parties: tuple[str, ...] | None = None
+    hosts: tuple[str, ...] = Field(
+        default=(), description="Host/authority names a gateway log names for this service (any case, any port)."
+    )
+
+    @field_validator("hosts")
+    @classmethod
+    def _plain_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for host in value:
+            if not normalise_host(host) or any(c.isspace() or c in "/\\\"" for c in host.strip()):
+                raise ValueError(f"{host!r} is not a host name (give it as a gateway logs it, e.g. 'api.acme.test')")
+        return value
+
+
+class KafkaSourceConfig(_Section):
+    """A `[[kafka.sources]]` entry: a topic whose records are events in a gateway's own format."""
+
+    topic: str = Field(min_length=1)
+    format: str = Field(min_length=1, description="An event format: jwtriage, envoy, kong, aws-httpapi, nginx.")
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        from pipeline.io.formats import known_formats  # the registry imports no config: no cycle
+
+        if value not in known_formats():
+            raise ValueError(f"unknown event format {value!r}; choose from {sorted(known_formats())}")
+        return value
 
 
 class KafkaConfig(_Section):
@@ -70,6 +110,19 @@ class KafkaConfig(_Section):
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    sources: tuple[KafkaSourceConfig, ...] = Field(
+        default=(), description="More event topics, each in its own format (read by the group, like failures_topic)."
+    )
+
+    @model_validator(mode="after")
+    def _distinct_source_topics(self) -> KafkaConfig:
+        topics = [source.topic for source in self.sources]
+        if len(set(topics)) != len(topics):
+            raise ValueError(f"[[kafka.sources]] topics must be unique, got {topics}")
+        clash = {self.samples_topic, self.jwks_topic, self.dead_letter_topic} & set(topics)
+        if clash:
+            raise ValueError(f"[[kafka.sources]] topic {sorted(t for t in clash if t)} is not an event topic")
+        return self
 
 
 class StoreConfig(_Section):
@@ -102,6 +155,12 @@ class Config(_Section):
             missing = [n for n in service.issuers if n not in names]
             if missing:
                 raise ValueError(f"service {service.name!r} names unknown issuer(s) {missing}; known: {names}")
+        owners: dict[str, str] = {}
+        for service in self.services:
+            for host in service.hosts:
+                other = owners.setdefault(normalise_host(host), service.name)
+                if other != service.name:
+                    raise ValueError(f"host {host!r} is in the hosts of both {other!r} and {service.name!r}")
         return self
 
     def service(self, name: str) -> ServiceConfig | None:

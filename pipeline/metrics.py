@@ -18,6 +18,7 @@ Exported (all prefixed `jwtriage_`; the alert rules in deploy/prometheus/alerts.
                                                                  (those verdicts count in events_total too)
     jwtriage_attacks_total{attack,service}              counter
     jwtriage_dead_letters_total{kind}                   counter  kind: event, sample, snapshot
+    jwtriage_records_skipped_total{format}              counter  gateway log lines that were no JWT rejection
     jwtriage_jwks_snapshots_total{issuer}               counter  snapshots received
     jwtriage_classification_seconds                     histogram  seconds to classify one batch
     jwtriage_batch_records                              histogram  records per batch
@@ -170,6 +171,12 @@ class Metrics:
         self.dead_letters = Counter(
             "jwtriage_dead_letters", "Records that failed their wire model, by kind", ["kind"], registry=r
         )
+        self.skipped = Counter(
+            "jwtriage_records_skipped",
+            "Event records their format skipped: gateway log lines that were no JWT rejection (a 200, an upstream 401)",
+            ["format"],
+            registry=r,
+        )
         self.snapshots = Counter("jwtriage_jwks_snapshots", "JWKS snapshots received", ["issuer"], registry=r)
         self.classification_seconds = Histogram(
             "jwtriage_classification_seconds", "Seconds to classify one batch", buckets=_SECONDS_BUCKETS, registry=r
@@ -223,6 +230,8 @@ class Metrics:
             self._remember(event_id, attacks | (counted or frozenset()))
         for letter in batch.dead_letters:
             self.dead_letters.labels(letter.kind.value).inc()
+        for name, count in batch.skipped.items():
+            self.skipped.labels(name).inc(count)
         for snapshot in batch.snapshots:
             self.snapshots.labels(snapshot.issuer).inc()
         if seconds is None and stats is not None:

@@ -82,6 +82,7 @@ class Batch:
     snapshots: list[JwksSnapshot] = field(default_factory=list)
     positions: dict[tuple[str, int], int] = field(default_factory=dict)
     timeline_changed: bool = False
+    skipped: dict[str, int] = field(default_factory=dict)  # event format → records it skipped (no JWT rejection)
 
     def __len__(self) -> int:
         return len(self.judged) + len(self.dead_letters) + len(self.snapshots)

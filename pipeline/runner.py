@@ -20,7 +20,7 @@ import gc
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -101,9 +101,15 @@ class Pipeline:
         limits: PipelineLimits | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         event_format: str = DEFAULT_EVENT_FORMAT,
+        source_formats: Mapping[str, str] | None = None,
     ) -> None:
         self.config = config
-        self._decode_event = event_decoder(event_format)
+        # Events are in `event_format`, except those of a source (a topic) given its own.
+        self._event_format = event_format
+        self._decode_event = event_decoder(event_format, config)
+        self._source_decoders = {
+            source: (name, event_decoder(name, config)) for source, name in (source_formats or {}).items()
+        }
         self.limits = limits or PipelineLimits()
         self.timeline = timeline or KeyTimeline()
         self.classifier = Classifier(config, self.timeline)
@@ -119,7 +125,9 @@ class Pipeline:
         # event_id → (event, token, position, classification) of the latest other events with a token
         self._recent: _Bounded[tuple[AuthFailureEvent, str, Position, Any]] = _Bounded(self.limits.max_recent)
         self._services = {s.name for s in config.services}
-        self.counts: dict[str, int] = {"events": 0, "samples": 0, "snapshots": 0, "dead_letters": 0, "rejudged": 0}
+        self.counts: dict[str, int] = dict.fromkeys(
+            ("events", "samples", "snapshots", "dead_letters", "rejudged", "skipped"), 0
+        )
 
     @property
     def state_sizes(self) -> dict[str, int]:
@@ -154,6 +162,10 @@ class Pipeline:
                 self._dead_letter(envelope, record, batch)
                 continue
             if record is None:  # the format skips it: not an auth failure, and not a bad record
+                known = self._source_decoders.get(position.source)
+                name = known[0] if known is not None else self._event_format
+                batch.skipped[name] = batch.skipped.get(name, 0) + 1
+                self.counts["skipped"] += 1
                 continue
             try:
                 if isinstance(record, AuthFailureEvent):
@@ -173,7 +185,10 @@ class Pipeline:
         """The envelope's record, None when its format skips it, or why it is not one (the dead letter's reason)."""
         try:
             if envelope.kind is RecordKind.EVENT:
-                return self._decode_event(envelope.value, self.limits.max_record_bytes)
+                decode = self._decode_event
+                if self._source_decoders and envelope.position.source in self._source_decoders:
+                    decode = self._source_decoders[envelope.position.source][1]
+                return decode(envelope.value, self.limits.max_record_bytes)
             return decode_record(envelope.value, _OWN_MODELS[envelope.kind], self.limits.max_record_bytes)
         except RecordError as exc:
             return str(exc)

@@ -45,7 +45,8 @@ def test_join_state_and_caches_stay_under_their_caps_and_memory_stays_flat() -> 
     sizes = big["sizes"]
     assert isinstance(sizes, dict) and all(size <= CAP for size in sizes.values()), sizes
     assert all(size == CAP for size in sizes.values()), f"some flood did not reach its cap: {sizes}"
-    assert big["counts"] == {"events": 75_000, "samples": 25_000, "snapshots": 0, "dead_letters": 0, "rejudged": 0}
+    assert big["counts"] == {"events": 75_000, "samples": 25_000, "snapshots": 0, "dead_letters": 0, "rejudged": 0,
+                             "skipped": 0}
     assert big["signature_checks"] == 25_000  # each unique signature checked once, then forgotten
     growth_small, growth_big = int(small["growth_kb"]), int(big["growth_kb"])  # type: ignore[call-overload]
     print(f"\npeak memory growth: {growth_small:,} kB over 10k records, {growth_big:,} kB over 100k; sizes {sizes}")

@@ -527,8 +527,9 @@ def test_a_stop_request_ends_the_loop_after_the_batch_in_hand_is_committed() -> 
 def test_an_unknown_event_format_is_a_usage_error() -> None:
     from pipeline.errors import UsageError
 
-    with pytest.raises(UsageError, match=r"unknown event format 'envoy' \(known: jwtriage\)"):
-        Pipeline(World().cfg, event_format="envoy")
+    known = r"\(known: aws-httpapi, envoy, jwtriage, kong, nginx\)"
+    with pytest.raises(UsageError, match=r"unknown event format 'apache' " + known):
+        Pipeline(World().cfg, event_format="apache")
 
 
 def test_a_format_can_skip_a_record_without_a_dead_letter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -554,3 +555,4 @@ def test_a_format_can_skip_a_record_without_a_dead_letter(tmp_path: Path, monkey
     assert [j.event.event_id for j in batch.judged] == ["a"]
     assert [(d.position.offset, d.reason) for d in batch.dead_letters] == [(2, "status 'abc' is not an HTTP status")]
     assert batch.positions[("topic.event", 0)] == 4  # the skipped last line counts as read
+    assert batch.skipped == {"test-access-log": 2} and pipeline.counts["skipped"] == 2

@@ -12,6 +12,7 @@ from typing import IO, Any
 
 from pipeline.commands.common import EXIT_BAD_INPUT, EXIT_OK, check_readable, load_cli_config
 from pipeline.io.files import FileSource, JsonlVerdictSink
+from pipeline.io.formats import DEFAULT_EVENT_FORMAT, known_formats
 from pipeline.runner import Pipeline, run
 
 
@@ -21,8 +22,16 @@ def cmd_classify(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) ->
     events = Path("/dev/stdin") if args.events == "-" else Path(args.events)
     check_readable(jwks, samples, None if args.events == "-" else events)
     sink = JsonlVerdictSink(stdout, errors=sys.stderr)
-    run(FileSource(events, snapshots=jwks, samples=samples), Pipeline(config), sink)
+    pipeline = Pipeline(config, event_format=args.format)
+    run(FileSource(events, snapshots=jwks, samples=samples), pipeline, sink)
     stdout.flush()
+    if args.format != DEFAULT_EVENT_FORMAT:  # a gateway log: say what was read, judged and skipped
+        counts = pipeline.counts
+        print(
+            f"jwtriage classify: {counts['events']:,} JWT rejections judged, {counts['skipped']:,} lines skipped "
+            f"(not a JWT rejection), {counts['dead_letters']:,} dead letters ({args.format} format)",
+            file=sys.stderr,
+        )
     return EXIT_BAD_INPUT if sink.bad else EXIT_OK
 
 
@@ -39,10 +48,18 @@ def register(commands: Any) -> None:
     classify.add_argument("--jwks", required=True, metavar="SNAPSHOTS.jsonl", help="JwksSnapshot records")
     classify.add_argument("--samples", metavar="SAMPLES.jsonl", help="SampledToken records, joined by token_sha256")
     classify.add_argument(
+        "--format",
+        default=DEFAULT_EVENT_FORMAT,
+        choices=sorted(known_formats()),
+        help="what the events file holds: jwtriage's AuthFailureEvent JSON (default) or a gateway's own log "
+        "(envoy, kong, aws-httpapi, nginx; services are found by their `hosts`; lines that are no JWT "
+        "rejection are skipped and counted on stderr)",
+    )
+    classify.add_argument(
         "events",
         nargs="?",
         default="-",
         metavar="EVENTS.jsonl|-",
-        help="AuthFailureEvent records (default: stdin)",
+        help="AuthFailureEvent records, or gateway log lines with --format (default: stdin)",
     )
     classify.set_defaults(handler=cmd_classify)

@@ -24,7 +24,7 @@ from typing import IO, Any
 
 from pipeline.config import Config
 from pipeline.faults import crash_point
-from pipeline.io.kafka import DeadLetterPublisher, KafkaSource
+from pipeline.io.kafka import DeadLetterPublisher, KafkaSource, source_formats
 from pipeline.io.store import Store
 from pipeline.metrics import Metrics
 from pipeline.records import Batch
@@ -40,6 +40,7 @@ LAG_INTERVAL_SECONDS = 10.0
 class ConsumeStats:
     events: int = 0
     dead_letters: int = 0
+    skipped: int = 0  # gateway lines that were no JWT rejection
     batches: int = 0
     seconds: float = 0.0
 
@@ -66,7 +67,9 @@ class _Consumer:
     def __init__(self, config: Config, store: Store, source: KafkaSource, metrics: Metrics | None) -> None:
         self.store, self.source, self.metrics = store, source, metrics
         self.limits = PipelineLimits(max_record_bytes=config.kafka.max_message_bytes)
-        self.pipeline = Pipeline(config, store.load_timeline(), self.limits)
+        self.pipeline = Pipeline(
+            config, store.load_timeline(), self.limits, source_formats=source_formats(config.kafka)
+        )
         self.dlq = DeadLetterPublisher(config.kafka) if config.kafka.dead_letter_topic else None
         self.stats = ConsumeStats()
         self.on_batch: Callable[[Batch, KafkaSource], None] | None = None
@@ -177,6 +180,7 @@ def consume(
         consumer.close()
     stats = consumer.stats
     stats.batches, stats.events = looped.batches, looped.events
+    stats.skipped = consumer.pipeline.counts["skipped"]
     stats.seconds = time.perf_counter() - started
     return stats
 
@@ -205,8 +209,8 @@ def cmd_consume(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> 
         metrics=metrics,
     )
     print(
-        f"jwtriage consume: {stats.events:,} events, {stats.dead_letters:,} dead letters in {stats.batches:,} "
-        f"batches, {stats.seconds:.1f} s → {config.store.path}",
+        f"jwtriage consume: {stats.events:,} events, {stats.dead_letters:,} dead letters, {stats.skipped:,} skipped "
+        f"(not a JWT rejection) in {stats.batches:,} batches, {stats.seconds:.1f} s → {config.store.path}",
         file=stdout,
     )
     return 0

@@ -3,8 +3,10 @@
 Every client is built from `client_options`, the one place that turns the `[kafka]` config
 into kafka-python settings (bootstrap servers, SASL/SSL, timeouts).
 
-The source is two kafka-python consumers. A consumer-group member reads `auth.failures`, so
-N consumers split its partitions; a group-less follower reads every partition of
+The source is two kafka-python consumers. A consumer-group member reads `auth.failures` (and
+each `[[kafka.sources]]` topic: events in a gateway's format, decoded by the runner with
+that format; their positions and commits are kept like the failures topic's), so N
+consumers split their partitions; a group-less follower reads every partition of
 `auth.tokens.sampled` and `auth.jwks`, because a sample or a key can concern an event on any
 partition. Positions come from the store (written in the same transaction as the rows) and
 the group's committed offsets, whichever is further: the store is the truth after a crash,
@@ -119,11 +121,23 @@ def ensure_topics(kafka: KafkaConfig) -> None:
 
 
 def topic_kinds(kafka: KafkaConfig) -> dict[str, RecordKind]:
-    return {
+    kinds = {
         kafka.failures_topic: RecordKind.EVENT,
         kafka.samples_topic: RecordKind.SAMPLE,
         kafka.jwks_topic: RecordKind.SNAPSHOT,
     }
+    kinds.update((source.topic, RecordKind.EVENT) for source in kafka.sources)
+    return kinds
+
+
+def event_topics(kafka: KafkaConfig) -> list[str]:
+    """The topics the group splits among its members: `failures_topic` and every `[[kafka.sources]]` topic."""
+    return list(dict.fromkeys([kafka.failures_topic, *(source.topic for source in kafka.sources)]))
+
+
+def source_formats(kafka: KafkaConfig) -> dict[str, str]:
+    """Topic → event format of the `[[kafka.sources]]` (the runner decodes their records with it)."""
+    return {source.topic: source.format for source in kafka.sources}
 
 
 def make_producer(kafka: KafkaConfig, **settings: Any) -> KafkaProducer:
@@ -185,7 +199,9 @@ class _LogAssignments(ConsumerRebalanceListener):
 
 
 class KafkaSource:
-    """Envelopes from the three topics, a `CommittingSource`: each batch holds snapshots and samples before events.
+    """Envelopes from the three topics and `[[kafka.sources]]`, a `CommittingSource`.
+
+    Each batch holds snapshots and samples before events.
 
     `batches()` polls until the loop stops asking, or, with `exit_when_idle`, until nothing
     new came for that many seconds and the group has read everything (a backfill, a test).
@@ -236,7 +252,8 @@ class KafkaSource:
         self._unreachable_since: float | None = None
         ensure_topics(kafka)
         self._assign_follower()
-        self.group.subscribe([kafka.failures_topic], listener=_LogAssignments())
+        self.event_topics = event_topics(kafka)
+        self.group.subscribe(self.event_topics, listener=_LogAssignments())
 
     # -- start-up ------------------------------------------------------------------------
 
@@ -352,7 +369,7 @@ class KafkaSource:
         offsets = {
             TopicPartition(topic, partition): offset
             for (topic, partition), offset in positions.items()
-            if topic == self.kafka.failures_topic
+            if topic in self.event_topics
         }
         if offsets:
             try:
@@ -375,7 +392,7 @@ class KafkaSource:
                 side = list(follower.assignment())
                 for tp, end in follower.end_offsets(side).items():
                     result[(tp.topic, tp.partition)] = max(0, end - follower.position(tp))
-            failures = self._partitions(self.kafka.failures_topic, timeout=15)
+            failures = [tp for topic in self.event_topics for tp in self._partitions(topic, timeout=15)]
             mine = self.group.assignment()
             ends = self.follower.end_offsets(failures)
             beginnings = self.follower.beginning_offsets(failures)
