@@ -70,8 +70,15 @@ Transport = Callable[[str, bytes | None, bytes], None]
 MAX_TOKEN_CHARS = 16 * 1024
 #: `reported_error` is cut to this many characters.
 MAX_ERROR_CHARS = 1_000
+#: Records handed to kafka-python and not yet acknowledged, at most (its buffer has no bound of
+#: its own); with events under ~2 KB and samples under 16 KB, a few tens of MB at worst.
+MAX_PENDING = 5_000
 _JWT_SHAPED = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*)?")
 _STOP = object()
+#: The counters a record's outcome goes to: (acknowledged, never handed over, failed).
+_EVENT = ("sent", "dropped", "errors")
+_SAMPLE = ("sampled", "samples_lost", "samples_lost")
+_Record = tuple[str, bytes | None, bytes, tuple[str, str, str]]
 
 
 def token_sha256(token: str) -> str:
@@ -157,7 +164,7 @@ class Reporter:
         self._resample_after = resample_after_seconds
         self._recent: OrderedDict[str, float] = OrderedDict()  # sha256 → when last sampled (worker only)
         self._lock = threading.Lock()
-        self._counts = {"sent": 0, "dropped": 0, "errors": 0, "sampled": 0}
+        self._counts = dict.fromkeys(("sent", "dropped", "errors", "sampled", "samples_lost"), 0)
         self._queue: queue.Queue[Any] = queue.Queue(queue_size)
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -231,8 +238,9 @@ class Reporter:
             self._counts[name] += n
 
     def counters(self) -> dict[str, int]:
-        """`sent` (acknowledged messages, events and samples), `dropped` (never handed to Kafka:
-        queue full, broker unreachable, closing), `errors` (handed over but failed), `sampled`."""
+        """Reports `sent` (acknowledged), `dropped` (never handed to Kafka: queue full, broker
+        unreachable, closing) and `errors` (handed over, then failed); tokens `sampled`
+        (acknowledged on the samples topic) and `samples_lost` (dropped or failed)."""
         with self._lock:
             return dict(self._counts)
 
@@ -296,21 +304,20 @@ class Reporter:
         return value, sample
 
     def _send(self, event: bytes, sample: bytes | None) -> None:
-        records: list[tuple[str, bytes | None, bytes]] = [(self.failures_topic, self.service.encode(), event)]
+        records: list[_Record] = [(self.failures_topic, self.service.encode(), event, _EVENT)]
         if sample is not None:
-            records.append((self.samples_topic, None, sample))
-            self._count("sampled")
+            records.append((self.samples_topic, None, sample, _SAMPLE))
         if self._transport is None:
             assert self._sender is not None
             self._sender.send(records)
             return
-        for topic, key, value in records:
+        for topic, key, value, (sent, _, errors) in records:
             try:
                 self._transport(topic, key, value)
             except Exception:
-                self._count("errors")
+                self._count(errors)
             else:
-                self._count("sent")
+                self._count(sent)
 
     def close(self, timeout: float | None = None) -> None:
         """Stop taking reports, send what is queued, flush Kafka; waits at most `timeout` seconds."""
@@ -327,13 +334,13 @@ class Reporter:
         leftover = 0
         while True:
             try:
-                if self._queue.get_nowait() is not _STOP:
-                    leftover += 1
+                leftover += self._queue.get_nowait() is not _STOP
             except queue.Empty:
                 break
-        if leftover:
-            self._count("dropped", leftover)
-        if self._sender is not None and (thread is None or not thread.is_alive()):
+        self._count("dropped", leftover)
+        if thread is not None and thread.is_alive():
+            self._queue.put_nowait(_STOP)  # still busy (a broker timeout): it stops once free
+        elif self._sender is not None:
             self._sender.close(max(0.0, deadline - time.monotonic()))
 
     def __enter__(self) -> Reporter:
@@ -354,10 +361,12 @@ class _KafkaSender:
 
     def __init__(self, options: dict[str, Any], count: Callable[..., None], service: str) -> None:
         defaults = {"acks": 1, "linger_ms": 5, "bootstrap_timeout_ms": 2_000, "max_block_ms": 1_000,
-                    "request_timeout_ms": 5_000, "delivery_timeout_ms": 30_000, "buffer_memory": 8 * 1024 * 1024,
+                    "request_timeout_ms": 5_000, "delivery_timeout_ms": 30_000,
                     "reconnect_backoff_max_ms": 5_000, "client_id": f"jwtriage-reporter-{service}"}
         self.options = defaults | options
         self.count = count
+        self.pending = 0  # handed to the producer, not yet acknowledged or failed (its buffer is unbounded)
+        self.pending_lock = threading.Lock()
         self.producer: Any = None
         self.retry_at = 0.0
         self.backoff = 1.0
@@ -371,28 +380,35 @@ class _KafkaSender:
                 self.producer = KafkaProducer(**self.options)
                 self.backoff = 1.0
                 log.info("jwtriage reporter: connected to Kafka")
-            except Exception as exc:  # NoBrokersAvailable, KafkaTimeoutError, a bad option
+            except Exception as exc:  # NoBrokersAvailable, KafkaTimeoutError, a bad option (ValueError)
                 self.retry_at = time.monotonic() + self.backoff
                 self.backoff = min(self.backoff * 2, 30.0)
-                log.warning("jwtriage reporter: Kafka unreachable (%s); dropping reports for %.0f s",
-                            type(exc).__name__, self.retry_at - time.monotonic())
+                why = "unknown option in kafka_options" if isinstance(exc, ValueError) else "unreachable"
+                log.warning("jwtriage reporter: Kafka %s (%s); dropping reports for %.0f s",
+                            why, type(exc).__name__, self.retry_at - time.monotonic())
         return self.producer
 
-    def send(self, records: Iterable[tuple[str, bytes | None, bytes]]) -> None:
-        records = list(records)
+    def send(self, records: list[_Record]) -> None:
         producer = self._producer()
-        if producer is None:
-            self.count("dropped", len(records))
-            return
-        for topic, key, value in records:
+        for topic, key, value, (sent, dropped, errors) in records:
+            if producer is None or self.pending >= MAX_PENDING:
+                self.count(dropped)
+                continue
             try:
                 future = producer.send(topic, key=key, value=value)
-            except Exception as exc:  # buffer full or no metadata within max_block_ms
+            except Exception as exc:  # no metadata within max_block_ms, a record too large
                 log.debug("jwtriage reporter: send failed: %s", type(exc).__name__)
-                self.count("errors")
+                self.count(errors)
                 continue
-            future.add_callback(lambda _meta: self.count("sent"))
-            future.add_errback(lambda _exc: self.count("errors"))
+            with self.pending_lock:
+                self.pending += 1
+            future.add_callback(self._done, sent)
+            future.add_errback(self._done, errors)
+
+    def _done(self, name: str, _result: object) -> None:
+        with self.pending_lock:
+            self.pending -= 1
+        self.count(name)
 
     def close(self, timeout: float) -> None:
         if self.producer is not None:

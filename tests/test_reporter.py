@@ -83,7 +83,7 @@ def test_an_asgi_failure_becomes_a_wire_event_without_the_token() -> None:
     assert event.service_jwks_fetched_at is None  # no PyJWKClient given
     assert sink.records[0][1] == b"payments-api"  # keyed by service, as the simulator does
     assert not sink.samples()
-    assert rep.counters() == {"sent": 1, "dropped": 0, "errors": 0, "sampled": 0}
+    assert rep.counters() == {"sent": 1, "dropped": 0, "errors": 0, "sampled": 0, "samples_lost": 0}
 
 
 def test_the_raw_token_never_reaches_the_failures_topic_even_inside_the_message() -> None:
@@ -165,7 +165,7 @@ def test_a_full_queue_drops_and_counts_without_waiting() -> None:
     assert elapsed < 0.5  # 100 calls, never waiting for the stuck transport
     gate.set()
     rep.close()
-    assert rep.counters() == {"sent": 6, "dropped": 95, "errors": 0, "sampled": 0}
+    assert rep.counters() == {"sent": 6, "dropped": 95, "errors": 0, "sampled": 0, "samples_lost": 0}
     assert not rep.report_failure("a.b.c", exc)  # closed: dropped, counted
     assert rep.counters()["dropped"] == 96
 
@@ -173,7 +173,7 @@ def test_a_full_queue_drops_and_counts_without_waiting() -> None:
 def test_a_failing_transport_is_counted_never_raised() -> None:
     with Reporter("payments-api", transport=Recorder(fail=True), sample_rate=1.0) as rep:
         assert rep.report_failure("a.b.c", jwt.ExpiredSignatureError("Signature has expired"))
-    assert rep.counters() == {"sent": 0, "dropped": 0, "errors": 2, "sampled": 1}
+    assert rep.counters() == {"sent": 0, "dropped": 0, "errors": 1, "sampled": 0, "samples_lost": 1}
 
 
 def test_close_waits_a_bounded_time_and_counts_what_it_could_not_send() -> None:
