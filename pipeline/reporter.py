@@ -34,9 +34,9 @@ holds the raw token (no log, no event).
 The request path only reads a few headers and puts a tuple on a bounded queue (a few µs).
 A daemon thread builds the records and produces them; it creates the Kafka producer itself,
 lazily, with short timeouts. That thread and kafka-python's own take ~100 µs of CPU per
-report, under the GIL: at a high rejection rate that shows in the app's p99 (bench/results.md). A full queue or an unreachable broker drops the event and counts
-it (`counters()`: `sent`, `dropped`, `errors`); nothing waits for Kafka. `close()` (also run at
-exit) flushes for a bounded time.
+report, under the GIL: at a high rejection rate that shows in the app's p99 (bench/results.md).
+A full queue or an unreachable broker drops the event and counts it (`counters()`); nothing
+waits for Kafka. `close()` (also run at exit) flushes for a bounded time.
 """
 
 from __future__ import annotations
