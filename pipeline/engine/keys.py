@@ -347,14 +347,15 @@ class KeyTimeline:
         self.work += 1
         if in_before and in_after:
             if not in_now:  # one interval over before..after: split around `when`
+                assert before is not None and after is not None
                 i = bisect_right(spans, before, key=_interval_first) - 1
                 span = spans[i]
-                assert after is not None
                 spans[i : i + 1] = [
                     KeyInterval(span.first_seen, before, when),
                     KeyInterval(after, span.last_seen, span.removed_at),
                 ]
         elif in_before:  # the interval that ended at `before` now ends at `when` or is removed there
+            assert before is not None
             i = bisect_right(spans, before, key=_interval_first) - 1
             span = spans[i]
             spans[i] = (
@@ -362,6 +363,7 @@ class KeyTimeline:
             )
         elif in_now:
             if in_after:  # the interval that began at `after` now begins at `when`
+                assert after is not None
                 i = bisect_right(spans, after, key=_interval_first) - 1
                 spans[i] = KeyInterval(when, spans[i].last_seen, spans[i].removed_at)
             else:
@@ -473,9 +475,7 @@ class KeyTimeline:
     def first_seen(self, kid: str, issuer: str | None = None) -> datetime | None:
         """When `kid` first appeared (at `issuer`, or anywhere)."""
         times = [
-            k.first_seen
-            for k in self._by_kid.get(kid, ())
-            if k.intervals and (issuer is None or k.issuer == issuer)
+            k.first_seen for k in self._by_kid.get(kid, ()) if k.intervals and (issuer is None or k.issuer == issuer)
         ]
         return min(times) if times else None
 
