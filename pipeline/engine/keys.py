@@ -440,7 +440,7 @@ class KeyTimeline:
             return []
         cached = self._kid_cache.get(kid)
         if cached is not None:
-            return cached
+            return list(cached)
         keys = [k for k in self._by_kid.get(kid, ()) if k.intervals]
         per_issuer: dict[str, list[TimelineKey]] = {}
         for key in keys:
@@ -458,7 +458,7 @@ class KeyTimeline:
         chosen = [k for k in keys if id(k) not in dropped] if dropped else keys
         if keys:  # only kids that name a key: made-up kids cannot grow the cache
             self._kid_cache[kid] = chosen
-        return chosen
+        return list(chosen)
 
     def _recency(self, key: TimelineKey) -> tuple[datetime, datetime, int]:
         return key.last_seen, key.intervals[-1].first_seen, self._order[id(key)]
