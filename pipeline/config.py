@@ -34,7 +34,9 @@ class _Section(BaseModel):
 class IssuerConfig(_Section):
     name: str = Field(min_length=1)
     issuer: str = Field(min_length=1, description="The exact `iss` value.")
-    jwks_uri: str = Field(min_length=1)
+    jwks_uri: str | None = Field(
+        default=None, min_length=1, description="Unset: found by OIDC discovery from `issuer` (jwks-watch)."
+    )
     algorithms: tuple[str, ...] = Field(min_length=1, description="The only algs accepted for this issuer.")
 
     @field_validator("algorithms")

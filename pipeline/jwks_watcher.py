@@ -1,7 +1,9 @@
 """The JWKS watcher: poll each issuer's `jwks_uri`, publish a JwksSnapshot when the key set changes.
 
 The watcher is the only way keys enter jwtriage (the classifier never touches the network).
-For each configured issuer it polls `jwks_uri` over HTTP(S) and:
+For each configured issuer it polls `jwks_uri` over HTTP(S) (an issuer without one is looked up
+by OIDC discovery: `issuer` + `/.well-known/openid-configuration`, whose `issuer` must equal
+the configured one, OIDC Discovery 4.3) and:
 
 - honours `ETag` / `Last-Modified` (conditional requests, a 304 confirms the set) and
   `Cache-Control: max-age` (minus `Age`), else `Expires`, else the default interval; the
@@ -16,17 +18,23 @@ For each configured issuer it polls `jwks_uri` over HTTP(S) and:
 - refreshes on an unknown kid (`refresh(issuer, kid)`) at most once per
   `min_refresh_interval` per issuer, never while backing off.
 
+Every fetch runs under a whole-request deadline (`settings.timeout`: connect, headers and
+body together; `pipeline.jwks_http`), issuers are polled concurrently (`run`: one thread
+each; `poll_all`: all at once), so a server that stalls or drips delays only its own issuer,
+and `stop()` abandons fetches in flight, so SIGTERM ends the command within a second or two.
+
 Snapshots go to a `SnapshotSink` (`pipeline.io.base`): Kafka (`io.kafka.KafkaSnapshotSink`,
 keyed by issuer, to `kafka.jwks_topic`), a JSONL file that `jwtriage classify --jwks` reads
 (`io.files.JsonlSnapshotSink`), or a list in tests (`io.memory.ListSnapshotSink`). The
 consumer stays the store's only writer; `pipeline/commands/jwks_watch.py` is the command.
 
-Errors: `FetchError` (one fetch failed; caught, logged and backed off here) is the only
-exception of this module; sink errors propagate from `publish` and are handled the same way.
+Errors: `FetchError` (one fetch failed, from `pipeline.jwks_http`; caught, logged and backed
+off here) is the only exception of this module; sink errors are handled the same way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import logging
@@ -34,8 +42,9 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -43,8 +52,8 @@ import httpx
 
 from pipeline.config import IssuerConfig
 from pipeline.engine.keys import BadJwk, load_public_key
-from pipeline.errors import JwtriageError
 from pipeline.io.base import SnapshotSink
+from pipeline.jwks_http import Deadline, FetchError, bounded_client, get
 from pipeline.models import JwksSnapshot
 
 log = logging.getLogger(__name__)
@@ -64,8 +73,12 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class FetchError(JwtriageError):
-    """One fetch of a JWKS failed; the message is the reason, written for a person."""
+__all__ = ["DEFAULTS", "FetchError", "JwksWatcher", "PollResult", "WatchSettings"]
+
+#: OIDC Discovery 1.0, section 4: appended to the issuer (its trailing slash removed).
+DISCOVERY_PATH = "/.well-known/openid-configuration"
+#: How long `stop()` waits for the issuers' threads once their fetches are abandoned.
+STOP_GRACE = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +90,7 @@ class WatchSettings:
     max_interval: float = 3600.0  # never trust a max-age longer than this
     heartbeat: float = 300.0  # republish an unchanged set this often
     min_refresh_interval: float = 30.0  # unknown-kid refreshes: at most one per issuer per this
-    timeout: float = 10.0  # per request, connect to last byte
+    timeout: float = 10.0  # per request, connect to last byte (a whole-request deadline)
     max_bytes: int = 1_048_576  # response body cap (decoded)
     max_redirects: int = 3  # same host only
     backoff_base: float = 5.0  # first retry after a failure, before jitter
@@ -110,6 +123,10 @@ class PollResult:
 class _IssuerState:
     config: IssuerConfig
     next_due: datetime
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one poll of this issuer at a time
+    url: str = ""  # what the last fetch asked for (the JWKS, or the discovery document)
+    discovered: str | None = None  # the jwks_uri that discovery gave
+    discovered_at: datetime | None = None
     etag: str | None = None
     last_modified: str | None = None
     doc: dict[str, Any] | None = None  # the last good set (private keys dropped)
@@ -182,13 +199,11 @@ class JwksWatcher:
         self._stop = threading.Event()
         self._sleep = sleep or self._stop.wait
         self._rng = rng or random.Random()
-        self._lock = threading.RLock()
-        self._client = httpx.Client(
-            transport=transport,
-            timeout=httpx.Timeout(self.settings.timeout),
-            follow_redirects=False,
-            headers={"User-Agent": "jwtriage-jwks-watch", "Accept": "application/jwk-set+json, application/json"},
-        )
+        self._rng_lock = threading.Lock()
+        self._publish_lock = threading.Lock()  # sinks are written by one thread at a time
+        self._active: set[Deadline] = set()  # fetches in flight, abandoned by `stop()`
+        self._active_lock = threading.Lock()
+        self._client = bounded_client(self.settings.timeout, transport)
         now = clock()
         self._states = {i.name: _IssuerState(i, next_due=now) for i in issuers}
         self._by_iss = {i.issuer: i.name for i in issuers}
@@ -216,47 +231,68 @@ class JwksWatcher:
 
     def current(self, issuer: str) -> dict[str, Any] | None:
         """The last good key set of an issuer (by config name or `iss`), or None before the first success."""
-        with self._lock:
-            return self._state(issuer).doc
+        return self._state(issuer).doc
 
     def fetch_count(self, issuer: str) -> int:
-        with self._lock:
-            return self._state(issuer).fetches
+        return self._state(issuer).fetches
 
     def close(self) -> None:
         self._client.close()
 
     def stop(self) -> None:
-        """Ask `run` to return after the poll in progress (safe from another thread or a signal handler)."""
+        """Make `run` return, abandoning fetches in flight (safe from another thread or a signal handler)."""
         self._stop.set()
+        with self._active_lock:
+            active = list(self._active)
+        for deadline in active:
+            deadline.cancel()
 
     # -- polling ---------------------------------------------------------------------------
 
     def poll_all(self) -> list[PollResult]:
-        """Poll every issuer now, whatever its schedule (`--once`)."""
-        with self._lock:
-            return [self._poll(state) for state in self._states.values()]
+        """Poll every issuer now, whatever its schedule (`--once`), all at once."""
+        return self._poll_each(list(self._states.values()))
 
     def poll_due(self) -> list[PollResult]:
-        """Poll the issuers whose next poll is due."""
-        with self._lock:
-            now = self._clock()
-            return [self._poll(state) for state in self._states.values() if state.next_due <= now]
+        """Poll the issuers whose next poll is due, all at once."""
+        now = self._clock()
+        return self._poll_each([s for s in self._states.values() if s.next_due <= now])
+
+    def _poll_each(self, states: list[_IssuerState]) -> list[PollResult]:
+        if len(states) <= 1:
+            return [self._poll_locked(state) for state in states]
+        with ThreadPoolExecutor(len(states), thread_name_prefix="jwks-watch") as pool:
+            return list(pool.map(self._poll_locked, states))
 
     def seconds_until_next(self) -> float:
-        with self._lock:
-            now = self._clock()
-            return max(0.0, min((s.next_due - now).total_seconds() for s in self._states.values()))
+        now = self._clock()
+        return max(0.0, min((s.next_due - now).total_seconds() for s in self._states.values()))
 
     def run(self, max_rounds: int | None = None) -> None:
-        """Poll on schedule until `stop()` (or `max_rounds` rounds, for tests)."""
-        rounds = 0
+        """Poll each issuer on its own schedule, in its own thread, until `stop()` (or `max_rounds` polls each)."""
+        threads = [
+            threading.Thread(target=self._run_one, args=(state, max_rounds), name=f"jwks-watch {name}", daemon=True)
+            for name, state in self._states.items()
+        ]
+        for thread in threads:
+            thread.start()
+        while not self._stop.is_set() and any(t.is_alive() for t in threads):
+            self._stop.wait(0.25)  # the main thread stays free for SIGTERM
+        if self._stop.is_set():
+            self.stop()  # abandon what is in flight, then give the threads a moment to finish
+        grace = time.monotonic() + STOP_GRACE
+        for thread in threads:
+            thread.join(max(0.0, grace - time.monotonic()) if self._stop.is_set() else None)
+
+    def _run_one(self, state: _IssuerState, max_rounds: int | None) -> None:
+        polls = 0
         while not self._stop.is_set():
-            self.poll_due()
-            rounds += 1
-            if max_rounds is not None and rounds >= max_rounds:
-                return
-            self._sleep(max(0.05, self.seconds_until_next()))
+            if state.next_due <= self._clock():
+                self._poll_locked(state)
+                polls += 1
+                if max_rounds is not None and polls >= max_rounds:
+                    return
+            self._sleep(max(0.05, (state.next_due - self._clock()).total_seconds()))
 
     def refresh(self, issuer: str, kid: str | None = None) -> bool:
         """Fetch now because a token named `kid` that the set lacks; True when a fetch happened.
@@ -265,20 +301,31 @@ class JwksWatcher:
         fetch, scheduled ones included), none while backing off after failures, and none
         when `kid` is already in the set. A flood of made-up kids costs one fetch per interval.
         """
-        with self._lock:
-            state = self._state(issuer)
+        state = self._state(issuer)
+        if kid is not None and kid in state.kids:
+            return False
+        if not state.lock.acquire(blocking=False):  # a poll of this issuer is under way: as good as a refresh
+            with self._rng_lock:
+                self.refreshes_suppressed += 1
+            return False
+        try:
             now = self._clock()
-            if kid is not None and kid in state.kids:
-                return False
             limit = timedelta(seconds=self.settings.min_refresh_interval)
             if (state.last_attempt is not None and now - state.last_attempt < limit) or (
                 state.failures and now < state.next_due
             ):
-                self.refreshes_suppressed += 1
+                with self._rng_lock:
+                    self.refreshes_suppressed += 1
                 return False
             log.info("%s: refreshing the JWKS for unknown kid %r", state.config.name, kid)
             self._poll(state)
             return True
+        finally:
+            state.lock.release()
+
+    def _poll_locked(self, state: _IssuerState) -> PollResult:
+        with state.lock:
+            return self._poll(state)
 
     def _poll(self, state: _IssuerState) -> PollResult:
         state.last_attempt = self._clock()
@@ -287,6 +334,9 @@ class JwksWatcher:
         try:
             status, doc, headers = self._fetch(state)
         except FetchError as exc:
+            if self._stop.is_set():
+                log.info("%s: fetch abandoned: stopping", name)
+                return PollResult(name, "failed", False, self._held(state), 0.0, "stopped")
             return self._failed(state, str(exc))
         now = self._clock()
         fresh = _freshness(headers, now)
@@ -309,7 +359,7 @@ class JwksWatcher:
         if status == 304 and headers.get("etag"):
             state.etag = headers["etag"]
         if state.failures:
-            log.warning("%s: %s answers again after %d failed fetch(es)", name, state.config.jwks_uri, state.failures)
+            log.warning("%s: %s answers again after %d failed fetch(es)", name, state.url, state.failures)
         state.failures = 0
         state.confirmed_at = now
         try:
@@ -332,7 +382,8 @@ class JwksWatcher:
         if state.signature == state.published_signature and not heartbeat_due:
             return False
         snapshot = JwksSnapshot(issuer=state.config.issuer, fetched_at=now, jwks=state.doc)
-        self.sink.publish(snapshot)
+        with self._publish_lock:
+            self.sink.publish(snapshot)
         changed = state.signature != state.published_signature
         state.published_signature, state.published_at = state.signature, now
         log.info(
@@ -349,15 +400,18 @@ class JwksWatcher:
 
     def _failed(self, state: _IssuerState, reason: str, fetched: bool = False) -> PollResult:
         state.failures += 1
+        if not fetched:
+            state.discovered = None  # an issuer found by discovery is looked up again on the retry
         ceiling = min(self.settings.backoff_cap, self.settings.backoff_base * 2 ** (state.failures - 1))
-        delay = ceiling * self._rng.uniform(0.5, 1.0)
+        with self._rng_lock:
+            delay = ceiling * self._rng.uniform(0.5, 1.0)
         state.next_due = self._clock() + timedelta(seconds=delay)
         if state.doc is None:
             kept = "no good set yet"
         else:
             assert state.confirmed_at is not None
             kept = f"keeping the last good set ({self._held(state)} keys, confirmed {_stamp(state.confirmed_at)})"
-        what = "publishing" if fetched else f"fetching {state.config.jwks_uri}"
+        what = "publishing" if fetched else f"fetching {state.url}"
         log.warning(
             "%s: %s failed (#%d): %s; %s; retry in %.0f s", state.config.name, what, state.failures, reason, kept, delay
         )
@@ -372,45 +426,60 @@ class JwksWatcher:
             headers["If-None-Match"] = state.etag
         if state.doc is not None and state.last_modified:
             headers["If-Modified-Since"] = state.last_modified
-        url = httpx.URL(state.config.jwks_uri)
-        origin = (url.scheme, url.host, url.port)
-        deadline = time.monotonic() + self.settings.timeout
-        try:
-            for _ in range(self.settings.max_redirects + 1):
-                with self._client.stream("GET", url, headers=headers) as response:
-                    if response.has_redirect_location:
-                        target = url.join(response.headers["location"])
-                        if (target.scheme, target.host, target.port) != origin:
-                            raise FetchError(f"HTTP {response.status_code} redirect to another host ({target}) refused")
-                        url = target
-                        continue
-                    if response.status_code == 304:
-                        return 304, None, response.headers
-                    if response.status_code != 200:
-                        retry = response.headers.get("retry-after", "")
-                        hint = f", Retry-After {retry}" if retry else ""
-                        raise FetchError(f"HTTP {response.status_code} {response.reason_phrase}{hint}")
-                    body = self._read_capped(response, deadline)
-                    return 200, self._parse(body, state.config.name), response.headers
-            raise FetchError(f"more than {self.settings.max_redirects} redirects")
-        except httpx.TimeoutException:
-            raise FetchError(f"timed out after {self.settings.timeout:g} s") from None
-        except httpx.HTTPError as exc:
-            raise FetchError(f"{type(exc).__name__}: {exc}") from None
+        state.url = self._jwks_uri(state)
+        with self._deadline() as deadline:
+            fetched = get(
+                self._client,
+                state.url,
+                deadline,
+                headers=headers,
+                max_bytes=self.settings.max_bytes,
+                max_redirects=self.settings.max_redirects,
+            )
+        if fetched.status == 304:
+            return 304, None, fetched.headers
+        assert fetched.body is not None
+        return 200, self._parse(fetched.body, state.config.name), fetched.headers
 
-    def _read_capped(self, response: httpx.Response, deadline: float) -> bytes:
-        cap = self.settings.max_bytes
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > cap:
-            raise FetchError(f"body of {int(declared):,} bytes is over the {cap:,}-byte cap")
-        body = bytearray()
-        for chunk in response.iter_bytes():
-            body.extend(chunk)
-            if len(body) > cap:
-                raise FetchError(f"body is over the {cap:,}-byte cap")
-            if time.monotonic() > deadline:
-                raise FetchError(f"body took longer than {self.settings.timeout:g} s")
-        return bytes(body)
+    @contextlib.contextmanager
+    def _deadline(self) -> Iterator[Deadline]:
+        """A deadline for one fetch, registered so that `stop()` can abandon it."""
+        deadline = Deadline(self.settings.timeout)
+        with self._active_lock:
+            self._active.add(deadline)
+        try:
+            with deadline:
+                if self._stop.is_set():
+                    deadline.cancel()
+                yield deadline
+        finally:
+            with self._active_lock:
+                self._active.discard(deadline)
+
+    def _jwks_uri(self, state: _IssuerState) -> str:
+        """The configured `jwks_uri`, else the one OIDC discovery gives (looked up again hourly)."""
+        if state.config.jwks_uri:
+            return state.config.jwks_uri
+        now = self._clock()
+        fresh = timedelta(seconds=self.settings.max_interval)
+        if state.discovered and state.discovered_at is not None and now - state.discovered_at < fresh:
+            return state.discovered
+        issuer = state.config.issuer
+        state.url = issuer.rstrip("/") + DISCOVERY_PATH
+        if httpx.URL(issuer).scheme not in ("https", "http"):
+            raise FetchError(f"issuer {issuer!r} is not an http(s) URL: OIDC discovery needs one (hint: set jwks_uri)")
+        with self._deadline() as deadline:
+            fetched = get(
+                self._client,
+                state.url,
+                deadline,
+                max_bytes=self.settings.max_bytes,
+                max_redirects=self.settings.max_redirects,
+            )
+        assert fetched.body is not None  # nothing conditional was asked: no 304
+        state.discovered, state.discovered_at = _discovered_jwks_uri(fetched.body, issuer), now
+        log.info("%s: discovery gives jwks_uri %s", state.config.name, state.discovered)
+        return state.discovered
 
     def _parse(self, body: bytes, name: str) -> dict[str, Any]:
         """The JWK Set with private keys dropped; raises `FetchError` for anything that is not a usable set."""
@@ -440,6 +509,30 @@ class JwksWatcher:
             detail = f" ({problems[0]})" if problems else ""
             raise FetchError(f"the set holds no usable signing key{detail}")
         return {**doc, "keys": keys}
+
+
+def _discovered_jwks_uri(body: bytes, issuer: str) -> str:
+    """The `jwks_uri` of an OpenID Provider Configuration document; raises `FetchError`."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise FetchError(f"discovery document is not JSON ({_short(str(exc))})") from None
+    if not isinstance(doc, dict):
+        raise FetchError("discovery document is not a JSON object")
+    if doc.get("issuer") != issuer:
+        named = _short(repr(doc.get("issuer")))
+        raise FetchError(f"discovery document names issuer {named}, not {issuer!r} (OIDC Discovery 4.3: not used)")
+    uri = doc.get("jwks_uri")
+    if not isinstance(uri, str) or not uri:
+        raise FetchError("discovery document has no jwks_uri")
+    try:
+        url = httpx.URL(uri)
+    except httpx.InvalidURL:
+        raise FetchError(f"discovery document's jwks_uri {_short(repr(uri))} is not a URL") from None
+    allowed = ("https",) if httpx.URL(issuer).scheme == "https" else ("https", "http")
+    if url.scheme not in allowed or not url.host:
+        raise FetchError(f"discovery document's jwks_uri {_short(repr(uri))} is not an {'/'.join(allowed)} URL")
+    return uri
 
 
 def _short(text: str, limit: int = 80) -> str:

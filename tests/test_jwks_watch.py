@@ -1,7 +1,8 @@
 """jwks-watch: change detection, caching headers, heartbeat, backoff, garbage, the unknown-kid rate
 limit (on httpx.MockTransport with a fake clock), then the same against a real local HTTP server
 that rotates keys, fails, stalls and serves garbage, the JSONL → `classify --jwks` path, and the
-Kafka producer against the local broker."""
+Kafka producer against the local broker; then a server that drips its headers (the whole-request
+deadline, issuers polled concurrently, SIGTERM to the command) and OIDC discovery."""
 
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import random
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -501,6 +507,11 @@ class Idp(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         state = self.server
+        if self.path == "/.well-known/openid-configuration":  # OIDC discovery: this server is the issuer
+            state.discovery_hits += 1
+            base = f"http://127.0.0.1:{state.server_address[1]}"
+            self._send(200, json.dumps({"issuer": base, "jwks_uri": state.url}).encode())
+            return
         state.hits.append({k.lower(): v for k, v in self.headers.items()})
         mode = state.mode
         if mode == "stall":
@@ -553,6 +564,7 @@ class IdpServer(ThreadingHTTPServer):
         self.mode = "ok"
         self.max_age = 120
         self.hits: list[dict[str, str]] = []
+        self.discovery_hits = 0
         self.release = threading.Event()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -796,3 +808,286 @@ def test_log_line_format_is_one_line(caplog: pytest.LogCaptureFixture) -> None:
     assert len(caplog.records) == 1 and "\n" not in caplog.records[0].getMessage()
     assert "no good set yet" in caplog.records[0].getMessage()
     w.close()
+
+
+# -- a server that drips its headers: the whole-request deadline, concurrency, SIGTERM -----------
+
+
+class DripServer:
+    """Answers every request on 127.0.0.1 by sending its response headers one byte every `every` s, forever."""
+
+    HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Padding: " + b"z" * 4096 + b"\r\n\r\n"
+
+    def __init__(self, every: float = 2.0) -> None:
+        self.every = every
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.closing = threading.Event()
+        self.connections = 0
+        self.sent = 0
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}/.well-known/jwks.json"
+
+    def _accept(self) -> None:
+        self.listener.settimeout(0.05)  # a closed listener does not wake a blocked accept()
+        while not self.closing.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn.settimeout(None)
+            self.connections += 1
+            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+
+    def _drip(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            conn.recv(65536)
+            for byte in self.HEAD:
+                conn.sendall(bytes([byte]))
+                self.sent += 1
+                if self.closing.wait(self.every):
+                    return
+
+    def close(self) -> None:
+        self.closing.set()
+        self._thread.join(5)
+        self.listener.close()
+
+
+@pytest.fixture
+def drip() -> Iterator[DripServer]:
+    server = DripServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def test_headers_dripped_byte_by_byte_hit_the_whole_request_deadline(drip: DripServer) -> None:
+    w = JwksWatcher([issuer(uri=drip.url)], ListSnapshotSink(), WatchSettings(timeout=3.0), rng=random.Random(1))
+    try:
+        started = time.monotonic()
+        result = w.poll_all()[0]
+        took = time.monotonic() - started
+    finally:
+        w.close()
+    # Each byte comes within the 3 s per-read timeout, so only a deadline over the whole request ends it.
+    assert result.outcome == "failed" and result.error == "timed out after 3 s", result
+    assert 2.5 < took < 4.5 and drip.sent >= 2
+
+
+def test_a_dripping_issuer_does_not_delay_a_healthy_one(drip: DripServer, idp_server: IdpServer) -> None:
+    sink = ListSnapshotSink()
+    w = JwksWatcher(
+        [issuer("slow", drip.url, "https://slow.test"), issuer(uri=idp_server.url)],
+        sink,
+        WatchSettings(timeout=60.0, heartbeat=3600.0),
+    )
+    thread = threading.Thread(target=w.run)
+    started = time.monotonic()
+    thread.start()
+    try:
+        while not sink.snapshots and time.monotonic() - started < 5:
+            time.sleep(0.02)
+        on_time = time.monotonic() - started
+        assert [s.issuer for s in sink.snapshots] == [ISS]  # the healthy issuer, snapshotted on time...
+        assert on_time < 1.5
+        assert drip.connections == 1 and w.current("slow") is None  # ...while the slow one still drips
+        time.sleep(0.3)
+    finally:
+        stopping = time.monotonic()
+        w.stop()  # abandons the dripping fetch (60 s of deadline left)
+        thread.join(5)
+        w.close()
+    assert not thread.is_alive() and time.monotonic() - stopping < 1.5
+
+    # --once polls every issuer at once too: the healthy answer does not wait behind the stalled one.
+    clock = FakeClock()
+    once = JwksWatcher(
+        [issuer("slow", drip.url, "https://slow.test"), issuer(uri=idp_server.url)],
+        ListSnapshotSink(),
+        WatchSettings(timeout=2.0),
+        clock=clock,
+    )
+    try:
+        started = time.monotonic()
+        slow, healthy = once.poll_all()
+        assert time.monotonic() - started < 3.5
+        assert slow.error == "timed out after 2 s" and healthy.outcome == "changed"
+    finally:
+        once.close()
+
+
+def test_sigterm_ends_the_command_while_a_fetch_drips(drip: DripServer, idp_server: IdpServer, tmp_path: Path) -> None:
+    config = _config(tmp_path, idp_server.url, extra="")
+    config.write_text(
+        config.read_text() + f'\n[[issuers]]\nname = "slow"\nissuer = "https://slow.test"\njwks_uri = "{drip.url}"\n'
+        'algorithms = ["ES256"]\n'
+    )
+    out = tmp_path / "jwks.jsonl"
+    root, log_file = Path(__file__).resolve().parent.parent, tmp_path / "stderr.log"
+    with log_file.open("wb") as stderr_sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "jwks-watch", "--config", str(config), "--out", str(out)],
+            cwd=root,
+            env={**os.environ, "PYTHONPATH": str(root)},
+            stdout=subprocess.DEVNULL,
+            stderr=stderr_sink,
+        )
+    try:
+        deadline = time.monotonic() + 20
+        while not (out.exists() and out.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        lines = out.read_text().splitlines() if out.exists() else []
+        assert [JwksSnapshot.model_validate_json(line).issuer for line in lines] == [ISS]  # the healthy one
+        while drip.connections == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # the slow issuer's fetch is now dripping (10 s deadline, far from over)
+        assert process.poll() is None
+        sent = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        process.wait(5)
+        assert time.monotonic() - sent < 5
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+    stderr = log_file.read_text()
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+
+
+# -- OIDC discovery ------------------------------------------------------------------------------
+
+
+class Discovery:
+    """An OpenID Provider on MockTransport: the configuration document, then the JWKS it names."""
+
+    def __init__(self, base: str = "https://id.disco.test") -> None:
+        self.base = base
+        self.issuer = base
+        self.jwks_uri = f"{base}/keys"
+        self.config_answer: Callable[[httpx.Request], httpx.Response] | None = None
+        self.idp = FakeIdp([KEY_A[1]])
+        self.paths: list[str] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.paths.append(str(request.url))
+        if request.url.path == "/.well-known/openid-configuration":
+            if self.config_answer is not None:
+                return self.config_answer(request)
+            return httpx.Response(200, json={"issuer": self.issuer, "jwks_uri": self.jwks_uri})
+        return self.idp(request)
+
+
+def discovering(disco: Discovery, clock: FakeClock, iss: str | None = None) -> tuple[JwksWatcher, ListSnapshotSink]:
+    sink = ListSnapshotSink()
+    config = IssuerConfig(name="disco", issuer=iss or disco.base, algorithms=("ES256",))
+    w = JwksWatcher(
+        [config],
+        sink,
+        WatchSettings(heartbeat=86_400.0),
+        transport=httpx.MockTransport(disco),
+        clock=clock,
+        rng=random.Random(1),
+    )
+    return w, sink
+
+
+def test_an_issuer_without_jwks_uri_is_found_by_discovery() -> None:
+    disco, clock = Discovery(), FakeClock()
+    w, sink = discovering(disco, clock, iss="https://id.disco.test/")
+    disco.issuer = "https://id.disco.test/"  # the issuer's trailing slash is not doubled (Discovery 4)
+    first = w.poll_all()[0]
+    assert first.outcome == "changed" and first.published
+    assert disco.paths == ["https://id.disco.test/.well-known/openid-configuration", "https://id.disco.test/keys"]
+    assert sink.snapshots[0].issuer == "https://id.disco.test/"
+    clock.advance(300)
+    w.poll_all()
+    assert disco.paths[-1] == "https://id.disco.test/keys" and len(disco.paths) == 3  # remembered...
+    clock.advance(3600)
+    w.poll_all()
+    assert disco.paths[-2].endswith("/.well-known/openid-configuration")  # ...and looked up again hourly
+    w.close()
+
+
+@pytest.mark.parametrize(
+    ("document", "reason"),
+    [
+        ({"issuer": "https://evil.test", "jwks_uri": "https://evil.test/keys"}, "names issuer 'https://evil.test'"),
+        ({"jwks_uri": "https://id.disco.test/keys"}, "names issuer None"),
+        ({"issuer": "https://id.disco.test"}, "has no jwks_uri"),
+        ({"issuer": "https://id.disco.test", "jwks_uri": "http://id.disco.test/keys"}, "is not an https URL"),
+        ({"issuer": "https://id.disco.test", "jwks_uri": "file:///etc/passwd"}, "is not an https URL"),
+        (["not", "an", "object"], "not a JSON object"),
+    ],
+)
+def test_a_discovery_document_that_does_not_fit_is_not_used(
+    document: Any, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    disco, clock = Discovery(), FakeClock()
+    w, sink = discovering(disco, clock)
+    disco.config_answer = lambda request: httpx.Response(200, json=document)
+    with caplog.at_level(logging.WARNING, logger="pipeline.jwks_watcher"):
+        result = w.poll_all()[0]
+    assert result.outcome == "failed" and reason in (result.error or ""), result
+    assert (
+        caplog.records[0]
+        .getMessage()
+        .startswith("disco: fetching https://id.disco.test/.well-known/openid-configuration failed (#1): ")
+    )
+    assert not sink.snapshots and not any(p.endswith("/keys") for p in disco.paths)
+    disco.config_answer = None  # retried after the backoff, and fixed
+    clock.advance(result.next_in)
+    assert w.poll_all()[0].published
+    w.close()
+
+
+def test_discovery_follows_the_fetch_rules() -> None:
+    disco, clock = Discovery(), FakeClock()
+    w, _ = discovering(disco, clock)
+    disco.config_answer = answer(302, location="https://evil.test/.well-known/openid-configuration")
+    assert "redirect to another host" in (w.poll_all()[0].error or "")
+    disco.config_answer = lambda request: httpx.Response(200, content=b'{"issuer": "' + b"x" * 2_000_000 + b'"}')
+    clock.advance(600)
+    assert "over the 1,048,576-byte cap" in (w.poll_all()[0].error or "")
+    disco.config_answer = answer(404)
+    clock.advance(600)
+    assert "HTTP 404" in (w.poll_all()[0].error or "")
+    assert not any("evil.test" in p for p in disco.paths)
+    w.close()
+
+
+def test_a_jwks_failure_looks_the_discovery_up_again() -> None:
+    disco, clock = Discovery(), FakeClock()
+    w, _ = discovering(disco, clock)
+    w.poll_all()
+    disco.idp.next.append(answer(500))
+    clock.advance(300)
+    assert w.poll_all()[0].outcome == "failed"
+    disco.jwks_uri = f"{disco.base}/keys-v2"  # the provider moved its keys
+    clock.advance(600)
+    assert w.poll_all()[0].outcome in {"unchanged", "not_modified"}
+    assert disco.paths[-2:] == [f"{disco.base}/.well-known/openid-configuration", f"{disco.base}/keys-v2"]
+    w.close()
+
+
+def test_cli_discovers_from_a_local_server(
+    idp_server: IdpServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = idp_server.url.removesuffix("/.well-known/jwks.json")
+    config = tmp_path / "jwtriage.toml"
+    config.write_text(
+        f'[[issuers]]\nname = "local"\nissuer = "{base}"\nalgorithms = ["ES256"]\n\n'
+        '[[services]]\nname = "api"\nissuers = ["local"]\naudience = "api://x"\n'
+    )
+    out = tmp_path / "jwks.jsonl"
+    assert main(["jwks-watch", "--config", str(config), "--once", "--out", str(out)]) == 0
+    assert capsys.readouterr().out == "local: 1 key(s), changed, published\n"
+    assert JwksSnapshot.model_validate_json(out.read_text()).issuer == base
+    assert idp_server.discovery_hits == 1

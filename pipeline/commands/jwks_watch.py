@@ -1,8 +1,10 @@
 """`jwtriage jwks-watch`: the command around `pipeline.jwks_watcher.JwksWatcher`.
 
 It picks the issuers and the sink (`--out FILE`: a JSONL file, else the Kafka topic), runs
-one round (`--once`, for cron) or polls until SIGTERM/Ctrl-C. The polling, caching and
-backoff rules are the watcher's; the sinks live in `pipeline/io/`.
+one round (`--once`, for cron) or polls until SIGTERM/Ctrl-C. The polling, caching, deadline,
+discovery and backoff rules are the watcher's; the sinks live in `pipeline/io/`. SIGTERM ends
+the process within a second or two even while a server stalls a fetch (the watcher abandons
+fetches in flight; the main thread only waits).
 """
 
 from __future__ import annotations
@@ -109,7 +111,9 @@ def register(commands: Any) -> None:
     parser = commands.add_parser(
         "jwks-watch",
         help="poll each issuer's jwks_uri and publish JwksSnapshots to auth.jwks (or a JSONL file)",
-        description="Poll each configured issuer's jwks_uri (honouring Cache-Control, ETag and Last-Modified; "
+        description="Poll each configured issuer's jwks_uri (or, when it is not set, the one OIDC discovery gives "
+        "from issuer + /.well-known/openid-configuration), each issuer in its own thread with a deadline over the "
+        "whole request (honouring Cache-Control, ETag and Last-Modified; "
         "backing off with jitter on errors and keeping the last good set) and publish a JwksSnapshot when the "
         "key set changes and on a heartbeat: to the Kafka topic kafka.jwks_topic keyed by issuer, or appended to "
         "--out FILE (the --jwks input of `jwtriage classify`). Private key material is never forwarded. "
