@@ -85,7 +85,8 @@ def test_no_other_module_builds_a_kafka_client() -> None:
     elsewhere = [
         str(path.relative_to(ROOT))
         for path in sorted((ROOT / "pipeline").rglob("*.py"))
-        if path not in (kafka_module, reporter) and (constructor.search(path.read_text()) or setting.search(path.read_text()))
+        if path not in (kafka_module, reporter)
+        and (constructor.search(path.read_text()) or setting.search(path.read_text()))
     ]
     assert elsewhere == []
     assert len(setting.findall(kafka_module.read_text())) == 1  # the one in client_options
