@@ -8,7 +8,7 @@ from typing import Any
 import duckdb
 
 from pipeline import queries
-from pipeline.causes import CAUSES, Cause, cause_label, remediation
+from pipeline.causes import CAUSES, ROTATION_DAMAGE, Cause, cause_label, issuer_fault_text, remediation
 from pipeline.report.model import (
     DEFAULT_MAX_KEY_AGE,
     DEFAULT_MAX_TOKEN_LIFETIME,
@@ -184,7 +184,12 @@ def _summary(
     if first is not None and last is not None and (last - first) < WEEK - timedelta(days=1):
         lines.append(f"Data covers only {when_text(first)} to {when_text(last)} UTC of this week.")
     if rotation.facts.get("steps"):
-        lines.append(f"{rotation.facts['steps']} rotation step(s) caused {rotation.facts['failures']:,} failures.")
+        lines.append(
+            f"Caused by key rotations: {rotation.facts['damage']:,} failures ({', '.join(ROTATION_DAMAGE)}; never "
+            f"an event with an attack label, never unknown_kid), from {rotation.facts['steps']} rotation step(s)."
+        )
+    for fault in rotation.facts.get("issuer_faults", []):
+        lines.append("The issuer's fault: " + issuer_fault_text(fault))
     if caches.facts.get("outliving"):
         names = ", ".join(sorted(caches.facts["outliving"]))
         lines.append(f"JWKS caches that outlive the rotation overlap: {names}.")
