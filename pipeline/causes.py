@@ -352,18 +352,19 @@ def finding_remediation(
     them report the service's JWKS fetch time (None: not known). Attack-labelled tokens are
     never to be trusted: no advice adds their kid or issuer to the config.
     """
-    kinds = ", ".join(attacks)
-    if attack_events and 2 * attack_events >= max(events, 1):
+    kinds = ", ".join(attacks) or "see Attacks"
+    if attack_events and attack_events >= events:
         return (
-            f"These tokens carry attack patterns ({kinds or 'see Attacks'}): treat them as an attack, not a "
-            "misconfiguration. Block the client; never add their kid or issuer to the config or to jwks-watch."
+            f"These tokens carry attack patterns ({kinds}): treat them as an attack, not a misconfiguration. "
+            "Block the client; never add their kid or issuer to the config or to jwks-watch."
         )
+    forged = (
+        f" {attack_events:,} of them carry attack patterns ({kinds}): treat those as an attack and never trust "
+        "their kid or issuer."
+        if attack_events
+        else ""
+    )
     if cause == Cause.UNKNOWN_KID:
-        forged = (
-            f" {attack_events:,} of them carry attack patterns ({kinds}) and are forged: never trust their kid."
-            if attack_events
-            else ""
-        )
         return (
             "No configured issuer ever published this key. Find the client: only if its issuer is one you trust "
             "(confirm with the issuer's owner, never from the token) add it to the config and to jwks-watch; "
@@ -376,4 +377,4 @@ def finding_remediation(
             "judged by the key's age; confirm the service's cache TTL (set `jwks_cache_ttl_seconds`, or have it "
             "report `service_jwks_fetched_at`). " + remediation(cause)
         )
-    return remediation(cause)
+    return remediation(cause) + forged
