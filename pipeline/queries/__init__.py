@@ -19,6 +19,7 @@ from __future__ import annotations
 from pipeline.queries.base import RANKABLE, Filters
 from pipeline.queries.events import (
     dead_letter_counts,
+    dead_letters_in,
     dead_letters_received,
     event_evidence,
     events,
@@ -71,6 +72,7 @@ __all__ = [
     "cause_counts",
     "cause_counts_vs_previous",
     "dead_letter_counts",
+    "dead_letters_in",
     "dead_letters_received",
     "event_evidence",
     "events",

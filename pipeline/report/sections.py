@@ -313,11 +313,26 @@ def _dead_letter_section(con: duckdb.DuckDBPyConnection, since: datetime, until:
     section = Section(
         "dead_letters",
         "Input that could not be read",
-        "Records that failed their wire model (dead letters), by kind, received this week (consumer time). "
-        "Each is kept in the store with its reason.",
-        [Column("kind"), Column("records", True)],
+        "Records that failed their wire model (dead letters), by kind and reason, dated by event time: that of "
+        "the record just before each on its partition (a dead letter may have no readable time of its own), else "
+        "when it was received. Each is kept in the store with its reason and a redacted excerpt.",
+        [Column("kind"), Column("reason"), Column("records", True), Column("first", nowrap=True),
+         Column("last", nowrap=True), Column("example (redacted)")],
         empty="No dead letters this week.",
-    )
-    for row in queries.dead_letters_received(con, since, until):
-        section.rows.append([row["kind"], count_text(row["records"])])
+    )  # fmt: skip
+    received = 0
+    for row in queries.dead_letters_in(con, since, until):
+        received += int(row["records"]) - int(row["by_event_time"])
+        section.rows.append(
+            [
+                row["kind"],
+                untrusted(row["reason"], 80),
+                count_text(row["records"]),
+                when_text(row["first_at"]),
+                when_text(row["last_at"]),
+                Code(untrusted(row["example"], 60)),
+            ]
+        )
+    if received:
+        section.notes.append(f"{received:,} of them had no neighbour on their partition: dated when received.")
     return section
