@@ -33,6 +33,7 @@ from pipeline.io.store_readers import connect_readonly
 from pipeline.records import Batch, Position, RecordKind
 from pipeline.runner import Pipeline, RunStats, run
 from pipeline.simulator import Record, Scenario, simulate
+from pipeline.simulator.output import with_tables
 from pipeline.text import human_duration, utc_text
 
 DEMO_DB = Path("jwtriage-demo.duckdb")
@@ -49,6 +50,7 @@ class DemoResult:
     correct: int
     judged_against_truth: int
     seconds: float
+    config: Path | None = None  # the scenario's config, written beside the store
 
     @property
     def accuracy(self) -> float:
@@ -97,6 +99,18 @@ def accuracy(db: Path, truth: list[dict[str, Any]]) -> tuple[int, int, Counter[t
     return correct, compared, confusions
 
 
+def write_demo_config(scenario: Scenario, db: Path) -> Path:
+    """The scenario's config beside the store (`jwtriage-demo.toml` beside `jwtriage-demo.duckdb`).
+
+    Every reader given `--db` finds it there when no `--config`, JWTRIAGE_CONFIG or
+    ./jwtriage.toml is in the way (`commands.common.config_path`), so `explain`, `triage` and
+    `report` know the demo's services; a ./jwtriage.toml of your own is never touched.
+    """
+    path = db.with_suffix(".toml")
+    path.write_text(with_tables(scenario.config_toml, store=str(db)), encoding="utf-8")
+    return path
+
+
 def run_demo(
     console: Console, db: Path = DEMO_DB, seed: int = 7, events: int = 20_000, hours: float = 24.0
 ) -> DemoResult:
@@ -124,13 +138,15 @@ def run_demo(
             progress.update(task, completed=stats.records)
 
         stats = run(ListSource(envelopes, batch_size=2_000), pipeline, store, on_batch=advance)
+    config_file = write_demo_config(scenario, db)
     correct, compared, confusions = accuracy(db, scenario.truth)
     con = connect_readonly(db)
     try:
         stored = queries.total_events(con)
         dead = con.execute("SELECT count(*) FROM dead_letters").fetchone()
         result = DemoResult(
-            db, len(scenario.events), stored, int(dead[0]) if dead else 0, correct, compared, stats.seconds
+            db, len(scenario.events), stored, int(dead[0]) if dead else 0, correct, compared, stats.seconds,
+            config_file,
         )
         print_summary(console, con, result, confusions)
     finally:
@@ -157,9 +173,14 @@ def print_summary(
     )
     for (want, got), count in (confusions or Counter()).most_common(5):
         console.print(f"  [dim]{count:,} × truth {want} → classified {got}[/]")
+    config = f" (its config: {result.config}, found beside the store)" if result.config else ""
     console.print(
-        f"\nNext: [bold]jwtriage dashboard --db {result.db}[/] (http://127.0.0.1:8501), or query it: "
-        f'duckdb {result.db} "SELECT cause, count(*) FROM classifications GROUP BY ALL"'
+        f"\nNext{config}:\n"
+        f"  jwtriage triage --db {result.db} --since 6h\n"
+        f"  jwtriage report --db {result.db}\n"
+        f"  jwtriage dashboard --db {result.db}   (http://127.0.0.1:8501)\n"
+        f'  jwtriage sql --db {result.db} "SUMMARIZE classifications"',
+        highlight=False,
     )
 
 
