@@ -28,12 +28,8 @@ def cmd_simulate(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) ->
         kafka = load_config(written["config"], os.environ).kafka  # the scenario's services, your [kafka] env
         with _quiet_client(getattr(args, "verbose", False)):
             sent = produce(kafka, scenario_records(scenario, kafka))
-        used = {
-            "bootstrap_servers": kafka.bootstrap_servers,
-            "failures_topic": kafka.failures_topic,
-            "samples_topic": kafka.samples_topic,
-            "jwks_topic": kafka.jwks_topic,
-        }
+        # the broker and the three topics (never a credential: those stay in the environment)
+        used = {k: v for k, v in kafka.model_dump().items() if k.endswith(("_servers", "_topic")) and v}
         # the broker and topics it produced to, so `consume --config` reads exactly those
         written["config"].write_text(with_tables(scenario.config_toml, kafka=used), encoding="utf-8")
         print(
