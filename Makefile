@@ -41,7 +41,7 @@ bench: $(STAMP) kafka-up ## run the benchmarks (prints figures beside their base
 	$(BIN)/python bench/run_all.py
 
 dashboard: $(STAMP) ## open the dashboard on the demo store
-	$(BIN)/jwtriage dashboard --db jwtriage-demo.duckdb
+	$(BIN)/jwtriage dashboard --db jwtriage-demo.duckdb jwtriage-demo.toml
 
 # The real-validators harness (validators/README.md): each runner is built from its own lock file.
 VAL := validators
@@ -67,5 +67,5 @@ validators-fixture: $(STAMP) validators-build ## run the harness and rewrite tes
 	$(BIN)/python -m validators.harness --fixture tests/fixtures/validators/messages.json
 
 clean: ## remove the virtual environment, caches and demo output
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis jwtriage-demo.duckdb
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis jwtriage-demo.duckdb jwtriage-demo.toml
 	rm -rf $(VAL)/node/node_modules $(VAL)/out $(VAL)/java/target $(VAL_GO)

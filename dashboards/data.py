@@ -305,17 +305,13 @@ def load_overview(
 # -- Rotations -------------------------------------------------------------------------------
 
 
-#: How long before a step the failures it caused can start (unpublished_key: signed before published).
-STEP_LOOKBACK = timedelta(days=1)
-
-
 def load_rotations(path: str, since: datetime | None = None) -> pd.DataFrame:
     """The rotation steps (key added, key removed) from `since` on, newest first, with the failures each caused."""
     with reading(path) as con:
         steps = queries.rotations(con, Filters(since=since))
-        caused = queries.step_failure_counts(con, None if since is None else since - STEP_LOOKBACK)
+        caused = queries.step_failure_counts(con, since)
     table = frame(steps, ["issuer", "kid", "kty", "action", "ts"])
-    table["failures"] = [caused.get((s["kid"], s["action"]), 0) for s in steps]
+    table["failures"] = [caused.get((s["issuer"], s["kid"], s["action"], s["ts"]), 0) for s in steps]
     return table.iloc[::-1].reset_index(drop=True)
 
 
@@ -342,6 +338,7 @@ SERVICE_COLUMNS = (
     "cache_age_median_s",
     "cache_age_max_s",
     "stale_window_s",
+    "recovered_after_s",
 )
 
 
@@ -363,7 +360,8 @@ def retired_by(step: dict[str, Any], steps: list[dict[str, Any]]) -> dict[str, A
 def load_rotation(
     path: str, step: dict[str, Any], window: timedelta, end: datetime, quiet: timedelta = timedelta(minutes=30)
 ) -> RotationDetail:
-    """One step's impact: failures per service in `window` after it (and as long before it), verdicts, old key."""
+    """One step's impact: the failures it caused (as `queries.rotation_impact` attributes them) per service in
+    `window` after it (and as long before it), verdicts, old key."""
     since = step["ts"] - window
     until = min(step["ts"] + window, end)
     bucket = choose_bucket(until - since)
@@ -376,10 +374,9 @@ def load_rotation(
     table["verdict"] = [
         verdict(int(f), last, until, quiet) for f, last in zip(table["failures"], table["last_failure"], strict=True)
     ]
-    table["recovered_after_s"] = [
-        max(0.0, (last - step["ts"]).total_seconds()) if v == "recovered" else None
-        for v, last in zip(table["verdict"], table["last_failure"], strict=True)
-    ]
+    # time to recover: the shared definition (`queries.rotation_impact`), shown once the service has recovered
+    recover = zip(table["verdict"], table["recovered_after_s"], strict=True)
+    table["recovered_after_s"] = [float(r) if v == "recovered" else None for v, r in recover]
     return RotationDetail(
         step=step,
         since=since,

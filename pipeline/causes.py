@@ -14,7 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pipeline.text import human_duration
 
 
 class Cause(StrEnum):
@@ -315,3 +318,63 @@ def attack_advice(code: str) -> str:
         return ATTACK_ADVICE[Attack(code)]
     except ValueError:
         return ""
+
+
+def issuer_fault_text(fault: dict[str, Any]) -> str:
+    """One sentence for a row of `pipeline.queries.issuer_faults`: what the issuer did and what it caused."""
+    issuer = urlsplit(fault["issuer"]).netloc or fault["issuer"]
+    services = ", ".join(fault["services"] or [])
+    if fault["fault"] == "signed_before_published":
+        lead = fault["lead_s"]
+        early = f"{human_duration(lead)} " if lead is not None and lead > 0 else ""
+        return (
+            f"{issuer} signed with {fault['kid']} {early}before publishing it: {fault['failures']:,} "
+            f"unpublished_key failures in {services} (no JWKS cache could have had the key)."
+        )
+    if fault["fault"] == "removed_in_use":
+        return (
+            f"{issuer} removed {fault['kid']} while tokens signed with it were still valid: "
+            f"{fault['failures']:,} retired_key failures in {services}."
+        )
+    return f"{issuer}'s JWKS dropped {fault['kid']} and published it again (snapshots that flap)."
+
+
+def finding_remediation(
+    cause: str,
+    events: int = 0,
+    attack_events: int = 0,
+    attacks: tuple[str, ...] | list[str] = (),
+    with_fetch_time: int | None = None,
+) -> str:
+    """What to do about a finding (a cause seen on `events` events), as its evidence says, not by cause alone.
+
+    `attack_events` of them carry attack labels (`attacks`, the kinds); `with_fetch_time` of
+    them report the service's JWKS fetch time (None: not known). Attack-labelled tokens are
+    never to be trusted: no advice adds their kid or issuer to the config.
+    """
+    kinds = ", ".join(attacks) or "see Attacks"
+    if attack_events and attack_events >= events:
+        return (
+            f"These tokens carry attack patterns ({kinds}): treat them as an attack, not a misconfiguration. "
+            "Block the client; never add their kid or issuer to the config or to jwks-watch."
+        )
+    forged = (
+        f" {attack_events:,} of them carry attack patterns ({kinds}): treat those as an attack and never trust "
+        "their kid or issuer."
+        if attack_events
+        else ""
+    )
+    if cause == Cause.UNKNOWN_KID:
+        return (
+            "No configured issuer ever published this key. Find the client: only if its issuer is one you trust "
+            "(confirm with the issuer's owner, never from the token) add it to the config and to jwks-watch; "
+            "otherwise it is a developer's or a foreign key, or forged." + forged
+        )
+    if cause == Cause.STALE_JWKS and with_fetch_time is not None and 2 * with_fetch_time < events:
+        share = "none" if with_fetch_time == 0 else f"only {with_fetch_time:,} of {events:,}"
+        return (
+            f"Inferred: {share} of these events report when the service fetched its JWKS, so jwtriage "
+            "judged by the key's age; confirm the service's cache TTL (set `jwks_cache_ttl_seconds`, or have it "
+            "report `service_jwks_fetched_at`). " + remediation(cause)
+        )
+    return remediation(cause) + forged

@@ -30,6 +30,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("explain", "explain"),
     ("triage", "triage"),
     ("simulate", "simulate"),
+    ("sql", "sql"),
 )
 
 
@@ -41,7 +42,7 @@ def _setup_logging(verbose: bool) -> None:
     )
     # kafka-python's DEBUG log dumps wire bytes and whole fetch responses, i.e. the records' values with
     # their raw tokens (credentials never go to a log): even with -v it logs at INFO at most.
-    logging.getLogger("kafka").setLevel(max(logging.INFO, logging.getLogger("kafka").level))
+    logging.getLogger("kafka").setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 def build_parser() -> argparse.ArgumentParser:

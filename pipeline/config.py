@@ -8,6 +8,7 @@ defaults. Environment keys join table and key with `__` (`JWTRIAGE_KAFKA__GROUP_
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -191,12 +192,99 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
     return tables
 
 
-def _format_error(path: Path, error: ValidationError) -> str:
-    lines = [f"{path}: invalid configuration"]
-    for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"  {key}: {item['msg']}")
-    return "\n".join(lines)
+def _env_names(environ: Mapping[str, str]) -> dict[tuple[str, str], str]:
+    """(table, key) → the environment variable that set it (for blaming the variable, not the file)."""
+    names: dict[tuple[str, str], str] = {}
+    for name in environ:
+        if not name.startswith(ENV_PREFIX):
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        if key == "db":
+            names[("store", "path")] = name
+        elif "__" in key:
+            table, _, field = key.partition("__")
+            names[(table, field)] = name
+    return names
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    """('services', 0, 'audience') → 'services[0].audience'."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The config model that the key at `loc` lives in (to suggest its valid keys)."""
+    model: type[BaseModel] | None = Config
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        model = _inner_model(field.annotation)
+    return model
+
+
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _error_line(item: Any, env: dict[tuple[str, str], str]) -> tuple[str, str, bool]:
+    """(where, what, from the environment) for one pydantic error, in plain words."""
+    loc = tuple(item["loc"])
+    variable = env.get((str(loc[0]), str(loc[1]))) if len(loc) == 2 else None
+    if item["type"] == "extra_forbidden":
+        parent, key = loc[:-1], str(loc[-1])
+        model = _model_at(parent)
+        valid = sorted(model.model_fields) if model is not None else []
+        valid = [k for k in valid if k != "source"]
+        near = difflib.get_close_matches(key, valid, n=1)
+        if variable:
+            hint = f" (did you mean {ENV_PREFIX}{str(loc[0]).upper()}__{near[0].upper()}?)" if near else ""
+            return variable, f"unknown key {key!r} in [{loc[0]}]{hint}", True
+        hint = f" (did you mean {near[0]!r}?)" if near else (f" (valid: {', '.join(valid)})" if valid else "")
+        return _location(parent), f"unknown key {key!r}{hint}", False
+    message = str(item["msg"])
+    if variable:
+        return f"{variable} ({_location(loc)})", message, True  # never the value: it may be a password
+    return _location(loc), message, False
+
+
+def _format_error(path: Path, error: ValidationError, environ: Mapping[str, str] | None = None) -> str:
+    """Pydantic's errors as a person reads them: the key's path, an unknown key's nearest valid key, the
+    environment variable when one set the bad value, and no echo of a container whose items failed."""
+    env = _env_names(environ or {})
+    items = error.errors()
+    failed = [tuple(i["loc"]) for i in items]
+    lines: dict[str, list[str]] = {}
+    blamed_env = blamed_file = False
+    for item in items:
+        loc = tuple(item["loc"])
+        if any(len(other) > len(loc) and other[: len(loc)] == loc for other in failed):
+            continue  # e.g. "services: at least 1 item" only because every service failed
+        where, what, from_env = _error_line(item, env)
+        blamed_env, blamed_file = blamed_env or from_env, blamed_file or not from_env
+        lines.setdefault(what, []).append(where)
+    if blamed_env and not blamed_file:
+        head = f"invalid configuration in the environment (the file {path} is fine)"
+    else:
+        head = f"{path}: invalid configuration"
+    out = [head]
+    for what, places in lines.items():
+        shown = places[0] if len(places) == 1 else f"{', '.join(places[:2])}" + (
+            f" and {len(places) - 2} more" if len(places) > 2 else ""
+        )
+        out.append(f"  {shown}: {what}")
+    return "\n".join(out)
 
 
 def load_config(
@@ -226,4 +314,4 @@ def load_config(
     try:
         return Config.model_validate({**raw, "source": str(path)})
     except ValidationError as exc:
-        raise ConfigError(_format_error(path, exc)) from None
+        raise ConfigError(_format_error(path, exc, environ)) from None

@@ -63,11 +63,11 @@ def test_config_path_resolution() -> None:
 @pytest.mark.parametrize(
     ("mutation", "expected"),
     [
-        (lambda t: t.replace('audience = "api://orders"\n', ""), "services.1.audience: Field required"),
+        (lambda t: t.replace('audience = "api://orders"\n', ""), "services[1].audience: Field required"),
         (lambda t: t.replace('issuers = ["staging"]', 'issuers = ["nope"]'), "unknown issuer(s) ['nope']"),
-        (lambda t: t.replace('algorithms = ["RS256"]', 'algorithms = ["HS257"]'), "issuers.1.algorithms"),
-        (lambda t: t.replace("leeway_seconds = 30", 'leeway_seconds = "soon"'), "services.0.leeway_seconds"),
-        (lambda t: t + "\n[kafka]\nbootstrap = 1\n", "kafka.bootstrap: Extra inputs are not permitted"),
+        (lambda t: t.replace('algorithms = ["RS256"]', 'algorithms = ["HS257"]'), "issuers[1].algorithms"),
+        (lambda t: t.replace("leeway_seconds = 30", 'leeway_seconds = "soon"'), "services[0].leeway_seconds"),
+        (lambda t: t + "\n[kafka]\nbootstrap = 1\n", "kafka: unknown key 'bootstrap' (did you mean 'bootstrap_"),
         (lambda t: t + "\n[[services\n", "not valid TOML"),
     ],
 )
@@ -128,3 +128,22 @@ def test_record_with_offset_other_than_utc_is_accepted() -> None:
     raw = b'{"event_id": "e", "ts": "2026-11-20T13:00:00+01:00", "service": "s", "extra": 1}'
     event = decode_record(raw, AuthFailureEvent)
     assert event.ts.utcoffset() is not None and event.ts.timestamp() == T0.timestamp()
+
+
+def test_a_typo_names_the_nearest_key_and_nothing_unrelated(config_file: Path) -> None:
+    """Issue 18: `leeway_second` → the nearest valid key, not "services: Tuple should have at least 1 item"."""
+    config_file.write_text(CONFIG_TOML.replace("leeway_seconds", "leeway_second"))
+    with pytest.raises(ConfigError) as err:
+        load_config(config_file, environ={})
+    text = str(err.value)
+    assert "services[0]" in text and "unknown key 'leeway_second' (did you mean 'leeway_seconds'?)" in text
+    assert "at least 1 item" not in text and "Extra inputs" not in text
+
+
+def test_a_typo_in_an_environment_variable_blames_the_variable(config_file: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(config_file, environ={"JWTRIAGE_KAFKA__BOOTSTRAP_SERVER": "kafka:9092"})
+    text = str(err.value)
+    assert text.startswith("invalid configuration in the environment")
+    assert "JWTRIAGE_KAFKA__BOOTSTRAP_SERVER" in text and "did you mean JWTRIAGE_KAFKA__BOOTSTRAP_SERVERS?" in text
+    assert f"{config_file}: invalid" not in text and "kafka:9092" not in text  # never the value (a password?)

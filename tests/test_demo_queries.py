@@ -61,7 +61,7 @@ def test_queries_on_the_simulated_store(simulated_db: Path) -> None:
         assert sum(r["events"] for r in buckets) == total
         steps = queries.rotations(con)
         assert {"added", "removed"} <= {r["action"] for r in steps}
-        impact = queries.rotation_impact(con, timedelta(hours=12))
+        impact = queries.rotation_impact(con)
         assert impact and all(r["failures"] > 0 for r in impact)
         assert {c for r in impact for c in r["causes"]} <= {"stale_jwks", "unpublished_key", "retired_key"}
         ages = queries.cache_age_by_service(con)
@@ -86,7 +86,7 @@ def test_rotation_damage_never_counts_an_event_with_an_attack_label(simulated_db
     con = connect_readonly(db)
     try:
         before = queries.step_failure_counts(con)
-        impact_before = sum(r["failures"] for r in queries.rotation_impact(con, timedelta(days=30)))
+        impact_before = sum(r["failures"] for r in queries.rotation_impact(con))
     finally:
         con.close()
     with Store(db) as writer:  # ten stale_jwks verdicts that also carry an attack label
@@ -101,7 +101,7 @@ def test_rotation_damage_never_counts_an_event_with_an_attack_label(simulated_db
     try:
         after = queries.step_failure_counts(con)
         assert sum(before.values()) - sum(after.values()) == 10
-        assert sum(r["failures"] for r in queries.rotation_impact(con, timedelta(days=30))) <= impact_before - 10
+        assert sum(r["failures"] for r in queries.rotation_impact(con)) <= impact_before - 10
         assert all(after.get(key, 0) <= n for key, n in before.items())
     finally:
         con.close()

@@ -9,6 +9,7 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -103,7 +104,11 @@ def test_markdown_report_of_the_latest_week(simulated_db: Path, capsys: pytest.C
         assert cells[1] == CAUSE_LABELS[Cause(cause)].replace("_", "\\_")
         assert cells[2] == f"{events:,}"
         assert cells[5] == "new"  # the simulated store holds one week only
-        assert cells[6].replace("\\", "") == REMEDIATION[Cause(cause)].replace("\\", "")
+        advice = cells[6].replace("\\", "")
+        if cause == Cause.UNKNOWN_KID:  # remediation per finding: never "add the kid" without "only if you trust it"
+            assert "only if its issuer is one you trust" in advice
+        else:  # the cause's line, with a warning appended where some events carry attack labels
+            assert advice.startswith(REMEDIATION[Cause(cause)].replace("\\", "")), cause
     assert f"{sum(totals.values()):,} rejected tokens (new against 0 the week before)" in text
     for heading in (
         "## Failures by cause",
@@ -373,3 +378,17 @@ def test_render_functions_take_a_report(simulated_db: Path) -> None:
     md, page = render_markdown(report), render_html(report)
     assert "Generated 2026-12-01 09:30 UTC from `x.duckdb`." in md
     assert "Generated 2026-12-01 09:30 UTC from <code>x.duckdb</code>." in page
+
+
+def test_dead_letters_are_filed_by_event_time_not_wall_clock(simulated_store: Any) -> None:
+    """Issue 18: a demo's dead letters were received today but belong to the simulated week."""
+    con = connect_readonly(simulated_store.db)
+    try:
+        report = build_report(con)
+        shown = next(s for s in report.sections if s.key == "dead_letters")
+        assert sum(int(str(row[2]).replace(",", "")) for row in shown.rows) == simulated_store.dead_letters > 0
+        assert all(not str(row[5].text).count("eyJ") for row in shown.rows)  # excerpts stay redacted
+        received = queries.dead_letters_received(con, report.since, report.until)
+        assert received == []  # the wall clock puts them in another week: the report no longer goes by it
+    finally:
+        con.close()

@@ -78,7 +78,8 @@ def test_the_spike_and_the_rotation_that_caused_it_are_named(
     status, out, _ = triage(capsys, "--db", str(simulated_db), "--since", "12h")
     assert status == 0
     text = flat(out)
-    first_line = data["read_first"][0]
+    assert data["read_first"][0].startswith("Attack burst:")  # the window holds an attack: it comes first
+    first_line = data["read_first"][1]
     assert first_line.startswith("retired_key appeared")
     assert f"removed kid {retired['rotation']['kid']}" in first_line
     assert flat(first_line) in text
@@ -133,7 +134,8 @@ def test_json_structure(simulated_db: Path, capsys: pytest.CaptureFixture[str]) 
 def test_without_history_the_rotations_are_read_first(simulated_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = triage_json(capsys, "--db", str(simulated_db), "--since", "1d")
     assert data["baseline"] is None and data["spikes"] == []  # nothing before the window to compare with
-    first = data["read_first"][0]
+    assert data["attacks"] and data["read_first"][0].startswith("Attack burst:")  # an attack is always first
+    first = data["read_first"][1]
     assert first.startswith("No earlier history to compare with, but key rotations caused")
     assert any(f"kid {step['kid']}" in first for step in data["rotations"])
 

@@ -17,9 +17,26 @@ from pipeline.errors import UsageError
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE = 0, 1, 2
 
 
-def load_cli_config(args: argparse.Namespace) -> Config:
-    """The config for a command: `--config`/JWTRIAGE_CONFIG/./jwtriage.toml, the environment, then `--db`."""
+def config_path(args: argparse.Namespace) -> Path:
+    """The config a command reads: `--config`, else JWTRIAGE_CONFIG, else ./jwtriage.toml (DESIGN.md); when
+    none of those names an existing file, the config beside the store (`--db`/JWTRIAGE_DB with `.toml` for
+    its suffix: `jwtriage demo` writes jwtriage-demo.toml beside jwtriage-demo.duckdb), so the store's readers
+    find the services it was classified with.
+    """
     path = resolve_config_path(getattr(args, "config", None), os.environ)
+    if getattr(args, "config", None) or os.environ.get("JWTRIAGE_CONFIG") or path.exists():
+        return path
+    db = getattr(args, "db", None) or os.environ.get("JWTRIAGE_DB")
+    if db:
+        beside = Path(db).with_suffix(".toml")
+        if beside.is_file():
+            return beside
+    return path
+
+
+def load_cli_config(args: argparse.Namespace) -> Config:
+    """The config for a command (`config_path`), the environment, then `--db`."""
+    path = config_path(args)
     db = getattr(args, "db", None)
     return load_config(path, os.environ, {"store": {"path": db}} if db else None)
 

@@ -15,13 +15,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
+from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from pipeline import queries
-from pipeline.causes import cause_label
+from pipeline.causes import ROTATION_DAMAGE, cause_label, issuer_fault_text
 from pipeline.commands.common import EXIT_BAD_INPUT, EXIT_OK, scenario_flags
 from pipeline.config import Config
 from pipeline.io.memory import ListSource, TimedRecord, interleave
@@ -30,6 +33,7 @@ from pipeline.io.store_readers import connect_readonly
 from pipeline.records import Batch, Position, RecordKind
 from pipeline.runner import Pipeline, RunStats, run
 from pipeline.simulator import Record, Scenario, simulate
+from pipeline.simulator.output import with_tables
 from pipeline.text import human_duration, utc_text
 
 DEMO_DB = Path("jwtriage-demo.duckdb")
@@ -46,6 +50,7 @@ class DemoResult:
     correct: int
     judged_against_truth: int
     seconds: float
+    config: Path | None = None  # the scenario's config, written beside the store
 
     @property
     def accuracy(self) -> float:
@@ -94,6 +99,18 @@ def accuracy(db: Path, truth: list[dict[str, Any]]) -> tuple[int, int, Counter[t
     return correct, compared, confusions
 
 
+def write_demo_config(scenario: Scenario, db: Path) -> Path:
+    """The scenario's config beside the store (`jwtriage-demo.toml` beside `jwtriage-demo.duckdb`).
+
+    Every reader given `--db` finds it there when no `--config`, JWTRIAGE_CONFIG or
+    ./jwtriage.toml is in the way (`commands.common.config_path`), so `explain`, `triage` and
+    `report` know the demo's services; a ./jwtriage.toml of your own is never touched.
+    """
+    path = db.with_suffix(".toml")
+    path.write_text(with_tables(scenario.config_toml, store=str(db)), encoding="utf-8")
+    return path
+
+
 def run_demo(
     console: Console, db: Path = DEMO_DB, seed: int = 7, events: int = 20_000, hours: float = 24.0
 ) -> DemoResult:
@@ -121,13 +138,15 @@ def run_demo(
             progress.update(task, completed=stats.records)
 
         stats = run(ListSource(envelopes, batch_size=2_000), pipeline, store, on_batch=advance)
+    config_file = write_demo_config(scenario, db)
     correct, compared, confusions = accuracy(db, scenario.truth)
     con = connect_readonly(db)
     try:
         stored = queries.total_events(con)
         dead = con.execute("SELECT count(*) FROM dead_letters").fetchone()
         result = DemoResult(
-            db, len(scenario.events), stored, int(dead[0]) if dead else 0, correct, compared, stats.seconds
+            db, len(scenario.events), stored, int(dead[0]) if dead else 0, correct, compared, stats.seconds,
+            config_file,
         )
         print_summary(console, con, result, confusions)
     finally:
@@ -154,68 +173,84 @@ def print_summary(
     )
     for (want, got), count in (confusions or Counter()).most_common(5):
         console.print(f"  [dim]{count:,} × truth {want} → classified {got}[/]")
+    config = f" (its config: {result.config}, found beside the store)" if result.config else ""
     console.print(
-        f"\nNext: [bold]jwtriage dashboard --db {result.db}[/] (http://127.0.0.1:8501), or query it: "
-        f'duckdb {result.db} "SELECT cause, count(*) FROM classifications GROUP BY ALL"'
+        f"\nNext{config}:\n"
+        f"  jwtriage triage --db {result.db} --since 6h\n"
+        f"  jwtriage report --db {result.db}\n"
+        f"  jwtriage dashboard --db {result.db}   (http://127.0.0.1:8501)\n"
+        f'  jwtriage sql --db {result.db} "SUMMARIZE classifications"',
+        highlight=False,
     )
 
 
+def _table(title: str, *columns: tuple[str, str]) -> Table:
+    """A summary table that folds long words instead of cutting them, so it fits 80 columns whole."""
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for n, (name, justify) in enumerate(columns):
+        # the first column names the row (a service, a cause): never broken
+        table.add_column(name, justify=justify, overflow="fold", no_wrap=n == 0)  # type: ignore[arg-type]
+    return table
+
+
 def _print_causes(console: Console, con: Any) -> None:
-    """Events per cause, with the label and how many were verified."""
-    causes = Table(title="Why were tokens rejected?", title_justify="left")
-    for column, justify in (
-        ("cause", "left"),
-        ("", "left"),
-        ("events", "right"),
-        ("share", "right"),
-        ("verified", "right"),
-    ):
-        causes.add_column(column, justify=justify)  # type: ignore[arg-type]
+    """Events per cause, with the label (when there is room) and how many were verified."""
+    wide = console.width >= 100
+    columns = [("cause", "left"), *([("", "left")] if wide else []), ("events", "right"), ("share", "right"),
+               ("verified", "right")]  # fmt: skip
+    causes = _table("Why were tokens rejected?", *columns)
     for row in queries.cause_counts(con):
-        causes.add_row(
-            row["cause"],
-            cause_label(row["cause"]),
-            f"{row['events']:,}",
-            f"{row['percent']}%",
-            f"{row['verified']:,}",
-        )
+        label = [cause_label(row["cause"])] if wide else []
+        causes.add_row(row["cause"], *label, f"{row['events']:,}", f"{row['percent']}%", f"{row['verified']:,}")
     console.print(causes)
 
 
 def _print_rotations(console: Console, con: Any) -> None:
-    """Each rotation step and the failures it caused per service in the 12 h after it."""
-    impact = Table(title="Key rotations and the failures each caused (12 h after the step)", title_justify="left")
-    for column in ("when", "issuer", "step", "service", "failures", "causes", "last failure after"):
-        impact.add_column(column)
-    steps = queries.rotations(con)
+    """Rotation damage, then each rotation step with the failures it caused per service and whose fault they are."""
+    damage = queries.rotation_damage_count(con)
+    console.print("[bold]Key rotations and the failures each caused[/]")
+    console.print(
+        f"[bold]Caused by key rotations[/]: {damage:,} failures ({', '.join(ROTATION_DAMAGE)}; never an event with "
+        "an attack label, never unknown_kid)."
+    )
+    for fault in queries.issuer_faults(con):
+        console.print(f"  [yellow]Issuer's fault[/]: {issuer_fault_text(fault)}")
     hits: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-    for row in queries.rotation_impact(con, timedelta(hours=12)):
+    for row in queries.rotation_impact(con):
         hits.setdefault((row["issuer"], row["kid"], row["action"], row["step_ts"]), []).append(row)
-    for step in steps:
-        key = (step["issuer"], step["kid"], step["action"], step["ts"])
-        label = f"{step['action']} {step['kid']}"
-        when = utc_text(step["ts"], "weekday_time")
-        affected = hits.get(key, [])
+    for step in queries.rotations(con):
+        affected = hits.get((step["issuer"], step["kid"], step["action"], step["ts"]), [])
+        total = sum(int(r["failures"]) for r in affected)
+        title = (
+            f"{utc_text(step['ts'], 'weekday_time')} · {urlsplit(step['issuer']).netloc or step['issuer']} "
+            f"{step['action']} {step['kid']} · {total:,} failures"
+        )
         if not affected:
-            impact.add_row(when, step["issuer"], label, "[dim]none affected[/]", "", "", "")
-        for n, row in enumerate(affected):
-            impact.add_row(
-                when if n == 0 else "",
-                step["issuer"] if n == 0 else "",
-                label if n == 0 else "",
+            console.print(f"[dim]{escape(title)}: none affected[/]")
+            continue
+        table = _table(title, ("service", "left"), ("failures", "right"), ("causes", "left"),
+                       ("time to recover", "right"), ("fault", "left"))  # fmt: skip
+        for row in affected:
+            table.add_row(
                 row["service"],
                 f"{row['failures']:,}",
-                ", ".join(row["causes"]),
-                _duration(row["recovered_after"]),
+                ", ".join(f"{c} {n:,}" for c, n in sorted(row["by_cause"].items(), key=lambda kv: -kv[1])),
+                _seconds(row["recovered_after_s"]),
+                row["fault"],
             )
-    console.print(impact)
+        console.print(table)
+    console.print(
+        "[dim]Each failure belongs to the step of its key: stale_jwks to the key's addition, unpublished_key to the "
+        "publication it came too early for, retired_key to the key's removal. Time to recover: from the step to "
+        "the service's last such failure.[/]\n"
+    )
 
 
 def _print_cache_ages(console: Console, con: Any) -> None:
     """Each service's JWKS cache age as its events show it."""
-    caches = Table(title="JWKS cache age per service, as the events show it", title_justify="left")
-    for column in ("service", "events", "median reported age", "max reported age", "stale_jwks", "stale window"):
-        caches.add_column(column, justify="left" if column == "service" else "right")
+    caches = _table("JWKS cache age per service, as the events show it", ("service", "left"),
+                    ("events", "right"), ("reported age median", "right"), ("max", "right"),
+                    ("stale_jwks", "right"), ("stale window", "right"))  # fmt: skip
     for row in queries.cache_age_by_service(con):
         caches.add_row(
             row["service"],
@@ -232,17 +267,15 @@ def _print_attacks(console: Console, con: Any) -> None:
     """The attack patterns seen, when any."""
     attack_rows = queries.attacks(con)
     if attack_rows:
-        table = Table(title="Attacks seen", title_justify="left")
-        for column in ("attack", "events", "services", "clients", "first", "last"):
-            table.add_column(column)
+        table = _table("Attacks seen", ("attack", "left"), ("events", "right"), ("services", "left"),
+                       ("clients", "right"), ("first–last", "left"))  # fmt: skip
         for row in attack_rows:
             table.add_row(
                 row["attack"],
                 f"{row['events']:,}",
                 ", ".join(row["services"]),
                 str(row["clients"]),
-                utc_text(row["first_seen"], "weekday_time"),
-                utc_text(row["last_seen"], "weekday_time"),
+                f"{utc_text(row['first_seen'], 'weekday_time')}–{utc_text(row['last_seen'], 'clock')}",
             )
         console.print(table)
 

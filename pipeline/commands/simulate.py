@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 from pipeline.commands.common import EXIT_OK, scenario_flags
 from pipeline.config import load_config
+from pipeline.simulator.output import with_tables
 
 
 def cmd_simulate(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> int:
@@ -22,7 +26,12 @@ def cmd_simulate(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) ->
         from pipeline.io.kafka import produce, scenario_records
 
         kafka = load_config(written["config"], os.environ).kafka  # the scenario's services, your [kafka] env
-        sent = produce(kafka, scenario_records(scenario, kafka))
+        with _quiet_client(getattr(args, "verbose", False)):
+            sent = produce(kafka, scenario_records(scenario, kafka))
+        # the broker and the three topics (never a credential: those stay in the environment)
+        used = {k: v for k, v in kafka.model_dump().items() if k.endswith(("_servers", "_topic")) and v}
+        # the broker and topics it produced to, so `consume --config` reads exactly those
+        written["config"].write_text(with_tables(scenario.config_toml, kafka=used), encoding="utf-8")
         print(
             f"produced {sent:,} records to {kafka.bootstrap_servers} ({kafka.failures_topic}, "
             f"{kafka.samples_topic}, {kafka.jwks_topic})",
@@ -38,6 +47,20 @@ def cmd_simulate(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) ->
     return EXIT_OK
 
 
+@contextmanager
+def _quiet_client(verbose: bool) -> Iterator[None]:
+    """kafka-python logs a normal run at INFO and a topic it is about to create at ERROR ("Topic … not found"):
+    silent unless -v. A real failure still reaches the person, as the exception `produce` raises."""
+    client = logging.getLogger("kafka")
+    before = client.level
+    if not verbose:
+        client.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        client.setLevel(before)
+
+
 def register(commands: Any) -> None:
     sim = commands.add_parser(
         "simulate",
@@ -50,7 +73,8 @@ def register(commands: Any) -> None:
         "--kafka",
         action="store_true",
         help="also produce the scenario to Kafka (bootstrap servers from JWTRIAGE_KAFKA__BOOTSTRAP_SERVERS, "
-        "default 127.0.0.1:9092); consume it with the written jwtriage.toml",
+        "default 127.0.0.1:9092) and write that broker and the topics into the jwtriage.toml; consume it with "
+        "that config. Quiet unless -v (jwtriage -v simulate --kafka) for the Kafka client's logs",
     )
     sim.add_argument("--unique-tokens", action="store_true", help="a freshly signed token for every event")
     scenario_flags(sim)

@@ -20,8 +20,8 @@ from typing import IO, Any
 import duckdb
 from rich.console import Console
 
-from pipeline.commands.common import parse_time_flag, store_path
-from pipeline.config import load_config, resolve_config_path
+from pipeline.commands.common import config_path, parse_time_flag, store_path
+from pipeline.config import load_config
 from pipeline.errors import ConfigError, StoreError, UsageError
 from pipeline.io.store_readers import connect_readonly
 from pipeline.text import parse_duration, sparkline, stamp
@@ -92,7 +92,7 @@ def parse_since(text: str) -> timedelta:
 
 def _issuer_names(args: argparse.Namespace) -> dict[str, str]:
     """Issuer URL → short name, from the config when there is one (triage works without it)."""
-    path = resolve_config_path(getattr(args, "config", None), os.environ)
+    path = config_path(args)
     if not path.exists():
         return {}
     try:

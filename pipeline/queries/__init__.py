@@ -10,7 +10,7 @@ Cause lists reach SQL as parameters, from `pipeline.causes`.
 | base | `Filters` (the filters every view shares), rows as dicts, bucket widths, rotation damage as SQL |
 | failures | counts per cause, service or bucket; comparisons with earlier windows; top lists |
 | events | the newest events, one event's evidence, a token's history, filter values, dead letters, positions |
-| rotations | rotation steps and the failures each caused; key lives; services' JWKS cache ages |
+| rotations | rotation damage, each step's failures, time to recover, issuer faults, cache ages (one query each) |
 | tokens | attack patterns and their clients, algorithms in use, token lifetimes |
 """
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 from pipeline.queries.base import RANKABLE, Filters
 from pipeline.queries.events import (
     dead_letter_counts,
+    dead_letters_in,
     dead_letters_received,
     event_evidence,
     events,
@@ -46,8 +47,10 @@ from pipeline.queries.failures import (
 from pipeline.queries.rotations import (
     cache_age_by_service,
     cache_lifetime_by_service_issuer,
+    issuer_faults,
     key_hygiene,
     key_usage,
+    rotation_damage_count,
     rotation_effects,
     rotation_impact,
     rotation_services,
@@ -69,6 +72,7 @@ __all__ = [
     "cause_counts",
     "cause_counts_vs_previous",
     "dead_letter_counts",
+    "dead_letters_in",
     "dead_letters_received",
     "event_evidence",
     "events",
@@ -76,8 +80,10 @@ __all__ = [
     "failures_per_bucket",
     "filter_values",
     "first_event",
+    "issuer_faults",
     "key_hygiene",
     "key_usage",
+    "rotation_damage_count",
     "rotation_effects",
     "rotation_impact",
     "rotation_services",

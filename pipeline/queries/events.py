@@ -112,6 +112,39 @@ def dead_letters_received(con: duckdb.DuckDBPyConnection, since: datetime, until
     )
 
 
+#: A dead letter's time (one definition): the event time of the record just before it on its partition (the
+#: stream runs in about event time; a dead letter may have no readable time of its own), else when it was received.
+_DEAD_LETTER_TIME = """WITH neighbours AS (
+                SELECT source, source_partition, source_offset, ts FROM classifications
+                WHERE source IN (SELECT DISTINCT source FROM dead_letters)
+            ),
+            dated AS (
+                SELECT d.*, coalesce(n.ts, d.received_at) AS dated_at, n.ts IS NOT NULL AS by_event_time
+                FROM dead_letters d ASOF LEFT JOIN neighbours n
+                  ON n.source = d.source AND n.source_partition = d.source_partition
+                 AND n.source_offset <= d.source_offset
+            )"""
+
+
+def dead_letters_in(con: duckdb.DuckDBPyConnection, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    """Dead letters dated in `[since, until)` by `_DEAD_LETTER_TIME`, per kind and reason (digits as N).
+
+    `by_event_time` counts those dated by their neighbours' event time (the rest by when they
+    were received); `example` is one redacted excerpt (never a token: excerpts are redacted
+    when stored).
+    """
+    return rows(
+        con,
+        f"""{_DEAD_LETTER_TIME}
+            SELECT kind, regexp_replace(reason, '[0-9]+', 'N', 'g') AS reason, count(*) AS records,
+                   count(*) FILTER (WHERE by_event_time) AS by_event_time,
+                   min(dated_at) AS first_at, max(dated_at) AS last_at, min(excerpt) AS example
+            FROM dated WHERE dated_at >= ? AND dated_at < ?
+            GROUP BY ALL ORDER BY records DESC, kind, reason""",
+        [since, until],
+    )
+
+
 def source_positions(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     """Where the consumer stands on each source partition, and when it last wrote."""
     return rows(

@@ -43,6 +43,7 @@ def cause_counts(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) 
         f"""SELECT cause, count(*) AS events,
                    count(*) FILTER (WHERE confidence = 'verified') AS verified,
                    count(*) FILTER (WHERE len(attacks) > 0) AS with_attacks,
+                   count(service_jwks_fetched_at) AS with_fetch_time,
                    round(100.0 * count(*) / sum(count(*)) OVER (), 1) AS percent
             FROM classifications WHERE {where}
             GROUP BY cause ORDER BY events DESC, cause""",

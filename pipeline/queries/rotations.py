@@ -1,8 +1,20 @@
 """Key rotations and what they did: the steps, the failures each caused per service, the keys' lives,
 and the services' JWKS cache ages.
 
-A failure belongs to a rotation step when the token's key is the step's and it is the
-step's rotation damage (`pipeline.causes.STEP_CAUSES`, never an event with an attack label).
+One definition of each rotation figure, used by the demo, the report, the dashboard and triage:
+
+- **Rotation damage** (DESIGN.md): `pipeline.causes.ROTATION_DAMAGE` verdicts without an attack
+  label (`base.rotation_damage`); `rotation_damage_count` counts them.
+- **A step's failures**: each damage event belongs to exactly one step of its key (same issuer
+  and kid): stale_jwks to the newest addition at or before it, unpublished_key to the first
+  addition after it (the publication it came too early for), retired_key to the newest removal
+  at or before it (`_ATTRIBUTED`). No fixed window after the step: a failure counts wherever it
+  falls, and a view's time filter narrows the events, never re-attributes them.
+- **Time to recover** (`recovered_after_s`): from the step to the service's last failure it
+  caused, never negative (a service that failed only before a publication recovered at it).
+- **Cache age** (`_CACHE_AGE`): how old a service's key set was when it rejected a token
+  (`service_jwks_fetched_at`), and the stale window, the longest time from a key's first
+  publication to a stale_jwks failure on it (a lower bound on the cache lifetime).
 """
 
 from __future__ import annotations
@@ -13,10 +25,53 @@ from typing import Any
 import duckdb
 
 from pipeline.causes import STEP_CAUSES, Cause
-from pipeline.queries.base import NO_FILTERS, Filters, damage_of_step, interval, marks, rotation_damage, rows
+from pipeline.queries.base import NO_FILTERS, Filters, interval, marks, rotation_damage, rows
 
 #: How the stale_jwks evidence of a service's cache lifetime is counted (a parameter, never typed into SQL).
 _STALE = Cause.STALE_JWKS.value
+_EARLY = Cause.UNPUBLISHED_KEY.value
+
+#: The cache-age columns (one definition); `?` twice for `_STALE`.
+_CACHE_AGE = """count(service_jwks_fetched_at) AS events_with_fetch_time,
+                   median(epoch(ts) - epoch(service_jwks_fetched_at)) AS reported_age_median_s,
+                   max(epoch(ts) - epoch(service_jwks_fetched_at)) AS reported_age_max_s,
+                   count(*) FILTER (WHERE cause = ?) AS stale_jwks,
+                   max(epoch(ts) - epoch(key_first_seen)) FILTER (WHERE cause = ?) AS stale_window_s"""
+
+
+def _attributed(filters: Filters) -> tuple[str, list[Any]]:
+    """SQL (a WITH clause): `steps`, and `attributed`, every rotation-damage event in the filter with its step.
+
+    Columns of `attributed`: event_id, ts, service, cause, issuer, kid, action, step_ts.
+    """
+    damage, damage_params = rotation_damage()
+    where, where_params = filters.where()
+    added = STEP_CAUSES["added"]
+    sql = f"""WITH steps AS (SELECT DISTINCT issuer, kid, action, ts AS step_ts FROM key_rotations),
+            damage AS (
+                SELECT event_id, ts, service, cause, issuer, kid,
+                       CASE WHEN cause IN ({marks(added)}) THEN 'added' ELSE 'removed' END AS action
+                FROM classifications WHERE {damage} AND {where}
+            ),
+            attributed AS (
+                SELECT d.event_id, d.ts, d.service, d.cause, d.issuer, d.kid, d.action, s.step_ts
+                FROM damage d JOIN steps s
+                  ON s.issuer = d.issuer AND s.kid = d.kid AND s.action = d.action
+                QUALIFY row_number() OVER (
+                    PARTITION BY d.event_id
+                    ORDER BY ((d.cause = ?) <> (s.step_ts > d.ts)), abs(epoch(s.step_ts) - epoch(d.ts))
+                ) = 1
+            )"""
+    return sql, [*added, *damage_params, *where_params, _EARLY]
+
+
+def rotation_damage_count(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) -> int:
+    """How many events in the filter a key rotation caused (DESIGN.md "Rotation damage")."""
+    damage, params = rotation_damage()
+    where, where_params = filters.where()
+    row = con.execute(f"SELECT count(*) FROM classifications WHERE {damage} AND {where}", [*params, *where_params])
+    found = row.fetchone()
+    return int(found[0]) if found else 0
 
 
 def rotations(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) -> list[dict[str, Any]]:
@@ -39,78 +94,77 @@ def rotations(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) -> 
     )
 
 
-def rotation_impact(con: duckdb.DuckDBPyConnection, window: timedelta = timedelta(hours=12)) -> list[dict[str, Any]]:
-    """For each rotation step, the rotation-caused failures per service in the window after it.
+def rotation_effects(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) -> list[dict[str, Any]]:
+    """Each rotation step with the failures it caused among the filter's events, per service and cause.
 
-    A failure belongs to a step when it concerns that step's key (the kid in the token) and
-    happened within `window` after it: stale_jwks / unpublished_key after a key was added,
-    retired_key after it was removed. `recovered_after` is the time from the step to the
-    service's last such failure in the window.
+    A step is listed when it lies in the filter's window (or there is no window) or caused
+    failures in it; a step without failures has one row with `service` and `cause` NULL and
+    0 failures. Rows: issuer, kid, action, step_ts, service, cause, failures, first_failure,
+    last_failure, in time order of the steps, most failures first.
     """
-    caused, caused_params = damage_of_step("s.action", "c")
+    attributed, params = _attributed(filters)
+    step_where, step_params = "TRUE", list[Any]()
+    for clause, value in (("step_ts >= ?", filters.since), ("step_ts < ?", filters.until)):
+        if value is not None:
+            step_where += f" AND {clause}"
+            step_params.append(value)
+    if filters.issuers:
+        step_where += f" AND issuer IN ({marks(filters.issuers)})"
+        step_params.extend(filters.issuers)
     return rows(
         con,
-        f"""WITH steps AS (SELECT issuer, kid, action, ts AS step_ts FROM key_rotations),
-                hits AS (
-                    SELECT s.issuer, s.kid, s.action, s.step_ts, c.service, c.cause, c.ts
-                    FROM steps s JOIN classifications c
-                      ON c.kid = s.kid AND c.ts >= s.step_ts - INTERVAL 1 DAY AND c.ts < s.step_ts + ?
-                     AND {caused}
-                )
-           SELECT issuer, kid, action, step_ts, service,
-                  count(*) AS failures,
-                  list_distinct(list(cause ORDER BY cause)) AS causes,
-                  min(ts) AS first_failure, max(ts) AS last_failure,
-                  max(ts) - step_ts AS recovered_after
-           FROM hits GROUP BY issuer, kid, action, step_ts, service ORDER BY step_ts, issuer, failures DESC""",
-        [window, *caused_params],
+        f"""{attributed},
+            hits AS (
+                SELECT issuer, kid, action, step_ts, service, cause,
+                       count(*) AS failures, min(ts) AS first_failure, max(ts) AS last_failure
+                FROM attributed GROUP BY ALL
+            ),
+            listed AS (
+                SELECT issuer, kid, action, step_ts FROM steps WHERE {step_where}
+                UNION SELECT issuer, kid, action, step_ts FROM hits
+            )
+            SELECT l.issuer, l.kid, l.action, l.step_ts, h.service, h.cause,
+                   coalesce(h.failures, 0) AS failures, h.first_failure, h.last_failure
+            FROM listed l LEFT JOIN hits h
+              ON h.issuer = l.issuer AND h.kid IS NOT DISTINCT FROM l.kid AND h.action = l.action
+             AND h.step_ts = l.step_ts
+            ORDER BY l.step_ts, l.issuer, l.action, failures DESC, h.service, h.cause""",
+        [*params, *step_params],
     )
 
 
-def rotation_effects(
-    con: duckdb.DuckDBPyConnection,
-    since: datetime,
-    until: datetime,
-    near: timedelta = timedelta(hours=24),
-    services: tuple[str, ...] | None = None,
-) -> list[dict[str, Any]]:
-    """Rotation steps in or near `[since, until)` and the failures each caused inside that window.
+def rotation_impact(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) -> list[dict[str, Any]]:
+    """For each rotation step, the failures it caused per service among the filter's events.
 
-    A step is listed when it lies in the window, or within `near` of it and caused failures
-    in the window. A failure belongs to a step as in `rotation_impact` (the token's kid and
-    the verifying issuer are the step's; stale_jwks / unpublished_key for an added key, from
-    a day before the step on; retired_key for a removed one). One row per step, service and
-    cause; a step without failures in the window has one row with `service` and `cause` NULL
-    and 0 failures.
+    One row per step and affected service: `failures`, `causes` (sorted list) and `by_cause`
+    (cause → failures), `first_failure`, `last_failure`, `recovered_after_s`, the time to
+    recover (from the step to the last failure, never negative), and `fault`, whose doing
+    most of them are: 'issuer' when the issuer's faults (unpublished_key: signed before
+    publishing; retired_key: removed while its tokens were valid) are at least half, else
+    'service cache' (stale_jwks), with ', issuer' when that step's key was also signed before
+    it was published (no cache could have kept up at first).
     """
-    caused, caused_params = damage_of_step("s.action", "c")
-    service_clause = ""
-    params: list[Any] = [since - near, until + near, since, until, *caused_params]
-    if services:
-        service_clause = f" AND c.service IN ({marks(services)})"
-        params.extend(services)
-    params.extend([since, until])
+    attributed, params = _attributed(filters)
     return rows(
         con,
-        f"""WITH steps AS (
-                SELECT DISTINCT issuer, kid, action, ts AS step_ts FROM key_rotations WHERE ts >= ? AND ts < ?
-            ),
-            hits AS (
-                SELECT s.issuer, s.kid, s.action, s.step_ts, c.service, c.cause, c.ts
-                FROM steps s JOIN classifications c
-                  ON c.kid = s.kid AND c.issuer = s.issuer AND c.ts >= ? AND c.ts < ?
-                 AND c.ts >= s.step_ts - INTERVAL 1 DAY
-                 AND {caused}{service_clause}
+        f"""{attributed},
+            per_cause AS (
+                SELECT issuer, kid, action, step_ts, service, cause, count(*) AS n, min(ts) AS first_ts,
+                       max(ts) AS last_ts
+                FROM attributed GROUP BY ALL
             )
-            SELECT s.issuer, s.kid, s.action, s.step_ts, h.service, h.cause,
-                   count(h.ts) AS failures, min(h.ts) AS first_failure, max(h.ts) AS last_failure
-            FROM steps s LEFT JOIN hits h
-              ON h.issuer = s.issuer AND h.kid IS NOT DISTINCT FROM s.kid AND h.action = s.action
-             AND h.step_ts = s.step_ts
-            GROUP BY s.issuer, s.kid, s.action, s.step_ts, h.service, h.cause
-            HAVING count(h.ts) > 0 OR (s.step_ts >= ? AND s.step_ts < ?)
-            ORDER BY s.step_ts, s.issuer, failures DESC, h.service, h.cause""",
-        params,
+            SELECT issuer, kid, action, step_ts, service, sum(n)::BIGINT AS failures,
+                   list(cause ORDER BY cause) AS causes, map(list(cause ORDER BY cause), list(n ORDER BY cause))
+                       AS by_cause,
+                   min(first_ts) AS first_failure, max(last_ts) AS last_failure,
+                   greatest(0, epoch(max(last_ts)) - epoch(step_ts)) AS recovered_after_s,
+                   CASE WHEN 2 * coalesce(sum(n) FILTER (WHERE cause = ?), 0) <= sum(n) THEN 'issuer'
+                        WHEN bool_or(bool_or(cause = ?)) OVER (PARTITION BY issuer, kid, action, step_ts)
+                            THEN 'service cache, issuer'
+                        ELSE 'service cache' END AS fault
+            FROM per_cause GROUP BY issuer, kid, action, step_ts, service
+            ORDER BY step_ts, issuer, failures DESC, service""",
+        [*params, _STALE, _EARLY],
     )
 
 
@@ -119,88 +173,154 @@ def rotation_services(
 ) -> list[dict[str, Any]]:
     """For one rotation step (a row of `rotations`), each service seen in `[since, until)`.
 
-    `failures` are the events the step caused (its key in the token, its rotation damage);
-    `issuer_events` the service's events with the step's issuer or key (a service with those
-    and no failures was never affected); `cache_age_*` how old the service's key set was when
-    it rejected tokens (from `service_jwks_fetched_at`); `stale_window_s` the time from the
-    step to the service's last stale_jwks failure on the key, a lower bound on its cache lifetime.
+    `failures`, `causes`, `first_failure`, `last_failure`, `recovered_after_s`: the events of
+    the window the step caused (as `rotation_impact` attributes them); `issuer_events` the
+    service's events with the step's issuer or key (a service with those and no failures was
+    never affected); `cache_age_*` how old the service's key set was when it rejected tokens
+    (from `service_jwks_fetched_at`); `stale_window_s` the time from the key's publication to
+    the service's last stale_jwks failure on it, a lower bound on its cache lifetime.
     """
-    damage, damage_params = Filters.step_damage(step["action"]).where()
-    hit = f"kid = ? AND {damage}"
-    hit_params = [step["kid"], *damage_params]
+    window = Filters(since=since, until=until)
+    attributed, params = _attributed(window)
+    where, where_params = window.where()
     return rows(
         con,
-        f"""SELECT service,
-                   count(*) FILTER (WHERE issuer = ? OR kid = ?) AS issuer_events,
-                   count(*) FILTER (WHERE {hit}) AS failures,
-                   list_distinct(list(cause ORDER BY cause) FILTER (WHERE {hit})) AS causes,
-                   min(ts) FILTER (WHERE {hit}) AS first_failure,
-                   max(ts) FILTER (WHERE {hit}) AS last_failure,
-                   median(epoch(ts) - epoch(service_jwks_fetched_at)) AS cache_age_median_s,
-                   max(epoch(ts) - epoch(service_jwks_fetched_at)) AS cache_age_max_s,
-                   epoch(max(ts) FILTER (WHERE kid = ? AND cause = ?)) - epoch(?::TIMESTAMPTZ)
-                       AS stale_window_s
-            FROM classifications WHERE ts >= ? AND ts < ?
-            GROUP BY service
-            HAVING issuer_events > 0 OR failures > 0
-            ORDER BY failures DESC, service""",
-        [step["issuer"], step["kid"], *hit_params * 4, step["kid"], _STALE, step["ts"], since, until],
-    )
+        f"""{attributed},
+            mine AS (
+                SELECT service, count(*) AS failures, list_distinct(list(cause ORDER BY cause)) AS causes,
+                       min(ts) AS first_failure, max(ts) AS last_failure
+                FROM attributed WHERE issuer = ? AND kid IS NOT DISTINCT FROM ? AND action = ? AND step_ts = ?
+                GROUP BY service
+            ),
+            seen AS (
+                SELECT service,
+                       count(*) FILTER (WHERE issuer = ? OR kid = ?) AS issuer_events,
+                       median(epoch(ts) - epoch(service_jwks_fetched_at)) AS cache_age_median_s,
+                       max(epoch(ts) - epoch(service_jwks_fetched_at)) AS cache_age_max_s,
+                       max(epoch(ts) - epoch(key_first_seen)) FILTER (WHERE kid = ? AND cause = ?) AS stale_window_s
+                FROM classifications WHERE {where} GROUP BY service
+            )
+            SELECT s.service, s.issuer_events, coalesce(m.failures, 0) AS failures, m.causes,
+                   m.first_failure, m.last_failure,
+                   greatest(0, epoch(m.last_failure) - epoch(?::TIMESTAMPTZ)) AS recovered_after_s,
+                   s.cache_age_median_s, s.cache_age_max_s, s.stale_window_s
+            FROM seen s LEFT JOIN mine m USING (service)
+            WHERE s.issuer_events > 0 OR m.failures > 0
+            ORDER BY failures DESC, s.service""",
+        [
+            *params,
+            step["issuer"], step["kid"], step["action"], step["ts"],
+            step["issuer"], step["kid"], step["kid"], _STALE,
+            *where_params,
+            step["ts"],
+        ],
+    )  # fmt: skip
+
+
+def _one_step(step: dict[str, Any]) -> tuple[str, list[Any]]:
+    return "issuer = ? AND kid IS NOT DISTINCT FROM ? AND action = ? AND step_ts = ?", [
+        step["issuer"], step["kid"], step["action"], step["ts"],
+    ]  # fmt: skip
 
 
 def step_failures_over_time(
     con: duckdb.DuckDBPyConnection, step: dict[str, Any], since: datetime, until: datetime, bucket: str = "15 minutes"
 ) -> list[dict[str, Any]]:
-    """The failures one rotation step caused, per time bucket and service."""
-    damage, damage_params = Filters.step_damage(step["action"]).where()
+    """The failures one rotation step caused (as `rotation_impact` attributes them), per time bucket and service."""
+    attributed, params = _attributed(Filters(since=since, until=until))
+    which, which_params = _one_step(step)
     return rows(
         con,
-        f"""SELECT time_bucket(INTERVAL '{interval(bucket)}', ts) AS bucket, service, count(*) AS events
-            FROM classifications
-            WHERE ts >= ? AND ts < ? AND kid = ? AND {damage}
+        f"""{attributed}
+            SELECT time_bucket(INTERVAL '{interval(bucket)}', ts) AS bucket, service, count(*) AS events
+            FROM attributed WHERE {which}
             GROUP BY bucket, service ORDER BY bucket, service""",
-        [since, until, step["kid"], *damage_params],
+        [*params, *which_params],
     )
 
 
 def rotation_step_series(
-    con: duckdb.DuckDBPyConnection, step: dict[str, Any], since: datetime, until: datetime, bucket: timedelta
+    con: duckdb.DuckDBPyConnection,
+    step: dict[str, Any],
+    since: datetime,
+    until: datetime,
+    bucket: timedelta,
+    services: tuple[str, ...] | None = None,
 ) -> list[dict[str, Any]]:
-    """The failures one rotation step caused (as `rotation_effects` counts them) per `bucket` from `since`.
+    """The failures one rotation step caused (as `rotation_impact` attributes them) per `bucket` from `since`.
 
-    `bucket` is the 0-based bucket number; buckets without failures are absent.
+    `step` needs issuer, kid, action and ts. `bucket` is the 0-based bucket number; buckets
+    without failures are absent.
     """
-    damage, damage_params = Filters.step_damage(step["action"]).where()
+    attributed, params = _attributed(Filters(since=since, until=until, services=services))
+    which, which_params = _one_step(step)
     return rows(
         con,
-        f"""SELECT CAST(floor((epoch(ts) - ?) / ?) AS INTEGER) AS bucket, count(*) AS failures
-            FROM classifications
-            WHERE kid = ? AND issuer = ? AND {damage} AND ts >= ? AND ts < ?
+        f"""{attributed}
+            SELECT CAST(floor((epoch(ts) - ?) / ?) AS INTEGER) AS bucket, count(*) AS failures
+            FROM attributed WHERE {which}
             GROUP BY bucket ORDER BY bucket""",
-        [since.timestamp(), bucket.total_seconds(), step["kid"], step["issuer"], *damage_params, since, until],
+        [*params, since.timestamp(), bucket.total_seconds(), *which_params],
     )
 
 
-def step_failure_counts(con: duckdb.DuckDBPyConnection, since: datetime | None = None) -> dict[tuple[str, str], int]:
-    """Failures each rotation step caused, by (kid, action): whenever they happened, or from `since` on.
+def step_failure_counts(
+    con: duckdb.DuckDBPyConnection, since: datetime | None = None
+) -> dict[tuple[str, str | None, str, datetime], int]:
+    """The failures each rotation step from `since` on caused, whenever they happened.
 
-    A key is added once and removed once, so its stale_jwks / unpublished_key failures belong
-    to its `added` step and its retired_key failures to its `removed` step. One filtered scan,
-    where `rotation_impact` joins every step with the events around it.
+    Keyed by (issuer, kid, action, step_ts); steps without failures are absent.
     """
-    damage, params = rotation_damage()
-    if since is not None:
-        damage += " AND ts >= ?"
-        params.append(since)
+    attributed, params = _attributed(NO_FILTERS)
+    clause = "" if since is None else "WHERE step_ts >= ?"
     found = con.execute(
-        f"SELECT kid, cause, count(*) FROM classifications WHERE {damage} AND kid IS NOT NULL GROUP BY ALL", params
+        f"{attributed} SELECT issuer, kid, action, step_ts, count(*) FROM attributed {clause} GROUP BY ALL",
+        [*params, *([] if since is None else [since])],
     ).fetchall()
-    step_of = {cause: step for step, causes in STEP_CAUSES.items() for cause in causes}
-    counts: dict[tuple[str, str], int] = {}
-    for kid, cause, n in found:
-        key = (kid, step_of[cause])
-        counts[key] = counts.get(key, 0) + int(n)
-    return counts
+    return {(issuer, kid, action, ts): int(n) for issuer, kid, action, ts, n in found}
+
+
+def issuer_faults(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) -> list[dict[str, Any]]:
+    """Rotation faults that are the issuer's, not the services': one row per key and fault.
+
+    `signed_before_published`: tokens verified with a key before the issuer published it
+    (unpublished_key); `removed_in_use`: the issuer removed a key while tokens signed with it
+    were still valid (retired_key); `flapping`: a key that left the JWKS and came back (more
+    than one publication interval). `failures` counts the filter's rotation damage of that
+    kind on the key (0 for flapping); `lead_s` is, for signing before publishing, how long
+    before the publication the first such failure came.
+    """
+    attributed, params = _attributed(filters)
+    window_where, window_params = "TRUE", []
+    if filters.since is not None:
+        window_where += " AND (removed_at IS NULL OR removed_at >= ?)"
+        window_params.append(filters.since)
+    if filters.until is not None:
+        window_where += " AND first_seen < ?"
+        window_params.append(filters.until)
+    return rows(
+        con,
+        f"""{attributed},
+            faults AS (
+                SELECT issuer, kid,
+                       CASE WHEN cause = ? THEN 'signed_before_published' ELSE 'removed_in_use' END AS fault,
+                       max(step_ts) AS step_ts, count(*) AS failures,
+                       list_distinct(list(service ORDER BY service)) AS services,
+                       min(ts) AS first_failure, max(ts) AS last_failure,
+                       CASE WHEN cause = ? THEN epoch(max(step_ts)) - epoch(min(ts)) END AS lead_s
+                FROM attributed WHERE cause <> ? GROUP BY issuer, kid, fault, cause
+            ),
+            flaps AS (
+                SELECT issuer, kid, 'flapping' AS fault, max(first_seen) AS step_ts, 0 AS failures,
+                       []::VARCHAR[] AS services, NULL::TIMESTAMPTZ AS first_failure,
+                       NULL::TIMESTAMPTZ AS last_failure, NULL::DOUBLE AS lead_s
+                FROM jwks_keys WHERE {window_where}
+                GROUP BY issuer, kid, thumbprint HAVING count(*) > 1
+            )
+            SELECT * FROM faults UNION ALL SELECT * FROM flaps
+            ORDER BY step_ts, issuer, fault""",
+        [*params, _EARLY, _EARLY, _STALE, *window_params],
+    )
 
 
 def key_usage(con: duckdb.DuckDBPyConnection, kid: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
@@ -260,23 +380,16 @@ def key_hygiene(con: duckdb.DuckDBPyConnection, since: datetime, until: datetime
 
 
 def cache_age_by_service(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) -> list[dict[str, Any]]:
-    """Each service's JWKS cache age as the events show it.
+    """Each service's JWKS cache age as the events show it (`_CACHE_AGE`, the one definition).
 
     `reported_age_*`: how old the service's key set was when it rejected a token (from
-    `service_jwks_fetched_at`); `stale_window`: for services that do not report it, the time
-    from a key's first publication to the last stale_jwks failure on that key, a lower bound
-    on the service's cache lifetime.
+    `service_jwks_fetched_at`); `stale_window_s`: the longest time from a key's first
+    publication to a stale_jwks failure on it, a lower bound on the service's cache lifetime.
     """
     where, params = filters.where()
     return rows(
         con,
-        f"""SELECT service,
-                   count(*) AS events,
-                   count(service_jwks_fetched_at) AS events_with_fetch_time,
-                   median(epoch(ts) - epoch(service_jwks_fetched_at)) AS reported_age_median_s,
-                   max(epoch(ts) - epoch(service_jwks_fetched_at)) AS reported_age_max_s,
-                   count(*) FILTER (WHERE cause = ?) AS stale_jwks,
-                   max(epoch(ts) - epoch(key_first_seen)) FILTER (WHERE cause = ?) AS stale_window_s
+        f"""SELECT service, count(*) AS events, {_CACHE_AGE}
             FROM classifications WHERE {where}
             GROUP BY service ORDER BY stale_jwks DESC, service""",
         [_STALE, _STALE, *params],
@@ -286,19 +399,11 @@ def cache_age_by_service(con: duckdb.DuckDBPyConnection, filters: Filters = NO_F
 def cache_lifetime_by_service_issuer(
     con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS
 ) -> list[dict[str, Any]]:
-    """Evidence of each service's JWKS cache lifetime per issuer (as `cache_age_by_service`, split by issuer).
-
-    `reported_age_max_s` from `service_jwks_fetched_at`; `stale_window_s` the longest time
-    from a key's first publication to a stale_jwks failure on it (a lower bound).
-    """
+    """`cache_age_by_service` split by issuer (events whose key verified with one)."""
     where, params = filters.where()
     return rows(
         con,
-        f"""SELECT service, issuer, count(*) AS events,
-                   count(service_jwks_fetched_at) AS with_fetch_time,
-                   max(epoch(ts) - epoch(service_jwks_fetched_at)) AS reported_age_max_s,
-                   count(*) FILTER (WHERE cause = ?) AS stale_jwks,
-                   max(epoch(ts) - epoch(key_first_seen)) FILTER (WHERE cause = ?) AS stale_window_s
+        f"""SELECT service, issuer, count(*) AS events, {_CACHE_AGE}
             FROM classifications WHERE {where} AND issuer IS NOT NULL
             GROUP BY service, issuer ORDER BY service, issuer""",
         [_STALE, _STALE, *params],

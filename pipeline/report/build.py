@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import duckdb
 
 from pipeline import queries
-from pipeline.causes import CAUSES, Cause, cause_label, remediation
+from pipeline.causes import CAUSES, ROTATION_DAMAGE, Cause, cause_label, finding_remediation, issuer_fault_text
 from pipeline.report.model import (
     DEFAULT_MAX_KEY_AGE,
     DEFAULT_MAX_TOKEN_LIFETIME,
@@ -82,7 +83,7 @@ def build_report(
     lifetimes = _lifetime_section(con, window, max_token_lifetime)
     attacks = _attack_section(con, window)
     report.sections = [
-        _cause_section(causes, events),
+        _cause_section(causes, events, _attacks_per_cause(con, window, causes)),
         _service_section(services),
         rotation,
         caches,
@@ -108,7 +109,8 @@ def _daily(con: duckdb.DuckDBPyConnection, since: datetime, until: datetime) -> 
     return DayStack(days, {info.cause: counts[info.cause] for info in CAUSES if info.cause in counts})
 
 
-def _cause_section(rows: list[dict[str, Any]], events: int) -> Section:
+def _cause_section(rows: list[dict[str, Any]], events: int, attacks: dict[str, list[str]]) -> Section:
+    """Per cause, with what to do as its evidence says (attack-labelled unknown_kid is never "add the kid")."""
     section = Section(
         "causes",
         "Failures by cause",
@@ -134,10 +136,25 @@ def _cause_section(rows: list[dict[str, Any]], events: int) -> Section:
                 share,
                 count_text(prev),
                 change_text(current, prev),
-                Prose(remediation(row["cause"])),
+                Prose(
+                    finding_remediation(
+                        row["cause"], current, int(row["with_attacks"] or 0), attacks.get(row["cause"], [])
+                    )
+                ),
             ]
         )
     return section
+
+
+def _attacks_per_cause(
+    con: duckdb.DuckDBPyConnection, window: queries.Filters, causes: list[dict[str, Any]]
+) -> dict[str, list[str]]:
+    """The attack kinds seen per cause, for the causes with attack-labelled events."""
+    return {
+        row["cause"]: [a["attack"] for a in queries.attacks(con, replace(window, causes=(row["cause"],)))]
+        for row in causes
+        if row["with_attacks"]
+    }
 
 
 def _service_section(rows: list[dict[str, Any]]) -> Section:
@@ -184,7 +201,12 @@ def _summary(
     if first is not None and last is not None and (last - first) < WEEK - timedelta(days=1):
         lines.append(f"Data covers only {when_text(first)} to {when_text(last)} UTC of this week.")
     if rotation.facts.get("steps"):
-        lines.append(f"{rotation.facts['steps']} rotation step(s) caused {rotation.facts['failures']:,} failures.")
+        lines.append(
+            f"Caused by key rotations: {rotation.facts['damage']:,} failures ({', '.join(ROTATION_DAMAGE)}; never "
+            f"an event with an attack label, never unknown_kid), from {rotation.facts['steps']} rotation step(s)."
+        )
+    for fault in rotation.facts.get("issuer_faults", []):
+        lines.append("The issuer's fault: " + issuer_fault_text(fault))
     if caches.facts.get("outliving"):
         names = ", ".join(sorted(caches.facts["outliving"]))
         lines.append(f"JWKS caches that outlive the rotation overlap: {names}.")

@@ -9,7 +9,7 @@ from typing import Any
 import duckdb
 
 from pipeline import queries
-from pipeline.causes import attack_advice
+from pipeline.causes import attack_advice, issuer_fault_text
 from pipeline.report.model import (
     SPARK_AFTER,
     SPARK_BEFORE,
@@ -36,7 +36,9 @@ def _rotation_section(con: duckdb.DuckDBPyConnection, since: datetime, until: da
         "key (stale_jwks and unpublished_key after an addition, retired_key after a removal) per service. "
         f"The line shows those failures per {human_duration(SPARK_BUCKET.total_seconds())} from "
         f"{human_duration(SPARK_BEFORE.total_seconds())} before the step (the marker) to "
-        f'{human_duration(SPARK_AFTER.total_seconds())} after; "last failure" is when the service recovered.',
+        f'{human_duration(SPARK_AFTER.total_seconds())} after; "last failure" is when the service recovered (time to '
+        "recover: from the step to it). Whose fault: the issuer's when it removed a key still in use or signed "
+        "with a key before publishing it (no cache could have kept up), else the service's JWKS cache.",
         [
             Column("step"),
             Column("issuer"),
@@ -46,19 +48,27 @@ def _rotation_section(con: duckdb.DuckDBPyConnection, since: datetime, until: da
             Column("causes"),
             Column("first failure"),
             Column("last failure (recovered)"),
+            Column("fault"),
             Column("around the step"),
         ],
         empty="No key was added or removed this week.",
     )
     steps: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-    for row in _effects_per_service(queries.rotation_effects(con, since, until, near=timedelta(0))):
+    window = queries.Filters(since=since, until=until)
+    for row in queries.rotation_effects(con, window):  # every step, those without failures included
+        steps.setdefault((row["step_ts"], row["issuer"], row["action"], row["kid"]), [])
+    for row in queries.rotation_impact(con, window):
         steps.setdefault((row["step_ts"], row["issuer"], row["action"], row["kid"]), []).append(row)
+    section.facts["damage"] = queries.rotation_damage_count(con, window)
+    section.facts["issuer_faults"] = queries.issuer_faults(con, window)
+    for fault in section.facts["issuer_faults"]:
+        section.notes.append("The issuer's fault: " + issuer_fault_text(fault))
     buckets = int((SPARK_BEFORE + SPARK_AFTER) / SPARK_BUCKET)
     marker = int(SPARK_BEFORE / SPARK_BUCKET)
     for (step_ts, issuer, action, kid), rows in sorted(steps.items(), key=lambda item: (item[0][0], item[0][1])):
         start = step_ts - SPARK_BEFORE
         values = [0] * buckets
-        step = {"issuer": issuer, "kid": kid, "action": action}
+        step = {"issuer": issuer, "kid": kid, "action": action, "ts": step_ts}
         for point in queries.rotation_step_series(con, step, start, step_ts + SPARK_AFTER, SPARK_BUCKET):
             if 0 <= point["bucket"] < buckets:
                 values[point["bucket"]] = int(point["failures"])
@@ -69,7 +79,7 @@ def _rotation_section(con: duckdb.DuckDBPyConnection, since: datetime, until: da
         section.facts["failures"] = section.facts.get("failures", 0) + total
         label = f"{when_text(step_ts)} {action}"
         if not hit:
-            section.rows.append([label, issuer, Code(kid or "–"), "none affected", "0", "–", "–", "–", spark])
+            section.rows.append([label, issuer, Code(kid or "–"), "none affected", "0", "–", "–", "–", "–", spark])
             continue
         for n, row in enumerate(hit):
             section.rows.append(
@@ -82,7 +92,8 @@ def _rotation_section(con: duckdb.DuckDBPyConnection, since: datetime, until: da
                     ", ".join(row["causes"] or []),
                     when_text(row["first_failure"]),
                     f"{when_text(row['last_failure'])} "
-                    f"(+{duration_text(seconds_between(row['last_failure'], step_ts))})",
+                    f"(+{duration_text(row['recovered_after_s'])})",
+                    row["fault"],
                     spark if n == 0 else "",
                 ]
             )
@@ -91,24 +102,6 @@ def _rotation_section(con: duckdb.DuckDBPyConnection, since: datetime, until: da
                 f"{action} {kid} at {when_text(step_ts)}: {total:,} failures across {len(hit)} services."
             )
     return section
-
-
-def _effects_per_service(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """`rotation_effects` rows (one per step, service and cause) merged to one per step and service."""
-    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for row in rows:
-        key = (row["step_ts"], row["issuer"], row["action"], row["kid"], row["service"])
-        causes = row.get("causes") or ([row["cause"]] if row.get("cause") else [])
-        into = merged.get(key)
-        if into is None:
-            merged[key] = {**row, "causes": sorted(set(causes)), "failures": int(row["failures"] or 0)}
-            continue
-        into["failures"] += int(row["failures"] or 0)
-        into["causes"] = sorted(set(into["causes"]) | set(causes))
-        for name, pick in (("first_failure", min), ("last_failure", max)):
-            values = [v for v in (into[name], row[name]) if v is not None]
-            into[name] = pick(values) if values else None
-    return sorted(merged.values(), key=lambda r: (r["step_ts"], r["issuer"], -r["failures"], str(r["service"])))
 
 
 def _cache_section(
@@ -120,7 +113,9 @@ def _cache_section(
         "A service's JWKS cache must refresh within the overlap its issuer leaves between publishing a new key "
         "and signing with it, or it rejects the new tokens (stale_jwks). Cache lifetime: the oldest key set a "
         "service reported when rejecting (service_jwks_fetched_at), else the longest stale_jwks window (a "
-        "lower bound). Overlap: the issuer's newest added key, from publication to first use.",
+        "lower bound). Overlap: the issuer's newest added key, from publication to first use. When the issuer "
+        "signed with that key before publishing it there is no overlap to keep within: those failures are the "
+        "issuer's, and no service is named for them.",
         [Column("service", nowrap=True), Column("issuer"), Column("cache lifetime", True), Column("evidence"),
          Column("overlap", True), Column("verdict")],
         empty="No service reported its JWKS fetch time or failed with stale_jwks this week.",
@@ -137,7 +132,7 @@ def _cache_section(
             continue
         lifetime = max(v for v in (reported, stale) if v is not None)
         evidence = (
-            f"reported on {count_text(row['with_fetch_time'])} events"
+            f"reported on {count_text(row['events_with_fetch_time'])} events"
             if reported is not None and (stale is None or reported >= stale)
             else f"stale_jwks up to {duration_text(stale)} after publication"
         )
@@ -148,8 +143,10 @@ def _cache_section(
             seconds, kid = overlap[issuer]
             if seconds is None:
                 verdict, shown = f"{kid} not used yet", "open"
-            elif seconds <= 0:
-                verdict, shown = f"outlives it: {kid} signed tokens before it was published", duration_text(seconds)
+            elif seconds <= 0:  # no cache could keep up: the issuer's fault, not the service's
+                verdict = f"the issuer's fault: it signed with {kid} {duration_text(-seconds)} before publishing it"
+                shown = duration_text(seconds)
+                section.facts.setdefault("issuer_early", set()).add(issuer)
             elif lifetime > seconds:
                 verdict, shown = f"outlives the overlap by {duration_text(lifetime - seconds)}", duration_text(seconds)
             else:
@@ -316,11 +313,26 @@ def _dead_letter_section(con: duckdb.DuckDBPyConnection, since: datetime, until:
     section = Section(
         "dead_letters",
         "Input that could not be read",
-        "Records that failed their wire model (dead letters), by kind, received this week (consumer time). "
-        "Each is kept in the store with its reason.",
-        [Column("kind"), Column("records", True)],
+        "Records that failed their wire model (dead letters), by kind and reason, dated by event time: that of "
+        "the record just before each on its partition (a dead letter may have no readable time of its own), else "
+        "when it was received. Each is kept in the store with its reason and a redacted excerpt.",
+        [Column("kind"), Column("reason"), Column("records", True), Column("first", nowrap=True),
+         Column("last", nowrap=True), Column("example (redacted)")],
         empty="No dead letters this week.",
-    )
-    for row in queries.dead_letters_received(con, since, until):
-        section.rows.append([row["kind"], count_text(row["records"])])
+    )  # fmt: skip
+    received = 0
+    for row in queries.dead_letters_in(con, since, until):
+        received += int(row["records"]) - int(row["by_event_time"])
+        section.rows.append(
+            [
+                row["kind"],
+                untrusted(row["reason"], 80),
+                count_text(row["records"]),
+                when_text(row["first_at"]),
+                when_text(row["last_at"]),
+                Code(untrusted(row["example"], 60)),
+            ]
+        )
+    if received:
+        section.notes.append(f"{received:,} of them had no neighbour on their partition: dated when received.")
     return section

@@ -56,6 +56,16 @@ def config_toml(seed: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def with_tables(config: str, store: str | None = None, kafka: dict[str, str] | None = None) -> str:
+    """`config` with a `[store]` table (the store's path) and a `[kafka]` table (broker and topics) appended."""
+    lines = [config.rstrip("\n")]
+    if store is not None:
+        lines += ["", "[store]", f"path = {json.dumps(store)}"]
+    if kafka:
+        lines += ["", "[kafka]", *(f"{key} = {json.dumps(value)}" for key, value in kafka.items())]
+    return "\n".join(lines) + "\n"
+
+
 def write_scenario(scenario: Scenario, out_dir: Path) -> dict[str, Path]:
     """Write the config, the three streams as JSONL and the truth; returns the paths by role."""
     out_dir.mkdir(parents=True, exist_ok=True)

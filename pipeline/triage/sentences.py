@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.causes import Cause, cause_info, remediation
+from pipeline.causes import Cause, cause_info, finding_remediation, issuer_fault_text, remediation
 from pipeline.text import human_duration
 from pipeline.triage.summary import Spike, Summary, clock, span
 
@@ -14,37 +14,49 @@ def read_first(summary: Summary) -> list[str]:
     if summary.message:
         return [summary.message]
     lines = []
-    if summary.spikes:
-        lines.append(_spike_sentence(summary, summary.spikes[0]))
-    if summary.attacks:
-        top = max(summary.attacks, key=lambda a: a["events"])
-        others = [a["attack"] for a in summary.attacks if a is not top]
-        who = _clients_phrase(top["clients"])
-        also = f" (with {', '.join(others)})" if others else ""
-        lines.append(
-            f"Attack burst: {top['attack']}{also}, {top['events']:,} events from {who} against "
-            f"{', '.join(top['services'])}, {clock(summary, top['first_seen'])}–{clock(summary, top['last_seen'])}. "
-            f"→ {top['advice']}"
-        )
-    if len(lines) < 2 and len(summary.spikes) > 1:
-        lines.append(_spike_sentence(summary, summary.spikes[1]))
-    if not summary.spikes:
+    if summary.attacks:  # an attack is always the headline
+        lines.append(_attack_sentence(summary))
+    # spikes that are mostly attack-labelled are the attack itself: said above, never "fixed" by trusting them
+    others = [spike for spike in summary.spikes if not (summary.attacks and spike.attack)]
+    lines += [_spike_sentence(summary, spike) for spike in others[: 2 - len(lines)]]
+    if not others:
         rotation = _rotation_sentence(summary) if summary.baseline is None else None
-        lines.insert(0, rotation or _steady_sentence(summary))
+        lines.append(rotation or _steady_sentence(summary, apart_from_attack=bool(summary.spikes)))
     return lines[:2]
 
 
-def _steady_sentence(summary: Summary) -> str:
-    top_cause = summary.causes[0]
+def _attack_sentence(summary: Summary) -> str:
+    top = max(summary.attacks, key=lambda a: a["events"])
+    others = [a["attack"] for a in summary.attacks if a is not top]
+    who = _clients_phrase(top["clients"])
+    also = f" (with {', '.join(others)})" if others else ""
+    spiked = [s for s in summary.spikes if s.attack]
+    behind = (
+        " It is behind the spike in " + ", ".join(f"{s.cause} ({s.label})" for s in spiked) + ": do not add those "
+        "kids or issuers to the config or to jwks-watch."
+        if spiked
+        else ""
+    )
+    return (
+        f"Attack burst: {top['attack']}{also}, {top['events']:,} events from {who} against "
+        f"{', '.join(top['services'])}, {clock(summary, top['first_seen'])}–{clock(summary, top['last_seen'])}."
+        f"{behind} → {top['advice']}"
+    )
+
+
+def _steady_sentence(summary: Summary, apart_from_attack: bool = False) -> str:
+    spiked = {s.cause for s in summary.spikes}
+    top_cause = next((row for row in summary.causes if row["cause"] not in spiked), summary.causes[0])
     if summary.baseline is not None:
         before = f"{summary.baseline.total:,.0f}"
         against = f" against {baseline_label(summary)} ({summary.total:,} failures vs {before})"
     else:
         against = " (the store does not reach back far enough to compare)"
+    lead = "Apart from the attack, no cause spiked" if apart_from_attack else "No cause spiked"
     return (
-        f"No cause spiked{against}. The most common is {top_cause['cause']} "
+        f"{lead}{against}. The most common is {top_cause['cause']} "
         f"({top_cause['events']:,} of {summary.total:,}, {top_cause['percent']}%). "
-        f"→ {remediation(top_cause['cause'])}"
+        f"→ {_remedy(top_cause)}"
     )
 
 
@@ -104,12 +116,24 @@ def _spike_sentence(summary: Summary, spike: Spike) -> str:
             reason = info.blame.format(issuer=step["issuer_name"], keys=keys)
             if spike.cause == Cause.STALE_JWKS and spike.cache_age and spike.services:
                 reason += f"; {spike.services[0]['service']}: {spike.cache_age}"
+            for fault in step.get("issuer_faults", []):
+                if fault["fault"] == "signed_before_published" and spike.cause != Cause.UNPUBLISHED_KEY:
+                    reason += f"; the issuer's fault too: {issuer_fault_text(fault).rstrip('.')}"
         if reason:
             sentence += f": {reason}"
     elif spike.clients:
         top = spike.clients[0]
         sentence += f"; top client {client_text(top['client_id'])} ({top['events']:,})"
-    return f"{sentence}. → {remediation(spike.cause)}"
+    if spike.attack_events and not spike.attack:
+        sentence += f" ({spike.attack_events:,} of them with attack labels: {', '.join(spike.attack_kinds)})"
+    return f"{sentence}. → {spike.remediation}"
+
+
+def _remedy(row: dict[str, Any]) -> str:
+    """The remediation for a row of `queries.cause_counts`, from its evidence."""
+    return finding_remediation(
+        row["cause"], int(row["events"]), int(row.get("with_attacks") or 0), (), row.get("with_fetch_time")
+    )
 
 
 def baseline_label(summary: Summary) -> str:

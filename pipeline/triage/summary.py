@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import duckdb
 
 from pipeline import queries
-from pipeline.causes import Cause, attack_advice, remediation
+from pipeline.causes import Cause, attack_advice, finding_remediation
 from pipeline.text import human_duration, utc_text
 
 SPIKE_MIN_EVENTS = 20
@@ -33,10 +33,6 @@ BUCKETS = 12
 
 #: A comparison window needs at least this share of it covered by the store's history.
 MIN_COVERAGE = 0.25
-
-
-#: Rotation steps this long before the window are listed when their failures reach into it.
-ROTATION_LOOKBACK = timedelta(hours=24)
 
 
 @dataclass
@@ -75,6 +71,19 @@ class Spike:
     clients: list[dict[str, Any]]
     rotations: list[dict[str, Any]] = field(default_factory=list)
     cache_age: str | None = None
+    attack_events: int = 0  # of `events`, how many carry an attack label
+    attack_kinds: list[str] = field(default_factory=list)
+    with_fetch_time: int | None = None  # of `events`, how many report the service's JWKS fetch time
+
+    @property
+    def attack(self) -> bool:
+        """Mostly attack-labelled: part of an attack, never a misconfiguration to fix by trusting the token."""
+        return 2 * self.attack_events >= max(self.events, 1) and self.attack_events > 0
+
+    @property
+    def remediation(self) -> str:
+        """What to do, from this spike's evidence (attack labels, reported fetch times), not its cause alone."""
+        return finding_remediation(self.cause, self.events, self.attack_events, self.attack_kinds, self.with_fetch_time)
 
     @property
     def rotation(self) -> dict[str, Any] | None:
@@ -162,7 +171,9 @@ class Summary:
                     "clients": s.clients,
                     "rotation": s.rotation,
                     "rotations": s.rotations,
-                    "remediation": remediation(s.cause),
+                    "attack_events": s.attack_events,
+                    "attacks": s.attack_kinds,
+                    "remediation": s.remediation,
                 }
                 for s in self.spikes
             ],
@@ -219,6 +230,12 @@ def summarize(
         return summary
     summary.sparklines = _series(con, summary, "cause", here)
     summary.rotations = _rotations(con, summary, services)
+    faults = queries.issuer_faults(con, queries.Filters(until=summary.until, services=services))
+    for step in summary.rotations:  # the issuer's own faults on a step's key, wherever their failures fell
+        kinds = ("signed_before_published",) if step["action"] == "added" else ("removed_in_use",)
+        step["issuer_faults"] = [
+            f for f in faults if f["issuer"] == step["issuer"] and f["kid"] == step["kid"] and f["fault"] in kinds
+        ]
     summary.spikes = _spikes(con, summary, services)
     summary.attacks = _attacks(con, summary, here)
     return summary
@@ -297,11 +314,15 @@ def _spikes(con: duckdb.DuckDBPyConnection, summary: Summary, services: tuple[st
             [{"service": r["value"], "events": r["events"]} for r in queries.top(con, "service", only, 3)],
             [{"client_id": r["value"], "events": r["events"]} for r in queries.top(con, "client_id", only, 3)],
         )
-        spike.rotations = _linked_rotations(summary, cause, events)
+        spike.attack_events = int(row.get("with_attacks") or 0)
+        if spike.attack_events:
+            spike.attack_kinds = [r["attack"] for r in queries.attacks(con, only)]
+        spike.with_fetch_time = row.get("with_fetch_time")
+        spike.rotations = [] if spike.attack else _linked_rotations(summary, cause, events)
         if cause == Cause.STALE_JWKS and spike.services:
             spike.cache_age = _cache_age(con, summary, spike.services[0]["service"])
         spikes.append(spike)
-    return sorted(spikes, key=lambda s: (s.rotation is None, -(s.events - s.baseline)))
+    return sorted(spikes, key=lambda s: (not s.attack, s.rotation is None, -(s.events - s.baseline)))
 
 
 def _onset(
@@ -351,7 +372,7 @@ def _rotations(
     """Rotation steps in or near the window, each with the failures it caused in the window (per service and cause)."""
     steps: dict[tuple[Any, ...], dict[str, Any]] = {}
     per_service: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}
-    for row in queries.rotation_effects(con, summary.since, summary.until, ROTATION_LOOKBACK, services):
+    for row in queries.rotation_effects(con, queries.Filters(summary.since, summary.until, services)):
         step_ts = as_utc(row["step_ts"])
         assert step_ts is not None
         key = (row["issuer"], row["kid"], row["action"], step_ts)
@@ -385,13 +406,12 @@ def _rotations(
         entry["last_failure"] = max(entry["last_failure"], last) if last else entry["last_failure"]
         if first is not None and (step["first_failure"] is None or first < step["first_failure"]):
             step["first_failure"] = first
+    width = summary.window / BUCKETS
     for key, step in steps.items():
         step["services"] = sorted(per_service.get(key, {}).values(), key=lambda e: (-e["failures"], e["service"]))
-        filters = queries.Filters.step_damage(step["action"], services)
         counts = [0] * BUCKETS
-        for row in queries.window_buckets(con, summary.since, summary.until, BUCKETS, "kid", filters):
-            if row["key"] == step["kid"]:
-                counts[row["bucket"]] += row["events"]
+        for row in queries.rotation_step_series(con, step, summary.since, summary.until, width, services):
+            counts[min(int(row["bucket"]), BUCKETS - 1)] += int(row["failures"])
         step["sparkline"] = counts
     return sorted(steps.values(), key=lambda s: s["ts"])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -35,7 +36,7 @@ def render(console: Console, summary: Summary) -> None:
     for n, line in enumerate(summary.read_first, 1):
         console.print(Text(f" {n}. {line}"))
     console.print()
-    console.print(_causes_table(summary, length))
+    console.print(_causes_table(summary, length, console.width))
     if summary.spikes:
         console.print(_spikes_table(summary))
     if summary.rotations:
@@ -58,21 +59,28 @@ _COMPARISON_LABEL = {
 }
 
 
-def _causes_table(summary: Summary, length: str) -> Table:
-    table = Table(title="Failures by cause", title_justify="left")
-    table.add_column("cause")
-    table.add_column("events", justify="right")
+def _table(title: str) -> Table:
+    """A table that fits 80 columns: light rules, no outer padding; columns fold long words, never cut them."""
+    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+
+
+def _causes_table(summary: Summary, length: str, width: int) -> Table:
+    table = _table("Failures by cause")
+    table.add_column("cause", no_wrap=True)
+    table.add_column("events", justify="right", no_wrap=True)
     for c in summary.comparisons:
-        table.add_column(_COMPARISON_LABEL[c.name](length), justify="right")
-    table.add_column("trend")
-    table.add_column("")
+        label = _COMPARISON_LABEL[c.name](length)
+        table.add_column(label, justify="right", overflow="fold", min_width=max(map(len, label.split())))
+    table.add_column("trend", no_wrap=True, min_width=BUCKETS)
+    table.add_column("spike", no_wrap=True)
+    labels = width >= 110  # the cause's label only where it does not push the trend off the line
     spikes = {s.cause: s for s in summary.spikes}
     for row in summary.causes:
         cause = row["cause"]
         spike = spikes.get(cause)
         mark = f"[bold red]▲ {spike.label}[/]" if spike else ""
         table.add_row(
-            f"{cause} [dim]{escape(cause_label(cause))}[/]",
+            f"{cause} [dim]{escape(cause_label(cause))}[/]" if labels else cause,
             f"{row['events']:,}",
             *(c.shown(c.count(cause)) for c in summary.comparisons),
             sparkline(summary.sparklines.get(cause, [0] * BUCKETS)),
@@ -82,9 +90,11 @@ def _causes_table(summary: Summary, length: str) -> Table:
 
 
 def _spikes_table(summary: Summary) -> Table:
-    table = Table(title="Spikes", title_justify="left")
+    table = _table("Spikes")
     for column in ("cause", "events", "vs baseline", "since", "services", "clients"):
-        table.add_column(column, justify="right" if column == "events" else "left")
+        table.add_column(
+            column, justify="right" if column == "events" else "left", no_wrap=column == "cause", overflow="fold"
+        )
     for s in summary.spikes:
         since = f"before {clock(summary, s.onset_before)}" if s.onset_before else clock(summary, s.onset)
         table.add_row(
@@ -99,9 +109,15 @@ def _spikes_table(summary: Summary) -> Table:
 
 
 def _rotations_table(summary: Summary) -> Table:
-    table = Table(title="Key rotations in or near the window, and the failures they caused in it", title_justify="left")
+    table = _table("Key rotations in or near the window, and the failures they caused in it")
     for column in ("when", "issuer", "step", "failures", "services", "trend"):
-        table.add_column(column, justify="right" if column == "failures" else "left")
+        table.add_column(
+            column,
+            justify="right" if column == "failures" else "left",
+            overflow="fold",
+            no_wrap=column == "trend",
+            min_width=BUCKETS if column == "trend" else None,
+        )
     for step in summary.rotations:
         when = clock(summary, step["ts"]) + ("" if step["in_window"] else " [dim](before)[/]")
         if step["ts"] >= summary.until:
@@ -129,9 +145,15 @@ def _service_effect(entry: dict[str, Any]) -> str:
 
 
 def _attacks_table(summary: Summary) -> Table:
-    table = Table(title="Attack bursts", title_justify="left")
+    table = _table("Attack bursts")
     for column in ("attack", "events", "services", "clients", "first–last", "trend"):
-        table.add_column(column, justify="right" if column == "events" else "left")
+        table.add_column(
+            column,
+            justify="right" if column == "events" else "left",
+            overflow="fold",
+            no_wrap=column in ("attack", "trend"),
+            min_width=BUCKETS if column == "trend" else None,
+        )
     for a in summary.attacks:
         table.add_row(
             a["attack"],

@@ -1,0 +1,100 @@
+"""`jwtriage sql`: query the store with DuckDB, read-only, without installing the duckdb CLI.
+
+With a QUERY it prints the result as a table (or CSV with --csv); without one it prints the
+statement that opens the store from plain DuckDB and the tables the store holds. It reads
+through `connect_readonly`, like every other reader, so it works while a consumer writes and
+never changes the store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+from typing import IO, Any
+
+import duckdb
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.commands.common import EXIT_OK, store_path
+from pipeline.errors import StoreError, UsageError
+from pipeline.io.store_readers import connect_readonly, published_parts
+from pipeline.io.store_schema import parts_dir, sql_path
+
+#: Rows shown in a table before the rest is only counted (use LIMIT, or --csv for everything).
+MAX_ROWS = 200
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "sql",
+        help="run a read-only SQL query on the store (DuckDB), or show how to open it",
+        description="Run one SQL query on the store, read-only, and print the result. Without QUERY: the "
+        "statement that opens the store from plain DuckDB, and the store's tables.",
+        epilog='Example: jwtriage sql --db jwtriage-demo.duckdb "SELECT cause, count(*) FROM classifications '
+        'GROUP BY ALL ORDER BY 2 DESC"',
+    )
+    parser.add_argument("--config", help="config TOML, only for the store path (optional)")
+    parser.add_argument("--db", metavar="PATH", help="the store (default: $JWTRIAGE_DB, else the config's)")
+    parser.add_argument("--csv", action="store_true", help="print CSV (every row) instead of a table")
+    parser.add_argument("query", nargs="?", metavar="QUERY", help="one SQL statement")
+    parser.set_defaults(handler=cmd_sql)
+
+
+def cmd_sql(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> int:
+    path = store_path(args)
+    try:
+        con = connect_readonly(path)
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        if not args.query:
+            _print_how_to_open(con, str(path), stdout)
+            return EXIT_OK
+        try:
+            cursor = con.execute(args.query)
+        except duckdb.Error as exc:
+            raise UsageError(f"query failed: {str(exc).splitlines()[0]}") from None
+        if cursor.description is None:
+            return EXIT_OK
+        names = [d[0] for d in cursor.description]
+        if args.csv:
+            writer = csv.writer(stdout, lineterminator="\n")
+            writer.writerow(names)
+            writer.writerows(cursor.fetchall())
+            return EXIT_OK
+        rows = cursor.fetchmany(MAX_ROWS + 1)
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        for name in names:
+            table.add_column(name, overflow="fold")
+        for row in rows[:MAX_ROWS]:
+            table.add_row(*("NULL" if v is None else str(v) for v in row))
+        console = Console(file=stdout, highlight=False)
+        console.print(table)
+        if len(rows) > MAX_ROWS:
+            console.print(f"[dim]first {MAX_ROWS} rows shown; add LIMIT/OFFSET, or --csv for every row[/]")
+    finally:
+        con.close()
+    return EXIT_OK
+
+
+def _print_how_to_open(con: duckdb.DuckDBPyConnection, path: str, stdout: IO[str]) -> None:
+    if published_parts(path):
+        stdout.write(
+            f"The store {path} is the snapshots consumers publish in {parts_dir(path)}/: attach one read-only "
+            "from plain DuckDB (or use `jwtriage sql`, which combines them):\n"
+        )
+        first = published_parts(path)[0]
+        stdout.write(f"  ATTACH '{sql_path(first)}' AS jwtriage (READ_ONLY); USE jwtriage;\n")
+    else:
+        stdout.write("Open it from plain DuckDB (read-only, safe while nothing else writes it):\n")
+        stdout.write(f"  ATTACH '{sql_path(Path(path))}' AS jwtriage (READ_ONLY); USE jwtriage;\n")
+    tables = con.execute(
+        "SELECT table_name, table_type FROM information_schema.tables "
+        "WHERE table_schema = 'main' ORDER BY table_name"
+    ).fetchall()
+    stdout.write("Tables: " + ", ".join(f"{name}{' (view)' if kind == 'VIEW' else ''}" for name, kind in tables))
+    example = "SELECT cause, count(*) FROM classifications GROUP BY ALL"
+    stdout.write(f'\nExample: jwtriage sql --db {path} "{example}"\n')
