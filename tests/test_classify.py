@@ -80,13 +80,49 @@ def test_malformed_token_still_shows_header_attacks(world: World) -> None:
     assert c.attacks == [Attack.ALG_NONE, Attack.JKU_INJECTION]
 
 
+#: RFC 7516 appendix A.1's JWE header ({"alg":"RSA-OAEP","enc":"A256GCM"}) as its first segment.
+JWE_HEADER = "eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ"
+
+
 def test_jwe_is_unverifiable_but_verified(world: World) -> None:
-    c = world.judge("eyJhbGciOiJSU0EtT0FFUCJ9.a.b.c.d").classification
+    c = world.judge(f"{JWE_HEADER}.a.b.c.d").classification
     assert (c.cause, c.confidence, c.findings) == (
         Cause.UNVERIFIABLE,
         Confidence.VERIFIED,
         [Cause.UNVERIFIABLE],
     )
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "eyJhbGciOiJSU0EtT0FFUCJ9.a.b.c.d",  # {"alg":"RSA-OAEP"}: no enc
+        "aaaa.bbbb.cccc.dddd.eeee",  # the header is not JSON
+        forge({"alg": "RS256", "kid": "rsa-2"}, good_claims()) + ".e30.e30",
+    ],
+)
+def test_five_segments_without_enc_are_malformed_not_a_jwe(world: World, token: str) -> None:
+    """DESIGN.md step 1: only a header with `enc` makes five segments a JWE."""
+    c = world.judge(token).classification
+    assert (c.cause, c.findings) == (Cause.MALFORMED, [Cause.MALFORMED])
+    assert "5" in (c.detail or "")
+
+
+@pytest.mark.parametrize(
+    "crit",
+    [["exp"], ["b64"], ["http://example.com/extension"], [], "b64"],
+)
+def test_a_crit_header_is_malformed(world: World, crit: object) -> None:
+    """RFC 7515 §4.1.11: a recipient that does not understand a listed extension must reject the JWS;
+    jwtriage understands none, so even a token that verifies is malformed."""
+    token = mint("rsa-2", headers={"crit": crit, "b64": True})
+    c = world.judge(token).classification
+    assert (c.cause, c.findings) == (Cause.MALFORMED, [Cause.MALFORMED])
+    assert "crit" in (c.detail or "") and c.kid == "rsa-2" and c.alg == "RS256"
+
+
+def test_a_header_without_crit_still_verifies(world: World) -> None:
+    assert world.judge(mint("rsa-2", headers={"b64": True})).classification.cause is Cause.VALID
 
 
 # -- 2. alg policy --------------------------------------------------------------------------------

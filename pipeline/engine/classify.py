@@ -39,11 +39,11 @@ from pipeline.engine.checks import (
 from pipeline.engine.keys import KeyTimeline, TimelineKey
 from pipeline.engine.reported import match_reported
 from pipeline.engine.tokens import (
+    EncryptedToken,
     MalformedToken,
     ParsedToken,
     fingerprint,
     parse,
-    segment_count,
     to_json,
 )
 from pipeline.engine.validate import SignatureCache, fits, is_psychic
@@ -177,8 +177,8 @@ class Classifier:
         parsed = self._parse(token)
         if isinstance(parsed, ParsedToken):
             return self._judge(event, parsed, policy, trace)
-        # A JWE never parses (5 segments, not 3), so it is told apart only among the failures.
-        if segment_count(token) == 5:
+        # A JWE never parses (5 segments, not 3): `parse` tells it apart by its header's `enc`.
+        if isinstance(parsed, EncryptedToken):
             detail = (
                 "The token is a JWE (5 segments): encrypted, so jwtriage cannot read or verify it; "
                 "check that the service expects encrypted tokens."
@@ -236,7 +236,7 @@ class Classifier:
         except MalformedToken as exc:
             # Kept as a fresh exception: the raised one holds its traceback, whose frames hold
             # their callers' frames and locals, i.e. the whole batch, for as long as it is cached.
-            result = MalformedToken(exc.reason, exc.header)
+            result = type(exc)(exc.reason, exc.header)
         self._parsed[token] = result
         if len(self._parsed) > PARSE_CACHE_SIZE:
             self._parsed.popitem(last=False)

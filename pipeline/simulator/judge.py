@@ -85,7 +85,7 @@ def _fits(alg: str, key: SeenKey) -> bool:
     return spec is not None and spec[0] == key.kty and (not spec[1] or key.crv in spec[1])
 
 
-def _attacks(header: dict[str, Any], signature: bytes) -> list[str]:
+def _attacks(header: dict[str, Any], signature: bytes | None) -> list[str]:
     """Every attack label of DESIGN.md that applies (every service here publishes asymmetric keys)."""
     found: set[Attack] = set()
     alg = header.get("alg")
@@ -94,7 +94,7 @@ def _attacks(header: dict[str, Any], signature: bytes) -> list[str]:
             found.add(Attack.ALG_NONE)
         if alg.upper().startswith("HS"):
             found.add(Attack.KEY_CONFUSION)
-        if alg == "ES256" and len(signature) == 64:
+        if alg == "ES256" and signature is not None and len(signature) == 64:
             r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
             if min(r, s) == 0 or max(r, s) >= P256_ORDER:
                 found.add(Attack.PSYCHIC_SIGNATURE)
@@ -108,6 +108,10 @@ def _attacks(header: dict[str, Any], signature: bytes) -> list[str]:
     return [a.value for a in Attack if a in found]
 
 
+#: A parsed token (header, claims, alg, attacks), or a parse failure's (cause, attacks).
+_Parsed = tuple[dict[str, Any], dict[str, Any], str, list[str]] | tuple[Cause, list[str]]
+
+
 class Judge:
     """DESIGN.md's re-validation order, applied with knowledge of which key really signed.
 
@@ -118,7 +122,7 @@ class Judge:
 
     def __init__(self, timeline: Timeline) -> None:
         self.timeline = timeline
-        self._parsed: dict[str, Cause | tuple[dict[str, Any], dict[str, Any], str, list[str]]] = {}
+        self._parsed: dict[str, _Parsed] = {}
 
     def token(
         self, text: str, signer: str | None, service: ServiceSpec, ts: int, fetched: int | None
@@ -127,8 +131,8 @@ class Judge:
         parsed = self._parsed.get(text)
         if parsed is None:
             parsed = self._parsed[text] = self._parse(text)
-        if isinstance(parsed, Cause):
-            return parsed, []
+        if isinstance(parsed[0], Cause):
+            return parsed[0], parsed[1]
         header, claims, alg, attacks = parsed
         key = self._key(header, alg, signer, service)
         if isinstance(key, Cause):
@@ -137,22 +141,32 @@ class Judge:
         return (cause if cause is not None else self._timing(key, ts, fetched)), attacks
 
     @staticmethod
-    def _parse(text: str) -> Cause | tuple[dict[str, Any], dict[str, Any], str, list[str]]:
-        """Step 1 (parse), done once per token: (header, claims, alg, attacks), else the cause."""
+    def _parse(text: str) -> _Parsed:
+        """Step 1 (parse), done once per token: (header, claims, alg, attacks), else (cause, attacks)."""
         parts = text.split(".")
-        if len(parts) == 5:
-            return Cause.UNVERIFIABLE
+        if len(parts) == 5:  # a JWE only when its header names `enc`
+            try:
+                return (Cause.UNVERIFIABLE if "enc" in strict_object(parts[0]) else Cause.MALFORMED), []
+            except (ValueError, UnicodeDecodeError):
+                return Cause.MALFORMED, []
         if len(parts) != 3:
-            return Cause.MALFORMED
+            return Cause.MALFORMED, []
         try:
             header = strict_object(parts[0])
+        except (ValueError, UnicodeDecodeError):
+            return Cause.MALFORMED, []
+        try:
             claims = strict_object(parts[1])
             signature = strict_b64(parts[2])
         except (ValueError, UnicodeDecodeError):
-            return Cause.MALFORMED
+            return Cause.MALFORMED, _attacks(header, None)
         alg = header.get("alg")
-        if not isinstance(alg, str) or any(c in claims and not _is_number(claims[c]) for c in _TIME_CLAIMS):
-            return Cause.MALFORMED
+        if (
+            not isinstance(alg, str)
+            or "crit" in header  # RFC 7515 §4.1.11: no extension is understood here
+            or any(c in claims and not _is_number(claims[c]) for c in _TIME_CLAIMS)
+        ):
+            return Cause.MALFORMED, _attacks(header, None)
         return header, claims, alg, _attacks(header, signature)
 
     def _key(self, header: dict[str, Any], alg: str, signer: str | None, service: ServiceSpec) -> SeenKey | Cause:
