@@ -10,7 +10,20 @@ from cryptography.hazmat.primitives import serialization
 
 from pipeline.engine.validate import CURVE_ORDERS
 from pipeline.models import Attack, Cause, Confidence
-from tests.world import AUDIENCE, CORP, DROP, STAGING, T0, World, forge, good_claims, mint, private_key
+from tests.world import (
+    AUDIENCE,
+    CONFIG_TOML,
+    CORP,
+    DROP,
+    STAGING,
+    T0,
+    World,
+    forge,
+    good_claims,
+    mint,
+    private_key,
+    snapshot,
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +54,26 @@ def test_kidless_token_is_matched_by_trying_the_issuers_keys(world: World) -> No
     assert c.cause is Cause.VALID and c.issuer == CORP and c.kid is None
 
 
-def test_kidless_token_that_no_key_verifies_is_unknown_kid(world: World) -> None:
+def test_kidless_token_that_no_key_verifies_is_bad_signature(world: World) -> None:
+    """DESIGN.md step 3: a token without kid is tried against every key that fits the alg; none verifies."""
     c = world.judge(mint(None, signer="rogue")).classification
-    assert c.cause is Cause.UNKNOWN_KID
+    assert (c.cause, c.findings[0], c.issuer, c.kid) == (Cause.BAD_SIGNATURE, Cause.BAD_SIGNATURE, None, None)
+    assert "no kid" in (c.detail or "").lower()
+
+
+def test_kidless_token_whose_alg_no_published_key_fits_is_bad_signature() -> None:
+    """No Ed25519 key was ever published: nothing to try, so nothing verifies (not unknown_kid: there is no kid)."""
+    world = World(snapshots=[snapshot(CORP, T0 - timedelta(days=10), ["rsa-1", "rsa-2", "ec-1"])])
+    c = world.judge(mint(None, signer="ed-1")).classification
+    assert c.cause is Cause.BAD_SIGNATURE
+
+
+def test_kidless_token_that_verifies_continues_as_a_keyed_token(world: World) -> None:
+    """Once a key verifies it, the rest of the order runs with that key: rsa-1 was retired 30 min ago."""
+    c = world.judge(mint(None, signer="rsa-1")).classification
+    assert (c.cause, c.issuer, c.kid) == (Cause.RETIRED_KEY, CORP, None)
+    staged = world.judge(mint(None, signer="stg-1", claims=good_claims(iss=STAGING))).classification
+    assert (staged.cause, staged.issuer) == (Cause.ISSUER_MISMATCH, STAGING)
 
 
 # -- 1. parse -------------------------------------------------------------------------------------
@@ -168,6 +198,51 @@ def test_alg_that_does_not_fit_the_keys_type(world: World) -> None:
     c = world.judge(token).classification
     assert c.cause is Cause.BAD_ALG
     assert "RSA" in (c.detail or "")
+
+
+#: The test world's config plus a service that accepts both issuers: corp allows PS256, staging does not.
+_MIXED_SERVICE = f"""
+[[services]]
+name = "mixed-api"
+issuers = ["corp", "staging"]
+audience = "{AUDIENCE}"
+"""
+MIXED_TOML = CONFIG_TOML + _MIXED_SERVICE
+
+
+@pytest.fixture(scope="module")
+def mixed() -> World:
+    import tomllib
+
+    from pipeline.config import Config
+
+    return World(cfg=Config.model_validate(tomllib.loads(MIXED_TOML)))
+
+
+@pytest.mark.parametrize("kid", ["stg-1", None])
+def test_alg_allowed_by_another_issuer_of_the_service_but_not_the_signers_is_bad_alg(
+    mixed: World, kid: str | None
+) -> None:
+    """DESIGN.md step 3: it verifies with a key of an accepted issuer whose `algorithms` exclude the alg."""
+    token = mint(kid, signer="stg-1", alg="PS256", claims=good_claims(iss=STAGING))
+    c = mixed.judge(token, service="mixed-api").classification
+    assert (c.cause, c.findings[0], c.issuer) == (Cause.BAD_ALG, Cause.BAD_ALG, STAGING)
+    assert "PS256" in (c.detail or "") and "RS256" in (c.detail or "")
+    control = mint(kid, signer="stg-1", alg="RS256", claims=good_claims(iss=STAGING))
+    assert mixed.judge(control, service="mixed-api").classification.cause is Cause.VALID
+    corp = mint("rsa-2" if kid else None, signer="rsa-2", alg="PS256")
+    assert mixed.judge(corp, service="mixed-api").classification.cause is Cause.VALID
+
+
+def test_alg_outside_every_issuer_of_the_service_is_bad_alg_before_any_key(mixed: World) -> None:
+    c = mixed.judge(mint("stg-1", alg="RS384"), service="mixed-api").classification
+    assert (c.cause, c.issuer) == (Cause.BAD_ALG, None)
+
+
+def test_alg_that_fits_no_key_with_that_kid_in_any_issuer_is_bad_alg(mixed: World) -> None:
+    """Every key named stg-1 (any issuer, any time) is RSA: ES256 cannot use any of them."""
+    c = mixed.judge(forge({"alg": "ES256", "kid": "stg-1"}, good_claims(), bytes(64)), service="mixed-api")
+    assert c.classification.cause is Cause.BAD_ALG
 
 
 # -- 3. key and signature -------------------------------------------------------------------------

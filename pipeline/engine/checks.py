@@ -150,6 +150,8 @@ class ServicePolicy:
     algorithms: frozenset[str]
     issuer_urls: frozenset[str]
     required_claims: frozenset[str]
+    #: each accepted issuer's own `algorithms`, by `iss` URL (the signing key's issuer decides)
+    issuer_algorithms: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 def quote(value: Any) -> str:
@@ -200,12 +202,19 @@ def check_key_and_signature(
     candidates, fitting = choices
     if findings.tracing:
         findings.note(_KEY_AND_SIGNATURE, kid=kid, candidates=candidates, tried=len(fitting), signer=None)
+    if not candidates and kid is None:
+        findings.add(
+            _KEY_AND_SIGNATURE,
+            Cause.BAD_SIGNATURE,
+            f"no kid, and no configured issuer ({', '.join(sorted(configured_urls))}) ever published "
+            f"a key {alg} can use, so nothing verifies it",
+        )
+        return None
     if not candidates:
-        what = f"kid {quote(kid)}" if kid is not None else f"no kid, and no {alg} key"
         findings.add(
             _KEY_AND_SIGNATURE,
             Cause.UNKNOWN_KID,
-            f"{what} was never published by any configured issuer ({', '.join(sorted(configured_urls))})",
+            f"kid {quote(kid)} was never published by any configured issuer ({', '.join(sorted(configured_urls))})",
         )
         return None
     if not fitting:
@@ -227,12 +236,19 @@ def check_key_and_signature(
                     Cause.ISSUER_MISMATCH,
                     f"signed by {key.issuer} (kid={key.kid}), an issuer {policy.service.name} does not accept",
                 )
+            elif alg not in policy.issuer_algorithms[key.issuer]:
+                findings.add(
+                    _KEY_AND_SIGNATURE,
+                    Cause.BAD_ALG,
+                    f"alg {alg} verifies with kid {key.kid} of {key.issuer}, but that issuer allows only "
+                    f"{sorted(policy.issuer_algorithms[key.issuer])}",
+                )
             return key
     if kid is None:
         findings.add(
             _KEY_AND_SIGNATURE,
-            Cause.UNKNOWN_KID,
-            f"no kid, and none of the {len(fitting)} configured {alg} keys verifies it",
+            Cause.BAD_SIGNATURE,
+            f"no kid, and none of the {len(fitting)} configured keys {alg} can use verifies it",
         )
     else:
         findings.add(

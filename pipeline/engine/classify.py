@@ -157,6 +157,7 @@ class Classifier:
                 frozenset(a for n in s.issuers for a in config.issuer_by_name(n).algorithms),
                 frozenset(config.issuer_by_name(n).issuer for n in s.issuers),
                 frozenset(s.required_claims),
+                {config.issuer_by_name(n).issuer: frozenset(config.issuer_by_name(n).algorithms) for n in s.issuers},
             )
             for s in config.services
         }
@@ -381,8 +382,9 @@ class Classifier:
         else:
             candidates = [k for k in self.timeline.keys_with_kid(kid) if k.issuer in self._configured_urls]
         fitting = [k for k in candidates if fits(alg, k)]
-        if len(fitting) > 1:
-            fitting.sort(key=lambda k: k.issuer not in policy.issuer_urls)
+        if len(fitting) > 1:  # the service's issuers first, those that allow the alg before those that do not
+            allowed = policy.issuer_algorithms
+            fitting.sort(key=lambda k: (k.issuer not in allowed, alg not in allowed.get(k.issuer, ())))
         if cache_key is not None and candidates:
             self._choices[cache_key] = (candidates, fitting)
         return candidates, fitting

@@ -177,17 +177,28 @@ class Judge:
         if alg not in allowed:
             return Cause.BAD_ALG
         kid = header.get("kid")
-        candidates = self.timeline.by_kid.get(kid, []) if isinstance(kid, str) else []
-        if candidates and not any(_fits(alg, k) for k in candidates):
-            return Cause.BAD_ALG
-        # 3. Key and signature against every configured issuer's keys, removed ones included.
-        if not candidates:
-            return Cause.UNKNOWN_KID
-        key = next((k for k in candidates if _fits(alg, k) and k.kid == signer), None)
+        if kid is None:
+            # 3, without a kid: tried against every key that fits the alg (the service's issuers
+            # first, those allowing the alg first); none verifies → bad_signature.
+            def rank(k: SeenKey) -> tuple[bool, bool]:
+                return k.issuer not in service.issuers, alg not in ISSUER_BY_NAME[k.issuer].algorithms
+
+            signers = [k for keys in self.timeline.by_kid.values() for k in keys if _fits(alg, k) and k.kid == signer]
+            key = min(signers, key=rank, default=None)
+        else:
+            candidates = self.timeline.by_kid.get(kid, []) if isinstance(kid, str) else []
+            if candidates and not any(_fits(alg, k) for k in candidates):
+                return Cause.BAD_ALG
+            # 3. Key and signature against every configured issuer's keys, removed ones included.
+            if not candidates:
+                return Cause.UNKNOWN_KID
+            key = next((k for k in candidates if _fits(alg, k) and k.kid == signer), None)
         if key is None:
             return Cause.BAD_SIGNATURE
         if key.issuer not in service.issuers:
             return Cause.ISSUER_MISMATCH
+        if alg not in ISSUER_BY_NAME[key.issuer].algorithms:  # the signing key's issuer's own policy
+            return Cause.BAD_ALG
         return key
 
     @staticmethod
