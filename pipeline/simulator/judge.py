@@ -85,6 +85,23 @@ def _fits(alg: str, key: SeenKey) -> bool:
     return spec is not None and spec[0] == key.kty and (not spec[1] or key.crv in spec[1])
 
 
+#: ES* alg → (raw r‖s signature length, curve order) (RFC 7518 §3.4; FIPS 186-4 D.1.2).
+_RAW_ECDSA: dict[str, tuple[int, int]] = {
+    "ES256": (64, P256_ORDER),
+    "ES384": (
+        96,
+        int("FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973", 16),
+    ),
+    "ES512": (
+        132,
+        int(
+            "01FF" + "FFFFFFFF" * 7 + "FFFFFFFA51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409",
+            16,
+        ),
+    ),
+}
+
+
 def _attacks(header: dict[str, Any], signature: bytes | None) -> list[str]:
     """Every attack label of DESIGN.md that applies (every service here publishes asymmetric keys)."""
     found: set[Attack] = set()
@@ -94,9 +111,11 @@ def _attacks(header: dict[str, Any], signature: bytes | None) -> list[str]:
             found.add(Attack.ALG_NONE)
         if alg.upper().startswith("HS"):
             found.add(Attack.KEY_CONFUSION)
-        if alg == "ES256" and signature is not None and len(signature) == 64:
-            r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-            if min(r, s) == 0 or max(r, s) >= P256_ORDER:
+        raw = _RAW_ECDSA.get(alg)  # only the raw r‖s length is read as (r, s): never a DER signature
+        if raw is not None and signature is not None and len(signature) == raw[0]:
+            half = raw[0] // 2
+            r, s = int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
+            if min(r, s) == 0 or max(r, s) >= raw[1]:
                 found.add(Attack.PSYCHIC_SIGNATURE)
     if "jwk" in header:
         found.add(Attack.JWK_INJECTION)
