@@ -325,7 +325,49 @@ def test_clock_skew_on_exp_reports_seconds_beyond_leeway(world: World) -> None:
 
 
 def test_exp_within_leeway_is_fine(world: World) -> None:
-    assert world.judge(mint("rsa-2", claims=good_claims(exp=NOW - 30))).classification.cause is Cause.VALID
+    assert world.judge(mint("rsa-2", claims=good_claims(exp=NOW - 29))).classification.cause is Cause.VALID
+
+
+# (service, leeway, exp - ts, cause, skew_seconds): DESIGN.md step 6, `exp` fails when ts >= exp + leeway
+# (RFC 7519 §4.1.4: the current time must be *before* exp); the window is 300 s.
+EXP_BOUNDARIES = [
+    ("orders-api", 0, 1, Cause.VALID, None),
+    ("orders-api", 0, 0, Cause.CLOCK_SKEW, 0),  # ts == exp
+    ("orders-api", 0, -300, Cause.CLOCK_SKEW, 300),
+    ("orders-api", 0, -301, Cause.EXPIRED, 301),
+    ("payments-api", 30, 0, Cause.VALID, None),  # ts == exp, inside the leeway
+    ("payments-api", 30, -29, Cause.VALID, None),
+    ("payments-api", 30, -30, Cause.CLOCK_SKEW, 0),  # ts == exp + leeway
+    ("payments-api", 30, -31, Cause.CLOCK_SKEW, 1),
+    ("payments-api", 30, -330, Cause.CLOCK_SKEW, 300),  # ts == exp + leeway + window
+    ("payments-api", 30, -331, Cause.EXPIRED, 301),
+]
+
+
+@pytest.mark.parametrize(("service", "leeway", "exp_offset", "cause", "skew"), EXP_BOUNDARIES)
+def test_exp_boundaries(world: World, service: str, leeway: int, exp_offset: int, cause: Cause, skew: int) -> None:
+    claims = good_claims(exp=NOW + exp_offset, aud="api://orders" if service == "orders-api" else AUDIENCE)
+    c = world.judge(mint("rsa-2", claims=claims), service=service).classification
+    assert next(s for s in world.cfg.services if s.name == service).leeway_seconds == leeway
+    assert (c.cause, c.skew_seconds) == (cause, skew)
+    if exp_offset == 0 and cause is Cause.CLOCK_SKEW:
+        assert "valid only before exp" in (c.detail or "")
+
+
+# (nbf or iat - ts, cause, skew_seconds) at payments-api (leeway 30): fails when the claim > ts + leeway.
+FUTURE_BOUNDARIES = [
+    (30, Cause.VALID, None),  # claim == ts + leeway
+    (31, Cause.CLOCK_SKEW, 1),
+    (330, Cause.CLOCK_SKEW, 300),
+    (331, Cause.NOT_YET_VALID, 301),
+]
+
+
+@pytest.mark.parametrize("claim", ["nbf", "iat"])
+@pytest.mark.parametrize(("offset", "cause", "skew"), FUTURE_BOUNDARIES)
+def test_nbf_and_iat_boundaries(world: World, claim: str, offset: int, cause: Cause, skew: int) -> None:
+    c = world.judge(mint("rsa-2", claims=good_claims(**{claim: NOW + offset}))).classification
+    assert (c.cause, c.skew_seconds) == (cause, skew)
 
 
 def test_expired_beyond_the_window(world: World) -> None:

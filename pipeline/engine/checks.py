@@ -320,7 +320,9 @@ def check_times(
 ) -> float | None:
     """Step 6, at the event's time; returns the first failing claim's overshoot beyond the leeway, in seconds.
 
-    An overshoot of at most `window` (the skew window) is clock skew, else expired or not yet valid.
+    `exp` fails when ts >= exp + leeway (RFC 7519 §4.1.4: the time must be *before* exp, so an
+    overshoot of 0 fails); `nbf`/`iat` fail when the claim > ts + leeway. An overshoot of at most
+    `window` (the skew window) is clock skew, else expired or not yet valid.
     """
     now = ts.timestamp()
     leeway = service.leeway_seconds
@@ -332,11 +334,19 @@ def check_times(
         if not -_TIME_LIMIT <= raw <= _TIME_LIMIT:  # 10**400 is a number too
             raw = min(max(raw, -_TIME_LIMIT), _TIME_LIMIT)
         value = float(raw)
-        overshoot = now - (value + leeway) if claim == "exp" else value - (now + leeway)
-        if overshoot <= 0:
-            continue
+        if claim == "exp":
+            overshoot = now - (value + leeway)
+            if overshoot < 0:
+                continue
+        else:
+            overshoot = value - (now + leeway)
+            if overshoot <= 0:
+                continue
         skew = overshoot if skew is None else skew
-        when = _WHEN[claim].format(human_duration(overshoot + leeway))
+        if claim == "exp" and overshoot + leeway <= 0:  # ts == exp exactly, no leeway
+            when = "the token expires at the event's very second (it is valid only before exp)"
+        else:
+            when = _WHEN[claim].format(human_duration(overshoot + leeway))
         beyond = f"{human_duration(overshoot)} beyond {service.name}'s {leeway:g} s leeway"
         if overshoot <= window:
             findings.add(

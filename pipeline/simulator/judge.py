@@ -236,8 +236,9 @@ class Judge:
             if claim not in claims:
                 continue
             value = claims[claim] * SECOND
+            # exp fails at ts >= exp + leeway (RFC 7519: the time must be before exp); nbf/iat past ts + leeway.
             overshoot = ts - (value + leeway) if claim == "exp" else value - (ts + leeway)
-            if overshoot > 0:
+            if overshoot > 0 or (overshoot == 0 and claim == "exp"):
                 if overshoot <= SKEW_WINDOW_SECONDS * SECOND:
                     return Cause.CLOCK_SKEW
                 return Cause.EXPIRED if claim == "exp" else Cause.NOT_YET_VALID
