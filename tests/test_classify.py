@@ -444,12 +444,59 @@ def test_stale_jwks_without_fetch_time_for_a_young_key(world: World) -> None:
     young = world.judge(mint("rsa-2"), service_jwks_fetched_at=None).classification
     old = world.judge(mint("ec-1"), service_jwks_fetched_at=None).classification
     assert (young.cause, old.cause) == (Cause.STALE_JWKS, Cause.VALID)
+    # A guess from the cache TTL, not a fact: DESIGN.md's `inferred`; the valid verdict stays verified.
+    assert (young.confidence, old.confidence) == (Confidence.INFERRED, Confidence.VERIFIED)
+    assert "inferred" in (young.detail or "") and "declares no TTL" in (young.detail or "")
     after_ttl = world.judge(
         mint("rsa-2", claims=good_claims(at=T0 + timedelta(days=2))),
         at=T0 + timedelta(days=2),
         service_jwks_fetched_at=None,
     ).classification
     assert after_ttl.cause is Cause.VALID
+
+
+def _with_ttl(ttl: int) -> World:
+    import tomllib
+
+    from pipeline.config import Config
+
+    text = CONFIG_TOML.replace(
+        'authorized_parties = ["web-app"]\n', f'authorized_parties = ["web-app"]\njwks_cache_ttl_seconds = {ttl}\n', 1
+    )
+    cfg = Config.model_validate(tomllib.loads(text))
+    assert next(s for s in cfg.services if s.name == "payments-api").jwks_cache_ttl_seconds == ttl
+    return World(cfg=cfg)
+
+
+def test_the_services_own_cache_ttl_judges_a_key_without_fetch_time() -> None:
+    """rsa-2 was published 2 h before the event: young for a 3 h cache, not for a 5 min one (the global 24 h
+    would call it stale either way)."""
+    five_minutes, three_hours = _with_ttl(300), _with_ttl(3 * 3600)
+    c = five_minutes.judge(mint("rsa-2"), service_jwks_fetched_at=None).classification
+    assert (c.cause, c.confidence, c.findings) == (Cause.VALID, Confidence.VERIFIED, [])
+    c = three_hours.judge(mint("rsa-2"), service_jwks_fetched_at=None).classification
+    assert (c.cause, c.confidence) == (Cause.STALE_JWKS, Confidence.INFERRED)
+    assert "payments-api's 3 h JWKS cache TTL" in (c.detail or "")
+    # With a fetch time the TTL plays no part, and the verdict is verified either way.
+    fetched = T0 - timedelta(hours=3)
+    for world in (five_minutes, three_hours):
+        c = world.judge(mint("rsa-2"), service_jwks_fetched_at=fetched).classification
+        assert (c.cause, c.confidence) == (Cause.STALE_JWKS, Confidence.VERIFIED)
+
+
+def test_ttl_boundary_without_fetch_time() -> None:
+    """stale when ts - first_seen < ttl: at exactly the TTL the cache must have been refreshed."""
+    world = _with_ttl(2 * 3600)  # rsa-2 is exactly 2 h old at T0
+    assert world.judge(mint("rsa-2"), service_jwks_fetched_at=None).classification.cause is Cause.VALID
+    before = T0 - timedelta(seconds=1)
+    c = world.judge(mint("rsa-2", claims=good_claims(at=before)), at=before, service_jwks_fetched_at=None)
+    assert c.classification.cause is Cause.STALE_JWKS
+
+
+def test_a_stale_finding_behind_another_cause_keeps_the_verdict_verified(world: World) -> None:
+    c = world.judge(mint("rsa-2", claims=good_claims(exp=NOW - 7200)), service_jwks_fetched_at=None).classification
+    assert (c.cause, c.confidence) == (Cause.EXPIRED, Confidence.VERIFIED)
+    assert c.findings == [Cause.EXPIRED, Cause.STALE_JWKS]
 
 
 def test_key_timing_is_only_a_finding_for_an_otherwise_bad_token(world: World) -> None:

@@ -99,7 +99,13 @@ CASES: list[tuple[str, Callable[[], str], Cause, list[str]]] = [
         "stale_jwks",
         lambda: mint("rsa-2"),
         Cause.STALE_JWKS,
-        ["kid rsa-2 of corp (RSA)", "published 2026-11-20 10:00:00 UTC (2 h before --at)", "2 h old"],
+        [
+            "kid rsa-2 of corp (RSA)",
+            "published 2026-11-20 10:00:00 UTC (2 h before --at)",
+            "2 h old",
+            "(inferred)",
+            "inferred, not verified: payments-api reports no JWKS fetch time",
+        ],
     ),
     (
         "retired_key",

@@ -152,6 +152,8 @@ class ServicePolicy:
     required_claims: frozenset[str]
     #: each accepted issuer's own `algorithms`, by `iss` URL (the signing key's issuer decides)
     issuer_algorithms: dict[str, frozenset[str]] = field(default_factory=dict)
+    #: how long the service's JWKS cache may live: its own `jwks_cache_ttl_seconds`, else the global maximum
+    cache_ttl: float = 86_400.0
 
 
 def quote(value: Any) -> str:
@@ -381,13 +383,16 @@ def check_required_claims(claims: dict[str, Any], policy: ServicePolicy, finding
 
 
 def check_key_timing(
-    event: AuthFailureEvent, key: TimelineKey, timeline: KeyTimeline, max_cache_ttl: float, findings: Findings
+    event: AuthFailureEvent, key: TimelineKey, timeline: KeyTimeline, policy: ServicePolicy, findings: Findings
 ) -> None:
     """Step 8: was the signing key published, still published, and in the service's JWKS cache at the event's time?
 
-    Without the service's JWKS fetch time on the event, a key younger than `max_cache_ttl`
-    (and not there from the issuer's first snapshot) may be missing from the cache.
+    Without the service's JWKS fetch time on the event, a key younger than the service's cache
+    TTL (`policy.cache_ttl`: its `jwks_cache_ttl_seconds`, else `max_jwks_cache_ttl_seconds`), and
+    not there from the issuer's first snapshot, may be missing from the cache: a guess, which
+    the classifier labels `inferred`.
     """
+    cache_ttl = policy.cache_ttl
     ts, fetched, service = event.ts, event.service_jwks_fetched_at, event.service
     removed: datetime | None = None
     published: datetime | None = None
@@ -420,13 +425,19 @@ def check_key_timing(
                     f"({human_duration((ts - fetched).total_seconds())} before the event), but kid {key.kid} "
                     f"was first published at {stamp(published)} ({human_duration(age)} before the event)",
                 )
-        elif age < max_cache_ttl and timeline.is_young(key):
+        elif age < cache_ttl and timeline.is_young(key):
+            ttl = (
+                f"{service}'s {human_duration(cache_ttl)} JWKS cache TTL"
+                if policy.service.jwks_cache_ttl_seconds is not None
+                else f"the {human_duration(cache_ttl)} a JWKS cache may live ({service} declares no TTL)"
+            )
             findings.add(
                 _KEY_TIMING,
                 Cause.STALE_JWKS,
                 f"kid {key.kid} of {key.issuer} was first published only {human_duration(age)} before the event, "
-                f"within the {human_duration(max_cache_ttl)} a JWKS cache may live "
-                f"({service} does not report its fetch time)",
+                f"within {ttl}; inferred, as {service} does not report its fetch time",
             )
     if findings.tracing:
-        findings.note(_KEY_TIMING, key=key, fetched=fetched, removed=removed, published=published, age=age)
+        findings.note(
+            _KEY_TIMING, key=key, fetched=fetched, removed=removed, published=published, age=age, cache_ttl=cache_ttl
+        )

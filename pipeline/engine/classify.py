@@ -55,6 +55,7 @@ PARSE_CACHE_SIZE = 5_000
 # Enum members read for every event, as module constants: on Python 3.11 a member lookup
 # (`Cause.VALID`) costs about 0.08 µs, the price of a whole check.
 _VALID, _VERIFIED, _REPORTED, _REPORTED_STEP = Cause.VALID, Confidence.VERIFIED, Confidence.REPORTED, Step.REPORTED
+_STALE, _INFERRED = Cause.STALE_JWKS, Confidence.INFERRED
 _KID_INJECTION_MARKERS = ("../", "/dev/", "'", '"', ";", "|", "`", "$", "\x00")
 _KID_INJECTION = re.compile("|".join(re.escape(marker) for marker in _KID_INJECTION_MARKERS))
 
@@ -158,6 +159,9 @@ class Classifier:
                 frozenset(config.issuer_by_name(n).issuer for n in s.issuers),
                 frozenset(s.required_claims),
                 {config.issuer_by_name(n).issuer: frozenset(config.issuer_by_name(n).algorithms) for n in s.issuers},
+                s.jwks_cache_ttl_seconds
+                if s.jwks_cache_ttl_seconds is not None
+                else config.classify.max_jwks_cache_ttl_seconds,
             )
             for s in config.services
         }
@@ -321,17 +325,19 @@ class Classifier:
         skew = check_times(claims, event.ts, service, self.settings.skew_window_seconds, findings)
         check_required_claims(claims, policy, findings)
         if key is not None:
-            check_key_timing(event, key, self.timeline, self.settings.max_jwks_cache_ttl_seconds, findings)
+            check_key_timing(event, key, self.timeline, policy, findings)
         elif trace is not None:
             trace.skip(Step.KEY_TIMING, "not checked: no configured key verified the signature")
 
         # Key timing is checked last, so it is the cause only when nothing else failed.
         cause = findings.causes[0] if findings.causes else _VALID
+        # stale_jwks without the service's fetch time rests on its cache TTL: a guess (DESIGN.md `confidence`).
+        guessed = cause is _STALE and event.service_jwks_fetched_at is None
         return Verdict(
             _classification(
                 event_id=event.event_id,
                 cause=cause,
-                confidence=_VERIFIED,
+                confidence=_INFERRED if guessed else _VERIFIED,
                 attacks=attacks,
                 findings=findings.causes,  # validation copies it
                 issuer=key.issuer if key is not None else None,
