@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.models import Attack, Cause
-from pipeline.simulator.cast import ISSUER_BY_NAME, MAX_JWKS_CACHE_TTL_SECONDS, SKEW_WINDOW_SECONDS, ServiceSpec
+from pipeline.simulator.cast import ISSUER_BY_NAME, SKEW_WINDOW_SECONDS, ServiceSpec
 from pipeline.simulator.clock import SECOND
 from pipeline.simulator.keys import P256_ORDER, load_keys, strict_b64, strict_object
 
@@ -157,7 +157,7 @@ class Judge:
         if isinstance(key, Cause):
             return key, attacks
         cause = self._claims(claims, service, ts)
-        return (cause if cause is not None else self._timing(key, ts, fetched)), attacks
+        return (cause if cause is not None else self._timing(key, ts, fetched, service.judged_ttl_s)), attacks
 
     @staticmethod
     def _parse(text: str) -> _Parsed:
@@ -246,8 +246,12 @@ class Judge:
             return Cause.MISSING_CLAIM
         return None
 
-    def _timing(self, key: SeenKey, ts: int, fetched: int | None) -> Cause:
-        """Step 8: key timing, from the snapshots as emitted; VALID when nothing is wrong."""
+    def _timing(self, key: SeenKey, ts: int, fetched: int | None, ttl_s: int) -> Cause:
+        """Step 8: key timing, from the snapshots as emitted; VALID when nothing is wrong.
+
+        Without a fetch time, a key younger than the service's cache TTL (`ttl_s`: its declared
+        one, else the global maximum) and not there from the issuer's first snapshot is stale.
+        """
         if key.first_seen > ts:
             return Cause.UNPUBLISHED_KEY
         if key.removed_at is not None and key.removed_at <= ts:
@@ -255,9 +259,6 @@ class Judge:
         if fetched is not None:
             if fetched < key.first_seen:
                 return Cause.STALE_JWKS
-        elif (
-            ts - key.first_seen < MAX_JWKS_CACHE_TTL_SECONDS * SECOND
-            and key.first_seen > self.timeline.earliest[key.issuer]
-        ):
+        elif ts - key.first_seen < ttl_s * SECOND and key.first_seen > self.timeline.earliest[key.issuer]:
             return Cause.STALE_JWKS
         return Cause.VALID
