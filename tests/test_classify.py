@@ -593,6 +593,33 @@ def test_curve_orders_have_the_curves_sizes() -> None:
 def test_event_without_token_takes_the_reported_error(world: World) -> None:
     c = world.judge(None, reported_error="Jwt is expired").classification
     assert (c.cause, c.confidence) == (Cause.EXPIRED, Confidence.REPORTED)
+    assert c.skew_seconds is None  # Envoy's message states no time
+
+
+def _idx10223(valid_to: str, now: str) -> str:
+    return (
+        "IDX10223: Lifetime validation failed. The token is expired. "
+        f"ValidTo (UTC): '{valid_to}', Current time (UTC): '{now}'."
+    )
+
+
+@pytest.mark.parametrize(
+    ("valid_to", "cause", "skew"),
+    [
+        ("11/20/2026 11:58:30 AM", Cause.CLOCK_SKEW, 60),  # 90 s past exp, 30 s leeway: 60 s beyond it
+        ("11/20/2026 10:00:00 AM", Cause.EXPIRED, 7170),
+    ],
+)
+def test_a_reported_message_that_states_the_times_is_split_like_a_token(
+    world: World, valid_to: str, cause: Cause, skew: int
+) -> None:
+    """DESIGN.md: where the message states the failing time, the overshoot decides clock_skew vs expired."""
+    message = _idx10223(valid_to, "11/20/2026 12:00:00 PM")
+    c = world.judge(None, reported_error=message).classification  # payments-api: leeway 30 s
+    assert (c.cause, c.confidence, c.findings) == (cause, Confidence.REPORTED, [cause])
+    assert c.skew_seconds == pytest.approx(skew)
+    assert "2026-11-20T12:00:00Z" in (c.detail or "") and "30 s leeway" in (c.detail or "")
+    assert "not verified by jwtriage" in (c.detail or "")
     assert world.judge(None).classification.cause is Cause.UNVERIFIABLE
 
 

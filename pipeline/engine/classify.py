@@ -37,7 +37,7 @@ from pipeline.engine.checks import (
     check_times,
 )
 from pipeline.engine.keys import KeyTimeline, TimelineKey
-from pipeline.engine.reported import match_reported
+from pipeline.engine.reported import judge_reported
 from pipeline.engine.tokens import (
     EncryptedToken,
     MalformedToken,
@@ -178,7 +178,7 @@ class Classifier:
         if policy is None:
             raise KeyError(f"service {event.service!r} is not in the config")
         if token is None:
-            return self._from_reported(event)
+            return self._from_reported(event, policy)
         parsed = self._parse(token)
         if isinstance(parsed, ParsedToken):
             return self._judge(event, parsed, policy, trace)
@@ -249,9 +249,16 @@ class Classifier:
 
     # -- the two short paths ---------------------------------------------------------------
 
-    def _from_reported(self, event: AuthFailureEvent) -> Verdict:
-        row = match_reported(event.reported_error)
-        cause = row.cause if row is not None else Cause.UNVERIFIABLE
+    def _from_reported(self, event: AuthFailureEvent, policy: ServicePolicy) -> Verdict:
+        """No token: the rejecting validator's message is the evidence (`reported.judge_reported`).
+
+        Where the message states the failing time, the overshoot beyond the service's leeway
+        splits clock_skew from expired / not_yet_valid as for a token, and is `skew_seconds`.
+        """
+        judged = judge_reported(
+            event.reported_error, event.ts, policy.service.leeway_seconds, self.settings.skew_window_seconds
+        )
+        cause, row = judged.cause, judged.row
         why = "no token was sampled for it" if event.token_sha256 else "it carried no token"
         if row is None:
             detail = (
@@ -259,8 +266,10 @@ class Classifier:
                 "sample the token to get a verified cause."
             )
         else:
+            facts = judged.detail_facts[1:]  # the first only repeats the row's own cause
+            stated = f": {'; '.join(facts)}" if facts else ""
             detail = (
-                f"Reported as {cause.value} by the rejecting validator (a {row.validator} message; {why}); "
+                f"Reported as {cause.value} by the rejecting validator (a {row.validator} message; {why}){stated}; "
                 "not verified by jwtriage: sample the token to confirm."
             )
         valid = cause is _VALID
@@ -270,6 +279,7 @@ class Classifier:
                 cause=cause,
                 confidence=_REPORTED,
                 findings=[] if valid else [cause],
+                skew_seconds=judged.skew_seconds,
                 detail=detail,
             ),
             fingerprint=event.token_sha256.lower() if event.token_sha256 else None,
