@@ -68,6 +68,14 @@ CONFIDENCE_MEANINGS: dict[Confidence, str] = {
 }
 
 
+def confidence_text(counts: list[dict[str, object]]) -> str:
+    """`confidence_counts` rows as one phrase: "16,108 verified (80.9%) · 1,773 inferred (8.9%) · …"."""
+    by = {str(r["confidence"]): r for r in counts}
+    order = [c.value for c in (Confidence.VERIFIED, Confidence.INFERRED, Confidence.REPORTED)]
+    shown = [c for c in order + sorted(set(by) - set(order)) if c in by]
+    return " · ".join(f"{int(str(by[c]['events'])):,} {c} ({by[c]['percent']}%)" for c in shown)
+
+
 #: A key rotation's two steps; a rotation-damage cause blames the step of its token's key.
 Step = Literal["added", "removed"]
 

@@ -31,6 +31,7 @@ from pipeline.queries.events import (
 from pipeline.queries.failures import (
     cause_counts,
     cause_counts_vs_previous,
+    confidence_counts,
     failures_over_time,
     failures_per_bucket,
     first_event,
@@ -68,6 +69,7 @@ __all__ = [
     "cache_lifetime_by_service_issuer",
     "cause_counts",
     "cause_counts_vs_previous",
+    "confidence_counts",
     "dead_letter_counts",
     "dead_letters_received",
     "event_evidence",
