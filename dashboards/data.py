@@ -260,6 +260,7 @@ class Overview:
     series: pd.DataFrame  # bucket, cause, events, per_minute (zero-filled)
     causes: pd.DataFrame  # cause, events, previous, verified, with_attacks, previous_with_attacks
     rotations: pd.DataFrame  # issuer, kid, kty, action, ts
+    confidence: dict[str, int] = field(default_factory=dict)  # events per confidence (verified, inferred, reported)
 
 
 def load_overview(
@@ -279,6 +280,7 @@ def load_overview(
         before = Filters(since - (until - since), since, filters.services, filters.issuers, filters.causes)
         earlier = queries.cause_counts(con, before) if compare else []
         steps = queries.rotations(con, Filters(since=since, until=until, issuers=issuers or None))
+        confidence = {r["confidence"]: int(r["events"]) for r in queries.confidence_counts(con, filters)}
     totals = frame(series, ["bucket", "cause", "events", "verified", "with_attacks"])
     by_cause = totals.groupby("cause", as_index=False)[["events", "verified", "with_attacks"]].sum()
     previous = {r["cause"]: int(r["events"]) for r in earlier}
@@ -299,6 +301,7 @@ def load_overview(
             ["cause", "events", "previous", "verified", "with_attacks", "previous_with_attacks"]
         ].reset_index(drop=True),
         rotations=frame(steps, ["issuer", "kid", "kty", "action", "ts"]),
+        confidence=confidence,
     )
 
 

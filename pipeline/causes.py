@@ -52,10 +52,31 @@ class Attack(StrEnum):
 
 
 class Confidence(StrEnum):
-    """`verified`: we judged the token itself; `reported`: only the validator's message."""
+    """`verified`: we judged the token itself; `inferred`: the token, but the cause rests on a guess
+    about the service's key cache (`stale_jwks` without its fetch time); `reported`: only the validator's message."""
 
     VERIFIED = "verified"
     REPORTED = "reported"
+    INFERRED = "inferred"
+
+
+#: What each confidence means, for the surfaces that show it.
+CONFIDENCE_MEANINGS: dict[Confidence, str] = {
+    Confidence.VERIFIED: "jwtriage re-validated the token itself",
+    Confidence.INFERRED: (
+        "the token was re-validated, but the cause rests on the service's cache TTL (it reports no JWKS fetch "
+        "time): likely, not proven"
+    ),
+    Confidence.REPORTED: "no token: the rejecting validator's own message is the only evidence",
+}
+
+
+def confidence_text(counts: list[dict[str, object]]) -> str:
+    """`confidence_counts` rows as one phrase: "16,108 verified (80.9%) · 1,773 inferred (8.9%) · …"."""
+    by = {str(r["confidence"]): r for r in counts}
+    order = [c.value for c in (Confidence.VERIFIED, Confidence.INFERRED, Confidence.REPORTED)]
+    shown = [c for c in order + sorted(set(by) - set(order)) if c in by]
+    return " · ".join(f"{int(str(by[c]['events'])):,} {c} ({by[c]['percent']}%)" for c in shown)
 
 
 #: A key rotation's two steps; a rotation-damage cause blames the step of its token's key.

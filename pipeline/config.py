@@ -69,6 +69,11 @@ class ServiceConfig(_Section):
     leeway_seconds: float = Field(default=0, ge=0)
     required_claims: tuple[str, ...] = ("exp",)
     authorized_parties: tuple[str, ...] | None = None
+    jwks_cache_ttl_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description="How long this service caches its JWKS, if known; else `max_jwks_cache_ttl_seconds` is assumed.",
+    )
     hosts: tuple[str, ...] = Field(
         default=(), description="Host/authority names a gateway log names for this service (any case, any port)."
     )

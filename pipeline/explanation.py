@@ -27,7 +27,7 @@ from pipeline.engine.checks import STEP_ORDER, Step, StepOutcome, Trace
 from pipeline.engine.classify import Classifier, Verdict
 from pipeline.engine.keys import KeyTimeline, TimelineKey
 from pipeline.engine.tokens import fingerprint
-from pipeline.models import AuthFailureEvent, Cause
+from pipeline.models import AuthFailureEvent, Cause, Confidence
 from pipeline.text import human_duration, utc_text
 
 EVENT_ID = "explain"
@@ -375,7 +375,15 @@ def cause_context(ctx: Context, service: ServiceConfig, verdict: Verdict) -> lis
     key: TimelineKey | None = fact(verdict, Step.KEY_TIMING, "key")
     if c.cause is Cause.STALE_JWKS and key is not None:
         age = human_duration(fact(verdict, Step.KEY_TIMING, "age"))
-        return [f"kid {shown(key.kid)} was {age} old at {stamp(ctx.at)}; {cache_age(ctx, service)}"]
+        lines = [f"kid {shown(key.kid)} was {age} old at {stamp(ctx.at)}; {cache_age(ctx, service)}"]
+        if c.confidence is Confidence.INFERRED:
+            ttl = human_duration(fact(verdict, Step.KEY_TIMING, "cache_ttl"))
+            whose = "its declared" if service.jwks_cache_ttl_seconds is not None else "the assumed maximum"
+            lines.append(
+                f"inferred, not verified: {service.name} reports no JWKS fetch time, so the key's age was compared "
+                f"with {whose} {ttl} cache TTL (set jwks_cache_ttl_seconds, or have it report its fetch time)"
+            )
+        return lines
     if c.cause is Cause.UNPUBLISHED_KEY and key is not None:
         return [f"kid {shown(key.kid)} was first published {ctx.when(key.first_seen)}: it was signed with before that"]
     removed: datetime | None = fact(verdict, Step.KEY_TIMING, "removed")

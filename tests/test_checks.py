@@ -21,7 +21,7 @@ from pipeline.io.memory import ListSink, ListSource
 from pipeline.models import AuthFailureEvent, Cause
 from pipeline.runner import Pipeline, run
 from pipeline.simulator.scenario import simulate
-from tests.world import DROP, STAGING, T0, World, forge, good_claims, mint
+from tests.world import DROP, JWE, STAGING, T0, World, forge, good_claims, mint
 
 NOW_EPOCH = int(T0.timestamp())
 
@@ -29,7 +29,7 @@ NOW_EPOCH = int(T0.timestamp())
 
 STEPS: list[tuple[str, Callable[[], str | None], Cause, Step]] = [
     ("malformed", lambda: "not-a-jwt.at-all", Cause.MALFORMED, Step.PARSE),
-    ("jwe", lambda: "aaaa.bbbb.cccc.dddd.eeee", Cause.UNVERIFIABLE, Step.PARSE),
+    ("jwe", lambda: JWE, Cause.UNVERIFIABLE, Step.PARSE),
     ("alg_none", lambda: forge({"alg": "none", "kid": "rsa-2"}, good_claims()), Cause.BAD_ALG, Step.ALG_POLICY),
     ("alg_refused", lambda: mint("rsa-2", alg="RS384"), Cause.BAD_ALG, Step.ALG_POLICY),
     (
@@ -96,7 +96,7 @@ def test_a_trace_records_every_step_and_the_reason_a_step_did_not_run() -> None:
     assert refused.steps[Step.KEY_TIMING].status == "skip"
     assert refused.steps[Step.ALG_POLICY].status == "fail"
     assert refused.steps[Step.AUDIENCE].status == "pass"
-    jwe = world.classifier.classify(world.event(), "aaaa.bbbb.cccc.dddd.eeee", Trace())
+    jwe = world.classifier.classify(world.event(), JWE, Trace())
     assert jwe.steps is not None
     assert [jwe.steps[s].status for s in STEP_ORDER] == ["fail"] + ["skip"] * 7
 

@@ -10,7 +10,20 @@ from cryptography.hazmat.primitives import serialization
 
 from pipeline.engine.validate import CURVE_ORDERS
 from pipeline.models import Attack, Cause, Confidence
-from tests.world import AUDIENCE, CORP, DROP, STAGING, T0, World, forge, good_claims, mint, private_key
+from tests.world import (
+    AUDIENCE,
+    CONFIG_TOML,
+    CORP,
+    DROP,
+    STAGING,
+    T0,
+    World,
+    forge,
+    good_claims,
+    mint,
+    private_key,
+    snapshot,
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +54,26 @@ def test_kidless_token_is_matched_by_trying_the_issuers_keys(world: World) -> No
     assert c.cause is Cause.VALID and c.issuer == CORP and c.kid is None
 
 
-def test_kidless_token_that_no_key_verifies_is_unknown_kid(world: World) -> None:
+def test_kidless_token_that_no_key_verifies_is_bad_signature(world: World) -> None:
+    """DESIGN.md step 3: a token without kid is tried against every key that fits the alg; none verifies."""
     c = world.judge(mint(None, signer="rogue")).classification
-    assert c.cause is Cause.UNKNOWN_KID
+    assert (c.cause, c.findings[0], c.issuer, c.kid) == (Cause.BAD_SIGNATURE, Cause.BAD_SIGNATURE, None, None)
+    assert "no kid" in (c.detail or "").lower()
+
+
+def test_kidless_token_whose_alg_no_published_key_fits_is_bad_signature() -> None:
+    """No Ed25519 key was ever published: nothing to try, so nothing verifies (not unknown_kid: there is no kid)."""
+    world = World(snapshots=[snapshot(CORP, T0 - timedelta(days=10), ["rsa-1", "rsa-2", "ec-1"])])
+    c = world.judge(mint(None, signer="ed-1")).classification
+    assert c.cause is Cause.BAD_SIGNATURE
+
+
+def test_kidless_token_that_verifies_continues_as_a_keyed_token(world: World) -> None:
+    """Once a key verifies it, the rest of the order runs with that key: rsa-1 was retired 30 min ago."""
+    c = world.judge(mint(None, signer="rsa-1")).classification
+    assert (c.cause, c.issuer, c.kid) == (Cause.RETIRED_KEY, CORP, None)
+    staged = world.judge(mint(None, signer="stg-1", claims=good_claims(iss=STAGING))).classification
+    assert (staged.cause, staged.issuer) == (Cause.ISSUER_MISMATCH, STAGING)
 
 
 # -- 1. parse -------------------------------------------------------------------------------------
@@ -80,13 +110,49 @@ def test_malformed_token_still_shows_header_attacks(world: World) -> None:
     assert c.attacks == [Attack.ALG_NONE, Attack.JKU_INJECTION]
 
 
+#: RFC 7516 appendix A.1's JWE header ({"alg":"RSA-OAEP","enc":"A256GCM"}) as its first segment.
+JWE_HEADER = "eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ"
+
+
 def test_jwe_is_unverifiable_but_verified(world: World) -> None:
-    c = world.judge("eyJhbGciOiJSU0EtT0FFUCJ9.a.b.c.d").classification
+    c = world.judge(f"{JWE_HEADER}.a.b.c.d").classification
     assert (c.cause, c.confidence, c.findings) == (
         Cause.UNVERIFIABLE,
         Confidence.VERIFIED,
         [Cause.UNVERIFIABLE],
     )
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "eyJhbGciOiJSU0EtT0FFUCJ9.a.b.c.d",  # {"alg":"RSA-OAEP"}: no enc
+        "aaaa.bbbb.cccc.dddd.eeee",  # the header is not JSON
+        forge({"alg": "RS256", "kid": "rsa-2"}, good_claims()) + ".e30.e30",
+    ],
+)
+def test_five_segments_without_enc_are_malformed_not_a_jwe(world: World, token: str) -> None:
+    """DESIGN.md step 1: only a header with `enc` makes five segments a JWE."""
+    c = world.judge(token).classification
+    assert (c.cause, c.findings) == (Cause.MALFORMED, [Cause.MALFORMED])
+    assert "5" in (c.detail or "")
+
+
+@pytest.mark.parametrize(
+    "crit",
+    [["exp"], ["b64"], ["http://example.com/extension"], [], "b64"],
+)
+def test_a_crit_header_is_malformed(world: World, crit: object) -> None:
+    """RFC 7515 §4.1.11: a recipient that does not understand a listed extension must reject the JWS;
+    jwtriage understands none, so even a token that verifies is malformed."""
+    token = mint("rsa-2", headers={"crit": crit, "b64": True})
+    c = world.judge(token).classification
+    assert (c.cause, c.findings) == (Cause.MALFORMED, [Cause.MALFORMED])
+    assert "crit" in (c.detail or "") and c.kid == "rsa-2" and c.alg == "RS256"
+
+
+def test_a_header_without_crit_still_verifies(world: World) -> None:
+    assert world.judge(mint("rsa-2", headers={"b64": True})).classification.cause is Cause.VALID
 
 
 # -- 2. alg policy --------------------------------------------------------------------------------
@@ -132,6 +198,51 @@ def test_alg_that_does_not_fit_the_keys_type(world: World) -> None:
     c = world.judge(token).classification
     assert c.cause is Cause.BAD_ALG
     assert "RSA" in (c.detail or "")
+
+
+#: The test world's config plus a service that accepts both issuers: corp allows PS256, staging does not.
+_MIXED_SERVICE = f"""
+[[services]]
+name = "mixed-api"
+issuers = ["corp", "staging"]
+audience = "{AUDIENCE}"
+"""
+MIXED_TOML = CONFIG_TOML + _MIXED_SERVICE
+
+
+@pytest.fixture(scope="module")
+def mixed() -> World:
+    import tomllib
+
+    from pipeline.config import Config
+
+    return World(cfg=Config.model_validate(tomllib.loads(MIXED_TOML)))
+
+
+@pytest.mark.parametrize("kid", ["stg-1", None])
+def test_alg_allowed_by_another_issuer_of_the_service_but_not_the_signers_is_bad_alg(
+    mixed: World, kid: str | None
+) -> None:
+    """DESIGN.md step 3: it verifies with a key of an accepted issuer whose `algorithms` exclude the alg."""
+    token = mint(kid, signer="stg-1", alg="PS256", claims=good_claims(iss=STAGING))
+    c = mixed.judge(token, service="mixed-api").classification
+    assert (c.cause, c.findings[0], c.issuer) == (Cause.BAD_ALG, Cause.BAD_ALG, STAGING)
+    assert "PS256" in (c.detail or "") and "RS256" in (c.detail or "")
+    control = mint(kid, signer="stg-1", alg="RS256", claims=good_claims(iss=STAGING))
+    assert mixed.judge(control, service="mixed-api").classification.cause is Cause.VALID
+    corp = mint("rsa-2" if kid else None, signer="rsa-2", alg="PS256")
+    assert mixed.judge(corp, service="mixed-api").classification.cause is Cause.VALID
+
+
+def test_alg_outside_every_issuer_of_the_service_is_bad_alg_before_any_key(mixed: World) -> None:
+    c = mixed.judge(mint("stg-1", alg="RS384"), service="mixed-api").classification
+    assert (c.cause, c.issuer) == (Cause.BAD_ALG, None)
+
+
+def test_alg_that_fits_no_key_with_that_kid_in_any_issuer_is_bad_alg(mixed: World) -> None:
+    """Every key named stg-1 (any issuer, any time) is RSA: ES256 cannot use any of them."""
+    c = mixed.judge(forge({"alg": "ES256", "kid": "stg-1"}, good_claims(), bytes(64)), service="mixed-api")
+    assert c.classification.cause is Cause.BAD_ALG
 
 
 # -- 3. key and signature -------------------------------------------------------------------------
@@ -214,7 +325,49 @@ def test_clock_skew_on_exp_reports_seconds_beyond_leeway(world: World) -> None:
 
 
 def test_exp_within_leeway_is_fine(world: World) -> None:
-    assert world.judge(mint("rsa-2", claims=good_claims(exp=NOW - 30))).classification.cause is Cause.VALID
+    assert world.judge(mint("rsa-2", claims=good_claims(exp=NOW - 29))).classification.cause is Cause.VALID
+
+
+# (service, leeway, exp - ts, cause, skew_seconds): DESIGN.md step 6, `exp` fails when ts >= exp + leeway
+# (RFC 7519 §4.1.4: the current time must be *before* exp); the window is 300 s.
+EXP_BOUNDARIES = [
+    ("orders-api", 0, 1, Cause.VALID, None),
+    ("orders-api", 0, 0, Cause.CLOCK_SKEW, 0),  # ts == exp
+    ("orders-api", 0, -300, Cause.CLOCK_SKEW, 300),
+    ("orders-api", 0, -301, Cause.EXPIRED, 301),
+    ("payments-api", 30, 0, Cause.VALID, None),  # ts == exp, inside the leeway
+    ("payments-api", 30, -29, Cause.VALID, None),
+    ("payments-api", 30, -30, Cause.CLOCK_SKEW, 0),  # ts == exp + leeway
+    ("payments-api", 30, -31, Cause.CLOCK_SKEW, 1),
+    ("payments-api", 30, -330, Cause.CLOCK_SKEW, 300),  # ts == exp + leeway + window
+    ("payments-api", 30, -331, Cause.EXPIRED, 301),
+]
+
+
+@pytest.mark.parametrize(("service", "leeway", "exp_offset", "cause", "skew"), EXP_BOUNDARIES)
+def test_exp_boundaries(world: World, service: str, leeway: int, exp_offset: int, cause: Cause, skew: int) -> None:
+    claims = good_claims(exp=NOW + exp_offset, aud="api://orders" if service == "orders-api" else AUDIENCE)
+    c = world.judge(mint("rsa-2", claims=claims), service=service).classification
+    assert next(s for s in world.cfg.services if s.name == service).leeway_seconds == leeway
+    assert (c.cause, c.skew_seconds) == (cause, skew)
+    if exp_offset == 0 and cause is Cause.CLOCK_SKEW:
+        assert "valid only before exp" in (c.detail or "")
+
+
+# (nbf or iat - ts, cause, skew_seconds) at payments-api (leeway 30): fails when the claim > ts + leeway.
+FUTURE_BOUNDARIES = [
+    (30, Cause.VALID, None),  # claim == ts + leeway
+    (31, Cause.CLOCK_SKEW, 1),
+    (330, Cause.CLOCK_SKEW, 300),
+    (331, Cause.NOT_YET_VALID, 301),
+]
+
+
+@pytest.mark.parametrize("claim", ["nbf", "iat"])
+@pytest.mark.parametrize(("offset", "cause", "skew"), FUTURE_BOUNDARIES)
+def test_nbf_and_iat_boundaries(world: World, claim: str, offset: int, cause: Cause, skew: int) -> None:
+    c = world.judge(mint("rsa-2", claims=good_claims(**{claim: NOW + offset}))).classification
+    assert (c.cause, c.skew_seconds) == (cause, skew)
 
 
 def test_expired_beyond_the_window(world: World) -> None:
@@ -291,12 +444,59 @@ def test_stale_jwks_without_fetch_time_for_a_young_key(world: World) -> None:
     young = world.judge(mint("rsa-2"), service_jwks_fetched_at=None).classification
     old = world.judge(mint("ec-1"), service_jwks_fetched_at=None).classification
     assert (young.cause, old.cause) == (Cause.STALE_JWKS, Cause.VALID)
+    # A guess from the cache TTL, not a fact: DESIGN.md's `inferred`; the valid verdict stays verified.
+    assert (young.confidence, old.confidence) == (Confidence.INFERRED, Confidence.VERIFIED)
+    assert "inferred" in (young.detail or "") and "declares no TTL" in (young.detail or "")
     after_ttl = world.judge(
         mint("rsa-2", claims=good_claims(at=T0 + timedelta(days=2))),
         at=T0 + timedelta(days=2),
         service_jwks_fetched_at=None,
     ).classification
     assert after_ttl.cause is Cause.VALID
+
+
+def _with_ttl(ttl: int) -> World:
+    import tomllib
+
+    from pipeline.config import Config
+
+    text = CONFIG_TOML.replace(
+        'authorized_parties = ["web-app"]\n', f'authorized_parties = ["web-app"]\njwks_cache_ttl_seconds = {ttl}\n', 1
+    )
+    cfg = Config.model_validate(tomllib.loads(text))
+    assert next(s for s in cfg.services if s.name == "payments-api").jwks_cache_ttl_seconds == ttl
+    return World(cfg=cfg)
+
+
+def test_the_services_own_cache_ttl_judges_a_key_without_fetch_time() -> None:
+    """rsa-2 was published 2 h before the event: young for a 3 h cache, not for a 5 min one (the global 24 h
+    would call it stale either way)."""
+    five_minutes, three_hours = _with_ttl(300), _with_ttl(3 * 3600)
+    c = five_minutes.judge(mint("rsa-2"), service_jwks_fetched_at=None).classification
+    assert (c.cause, c.confidence, c.findings) == (Cause.VALID, Confidence.VERIFIED, [])
+    c = three_hours.judge(mint("rsa-2"), service_jwks_fetched_at=None).classification
+    assert (c.cause, c.confidence) == (Cause.STALE_JWKS, Confidence.INFERRED)
+    assert "payments-api's 3 h JWKS cache TTL" in (c.detail or "")
+    # With a fetch time the TTL plays no part, and the verdict is verified either way.
+    fetched = T0 - timedelta(hours=3)
+    for world in (five_minutes, three_hours):
+        c = world.judge(mint("rsa-2"), service_jwks_fetched_at=fetched).classification
+        assert (c.cause, c.confidence) == (Cause.STALE_JWKS, Confidence.VERIFIED)
+
+
+def test_ttl_boundary_without_fetch_time() -> None:
+    """stale when ts - first_seen < ttl: at exactly the TTL the cache must have been refreshed."""
+    world = _with_ttl(2 * 3600)  # rsa-2 is exactly 2 h old at T0
+    assert world.judge(mint("rsa-2"), service_jwks_fetched_at=None).classification.cause is Cause.VALID
+    before = T0 - timedelta(seconds=1)
+    c = world.judge(mint("rsa-2", claims=good_claims(at=before)), at=before, service_jwks_fetched_at=None)
+    assert c.classification.cause is Cause.STALE_JWKS
+
+
+def test_a_stale_finding_behind_another_cause_keeps_the_verdict_verified(world: World) -> None:
+    c = world.judge(mint("rsa-2", claims=good_claims(exp=NOW - 7200)), service_jwks_fetched_at=None).classification
+    assert (c.cause, c.confidence) == (Cause.EXPIRED, Confidence.VERIFIED)
+    assert c.findings == [Cause.EXPIRED, Cause.STALE_JWKS]
 
 
 def test_key_timing_is_only_a_finding_for_an_otherwise_bad_token(world: World) -> None:
@@ -393,6 +593,33 @@ def test_curve_orders_have_the_curves_sizes() -> None:
 def test_event_without_token_takes_the_reported_error(world: World) -> None:
     c = world.judge(None, reported_error="Jwt is expired").classification
     assert (c.cause, c.confidence) == (Cause.EXPIRED, Confidence.REPORTED)
+    assert c.skew_seconds is None  # Envoy's message states no time
+
+
+def _idx10223(valid_to: str, now: str) -> str:
+    return (
+        "IDX10223: Lifetime validation failed. The token is expired. "
+        f"ValidTo (UTC): '{valid_to}', Current time (UTC): '{now}'."
+    )
+
+
+@pytest.mark.parametrize(
+    ("valid_to", "cause", "skew"),
+    [
+        ("11/20/2026 11:58:30 AM", Cause.CLOCK_SKEW, 60),  # 90 s past exp, 30 s leeway: 60 s beyond it
+        ("11/20/2026 10:00:00 AM", Cause.EXPIRED, 7170),
+    ],
+)
+def test_a_reported_message_that_states_the_times_is_split_like_a_token(
+    world: World, valid_to: str, cause: Cause, skew: int
+) -> None:
+    """DESIGN.md: where the message states the failing time, the overshoot decides clock_skew vs expired."""
+    message = _idx10223(valid_to, "11/20/2026 12:00:00 PM")
+    c = world.judge(None, reported_error=message).classification  # payments-api: leeway 30 s
+    assert (c.cause, c.confidence, c.findings) == (cause, Confidence.REPORTED, [cause])
+    assert c.skew_seconds == pytest.approx(skew)
+    assert "2026-11-20T12:00:00Z" in (c.detail or "") and "30 s leeway" in (c.detail or "")
+    assert "not verified by jwtriage" in (c.detail or "")
     assert world.judge(None).classification.cause is Cause.UNVERIFIABLE
 
 

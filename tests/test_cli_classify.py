@@ -230,3 +230,32 @@ def test_classification_opens_no_socket(files: dict[str, Path], monkeypatch: pyt
     monkeypatch.setattr(socket, "create_connection", refuse)
     status, rows, _ = run(files, hostile_events("http://127.0.0.1:9"))
     assert status == 0 and len(rows) == 4
+
+
+def test_classify_agrees_with_the_simulators_truth_on_cause_confidence_and_attacks(tmp_path: Path) -> None:
+    """The simulated day through `jwtriage classify`: every event as its independent judge says, `inferred`
+    exactly where a stale_jwks verdict rests on a service that reports no fetch time."""
+    from pipeline.simulator import simulate, write_scenario
+
+    paths = write_scenario(simulate(seed=7, events=3_000), tmp_path / "scenario")
+    args = ["classify", "--config", str(paths["config"]), "--jwks", str(paths["jwks"])]
+    args += ["--samples", str(paths["samples"]), str(paths["events"])]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    old_out, old_err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = stdout, stderr
+    try:
+        assert cli.main(args) == 1  # the scenario holds bad lines on purpose
+    finally:
+        sys.stdout, sys.stderr = old_out, old_err
+    got = {r["event_id"]: r for r in map(json.loads, stdout.getvalue().splitlines())}
+    truth = [json.loads(line) for line in paths["truth"].read_text().splitlines()]
+    judged = [t for t in truth if t["dead_letter"] is None]
+    assert len(got) == len(judged) > 2_800
+    wrong = [
+        (t["cause"], t["confidence"], t["attacks"], got[t["event_id"]]["cause"], got[t["event_id"]]["confidence"])
+        for t in judged
+        if (t["cause"], t["confidence"], sorted(t["attacks"]))
+        != (got[t["event_id"]]["cause"], got[t["event_id"]]["confidence"], sorted(got[t["event_id"]]["attacks"]))
+    ]
+    assert wrong == []
+    assert {t["confidence"] for t in judged} == {"verified", "reported", "inferred"}

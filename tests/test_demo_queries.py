@@ -40,6 +40,7 @@ def test_the_demo_summary_names_causes_rotations_and_accuracy(tmp_path: Path) ->
     for heading in ("Why were tokens rejected?", "Key rotations", "JWKS cache age", "Accuracy"):
         assert heading in text
     assert "stale_jwks" in text and f"{result.accuracy:.2%}" in text
+    assert "Confidence: " in text and " verified (" in text
     rerun = run_demo(Console(file=io.StringIO()), db=tmp_path / "d.duckdb", seed=3, events=1_500, hours=12)
     assert rerun.stored == result.stored  # a fresh store each run, the same rows
 
@@ -122,3 +123,24 @@ def test_the_merged_queries_take_an_optional_window(simulated_db: Path) -> None:
         assert narrowed == []
     finally:
         con.close()
+
+
+def test_confidence_counts_show_inferred_apart_from_verified(simulated_db: Path) -> None:
+    """DESIGN.md `confidence`: inferred only for stale_jwks whose service reports no fetch time."""
+    con = connect_readonly(simulated_db)
+    try:
+        counts = {r["confidence"]: r["events"] for r in queries.confidence_counts(con)}
+        assert sum(counts.values()) == queries.total_events(con)
+        assert counts.keys() == {"verified", "inferred", "reported"} and counts["inferred"] > 0
+        inferred = con.execute("SELECT DISTINCT cause FROM classifications WHERE confidence = 'inferred'").fetchall()
+        assert inferred == [("stale_jwks",)]
+    finally:
+        con.close()
+    assert causes_confidence_text_mentions_all(counts)
+
+
+def causes_confidence_text_mentions_all(counts: dict[str, int]) -> bool:
+    from pipeline.causes import confidence_text
+
+    text = confidence_text([{"confidence": k, "events": v, "percent": 1.0} for k, v in counts.items()])
+    return text.index("verified") < text.index("inferred") < text.index("reported")

@@ -96,6 +96,7 @@ def test_markdown_report_of_the_latest_week(simulated_db: Path, capsys: pytest.C
     assert last is not None
     week = week_name(last)
     assert text.startswith(f"# jwtriage weekly IAM health report — {week}\n")
+    assert " inferred (" in text and "judged from a service's JWKS cache TTL because it reports no fetch time" in text
     totals = _week_totals(simulated_db, week)
     # Failures by cause: every cause of the week by its code, with its label, count and remediation line.
     for cause, events in totals.items():

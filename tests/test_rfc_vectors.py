@@ -25,11 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from pipeline.config import Config
 from pipeline.engine.classify import Classifier, Verdict
 from pipeline.engine.keys import KeyTimeline, TimelineKey, load_public_key
-from pipeline.engine.validate import verify
+from pipeline.engine.validate import CURVE_ORDERS, RAW_SIGNATURE_BYTES, is_psychic, verify
 from pipeline.models import Attack, AuthFailureEvent, Cause, Confidence, JwksSnapshot
 
 FIXTURE = Path(__file__).parent / "fixtures" / "rfc" / "vectors.json"
@@ -170,12 +171,12 @@ def test_rfc7515_claims_token_verifies_with_joes_key(
 
 
 @pytest.mark.parametrize("vector", CLAIMS_VECTORS)
-def test_rfc7515_claims_token_with_one_signature_bit_flipped_matches_no_key(rfc: RfcWorld, vector: str) -> None:
+def test_rfc7515_claims_token_with_one_signature_bit_flipped_is_bad_signature(rfc: RfcWorld, vector: str) -> None:
     header, payload, signature = VECTORS[vector]["token"].split(".")
     tampered = base64.urlsafe_b64encode(flip_bit(b64decode(signature))).rstrip(b"=").decode()
     c = rfc.judge(f"{header}.{payload}.{tampered}").classification
-    # No kid: every configured key of the alg's type is tried, and none verifies.
-    assert c.cause is Cause.UNKNOWN_KID
+    # No kid: every configured key of the alg's type is tried, and none verifies (DESIGN.md step 3).
+    assert c.cause is Cause.BAD_SIGNATURE
     assert c.issuer is None
 
 
@@ -259,3 +260,95 @@ def test_published_signature_verifies_with_the_published_key(rfc: RfcWorld, vect
     assert verify(alg, key, message, flip_bit(signature)) is False
     assert verify(alg, key, message, flip_bit(signature, -1)) is False
     assert verify(alg, key, flip_bit(message, -1), signature) is False
+
+
+# -- RFC 7797: a crit header is malformed (RFC 7515 §4.1.11) ---------------------------------------------------
+
+
+def test_rfc7797_examples_macs_are_intact() -> None:
+    """4.1 MACs its base64url payload; 4.2 (b64 false) MACs the unencoded, detached payload `$.02`."""
+    key = b64decode(VECTORS["rfc7797-4.1"]["key"]["k"])
+    for vector, payload in (("rfc7797-4.1", "JC4wMg"), ("rfc7797-4.2", "$.02")):
+        header, _, signature = VECTORS[vector]["token"].split(".")
+        mac = hmac.new(key, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+        assert hmac.compare_digest(mac, b64decode(signature)), vector
+
+
+def test_rfc7797_unencoded_payload_with_crit_is_malformed_by_its_crit(rfc: RfcWorld) -> None:
+    """jwtriage understands no extension, `b64` included: the crit header alone makes it malformed."""
+    token = VECTORS["rfc7797-4.2"]["token"]
+    assert header_of(token)["crit"] == ["b64"]
+    c = rfc.judge(token).classification
+    assert (c.cause, c.findings) == (Cause.MALFORMED, [Cause.MALFORMED])
+    assert "crit" in (c.detail or "") and "RFC 7515" in (c.detail or "")
+    assert c.attacks == [Attack.KEY_CONFUSION] and c.alg == "HS256"
+    plain = rfc.judge(VECTORS["rfc7797-4.1"]["token"]).classification  # the same example without crit
+    assert plain.cause is Cause.MALFORMED and "payload is not JSON" in (plain.detail or "")
+
+
+# -- psychic_signature: only the raw r‖s form is read as (r, s) -------------------------------------------------
+
+ES_VECTORS = {"rfc7515-A.3": "ES256", "rfc7515-A.4": "ES512", "rfc7520-4.3": "ES512"}
+
+
+@pytest.mark.parametrize("vector", ES_VECTORS)
+def test_published_es_signatures_are_not_psychic_raw_or_der(vector: str) -> None:
+    """The RFCs' own ES256/ES512 signatures, raw (as printed) and DER-encoded (as some libraries emit):
+    neither is psychic; a DER signature of any length, even or odd, is only ever a bad signature."""
+    alg = ES_VECTORS[vector]
+    raw = b64decode(VECTORS[vector]["token"].rsplit(".", 1)[1])
+    half = len(raw) // 2
+    assert len(raw) == RAW_SIGNATURE_BYTES[alg]
+    r, s = int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big")
+    assert not is_psychic(alg, raw)
+    der = encode_dss_signature(r, s)
+    assert not is_psychic(alg, der)
+    # The same values with high bits set, so their DER grows by a byte each: both parities are covered.
+    for r2, s2 in ((r | 1 << (8 * half - 1), s), (r | 1 << (8 * half - 1), s | 1 << (8 * half - 1))):
+        assert not is_psychic(alg, encode_dss_signature(r2, s2))
+    order = CURVE_ORDERS[alg]
+    assert is_psychic(alg, raw[:half] + order.to_bytes(half, "big"))
+    assert is_psychic(alg, bytes(half) + raw[half:])
+
+
+PSYCHIC_CASES = [
+    # Wycheproof-style P1363 (raw r‖s) cases for ES256: the edge values of r and s.
+    ("r=0 s=0", bytes(64), True),
+    ("r=0 s=1", bytes(32) + (1).to_bytes(32, "big"), True),
+    ("r=1 s=0", (1).to_bytes(32, "big") + bytes(32), True),
+    ("r=n s=1", CURVE_ORDERS["ES256"].to_bytes(32, "big") + (1).to_bytes(32, "big"), True),
+    ("r=n-1 s=n-1", (CURVE_ORDERS["ES256"] - 1).to_bytes(32, "big") * 2, False),
+    ("r=1 s=2^256-1", (1).to_bytes(32, "big") + (2**256 - 1).to_bytes(32, "big"), True),
+    # Not the raw length: never read as r‖s, even when all zero.
+    ("63 zero bytes", bytes(63), False),
+    ("65 zero bytes", bytes(65), False),
+    ("96 zero bytes", bytes(96), False),
+    ("empty", b"", False),
+    # DER: SEQUENCE { INTEGER r, INTEGER s }, including DER's own encoding of zeros and of n.
+    ("DER r=0 s=0", encode_dss_signature(0, 0), False),
+    ("DER r=n s=n", encode_dss_signature(CURVE_ORDERS["ES256"], CURVE_ORDERS["ES256"]), False),
+    ("DER 70 bytes", encode_dss_signature(2**255 - 19, 2**254 + 1), False),
+    ("DER 71 bytes", encode_dss_signature(2**255 + 7, 2**254 + 1), False),
+    ("DER 72 bytes", encode_dss_signature(2**255 + 7, 2**255 + 9), False),
+]
+
+
+@pytest.mark.parametrize(("case", "signature", "psychic"), PSYCHIC_CASES, ids=[case[0] for case in PSYCHIC_CASES])
+def test_psychic_is_raw_length_only(case: str, signature: bytes, psychic: bool) -> None:
+    assert is_psychic("ES256", signature) is psychic, case
+
+
+def test_der_lengths_cover_both_parities() -> None:
+    lengths = {len(encode_dss_signature(2**255 + 7, 2**254 + 1)), len(encode_dss_signature(2**255 + 7, 2**255 + 9))}
+    assert lengths == {71, 72}
+
+
+@pytest.mark.parametrize("vector", ["rfc7515-A.3"])
+def test_a_der_encoded_es256_token_is_a_bad_signature_without_attack(rfc: RfcWorld, vector: str) -> None:
+    header, payload, signature = VECTORS[vector]["token"].split(".")
+    raw = b64decode(signature)
+    der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+    token = f"{header}.{payload}.{base64.urlsafe_b64encode(der).rstrip(b'=').decode()}"
+    c = rfc.judge(token).classification
+    assert c.cause is Cause.BAD_SIGNATURE and c.attacks == []
+    assert rfc.judge(VECTORS[vector]["token"]).classification.cause is not Cause.BAD_SIGNATURE  # control

@@ -22,7 +22,7 @@ import pytest
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from pydantic import ValidationError
 
-from pipeline.models import Attack, AuthFailureEvent, Cause, JwksSnapshot, SampledToken
+from pipeline.models import Attack, AuthFailureEvent, Cause, Confidence, JwksSnapshot, SampledToken
 from pipeline.simulator import DEFAULT_START, REPORTED_ERRORS, Scenario, simulate, write_scenario
 from pipeline.simulator.scenario import simulate_with_intent
 
@@ -159,7 +159,7 @@ def test_truth_has_one_row_per_events_line(scenario: Scenario, events: list[Auth
         if row["dead_letter"] is None:
             assert event is not None and row["event_id"] == event.event_id
             assert row["cause"] in {c.value for c in Cause}
-            assert row["confidence"] in {"verified", "reported"}
+            assert row["confidence"] in {c.value for c in Confidence}
             assert set(row["attacks"]) <= {a.value for a in Attack}
         else:
             assert row["cause"] is None and row["confidence"] is None and row["attacks"] == []
@@ -314,10 +314,10 @@ def test_key_timing_truth_follows_the_snapshots_as_emitted(
     for issuer, first in timeline["earliest"].items():
         assert DEFAULT_START - timedelta(minutes=5) <= first <= DEFAULT_START, issuer
     services = {s["name"]: s for s in config["services"]}
-    ttl = config["classify"]["max_jwks_cache_ttl_seconds"]
+    max_ttl = config["classify"]["max_jwks_cache_ttl_seconds"]
     seen: Counter[str] = Counter()
     for row, event in zip(scenario.truth, events, strict=True):
-        if event is None or row["confidence"] != "verified":
+        if event is None or row["confidence"] == "reported":
             continue
         cause = row["cause"]
         if cause not in ("stale_jwks", "unpublished_key", "retired_key", "valid"):
@@ -342,11 +342,41 @@ def test_key_timing_truth_follows_the_snapshots_as_emitted(
         if fetched is not None:
             stale = fetched < first
         else:
+            # The service's own cache TTL where the config declares it, else the global maximum.
+            ttl = services[event.service].get("jwks_cache_ttl_seconds", max_ttl)
             young = (event.ts - first).total_seconds() < ttl and first > timeline["earliest"][issuer]
             stale = young
             seen[f"heuristic-{cause}"] += 1
+            seen[f"ttl-{'declared' if 'jwks_cache_ttl_seconds' in services[event.service] else 'max'}-{cause}"] += 1
         assert stale is (cause == "stale_jwks"), row
+        assert (row["confidence"] == "inferred") is (cause == "stale_jwks" and fetched is None), row
     assert {"stale_jwks", "unpublished_key", "retired_key", "valid", "heuristic-stale_jwks"} <= set(seen)
+    # Both ways of judging a key's age without a fetch time occur: by a declared TTL and by the maximum.
+    assert {"ttl-declared-valid", "ttl-max-stale_jwks"} <= set(seen), seen
+
+
+def test_inferred_verdicts_are_exactly_the_stale_ones_whose_service_reports_no_fetch_time(
+    scenario: Scenario, config: dict[str, Any], events: list[AuthFailureEvent | None]
+) -> None:
+    """DESIGN.md `confidence`: `inferred` only where stale_jwks rests on a guess about the service's cache."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for row, event in zip(scenario.truth, events, strict=True):
+        if event is None or row["confidence"] == "reported":
+            continue
+        counts[(row["confidence"], event.service)] += 1
+        no_fetch_time = event.service_jwks_fetched_at is None
+        assert (row["confidence"] == "inferred") is (row["cause"] == "stale_jwks" and no_fetch_time), row
+    inferred = {service for confidence, service in counts if confidence == "inferred"}
+    silent = {s["name"] for s in config["services"]} - {
+        e.service for e in events if e is not None and e.service_jwks_fetched_at is not None
+    }
+    assert inferred and inferred <= silent
+
+
+def test_services_declare_their_cache_ttl_except_the_undocumented_one(config: dict[str, Any]) -> None:
+    declared = {s["name"]: s.get("jwks_cache_ttl_seconds") for s in config["services"]}
+    assert declared["edge-proxy"] == 300 and declared["reports-api"] == 900
+    assert declared["billing-legacy"] is None  # judged by max_jwks_cache_ttl_seconds
 
 
 def test_snapshots_change_only_by_rotation_steps(snapshots: list[JwksSnapshot]) -> None:
@@ -398,3 +428,55 @@ def test_a_start_in_another_offset_keeps_the_instant() -> None:
     assert (
         simulate(seed=2, events=200, start=start).events == simulate(seed=2, events=200, start=local).events
     )
+
+
+def test_the_judge_follows_the_tightened_rules() -> None:
+    """The judge's own reading of DESIGN.md's changed rules, on hand-built tokens (it knows the signer)."""
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    from pipeline.simulator.cast import ISSUER_BY_NAME, SERVICE_BY_NAME
+    from pipeline.simulator.judge import Judge, Timeline
+    from pipeline.simulator.keys import P256_ORDER, b64, b64json
+
+    ts = 1_800_000_000_000  # ms
+    timeline = Timeline(
+        [
+            ("corp", ts - 36_000_000, ("corp-rs-2026-10", "corp-es-2026")),
+            ("corp", ts - 200_000, ("corp-rs-2026-10", "corp-es-2026", "corp-rs-2026-11")),
+            ("partner", ts - 36_000_000, ("partner-es-01",)),
+        ]
+    )
+    judge = Judge(timeline)
+    orders, edge, billing = (SERVICE_BY_NAME[n] for n in ("orders-api", "edge-proxy", "billing-legacy"))
+
+    def token(header: dict[str, Any], signature: bytes = b"s" * 256, service: Any = orders, **claims: Any) -> str:
+        body = {"iss": ISSUER_BY_NAME["corp"].url, "aud": service.audience, "sub": "u", "exp": ts // 1000 + 600}
+        return f"{b64json(header)}.{b64json({**body, **claims})}.{b64(signature)}"
+
+    def cause(text: str, signer: str | None, service: Any = orders, at: int = ts) -> Cause:
+        return judge.token(text, signer, service, at, None)[0]
+
+    rs, rs_new = {"alg": "RS256", "kid": "corp-rs-2026-10"}, {"alg": "RS256", "kid": "corp-rs-2026-11"}
+    assert cause(token({**rs, "crit": ["exp"]}), "corp-rs-2026-10") is Cause.MALFORMED
+    assert cause(f"{b64json({'alg': 'RSA-OAEP', 'enc': 'A256GCM'})}.a.b.c.d", None) is Cause.UNVERIFIABLE
+    assert cause(f"{b64json({'alg': 'RS256'})}.a.b.c.d", None) is Cause.MALFORMED
+    # Without kid: every key that fits the alg is tried.
+    assert cause(token({"alg": "RS256"}), "corp-rs-2026-10") is Cause.VALID
+    assert cause(token({"alg": "RS256"}), None) is Cause.BAD_SIGNATURE
+    assert cause(token({"alg": "ES256"}, bytes(63) + b"\x01"), "partner-es-01") is Cause.ISSUER_MISMATCH
+    # exp fails at ts >= exp + leeway (orders-api: 60 s).
+    exp = ts // 1000 - 60
+    assert cause(token(rs, exp=exp), "corp-rs-2026-10") is Cause.CLOCK_SKEW
+    assert cause(token(rs, exp=exp + 1), "corp-rs-2026-10") is Cause.VALID
+    # psychic_signature: raw r‖s only, never DER.
+    es = {"alg": "ES256", "kid": "corp-es-2026"}
+    assert judge.token(token(es, P256_ORDER.to_bytes(32, "big") * 2), None, orders, ts, None)[1] == [
+        "psychic_signature"
+    ]
+    assert judge.token(token(es, encode_dss_signature(P256_ORDER, P256_ORDER)), None, orders, ts, None)[1] == []
+    # No fetch time: the service's declared TTL (edge-proxy 5 min), else the maximum (billing-legacy).
+    young = token(rs_new, service=edge)
+    assert cause(young, "corp-rs-2026-11", edge) is Cause.STALE_JWKS  # 200 s old
+    assert cause(young, "corp-rs-2026-11", edge, ts + 200_000) is Cause.VALID  # 400 s old
+    later = token(rs_new, service=billing, exp=ts // 1000 + 3 * 3600)
+    assert cause(later, "corp-rs-2026-11", billing, ts + 7_200_000) is Cause.STALE_JWKS  # 2 h old, max 24 h

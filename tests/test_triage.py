@@ -129,6 +129,9 @@ def test_json_structure(simulated_db: Path, capsys: pytest.CaptureFixture[str]) 
         assert step["action"] in ("added", "removed") and len(step["sparkline"]) == BUCKETS
     assert 1 <= len(data["read_first"]) <= 2
     datetime.fromisoformat(data["until"])
+    # inferred (stale_jwks from a cache TTL) apart from verified and reported
+    assert set(data["confidence"]) <= {"verified", "inferred", "reported"} and data["confidence"]["verified"] > 0
+    assert sum(data["confidence"].values()) == data["total"]["window"]
 
 
 def test_without_history_the_rotations_are_read_first(simulated_db: Path, capsys: pytest.CaptureFixture[str]) -> None:

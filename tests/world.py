@@ -162,6 +162,9 @@ def good_claims(at: datetime = T0, **changes: Any) -> dict[str, Any]:
 
 DROP = object()
 
+#: A JWE as DESIGN.md step 1 tells one: five segments, the header (RFC 7516 A.1's) names `enc`.
+JWE = "eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ.bbbb.cccc.dddd.eeee"
+
 _ALG_FOR = {"rsa": "RS256", "ec": "ES256", "ed": "EdDSA", "stg": "RS256", "rogue": "RS256"}
 
 

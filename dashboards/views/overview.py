@@ -92,10 +92,15 @@ cols[1].metric(
     delta_color="inverse",
     help=f"{', '.join(ROTATION_DAMAGE)}, without an attack label (unknown_kid is not rotation damage)",
 )
+inferred = view.confidence.get("inferred", 0)
 cols[2].metric(
     "Verified by jwtriage",
     f"{verified / total:.0%}" if total else "–",
-    help="Share of failures whose token jwtriage re-validated itself; the rest rely on the validator's message.",
+    f"{inferred / total:.0%} inferred" if total and inferred else None,
+    delta_color="off",
+    help="Share of failures whose token jwtriage re-validated itself; inferred: stale_jwks judged from a "
+    "service's JWKS cache TTL because it reports no fetch time (likely, not proven); the rest rely on the "
+    "validator's message.",
 )
 cols[3].metric("With an attack pattern", f"{attacks:,}", help="See Triage → Attacks for the patterns and advice.")
 

@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pipeline import queries
-from pipeline.causes import ROTATION_DAMAGE, cause_label, issuer_fault_text
+from pipeline.causes import ROTATION_DAMAGE, cause_label, confidence_text, issuer_fault_text
 from pipeline.commands.common import EXIT_BAD_INPUT, EXIT_OK, scenario_flags
 from pipeline.config import Config
 from pipeline.io.memory import ListSource, TimedRecord, interleave
@@ -203,6 +203,12 @@ def _print_causes(console: Console, con: Any) -> None:
         label = [cause_label(row["cause"])] if wide else []
         causes.add_row(row["cause"], *label, f"{row['events']:,}", f"{row['percent']}%", f"{row['verified']:,}")
     console.print(causes)
+    confidence = queries.confidence_counts(con)
+    console.print(f"Confidence: {confidence_text(confidence)}")
+    if any(r["confidence"] == "inferred" for r in confidence):
+        console.print(
+            "[dim]  inferred: stale_jwks judged from the service's JWKS cache TTL, as it reports no fetch time[/]"
+        )
 
 
 def _print_rotations(console: Console, con: Any) -> None:

@@ -29,7 +29,7 @@ from pipeline.commands.common import load_cli_config, parse_time_flag, store_pat
 from pipeline.config import Config, ServiceConfig
 from pipeline.engine.classify import Classifier, Verdict
 from pipeline.engine.keys import KeyTimeline
-from pipeline.engine.tokens import MalformedToken, fingerprint, parse, segment_count
+from pipeline.engine.tokens import EncryptedToken, MalformedToken, fingerprint, parse, segment_count
 from pipeline.errors import StoreError, UsageError
 from pipeline.explanation import (
     JWT_LIKE,
@@ -305,13 +305,13 @@ def _token_table(ctx: Context, token: str) -> Table:
     table.add_column("part", style="dim")
     table.add_column("name", style="bold")
     table.add_column("value")
-    if segment_count(token) == 5:
-        table.add_row("", "", "a JWE (5 segments): encrypted, not decoded")
-        return table
     problem = ""
     try:
         parsed = parse(token)
         header, claims = parsed.header, parsed.claims
+    except EncryptedToken:
+        table.add_row("", "", "a JWE (5 segments, its header names enc): encrypted, not decoded")
+        return table
     except MalformedToken as exc:
         header, claims = exc.header or {}, {}
         problem = f"does not parse: {exc.reason}"

@@ -150,6 +150,10 @@ class ServicePolicy:
     algorithms: frozenset[str]
     issuer_urls: frozenset[str]
     required_claims: frozenset[str]
+    #: each accepted issuer's own `algorithms`, by `iss` URL (the signing key's issuer decides)
+    issuer_algorithms: dict[str, frozenset[str]] = field(default_factory=dict)
+    #: how long the service's JWKS cache may live: its own `jwks_cache_ttl_seconds`, else the global maximum
+    cache_ttl: float = 86_400.0
 
 
 def quote(value: Any) -> str:
@@ -200,12 +204,19 @@ def check_key_and_signature(
     candidates, fitting = choices
     if findings.tracing:
         findings.note(_KEY_AND_SIGNATURE, kid=kid, candidates=candidates, tried=len(fitting), signer=None)
+    if not candidates and kid is None:
+        findings.add(
+            _KEY_AND_SIGNATURE,
+            Cause.BAD_SIGNATURE,
+            f"no kid, and no configured issuer ({', '.join(sorted(configured_urls))}) ever published "
+            f"a key {alg} can use, so nothing verifies it",
+        )
+        return None
     if not candidates:
-        what = f"kid {quote(kid)}" if kid is not None else f"no kid, and no {alg} key"
         findings.add(
             _KEY_AND_SIGNATURE,
             Cause.UNKNOWN_KID,
-            f"{what} was never published by any configured issuer ({', '.join(sorted(configured_urls))})",
+            f"kid {quote(kid)} was never published by any configured issuer ({', '.join(sorted(configured_urls))})",
         )
         return None
     if not fitting:
@@ -227,12 +238,19 @@ def check_key_and_signature(
                     Cause.ISSUER_MISMATCH,
                     f"signed by {key.issuer} (kid={key.kid}), an issuer {policy.service.name} does not accept",
                 )
+            elif alg not in policy.issuer_algorithms[key.issuer]:
+                findings.add(
+                    _KEY_AND_SIGNATURE,
+                    Cause.BAD_ALG,
+                    f"alg {alg} verifies with kid {key.kid} of {key.issuer}, but that issuer allows only "
+                    f"{sorted(policy.issuer_algorithms[key.issuer])}",
+                )
             return key
     if kid is None:
         findings.add(
             _KEY_AND_SIGNATURE,
-            Cause.UNKNOWN_KID,
-            f"no kid, and none of the {len(fitting)} configured {alg} keys verifies it",
+            Cause.BAD_SIGNATURE,
+            f"no kid, and none of the {len(fitting)} configured keys {alg} can use verifies it",
         )
     else:
         findings.add(
@@ -304,7 +322,9 @@ def check_times(
 ) -> float | None:
     """Step 6, at the event's time; returns the first failing claim's overshoot beyond the leeway, in seconds.
 
-    An overshoot of at most `window` (the skew window) is clock skew, else expired or not yet valid.
+    `exp` fails when ts >= exp + leeway (RFC 7519 §4.1.4: the time must be *before* exp, so an
+    overshoot of 0 fails); `nbf`/`iat` fail when the claim > ts + leeway. An overshoot of at most
+    `window` (the skew window) is clock skew, else expired or not yet valid.
     """
     now = ts.timestamp()
     leeway = service.leeway_seconds
@@ -316,11 +336,19 @@ def check_times(
         if not -_TIME_LIMIT <= raw <= _TIME_LIMIT:  # 10**400 is a number too
             raw = min(max(raw, -_TIME_LIMIT), _TIME_LIMIT)
         value = float(raw)
-        overshoot = now - (value + leeway) if claim == "exp" else value - (now + leeway)
-        if overshoot <= 0:
-            continue
+        if claim == "exp":
+            overshoot = now - (value + leeway)
+            if overshoot < 0:
+                continue
+        else:
+            overshoot = value - (now + leeway)
+            if overshoot <= 0:
+                continue
         skew = overshoot if skew is None else skew
-        when = _WHEN[claim].format(human_duration(overshoot + leeway))
+        if claim == "exp" and overshoot + leeway <= 0:  # ts == exp exactly, no leeway
+            when = "the token expires at the event's very second (it is valid only before exp)"
+        else:
+            when = _WHEN[claim].format(human_duration(overshoot + leeway))
         beyond = f"{human_duration(overshoot)} beyond {service.name}'s {leeway:g} s leeway"
         if overshoot <= window:
             findings.add(
@@ -355,13 +383,16 @@ def check_required_claims(claims: dict[str, Any], policy: ServicePolicy, finding
 
 
 def check_key_timing(
-    event: AuthFailureEvent, key: TimelineKey, timeline: KeyTimeline, max_cache_ttl: float, findings: Findings
+    event: AuthFailureEvent, key: TimelineKey, timeline: KeyTimeline, policy: ServicePolicy, findings: Findings
 ) -> None:
     """Step 8: was the signing key published, still published, and in the service's JWKS cache at the event's time?
 
-    Without the service's JWKS fetch time on the event, a key younger than `max_cache_ttl`
-    (and not there from the issuer's first snapshot) may be missing from the cache.
+    Without the service's JWKS fetch time on the event, a key younger than the service's cache
+    TTL (`policy.cache_ttl`: its `jwks_cache_ttl_seconds`, else `max_jwks_cache_ttl_seconds`), and
+    not there from the issuer's first snapshot, may be missing from the cache: a guess, which
+    the classifier labels `inferred`.
     """
+    cache_ttl = policy.cache_ttl
     ts, fetched, service = event.ts, event.service_jwks_fetched_at, event.service
     removed: datetime | None = None
     published: datetime | None = None
@@ -394,13 +425,19 @@ def check_key_timing(
                     f"({human_duration((ts - fetched).total_seconds())} before the event), but kid {key.kid} "
                     f"was first published at {stamp(published)} ({human_duration(age)} before the event)",
                 )
-        elif age < max_cache_ttl and timeline.is_young(key):
+        elif age < cache_ttl and timeline.is_young(key):
+            ttl = (
+                f"{service}'s {human_duration(cache_ttl)} JWKS cache TTL"
+                if policy.service.jwks_cache_ttl_seconds is not None
+                else f"the {human_duration(cache_ttl)} a JWKS cache may live ({service} declares no TTL)"
+            )
             findings.add(
                 _KEY_TIMING,
                 Cause.STALE_JWKS,
                 f"kid {key.kid} of {key.issuer} was first published only {human_duration(age)} before the event, "
-                f"within the {human_duration(max_cache_ttl)} a JWKS cache may live "
-                f"({service} does not report its fetch time)",
+                f"within {ttl}; inferred, as {service} does not report its fetch time",
             )
     if findings.tracing:
-        findings.note(_KEY_TIMING, key=key, fetched=fetched, removed=removed, published=published, age=age)
+        findings.note(
+            _KEY_TIMING, key=key, fetched=fetched, removed=removed, published=published, age=age, cache_ttl=cache_ttl
+        )

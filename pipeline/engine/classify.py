@@ -37,13 +37,13 @@ from pipeline.engine.checks import (
     check_times,
 )
 from pipeline.engine.keys import KeyTimeline, TimelineKey
-from pipeline.engine.reported import match_reported
+from pipeline.engine.reported import judge_reported
 from pipeline.engine.tokens import (
+    EncryptedToken,
     MalformedToken,
     ParsedToken,
     fingerprint,
     parse,
-    segment_count,
     to_json,
 )
 from pipeline.engine.validate import SignatureCache, fits, is_psychic
@@ -55,6 +55,7 @@ PARSE_CACHE_SIZE = 5_000
 # Enum members read for every event, as module constants: on Python 3.11 a member lookup
 # (`Cause.VALID`) costs about 0.08 µs, the price of a whole check.
 _VALID, _VERIFIED, _REPORTED, _REPORTED_STEP = Cause.VALID, Confidence.VERIFIED, Confidence.REPORTED, Step.REPORTED
+_STALE, _INFERRED = Cause.STALE_JWKS, Confidence.INFERRED
 _KID_INJECTION_MARKERS = ("../", "/dev/", "'", '"', ";", "|", "`", "$", "\x00")
 _KID_INJECTION = re.compile("|".join(re.escape(marker) for marker in _KID_INJECTION_MARKERS))
 
@@ -157,6 +158,10 @@ class Classifier:
                 frozenset(a for n in s.issuers for a in config.issuer_by_name(n).algorithms),
                 frozenset(config.issuer_by_name(n).issuer for n in s.issuers),
                 frozenset(s.required_claims),
+                {config.issuer_by_name(n).issuer: frozenset(config.issuer_by_name(n).algorithms) for n in s.issuers},
+                s.jwks_cache_ttl_seconds
+                if s.jwks_cache_ttl_seconds is not None
+                else config.classify.max_jwks_cache_ttl_seconds,
             )
             for s in config.services
         }
@@ -173,12 +178,12 @@ class Classifier:
         if policy is None:
             raise KeyError(f"service {event.service!r} is not in the config")
         if token is None:
-            return self._from_reported(event)
+            return self._from_reported(event, policy)
         parsed = self._parse(token)
         if isinstance(parsed, ParsedToken):
             return self._judge(event, parsed, policy, trace)
-        # A JWE never parses (5 segments, not 3), so it is told apart only among the failures.
-        if segment_count(token) == 5:
+        # A JWE never parses (5 segments, not 3): `parse` tells it apart by its header's `enc`.
+        if isinstance(parsed, EncryptedToken):
             detail = (
                 "The token is a JWE (5 segments): encrypted, so jwtriage cannot read or verify it; "
                 "check that the service expects encrypted tokens."
@@ -236,7 +241,7 @@ class Classifier:
         except MalformedToken as exc:
             # Kept as a fresh exception: the raised one holds its traceback, whose frames hold
             # their callers' frames and locals, i.e. the whole batch, for as long as it is cached.
-            result = MalformedToken(exc.reason, exc.header)
+            result = type(exc)(exc.reason, exc.header)
         self._parsed[token] = result
         if len(self._parsed) > PARSE_CACHE_SIZE:
             self._parsed.popitem(last=False)
@@ -244,9 +249,16 @@ class Classifier:
 
     # -- the two short paths ---------------------------------------------------------------
 
-    def _from_reported(self, event: AuthFailureEvent) -> Verdict:
-        row = match_reported(event.reported_error)
-        cause = row.cause if row is not None else Cause.UNVERIFIABLE
+    def _from_reported(self, event: AuthFailureEvent, policy: ServicePolicy) -> Verdict:
+        """No token: the rejecting validator's message is the evidence (`reported.judge_reported`).
+
+        Where the message states the failing time, the overshoot beyond the service's leeway
+        splits clock_skew from expired / not_yet_valid as for a token, and is `skew_seconds`.
+        """
+        judged = judge_reported(
+            event.reported_error, event.ts, policy.service.leeway_seconds, self.settings.skew_window_seconds
+        )
+        cause, row = judged.cause, judged.row
         why = "no token was sampled for it" if event.token_sha256 else "it carried no token"
         if row is None:
             detail = (
@@ -254,8 +266,10 @@ class Classifier:
                 "sample the token to get a verified cause."
             )
         else:
+            facts = judged.detail_facts[1:]  # the first only repeats the row's own cause
+            stated = f": {'; '.join(facts)}" if facts else ""
             detail = (
-                f"Reported as {cause.value} by the rejecting validator (a {row.validator} message; {why}); "
+                f"Reported as {cause.value} by the rejecting validator (a {row.validator} message; {why}){stated}; "
                 "not verified by jwtriage: sample the token to confirm."
             )
         valid = cause is _VALID
@@ -265,6 +279,7 @@ class Classifier:
                 cause=cause,
                 confidence=_REPORTED,
                 findings=[] if valid else [cause],
+                skew_seconds=judged.skew_seconds,
                 detail=detail,
             ),
             fingerprint=event.token_sha256.lower() if event.token_sha256 else None,
@@ -320,17 +335,19 @@ class Classifier:
         skew = check_times(claims, event.ts, service, self.settings.skew_window_seconds, findings)
         check_required_claims(claims, policy, findings)
         if key is not None:
-            check_key_timing(event, key, self.timeline, self.settings.max_jwks_cache_ttl_seconds, findings)
+            check_key_timing(event, key, self.timeline, policy, findings)
         elif trace is not None:
             trace.skip(Step.KEY_TIMING, "not checked: no configured key verified the signature")
 
         # Key timing is checked last, so it is the cause only when nothing else failed.
         cause = findings.causes[0] if findings.causes else _VALID
+        # stale_jwks without the service's fetch time rests on its cache TTL: a guess (DESIGN.md `confidence`).
+        guessed = cause is _STALE and event.service_jwks_fetched_at is None
         return Verdict(
             _classification(
                 event_id=event.event_id,
                 cause=cause,
-                confidence=_VERIFIED,
+                confidence=_INFERRED if guessed else _VERIFIED,
                 attacks=attacks,
                 findings=findings.causes,  # validation copies it
                 issuer=key.issuer if key is not None else None,
@@ -381,8 +398,9 @@ class Classifier:
         else:
             candidates = [k for k in self.timeline.keys_with_kid(kid) if k.issuer in self._configured_urls]
         fitting = [k for k in candidates if fits(alg, k)]
-        if len(fitting) > 1:
-            fitting.sort(key=lambda k: k.issuer not in policy.issuer_urls)
+        if len(fitting) > 1:  # the service's issuers first, those that allow the alg before those that do not
+            allowed = policy.issuer_algorithms
+            fitting.sort(key=lambda k: (k.issuer not in allowed, alg not in allowed.get(k.issuer, ())))
         if cache_key is not None and candidates:
             self._choices[cache_key] = (candidates, fitting)
         return candidates, fitting

@@ -40,6 +40,10 @@ class MalformedToken(JwtriageError, ValueError):
         self.header = header
 
 
+class EncryptedToken(MalformedToken):
+    """A JWE: five segments whose header has `enc` (RFC 7516 §9); encrypted, so nothing in it can be judged."""
+
+
 @dataclass(slots=True)
 class ParsedToken:
     """A compact JWS split into its parts, decoded but not trusted; read-only by convention.
@@ -175,6 +179,8 @@ def parse(token: str) -> ParsedToken:
         raise MalformedToken(f"the token is longer than {MAX_TOKEN_BYTES} bytes")
     parts = raw.split(b".")
     if len(parts) != 3:
+        if len(parts) == 5:
+            _five_segments(parts[0])
         raise MalformedToken(f"a compact JWS has 3 segments, this has {len(parts)}")
     header_b64, payload_b64, signature_b64 = parts
     header, alg, header_json = _header(header_b64)
@@ -200,6 +206,17 @@ def parse(token: str) -> ParsedToken:
     )
 
 
+def _five_segments(header_b64: bytes) -> None:
+    """A five-segment token: an `EncryptedToken` when its header has `enc` (a JWE), else malformed."""
+    try:
+        header, _ = _json_object(b64url_decode(header_b64), "header")
+    except MalformedToken as exc:
+        raise MalformedToken(f"a compact JWS has 3 segments, this has 5 and {exc.reason}") from None
+    if "enc" in header:
+        raise EncryptedToken("a JWE (5 segments, its header names enc): encrypted", header)
+    raise MalformedToken("a compact JWS has 3 segments, this has 5 but its header has no enc: not a JWE either", header)
+
+
 #: header segment → (header, alg, header JSON) of the headers that parsed; see `_header`.
 _HEADERS: dict[bytes, tuple[dict[str, Any], str, str]] = {}
 
@@ -219,6 +236,11 @@ def _header(segment: bytes) -> tuple[dict[str, Any], str, str]:
     alg = header.get("alg")
     if not isinstance(alg, str):
         raise MalformedToken("the header's alg is missing or not a string", header)
+    if "crit" in header:
+        # jwtriage understands no JWS extension, so RFC 7515 §4.1.11 makes the token invalid.
+        raise MalformedToken(
+            "the header has crit, naming extensions jwtriage does not understand (RFC 7515 §4.1.11)", header
+        )
     known = (header, alg, to_json(header, by_orjson))
     if len(segment) <= HEADER_CACHE_MAX_BYTES:
         if len(_HEADERS) >= HEADER_CACHE_SIZE:

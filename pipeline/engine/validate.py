@@ -78,10 +78,18 @@ def fits(alg: str, key: TimelineKey) -> bool:
     return not spec.curves or key.crv in spec.curves
 
 
+#: The raw r‖s length (RFC 7518 §3.4) of each ES* signature: 64, 96 or 132 bytes.
+RAW_SIGNATURE_BYTES = {alg: 2 * ALGORITHMS[alg].coordinate_bytes for alg in CURVE_ORDERS}
+
+
 def is_psychic(alg: str, signature: bytes) -> bool:
-    """An ECDSA signature whose r or s is 0 or not below the curve order (CVE-2022-21449)."""
+    """A raw r‖s ECDSA signature whose r or s is 0 or not below the curve order (CVE-2022-21449).
+
+    Only a signature of exactly the raw length for its alg is read as r‖s: anything else
+    (a DER-encoded signature, whatever its length's parity) is just a bad signature.
+    """
     order = CURVE_ORDERS.get(alg)
-    if order is None or not signature or len(signature) % 2:
+    if order is None or len(signature) != RAW_SIGNATURE_BYTES[alg]:
         return False
     half = len(signature) // 2
     r = int.from_bytes(signature[:half], "big")

@@ -32,6 +32,7 @@ from pipeline.queries.events import (
 from pipeline.queries.failures import (
     cause_counts,
     cause_counts_vs_previous,
+    confidence_counts,
     failures_over_time,
     failures_per_bucket,
     first_event,
@@ -71,6 +72,7 @@ __all__ = [
     "cache_lifetime_by_service_issuer",
     "cause_counts",
     "cause_counts_vs_previous",
+    "confidence_counts",
     "dead_letter_counts",
     "dead_letters_in",
     "dead_letters_received",

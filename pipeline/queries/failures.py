@@ -51,6 +51,21 @@ def cause_counts(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) 
     )
 
 
+def confidence_counts(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) -> list[dict[str, Any]]:
+    """Events per confidence (`verified`, `inferred`, `reported`), with the share of all events in the filter.
+
+    Every surface shows `inferred` (stale_jwks resting on a cache TTL, not a fetch time) apart from `verified`.
+    """
+    where, params = filters.where()
+    return rows(
+        con,
+        f"""SELECT confidence, count(*) AS events, round(100.0 * count(*) / sum(count(*)) OVER (), 1) AS percent
+            FROM classifications WHERE {where}
+            GROUP BY confidence ORDER BY events DESC, confidence""",
+        params,
+    )
+
+
 def cause_counts_vs_previous(con: duckdb.DuckDBPyConnection, filters: Filters) -> list[dict[str, Any]]:
     """Per cause: events in the filter's window and in the window of the same length just before it.
 

@@ -366,7 +366,8 @@ def key_hygiene(con: duckdb.DuckDBPyConnection, since: datetime, until: datetime
                                     FILTER (WHERE try_cast(c.token_claims->>'iat' AS DOUBLE) <= epoch(c.ts)))
                            AS last_signed
                 FROM keys k JOIN classifications c
-                  ON c.key_thumbprint = k.thumbprint AND c.issuer = k.issuer AND c.confidence = 'verified'
+                  ON c.key_thumbprint = k.thumbprint AND c.issuer = k.issuer
+                     AND c.confidence IN ('verified', 'inferred')
                 GROUP BY k.issuer, k.thumbprint
             )
             SELECT k.issuer, k.kid, k.thumbprint, k.kty, k.crv, k.first_seen, k.last_seen, k.removed_at,

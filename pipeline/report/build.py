@@ -9,7 +9,15 @@ from typing import Any
 import duckdb
 
 from pipeline import queries
-from pipeline.causes import CAUSES, ROTATION_DAMAGE, Cause, cause_label, finding_remediation, issuer_fault_text
+from pipeline.causes import (
+    CAUSES,
+    ROTATION_DAMAGE,
+    Cause,
+    cause_label,
+    confidence_text,
+    finding_remediation,
+    issuer_fault_text,
+)
 from pipeline.report.model import (
     DEFAULT_MAX_KEY_AGE,
     DEFAULT_MAX_TOKEN_LIFETIME,
@@ -191,6 +199,12 @@ def _summary(
         f"{report.previous_events:,} the week before); {100 * verified / report.events:.0f}% verified "
         "(the token itself re-validated)."
     )
+    confidence = queries.confidence_counts(con, window)
+    if any(r["confidence"] == "inferred" for r in confidence):
+        lines.append(
+            f"Confidence: {confidence_text(confidence)}; inferred = stale_jwks judged from a service's JWKS cache "
+            "TTL because it reports no fetch time (likely, not proven)."
+        )
     top = [r for r in causes if r["events"]][:3]
     lines.append(
         "Top causes: "

@@ -90,6 +90,13 @@ class ServiceSpec:
     # The issuer whose rotation the cache phase is drawn against, and where in the
     # possible stale stretch the first refresh after the publication falls.
     anchor: tuple[str, float, float] | None
+    # Whether the config declares its cache TTL (`jwks_cache_ttl_seconds`) to jwtriage.
+    ttl_declared: bool = True
+
+    @property
+    def judged_ttl_s(self) -> int:
+        """The cache TTL a key's age is judged by when the service reports no fetch time (DESIGN.md step 8)."""
+        return self.ttl_s if self.ttl_declared else MAX_JWKS_CACHE_TTL_SECONDS
 
 
 SERVICES: tuple[ServiceSpec, ...] = (
@@ -119,6 +126,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
         "billing-legacy", ("corp",), "api://billing", 0, ("exp", "sub"), parties=None,
         ttl_s=24 * 3600, refresh_on_unknown_kid=False, fetch_time="absent", style="dotnet",
         utc_offset_min=60, traffic=0.08, anchor=("corp", 0.45, 0.75),
+        ttl_declared=False,  # nobody documented the legacy service's cache: jwtriage assumes the maximum
     ),
     ServiceSpec(
         "reports-api", ("corp", "partner"), "api://reports", 10, ("exp",), parties=None,

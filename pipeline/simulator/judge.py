@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.models import Attack, Cause
-from pipeline.simulator.cast import ISSUER_BY_NAME, MAX_JWKS_CACHE_TTL_SECONDS, SKEW_WINDOW_SECONDS, ServiceSpec
+from pipeline.simulator.cast import ISSUER_BY_NAME, SKEW_WINDOW_SECONDS, ServiceSpec
 from pipeline.simulator.clock import SECOND
 from pipeline.simulator.keys import P256_ORDER, load_keys, strict_b64, strict_object
 
@@ -85,7 +85,24 @@ def _fits(alg: str, key: SeenKey) -> bool:
     return spec is not None and spec[0] == key.kty and (not spec[1] or key.crv in spec[1])
 
 
-def _attacks(header: dict[str, Any], signature: bytes) -> list[str]:
+#: ES* alg → (raw r‖s signature length, curve order) (RFC 7518 §3.4; FIPS 186-4 D.1.2).
+_RAW_ECDSA: dict[str, tuple[int, int]] = {
+    "ES256": (64, P256_ORDER),
+    "ES384": (
+        96,
+        int("FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973", 16),
+    ),
+    "ES512": (
+        132,
+        int(
+            "01FF" + "FFFFFFFF" * 7 + "FFFFFFFA51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409",
+            16,
+        ),
+    ),
+}
+
+
+def _attacks(header: dict[str, Any], signature: bytes | None) -> list[str]:
     """Every attack label of DESIGN.md that applies (every service here publishes asymmetric keys)."""
     found: set[Attack] = set()
     alg = header.get("alg")
@@ -94,9 +111,11 @@ def _attacks(header: dict[str, Any], signature: bytes) -> list[str]:
             found.add(Attack.ALG_NONE)
         if alg.upper().startswith("HS"):
             found.add(Attack.KEY_CONFUSION)
-        if alg == "ES256" and len(signature) == 64:
-            r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-            if min(r, s) == 0 or max(r, s) >= P256_ORDER:
+        raw = _RAW_ECDSA.get(alg)  # only the raw r‖s length is read as (r, s): never a DER signature
+        if raw is not None and signature is not None and len(signature) == raw[0]:
+            half = raw[0] // 2
+            r, s = int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
+            if min(r, s) == 0 or max(r, s) >= raw[1]:
                 found.add(Attack.PSYCHIC_SIGNATURE)
     if "jwk" in header:
         found.add(Attack.JWK_INJECTION)
@@ -106,6 +125,10 @@ def _attacks(header: dict[str, Any], signature: bytes) -> list[str]:
     if isinstance(kid, str) and any(marker in kid for marker in _KID_INJECTION_MARKERS):
         found.add(Attack.KID_INJECTION)
     return [a.value for a in Attack if a in found]
+
+
+#: A parsed token (header, claims, alg, attacks), or a parse failure's (cause, attacks).
+_Parsed = tuple[dict[str, Any], dict[str, Any], str, list[str]] | tuple[Cause, list[str]]
 
 
 class Judge:
@@ -118,7 +141,7 @@ class Judge:
 
     def __init__(self, timeline: Timeline) -> None:
         self.timeline = timeline
-        self._parsed: dict[str, Cause | tuple[dict[str, Any], dict[str, Any], str, list[str]]] = {}
+        self._parsed: dict[str, _Parsed] = {}
 
     def token(
         self, text: str, signer: str | None, service: ServiceSpec, ts: int, fetched: int | None
@@ -127,32 +150,42 @@ class Judge:
         parsed = self._parsed.get(text)
         if parsed is None:
             parsed = self._parsed[text] = self._parse(text)
-        if isinstance(parsed, Cause):
-            return parsed, []
+        if isinstance(parsed[0], Cause):
+            return parsed[0], parsed[1]
         header, claims, alg, attacks = parsed
         key = self._key(header, alg, signer, service)
         if isinstance(key, Cause):
             return key, attacks
         cause = self._claims(claims, service, ts)
-        return (cause if cause is not None else self._timing(key, ts, fetched)), attacks
+        return (cause if cause is not None else self._timing(key, ts, fetched, service.judged_ttl_s)), attacks
 
     @staticmethod
-    def _parse(text: str) -> Cause | tuple[dict[str, Any], dict[str, Any], str, list[str]]:
-        """Step 1 (parse), done once per token: (header, claims, alg, attacks), else the cause."""
+    def _parse(text: str) -> _Parsed:
+        """Step 1 (parse), done once per token: (header, claims, alg, attacks), else (cause, attacks)."""
         parts = text.split(".")
-        if len(parts) == 5:
-            return Cause.UNVERIFIABLE
+        if len(parts) == 5:  # a JWE only when its header names `enc`
+            try:
+                return (Cause.UNVERIFIABLE if "enc" in strict_object(parts[0]) else Cause.MALFORMED), []
+            except (ValueError, UnicodeDecodeError):
+                return Cause.MALFORMED, []
         if len(parts) != 3:
-            return Cause.MALFORMED
+            return Cause.MALFORMED, []
         try:
             header = strict_object(parts[0])
+        except (ValueError, UnicodeDecodeError):
+            return Cause.MALFORMED, []
+        try:
             claims = strict_object(parts[1])
             signature = strict_b64(parts[2])
         except (ValueError, UnicodeDecodeError):
-            return Cause.MALFORMED
+            return Cause.MALFORMED, _attacks(header, None)
         alg = header.get("alg")
-        if not isinstance(alg, str) or any(c in claims and not _is_number(claims[c]) for c in _TIME_CLAIMS):
-            return Cause.MALFORMED
+        if (
+            not isinstance(alg, str)
+            or "crit" in header  # RFC 7515 §4.1.11: no extension is understood here
+            or any(c in claims and not _is_number(claims[c]) for c in _TIME_CLAIMS)
+        ):
+            return Cause.MALFORMED, _attacks(header, None)
         return header, claims, alg, _attacks(header, signature)
 
     def _key(self, header: dict[str, Any], alg: str, signer: str | None, service: ServiceSpec) -> SeenKey | Cause:
@@ -163,17 +196,28 @@ class Judge:
         if alg not in allowed:
             return Cause.BAD_ALG
         kid = header.get("kid")
-        candidates = self.timeline.by_kid.get(kid, []) if isinstance(kid, str) else []
-        if candidates and not any(_fits(alg, k) for k in candidates):
-            return Cause.BAD_ALG
-        # 3. Key and signature against every configured issuer's keys, removed ones included.
-        if not candidates:
-            return Cause.UNKNOWN_KID
-        key = next((k for k in candidates if _fits(alg, k) and k.kid == signer), None)
+        if kid is None:
+            # 3, without a kid: tried against every key that fits the alg (the service's issuers
+            # first, those allowing the alg first); none verifies → bad_signature.
+            def rank(k: SeenKey) -> tuple[bool, bool]:
+                return k.issuer not in service.issuers, alg not in ISSUER_BY_NAME[k.issuer].algorithms
+
+            signers = [k for keys in self.timeline.by_kid.values() for k in keys if _fits(alg, k) and k.kid == signer]
+            key = min(signers, key=rank, default=None)
+        else:
+            candidates = self.timeline.by_kid.get(kid, []) if isinstance(kid, str) else []
+            if candidates and not any(_fits(alg, k) for k in candidates):
+                return Cause.BAD_ALG
+            # 3. Key and signature against every configured issuer's keys, removed ones included.
+            if not candidates:
+                return Cause.UNKNOWN_KID
+            key = next((k for k in candidates if _fits(alg, k) and k.kid == signer), None)
         if key is None:
             return Cause.BAD_SIGNATURE
         if key.issuer not in service.issuers:
             return Cause.ISSUER_MISMATCH
+        if alg not in ISSUER_BY_NAME[key.issuer].algorithms:  # the signing key's issuer's own policy
+            return Cause.BAD_ALG
         return key
 
     @staticmethod
@@ -192,8 +236,9 @@ class Judge:
             if claim not in claims:
                 continue
             value = claims[claim] * SECOND
+            # exp fails at ts >= exp + leeway (RFC 7519: the time must be before exp); nbf/iat past ts + leeway.
             overshoot = ts - (value + leeway) if claim == "exp" else value - (ts + leeway)
-            if overshoot > 0:
+            if overshoot > 0 or (overshoot == 0 and claim == "exp"):
                 if overshoot <= SKEW_WINDOW_SECONDS * SECOND:
                     return Cause.CLOCK_SKEW
                 return Cause.EXPIRED if claim == "exp" else Cause.NOT_YET_VALID
@@ -201,8 +246,12 @@ class Judge:
             return Cause.MISSING_CLAIM
         return None
 
-    def _timing(self, key: SeenKey, ts: int, fetched: int | None) -> Cause:
-        """Step 8: key timing, from the snapshots as emitted; VALID when nothing is wrong."""
+    def _timing(self, key: SeenKey, ts: int, fetched: int | None, ttl_s: int) -> Cause:
+        """Step 8: key timing, from the snapshots as emitted; VALID when nothing is wrong.
+
+        Without a fetch time, a key younger than the service's cache TTL (`ttl_s`: its declared
+        one, else the global maximum) and not there from the issuer's first snapshot is stale.
+        """
         if key.first_seen > ts:
             return Cause.UNPUBLISHED_KEY
         if key.removed_at is not None and key.removed_at <= ts:
@@ -210,9 +259,6 @@ class Judge:
         if fetched is not None:
             if fetched < key.first_seen:
                 return Cause.STALE_JWKS
-        elif (
-            ts - key.first_seen < MAX_JWKS_CACHE_TTL_SECONDS * SECOND
-            and key.first_seen > self.timeline.earliest[key.issuer]
-        ):
+        elif ts - key.first_seen < ttl_s * SECOND and key.first_seen > self.timeline.earliest[key.issuer]:
             return Cause.STALE_JWKS
         return Cause.VALID

@@ -18,7 +18,7 @@ def config_toml(seed: int) -> str:
     """A complete jwtriage config (DESIGN.md contract) naming every issuer and service."""
     lines = [
         f"# jwtriage config for the simulated key-rotation scenario (pipeline/simulator, seed {seed}).",
-        "# The JWKS cache notes are the simulator's, for people; jwtriage does not read them.",
+        "# The JWKS cache notes are the simulator's, for people; jwtriage reads only jwks_cache_ttl_seconds.",
         "",
         "[classify]",
         f"skew_window_seconds = {SKEW_WINDOW_SECONDS}",
@@ -41,9 +41,10 @@ def config_toml(seed: int) -> str:
         )
         ttl = f"{service.ttl_s // 3600} h" if service.ttl_s >= 3600 else f"{service.ttl_s // 60} min"
         reports = "reports" if service.fetch_time == "reported" else "does not report"
+        declared = "" if service.ttl_declared else " (TTL not declared to jwtriage)"
         lines += [
             "",
-            f"# JWKS cache: TTL {ttl}, {refresh}; {reports} its fetch time.",
+            f"# JWKS cache: TTL {ttl}, {refresh}; {reports} its fetch time{declared}.",
             "[[services]]",
             f'name = "{service.name}"',
             f"issuers = {_toml_list(service.issuers)}",
@@ -53,6 +54,8 @@ def config_toml(seed: int) -> str:
         ]
         if service.parties is not None:
             lines.append(f"authorized_parties = {_toml_list(service.parties)}")
+        if service.ttl_declared:
+            lines.append(f"jwks_cache_ttl_seconds = {service.ttl_s}")
     return "\n".join(lines) + "\n"
 
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pipeline.simulator.cast import (
     CLIENT_BY_NAME,
     LONG_LIVED,
-    MAX_JWKS_CACHE_TTL_SECONDS,
     ORDINARY,
     SERVICE_BY_NAME,
     SERVICES,
@@ -321,7 +320,7 @@ class Planner:
         refresh = self.world.first_fetch_after(service.name, seen) or self.world.end
         end = min(refresh, self.world.end)
         if service.fetch_time != "reported":
-            end = min(end, seen + MAX_JWKS_CACHE_TTL_SECONDS * SECOND)  # DESIGN.md's heuristic horizon
+            end = min(end, seen + service.judged_ttl_s * SECOND)  # DESIGN.md's heuristic horizon
         if end <= begin:
             return []
         return [_interval(service, client, new, begin, end, since) for client in clients]

@@ -179,7 +179,9 @@ class EventWriter:
             intended = cause
         else:
             cause, attacks = self.judge.token(token.text, token.signer, service, plan.ts, fetched)
-            truth = _truth(event_id, cause, attacks, "verified", label)
+            # stale_jwks without the service's fetch time rests on its cache TTL: DESIGN.md's `inferred`.
+            confidence = "inferred" if cause is Cause.STALE_JWKS and fetched is None else "verified"
+            truth = _truth(event_id, cause, attacks, confidence, label)
         value = json.dumps(event, separators=(",", ":")).encode()
         return Built(Record(service.name, value, dt(plan.ts)), truth, intended)
 

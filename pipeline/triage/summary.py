@@ -112,6 +112,7 @@ class Summary:
     spikes: list[Spike] = field(default_factory=list)
     rotations: list[dict[str, Any]] = field(default_factory=list)
     attacks: list[dict[str, Any]] = field(default_factory=list)
+    confidence: list[dict[str, Any]] = field(default_factory=list)  # events per confidence in the window
     read_first: list[str] = field(default_factory=list)
     message: str | None = None
     store: str = ""
@@ -179,6 +180,7 @@ class Summary:
             ],
             "rotations": self.rotations,
             "attacks": self.attacks,
+            "confidence": {row["confidence"]: row["events"] for row in self.confidence},
             "read_first": self.read_first,
         }
 
@@ -210,6 +212,7 @@ def summarize(
     here = queries.Filters(summary.since, summary.until, services)
     summary.total = queries.total_events(con, here)
     summary.causes = queries.cause_counts(con, here)
+    summary.confidence = queries.confidence_counts(con, here)
     for name, shift in (("previous", window), ("day_before", timedelta(days=1)), ("week_before", timedelta(days=7))):
         summary.comparisons.append(
             _comparison(con, name, summary.since - shift, summary.until - shift, first, services)

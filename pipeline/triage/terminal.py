@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from pipeline.causes import cause_label
+from pipeline.causes import cause_label, confidence_text
 from pipeline.text import sparkline, utc_text
 from pipeline.triage.sentences import baseline_label, client_text
 from pipeline.triage.summary import BUCKETS, SPIKE_MIN_EVENTS, SPIKE_RATIO, Summary, clock, span
@@ -30,7 +30,8 @@ def render(console: Console, summary: Summary) -> None:
     compared = "  ".join(
         f"{_COMPARISON_LABEL[c.name](length)}: {c.shown(c.total if c.usable else None)}" for c in summary.comparisons
     )
-    console.print(f"{summary.total:,} failures  ({compared})  [dim]times UTC[/]\n")
+    console.print(f"{summary.total:,} failures  ({compared})  [dim]times UTC[/]")
+    console.print(f"[dim]confidence: {confidence_text(summary.confidence)}[/]\n")
 
     console.print("[bold]Read first[/]")
     for n, line in enumerate(summary.read_first, 1):
