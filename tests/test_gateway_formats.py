@@ -23,7 +23,7 @@ from pipeline.engine.reported import cause_from_reported
 from pipeline.errors import ConfigError, UsageError
 from pipeline.io.formats import GATEWAY_FORMATS, event_decoder, known_formats
 from pipeline.metrics import Metrics
-from pipeline.models import AuthFailureEvent
+from pipeline.models import AuthFailureEvent, Cause
 from pipeline.records import Envelope, Position, RecordError, RecordKind
 from pipeline.runner import Pipeline
 from tests.gateway_world import GATEWAYS, REJECTIONS, istio_day, istio_line, write_config
@@ -345,3 +345,23 @@ _CONFIG = Config.model_validate(
         "services": [{"name": "s", "issuers": ["corp"], "audience": "a", "hosts": ["httpbin", "localhost"]}],
     }
 )
+
+
+def test_nginx_rejections_read_as_the_cause_their_message_names(config: Config) -> None:
+    """The auth_jwt messages of the fixture (kjdev/nginx-auth-jwt's own test suite) through the reported table."""
+
+    nginx = event_decoder("nginx", config)
+    causes = []
+    for line in fixture_lines("nginx.log"):
+        try:
+            event = nginx(line, 1 << 20)
+        except RecordError:
+            continue
+        if event is not None:
+            causes.append(cause_from_reported(event.reported_error))
+    assert causes == [
+        Cause.BAD_SIGNATURE,  # signature validate failure: kid="test1"
+        Cause.UNVERIFIABLE,  # token was not provided: says nothing about a token
+        Cause.MISSING_CLAIM,  # missing claim: sub
+        Cause.UNVERIFIABLE,  # "unacceptable algorithm: equals expected=..." is not in the module's current source
+    ]

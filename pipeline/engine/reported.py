@@ -123,6 +123,7 @@ GO_OIDC = "go-oidc"  # coreos/go-oidc, also what oauth2-proxy reports
 KEYCLOAK = "keycloak"
 GOTRUE = "gotrue"
 JOSERFC = "joserfc"
+NGINX = "nginx-auth-jwt"  # kjdev/nginx-auth-jwt, the open module with NGINX Plus's auth_jwt directives
 NIMBUS = "nimbus-jose-jwt"  # Nimbus on its own (DefaultJWTProcessor); wrapped by Spring, its rows are SPRING's
 JWKS_RSA = "jwks-rsa"  # auth0/node-jwks-rsa, the key callback behind jsonwebtoken
 
@@ -167,6 +168,7 @@ _NIMBUS_CLAIMS_SRC = (
     "Nimbus JOSE+JWT com/nimbusds/jwt/proc/DefaultJWTClaimsVerifier.java (GitHub mirror Mu-L/nimbus-jose-jwt)"
 )
 _KONG_HANDLER_SRC = "Kong/kong kong/plugins/jwt/handler.lua"
+_NGINX_SRC = "kjdev/nginx-auth-jwt src/ngx_http_auth_jwt_module.c"
 _KONG_PARSER_SRC = "Kong/kong kong/plugins/jwt/jwt_parser.lua (errors table, sent as the JSON body)"
 _KEYFUNC_SRC = (
     "MicahParks/jwkset storage.go (ErrKeyNotFound, kid %q) + MicahParks/keyfunc keyfunc.go "
@@ -430,6 +432,90 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
     _row(JOSE, r"\bERR_JWKS_NO_MATCHING_KEY\b", Cause.UNKNOWN_KID, "ERR_JWKS_NO_MATCHING_KEY", _JOSE_ERRORS_SRC),
     _row(JOSE, r"\bERR_JW[ST]_INVALID\b", Cause.MALFORMED, "ERR_JWS_INVALID", _JOSE_ERRORS_SRC),
     # ---- 2. Messages that embed values taken from the token --------------------------------
+    # NGINX auth_jwt (kjdev/nginx-auth-jwt): every message starts "auth_jwt: rejected due to", which no
+    # other validator writes; "missing signature key or signature validate failure" names two causes
+    # (no key for the kid, or a bad signature) and gets no row.
+    _row(
+        NGINX,
+        # the kid follows as `kid="..."`, a logfmt field that normalisation masks before any row is searched
+        r"\bauth_jwt: rejected due to signature validate failure: kid=",
+        Cause.BAD_SIGNATURE,
+        'auth_jwt: rejected due to signature validate failure: kid="test1"',
+        _NGINX_SRC,
+    ),
+    _row(
+        NGINX,
+        r"\bauth_jwt: rejected due to token expired\b",
+        Cause.EXPIRED,
+        "auth_jwt: rejected due to token expired: exp=1763894400: greater than expected=1763894530 actual=1763894400",
+        _NGINX_SRC,
+    ),
+    _row(
+        NGINX,
+        r"\bauth_jwt: rejected due to none algorithm\b",
+        Cause.BAD_ALG,
+        "auth_jwt: rejected due to none algorithm",
+        _NGINX_SRC,
+    ),
+    _row(
+        NGINX,
+        r"\bauth_jwt: rejected due to missing algorithm\b",
+        Cause.MALFORMED,
+        "auth_jwt: rejected due to missing algorithm",
+        _NGINX_SRC,
+    ),
+    _row(
+        NGINX,
+        r"\bauth_jwt: failed to parse jwt token\b",
+        Cause.MALFORMED,
+        "auth_jwt: failed to parse jwt token",
+        _NGINX_SRC,
+    ),
+    _row(
+        NGINX,
+        r"\bauth_jwt: rejected due to missing claim: aud\b",
+        Cause.AUDIENCE_MISMATCH,
+        "auth_jwt: rejected due to missing claim: aud",
+        _NGINX_SRC,
+    ),
+    _row(
+        NGINX,
+        r"\bauth_jwt: rejected due to missing claim: iss\b",
+        Cause.ISSUER_MISMATCH,
+        "auth_jwt: rejected due to missing claim: iss",
+        _NGINX_SRC,
+    ),
+    _row(
+        NGINX,
+        r"\bauth_jwt: rejected due to missing claim: ",
+        Cause.MISSING_CLAIM,
+        "auth_jwt: rejected due to missing claim: sub",
+        _NGINX_SRC,
+    ),
+    _row(
+        NGINX,
+        r"\bauth_jwt: rejected due to aud claim requirement\b",
+        Cause.AUDIENCE_MISMATCH,
+        'auth_jwt: rejected due to aud claim requirement: "api://other" is not "eq" "api://payments"',
+        _NGINX_SRC,
+        slots=(r'\brequirement: "{value|" is not}',),
+    ),
+    _row(
+        NGINX,
+        r"\bauth_jwt: rejected due to iss claim requirement\b",
+        Cause.ISSUER_MISMATCH,
+        'auth_jwt: rejected due to iss claim requirement: "https://evil.test" is not "eq" "https://login.acme.test"',
+        _NGINX_SRC,
+        slots=(r'\brequirement: "{value|" is not}',),
+    ),
+    _row(
+        NGINX,
+        r"\bauth_jwt: rejected due to alg header requirement\b",
+        Cause.BAD_ALG,
+        'auth_jwt: rejected due to alg header requirement: "HS256" is not "eq" "RS256"',
+        _NGINX_SRC,
+        slots=(r'\brequirement: "{value|" is not}',),
+    ),
     _row(
         PYJWT,
         r"\bunable to find a signing key that matches: {kid}",
