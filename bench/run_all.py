@@ -33,6 +33,7 @@ SCRIPTS = {
     "e2e": "bench_e2e.py",
     "scaling": "bench_scaling.py",
     "reporter": "bench_reporter.py",
+    "timeline": "bench_timeline.py",
 }
 
 
