@@ -30,6 +30,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("explain", "explain"),
     ("triage", "triage"),
     ("simulate", "simulate"),
+    ("keygen", "keygen"),
 )
 
 

@@ -3,7 +3,13 @@
 Read once, at the edge (the CLI, the dashboard entry point), and passed down; no other
 module reads the environment. Precedence: command-line flags > environment > file >
 defaults. Environment keys join table and key with `__` (`JWTRIAGE_KAFKA__GROUP_ID`);
-`JWTRIAGE_DB` is the short form of `JWTRIAGE_STORE__PATH`.
+`JWTRIAGE_DB` is the short form of `JWTRIAGE_STORE__PATH`, `JWTRIAGE_HASH_KEY` of
+`JWTRIAGE_STORE__HASH_KEY`.
+
+Secrets are `SecretStr` (printed as `**********`) and each can come from a file instead:
+`<name>_file` names it (`sasl_plain_password_file`, `hash_key_file`), read at load time,
+surrounding whitespace removed. No error message here repeats an input value
+(`hide_input_in_errors`, and `_format_error` prints only the message).
 """
 
 from __future__ import annotations
@@ -14,8 +20,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from pipeline.engine.identifiers import MIN_KEY_BYTES
 from pipeline.errors import ConfigError
 
 ENV_PREFIX = "JWTRIAGE_"
@@ -28,7 +35,28 @@ SUPPORTED_ALGORITHMS = frozenset(
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+
+def _secrets_from_files(values: Any, names: tuple[str, ...]) -> Any:
+    """A before-validator's work: each `<name>_file` given is read into `<name>` (never both given)."""
+    if not isinstance(values, dict):
+        return values
+    values = dict(values)
+    for name in names:
+        path = values.get(f"{name}_file")
+        if path is None:
+            continue
+        if values.get(name) is not None:
+            raise ValueError(f"set {name} or {name}_file, not both")
+        try:
+            values[name] = Path(str(path)).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ValueError(f"{name}_file: cannot read {path}: {reason}") from None
+        if not values[name]:
+            raise ValueError(f"{name}_file: {path} is empty")
+    return values
 
 
 class IssuerConfig(_Section):
@@ -74,6 +102,22 @@ class KafkaConfig(_Section):
 
 class StoreConfig(_Section):
     path: str = "jwtriage.duckdb"
+    hash_key: SecretStr | None = Field(
+        default=None, description="The HMAC key of stored personal claims; never kept in the store."
+    )
+    hash_key_file: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_files(cls, values: Any) -> Any:
+        return _secrets_from_files(values, ("hash_key",))
+
+    @field_validator("hash_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip().encode()) < MIN_KEY_BYTES:
+            raise ValueError(f"the hash key needs at least {MIN_KEY_BYTES} bytes (hint: jwtriage keygen)")
+        return value
 
 
 class ClassifyConfig(_Section):
@@ -124,6 +168,8 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
         key = name[len(ENV_PREFIX) :].lower()
         if key == "db":
             tables.setdefault("store", {})["path"] = value
+        elif key == "hash_key":
+            tables.setdefault("store", {})["hash_key"] = value
         elif "__" in key:
             table, _, field = key.partition("__")
             tables.setdefault(table, {})[field] = value
