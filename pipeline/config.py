@@ -94,10 +94,18 @@ class KafkaConfig(_Section):
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_plain_username: str | None = None
-    sasl_plain_password: str | None = None
+    sasl_plain_password: SecretStr | None = None
+    sasl_plain_password_file: str | None = None
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
+    ssl_keyfile: str | None = None  # a path, not a secret; the key file's passphrase is:
+    ssl_password: SecretStr | None = None
+    ssl_password_file: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_files(cls, values: Any) -> Any:
+        return _secrets_from_files(values, ("sasl_plain_password", "ssl_password"))
 
 
 class StoreConfig(_Section):
