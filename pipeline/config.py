@@ -128,6 +128,47 @@ class StoreConfig(_Section):
         return value
 
 
+class DashboardAuthConfig(_Section):
+    """`[dashboard.auth]`: the dashboard's OIDC login (Streamlit's `st.login`) and who may see it.
+
+    A person may see the dashboard when the ID token's `user_claim` (e-mail by default) is in
+    `allowed_users`, or one of the values of its `groups_claim` is in `allowed_groups`.
+    """
+
+    issuer: str = Field(min_length=1, description="The OpenID Provider's issuer URL (its discovery document's).")
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr | None = None
+    client_secret_file: str | None = None
+    redirect_uri: str = Field(min_length=1, description="http(s)://<dashboard host:port>/oauth2callback")
+    cookie_secret: SecretStr | None = Field(default=None, description="Signs the login cookie; random if unset.")
+    cookie_secret_file: str | None = None
+    scope: str = "openid email profile"
+    prompt: str = Field(default="select_account", description="The OIDC prompt (Streamlit's default; or login).")
+    user_claim: str = "email"
+    groups_claim: str = "groups"
+    allowed_users: tuple[str, ...] = ()
+    allowed_groups: tuple[str, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_files(cls, values: Any) -> Any:
+        return _secrets_from_files(values, ("client_secret", "cookie_secret"))
+
+    @model_validator(mode="after")
+    def _someone_is_allowed(self) -> DashboardAuthConfig:
+        if self.client_secret is None:
+            raise ValueError("set client_secret_file (or client_secret): the dashboard is a confidential client")
+        if not self.allowed_users and not self.allowed_groups:
+            raise ValueError("list allowed_users or allowed_groups: who may see the dashboard once logged in")
+        if not self.redirect_uri.rstrip("/").endswith("/oauth2callback"):
+            raise ValueError("redirect_uri must end with /oauth2callback (Streamlit's login callback)")
+        return self
+
+
+class DashboardConfig(_Section):
+    auth: DashboardAuthConfig | None = None
+
+
 class ClassifyConfig(_Section):
     skew_window_seconds: float = Field(default=300, ge=0)
     max_jwks_cache_ttl_seconds: float = Field(default=86400, ge=0)
@@ -140,6 +181,7 @@ class Config(_Section):
     kafka: KafkaConfig = KafkaConfig()
     store: StoreConfig = StoreConfig()
     classify: ClassifyConfig = ClassifyConfig()
+    dashboard: DashboardConfig = DashboardConfig()
     source: str = Field(default="<defaults>", exclude=True, description="Where the config came from.")
 
     @model_validator(mode="after")
