@@ -31,6 +31,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("triage", "triage"),
     ("simulate", "simulate"),
     ("sql", "sql"),
+    ("keygen", "keygen"),
 )
 
 

@@ -3,7 +3,13 @@
 Read once, at the edge (the CLI, the dashboard entry point), and passed down; no other
 module reads the environment. Precedence: command-line flags > environment > file >
 defaults. Environment keys join table and key with `__` (`JWTRIAGE_KAFKA__GROUP_ID`);
-`JWTRIAGE_DB` is the short form of `JWTRIAGE_STORE__PATH`.
+`JWTRIAGE_DB` is the short form of `JWTRIAGE_STORE__PATH`, `JWTRIAGE_HASH_KEY` of
+`JWTRIAGE_STORE__HASH_KEY`.
+
+Secrets are `SecretStr` (printed as `**********`) and each can come from a file instead:
+`<name>_file` names it (`sasl_plain_password_file`, `hash_key_file`), read at load time,
+surrounding whitespace removed. No error message here repeats an input value
+(`hide_input_in_errors`, and `_format_error` prints only the message).
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from pipeline.engine.identifiers import MIN_KEY_BYTES
 from pipeline.errors import ConfigError
 
 ENV_PREFIX = "JWTRIAGE_"
@@ -29,7 +36,28 @@ SUPPORTED_ALGORITHMS = frozenset(
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+
+def _secrets_from_files(values: Any, names: tuple[str, ...]) -> Any:
+    """A before-validator's work: each `<name>_file` given is read into `<name>` (never both given)."""
+    if not isinstance(values, dict):
+        return values
+    values = dict(values)
+    for name in names:
+        path = values.get(f"{name}_file")
+        if path is None:
+            continue
+        if values.get(name) is not None:
+            raise ValueError(f"set {name} or {name}_file, not both")
+        try:
+            values[name] = Path(str(path)).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ValueError(f"{name}_file: cannot read {path}: {reason}") from None
+        if not values[name]:
+            raise ValueError(f"{name}_file: {path} is empty")
+    return values
 
 
 class IssuerConfig(_Section):
@@ -114,10 +142,13 @@ class KafkaConfig(_Section):
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_plain_username: str | None = None
-    sasl_plain_password: str | None = None
+    sasl_plain_password: SecretStr | None = None
+    sasl_plain_password_file: str | None = None
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
+    ssl_keyfile: str | None = None  # a path, not a secret; the key file's passphrase is:
+    ssl_password: SecretStr | None = None
+    ssl_password_file: str | None = None
     sources: tuple[KafkaSourceConfig, ...] = Field(
         default=(), description="More event topics, each in its own format (read by the group, like failures_topic)."
     )
@@ -132,9 +163,71 @@ class KafkaConfig(_Section):
             raise ValueError(f"[[kafka.sources]] topic {sorted(t for t in clash if t)} is not an event topic")
         return self
 
+    @model_validator(mode="before")
+    @classmethod
+    def _read_files(cls, values: Any) -> Any:
+        return _secrets_from_files(values, ("sasl_plain_password", "ssl_password"))
+
 
 class StoreConfig(_Section):
     path: str = "jwtriage.duckdb"
+    hash_key: SecretStr | None = Field(
+        default=None, description="The HMAC key of stored personal claims; never kept in the store."
+    )
+    hash_key_file: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_files(cls, values: Any) -> Any:
+        return _secrets_from_files(values, ("hash_key",))
+
+    @field_validator("hash_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip().encode()) < MIN_KEY_BYTES:
+            raise ValueError(f"the hash key needs at least {MIN_KEY_BYTES} bytes (hint: jwtriage keygen)")
+        return value
+
+
+class DashboardAuthConfig(_Section):
+    """`[dashboard.auth]`: the dashboard's OIDC login (Streamlit's `st.login`) and who may see it.
+
+    A person may see the dashboard when the ID token's `user_claim` (e-mail by default) is in
+    `allowed_users`, or one of the values of its `groups_claim` is in `allowed_groups`.
+    """
+
+    issuer: str = Field(min_length=1, description="The OpenID Provider's issuer URL (its discovery document's).")
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr | None = None
+    client_secret_file: str | None = None
+    redirect_uri: str = Field(min_length=1, description="http(s)://<dashboard host:port>/oauth2callback")
+    cookie_secret: SecretStr | None = Field(default=None, description="Signs the login cookie; random if unset.")
+    cookie_secret_file: str | None = None
+    scope: str = "openid email profile"
+    prompt: str = Field(default="select_account", description="The OIDC prompt (Streamlit's default; or login).")
+    user_claim: str = "email"
+    groups_claim: str = "groups"
+    allowed_users: tuple[str, ...] = ()
+    allowed_groups: tuple[str, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_files(cls, values: Any) -> Any:
+        return _secrets_from_files(values, ("client_secret", "cookie_secret"))
+
+    @model_validator(mode="after")
+    def _someone_is_allowed(self) -> DashboardAuthConfig:
+        if self.client_secret is None:
+            raise ValueError("set client_secret_file (or client_secret): the dashboard is a confidential client")
+        if not self.allowed_users and not self.allowed_groups:
+            raise ValueError("list allowed_users or allowed_groups: who may see the dashboard once logged in")
+        if not self.redirect_uri.rstrip("/").endswith("/oauth2callback"):
+            raise ValueError("redirect_uri must end with /oauth2callback (Streamlit's login callback)")
+        return self
+
+
+class DashboardConfig(_Section):
+    auth: DashboardAuthConfig | None = None
 
 
 class ClassifyConfig(_Section):
@@ -149,6 +242,7 @@ class Config(_Section):
     kafka: KafkaConfig = KafkaConfig()
     store: StoreConfig = StoreConfig()
     classify: ClassifyConfig = ClassifyConfig()
+    dashboard: DashboardConfig = DashboardConfig()
     source: str = Field(default="<defaults>", exclude=True, description="Where the config came from.")
 
     @model_validator(mode="after")
@@ -191,6 +285,8 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
         key = name[len(ENV_PREFIX) :].lower()
         if key == "db":
             tables.setdefault("store", {})["path"] = value
+        elif key == "hash_key":
+            tables.setdefault("store", {})["hash_key"] = value
         elif "__" in key:
             table, _, field = key.partition("__")
             tables.setdefault(table, {})[field] = value

@@ -101,9 +101,14 @@ def unique_topic(prefix: str) -> str:
     return f"{clean[:200]}-{uuid.uuid4().hex[:12]}"
 
 
+#: The key a test's consumer hashes personal claims under (`consume` refuses to start without one).
+TEST_HASH_KEY = "test-hash-key-" + "0" * 32
+
+
 def isolated_kafka_env(prefix: str) -> dict[str, str]:
-    """`JWTRIAGE_*` settings giving one test its own three topics and consumer group."""
+    """`JWTRIAGE_*` settings giving one test its own topics, consumer group and hash key (consume needs one)."""
     return {
+        "JWTRIAGE_HASH_KEY": TEST_HASH_KEY,
         "JWTRIAGE_KAFKA__FAILURES_TOPIC": f"{prefix}.failures",
         "JWTRIAGE_KAFKA__SAMPLES_TOPIC": f"{prefix}.samples",
         "JWTRIAGE_KAFKA__JWKS_TOPIC": f"{prefix}.jwks",

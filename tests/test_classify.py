@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from pydantic import SecretStr
 
 from pipeline.engine.validate import CURVE_ORDERS
 from pipeline.models import Attack, Cause, Confidence
@@ -650,7 +651,13 @@ def test_cache_is_bounded() -> None:
 
 
 def test_stored_claims_hash_the_subject(world: World) -> None:
+    # Without a configured key (this world's config has none) the subject is redacted, never hashed unkeyed.
     verdict = world.judge(mint("rsa-2"))
-    assert verdict.claims is not None and verdict.claims["sub"].startswith("sha256:")
-    assert "user-42" not in str(verdict.claims)
+    assert verdict.claims is not None and verdict.claims["sub"] == "redacted:no-hash-key"
+    assert "user-42" not in str(verdict.claims) and "user-42" not in (verdict.claims_json or "")
     assert verdict.fingerprint and len(verdict.fingerprint) == 64
+    store = world.cfg.store.model_copy(update={"hash_key": SecretStr("k" * 32)})
+    verdict = World(cfg=world.cfg.model_copy(update={"store": store})).judge(mint("rsa-2"))
+    assert verdict.claims is not None and verdict.claims["sub"].startswith("hmac:")
+    assert "user-42" not in (verdict.claims_json or "")
+    assert verdict.claims["azp"] == "web-app"  # a client id stays readable

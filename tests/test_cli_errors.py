@@ -29,6 +29,7 @@ NO_BROKER = '\n[kafka]\nbootstrap_servers = "127.0.0.1:1"\n'
 def jwtriage(cwd: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JWTRIAGE_")}
     env["PYTHONPATH"] = str(ROOT)
+    env["JWTRIAGE_HASH_KEY"] = "test-hash-key-" + "0" * 32  # consume refuses to start without one
     return subprocess.run(
         [sys.executable, "-m", "pipeline.cli", *args],
         cwd=cwd,

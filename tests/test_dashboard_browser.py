@@ -102,12 +102,12 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def dashboard_server(db: Path, log: Path) -> Iterator[str]:
-    """`jwtriage dashboard --db DB --port P` until the block ends; yields its base URL."""
-    port = free_port()
+def dashboard_server(db: Path, log: Path, port: int | None = None, extra: tuple[str, ...] = ()) -> Iterator[str]:
+    """`jwtriage dashboard --db DB --port P [extra]` until the block ends; yields its base URL."""
+    port = port or free_port()
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "dashboard", "--db", str(db), "--port", str(port)],
+            [sys.executable, "-m", "pipeline.cli", "dashboard", "--db", str(db), "--port", str(port), *extra],
             cwd=REPO,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -9,6 +9,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from pydantic import SecretStr
 
 from pipeline.engine.keys import KeyTimeline
 from pipeline.engine.tokens import fingerprint
@@ -65,8 +66,10 @@ def rows(
 def test_events_are_stored_with_the_contract_columns(tmp_path: Path) -> None:
     feed, db = Feed(), tmp_path / "s.duckdb"
     envelopes = [*snapshot_envelopes(feed), feed(RecordKind.EVENT, ev("a", token=mint("rsa-1")))]
+    cfg = World().cfg
+    keyed = cfg.model_copy(update={"store": cfg.store.model_copy(update={"hash_key": SecretStr("k" * 32)})})
     with Store(db) as store:
-        run(ListSource(envelopes), Pipeline(World().cfg), store)
+        run(ListSource(envelopes), Pipeline(keyed), store)
     con = connect_readonly(db)
     row = con.execute("SELECT * FROM classifications").fetchone()
     names = [d[0] for d in con.description]
@@ -76,7 +79,7 @@ def test_events_are_stored_with_the_contract_columns(tmp_path: Path) -> None:
         assert column in stored
     assert stored["cause"] == "retired_key" and stored["attacks"] == [] and stored["findings"] == ["retired_key"]
     assert stored["ts"] == T0 and stored["service"] == "payments-api"
-    assert json.loads(stored["token_claims"])["sub"].startswith("sha256:")
+    assert json.loads(stored["token_claims"])["sub"].startswith("hmac:")  # keyed: see tests/test_identifiers.py
 
 
 def test_late_sample_rejudges_the_event(tmp_path: Path) -> None:

@@ -23,6 +23,8 @@ from types import FrameType
 from typing import IO, Any
 
 from pipeline.config import Config
+from pipeline.engine.identifiers import hasher_from
+from pipeline.errors import ConfigError
 from pipeline.faults import crash_point
 from pipeline.io.kafka import DeadLetterPublisher, KafkaSource, source_formats
 from pipeline.io.store import Store
@@ -157,6 +159,7 @@ def consume(
     started = time.perf_counter()
     store = Store(config.store.path, instance=instance)  # refuses a bad instance name, a held or newer store
     try:
+        _note_hash_key(store, config)
         stored = store.positions()
         source = KafkaSource(
             config.kafka, stored, instance=instance, max_records=batch_size, exit_when_idle=exit_when_idle
@@ -185,10 +188,28 @@ def consume(
     return stats
 
 
+def _note_hash_key(store: Store, config: Config) -> None:
+    """Record the hash key's id in the store; a changed key is said loudly (rows under two keys never group)."""
+    hasher = hasher_from(config.store.hash_key)
+    previous = store.note_hash_key(hasher.kid) if hasher is not None else None
+    if hasher is not None and previous is not None:
+        log.warning(
+            "the hash key changed (id %s, was %s): personal claims stored before no longer match new rows",
+            hasher.kid,
+            previous,
+        )
+
+
 def cmd_consume(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> int:
     from pipeline.commands.common import load_cli_config
 
     config = load_cli_config(args)
+    if config.store.hash_key is None:
+        raise ConfigError(
+            f"{config.source}: no hash key: the store keeps personal claims (sub, email, ...) as HMACs under a "
+            "secret key kept outside it (hint: jwtriage keygen --out hash.key, then set [store] hash_key_file "
+            "= \"hash.key\" or JWTRIAGE_HASH_KEY)"
+        )
     if not args.verbose:
         logging.getLogger("kafka").setLevel(logging.CRITICAL)  # its reconnect chatter; we log one line
     logging.getLogger("pipeline").setLevel(logging.INFO)

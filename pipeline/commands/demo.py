@@ -27,6 +27,7 @@ from pipeline import queries
 from pipeline.causes import ROTATION_DAMAGE, cause_label, confidence_text, issuer_fault_text
 from pipeline.commands.common import EXIT_BAD_INPUT, EXIT_OK, scenario_flags
 from pipeline.config import Config
+from pipeline.engine.identifiers import generate_key, hasher_from
 from pipeline.io.memory import ListSource, TimedRecord, interleave
 from pipeline.io.store import Store
 from pipeline.io.store_readers import connect_readonly
@@ -74,8 +75,9 @@ def scenario_envelopes(scenario: Scenario) -> list[Any]:
 
 
 def scenario_config(scenario: Scenario, db: Path) -> Config:
+    """The scenario's config, storing at `db`, with a throwaway hash key: random per call, never saved."""
     raw = tomllib.loads(scenario.config_toml)
-    raw["store"] = {"path": str(db)}
+    raw["store"] = {"path": str(db), "hash_key": generate_key()}
     return Config.model_validate({**raw, "source": "<demo scenario>"})
 
 
@@ -132,6 +134,9 @@ def run_demo(
         transient=True,
     )
     with progress, Store(db) as store:
+        hasher = hasher_from(config.store.hash_key)
+        if hasher is not None:
+            store.note_hash_key(hasher.kid)
         task = progress.add_task("classify", total=len(envelopes))
 
         def advance(batch: Batch, stats: RunStats) -> None:
@@ -149,6 +154,11 @@ def run_demo(
             config_file,
         )
         print_summary(console, con, result, confusions)
+        console.print(
+            f"[dim]Personal claims (sub, email, ...) are stored as HMACs under a throwaway key (id "
+            f"{hasher.kid if hasher else '-'}): random for this run and not saved anywhere, so nobody can "
+            "reverse them, nor join these rows with another store's. `consume` needs a kept key (jwtriage keygen).[/]"
+        )
     finally:
         con.close()
     return result

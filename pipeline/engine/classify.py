@@ -36,6 +36,7 @@ from pipeline.engine.checks import (
     check_required_claims,
     check_times,
 )
+from pipeline.engine.identifiers import hasher_from
 from pipeline.engine.keys import KeyTimeline, TimelineKey
 from pipeline.engine.reported import judge_reported
 from pipeline.engine.tokens import (
@@ -147,6 +148,7 @@ class Classifier:
         self.timeline = timeline
         self.cache = cache or SignatureCache(config.classify.signature_cache_size)
         self._parsed: OrderedDict[str, ParsedToken | MalformedToken] = OrderedDict()
+        self._hasher = hasher_from(config.store.hash_key)  # stored personal claims: keyed hashes
         self._asymmetric: dict[str, tuple[int, bool]] = {}  # service → (timeline version, answer)
         # (service, alg, kid) → (candidates, fitting) as of `_choices_version`; see `_key_choices`
         self._choices: dict[tuple[str, str, str | None], tuple[list[TimelineKey], list[TimelineKey]]] = {}
@@ -237,7 +239,7 @@ class Classifier:
             self._parsed.move_to_end(token)
             return cached
         try:
-            result: ParsedToken | MalformedToken = parse(token)
+            result: ParsedToken | MalformedToken = parse(token, self._hasher)
         except MalformedToken as exc:
             # Kept as a fresh exception: the raised one holds its traceback, whose frames hold
             # their callers' frames and locals, i.e. the whole batch, for as long as it is cached.

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from pipeline.engine.identifiers import IdentifierHasher, stored_claims
 from pipeline.errors import JwtriageError
 
 #: Claims judged as times; each must be a JSON number when present.
@@ -57,7 +58,7 @@ class ParsedToken:
     signing_input: bytes
     signature: bytes
     fingerprint: str
-    stored_claims: dict[str, Any]  # the claims as the store keeps them: `sub` hashed
+    stored_claims: dict[str, Any]  # the claims as the store keeps them: personal claims keyed-hashed
     alg: str  # the header's alg, a string (`parse` checks): read several times per token
     header_json: str  # the header and the stored claims as JSON text, as the store writes them
     claims_json: str
@@ -169,8 +170,11 @@ def segment_count(token: str) -> int:
     return token.count(".") + 1
 
 
-def parse(token: str) -> ParsedToken:
-    """Split and decode; raises `MalformedToken` (with the header, when it decoded)."""
+def parse(token: str, hasher: IdentifierHasher | None = None) -> ParsedToken:
+    """Split and decode; raises `MalformedToken` (with the header, when it decoded).
+
+    `hasher` makes `stored_claims` (see `identifiers`): without one, personal claims are redacted.
+    """
     try:
         raw = token.encode("ascii")
     except UnicodeEncodeError:
@@ -192,17 +196,17 @@ def parse(token: str) -> ParsedToken:
     for claim in TIME_CLAIMS:
         if claim in claims and not is_number(claims[claim]):
             raise MalformedToken(f"the {claim} claim is not a number", header)
-    stored_claims = redacted_claims(claims)
+    stored = stored_claims(claims, hasher)
     return ParsedToken(
         header=header,
         claims=claims,
         signing_input=header_b64 + b"." + payload_b64,
         signature=signature,
         fingerprint=hashlib.sha256(raw).hexdigest(),
-        stored_claims=stored_claims,
+        stored_claims=stored,
         alg=alg,
         header_json=header_json,
-        claims_json=to_json(stored_claims, by_orjson),
+        claims_json=to_json(stored, by_orjson),
     )
 
 
@@ -252,18 +256,6 @@ def _header(segment: bytes) -> tuple[dict[str, Any], str, str]:
 #: `json.dumps(value, sort_keys=True, default=str)`, without building a new encoder for every call.
 #: Decoded JSON never needs the `default`; it keeps anything else from raising.
 _encode_sorted = json.JSONEncoder(sort_keys=True, default=str).encode
-
-
-def hash_subject(value: Any) -> str:
-    """A stable, non-reversible stand-in for `sub`, so claims can be stored and grouped."""
-    return "sha256:" + hashlib.sha256(_encode_sorted(value).encode()).hexdigest()[:32]
-
-
-def redacted_claims(claims: dict[str, Any]) -> dict[str, Any]:
-    """The claims as stored: `sub` hashed, everything else as given."""
-    if "sub" not in claims:
-        return dict(claims)
-    return {**claims, "sub": hash_subject(claims["sub"])}
 
 
 def excerpt(value: str | bytes, limit: int = 120) -> str:

@@ -65,7 +65,6 @@ def client_options(kafka: KafkaConfig) -> dict[str, Any]:
     for name in (
         "sasl_mechanism",
         "sasl_plain_username",
-        "sasl_plain_password",
         "ssl_cafile",
         "ssl_certfile",
         "ssl_keyfile",
@@ -73,6 +72,10 @@ def client_options(kafka: KafkaConfig) -> dict[str, Any]:
         value = getattr(kafka, name)
         if value is not None:
             options[name] = value
+    for name in ("sasl_plain_password", "ssl_password"):  # SecretStr: revealed here only, for the client itself
+        secret = getattr(kafka, name)
+        if secret is not None:
+            options[name] = secret.get_secret_value()
     return options
 
 

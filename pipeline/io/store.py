@@ -5,7 +5,8 @@ positions that batch covers: after a crash the consumer resumes from the stored 
 and finds exactly the rows of the batches that committed. Rows are keyed by `event_id`, so
 replaying input (or judging an event again when its sample arrives) replaces, never
 duplicates. No raw token is ever stored: a fingerprint, the header, and the claims with
-`sub` hashed.
+each personal claim (`sub`, `email`, ...) an HMAC under a key kept outside the store
+(`engine.identifiers`); `store_meta` names the key in use by its id, never the key.
 
 The schema (DDL, version, migrations) is in `store_schema`; readers connect through
 `store_readers`, never through this module.
@@ -309,6 +310,16 @@ class Store:
                     self.con.execute(statement)
         self.con.execute("INSERT OR REPLACE INTO store_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
         self.con.commit()
+
+    def note_hash_key(self, kid: str) -> str | None:
+        """Record the id of the key personal claims are hashed under; returns the previous id if it differs.
+
+        Values under two keys never match, so a changed key splits every person's rows in two:
+        the caller says so loudly. Only the id (8 hex of the key's SHA-256) is kept, never the key.
+        """
+        row = self.con.execute("SELECT value FROM store_meta WHERE key = 'hash_key_id'").fetchone()
+        self.con.execute("INSERT OR REPLACE INTO store_meta VALUES ('hash_key_id', ?)", [kid])
+        return str(row[0]) if row is not None and row[0] != kid else None
 
     def close(self) -> None:
         self.con.close()
