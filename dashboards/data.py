@@ -408,6 +408,28 @@ class Triage:
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)  # drill-down options in the window
 
 
+#: How many clients an attack table names (by events); the rest are counted, and "no client id" always is.
+ATTACK_CLIENTS_NAMED = 3
+
+
+def with_client_ids(attacks: pd.DataFrame, named: list[dict[str, Any]]) -> pd.DataFrame:
+    """The attack table with `top_clients` ("web-app (13), cli (2)") and `no_client_id` (events without one)."""
+    tops: dict[str, list[str]] = {}
+    missing: dict[str, int] = {}
+    for row in named:
+        if row["client_id"] is None:
+            missing[row["attack"]] = int(row["events"])
+        else:
+            tops.setdefault(row["attack"], []).append(f"{row['client_id']} ({int(row['events']):,})")
+    out = attacks.copy()
+    out["top_clients"] = [
+        ", ".join(tops.get(a, [])) + (f", +{int(n) - len(tops[a])} more" if a in tops and n > len(tops[a]) else "")
+        for a, n in zip(out["attack"], out["clients"], strict=True)
+    ]
+    out["no_client_id"] = [missing.get(a, 0) for a in out["attack"]]
+    return out
+
+
 def load_triage(
     path: str,
     end: datetime,
@@ -426,6 +448,7 @@ def load_triage(
         attack_rows = queries.attacks(con, window)
         earlier = Filters(end - timedelta(days=days), end, services or None, issuers or None)
         last_rows = [] if attack_rows else queries.attacks(con, earlier)
+        named = queries.attack_client_ids(con, window if attack_rows else earlier, ATTACK_CLIENTS_NAMED)
         choices = {
             column: tuple(str(r["value"]) for r in queries.top(con, column, window, 500)) for column in TOP_COLUMNS
         }
@@ -434,8 +457,8 @@ def load_triage(
     return Triage(
         by_day=frame(by_day, ["days_ago", "cause", "events"]),
         top=top,
-        attacks=frame(attack_rows, attack_columns),
-        last_attacks=frame(last_rows, attack_columns),
+        attacks=with_client_ids(frame(attack_rows, attack_columns), named),
+        last_attacks=with_client_ids(frame(last_rows, attack_columns), named),
         choices=choices,
     )
 

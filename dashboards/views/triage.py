@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -147,19 +148,33 @@ st.subheader("Attacks")
 attack_columns = {
     "attack": "attack",
     "events": "failures",
+    "top_clients": "clients (failures)",
+    "no_client_id": "no client id",
     "services": "services",
-    "clients": "clients",
     "first_seen": "first seen",
     "last_seen": "last seen",
+}
+ATTACK_COLUMN_HELP = {
+    "clients (failures)": f"The {data.ATTACK_CLIENTS_NAMED} clients with the most failures of this pattern, "
+    "and how many other clients sent it",
+    "no client id": "Failures of this pattern whose event named no client: the sender is unknown",
 }
 
 
 def attack_table(frame: pd.DataFrame) -> pd.DataFrame:
-    out = frame.rename(columns=attack_columns)
+    out = frame[list(attack_columns)].rename(columns=attack_columns)
     out["services"] = out["services"].map(lambda s: ", ".join(s) if s is not None else "")
     out["first seen"] = out["first seen"].map(ui.fmt_ts)
     out["last seen"] = out["last seen"].map(ui.fmt_ts)
     return out
+
+
+def attack_columns_config() -> dict[str, Any]:
+    return {
+        **ui.counts("failures", "no client id"),
+        **{name: st.column_config.TextColumn(help=text) for name, text in ATTACK_COLUMN_HELP.items()},
+        "no client id": st.column_config.NumberColumn(format="localized", help=ATTACK_COLUMN_HELP["no client id"]),
+    }
 
 
 def attack_advice(frame: pd.DataFrame) -> None:
@@ -176,14 +191,14 @@ if tri.attacks.empty:
     if not tri.last_attacks.empty:
         last_seen = ui.fmt_ts(tri.last_attacks["last_seen"].max())
         with st.expander(f"Attacks in the past {days} days (last seen {last_seen})"):
-            st.dataframe(attack_table(tri.last_attacks), hide_index=True, column_config=ui.counts("failures"))
+            st.dataframe(attack_table(tri.last_attacks), hide_index=True, column_config=attack_columns_config())
             attack_advice(tri.last_attacks)
 else:
     st.warning(
         f"{int(tri.attacks['events'].sum()):,} failures in this window carry an attack pattern.",
         icon=":material/shield:",
     )
-    st.dataframe(attack_table(tri.attacks), hide_index=True, column_config=ui.counts("failures"))
+    st.dataframe(attack_table(tri.attacks), hide_index=True, column_config=attack_columns_config())
     attack_advice(tri.attacks)
 
 # -- drill-down ----------------------------------------------------------------------------------

@@ -56,12 +56,13 @@ from pipeline.queries.rotations import (
     step_failure_counts,
     step_failures_over_time,
 )
-from pipeline.queries.tokens import algorithms_in_use, attack_clients, attacks, token_lifetimes
+from pipeline.queries.tokens import algorithms_in_use, attack_client_ids, attack_clients, attacks, token_lifetimes
 
 __all__ = [
     "RANKABLE",
     "Filters",
     "algorithms_in_use",
+    "attack_client_ids",
     "attack_clients",
     "attacks",
     "cache_age_by_service",
