@@ -503,6 +503,39 @@ def load_evidence(path: str, event_id: str) -> dict[str, Any] | None:
         return queries.event_evidence(con, event_id)
 
 
+# -- Dead letters ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeadLetters:
+    total: int  # every dead letter in the store, whatever the filters
+    reasons: pd.DataFrame  # kind, reason (numbers as N), example, records, sources, first/last_received
+    records: pd.DataFrame  # the newest matching records, with their redacted excerpts
+
+
+DEAD_LETTER_COLUMNS = ("received_at", "source", "source_partition", "source_offset", "kind", "reason", "excerpt")
+
+
+def load_dead_letters(
+    path: str, kinds: tuple[str, ...] = (), reasons: tuple[str, ...] = (), limit: int = 200
+) -> DeadLetters:
+    """The records the consumer set aside, per reason, and the newest of them (excerpts are token-free)."""
+    with reading(path) as con:
+        try:
+            every = queries.dead_letter_reasons(con)
+            records = queries.dead_letter_records(con, kinds, reasons, limit)
+        except duckdb.CatalogException:  # a store from before dead letters were kept
+            every, records = [], []
+    columns = ["kind", "reason", "example", "records", "sources", "first_received", "last_received"]
+    table = frame(every, columns)
+    shown = table[table["kind"].isin(kinds)] if kinds else table
+    return DeadLetters(
+        total=int(table["records"].sum()) if len(table) else 0,
+        reasons=shown.reset_index(drop=True),
+        records=frame(records, DEAD_LETTER_COLUMNS),
+    )
+
+
 # -- Live ------------------------------------------------------------------------------------
 
 
@@ -559,3 +592,4 @@ cached_rotation = st.cache_data(ttl=CACHE_TTL, show_spinner="Following the rotat
 cached_triage = st.cache_data(ttl=CACHE_TTL, show_spinner="Comparing with past days…")(load_triage)
 cached_events = st.cache_data(ttl=CACHE_TTL, show_spinner=False)(load_events)
 cached_evidence = st.cache_data(ttl=CACHE_TTL, show_spinner=False)(load_evidence)
+cached_dead_letters = st.cache_data(ttl=CACHE_TTL, show_spinner=False)(load_dead_letters)

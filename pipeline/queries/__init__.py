@@ -19,6 +19,8 @@ from __future__ import annotations
 from pipeline.queries.base import RANKABLE, Filters
 from pipeline.queries.events import (
     dead_letter_counts,
+    dead_letter_reasons,
+    dead_letter_records,
     dead_letters_received,
     event_evidence,
     events,
@@ -70,6 +72,8 @@ __all__ = [
     "cause_counts",
     "cause_counts_vs_previous",
     "dead_letter_counts",
+    "dead_letter_reasons",
+    "dead_letter_records",
     "dead_letters_received",
     "event_evidence",
     "events",

@@ -3,6 +3,7 @@ dead letters, the consumer's positions."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -109,6 +110,44 @@ def dead_letters_received(con: duckdb.DuckDBPyConnection, since: datetime, until
         """SELECT kind, count(*) AS records FROM dead_letters
            WHERE received_at >= ? AND received_at < ? GROUP BY kind ORDER BY records DESC, kind""",
         [since, until],
+    )
+
+
+#: How a dead letter's reason is grouped: its numbers (offsets, columns, bytes) as N.
+_REASON_PATTERN = "regexp_replace(reason, '[0-9]+', 'N', 'g')"
+
+
+def dead_letter_reasons(con: duckdb.DuckDBPyConnection, kinds: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Dead letters per kind and reason (numbers as N), with one reason as written, and when they arrived."""
+    kind_clause = f"kind IN ({marks(kinds)})" if kinds else "TRUE"
+    return rows(
+        con,
+        f"""SELECT kind, {_REASON_PATTERN} AS reason, min(reason) AS example, count(*) AS records,
+                   list_distinct(list(source ORDER BY source)) AS sources,
+                   min(received_at) AS first_received, max(received_at) AS last_received
+            FROM dead_letters WHERE {kind_clause}
+            GROUP BY kind, {_REASON_PATTERN} ORDER BY records DESC, kind, reason""",
+        list(kinds),
+    )
+
+
+def dead_letter_records(
+    con: duckdb.DuckDBPyConnection, kinds: Sequence[str] = (), reasons: Sequence[str] = (), limit: int = 200
+) -> list[dict[str, Any]]:
+    """The newest dead letters (of these kinds, with these grouped reasons), with their redacted excerpts."""
+    clauses, params = ["TRUE"], []
+    if kinds:
+        clauses.append(f"kind IN ({marks(kinds)})")
+        params += list(kinds)
+    if reasons:
+        clauses.append(f"{_REASON_PATTERN} IN ({marks(reasons)})")
+        params += list(reasons)
+    return rows(
+        con,
+        f"""SELECT received_at, source, source_partition, source_offset, kind, reason, excerpt
+            FROM dead_letters WHERE {' AND '.join(clauses)}
+            ORDER BY received_at DESC, source, source_partition, source_offset DESC LIMIT ?""",
+        [*params, limit],
     )
 
 
