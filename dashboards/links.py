@@ -51,6 +51,13 @@ def keep(key: str, default: Any, dump: Callable[[Any], str | list[str]] = str) -
         st.query_params[key] = text
 
 
+def drop(*keys: str) -> None:
+    """Take the parameters of widgets the page does not draw this time out of the URL (a custom range's times)."""
+    for key in keys:
+        if key in st.query_params:
+            del st.query_params[key]
+
+
 def url_values(key: str) -> list[str]:
     """What the URL holds for `key`, for a filter's options (a pasted value stays offered before it is seeded)."""
     return list(st.query_params.get_all(key))

@@ -19,6 +19,9 @@ if status.state not in ("ok", "empty"):  # a store of dead letters only (every r
     st.stop()
 
 every = ui.load(data.cached_dead_letters, ui.store_path())
+if status.state == "empty" and every.total == 0:
+    ui.show_store_problem(status)
+    st.stop()
 kinds_available = tuple(sorted(set(every.reasons["kind"])))
 reasons_available = tuple(every.reasons["reason"])
 with st.sidebar:

@@ -52,6 +52,8 @@ with st.sidebar:
     links.seed("range", DEFAULT_RANGE, links.one_of(list(RANGES), range_code))
     choice = st.selectbox("Time range", list(RANGES), key="range")
     links.keep("range", DEFAULT_RANGE, range_code)
+    if choice != "Custom…":
+        links.drop("custom")
     if choice == "All data":
         since, until = status.first_ts, ref.end
     elif choice == "Custom…":

@@ -45,6 +45,7 @@ def streamlit_command(app: Path, db: Path, host: str = DEFAULT_HOST, port: int =
         "true",
         "--browser.gatherUsageStats",
         "false",
+        *("--client.toolbarMode", "viewer"),  # no "Deploy" button or developer menu for on-call viewers
         "--",
         "--db",
         str(db),
