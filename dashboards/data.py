@@ -513,7 +513,9 @@ class DeadLetters:
     records: pd.DataFrame  # the newest matching records, with their redacted excerpts
 
 
-DEAD_LETTER_COLUMNS = ("received_at", "source", "source_partition", "source_offset", "kind", "reason", "excerpt")
+DEAD_LETTER_COLUMNS = (
+    "received_at", "source", "source_partition", "source_offset", "kind", "reason", "excerpt", "written_ts"
+)  # fmt: skip
 
 
 def load_dead_letters(

@@ -81,9 +81,11 @@ def many(raw: list[str]) -> list[str]:
 
 
 def duration_code(value: timedelta) -> str:
-    """`15m`, `1h`, `7d`: a window length as the URL (and `triage --window`) writes it."""
+    """`15m`, `1h`, `24h`, `7d`: a window length as the URL (and `triage --window`) writes it (days from a week)."""
     seconds = int(value.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+    if seconds % 86400 == 0 and seconds >= 7 * 86400:
+        return f"{seconds // 86400}d"
+    for unit, size in (("h", 3600), ("m", 60)):
         if seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"

@@ -185,7 +185,8 @@ def test_rotations_follow_a_step_to_each_service_verdict(simulated_db: Path, mon
 
 def test_a_key_added_view_shows_no_retired_key_table(simulated_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Only the tables of the step's kind: an added key's failures are stale_jwks/unpublished_key, not retired_key."""
-    for option, label in enumerate(open_app(simulated_db, monkeypatch, "views/rotations.py").selectbox(key=STEP).options):
+    options = open_app(simulated_db, monkeypatch, "views/rotations.py").selectbox(key=STEP).options
+    for option, label in enumerate(options):
         at = open_app(simulated_db, monkeypatch, "views/rotations.py")
         at.selectbox(key=STEP).select_index(option).run()
         assert_clean(at, "views/rotations.py")

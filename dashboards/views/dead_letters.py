@@ -49,6 +49,7 @@ cols[1].metric("Reasons", f"{len(every.reasons):,}", help="Reasons that differ o
 newest = every.reasons["last_received"].max()
 cols[2].metric("Last set aside", ui.fmt_ts(newest), help="When the consumer received it (its wall clock).")
 st.caption(
+    "Received: when the consumer set the record aside (its clock); event time: what the record itself says. "
     "Records the consumer set aside instead of judging: fix the producer (or the config, for a service it does "
     "not know), then replay them from their offsets. Excerpts are stored with anything token-like redacted."
 )
@@ -84,19 +85,22 @@ else:
         pd.DataFrame(
             {
                 "received": records["received_at"].map(lambda t: ui.fmt_ts(t, seconds=True)),
-                "kind": records["kind"],
-                "reason": records["reason"],
-                "excerpt (redacted)": records["excerpt"],
+                "event time (as written)": records["written_ts"].fillna("–"),
                 "source": records["source"],
                 "partition": records["source_partition"],
                 "offset": records["source_offset"],
+                "reason": records["reason"],
+                "excerpt (redacted)": records["excerpt"],
             }
         ),
         hide_index=True,
         height=ui.table_height(len(records)),
         column_config={
+            "event time (as written)": st.column_config.TextColumn(
+                help="The `ts` the record itself carries (or the time a log line starts with), as written"
+            ),
             "reason": st.column_config.TextColumn(width="medium"),
             "excerpt (redacted)": st.column_config.TextColumn(width="large"),
-            "offset": st.column_config.NumberColumn(format="plain"),
+            "offset": st.column_config.NumberColumn(help="Where the record sits in its source partition"),
         },
     )

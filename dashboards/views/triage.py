@@ -70,6 +70,7 @@ past = ending is not None
 until = pd.Timestamp(ending, tz="UTC").to_pydatetime() if past else ref.end
 since = until - length
 window_label = f"{window_name(length)} to {ui.fmt_ts(until)}" if past else f"Last {noun}"
+window_lower = window_label[0].lower() + window_label[1:]  # "last hour", "3 hours to Mon 23 Nov 12:00 UTC"
 path = ui.store_path()
 tri = ui.load(data.cached_triage, path, until, length, days)
 st.caption(
@@ -90,7 +91,7 @@ if covered:
 compare = compare.sort_values("now", ascending=False, key=lambda s: s.astype(float)).reset_index(drop=True)
 total_now = int(compare["now"].sum())
 cols = st.columns(3)
-cols[0].metric(f"Failures, {window_label[0].lower()}{window_label[1:]}", f"{total_now:,}")
+cols[0].metric(f"Failures, {window_lower}", f"{total_now:,}")
 if covered:
     usual = float(wide[covered].sum(axis=0).median())
     cols[1].metric(
@@ -117,7 +118,7 @@ else:
 if total_now:
     past_label = f"median of the past {len(covered)} days" if covered else None
     left, right = st.columns([3, 2])
-    left.altair_chart(charts.same_window_chart(compare, window_label[0].lower() + window_label[1:], past_label), width="stretch")
+    left.altair_chart(charts.same_window_chart(compare, window_lower, past_label), width="stretch")
     table = pd.DataFrame({"cause": compare["cause"], "now": compare["now"]})  # the chart beside it has the labels
     if covered:
         table["yesterday"] = compare["yesterday"]

@@ -134,7 +134,8 @@ def dead_letter_reasons(con: duckdb.DuckDBPyConnection, kinds: Sequence[str] = (
 def dead_letter_records(
     con: duckdb.DuckDBPyConnection, kinds: Sequence[str] = (), reasons: Sequence[str] = (), limit: int = 200
 ) -> list[dict[str, Any]]:
-    """The newest dead letters (of these kinds, with these grouped reasons), with their redacted excerpts."""
+    """The newest dead letters (of these kinds, with these grouped reasons), with their redacted excerpts, and
+    the event time the excerpt shows as written (`written_ts`, text: the record could not be read as an event)."""
     clauses, params = ["TRUE"], []
     if kinds:
         clauses.append(f"kind IN ({marks(kinds)})")
@@ -144,7 +145,10 @@ def dead_letter_records(
         params += list(reasons)
     return rows(
         con,
-        f"""SELECT received_at, source, source_partition, source_offset, kind, reason, excerpt
+        f"""SELECT received_at, source, source_partition, source_offset, kind, reason, excerpt,
+                   coalesce(nullif(regexp_extract(excerpt, '"ts"\\s*:\\s*"([^"]*)"', 1), ''),
+                            nullif(regexp_extract(excerpt, '^([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}T[0-9:.]+Z?)', 1), ''))
+                     AS written_ts
             FROM dead_letters WHERE {' AND '.join(clauses)}
             ORDER BY received_at DESC, source, source_partition, source_offset DESC LIMIT ?""",
         [*params, limit],
