@@ -6,7 +6,8 @@
 | data | every read of the store, one function per page, with and without a TTL cache |
 | charts | the Altair (Vega-Lite) charts |
 | ui | what pages share: the store guard, the reference time, labels and formats |
-| views/ | one small module per page: overview, rotations, triage, live |
+| links | the view in the URL: each page's filters read from and written to the query string |
+| views/ | one small module per page: overview, rotations, triage, live, dead_letters |
 
 Pages never open the store themselves: `data` opens a short-lived read-only connection
 (`pipeline.io.store_readers.connect_readonly`) per question and closes it before returning, so the

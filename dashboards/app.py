@@ -75,6 +75,7 @@ PAGES = [
     st.Page("views/rotations.py", title="Rotations", icon=":material/key:", url_path="rotations"),
     st.Page("views/triage.py", title="Triage", icon=":material/troubleshoot:", url_path="triage"),
     st.Page("views/live.py", title="Live", icon=":material/sensors:", url_path="live"),
+    st.Page("views/dead_letters.py", title="Dead letters", icon=":material/report:", url_path="dead-letters"),
 ]
 page = st.navigation(PAGES)
 

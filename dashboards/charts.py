@@ -207,7 +207,7 @@ def same_window_chart(table: pd.DataFrame, window_label: str, past_label: str | 
                 "period:N",
                 title=None,
                 scale=alt.Scale(domain=labels, range=["#d93025", "#9aa0a6"][: len(labels)]),
-                legend=alt.Legend(orient="top"),
+                legend=alt.Legend(orient="top", labelLimit=400),
             ),
             tooltip=[
                 alt.Tooltip("cause_name:N", title="cause"),
@@ -229,7 +229,8 @@ def top_chart(top: pd.DataFrame, what: str) -> alt.TopLevelMixin:
         .encode(
             y=alt.Y("value:N", sort=order, title=None, axis=alt.Axis(labelLimit=220)),
             x=alt.X("events:Q", title="failures", stack="zero"),
-            color=cause_color(df["cause"]),
+            # Below the bars: a legend beside a short chart was cut after its first dozen causes.
+            color=cause_color(df["cause"], legend=alt.Legend(orient="bottom", columns=3, labelLimit=300, title=None)),
             order=alt.Order("rank:Q", sort="ascending"),
             tooltip=[
                 alt.Tooltip("value:N", title=what),

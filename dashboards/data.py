@@ -408,6 +408,28 @@ class Triage:
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)  # drill-down options in the window
 
 
+#: How many clients an attack table names (by events); the rest are counted, and "no client id" always is.
+ATTACK_CLIENTS_NAMED = 3
+
+
+def with_client_ids(attacks: pd.DataFrame, named: list[dict[str, Any]]) -> pd.DataFrame:
+    """The attack table with `top_clients` ("web-app (13), cli (2)") and `no_client_id` (events without one)."""
+    tops: dict[str, list[str]] = {}
+    missing: dict[str, int] = {}
+    for row in named:
+        if row["client_id"] is None:
+            missing[row["attack"]] = int(row["events"])
+        else:
+            tops.setdefault(row["attack"], []).append(f"{row['client_id']} ({int(row['events']):,})")
+    out = attacks.copy()
+    out["top_clients"] = [
+        ", ".join(tops.get(a, [])) + (f", +{int(n) - len(tops[a])} more" if a in tops and n > len(tops[a]) else "")
+        for a, n in zip(out["attack"], out["clients"], strict=True)
+    ]
+    out["no_client_id"] = [missing.get(a, 0) for a in out["attack"]]
+    return out
+
+
 def load_triage(
     path: str,
     end: datetime,
@@ -426,6 +448,7 @@ def load_triage(
         attack_rows = queries.attacks(con, window)
         earlier = Filters(end - timedelta(days=days), end, services or None, issuers or None)
         last_rows = [] if attack_rows else queries.attacks(con, earlier)
+        named = queries.attack_client_ids(con, window if attack_rows else earlier, ATTACK_CLIENTS_NAMED)
         choices = {
             column: tuple(str(r["value"]) for r in queries.top(con, column, window, 500)) for column in TOP_COLUMNS
         }
@@ -434,8 +457,8 @@ def load_triage(
     return Triage(
         by_day=frame(by_day, ["days_ago", "cause", "events"]),
         top=top,
-        attacks=frame(attack_rows, attack_columns),
-        last_attacks=frame(last_rows, attack_columns),
+        attacks=with_client_ids(frame(attack_rows, attack_columns), named),
+        last_attacks=with_client_ids(frame(last_rows, attack_columns), named),
         choices=choices,
     )
 
@@ -478,6 +501,41 @@ def load_events(
 def load_evidence(path: str, event_id: str) -> dict[str, Any] | None:
     with reading(path) as con:
         return queries.event_evidence(con, event_id)
+
+
+# -- Dead letters ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeadLetters:
+    total: int  # every dead letter in the store, whatever the filters
+    reasons: pd.DataFrame  # kind, reason (numbers as N), example, records, sources, first/last_received
+    records: pd.DataFrame  # the newest matching records, with their redacted excerpts
+
+
+DEAD_LETTER_COLUMNS = (
+    "received_at", "source", "source_partition", "source_offset", "kind", "reason", "excerpt", "written_ts"
+)  # fmt: skip
+
+
+def load_dead_letters(
+    path: str, kinds: tuple[str, ...] = (), reasons: tuple[str, ...] = (), limit: int = 200
+) -> DeadLetters:
+    """The records the consumer set aside, per reason, and the newest of them (excerpts are token-free)."""
+    with reading(path) as con:
+        try:
+            every = queries.dead_letter_reasons(con)
+            records = queries.dead_letter_records(con, kinds, reasons, limit)
+        except duckdb.CatalogException:  # a store from before dead letters were kept
+            every, records = [], []
+    columns = ["kind", "reason", "example", "records", "sources", "first_received", "last_received"]
+    table = frame(every, columns)
+    shown = table[table["kind"].isin(kinds)] if kinds else table
+    return DeadLetters(
+        total=int(table["records"].sum()) if len(table) else 0,
+        reasons=shown.reset_index(drop=True),
+        records=frame(records, DEAD_LETTER_COLUMNS),
+    )
 
 
 # -- Live ------------------------------------------------------------------------------------
@@ -536,3 +594,4 @@ cached_rotation = st.cache_data(ttl=CACHE_TTL, show_spinner="Following the rotat
 cached_triage = st.cache_data(ttl=CACHE_TTL, show_spinner="Comparing with past days…")(load_triage)
 cached_events = st.cache_data(ttl=CACHE_TTL, show_spinner=False)(load_events)
 cached_evidence = st.cache_data(ttl=CACHE_TTL, show_spinner=False)(load_evidence)
+cached_dead_letters = st.cache_data(ttl=CACHE_TTL, show_spinner=False)(load_dead_letters)

@@ -129,7 +129,7 @@ CAUSES: tuple[CauseInfo, ...] = (
         "the signing key verifies, but the issuer published it only after the event",
         "The issuer signed with a key before publishing it: publish new keys in the JWKS at least "
         "one cache lifetime (max TTL of every relying service) before signing with them.",
-        "#f9ab00",
+        "#fcc934",
         key_timing=True,
         step="added",
         blame="{issuer} signed with the key before publishing it",
@@ -140,7 +140,7 @@ CAUSES: tuple[CauseInfo, ...] = (
         "the key had been removed from the issuer's JWKS before the event",
         "The issuer removed a key while tokens signed with it were still valid: keep a retired key "
         "published until the last token it signed has expired (max token lifetime after the signing switch).",
-        "#c5221f",
+        "#b31412",
         key_timing=True,
         step="removed",
         blame="tokens signed with the removed key are still in use",
@@ -151,7 +151,7 @@ CAUSES: tuple[CauseInfo, ...] = (
         "no key of any configured issuer, at any time observed, matches (whatever `iss` says)",
         "No configured issuer ever published this key: the token comes from an issuer you do not "
         "watch (add it to the config and to jwks-watch) or it is forged.",
-        "#8430ce",
+        "#7b1fa2",
     ),
     CauseInfo(
         Cause.BAD_SIGNATURE,
@@ -159,7 +159,7 @@ CAUSES: tuple[CauseInfo, ...] = (
         "the key is known and allowed, the signature does not verify",
         "The key is known but the signature does not verify: the token was altered in transit or "
         "forged; check proxies that rewrite tokens, then treat repeats from one client as an attack.",
-        "#6d1d12",
+        "#e08ff0",
     ),
     CauseInfo(
         Cause.BAD_ALG,
@@ -175,7 +175,7 @@ CAUSES: tuple[CauseInfo, ...] = (
         "it verifies with a key of an issuer the service does not accept, or its `iss` is not one the service accepts",
         "The token comes from an issuer this service does not accept (often a staging token in "
         "prod): fix the client's token endpoint, or add the issuer to the service's `issuers` if it should be trusted.",
-        "#185abc",
+        "#174ea6",
     ),
     CauseInfo(
         Cause.AUDIENCE_MISMATCH,
@@ -183,7 +183,7 @@ CAUSES: tuple[CauseInfo, ...] = (
         "the service's audience is not in `aud` (a missing `aud` included), or `azp` is not an authorized party",
         "The token was minted for another API: the client must request a token with this "
         "service's audience (and, where authorized parties are set, from an allowed client).",
-        "#12b5cb",
+        "#4285f4",
     ),
     CauseInfo(
         Cause.CLOCK_SKEW,
@@ -191,7 +191,7 @@ CAUSES: tuple[CauseInfo, ...] = (
         "exp, nbf or iat fails by no more than `skew_window_seconds` beyond the leeway",
         "A clock is off by less than the skew window: sync NTP on the client or issuer, or raise the "
         "service's leeway to cover the observed skew (a few seconds to a minute is normal).",
-        "#1e8e3e",
+        "#9ad0a0",
     ),
     CauseInfo(
         Cause.EXPIRED,
@@ -199,7 +199,7 @@ CAUSES: tuple[CauseInfo, ...] = (
         "exp passed longer ago than the skew window",
         "The token had expired: the client is not refreshing tokens before use; fix its refresh logic "
         "(refresh ahead of exp, and on a 401).",
-        "#9aa0a6",
+        "#1e8e3e",
     ),
     CauseInfo(
         Cause.NOT_YET_VALID,
@@ -207,7 +207,7 @@ CAUSES: tuple[CauseInfo, ...] = (
         "nbf (or iat) lies further in the future than the skew window",
         "The token is not valid yet (nbf or iat far in the future): a clock is badly wrong on the "
         "issuer or the client; fix its time source.",
-        "#81c995",
+        "#0d4d26",
     ),
     CauseInfo(
         Cause.MISSING_CLAIM,
@@ -215,7 +215,7 @@ CAUSES: tuple[CauseInfo, ...] = (
         "a claim in `required_claims` is absent",
         "A claim the service requires is missing: request the right scope/claims from the issuer, "
         "or drop the claim from `required_claims` if the service does not need it.",
-        "#f6aea9",
+        "#12b5cb",
     ),
     CauseInfo(
         Cause.MALFORMED,
@@ -224,7 +224,7 @@ CAUSES: tuple[CauseInfo, ...] = (
         "a time claim not a number",
         "The caller is not sending a compact JWS: check what it puts in the Authorization header "
         "(truncation, a session cookie, double encoding, a 'Bearer ' prefix inside the token).",
-        "#a0785a",
+        "#a8c7fa",
     ),
     CauseInfo(
         Cause.VALID,
@@ -232,7 +232,7 @@ CAUSES: tuple[CauseInfo, ...] = (
         "the token passes every check at the event's time: the rejection is not the token's fault",
         "The token passes every check at that moment: the rejecting validator is misconfigured or its key "
         "cache is broken; compare its issuer, audience, algorithms and JWKS with jwtriage's config.",
-        "#7baaf7",
+        "#5f6368",
     ),
     CauseInfo(
         Cause.UNVERIFIABLE,
@@ -281,6 +281,21 @@ ATTACKS: tuple[AttackInfo, ...] = (
         "15-18 validator and block the client.",
     ),
 )
+
+#: The palette's hue families: causes with the same kind of owner share a hue, in shades told apart by
+#: lightness (tests/test_causes.py keeps every two colours apart and each family within one hue range).
+CAUSE_FAMILIES: dict[str, tuple[Cause, ...]] = {
+    "rotation damage": (Cause.UNPUBLISHED_KEY, Cause.STALE_JWKS, Cause.RETIRED_KEY),  # amber, orange, red
+    "attack-adjacent": (Cause.BAD_SIGNATURE, Cause.BAD_ALG, Cause.UNKNOWN_KID),  # lilac, magenta, purple
+    "client or config": (  # blues
+        Cause.MALFORMED,
+        Cause.MISSING_CLAIM,
+        Cause.AUDIENCE_MISMATCH,
+        Cause.ISSUER_MISMATCH,
+    ),
+    "token time": (Cause.CLOCK_SKEW, Cause.EXPIRED, Cause.NOT_YET_VALID),  # greens
+    "not the token's fault": (Cause.UNVERIFIABLE, Cause.VALID),  # greys
+}
 
 # -- what the surfaces read (all derived from the records above) -----------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from pathlib import Path
 
@@ -57,6 +58,37 @@ def test_the_palette_keeps_causes_apart() -> None:
     for a, b in itertools.combinations(CAUSES, 2):
         distance = sum((p - q) ** 2 for p, q in zip(_lab(a.colour), _lab(b.colour), strict=True)) ** 0.5
         assert distance >= 20, f"{a.cause} {a.colour} and {b.cause} {b.colour} are only {distance:.1f} apart"
+
+
+def test_the_palette_groups_causes_into_hue_families() -> None:
+    """Every cause in one family; a family's colours share a hue (greys: no hue), and the families differ.
+
+    The dashboard's stack and the report's swatches then read as a few groups (rotation damage
+    warm, attack-adjacent purple, client or config blue, token time green, not the token's
+    fault grey), each told apart within by lightness.
+    """
+    members = [cause for family in causes.CAUSE_FAMILIES.values() for cause in family]
+    assert sorted(members) == sorted(Cause) and len(members) == len(set(members))
+
+    def hue_and_chroma(colour: str) -> tuple[float, float]:
+        _, a, b = _lab(colour)
+        return math.degrees(math.atan2(b, a)) % 360, math.hypot(a, b)
+
+    def gap(h: float, k: float) -> float:
+        return min(abs(h - k), 360 - abs(h - k))
+
+    hues: dict[str, list[float]] = {}
+    for name, family in causes.CAUSE_FAMILIES.items():
+        shades = [hue_and_chroma(causes.CAUSE_COLOURS[c]) for c in family]
+        if name == "not the token's fault":
+            assert all(chroma < 8 for _, chroma in shades), name  # greys
+            continue
+        assert all(chroma > 25 for _, chroma in shades), name  # clearly coloured, never greyish
+        hues[name] = [h for h, _ in shades]
+        assert max(gap(h, k) for h in hues[name] for k in hues[name]) <= 80, f"{name}: hues {hues[name]} spread"
+    for (a, these), (b, those) in itertools.combinations(hues.items(), 2):
+        closest = min(gap(h, k) for h in these for k in those)
+        assert closest >= 25, f"families {a} and {b} come within {closest:.0f}° of hue"
 
 
 def test_unknown_codes_stand_for_themselves() -> None:

@@ -31,11 +31,11 @@ from pipeline.models import Cause
 
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "dashboards" / "app.py")
-PAGES = ("views/overview.py", "views/rotations.py", "views/triage.py", "views/live.py")
+PAGES = ("views/overview.py", "views/rotations.py", "views/triage.py", "views/live.py", "views/dead_letters.py")
 TITLES = {"views/overview.py": "Overview", "views/rotations.py": "Rotations", "views/triage.py": "Triage",
-          "views/live.py": "Live"}  # fmt: skip
+          "views/live.py": "Live", "views/dead_letters.py": "Dead letters"}  # fmt: skip
 TOKEN = re.compile(r"eyJ[A-Za-z0-9_-]{10,}")
-STEP = "rot_step_Last 7 days"  # the rotation picker of the default range
+STEP = "rotation"  # the rotation picker (and its URL parameter)
 
 
 def open_app(db: Path, monkeypatch: pytest.MonkeyPatch, page: str | None = None) -> AppTest:
@@ -76,6 +76,14 @@ def count(db: Path, sql: str, params: list[Any] | None = None) -> int:
         con.close()
 
 
+def con_rows(db: Path, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+    con = connect_readonly(db)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
 def assert_clean(at: AppTest, page: str) -> None:
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
@@ -103,15 +111,15 @@ def test_overview_shows_the_trend_rotations_and_totals(simulated_db: Path, monke
 def test_an_overview_filter_changes_the_numbers(simulated_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     at = open_app(simulated_db, monkeypatch)
     before = metric(at, "Failures")
-    at.multiselect(key="ov_services").set_value(["payments-api"]).run()
+    at.multiselect(key="service").set_value(["payments-api"]).run()
     assert_clean(at, "views/overview.py")
     want = count(simulated_db, "SELECT count(*) FROM classifications WHERE service = 'payments-api'")
     assert metric(at, "Failures") == f"{want:,}" != before
-    at.selectbox(key="ov_range").set_value("Last hour").run()  # payments-api may be absent: it stays chosen
+    at.selectbox(key="range").set_value("Last hour").run()  # payments-api may be absent: it stays chosen
     assert_clean(at, "views/overview.py")
-    assert at.multiselect(key="ov_services").value == ["payments-api"]
-    at.selectbox(key="ov_range").set_value("Last 24 hours").run()
-    at.multiselect(key="ov_causes").set_value(["stale_jwks"]).run()
+    assert at.multiselect(key="service").value == ["payments-api"]
+    at.selectbox(key="range").set_value("Last 24 hours").run()
+    at.multiselect(key="cause").set_value(["stale_jwks"]).run()
     want = count(
         simulated_db,
         "SELECT count(*) FROM classifications WHERE service = 'payments-api' AND cause = 'stale_jwks'",
@@ -124,7 +132,7 @@ def test_an_overview_time_range_compares_with_the_period_before(
     simulated_db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     at = open_app(simulated_db, monkeypatch)
-    at.selectbox(key="ov_range").set_value("Last 6 hours").run()
+    at.selectbox(key="range").set_value("Last 6 hours").run()
     assert_clean(at, "views/overview.py")
     failures = next(m for m in at.metric if m.label == "Failures")
     con = connect_readonly(simulated_db)
@@ -139,37 +147,75 @@ def test_an_overview_time_range_compares_with_the_period_before(
         con.close()
     assert failures.value == f"{now:,}"
     assert failures.delta is not None and failures.delta.startswith(f"{now - before:+,}")
-    at.selectbox(key="ov_range").set_value("Custom…").run()
+    at.selectbox(key="range").set_value("Custom…").run()
     assert_clean(at, "views/overview.py")
-    assert at.slider(key="ov_custom").value
+    assert at.slider(key="custom").value
 
 
 def test_rotations_follow_a_step_to_each_service_verdict(simulated_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     at = open_app(simulated_db, monkeypatch, "views/rotations.py")
     assert_clean(at, "views/rotations.py")
     options = at.selectbox(key=STEP).options
-    assert len(options) == 6 and " removed " in options[at.selectbox(key=STEP).value]  # newest with failures
+    assert len(options) == 6 and " removed " in options[at.selectbox(key=STEP).index]  # newest with failures
+    assert at.query_params["rotation"].startswith("removed:")  # the chosen rotation is in the URL
     assert len(charts_on(at)) == 1
     verdicts = at.dataframe[0].value
     assert set(verdicts["verdict"]) <= {"recovered", "still failing", "never affected"}
     assert "recovered" in set(verdicts["verdict"]) and "never affected" in set(verdicts["verdict"])
     assert "time to recover" in verdicts.columns and "JWKS cache age (reported median / max)" in verdicts.columns
+    assert "cache lifetime inferred ≥" not in verdicts.columns  # a removed key has no stale_jwks to infer from
     retired = at.dataframe[1].value  # tokens still signed by the retired key
     assert retired["rejections"].sum() > 0 and "Tokens still signed by the retired key" in all_text(at)
 
     added = next(n for n, label in enumerate(options) if " added corp-rs" in label)
-    at.selectbox(key=STEP).set_value(added).run()
+    at.selectbox(key=STEP).select_index(added).run()
     assert_clean(at, "views/rotations.py")
     verdicts = at.dataframe[0].value
     assert "cache lifetime inferred ≥" in verdicts.columns  # stale_jwks failures bound the cache lifetime
     stale = verdicts[verdicts["failures"] > 0]
     assert not stale.empty and all("stale_jwks" in c for c in stale["causes"])
+    assert at.query_params["rotation"] == "added:corp-rs-2026-11@login.acme.test"
 
     quiet = next(n for n, label in enumerate(options) if "no failures" in label)
-    at.selectbox(key=STEP).set_value(quiet).run()
+    at.selectbox(key=STEP).select_index(quiet).run()
     assert_clean(at, "views/rotations.py")
     assert not charts_on(at) and any("No service failed" in s.value for s in at.success)
     assert set(at.dataframe[0].value["verdict"]) == {"never affected"}
+
+
+def test_a_key_added_view_shows_no_retired_key_table(simulated_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the tables of the step's kind: an added key's failures are stale_jwks/unpublished_key, not retired_key."""
+    options = open_app(simulated_db, monkeypatch, "views/rotations.py").selectbox(key=STEP).options
+    for option, label in enumerate(options):
+        at = open_app(simulated_db, monkeypatch, "views/rotations.py")
+        at.selectbox(key=STEP).select_index(option).run()
+        assert_clean(at, "views/rotations.py")
+        retired_shown = "Tokens still signed by the retired key" in [h.value for h in at.subheader]
+        if " added " in label:
+            assert not retired_shown and len(at.dataframe) == 1, label
+            assert "retired key" not in all_text(at).lower(), label
+        else:
+            assert " removed " in label
+            assert retired_shown or "no failures" in label, label
+
+
+def test_a_rotation_link_opens_that_rotation(simulated_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = AppTest.from_file(APP, default_timeout=30)
+    monkeypatch.setenv("JWTRIAGE_DB", str(simulated_db))
+    at.query_params.update(rotation="added:partner-ed-02@id.partner.test", follow="6h", quiet="15m")
+    at.switch_page("views/rotations.py").run()
+    assert_clean(at, "views/rotations.py")
+    assert at.selectbox(key=STEP).value == "added:partner-ed-02@id.partner.test"
+    assert at.select_slider(key="follow").value == timedelta(hours=6)
+    assert at.select_slider(key="quiet").value == timedelta(minutes=15)
+    assert "Key **added** `partner-ed-02`" in all_text(at)
+    assert at.query_params == {"rotation": "added:partner-ed-02@id.partner.test", "follow": "6h", "quiet": "15m"}
+
+    stale = AppTest.from_file(APP, default_timeout=30)  # a link to a rotation the store does not hold
+    stale.query_params["rotation"] = "added:gone@nowhere.test"
+    stale.switch_page("views/rotations.py").run()
+    assert not stale.exception and any("not among the rotations" in w.value for w in stale.warning)
+    assert stale.query_params["rotation"].startswith("removed:")  # the URL now says what the page shows
 
 
 def test_triage_compares_ranks_drills_down_and_shows_evidence(
@@ -189,7 +235,7 @@ def test_triage_compares_ranks_drills_down_and_shows_evidence(
     assert len(events) == min(last, 500) and events["detail"].notna().all()
     assert "token_fp" in events.columns and events["token_fp"].dropna().str.fullmatch(r"[0-9a-f]{12}").all()
 
-    at.multiselect(key="tr_causes").set_value(["expired"]).run()
+    at.multiselect(key="ev_cause").set_value(["expired"]).run()
     assert_clean(at, "views/triage.py")
     events = at.dataframe[-2].value
     assert len(events) and set(events["cause"]) == {"expired"}
@@ -200,11 +246,145 @@ def test_triage_compares_ranks_drills_down_and_shows_evidence(
 
 def test_triage_shows_attacks_with_advice(simulated_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     at = open_app(simulated_db, monkeypatch, "views/triage.py")
-    at.selectbox(key="tr_window").set_value("Last 12 hours").run()
+    at.selectbox(key="window").set_value(timedelta(hours=12)).run()
     assert_clean(at, "views/triage.py")
     text = all_text(at)
     assert "carry an attack pattern" in text and "alg_none" in text
     assert "block the client and confirm every validator rejects alg none" in text  # ATTACK_ADVICE
+
+
+def test_the_attack_table_names_clients_and_counts_events_without_one(
+    simulated_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = open_app(simulated_db, monkeypatch, "views/triage.py")
+    at.selectbox(key="window").set_value(timedelta(hours=24)).run()
+    assert_clean(at, "views/triage.py")
+    table = next(d.value for d in at.dataframe if "no client id" in d.value.columns)
+    assert "clients" not in table.columns  # a bare count ("clients 1") named nobody
+    end = count(simulated_db, "SELECT epoch_us(max(ts)) + 1 FROM classifications")
+    window = "ts >= make_timestamp(?) - INTERVAL 24 HOUR AND ts < make_timestamp(?)"
+    for attack, named, without in zip(table["attack"], table["clients (failures)"], table["no client id"], strict=True):
+        sql = f"SELECT count(*) FROM classifications WHERE list_contains(attacks, ?) AND {window}"
+        want = count(simulated_db, sql + " AND client_id IS NULL", [attack, end, end])
+        assert without == want, attack
+        top = con_rows(
+            simulated_db,
+            f"""SELECT client_id, count(*) FROM classifications WHERE list_contains(attacks, ?) AND {window}
+                AND client_id IS NOT NULL GROUP BY client_id ORDER BY count(*) DESC, client_id LIMIT 1""",
+            [attack, end, end],
+        )
+        if top:
+            assert named.startswith(f"{top[0][0]} ({top[0][1]:,})"), (attack, named)
+    assert table["no client id"].sum() > 0 and table["clients (failures)"].str.len().gt(0).any()
+
+
+def test_triage_opens_a_past_window_from_its_url(simulated_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`/triage?window=3h&until=…` shows that window (as `jwtriage triage --until` does), filters included."""
+    monkeypatch.setenv("JWTRIAGE_DB", str(simulated_db))
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params.update(window="3h", until="2026-11-23T12:00Z", ev_cause=["expired", "clock_skew"], days="3")
+    at.switch_page("views/triage.py").run()
+    assert_clean(at, "views/triage.py")
+    assert at.selectbox(key="window").value == timedelta(hours=3)
+    assert at.datetime_input(key="until").value == datetime(2026, 11, 23, 12, 0)
+    assert at.multiselect(key="ev_cause").value == ["expired", "clock_skew"] and at.slider(key="days").value == 3
+    want = count(
+        simulated_db,
+        "SELECT count(*) FROM classifications WHERE ts >= TIMESTAMPTZ '2026-11-23 09:00:00+00' "
+        "AND ts < TIMESTAMPTZ '2026-11-23 12:00:00+00'",
+    )
+    assert metric(at, "Failures, 3 hours to Mon 23 Nov 12:00 UTC") == f"{want:,}"
+    assert "Mon 23 Nov 09:00 UTC – Mon 23 Nov 12:00 UTC" in all_text(at)
+    events = at.dataframe[-2].value
+    assert set(events["cause"]) <= {"expired", "clock_skew"} and len(events)
+    assert events["time"].str.contains(r"Mon 23 Nov (?:09|10|11):").all()  # only the window's events
+
+    # Changing a filter writes the URL; going back to "now" takes `until` out of it.
+    at.selectbox(key="window").set_value(timedelta(hours=6)).run()
+    at.multiselect(key="ev_cause").set_value(["expired"]).run()
+    assert at.query_params == {"window": "6h", "until": "2026-11-23T12:00Z", "ev_cause": "expired", "days": "3"}
+    at.datetime_input(key="until").set_value(None).run()
+    assert_clean(at, "views/triage.py")
+    assert "until" not in at.query_params and metric(at, "Failures, last 6 hours")
+
+
+def test_a_broken_link_falls_back_to_the_defaults(simulated_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JWTRIAGE_DB", str(simulated_db))
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params.update(window="5h", until="yesterday", days="many")
+    at.switch_page("views/triage.py").run()
+    assert_clean(at, "views/triage.py")
+    assert at.selectbox(key="window").value == timedelta(hours=1) and at.datetime_input(key="until").value is None
+    assert metric(at, "Failures, last hour") and at.query_params == {}  # the URL says what the page shows
+    early = AppTest.from_file(APP, default_timeout=30)  # a time before the store: its first minute
+    early.query_params.update(until="2020-01-01T00:00Z")
+    early.switch_page("views/triage.py").run()
+    assert_clean(early, "views/triage.py")
+    assert early.datetime_input(key="until").value == datetime(2026, 11, 23, 0, 0)
+
+
+def test_overview_filters_round_trip_through_the_url(simulated_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JWTRIAGE_DB", str(simulated_db))
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params.update(range="6h", service="payments-api", cause=["stale_jwks", "expired"])
+    at.run()
+    assert_clean(at, "views/overview.py")
+    assert at.selectbox(key="range").value == "Last 6 hours"
+    assert at.multiselect(key="service").value == ["payments-api"]
+    assert at.multiselect(key="cause").value == ["stale_jwks", "expired"]
+    assert set(at.dataframe[0].value["cause"]) <= {"stale_jwks", "expired"}
+    at.multiselect(key="service").set_value(["payments-api", "orders-api"]).run()
+    at.selectbox(key="range").set_value("Custom…").run()
+    assert_clean(at, "views/overview.py")
+    params = at.query_params
+    assert params["range"] == "custom" and params["service"] == ["payments-api", "orders-api"]
+    assert len(params["custom"]) == 2 and all(re.fullmatch(r"2026-11-2\dT\d\d:\d\dZ", t) for t in params["custom"])
+    reopened = AppTest.from_file(APP, default_timeout=30)  # the URL pasted elsewhere opens the same view
+    reopened.query_params.update(params)
+    reopened.run()
+    assert_clean(reopened, "views/overview.py")
+    assert metric(reopened, "Failures") == metric(at, "Failures")
+    assert reopened.slider(key="custom").value == at.slider(key="custom").value
+    at.selectbox(key="range").set_value("Last 24 hours").run()  # the default leaves the URL
+    assert "range" not in at.query_params and "custom" not in at.query_params
+
+
+def test_the_dead_letters_page_shows_reasons_and_redacted_excerpts(
+    simulated_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = open_app(simulated_db, monkeypatch, "views/dead_letters.py")
+    assert_clean(at, "views/dead_letters.py")
+    total = count(simulated_db, "SELECT count(*) FROM dead_letters")
+    assert total and metric(at, "Dead letters") == f"{total:,}"
+    reasons, records = at.dataframe[0].value, at.dataframe[1].value
+    assert reasons["records"].sum() == total and "ts: Field required" in set(reasons["reason"])
+    assert len(records) == total and records["excerpt (redacted)"].str.contains("<redacted>").any()
+    assert {"source", "partition", "offset", "reason"} <= set(records.columns)
+    at.multiselect(key="reason").set_value(["ts: Field required"]).run()
+    assert_clean(at, "views/dead_letters.py")
+    want = count(simulated_db, "SELECT count(*) FROM dead_letters WHERE reason = 'ts: Field required'")
+    assert len(at.dataframe[1].value) == want and set(at.dataframe[1].value["reason"]) == {"ts: Field required"}
+    assert at.query_params == {"reason": "ts: Field required"}
+
+
+def test_the_dead_letters_page_with_none_and_with_nothing_else(
+    simulated_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clean = tmp_path / "clean.duckdb"
+    shutil.copy(simulated_db, clean)
+    with Store(clean) as writer:
+        writer.con.execute("DELETE FROM dead_letters")
+    at = open_app(clean, monkeypatch, "views/dead_letters.py")
+    assert_clean(at, "views/dead_letters.py")
+    assert any("No dead letters" in s.value for s in at.success)
+
+    only = tmp_path / "only-dead-letters.duckdb"  # every record was bad: nothing judged, but much to see
+    shutil.copy(simulated_db, only)
+    with Store(only) as writer:
+        writer.con.execute("DELETE FROM classifications")
+    at = open_app(only, monkeypatch, "views/dead_letters.py")
+    assert_clean(at, "views/dead_letters.py")
+    assert metric(at, "Dead letters") == f"{count(simulated_db, 'SELECT count(*) FROM dead_letters'):,}"
 
 
 def test_live_shows_the_newest_events(simulated_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -412,6 +592,7 @@ def test_the_dashboard_command_runs_streamlit_on_localhost() -> None:
         "--server.port": "8501",
         "--server.headless": "true",
         "--browser.gatherUsageStats": "false",
+        "--client.toolbarMode": "viewer",  # no Deploy button
     }
     assert command[-3:] == ["--", "--db", "/s/x.duckdb"]
     assert (dashboard_cmd.dashboards_dir() / "app.py").is_file()

@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,13 +38,19 @@ REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts" / "dashboard"
 TOKEN = re.compile(r"eyJ[A-Za-z0-9_-]{10,}")
 
-#: url path → (heading, what must have rendered: (charts, tables) at least)
-PAGES = {
-    "": ("Overview", 1, 1),
-    "rotations": ("Rotations", 1, 2),
-    "triage": ("Triage", 2, 3),
-    "live": ("Live", 1, 1),
-}
+#: screenshot name → (URL path and query, heading, (charts, tables) at least, texts the page must show).
+#: Every page is opened by a URL that carries its filters, as one pasted into an incident channel would.
+PAGES: dict[str, tuple[str, str, int, int, tuple[str, ...]]] = {
+    "overview": ("?range=custom&custom=2026-11-23T02:00Z&custom=2026-11-23T14:00Z", "Overview", 1, 1,
+                 ("Mon 23 Nov 02:00 UTC – Mon 23 Nov 14:00 UTC",)),
+    "rotations": ("rotations?rotation=added:corp-rs-2026-11@login.acme.test&follow=12h", "Rotations", 1, 1,
+                  ("Key added corp-rs-2026-11", "from 12 h before the step")),
+    "triage-past-window": ("triage?window=3h&until=2026-11-23T12:00Z", "Triage", 2, 3,
+                           ("3 hours to Mon 23 Nov 12:00 UTC: Mon 23 Nov 09:00 UTC – Mon 23 Nov 12:00 UTC",)),
+    "triage-attacks": ("triage?window=24h", "Triage", 2, 3, ("carry an attack pattern",)),
+    "live": ("live", "Live", 1, 1, ()),
+    "dead-letters": ("dead-letters?kind=event", "Dead letters", 0, 2, ("Why", "The records")),
+}  # fmt: skip
 
 STATE_JS = """(() => {
   const app = document.querySelector('[data-testid="stApp"]');
@@ -64,6 +71,8 @@ STATE_JS = """(() => {
     drawn: drawn,
     tables: document.querySelectorAll('[data-testid="stDataFrame"]').length,
     skeletons: document.querySelectorAll('[data-testid="stSkeleton"], [data-testid="stAppSkeleton"]').length,
+    deploy: document.querySelectorAll('[data-testid="stAppDeployButton"]').length,
+    url: location.href,
     height: main ? main.scrollHeight : 0,
     text: document.body ? document.body.innerText : '',
   });
@@ -269,18 +278,27 @@ def test_every_page_renders_in_chromium(simulated_db: Path, browser: Chromium, t
         stale.unlink()
     problems = []
     with dashboard_server(simulated_db, tmp_path / "streamlit.log") as base:
-        for path, (heading, charts, tables) in PAGES.items():
+        for name, (path, heading, charts, tables, texts) in PAGES.items():
             state = browser.open(f"{base}/{path}", heading, charts)
-            browser.screenshot(ARTIFACTS / f"{path or 'overview'}.png", state["height"])
+            browser.screenshot(ARTIFACTS / f"{name}.png", state["height"])
             browser.resize(1000)
-            where = f"page {heading} ({base}/{path})"
+            where = f"page {name} ({base}/{path})"
             problems += [f"{where}: exception element: {e}" for e in state["exceptions"]]
             problems += [f"{where}: error element: {e}" for e in state["errors"]]
             problems += [f"{where}: JavaScript exception: {e}" for e in browser.errors]
             if state["charts"] < charts or state["tables"] < tables:
                 problems.append(f"{where}: {state['charts']} charts, {state['tables']} tables; want {charts}, {tables}")
+            problems += [f"{where}: does not show {text!r}" for text in texts if text not in state["text"]]
+            if state["deploy"]:
+                problems.append(f"{where}: Streamlit's Deploy button shows (the toolbar should be in viewer mode)")
+            kept = urllib.parse.unquote(state["url"])
+            problems += [
+                f"{where}: the URL lost {param!r} (now {kept})"
+                for param in urllib.parse.unquote(path.partition("?")[2]).split("&")
+                if param and param not in kept
+            ]
             if TOKEN.search(state["text"]):
                 problems.append(f"{where}: something that looks like a raw token is on the page")
     assert not problems, "\n".join(problems) + f"\n(screenshots in {ARTIFACTS})"
     shots = {p.name for p in ARTIFACTS.glob("*.png")}
-    assert shots == {"overview.png", "rotations.png", "triage.png", "live.png"}
+    assert shots == {f"{name}.png" for name in PAGES}

@@ -2,65 +2,96 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 import pandas as pd
 import streamlit as st
 
-from dashboards import charts, data, ui
+from dashboards import charts, data, links, ui
 from pipeline.causes import ROTATION_DAMAGE
 
-RANGES: dict[str, timedelta | None] = {
-    "Last hour": timedelta(hours=1),
-    "Last 6 hours": timedelta(hours=6),
-    "Last 24 hours": timedelta(hours=24),
-    "Last 7 days": timedelta(days=7),
-    "Last 30 days": timedelta(days=30),
-    "All data": None,
-    "Custom…": None,
+#: time range → its length (None: all data, or the custom slider) and its code in the URL (`?range=6h`)
+RANGES: dict[str, tuple[timedelta | None, str]] = {
+    "Last hour": (timedelta(hours=1), "1h"),
+    "Last 6 hours": (timedelta(hours=6), "6h"),
+    "Last 24 hours": (timedelta(hours=24), "24h"),
+    "Last 7 days": (timedelta(days=7), "7d"),
+    "Last 30 days": (timedelta(days=30), "30d"),
+    "All data": (None, "all"),
+    "Custom…": (None, "custom"),
 }
+DEFAULT_RANGE = "Last 24 hours"
+
+
+def range_code(name: str) -> str:
+    return RANGES[name][1]
+
 
 st.title("Overview")
 status = ui.require_store()
 ref = ui.reference(status)
 assert status.first_ts is not None and status.last_ts is not None
 
+
+def custom_range(first: datetime, last: datetime) -> Callable[[list[str]], tuple[datetime, datetime]]:
+    """`?custom=FROM&custom=TO` (RFC 3339), kept inside the slider's bounds."""
+
+    def parse(raw: list[str]) -> tuple[datetime, datetime]:
+        start, stop = (links.naive_utc([r]) for r in raw[-2:])
+        start, stop = max(first, min(start, last)), max(first, min(stop, last))
+        if stop <= start:
+            raise ValueError(raw)
+        return start, stop
+
+    return parse
+
+
 with st.sidebar:
     st.subheader("Filters")
-    choice = st.selectbox("Time range", list(RANGES), index=2, key="ov_range")
+    links.seed("range", DEFAULT_RANGE, links.one_of(list(RANGES), range_code))
+    choice = st.selectbox("Time range", list(RANGES), key="range")
+    links.keep("range", DEFAULT_RANGE, range_code)
+    if choice != "Custom…":
+        links.drop("custom")
     if choice == "All data":
         since, until = status.first_ts, ref.end
     elif choice == "Custom…":
         first = status.first_ts.replace(minute=0, second=0, microsecond=0, tzinfo=None)
         last = (ref.at + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0, tzinfo=None)
+        links.seed("custom", (max(first, last - timedelta(hours=6)), last), custom_range(first, last))
         start, stop = st.slider(
             "From – to (UTC)",
             min_value=first,
             max_value=last,
-            value=(max(first, last - timedelta(hours=6)), last),
             step=timedelta(minutes=15),
             format="ddd D MMM HH:mm",
-            key="ov_custom",
+            key="custom",
         )
+        links.keep("custom", None, lambda v: [links.time_code(t) for t in v])
         since, until = pd.Timestamp(start, tz="UTC").to_pydatetime(), pd.Timestamp(stop, tz="UTC").to_pydatetime()
         if until <= since:
             until = since + timedelta(minutes=15)
     else:
-        length = RANGES[choice]
+        length = RANGES[choice][0]
         assert length is not None
         since, until = ref.end - length, ref.end
-    # The filters offer what the time range holds, and keep what is already chosen.
+    # The filters offer what the time range holds, and keep what is already chosen (or pasted in a URL).
     choices = ui.load(data.cached_choices, ui.store_path(), since, until)
+    for key in ("issuer", "service", "cause"):
+        links.seed(key, [], links.many)
     issuers = st.multiselect(
-        "Issuer", ui.options(choices.issuers, "ov_issuers"), format_func=ui.issuer_host, key="ov_issuers"
+        "Issuer", ui.options(choices.issuers, "issuer"), format_func=ui.issuer_host, key="issuer"
     )
-    services = st.multiselect("Service", ui.options(choices.services, "ov_services"), key="ov_services")
+    services = st.multiselect("Service", ui.options(choices.services, "service"), key="service")
     causes = st.multiselect(
         "Cause",
-        sorted(ui.options(choices.causes, "ov_causes"), key=ui.cause_rank),
+        sorted(ui.options(choices.causes, "cause"), key=ui.cause_rank),
         format_func=ui.cause_name,
-        key="ov_causes",
+        key="cause",
     )
+    for key in ("issuer", "service", "cause"):
+        links.keep(key, [], list)
 
 length = until - since
 covered = status.first_ts < since

@@ -7,36 +7,38 @@ from datetime import timedelta
 import pandas as pd
 import streamlit as st
 
-from dashboards import charts, data, ui
+from dashboards import charts, data, links, ui
 from pipeline.causes import STEP_CAUSES
 
 WINDOWS = [timedelta(hours=h) for h in (1, 3, 6, 12, 24, 48, 72)]
 QUIET = [timedelta(minutes=m) for m in (5, 15, 30, 60, 120)]
 
-RANGES: dict[str, timedelta | None] = {
-    "Last 24 hours": timedelta(hours=24),
-    "Last 7 days": timedelta(days=7),
-    "Last 30 days": timedelta(days=30),
-    "All": None,
+#: which rotations the picker lists → how far back, and the code in the URL (`?rotations=7d`)
+RANGES: dict[str, tuple[timedelta | None, str]] = {
+    "Last 24 hours": (timedelta(hours=24), "24h"),
+    "Last 7 days": (timedelta(days=7), "7d"),
+    "Last 30 days": (timedelta(days=30), "30d"),
+    "All": (None, "all"),
 }
+DEFAULT_RANGE, DEFAULT_WINDOW, DEFAULT_QUIET = "Last 7 days", timedelta(hours=24), timedelta(minutes=30)
 
 st.title("Rotations")
 status = ui.require_store()
 ref = ui.reference(status)
 with st.sidebar:
     st.subheader("Rotations")
-    shown = st.selectbox("Rotations in the", list(RANGES), index=1, key="rot_range")
-    span = RANGES[shown]
-    window = st.select_slider(
-        "Follow each for", WINDOWS, value=timedelta(hours=24), format_func=ui.fmt_duration_td, key="rot_window"
-    )
+    links.seed("rotations", DEFAULT_RANGE, links.one_of(list(RANGES), lambda name: RANGES[name][1]))
+    shown = st.selectbox("Rotations in the", list(RANGES), key="rotations")
+    links.keep("rotations", DEFAULT_RANGE, lambda name: RANGES[name][1])
+    span = RANGES[shown][0]
+    links.seed("follow", DEFAULT_WINDOW, links.duration(WINDOWS))
+    window = st.select_slider("Follow each for", WINDOWS, format_func=ui.fmt_duration_td, key="follow")
+    links.keep("follow", DEFAULT_WINDOW, links.duration_code)
+    links.seed("quiet", DEFAULT_QUIET, links.duration(QUIET))
     quiet = st.select_slider(
-        "Recovered after this long without failures",
-        QUIET,
-        value=timedelta(minutes=30),
-        format_func=ui.fmt_duration_td,
-        key="rot_quiet",
+        "Recovered after this long without failures", QUIET, format_func=ui.fmt_duration_td, key="quiet"
     )
+    links.keep("quiet", DEFAULT_QUIET, links.duration_code)
 steps = ui.load(data.cached_rotations, ui.store_path(), None if span is None else ref.end - span)
 if steps.empty:
     st.info(
@@ -47,26 +49,44 @@ if steps.empty:
     st.stop()
 
 
-def step_label(n: int) -> str:
-    row = steps.iloc[n]
+def step_id(row: pd.Series) -> str:
+    """A rotation step as the URL names it: `removed:corp-rs-2025@login.acme.test` (stable as rotations arrive)."""
+    return f"{row['action']}:{row['kid'] or ''}@{ui.issuer_host(row['issuer'])}"
+
+
+def step_label(row: pd.Series) -> str:
     caused = f"{row['failures']:,} failures" if row["failures"] else "no failures"
     kid = row["kid"] or "(no kid)"
     return f"{ui.fmt_ts(row['ts'])} · {row['action']} {kid} · {ui.issuer_host(row['issuer'])} · {caused}"
 
 
-# Start on the newest rotation that caused failures (else the newest).
+ids: list[str] = []
+for _, row in steps.iterrows():  # a kid added twice in the range: the second by its time too
+    ids.append(step_id(row) if step_id(row) not in ids else f"{step_id(row)}~{links.time_code(row['ts'])}")
+labels = {i: step_label(row) for i, (_, row) in zip(ids, steps.iterrows(), strict=True)}
+# Start on the rotation the URL names, else the newest that caused failures (else the newest).
 with_failures = steps.index[steps["failures"] > 0]
-
-
-n = st.selectbox(
+newest = ids[int(with_failures[0]) if len(with_failures) else 0]
+linked = links.url_values("rotation")
+links.seed("rotation", newest, links.one_of(ids))
+if st.session_state["rotation"] not in labels:  # chosen in another range
+    st.session_state["rotation"] = newest
+if linked and linked[-1] not in labels:
+    st.warning(
+        f"The link names rotation {ui.code(linked[-1])}, which is not among the rotations {shown.lower()}: "
+        "showing the newest instead. Choose a longer range in the sidebar to find it.",
+        icon=":material/link_off:",
+    )
+chosen = st.selectbox(
     "Key rotation (newest first)",
-    range(len(steps)),
-    index=int(with_failures[0]) if len(with_failures) else 0,
-    format_func=step_label,
-    key=f"rot_step_{shown}",  # a list per range: a choice from another range never points into this one
+    ids,
+    format_func=labels.__getitem__,
+    key="rotation",
     help="With the failures each step caused: stale_jwks and unpublished_key on an added key, retired_key on a "
     "removed one.",
 )
+links.keep("rotation", None)  # always in the URL: the newest rotation changes as rotations arrive
+n = ids.index(chosen)
 step = {k: (v.to_pydatetime() if isinstance(v, pd.Timestamp) else v) for k, v in steps.iloc[n].to_dict().items()}
 detail = ui.load(data.cached_rotation, ui.store_path(), step, window, ref.end, quiet)
 services = detail.services
@@ -149,14 +169,11 @@ st.caption(
     )
 )
 
-st.subheader("Tokens still signed by the retired key")
-retired = detail.retired
-if retired is None:
-    st.info(
-        f"{ui.issuer_host(step['issuer'])} has not removed a key since this step, so no key is retired yet; "
-        "tokens signed by the old key are still accepted."
-    )
-else:
+# Only the tables a step's kind has: an added key's failures are stale_jwks/unpublished_key (the verdict
+# table above, with the cache lifetimes they bound); a removed key's are retired_key, and its tokens below.
+retired = detail.retired if step["action"] == "removed" else None
+if retired is not None:
+    st.subheader("Tokens still signed by the retired key")
     usage = detail.retired_usage
     st.markdown(
         f"{ui.code(retired['kid'])} was removed from {ui.issuer_host(retired['issuer'])}'s JWKS at "

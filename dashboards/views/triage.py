@@ -4,22 +4,37 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from dashboards import charts, data, ui
+from dashboards import charts, data, links, ui
 
-#: window → its length and what "the same …" calls it on past days
+#: window length → what "the same …" calls it on past days (the URL writes the length: `?window=1h`)
 WINDOWS = {
-    "Last 15 minutes": (timedelta(minutes=15), "15 minutes"),
-    "Last hour": (timedelta(hours=1), "hour"),
-    "Last 3 hours": (timedelta(hours=3), "3 hours"),
-    "Last 6 hours": (timedelta(hours=6), "6 hours"),
-    "Last 12 hours": (timedelta(hours=12), "12 hours"),
-    "Last 24 hours": (timedelta(hours=24), "24 hours"),
+    timedelta(minutes=15): "15 minutes",
+    timedelta(hours=1): "hour",
+    timedelta(hours=3): "3 hours",
+    timedelta(hours=6): "6 hours",
+    timedelta(hours=12): "12 hours",
+    timedelta(hours=24): "24 hours",
 }
+DEFAULT_WINDOW, DEFAULT_DAYS = timedelta(hours=1), 7
 TOP_TABS = {"service": "Services", "client_id": "Clients", "kid": "Key ids (kid)"}
+#: The drill-down's filters: widget key (and URL parameter) → label, and the `choices` column it offers.
+EVENT_FILTERS = {
+    "ev_cause": ("Cause", "cause"),
+    "ev_service": ("Service", "service"),
+    "ev_client": ("Client", "client_id"),
+    "ev_kid": ("Key id (kid)", "kid"),
+}
+
+
+def window_name(length: timedelta) -> str:
+    """ "15 minutes", "1 hour", "24 hours" """
+    return "1 hour" if WINDOWS[length] == "hour" else WINDOWS[length]
+
 
 st.title("Triage")
 status = ui.require_store()
@@ -27,18 +42,45 @@ ref = ui.reference(status)
 assert status.first_ts is not None
 
 with st.sidebar:
-    window_name = st.selectbox("Window", list(WINDOWS), index=1, key="tr_window")
-    days = st.slider("Compare with the same window on the past … days", 1, 14, 7, key="tr_days")
+    links.seed("window", DEFAULT_WINDOW, links.duration(list(WINDOWS)))
+    length = st.selectbox("Window", list(WINDOWS), format_func=window_name, key="window")
+    links.keep("window", DEFAULT_WINDOW, links.duration_code)
+    first = status.first_ts.replace(second=0, microsecond=0, tzinfo=None)
+    latest = ref.at.replace(tzinfo=None)
+    links.seed("until", None, links.naive_utc)
+    if st.session_state["until"] is not None:  # a pasted time outside the store: the nearest end of it
+        st.session_state["until"] = max(first, min(st.session_state["until"], latest))
+    ending = st.datetime_input(
+        "Ending at (UTC)",
+        value=None,
+        min_value=first,
+        max_value=latest,
+        step=timedelta(minutes=15),
+        format="YYYY-MM-DD",
+        key="until",
+        help="Look at a past window, as `jwtriage triage --until` does. Empty: the window ends now.",
+    )
+    links.keep("until", None, links.time_code)
+    links.seed("days", DEFAULT_DAYS, lambda raw: max(1, min(14, int(raw[-1]))))
+    days = st.slider("Compare with the same window on the past … days", 1, 14, key="days")
+    links.keep("days", DEFAULT_DAYS)
 
-length, noun = WINDOWS[window_name]
-until = ref.end
+noun = WINDOWS[length]
+past = ending is not None
+until = pd.Timestamp(ending, tz="UTC").to_pydatetime() if past else ref.end
 since = until - length
+window_label = f"{window_name(length)} to {ui.fmt_ts(until)}" if past else f"Last {noun}"
+window_lower = window_label[0].lower() + window_label[1:]  # "last hour", "3 hours to Mon 23 Nov 12:00 UTC"
 path = ui.store_path()
 tri = ui.load(data.cached_triage, path, until, length, days)
-st.caption(f"{window_name}: {ui.fmt_ts(since)} – {ui.fmt_ts(ref.at)}. {ui.reference_note(ref)}")
+st.caption(
+    f"{window_label}: {ui.fmt_ts(since)} – {ui.fmt_ts(until if past else ref.at)}. "
+    + ("A past window (clear “Ending at” for the latest). " if past else "")
+    + ui.reference_note(ref)
+)
 
 # -- this window against past days ------------------------------------------------------------
-st.subheader(f"{window_name} against the same {noun} on past days")
+st.subheader(f"{window_label} against the same {noun} on past days")
 covered = [d for d in range(1, days + 1) if until - timedelta(days=d) - length >= status.first_ts]
 wide = tri.by_day.pivot_table(index="cause", columns="days_ago", values="events", aggfunc="sum", fill_value=0)
 wide = wide.reindex(columns=[0, *covered], fill_value=0)
@@ -49,7 +91,7 @@ if covered:
 compare = compare.sort_values("now", ascending=False, key=lambda s: s.astype(float)).reset_index(drop=True)
 total_now = int(compare["now"].sum())
 cols = st.columns(3)
-cols[0].metric(f"Failures, {window_name.lower()}", f"{total_now:,}")
+cols[0].metric(f"Failures, {window_lower}", f"{total_now:,}")
 if covered:
     usual = float(wide[covered].sum(axis=0).median())
     cols[1].metric(
@@ -76,7 +118,7 @@ else:
 if total_now:
     past_label = f"median of the past {len(covered)} days" if covered else None
     left, right = st.columns([3, 2])
-    left.altair_chart(charts.same_window_chart(compare, window_name.lower(), past_label), width="stretch")
+    left.altair_chart(charts.same_window_chart(compare, window_lower, past_label), width="stretch")
     table = pd.DataFrame({"cause": compare["cause"], "now": compare["now"]})  # the chart beside it has the labels
     if covered:
         table["yesterday"] = compare["yesterday"]
@@ -107,19 +149,33 @@ st.subheader("Attacks")
 attack_columns = {
     "attack": "attack",
     "events": "failures",
+    "top_clients": "clients (failures)",
+    "no_client_id": "no client id",
     "services": "services",
-    "clients": "clients",
     "first_seen": "first seen",
     "last_seen": "last seen",
+}
+ATTACK_COLUMN_HELP = {
+    "clients (failures)": f"The {data.ATTACK_CLIENTS_NAMED} clients with the most failures of this pattern, "
+    "and how many other clients sent it",
+    "no client id": "Failures of this pattern whose event named no client: the sender is unknown",
 }
 
 
 def attack_table(frame: pd.DataFrame) -> pd.DataFrame:
-    out = frame.rename(columns=attack_columns)
+    out = frame[list(attack_columns)].rename(columns=attack_columns)
     out["services"] = out["services"].map(lambda s: ", ".join(s) if s is not None else "")
     out["first seen"] = out["first seen"].map(ui.fmt_ts)
     out["last seen"] = out["last seen"].map(ui.fmt_ts)
     return out
+
+
+def attack_columns_config() -> dict[str, Any]:
+    return {
+        **ui.counts("failures", "no client id"),
+        **{name: st.column_config.TextColumn(help=text) for name, text in ATTACK_COLUMN_HELP.items()},
+        "no client id": st.column_config.NumberColumn(format="localized", help=ATTACK_COLUMN_HELP["no client id"]),
+    }
 
 
 def attack_advice(frame: pd.DataFrame) -> None:
@@ -136,23 +192,29 @@ if tri.attacks.empty:
     if not tri.last_attacks.empty:
         last_seen = ui.fmt_ts(tri.last_attacks["last_seen"].max())
         with st.expander(f"Attacks in the past {days} days (last seen {last_seen})"):
-            st.dataframe(attack_table(tri.last_attacks), hide_index=True, column_config=ui.counts("failures"))
+            st.dataframe(attack_table(tri.last_attacks), hide_index=True, column_config=attack_columns_config())
             attack_advice(tri.last_attacks)
 else:
     st.warning(
         f"{int(tri.attacks['events'].sum()):,} failures in this window carry an attack pattern.",
         icon=":material/shield:",
     )
-    st.dataframe(attack_table(tri.attacks), hide_index=True, column_config=ui.counts("failures"))
+    st.dataframe(attack_table(tri.attacks), hide_index=True, column_config=attack_columns_config())
     attack_advice(tri.attacks)
 
 # -- drill-down ----------------------------------------------------------------------------------
 st.subheader("Events")
-c1, c2, c3, c4 = st.columns(4)
-causes = c1.multiselect("Cause", tri.choices["cause"], format_func=ui.cause_name, key="tr_causes")
-services = c2.multiselect("Service", tri.choices["service"], key="tr_services")
-clients = c3.multiselect("Client", tri.choices["client_id"], key="tr_clients")
-kids = c4.multiselect("Key id (kid)", tri.choices["kid"], key="tr_kids")
+chosen: dict[str, list[str]] = {}
+for column, (key, (label, offered)) in zip(st.columns(4), EVENT_FILTERS.items(), strict=True):
+    links.seed(key, [], links.many)
+    chosen[key] = column.multiselect(
+        label,
+        ui.options(tri.choices[offered], key),
+        format_func=ui.cause_name if offered == "cause" else str,
+        key=key,
+    )
+    links.keep(key, [], list)
+causes, services, clients, kids = (chosen[key] for key in EVENT_FILTERS)
 events = ui.load(
     data.cached_events, path, since, until, tuple(services), (), tuple(causes), tuple(clients), tuple(kids), limit=500
 )

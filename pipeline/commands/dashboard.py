@@ -119,6 +119,7 @@ def streamlit_command(
         "--browser.gatherUsageStats",
         "false",
         *login,
+        *("--client.toolbarMode", "viewer"),  # no "Deploy" button or developer menu for on-call viewers
         "--",
         "--db",
         str(db),

@@ -19,6 +19,8 @@ from __future__ import annotations
 from pipeline.queries.base import RANKABLE, Filters
 from pipeline.queries.events import (
     dead_letter_counts,
+    dead_letter_reasons,
+    dead_letter_records,
     dead_letters_in,
     dead_letters_received,
     event_evidence,
@@ -60,12 +62,13 @@ from pipeline.queries.rotations import (
     step_failure_counts,
     step_failures_over_time,
 )
-from pipeline.queries.tokens import algorithms_in_use, attack_clients, attacks, token_lifetimes
+from pipeline.queries.tokens import algorithms_in_use, attack_client_ids, attack_clients, attacks, token_lifetimes
 
 __all__ = [
     "RANKABLE",
     "Filters",
     "algorithms_in_use",
+    "attack_client_ids",
     "attack_clients",
     "attacks",
     "cache_age_by_service",
@@ -74,6 +77,8 @@ __all__ = [
     "cause_counts_vs_previous",
     "confidence_counts",
     "dead_letter_counts",
+    "dead_letter_reasons",
+    "dead_letter_records",
     "dead_letters_in",
     "dead_letters_received",
     "event_evidence",

@@ -3,6 +3,7 @@ dead letters, the consumer's positions."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -142,6 +143,48 @@ def dead_letters_in(con: duckdb.DuckDBPyConnection, since: datetime, until: date
             FROM dated WHERE dated_at >= ? AND dated_at < ?
             GROUP BY ALL ORDER BY records DESC, kind, reason""",
         [since, until],
+    )
+
+
+#: How a dead letter's reason is grouped: its numbers (offsets, columns, bytes) as N.
+_REASON_PATTERN = "regexp_replace(reason, '[0-9]+', 'N', 'g')"
+
+
+def dead_letter_reasons(con: duckdb.DuckDBPyConnection, kinds: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Dead letters per kind and reason (numbers as N), with one reason as written, and when they arrived."""
+    kind_clause = f"kind IN ({marks(kinds)})" if kinds else "TRUE"
+    return rows(
+        con,
+        f"""SELECT kind, {_REASON_PATTERN} AS reason, min(reason) AS example, count(*) AS records,
+                   list_distinct(list(source ORDER BY source)) AS sources,
+                   min(received_at) AS first_received, max(received_at) AS last_received
+            FROM dead_letters WHERE {kind_clause}
+            GROUP BY kind, {_REASON_PATTERN} ORDER BY records DESC, kind, reason""",
+        list(kinds),
+    )
+
+
+def dead_letter_records(
+    con: duckdb.DuckDBPyConnection, kinds: Sequence[str] = (), reasons: Sequence[str] = (), limit: int = 200
+) -> list[dict[str, Any]]:
+    """The newest dead letters (of these kinds, with these grouped reasons), with their redacted excerpts, and
+    the event time the excerpt shows as written (`written_ts`, text: the record could not be read as an event)."""
+    clauses, params = ["TRUE"], []
+    if kinds:
+        clauses.append(f"kind IN ({marks(kinds)})")
+        params += list(kinds)
+    if reasons:
+        clauses.append(f"{_REASON_PATTERN} IN ({marks(reasons)})")
+        params += list(reasons)
+    return rows(
+        con,
+        f"""SELECT received_at, source, source_partition, source_offset, kind, reason, excerpt,
+                   coalesce(nullif(regexp_extract(excerpt, '"ts"\\s*:\\s*"([^"]*)"', 1), ''),
+                            nullif(regexp_extract(excerpt, '^([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}T[0-9:.]+Z?)', 1), ''))
+                     AS written_ts
+            FROM dead_letters WHERE {' AND '.join(clauses)}
+            ORDER BY received_at DESC, source, source_partition, source_offset DESC LIMIT ?""",
+        [*params, limit],
     )
 
 

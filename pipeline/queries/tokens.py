@@ -46,6 +46,28 @@ def attack_clients(
     )
 
 
+def attack_client_ids(
+    con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS, limit: int = 3
+) -> list[dict[str, Any]]:
+    """For each attack label, its top `limit` named clients by events, and one row (`client_id` NULL) counting
+    the events that carried no client id, whatever the limit: a table can name clients and say how many
+    events had none.
+    """
+    where, params = filters.where("c")
+    return rows(
+        con,
+        f"""SELECT attack, client_id, events FROM (
+                SELECT attack, c.client_id, count(*) AS events,
+                       row_number() OVER (PARTITION BY attack, c.client_id IS NULL
+                                          ORDER BY count(*) DESC, c.client_id) AS n
+                FROM classifications c, unnest(c.attacks) AS a(attack)
+                WHERE {where} AND len(c.attacks) > 0 GROUP BY attack, c.client_id
+            ) WHERE n <= ? OR client_id IS NULL
+            ORDER BY attack, client_id IS NULL, events DESC, client_id""",
+        [*params, limit],
+    )
+
+
 def algorithms_in_use(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) -> list[dict[str, Any]]:
     """Events per header `alg` (as the token states it): tokens, how many verified, issuers, main cause, attacks.
 
