@@ -41,6 +41,8 @@ class Processes:
                 start_new_session=True,
             )
         self.started.append((name, proc))
+        with open(LAB_DIR / "pids", "a", encoding="utf-8") as pids:  # for scripts/lab-down.sh after a crash
+            pids.write(f"{name} {proc.pid}\n")
 
     def check_alive(self) -> None:
         for name, proc in self.started:
@@ -59,6 +61,7 @@ class Processes:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         self.started.clear()
+        (LAB_DIR / "pids").unlink(missing_ok=True)
 
 
 def wait_until(what: str, ready: Callable[[], bool], timeout: float, procs: Processes) -> float:

@@ -40,7 +40,8 @@ def judge_all(sent: list[Sent], stored: list[dict[str, Any]], leeways: dict[str,
         if row is None:
             judged.append(Judged(request, truth, "missing", "-", False, False, None))
             continue
-        ok, coarse = agrees(truth, row["cause"], list(row.get("attacks") or []), row["confidence"])
+        ok, coarse = agrees(truth, row["cause"], list(row.get("attacks") or []), row["confidence"],
+                            row.get("reported_error"))
         judged.append(Judged(request, truth, row["cause"], row["confidence"], ok, ok and coarse,
                              row.get("reported_error")))
     return judged

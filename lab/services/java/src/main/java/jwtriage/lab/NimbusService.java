@@ -129,7 +129,8 @@ public final class NimbusService {
         reply(ex, 200, "{\"ok\": true}");
       } catch (Exception e) {
         try {
-          logRejection(token, e.getMessage(), ex);
+          // as a logger prints it: the message, or the exception's name when it has none
+          logRejection(token, e.getMessage() != null ? e.getMessage() : e.toString(), ex);
         } catch (Exception logError) {
           System.err.println("lab-service-java: cannot log a rejection: " + logError);
         }
