@@ -24,25 +24,43 @@ def topics(run_id: str) -> dict[str, str]:
     return {name: f"lab-{run_id}.{name}" for name in ("auth.failures", "auth.tokens.sampled", "auth.jwks")}
 
 
-def write_config(path: Path, run_id: str, issuer: str, jwks_uri: str, audience: str,
-                 services: list[Service], store: Path) -> None:
+def write_config(
+    path: Path, run_id: str, issuer: str, jwks_uri: str, audience: str, services: list[Service], store: Path
+) -> None:
     names = topics(run_id)
     lines = [
         "# written by the lab (lab/jwtriage_side.py) for one run",
-        "[[issuers]]", 'name = "keycloak"', f'issuer = "{issuer}"', f'jwks_uri = "{jwks_uri}"',
-        'algorithms = ["RS256"]', "",
+        "[[issuers]]",
+        'name = "keycloak"',
+        f'issuer = "{issuer}"',
+        f'jwks_uri = "{jwks_uri}"',
+        'algorithms = ["RS256"]',
+        "",
     ]
     for service in services:
         lines += [
-            "[[services]]", f'name = "{service.name}"', 'issuers = ["keycloak"]', f'audience = "{audience}"',
-            f"leeway_seconds = {service.leeway}", 'required_claims = ["exp"]', "",
+            "[[services]]",
+            f'name = "{service.name}"',
+            'issuers = ["keycloak"]',
+            f'audience = "{audience}"',
+            f"leeway_seconds = {service.leeway}",
+            'required_claims = ["exp"]',
+            "",
         ]
     lines += [
-        "[kafka]", f'bootstrap_servers = "{BOOTSTRAP}"', f'group_id = "lab-{run_id}"',
-        f'failures_topic = "{names["auth.failures"]}"', f'samples_topic = "{names["auth.tokens.sampled"]}"',
-        f'jwks_topic = "{names["auth.jwks"]}"', "",
-        "[store]", f'path = "{store}"', "",
-        "[classify]", f"skew_window_seconds = {SKEW_WINDOW}", "",
+        "[kafka]",
+        f'bootstrap_servers = "{BOOTSTRAP}"',
+        f'group_id = "lab-{run_id}"',
+        f'failures_topic = "{names["auth.failures"]}"',
+        f'samples_topic = "{names["auth.tokens.sampled"]}"',
+        f'jwks_topic = "{names["auth.jwks"]}"',
+        "",
+        "[store]",
+        f'path = "{store}"',
+        "",
+        "[classify]",
+        f"skew_window_seconds = {SKEW_WINDOW}",
+        "",
     ]
     path.write_text("\n".join(lines), encoding="utf-8")
 
@@ -110,9 +128,22 @@ def consume(config: Path, store: Path, run_dir: Path) -> None:
     log = run_dir / "consume.log"
     with open(log, "ab") as out:
         status = subprocess.run(
-            cli("consume", "--config", str(config), "--db", str(store), "--exit-when-idle", "8",
-                "--publish-interval", "1"),
-            cwd=ROOT, env={**_env(), "PYTHONPATH": str(ROOT)}, stdout=out, stderr=subprocess.STDOUT, timeout=300,
+            cli(
+                "consume",
+                "--config",
+                str(config),
+                "--db",
+                str(store),
+                "--exit-when-idle",
+                "8",
+                "--publish-interval",
+                "1",
+            ),
+            cwd=ROOT,
+            env={**_env(), "PYTHONPATH": str(ROOT)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=300,
         ).returncode
     if status != 0:
         raise RuntimeError(f"jwtriage consume exited with status {status} (see {log})")

@@ -62,8 +62,12 @@ class Keycloak:
         if self._token is None or time.monotonic() > self._token_until:
             response = self.http.post(
                 f"{self.base}/realms/master/protocol/openid-connect/token",
-                data={"grant_type": "password", "client_id": "admin-cli",
-                      "username": self._admin[0], "password": self._admin[1]},
+                data={
+                    "grant_type": "password",
+                    "client_id": "admin-cli",
+                    "username": self._admin[0],
+                    "password": self._admin[1],
+                },
             )
             response.raise_for_status()
             body = response.json()
@@ -88,23 +92,45 @@ class Keycloak:
 
     def create_client(self, client: LabClient, secret: str) -> None:
         mapper = {
-            "name": "audience", "protocol": "openid-connect", "protocolMapper": "oidc-audience-mapper",
-            "config": {"included.custom.audience": client.audience, "access.token.claim": "true",
-                       "id.token.claim": "false"},
+            "name": "audience",
+            "protocol": "openid-connect",
+            "protocolMapper": "oidc-audience-mapper",
+            "config": {
+                "included.custom.audience": client.audience,
+                "access.token.claim": "true",
+                "id.token.claim": "false",
+            },
         }
-        self.admin("POST", f"/{REALM}/clients", {
-            "clientId": client.client_id, "secret": secret, "publicClient": False, "enabled": True,
-            "serviceAccountsEnabled": True, "standardFlowEnabled": False,
-            "directAccessGrantsEnabled": client.password_grant, "protocolMappers": [mapper],
-            "attributes": {"access.token.lifespan": str(client.lifespan)} if client.lifespan else {},
-        })
+        self.admin(
+            "POST",
+            f"/{REALM}/clients",
+            {
+                "clientId": client.client_id,
+                "secret": secret,
+                "publicClient": False,
+                "enabled": True,
+                "serviceAccountsEnabled": True,
+                "standardFlowEnabled": False,
+                "directAccessGrantsEnabled": client.password_grant,
+                "protocolMappers": [mapper],
+                "attributes": {"access.token.lifespan": str(client.lifespan)} if client.lifespan else {},
+            },
+        )
 
     def create_user(self, username: str, password: str) -> None:
-        self.admin("POST", f"/{REALM}/users", {
-            "username": username, "enabled": True, "email": f"{username}@lab.test", "emailVerified": True,
-            "firstName": username.title(), "lastName": "Lab",
-            "credentials": [{"type": "password", "value": password, "temporary": False}],
-        })
+        self.admin(
+            "POST",
+            f"/{REALM}/users",
+            {
+                "username": username,
+                "enabled": True,
+                "email": f"{username}@lab.test",
+                "emailVerified": True,
+                "firstName": username.title(),
+                "lastName": "Lab",
+                "credentials": [{"type": "password", "value": password, "temporary": False}],
+            },
+        )
 
     # --- key providers ---------------------------------------------------------------------------
 
@@ -127,11 +153,23 @@ class Keycloak:
     def add_rsa_provider(self, name: str, priority: int) -> tuple[str, datetime]:
         """Create an `rsa-generated` provider; returns its id and the moment Keycloak confirmed it."""
         realm_id = self.admin("GET", f"/{REALM}").json()["id"]
-        response = self.admin("POST", f"/{REALM}/components", {
-            "name": name, "providerId": "rsa-generated", "providerType": KEY_PROVIDER, "parentId": realm_id,
-            "config": {"priority": [str(priority)], "enabled": ["true"], "active": ["true"],
-                       "keySize": ["2048"], "algorithm": ["RS256"]},
-        })
+        response = self.admin(
+            "POST",
+            f"/{REALM}/components",
+            {
+                "name": name,
+                "providerId": "rsa-generated",
+                "providerType": KEY_PROVIDER,
+                "parentId": realm_id,
+                "config": {
+                    "priority": [str(priority)],
+                    "enabled": ["true"],
+                    "active": ["true"],
+                    "keySize": ["2048"],
+                    "algorithm": ["RS256"],
+                },
+            },
+        )
         return response.headers["Location"].rstrip("/").rsplit("/", 1)[-1], utc_now()
 
     def set_priority(self, provider_id: str, priority: int) -> datetime:
@@ -147,12 +185,21 @@ class Keycloak:
     # --- tokens, as the clients get them -----------------------------------------------------------
 
     def client_token(self, client_id: str, secret: str) -> str:
-        return self._token_request({"grant_type": "client_credentials", "client_id": client_id,
-                                    "client_secret": secret})
+        return self._token_request(
+            {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}
+        )
 
     def user_token(self, client_id: str, secret: str, username: str, password: str) -> str:
-        return self._token_request({"grant_type": "password", "client_id": client_id, "client_secret": secret,
-                                    "username": username, "password": password, "scope": "openid"})
+        return self._token_request(
+            {
+                "grant_type": "password",
+                "client_id": client_id,
+                "client_secret": secret,
+                "username": username,
+                "password": password,
+                "scope": "openid",
+            }
+        )
 
     def _token_request(self, form: dict[str, str]) -> str:
         response = self.http.post(self.token_endpoint, data=form)

@@ -37,7 +37,11 @@ class Processes:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
             proc = subprocess.Popen(
-                argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
+                argv,
+                env={**os.environ, **env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
                 start_new_session=True,
             )
         self.started.append((name, proc))
@@ -50,11 +54,11 @@ class Processes:
                 raise RuntimeError(f"{name} exited with status {proc.returncode} (see .lab/run/{name}.log)")
 
     def stop_all(self, grace: float = 20.0) -> None:
-        for name, proc in reversed(self.started):
+        for _name, proc in reversed(self.started):
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
-        for name, proc in reversed(self.started):
+        for _name, proc in reversed(self.started):
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:

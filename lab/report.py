@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from lab.truth import KeyLife, Truth, agrees, expected
 from lab.traffic import Sent
+from lab.truth import KeyLife, Truth, agrees, expected
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,14 @@ class Judged:
     reported_error: str | None
 
 
-def judge_all(sent: list[Sent], stored: list[dict[str, Any]], leeways: dict[str, int], skew_window: int,
-              keys: dict[str, KeyLife], fetches: dict[str, list[datetime]]) -> list[Judged]:
+def judge_all(
+    sent: list[Sent],
+    stored: list[dict[str, Any]],
+    leeways: dict[str, int],
+    skew_window: int,
+    keys: dict[str, KeyLife],
+    fetches: dict[str, list[datetime]],
+) -> list[Judged]:
     by_request = {row["request_id"]: row for row in stored if row.get("request_id")}
     judged: list[Judged] = []
     for request in sent:
@@ -40,10 +46,12 @@ def judge_all(sent: list[Sent], stored: list[dict[str, Any]], leeways: dict[str,
         if row is None:
             judged.append(Judged(request, truth, "missing", "-", False, False, None))
             continue
-        ok, coarse = agrees(truth, row["cause"], list(row.get("attacks") or []), row["confidence"],
-                            row.get("reported_error"))
-        judged.append(Judged(request, truth, row["cause"], row["confidence"], ok, ok and coarse,
-                             row.get("reported_error")))
+        ok, coarse = agrees(
+            truth, row["cause"], list(row.get("attacks") or []), row["confidence"], row.get("reported_error")
+        )
+        judged.append(
+            Judged(request, truth, row["cause"], row["confidence"], ok, ok and coarse, row.get("reported_error"))
+        )
     return judged
 
 
@@ -51,8 +59,10 @@ def print_table(judged: list[Judged]) -> None:
     groups: dict[tuple[str, str, str], list[Judged]] = defaultdict(list)
     for j in judged:
         groups[(j.sent.service, j.truth.cause, j.cause)].append(j)
-    print(f"{'service':<13} {'what happened':<18} {'jwtriage says':<18} {'rejections':>10} {'verified':>8} "
-          f"{'agree':>6} {'msg-level':>9}")
+    print(
+        f"{'service':<13} {'what happened':<18} {'jwtriage says':<18} {'rejections':>10} {'verified':>8} "
+        f"{'agree':>6} {'msg-level':>9}"
+    )
     for (service, truth, cause), rows in sorted(groups.items()):
         verified = sum(1 for j in rows if j.confidence == "verified")
         agree = sum(1 for j in rows if j.agree)
@@ -66,9 +76,11 @@ def print_disagreements(judged: list[Judged], limit: int = 12) -> None:
         return
     print(f"\ndisagreements ({len(wrong)}; the first {min(limit, len(wrong))}):")
     for j in wrong[:limit]:
-        print(f"  {j.sent.sent_at.isoformat(timespec='milliseconds')} {j.sent.service} {j.sent.client_id} "
-              f"intent={j.sent.intent} kid={(j.sent.kid or '-')[:8]} lab={j.truth.cause} ({j.truth.why}) "
-              f"jwtriage={j.cause}/{j.confidence} reported={j.reported_error!r}")
+        print(
+            f"  {j.sent.sent_at.isoformat(timespec='milliseconds')} {j.sent.service} {j.sent.client_id} "
+            f"intent={j.sent.intent} kid={(j.sent.kid or '-')[:8]} lab={j.truth.cause} ({j.truth.why}) "
+            f"jwtriage={j.cause}/{j.confidence} reported={j.reported_error!r}"
+        )
 
 
 def check_queries(judged: list[Judged], queries: dict[str, Any], keys: dict[str, KeyLife]) -> list[str]:
@@ -76,19 +88,28 @@ def check_queries(judged: list[Judged], queries: dict[str, Any], keys: dict[str,
     lines: list[str] = []
     stored_causes = Counter(j.cause for j in judged if j.cause != "missing")
     query_causes = {row["cause"]: row["events"] for row in queries["cause_counts"]}
-    lines.append(_check("cause counts (queries.failures.cause_counts)", dict(stored_causes) == query_causes,
-                        f"{query_causes}"))
+    lines.append(
+        _check("cause counts (queries.failures.cause_counts)", dict(stored_causes) == query_causes, f"{query_causes}")
+    )
     added = {row["kid"] for row in queries["rotations"] if row["action"] == "added"}
     removed = {row["kid"] for row in queries["rotations"] if row["action"] == "removed"}
     lab_removed = {k.kid for k in keys.values() if k.removed is not None}
-    lines.append(_check("keys published (queries.rotations)", set(keys) <= added | _initial(queries, keys),
-                        f"{len(added)} added"))
+    lines.append(
+        _check(
+            "keys published (queries.rotations)", set(keys) <= added | _initial(queries, keys), f"{len(added)} added"
+        )
+    )
     lines.append(_check("keys removed (queries.rotations)", removed == lab_removed, f"{len(removed)} removed"))
     attackers = {j.sent.client_id for j in judged if j.truth.attacks}
     attack_labels = {row["attack"] for row in queries["attacks"]}
     lab_labels = {a for j in judged if j.confidence == "verified" for a in j.truth.attacks}
-    lines.append(_check("attack labels (queries.tokens.attacks)", lab_labels <= attack_labels,
-                        f"{sorted(attack_labels)} from {sorted(attackers)}"))
+    lines.append(
+        _check(
+            "attack labels (queries.tokens.attacks)",
+            lab_labels <= attack_labels,
+            f"{sorted(attack_labels)} from {sorted(attackers)}",
+        )
+    )
     return lines
 
 

@@ -30,9 +30,13 @@ AUDIENCE = "api://lab"
 TOKEN_LIFESPAN = 60
 SAMPLE_BELOW = 128  # a token is sampled when the first byte of its SHA-256 is below this: 1 in 2
 CLIENTS = [
-    LabClient("orders-web", AUDIENCE), LabClient("billing-batch", AUDIENCE, lifespan=180),
-    LabClient("portal", AUDIENCE, password_grant=True), LabClient("reports-job", "api://reports"),
-    LabClient("mobile-app", AUDIENCE), LabClient("sync-agent", AUDIENCE), LabClient("intruder", AUDIENCE),
+    LabClient("orders-web", AUDIENCE),
+    LabClient("billing-batch", AUDIENCE, lifespan=180),
+    LabClient("portal", AUDIENCE, password_grant=True),
+    LabClient("reports-job", "api://reports"),
+    LabClient("mobile-app", AUDIENCE),
+    LabClient("sync-agent", AUDIENCE),
+    LabClient("intruder", AUDIENCE),
 ]
 ROTATION = [(12, "publish"), (24, "switch"), (40, "remove"), (62, "sign-unpublished"), (110, "end")]
 
@@ -86,11 +90,17 @@ class Lab:
         return self._print(judged, queries, fetches)
 
     def _print(self, judged: list[report.Judged], queries: dict, fetches: dict[str, list[datetime]]) -> float:
-        print("\nkeys: " + "; ".join(
-            f"{k.kid[:8]} published {_hms(k.published)} switched {_hms(k.switched)} removed {_hms(k.removed)}"
-            for k in self.keys.values()))
-        print("JWKS fetches: " + "; ".join(f"{name} {' '.join(_hms(f) for f in times)}"
-                                           for name, times in fetches.items()))
+        print(
+            "\nkeys: "
+            + "; ".join(
+                f"{k.kid[:8]} published {_hms(k.published)} switched {_hms(k.switched)} removed {_hms(k.removed)}"
+                for k in self.keys.values()
+            )
+        )
+        print(
+            "JWKS fetches: "
+            + "; ".join(f"{name} {' '.join(_hms(f) for f in times)}" for name, times in fetches.items())
+        )
         print()
         report.print_table(judged)
         report.print_disagreements(judged)
@@ -98,8 +108,10 @@ class Lab:
         for line in report.check_queries(judged, queries, self.keys):
             print(line)
         coarse = sum(1 for j in judged if j.message_level)
-        print(f"\n{coarse} of the agreeing verdicts had no sampled token and agree as far as the library's "
-              "message can say (see lab/truth.py MESSAGE_LEVEL)")
+        print(
+            f"\n{coarse} of the agreeing verdicts had no sampled token and agree as far as the library's "
+            "message can say (see lab/truth.py MESSAGE_LEVEL)"
+        )
         line, pct = report.headline(judged)
         print(line)
         return pct
@@ -109,14 +121,23 @@ class Lab:
             return Keycloak(self.keycloak_url, "admin", "admin")
         port = free_port()
         home = keycloak_home()
-        env = {"KC_BOOTSTRAP_ADMIN_USERNAME": "admin", "KC_BOOTSTRAP_ADMIN_PASSWORD": "admin",
-               "JAVA_OPTS_KC_HEAP": "-Xms64m -Xmx512m"}
-        argv = [str(home / "bin" / "kc.sh"), "start-dev", f"--http-port={port}", "--http-host=127.0.0.1",
-                "--http-management-port=" + str(free_port())]
+        env = {
+            "KC_BOOTSTRAP_ADMIN_USERNAME": "admin",
+            "KC_BOOTSTRAP_ADMIN_PASSWORD": "admin",
+            "JAVA_OPTS_KC_HEAP": "-Xms64m -Xmx512m",
+        }
+        argv = [
+            str(home / "bin" / "kc.sh"),
+            "start-dev",
+            f"--http-port={port}",
+            "--http-host=127.0.0.1",
+            "--http-management-port=" + str(free_port()),
+        ]
         self.procs.start("keycloak", argv, env, self.run_dir / "keycloak.log", cwd=home)
         base = f"http://127.0.0.1:{port}"
-        took = wait_until("Keycloak", http_ok(f"{base}/realms/master/.well-known/openid-configuration"), 420,
-                          self.procs)
+        took = wait_until(
+            "Keycloak", http_ok(f"{base}/realms/master/.well-known/openid-configuration"), 420, self.procs
+        )
         print(f"lab: Keycloak started in {took:.0f} s")
         return Keycloak(base, "admin", "admin")
 

@@ -34,21 +34,38 @@ def definitions() -> list[Service]:
         Service("orders-py", "PyJWT PyJWKClient", [sys.executable, str(SERVICES_DIR / "python" / "service.py")], 300),
         Service("catalog-node", "jose createRemoteJWKSet", ["node", str(SERVICES_DIR / "node" / "service.mjs")], 600),
         Service("payments-go", "golang-jwt + keyfunc", [str(SERVICES_DIR / "go" / "lab-service-go")], GO_REFRESH),
-        Service("ledger-java", "Nimbus DefaultJWTProcessor",
-                [java, "-Xmx96m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-jar",
-                 str(SERVICES_DIR / "java" / "target" / "lab-service-java.jar")], 300, leeway=60),
+        Service(
+            "ledger-java",
+            "Nimbus DefaultJWTProcessor",
+            [
+                java,
+                "-Xmx96m",
+                "-XX:TieredStopAtLevel=1",
+                "-XX:+UseSerialGC",
+                "-jar",
+                str(SERVICES_DIR / "java" / "target" / "lab-service-java.jar"),
+            ],
+            300,
+            leeway=60,
+        ),
     ]
 
 
-def start_services(procs: Processes, run_dir: Path, issuer: str, jwks_uri: str, audience: str,
-                   sample_below: int) -> dict[str, str]:
+def start_services(
+    procs: Processes, run_dir: Path, issuer: str, jwks_uri: str, audience: str, sample_below: int
+) -> dict[str, str]:
     """Start every service; returns name -> base URL once each answers /health."""
     urls: dict[str, str] = {}
     for service in definitions():
         port = free_port()
         env = {
-            "LAB_SERVICE": service.name, "LAB_PORT": str(port), "LAB_JWKS_URL": jwks_uri, "LAB_ISSUER": issuer,
-            "LAB_AUDIENCE": audience, "LAB_SAMPLE_BELOW": str(sample_below), "LAB_REFRESH_SECONDS": str(GO_REFRESH),
+            "LAB_SERVICE": service.name,
+            "LAB_PORT": str(port),
+            "LAB_JWKS_URL": jwks_uri,
+            "LAB_ISSUER": issuer,
+            "LAB_AUDIENCE": audience,
+            "LAB_SAMPLE_BELOW": str(sample_below),
+            "LAB_REFRESH_SECONDS": str(GO_REFRESH),
             "LAB_EVENTS": str(run_dir / f"{service.name}.events.jsonl"),
             "LAB_SAMPLES": str(run_dir / f"{service.name}.samples.jsonl"),
         }

@@ -114,6 +114,7 @@ class Traffic:
             except Exception as exc:  # a client's failure is reported, the others go on
                 with self._lock:
                     self.errors.append(f"{type(exc).__name__}: {exc}")
+
         return guarded
 
     def _call_all(self, client_id: str, token: str, intent: str) -> None:
@@ -121,10 +122,20 @@ class Traffic:
         for service, base in self.services.items():
             request_id = str(uuid.uuid4())
             sent_at = datetime.now(UTC)
-            response = self.http.get(f"{base}/api", headers={
-                "Authorization": f"Bearer {token}", "X-Request-Id": request_id, "X-Client-Id": client_id})
-            record = Sent(request_id, client_id, service, intent, header.get("kid"), payload.get("exp"),
-                          sent_at, response.status_code)
+            response = self.http.get(
+                f"{base}/api",
+                headers={"Authorization": f"Bearer {token}", "X-Request-Id": request_id, "X-Client-Id": client_id},
+            )
+            record = Sent(
+                request_id,
+                client_id,
+                service,
+                intent,
+                header.get("kid"),
+                payload.get("exp"),
+                sent_at,
+                response.status_code,
+            )
             with self._lock:
                 self.sent.append(record)
 

@@ -31,8 +31,13 @@ MESSAGE_LEVEL = {
 #: causes each may mean. Nimbus's DefaultJWTProcessor says this when the key selector returns no key:
 #: an alg outside the allowed set, or a kid the key set lacks. `unverifiable` is then the right reading.
 AMBIGUOUS = {
-    "Signed JWT rejected: Another algorithm expected, or no matching key(s) found":
-        {"bad_alg", "unknown_kid", "stale_jwks", "retired_key", "unpublished_key"},
+    "Signed JWT rejected: Another algorithm expected, or no matching key(s) found": {
+        "bad_alg",
+        "unknown_kid",
+        "stale_jwks",
+        "retired_key",
+        "unpublished_key",
+    },
 }
 
 INTENT_ATTACKS = {"alg_none": ["alg_none"], "key_confusion": ["key_confusion"]}
@@ -91,8 +96,9 @@ def _key_truth(sent: Sent, keys: dict[str, KeyLife], fetches: list[datetime]) ->
     return None, "a valid token, its key published and fetched"
 
 
-def agrees(truth: Truth, cause: str, attacks: list[str], confidence: str,
-           message: str | None = None) -> tuple[bool, bool]:
+def agrees(
+    truth: Truth, cause: str, attacks: list[str], confidence: str, message: str | None = None
+) -> tuple[bool, bool]:
     """(agrees, only at the message level).
 
     A verdict from the token (`verified`, `inferred`) must be the first failing check, with the

@@ -46,7 +46,11 @@ JWKS = RecordingJWKClient(ENV["LAB_JWKS_URL"])
 def verify(token: str) -> None:
     key = JWKS.get_signing_key_from_jwt(token)
     jwt.decode(
-        token, key, algorithms=["RS256"], audience=ENV["LAB_AUDIENCE"], issuer=ENV["LAB_ISSUER"],
+        token,
+        key,
+        algorithms=["RS256"],
+        audience=ENV["LAB_AUDIENCE"],
+        issuer=ENV["LAB_ISSUER"],
         options={"require": ["exp"]},
     )
 
@@ -61,11 +65,19 @@ def log_rejection(token: str, message: str, headers: Any) -> None:
     ts = now()
     with LOCK:
         fetched = FETCHES[-1] if FETCHES else None
-    write(ENV["LAB_EVENTS"], {
-        "event_id": str(uuid.uuid4()), "ts": ts, "service": SERVICE, "reported_error": message,
-        "service_jwks_fetched_at": fetched, "client_id": headers.get("X-Client-Id"),
-        "request_id": headers.get("X-Request-Id"), "token_sha256": digest,
-    })
+    write(
+        ENV["LAB_EVENTS"],
+        {
+            "event_id": str(uuid.uuid4()),
+            "ts": ts,
+            "service": SERVICE,
+            "reported_error": message,
+            "service_jwks_fetched_at": fetched,
+            "client_id": headers.get("X-Client-Id"),
+            "request_id": headers.get("X-Request-Id"),
+            "token_sha256": digest,
+        },
+    )
     if int(digest[:2], 16) < int(ENV["LAB_SAMPLE_BELOW"]):
         write(ENV["LAB_SAMPLES"], {"token": token, "sampled_at": ts, "service": SERVICE})
 
