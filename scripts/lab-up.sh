@@ -15,4 +15,5 @@ if [ ! -x "$home/bin/kc.sh" ]; then
   fi
   unzip -q -o "$zip" -d .lab
 fi
+scripts/lab-down.sh   # anything a killed run left (its Keycloak would hold the H2 database's lock)
 scripts/kafka-up.sh
