@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test test-fast lint kafka-up kafka-down bench dashboard clean validators validators-build validators-fixture
+.PHONY: help venv demo test test-fast lint kafka-up kafka-down bench dashboard clean validators validators-build validators-fixture lab lab-build lab-down
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -66,6 +66,31 @@ validators: $(STAMP) validators-build ## run real JWT libraries over the failing
 validators-fixture: $(STAMP) validators-build ## run the harness and rewrite tests/fixtures/validators/messages.json
 	$(BIN)/python -m validators.harness --fixture tests/fixtures/validators/messages.json
 
+# The lab (README "The lab"): Keycloak rotates its keys under four real services; jwtriage is judged.
+LAB := lab/services
+LAB_NODE := $(LAB)/node/node_modules/.package-lock.json
+LAB_GO   := $(LAB)/go/lab-service-go
+LAB_JAVA := $(LAB)/java/target/lab-service-java.jar
+
+$(LAB_NODE): $(LAB)/node/package.json $(LAB)/node/package-lock.json
+	cd $(LAB)/node && npm ci --no-audit --no-fund --loglevel=error
+
+$(LAB_GO): $(LAB)/go/go.mod $(LAB)/go/go.sum $(LAB)/go/main.go
+	cd $(LAB)/go && GOFLAGS=-mod=mod go build -o lab-service-go .
+
+$(LAB_JAVA): $(LAB)/java/pom.xml $(wildcard $(LAB)/java/src/main/java/jwtriage/lab/*.java)
+	cd $(LAB)/java && mvn -q -B -Dstyle.color=never package
+
+lab-build: $(LAB_NODE) $(LAB_GO) $(LAB_JAVA) ## build the lab's services (npm, Go, Maven)
+
+lab: $(STAMP) lab-build ## Keycloak rotates under real services; prints how often jwtriage agrees with what happened
+	scripts/lab-up.sh
+	PYTHONPATH=$(CURDIR) $(BIN)/python -m lab
+
+lab-down: ## stop anything a crashed lab run left running
+	scripts/lab-down.sh
+
 clean: ## remove the virtual environment, caches and demo output
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis jwtriage-demo.duckdb jwtriage-demo.toml
 	rm -rf $(VAL)/node/node_modules $(VAL)/out $(VAL)/java/target $(VAL_GO)
+	rm -rf $(LAB)/node/node_modules $(LAB)/java/target $(LAB_GO) .lab

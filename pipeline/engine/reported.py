@@ -572,6 +572,24 @@ REPORTED_ERRORS: tuple[ReportedPattern, ...] = (
         "JWT iss claim has value https://evil.test, must be https://login.acme.test",
         _NIMBUS_CLAIMS_SRC,
     ),
+    # A key the service's cache lacks, with its refresh rate limit spent: to the validator the kid is unknown
+    # (from the message alone a stale cache, a retired key and a forged kid look alike). Seen in the lab.
+    _row(
+        KEYFUNC,
+        r"\bfailed to wait for JWK Set refresh rate limiter\b",
+        Cause.UNKNOWN_KID,
+        "token is unverifiable: error while executing keyfunc: failed to wait for JWK Set refresh rate limiter due "
+        "to error: rate: Wait(n=1) would exceed context deadline\nfailed keyfunc: could not read JWK from storage",
+        "MicahParks/jwkset http.go (HTTP storage KeyRead, refresh rate limiter)",
+    ),
+    _row(
+        NIMBUS,
+        r"\bRateLimitReachedException\b",
+        Cause.UNKNOWN_KID,
+        "com.nimbusds.jose.jwk.source.RateLimitReachedException",
+        _NIMBUS_10_SRC.format(path="jose/jwk/source/RateLimitedJWKSetSource.java (throws RateLimitReachedException, "
+        "no message: services log the class name)"),
+    ),
     _row(
         KEYFUNC,
         r"\bkey not found: kid {kid}",
