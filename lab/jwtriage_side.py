@@ -8,6 +8,7 @@ the part of a log shipper: it reads the services' JSON lines and produces them a
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 from lab.procs import ROOT, Processes
 from lab.services import Service
+from pipeline.engine.identifiers import generate_key
 
 BOOTSTRAP = "127.0.0.1:9092"
 SKEW_WINDOW = 20
@@ -146,13 +148,17 @@ def consume(config: Path, store: Path, run_dir: Path) -> None:
             timeout=300,
         ).returncode
     if status != 0:
-        raise RuntimeError(f"jwtriage consume exited with status {status} (see {log})")
+        tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
+        raise RuntimeError(f"jwtriage consume exited with status {status}: " + " | ".join(tail))
+
+
+#: The run's throwaway key for hashing personal claims (the consumer refuses to start without one); it
+#: lives only in this process's memory and the children's environment, like the demo's.
+_HASH_KEY = generate_key()
 
 
 def _env() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
+    return {**os.environ, "JWTRIAGE_HASH_KEY": _HASH_KEY}
 
 
 def stored(store: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
