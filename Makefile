@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test test-fast lint kafka-up kafka-down bench dashboard clean validators validators-build validators-fixture lab lab-build lab-down
+.PHONY: help venv demo test test-fast lint check-install check-bounds kafka-up kafka-down bench dashboard clean validators validators-build validators-fixture lab lab-build lab-down
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -30,6 +30,12 @@ test: lint kafka-up validators-build ## lint, then every test (starts the local 
 
 test-fast: $(STAMP) ## unit tests only, no broker, browser or validator toolchains
 	$(BIN)/pytest -q -m "not kafka and not browser and not validators"
+
+check-install: ## pip install . into a fresh venv outside the checkout; serve the dashboard from it (needs PyPI)
+	scripts/check-install.sh
+
+check-bounds: ## install every dependency at its lower bound in a fresh venv and run the fast tests (needs PyPI)
+	scripts/check-lowest-bounds.sh
 
 kafka-up: ## start the local single-node Kafka broker on 127.0.0.1:9092 (returns once it accepts connections)
 	scripts/kafka-up.sh

@@ -1,5 +1,8 @@
 """`jwtriage dashboard`: serve the Streamlit dashboard (`dashboards/app.py`) on one store.
 
+The app ships in the wheel as the top-level package `dashboards`, so it is found by import,
+wherever jwtriage is installed (a checkout, `pip install .`, the Docker image).
+
 The store is the one every reader uses (`--db`, else JWTRIAGE_DB, else the config's, else
 ./jwtriage.duckdb); it is passed to the app as JWTRIAGE_DB and as `-- --db PATH`. Streamlit
 runs as a child process, bound to 127.0.0.1 unless `--host` says otherwise; stopping this
@@ -28,7 +31,6 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any
 
-import pipeline
 from pipeline.commands.common import store_path
 from pipeline.config import DashboardAuthConfig, load_config, resolve_config_path
 from pipeline.errors import UsageError
@@ -37,9 +39,12 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8501
 
 
-def dashboards_dir() -> Path:
-    """`dashboards/` beside the installed package (jwtriage runs from a checkout: `pip install -e .`)."""
-    return Path(pipeline.__file__).resolve().parent.parent / "dashboards"
+def dashboards_dir() -> Path | None:
+    """Where the `dashboards` package is importable from (None when it is not installed)."""
+    spec = importlib.util.find_spec("dashboards")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))).resolve()
 
 
 def is_loopback(host: str) -> bool:
@@ -137,12 +142,11 @@ def _port(value: str) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> int:
-    app = dashboards_dir() / "app.py"
-    if not app.is_file():
-        raise UsageError(
-            f"the dashboard is missing: no {app}. jwtriage finds dashboards/ beside its package; install it from a "
-            "checkout of the repository (pip install -e .)"
-        )
+    found = dashboards_dir()
+    app = found / "app.py" if found else None
+    if app is None or not app.is_file():
+        where = f"no {app}" if app else "no importable `dashboards` package"
+        raise UsageError(f"the dashboard is missing: {where}; reinstall jwtriage (`pip install .` in a checkout)")
     if importlib.util.find_spec("streamlit") is None:
         raise UsageError("streamlit is not installed in this environment: pip install streamlit")
     db = store_path(args).absolute()
