@@ -34,8 +34,8 @@ test-fast: $(STAMP) ## unit tests only, no broker, browser or validator toolchai
 check-install: ## pip install . into a fresh venv outside the checkout; serve the dashboard from it (needs PyPI)
 	scripts/check-install.sh
 
-check-bounds: ## install every dependency at its lower bound in a fresh venv and run the fast tests (needs PyPI)
-	scripts/check-lowest-bounds.sh
+check-bounds: kafka-up ## install every dependency at its lower bound in a fresh venv and run the tests (needs PyPI)
+	WITH_KAFKA=1 scripts/check-lowest-bounds.sh
 
 kafka-up: ## start the local single-node Kafka broker on 127.0.0.1:9092 (returns once it accepts connections)
 	scripts/kafka-up.sh
