@@ -45,7 +45,7 @@ _EXPORTS: dict[str, str] = {
     "FileSource": "pipeline.io.files",
     # the store
     "Store": "pipeline.io.store",
-    "connect_readonly": "pipeline.io.store",
+    "connect_readonly": "pipeline.io.store_readers",
     # errors
     "JwtriageError": "pipeline.errors",
     "UsageError": "pipeline.errors",
@@ -92,7 +92,8 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time `__getattr_
     from pipeline.io.base import Sink, Source
     from pipeline.io.files import FileSource
     from pipeline.io.memory import ListSink, ListSource
-    from pipeline.io.store import Store, connect_readonly
+    from pipeline.io.store import Store
+    from pipeline.io.store_readers import connect_readonly
     from pipeline.models import (
         Attack,
         AuthFailureEvent,

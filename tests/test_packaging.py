@@ -31,7 +31,7 @@ SOURCES = ("pipeline", "dashboards")  # the import packages the wheel ships
 #: import name → distribution name, where they differ
 DISTRIBUTION = {"jwt": "pyjwt", "kafka": "kafka-python", "prometheus_client": "prometheus-client", "yaml": "pyyaml"}
 #: declared but never imported: kafka-python uses it for CRC32C when it is installed
-USED_WITHOUT_IMPORT = {"crc32c"}
+USED_WITHOUT_IMPORT = {"crc32c", "authlib"}  # kafka-python finds crc32c, streamlit st.login finds Authlib
 HEAVY = ("pydantic", "duckdb", "pyarrow", "streamlit", "pandas", "kafka", "cryptography")
 
 
