@@ -218,13 +218,26 @@ def main(argv: list[str] | None = None) -> int:
     key = jwt.PyJWK(corpus.public_jwks()[0]).key
     requests = scopes(mixed(tokens, args.reject_ratio))
     best: dict[str, Result] = {}
+    runs: dict[str, list[Result]] = {variant: [] for variant in VARIANTS}
     for _ in range(max(1, args.runs)):
         for variant in VARIANTS:
             result = run_variant(variant, key, requests, args)
+            runs[variant].append(result)
             if variant not in best or result.pct(0.99) < best[variant].pct(0.99):
                 best[variant] = result
     report(best, args)
+    report_medians(runs)
     return 0
+
+
+def report_medians(runs: dict[str, list[Result]]) -> None:
+    """The median over the interleaved runs, per variant: steadier than the best on a shared machine."""
+    def median(variant: str, q: float) -> float:
+        return statistics.median(r.pct(q) for r in runs[variant])
+
+    print(f"  median of {len(runs['without'])} runs: " + "; ".join(
+        f"{v} p50 {median(v, 0.5):.0f} ({median(v, 0.5) / median('without', 0.5):.2f}x), "
+        f"p99 {median(v, 0.99):.0f} ({median(v, 0.99) / median('without', 0.99):.2f}x)" for v in VARIANTS))
 
 
 def report(best: dict[str, Result], args: argparse.Namespace) -> None:

@@ -116,6 +116,7 @@ class Reporter:
         close_timeout: float = 2.0,
         resample_after_seconds: float = 60.0,
         in_process: bool = False,
+        child_nice: int = 10,
     ) -> None:
         if not 0.0 <= sample_rate <= 1.0:
             raise ValueError(f"sample_rate must be between 0 and 1, got {sample_rate}")
@@ -135,6 +136,7 @@ class Reporter:
             bootstrap_servers = [s.strip() for s in bootstrap_servers.split(",") if s.strip()]
         self._kafka_options.setdefault("bootstrap_servers", bootstrap_servers)
         self.close_timeout = close_timeout
+        self._child_nice = child_nice  # 10: yields to the app, yet not starved in a rejection storm
         self._builder = RecordBuilder(service, failures_topic, samples_topic, sample_rate, resample_after_seconds)
         self._process = transport is None and not in_process and self._picklable(self._kafka_options)
         self._lock = threading.Lock()
@@ -242,7 +244,7 @@ class Reporter:
                 config = {"service": self.service, "failures_topic": self.failures_topic,
                           "samples_topic": self.samples_topic, "sample_rate": self.sample_rate,
                           "resample_after": self._builder.resample_after, "kafka_options": self._kafka_options,
-                          "log_level": log.getEffectiveLevel()}
+                          "log_level": log.getEffectiveLevel(), "nice": self._child_nice}
                 try:
                     self._link = ProcessLink(config, self._queue_size)
                 except (OSError, ValueError) as exc:  # no fork/exec allowed, no /tmp, ...
