@@ -6,7 +6,7 @@ The app validates the request's bearer token with PyJWT (RS256, a prepared key) 
 401 when it fails. Every request carries a different token that fails, so every request is a
 rejection: the reporter's worst case (at a normal rejection rate it has almost nothing to do).
 Variants, driven in-process by direct ASGI calls (no HTTP client in the way) at a fixed
-arrival rate, one request at a time, interleaved run by run:
+arrival rate, one request at a time, interleaved run by run (each round in a rotated order):
 
   without       the app answers its own 401 (no reporter anywhere)
   middleware    the PyJWT error escapes to `ReporterMiddleware`, which reports it and answers 401
@@ -219,8 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     requests = scopes(mixed(tokens, args.reject_ratio))
     best: dict[str, Result] = {}
     runs: dict[str, list[Result]] = {variant: [] for variant in VARIANTS}
-    for _ in range(max(1, args.runs)):
-        for variant in VARIANTS:
+    for round_ in range(max(1, args.runs)):
+        for n in range(len(VARIANTS)):  # each round starts one variant later: no variant always follows another
+            variant = VARIANTS[(n + round_) % len(VARIANTS)]
             result = run_variant(variant, key, requests, args)
             runs[variant].append(result)
             if variant not in best or result.pct(0.99) < best[variant].pct(0.99):
