@@ -1,7 +1,7 @@
 """Report JWT rejections from a Python service (PyJWT) to jwtriage, without slowing a request.
 
 Import this module in your own service; it needs nothing beyond the standard library,
-PyJWT's exception classes and, in its background thread only, kafka-python::
+PyJWT's exception classes and, in its child process only, kafka-python::
 
     from pipeline.reporter import Reporter, ReporterMiddleware
 
@@ -31,65 +31,55 @@ from a header, and the token only as its `token_sha256`. A token whose hash fall
 also goes, raw, to the samples topic, at most once a minute per token; nothing else ever
 holds the raw token (no log, no event).
 
-The request path only reads a few headers and puts a tuple on a bounded queue (a few µs).
-A daemon thread builds the records and produces them; it creates the Kafka producer itself,
-lazily, with short timeouts. That thread and kafka-python's own take ~100 µs of CPU per
-report, under the GIL: at a high rejection rate that shows in the app's p99 (bench/results.md).
-A full queue or an unreachable broker drops the event and counts it (`counters()`); nothing
-waits for Kafka. `close()` (also run at exit) flushes for a bounded time.
+The request path only reads a few headers and hands a small tuple on: with Kafka, to a child
+process (`pipeline.reporter_worker`, started on the first report, again in each forked worker)
+through one non-blocking socket `send` (a few µs); the child builds the records and owns the
+Kafka producer, so kafka-python's ~110 µs of CPU per report never holds this interpreter's GIL
+(bench/results.md). A test's `transport`, `in_process=True`, or `kafka_options` that cannot be
+pickled keep the work in a daemon thread of this process instead. A full queue (`queue_size`
+reports in hand) or an unreachable broker drops the event and counts it (`counters()`); nothing
+waits for Kafka. `close()` (also run at exit) flushes for a bounded time, then stops the child.
 """
 
 from __future__ import annotations
 
 import atexit
-import base64
 import contextlib
-import hashlib
-import json
 import logging
 import os
+import pickle
 import queue
-import re
 import sys
 import threading
 import time
-import uuid
-import warnings
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import jwt
 
+from pipeline.reporter_worker import (
+    MAX_ERROR_CHARS,
+    MAX_PENDING,
+    MAX_TOKEN_CHARS,
+    KafkaSender,
+    ProcessLink,
+    Record,
+    RecordBuilder,
+    rfc3339,
+    sampled,
+    token_sha256,
+)
+
+__all__ = ["MAX_ERROR_CHARS", "MAX_PENDING", "MAX_TOKEN_CHARS", "Reporter", "ReporterMiddleware",
+           "ReporterWSGIMiddleware", "configure", "pyjwk_client_fetched_at", "report_failure", "sampled",
+           "token_sha256"]
+
 log = logging.getLogger(__name__)
 
 #: (topic, key, value) -> None; raises to count an error. Tests inject one instead of Kafka.
 Transport = Callable[[str, bytes | None, bytes], None]
-
-#: A token longer than this is hashed but never sampled, nor decoded for its client id.
-MAX_TOKEN_CHARS = 16 * 1024
-#: `reported_error` is cut to this many characters.
-MAX_ERROR_CHARS = 1_000
-#: Records handed to kafka-python and not yet acknowledged, at most (its buffer has no bound of
-#: its own); with events under ~2 KB and samples under 16 KB, a few tens of MB at worst.
-MAX_PENDING = 5_000
-_JWT_SHAPED = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*)?")
 _STOP = object()
-#: The counters a record's outcome goes to: (acknowledged, never handed over, failed).
-_EVENT = ("sent", "dropped", "errors")
-_SAMPLE = ("sampled", "samples_lost", "samples_lost")
-_Record = tuple[str, bytes | None, bytes, tuple[str, str, str]]
-
-
-def token_sha256(token: str) -> str:
-    """Hex SHA-256 of the compact token, as jwtriage joins a sample to its events."""
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def sampled(sha256_hex: str, rate: float) -> bool:
-    """The same answer for the same token in every service: the hash, not a dice roll, decides."""
-    return rate > 0 and int(sha256_hex[:8], 16) / 2**32 < rate
 
 
 def pyjwk_client_fetched_at(client: Any) -> datetime | None:
@@ -106,27 +96,8 @@ def pyjwk_client_fetched_at(client: Any) -> datetime | None:
     return datetime.fromtimestamp(time.time() - (time.monotonic() - stamp), UTC)
 
 
-def _rfc3339(moment: datetime) -> str:
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def _unverified_client_id(token: str) -> str | None:
-    """`azp`, else `client_id`, from the payload as given (nothing verified; it is only a label)."""
-    parts = token.split(".")
-    if len(parts) != 3 or len(token) > MAX_TOKEN_CHARS:
-        return None
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(claims, dict):
-        return None
-    value = claims.get("azp", claims.get("client_id"))
-    return value[:200] if isinstance(value, str) else None
-
-
 class Reporter:
-    """Queues rejections on the request path; one background thread sends them to Kafka."""
+    """Hands rejections from the request path to a child process (or, for a test's transport, a thread)."""
 
     def __init__(
         self,
@@ -144,6 +115,8 @@ class Reporter:
         transport: Transport | None = None,
         close_timeout: float = 2.0,
         resample_after_seconds: float = 60.0,
+        in_process: bool = False,
+        child_nice: int = 10,
     ) -> None:
         if not 0.0 <= sample_rate <= 1.0:
             raise ValueError(f"sample_rate must be between 0 and 1, got {sample_rate}")
@@ -163,16 +136,30 @@ class Reporter:
             bootstrap_servers = [s.strip() for s in bootstrap_servers.split(",") if s.strip()]
         self._kafka_options.setdefault("bootstrap_servers", bootstrap_servers)
         self.close_timeout = close_timeout
-        self._resample_after = resample_after_seconds
-        self._recent: OrderedDict[str, float] = OrderedDict()  # sha256 → when last sampled (worker only)
+        self._child_nice = child_nice  # 10: yields to the app, yet not starved in a rejection storm
+        self._builder = RecordBuilder(service, failures_topic, samples_topic, sample_rate, resample_after_seconds)
+        self._process = transport is None and not in_process and self._picklable(self._kafka_options)
         self._lock = threading.Lock()
         self._counts = dict.fromkeys(("sent", "dropped", "errors", "sampled", "samples_lost"), 0)
         self._queue: queue.Queue[Any] = queue.Queue(queue_size)
         self._thread: threading.Thread | None = None
+        self._link: ProcessLink | None = None
         self._closed = False
-        self._sender: _KafkaSender | None = None
+        self._sender: KafkaSender | None = None
         atexit.register(self.close)
         os.register_at_fork(after_in_child=self._after_fork)
+
+    @staticmethod
+    def _picklable(options: dict[str, Any]) -> bool:
+        """The child gets its options pickled; an SSLContext or a token provider object keeps Kafka here."""
+        try:
+            pickle.dumps(options)
+        except Exception as exc:
+            log.warning("jwtriage reporter: kafka_options cannot go to a child process (%s); producing in "
+                        "a thread of this process instead (slower requests at high rejection rates)",
+                        type(exc).__name__)
+            return False
+        return True
 
     # -- the request path -------------------------------------------------------------------
 
@@ -189,7 +176,7 @@ class Reporter:
         try:
             token, header_client, header_request = self._read_source(source)
             fetched = jwks_fetched_at or (pyjwk_client_fetched_at(self.jwks_client) if self.jwks_client else None)
-            item = (time.time(), token, f"{type(exc).__name__}: {exc}", fetched,
+            item = (time.time(), token, f"{type(exc).__name__}: {exc}", rfc3339(fetched) if fetched else None,
                     client_id or header_client, request_id or header_request)
         except Exception:  # a hostile request must not turn into a 500 here
             log.exception("jwtriage reporter: could not read the failed request")
@@ -198,6 +185,13 @@ class Reporter:
         if self._closed:
             self._count("dropped")
             return False
+        if self._process:
+            link = self._link or self._start_child()
+            if link is not None:
+                if link.put(item):
+                    return True
+                self._count("dropped")
+                return False
         if self._thread is None:
             self._start()
         try:
@@ -236,9 +230,28 @@ class Reporter:
         unreachable, closing) and `errors` (handed over, then failed); tokens `sampled`
         (acknowledged on the samples topic) and `samples_lost` (dropped or failed)."""
         with self._lock:
-            return dict(self._counts)
+            counts = dict(self._counts)
+        if self._link is not None:
+            for name, value in self._link.counters().items():
+                counts[name] += value
+        return counts
 
-    # -- the background thread --------------------------------------------------------------
+    # -- the child process, or the background thread ------------------------------------------
+
+    def _start_child(self) -> ProcessLink | None:
+        with self._lock:
+            if self._link is None and self._process:
+                config = {"service": self.service, "failures_topic": self.failures_topic,
+                          "samples_topic": self.samples_topic, "sample_rate": self.sample_rate,
+                          "resample_after": self._builder.resample_after, "kafka_options": self._kafka_options,
+                          "log_level": log.getEffectiveLevel(), "nice": self._child_nice}
+                try:
+                    self._link = ProcessLink(config, self._queue_size)
+                except (OSError, ValueError) as exc:  # no fork/exec allowed, no /tmp, ...
+                    log.warning("jwtriage reporter: no child process (%s); producing in a thread instead",
+                                type(exc).__name__)
+                    self._process = False
+        return self._link
 
     def _start(self) -> None:
         with self._lock:
@@ -248,62 +261,33 @@ class Reporter:
                 self._thread = thread
 
     def _after_fork(self) -> None:
-        """A forked worker (gunicorn --preload) gets a fresh queue and thread, started on first use."""
+        """A forked worker (gunicorn --preload) gets its own child (or queue and thread), started on first use."""
         self._lock = threading.Lock()
         self._queue = queue.Queue(self._queue_size)
         self._thread, self._sender = None, None
+        if self._link is not None:
+            self._link.forget()
+            self._link = None
 
     def _run(self) -> None:
         if self._transport is None:
-            self._sender = _KafkaSender(self._kafka_options, self._count, self.service)
+            self._sender = KafkaSender(self._kafka_options, self._count, self.service)
         while True:
             item = self._queue.get()
             if item is _STOP:
                 break
             try:
+                records = self._builder.records(*item)
                 if self._sender is not None and not self._sender.ready():
-                    self._count("dropped")  # the broker is away: not even the record is built (CPU, GIL)
+                    for *_, (_, dropped, _) in records:  # the broker is away: drop without waiting for it
+                        self._count(dropped)
                     continue
-                self._send(*self._records(*item))
+                self._send(records)
             except Exception:
                 log.exception("jwtriage reporter: could not send a rejection")
                 self._count("errors")
 
-    def _records(self, wall: float, token: str | None, error: str, fetched: datetime | None,
-                 client_id: str | None, request_id: str | None) -> tuple[bytes, bytes | None]:
-        """The event (and the sample, when this token is sampled) as JSON bytes."""
-        digest = token_sha256(token) if token else None
-        if token:
-            error = error.replace(token, "<token>")
-            client_id = client_id or _unverified_client_id(token)
-        event: dict[str, Any] = {
-            "event_id": uuid.uuid4().hex,
-            "ts": _rfc3339(datetime.fromtimestamp(wall, UTC)),
-            "service": self.service,
-            "token_sha256": digest,
-            "reported_error": _JWT_SHAPED.sub("<token>", error)[:MAX_ERROR_CHARS],
-            "service_jwks_fetched_at": _rfc3339(fetched) if fetched else None,
-            "client_id": client_id,
-            "request_id": request_id[:200] if request_id else None,
-        }
-        value = json.dumps({k: v for k, v in event.items() if v is not None}, separators=(",", ":")).encode()
-        sample = None
-        if token and digest and len(token) <= MAX_TOKEN_CHARS and sampled(digest, self.sample_rate):
-            now = time.monotonic()
-            last = self._recent.get(digest)
-            if last is None or now - last >= self._resample_after:
-                self._recent[digest] = now
-                self._recent.move_to_end(digest)
-                if len(self._recent) > 4096:
-                    self._recent.popitem(last=False)
-                sample = json.dumps({"token": token, "sampled_at": event["ts"], "service": self.service},
-                                    separators=(",", ":")).encode()
-        return value, sample
-
-    def _send(self, event: bytes, sample: bytes | None) -> None:
-        records: list[_Record] = [(self.failures_topic, self.service.encode(), event, _EVENT)]
-        if sample is not None:
-            records.append((self.samples_topic, None, sample, _SAMPLE))
+    def _send(self, records: list[Record]) -> None:
         if self._transport is None:
             assert self._sender is not None
             self._sender.send(records)
@@ -317,12 +301,15 @@ class Reporter:
                 self._count(sent)
 
     def close(self, timeout: float | None = None) -> None:
-        """Stop taking reports, send what is queued, flush Kafka; waits at most `timeout` seconds."""
+        """Stop taking reports, send what is queued, flush Kafka; waits at most `timeout` seconds
+        (then, for the child, one more for SIGTERM; what it never handled is counted as dropped)."""
         if self._closed:
             return
         self._closed = True
         atexit.unregister(self.close)
         deadline = time.monotonic() + (self.close_timeout if timeout is None else timeout)
+        if self._link is not None:
+            self._count("dropped", self._link.close(deadline))
         thread = self._thread
         if thread is not None:
             with contextlib.suppress(queue.Full):
@@ -351,76 +338,6 @@ def _bearer(header: str | None) -> str | None:
     if not header or header[:7].lower() != "bearer ":
         return None
     return header[7:].strip() or None
-
-
-class _KafkaSender:
-    """The producer, made lazily in the worker; while the broker is unreachable, records are dropped."""
-
-    def __init__(self, options: dict[str, Any], count: Callable[..., None], service: str) -> None:
-        # linger 50 ms: kafka-python's sender thread costs ~170 µs per report at 5 ms, ~65 µs at 50 ms
-        # (1,000 reports/s, bench/results.md); every µs of it is GIL time taken from the app.
-        defaults = {"acks": 1, "linger_ms": 50, "bootstrap_timeout_ms": 2_000, "max_block_ms": 1_000,
-                    "request_timeout_ms": 5_000, "delivery_timeout_ms": 30_000,
-                    "reconnect_backoff_max_ms": 5_000, "client_id": f"jwtriage-reporter-{service}"}
-        self.options = defaults | options
-        self.count = count
-        self.pending = 0  # handed to the producer, not yet acknowledged or failed (its buffer is unbounded)
-        self.pending_lock = threading.Lock()
-        self.producer: Any = None
-        self.retry_at = 0.0
-        self.backoff = 1.0
-
-    def ready(self) -> bool:
-        """A producer exists, or it is time to try making one again."""
-        return self.producer is not None or time.monotonic() >= self.retry_at
-
-    def _producer(self) -> Any:
-        if self.producer is None and time.monotonic() >= self.retry_at:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", DeprecationWarning)  # kafka-python 3.0 on Python 3.11
-                    from kafka import KafkaProducer
-                self.producer = KafkaProducer(**self.options)
-                self.backoff = 1.0
-                log.info("jwtriage reporter: connected to Kafka")
-            except Exception as exc:  # NoBrokersAvailable, KafkaTimeoutError, a bad option (ValueError)
-                self.retry_at = time.monotonic() + self.backoff
-                self.backoff = min(self.backoff * 2, 30.0)
-                why = "unknown option in kafka_options" if isinstance(exc, ValueError) else "unreachable"
-                log.warning("jwtriage reporter: Kafka %s (%s); dropping reports for %.0f s",
-                            why, type(exc).__name__, self.retry_at - time.monotonic())
-        return self.producer
-
-    def send(self, records: list[_Record]) -> None:
-        producer = self._producer()
-        for topic, key, value, (sent, dropped, errors) in records:
-            if producer is None or self.pending >= MAX_PENDING:
-                self.count(dropped)
-                continue
-            try:
-                future = producer.send(topic, key=key, value=value)
-            except Exception as exc:  # no metadata within max_block_ms, a record too large
-                log.debug("jwtriage reporter: send failed: %s", type(exc).__name__)
-                self.count(errors)
-                continue
-            with self.pending_lock:
-                self.pending += 1
-            future.add_callback(self._done, sent)
-            future.add_errback(self._done, errors)
-
-    def _done(self, name: str, _result: object) -> None:
-        with self.pending_lock:
-            self.pending -= 1
-        self.count(name)
-
-    def close(self, timeout: float) -> None:
-        if self.producer is not None:
-            try:
-                self.producer.flush(timeout=timeout)
-            except Exception as exc:
-                log.warning("jwtriage reporter: flush incomplete (%s)", type(exc).__name__)
-            self.producer.close(timeout=max(0.1, timeout))
-            self.producer = None
 
 
 # -- the middleware ---------------------------------------------------------------------------

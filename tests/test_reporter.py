@@ -286,3 +286,40 @@ def test_a_forked_worker_process_gets_its_own_thread() -> None:
     with os.fdopen(read, "rb") as lines:
         errors = sorted(json.loads(line)["reported_error"] for line in lines)
     assert errors == ["ExpiredSignatureError: child", "ExpiredSignatureError: parent"]
+
+
+# -- Kafka in a child process (a closed port: no broker needed) ------------------------------
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_with_kafka_the_app_process_gets_a_child_not_a_thread_and_a_stuck_child_never_blocks_it() -> None:
+    threads = threading.active_count()
+    rep = Reporter("payments-api", bootstrap_servers=f"127.0.0.1:{closed_port()}", queue_size=5)
+    exc = jwt.ExpiredSignatureError("Signature has expired")
+    started = time.perf_counter()
+    results = [rep.report_failure("a.b.c", exc) for _ in range(100)]  # the child sits in its 2 s bootstrap
+    elapsed = time.perf_counter() - started
+    assert rep._link is not None and rep._link.proc.poll() is None  # a process of its own, alive
+    assert threading.active_count() == threads  # and no thread in the app
+    assert results.count(True) == 5 and results.count(False) == 95
+    assert elapsed < 0.5
+    started = time.monotonic()
+    rep.close(timeout=0.3)  # then SIGTERM: the child counts what it holds as dropped
+    assert time.monotonic() - started < 2.5
+    assert rep._link.proc.returncode is not None
+    assert rep.counters() == {"sent": 0, "dropped": 100, "errors": 0, "sampled": 0, "samples_lost": 0}
+
+
+def test_kafka_options_a_child_cannot_receive_keep_the_producer_in_a_thread(caplog: pytest.LogCaptureFixture) -> None:
+    with Reporter("payments-api", kafka_options={"sasl_oauth_token_provider": lambda: "x"}) as rep:
+        assert not rep._process
+    assert "cannot go to a child process" in caplog.text
+    with Reporter("payments-api", in_process=True) as rep:
+        assert not rep._process

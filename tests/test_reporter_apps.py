@@ -234,6 +234,37 @@ def test_a_wsgi_server_reports_to_the_broker_and_jwtriage_judges_it(
     judge_arrivals(tmp_path, topics, tokens, 1.0, now)
 
 
+@pytest.mark.kafka
+def test_each_forked_worker_gets_its_own_child_process(topics: tuple[str, str], tmp_path: Path) -> None:
+    import os
+
+    rep = Reporter("payments-api", bootstrap_servers=DEFAULT_BOOTSTRAP, failures_topic=topics[0],
+                   samples_topic=topics[1])
+    rep.report_failure("a.b.c", jwt.ExpiredSignatureError("parent"))
+    parent_child = rep._link.proc.pid if rep._link else None
+    pid = os.fork()
+    if pid == 0:  # a gunicorn --preload worker: the parent's child process is not its own
+        code = 1
+        try:
+            rep.report_failure("a.b.c", jwt.ExpiredSignatureError("worker"))
+            mine = rep._link.proc.pid if rep._link else None
+            rep.close(timeout=15)
+            code = 0 if mine not in (None, parent_child) and rep.counters()["sent"] == 1 else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    rep.close(timeout=15)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert rep.counters() == {"sent": 1, "dropped": 0, "errors": 0, "sampled": 0, "samples_lost": 0}
+    consumer = KafkaConsumer(topics[0], bootstrap_servers=DEFAULT_BOOTSTRAP, auto_offset_reset="earliest",
+                             consumer_timeout_ms=5_000)
+    try:
+        errors = sorted(json.loads(m.value)["reported_error"] for m in consumer)
+    finally:
+        consumer.close()
+    assert errors == ["ExpiredSignatureError: parent", "ExpiredSignatureError: worker"]
+
+
 # -- with the broker unreachable --------------------------------------------------------------
 
 
