@@ -19,17 +19,19 @@ from __future__ import annotations
 import gc
 import logging
 import time
+import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pipeline.config import Config
-from pipeline.engine.classify import Classifier
+from pipeline.engine.classify import Classifier, Verdict
 from pipeline.engine.keys import KeyTimeline
-from pipeline.engine.tokens import excerpt, fingerprint
+from pipeline.engine.tokens import MAX_TOKEN_BYTES, excerpt, fingerprint
 from pipeline.io.base import CommittingSource, Sink, Source
 from pipeline.io.formats import DEFAULT_EVENT_FORMAT, event_decoder
 from pipeline.models import AuthFailureEvent, Cause, JwksSnapshot, SampledToken
@@ -141,11 +143,14 @@ class Pipeline:
         """
         envelopes = list(envelopes)
         decoded = [self._decode(envelope) for envelope in envelopes]
-        self.classifier.prepare(
-            (record.service, record.token)
-            for record in decoded
-            if isinstance(record, AuthFailureEvent) and record.token is not None
-        )
+        try:
+            self.classifier.prepare(
+                (record.service, record.token)
+                for record in decoded
+                if isinstance(record, AuthFailureEvent) and record.token is not None
+            )
+        except Exception as exc:  # only a head start: judging below parses and verifies again, record by record
+            _log_bug("preparing a batch failed; its records are judged one by one", exc)
         batch = Batch()
         for envelope, record in zip(envelopes, decoded, strict=True):
             position = envelope.position
@@ -155,6 +160,7 @@ class Pipeline:
                 continue
             if record is None:  # the format skips it: not an auth failure, and not a bad record
                 continue
+            judged = len(batch.judged)
             try:
                 if isinstance(record, AuthFailureEvent):
                     self._on_event(record, position, batch)
@@ -164,6 +170,9 @@ class Pipeline:
                     self._on_snapshot(record, batch)
             except RecordError as exc:
                 self._dead_letter(envelope, str(exc), batch)
+            except Exception as exc:  # a bug met by one record: that record's dead letter, never the stream's end
+                del batch.judged[judged:]  # nothing half-judged is stored for it
+                self._dead_letter(envelope, _internal_error(exc), batch)
         if batch.timeline_changed:
             self._rejudge_unknown_kids(batch)
             self._rejudge_overtaken(batch)
@@ -177,6 +186,8 @@ class Pipeline:
             return decode_record(envelope.value, _OWN_MODELS[envelope.kind], self.limits.max_record_bytes)
         except RecordError as exc:
             return str(exc)
+        except Exception as exc:  # a decoder's bug is this record's dead letter
+            return _internal_error(exc)
 
     # -- the three kinds -------------------------------------------------------------------
 
@@ -211,6 +222,9 @@ class Pipeline:
                 del self._awaiting_sample[oldest]
 
     def _on_sample(self, sample: SampledToken, batch: Batch) -> None:
+        if len(sample.token) > MAX_TOKEN_BYTES:  # never parsed, so never worth holding
+            size, limit = len(sample.token), MAX_TOKEN_BYTES
+            raise RecordError(f"token: the sampled token is {size:,} bytes, over the {limit:,}-byte token limit")
         self.counts["samples"] += 1
         fp = fingerprint(sample.token)
         self._samples.put(fp, sample.token)
@@ -221,8 +235,8 @@ class Pipeline:
             self._judge(event, sample.token, position, batch)
 
     def _on_snapshot(self, snapshot: JwksSnapshot, batch: Batch) -> None:
-        self.counts["snapshots"] += 1
         self.timeline.add(snapshot)
+        self.counts["snapshots"] += 1
         batch.snapshots.append(snapshot)
         batch.timeline_changed = True
 
@@ -246,7 +260,10 @@ class Pipeline:
             event, token, position, kid = entry
             if kid is not None and not self.timeline.keys_with_kid(kid):
                 continue  # cheap skip: still no key under that kid (a flood of made-up kids stays cheap)
-            verdict = self.classifier.classify(event, token)
+            verdict = self._rejudge(event, token)
+            if verdict is None:
+                del self._awaiting_key[event_id]
+                continue
             if verdict.classification.cause is not Cause.UNKNOWN_KID:
                 self.counts["rejudged"] += 1
                 del self._awaiting_key[event_id]
@@ -266,17 +283,46 @@ class Pipeline:
         for event_id, (event, token, position, before) in list(self._recent.items()):
             if event.ts < since:
                 continue
-            verdict = self.classifier.classify(event, token)
+            verdict = self._rejudge(event, token)
+            if verdict is None:
+                del self._recent[event_id]
+                continue
             if verdict.classification != before:
                 self.counts["rejudged"] += 1
                 self._recent[event_id] = (event, token, position, verdict.classification)
                 batch.judged.append(Judged(event, verdict, position))
+
+    def _rejudge(self, event: AuthFailureEvent, token: str) -> Verdict | None:
+        """The event's new verdict, or None when judging it failed (it keeps its stored row, and is let go)."""
+        try:
+            return self.classifier.classify(event, token)
+        except Exception as exc:
+            _log_bug("judging an event again failed; its stored verdict stands", exc)
+            return None
 
     def _dead_letter(self, envelope: Envelope, reason: str, batch: Batch) -> None:
         self.counts["dead_letters"] += 1
         batch.dead_letters.append(
             DeadLetter(envelope.kind, envelope.position, reason, excerpt(envelope.value), self._clock())
         )
+
+
+def _internal_error(exc: Exception) -> str:
+    """A dead letter's reason for a record that met a bug: what failed and where, never the input."""
+    where = _log_bug("a record could not be judged; it is a dead letter", exc)
+    return f"internal error while judging this record ({type(exc).__name__} at {where}): please report it"
+
+
+def _log_bug(what: str, exc: Exception) -> str:
+    """Log a bug met by some input: the exception's type and where it was raised, not its message.
+
+    The message may quote the input (a token is a credential), so neither it nor the
+    traceback's text is logged; the place is enough to find the bug.
+    """
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "?"
+    log.error("%s: %s at %s", what, type(exc).__name__, where)
+    return where
 
 
 @dataclass(slots=True)

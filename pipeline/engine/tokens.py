@@ -17,14 +17,14 @@ from typing import Any
 import orjson
 
 from pipeline.errors import JwtriageError
+from pipeline.limits import MAX_JSON_DEPTH, nesting_exceeds
+from pipeline.limits import MAX_TOKEN_BYTES as MAX_TOKEN_BYTES  # re-exported: the token limit is read here
 
 #: Claims judged as times; each must be a JSON number when present.
 TIME_CLAIMS = ("exp", "nbf", "iat")
 #: The base64url alphabet (RFC 4648 §5), and its mapping onto the standard one binascii decodes.
 _B64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _URL_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
-#: A token longer than this is not parsed (real JWTs are a few KB); it is still fingerprinted.
-MAX_TOKEN_BYTES = 256 * 1024
 #: Distinct header segments whose decoding is kept (an issuer signs every token under a handful
 #: of headers), and the longest segment kept: real headers are under 200 bytes.
 HEADER_CACHE_SIZE = 1_024
@@ -111,8 +111,12 @@ def _json_object(raw: bytes, part: str) -> tuple[dict[str, Any], bool]:
     orjson is about 4x quicker than `json` here and accepts a subset of what it does (no NaN,
     no unpaired surrogate, no number that overflows a double), with equal values, except that
     it turns an integer beyond 64 bits into a float: a run of 19 or more digits, or anything
-    orjson refuses, takes the `json` path, which decides exactly as before.
+    orjson refuses, takes the `json` path, which decides exactly as before. Nesting is checked
+    first, on the bytes, for both paths alike (`pipeline.limits`): what is read here can
+    always be written back by `to_json`.
     """
+    if nesting_exceeds(raw):
+        raise MalformedToken(f"the {part} is nested deeper than {MAX_JSON_DEPTH} levels")
     if _LONG_NUMBER not in raw.translate(_DIGITS_TO_ZERO):
         try:
             value = orjson.loads(raw)
@@ -142,10 +146,17 @@ _LONG_NUMBER = b"0" * 19
 
 
 def to_json(value: Any, by_orjson: bool) -> str:
-    """`value` as JSON text, keys sorted; with orjson only for what orjson decoded (so no inf, no big int)."""
-    if by_orjson:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-    return _encode_sorted(value)
+    """`value` as JSON text, keys sorted; with orjson only for what orjson decoded (so no inf, no big int).
+
+    Total for decoded token JSON: what fails to encode (it cannot, after the depth check in
+    `_json_object`) is a `MalformedToken`, never another exception.
+    """
+    try:
+        if by_orjson:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+        return _encode_sorted(value)
+    except (TypeError, ValueError, RecursionError):
+        raise MalformedToken("the token's JSON cannot be written back (too deep, or not JSON)") from None
 
 
 def _has_lone_surrogate(value: Any) -> bool:
