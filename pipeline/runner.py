@@ -26,12 +26,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from pipeline.bounded import BoundedCache
 from pipeline.config import Config
 from pipeline.engine.classify import Classifier, Verdict
 from pipeline.engine.keys import KeyTimeline
-from pipeline.engine.tokens import MAX_TOKEN_BYTES, excerpt, fingerprint
+from pipeline.engine.tokens import MAX_TOKEN_BYTES, excerpt, fingerprint, header_cache_usage
 from pipeline.io.base import CommittingSource, Sink, Source
 from pipeline.io.formats import DEFAULT_EVENT_FORMAT, event_decoder
 from pipeline.models import AuthFailureEvent, Cause, JwksSnapshot, SampledToken
@@ -49,9 +50,6 @@ from pipeline.records import (
 
 log = logging.getLogger(__name__)
 
-
-V = TypeVar("V")
-
 #: The wire models of the records jwtriage itself produces; events go through their format's decoder.
 _OWN_MODELS: dict[RecordKind, type[SampledToken] | type[JwksSnapshot]] = {
     RecordKind.SAMPLE: SampledToken,
@@ -59,37 +57,52 @@ _OWN_MODELS: dict[RecordKind, type[SampledToken] | type[JwksSnapshot]] = {
 }
 
 
-class _Bounded(OrderedDict[str, V]):
-    """An insertion-ordered dict that forgets its oldest entries past `capacity`."""
+#: What an event held in the join state costs beyond its strings: the model object, its datetimes, the entry.
+_EVENT_OVERHEAD = 400
+_MIB = 1024 * 1024
 
-    def __init__(self, capacity: int) -> None:
-        super().__init__()
-        self.capacity = capacity
 
-    def put(self, key: str, value: V) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.capacity:
-            self.popitem(last=False)
+def event_bytes(event: AuthFailureEvent, token: str | None = None) -> int:
+    """Approximate bytes an event (and a token beside it, counted once if it is the event's own) holds."""
+    size = _EVENT_OVERHEAD + len(event.event_id) + len(event.service)
+    for text in (event.token, event.token_sha256, event.reported_error, event.client_id, event.request_id):
+        if text is not None:
+            size += len(text)
+    if token is not None and token is not event.token:
+        size += len(token)
+    return size
+
+
+def _sample_bytes(fingerprint: str, token: str) -> int:
+    return len(fingerprint) + len(token) + 100
+
+
+def _held_event_bytes(event_id: str, entry: tuple[AuthFailureEvent, str, Position, Any]) -> int:
+    return len(event_id) + event_bytes(entry[0], entry[1])
 
 
 @dataclass(frozen=True, slots=True)
 class PipelineLimits:
-    """Caps on the join state: memory stays flat however long the stream runs.
+    """Caps on the join state, in records and in bytes: memory stays flat however long the stream runs.
 
-    At the caps the state holds about 50 MB of sampled tokens, 20 MB of events waiting for
-    their sample, 25 MB of `unknown_kid` events (with their tokens) waiting for a key and
-    25 MB of the latest other events with a token (judged again if a key snapshot dated
-    before them arrives after them). A key comes at most a JWKS poll or two after its first
-    token, and a sample within seconds of its events, so windows of 10,000 events are wide
-    enough. `max_waiting` counts events, not tokens: a client that keeps sending a token
-    whose sample never comes adds an event per request.
+    Each structure forgets its oldest entries past either cap (`pipeline.bounded`). Records
+    are up to 1 MiB (a sampled token up to 256 KB), so the counts alone would allow tens of
+    GB; the byte budgets keep the whole join state under 160 MB (the README's "Memory bounds"
+    table lists every cache). With ordinary 1-2 KB tokens the counts bind first: 50,000
+    samples, and windows of 10,000 events (a key comes at most a JWKS poll or two after its
+    first token, a sample within seconds of its events). `max_waiting` counts events, not
+    tokens: a client that keeps sending a token whose sample never comes adds an event per
+    request.
     """
 
     max_samples: int = 50_000
+    max_sample_bytes: int = 64 * _MIB
     max_waiting: int = 10_000
+    max_waiting_bytes: int = 32 * _MIB
     max_waiting_for_key: int = 10_000
+    max_waiting_for_key_bytes: int = 32 * _MIB
     max_recent: int = 10_000
+    max_recent_bytes: int = 32 * _MIB
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
 
 
@@ -110,16 +123,21 @@ class Pipeline:
         self.timeline = timeline or KeyTimeline()
         self.classifier = Classifier(config, self.timeline)
         self._clock = clock
-        self._samples: _Bounded[str] = _Bounded(self.limits.max_samples)  # fingerprint → token
-        # fingerprint → events whose sample has not arrived yet (at most max_waiting events in all)
+        limits = self.limits
+        # fingerprint → token
+        self._samples: BoundedCache[str, str] = BoundedCache(limits.max_samples, limits.max_sample_bytes, _sample_bytes)
+        # fingerprint → events whose sample has not arrived yet (at most max_waiting events, max_waiting_bytes, in all)
         self._awaiting_sample: OrderedDict[str, list[tuple[AuthFailureEvent, Position]]] = OrderedDict()
         self._waiting_events = 0
+        self._waiting_bytes = 0
         # event_id → (event, token, position, kid) of events judged unknown_kid
-        self._awaiting_key: _Bounded[tuple[AuthFailureEvent, str, Position, Any]] = _Bounded(
-            self.limits.max_waiting_for_key
+        self._awaiting_key: BoundedCache[str, tuple[AuthFailureEvent, str, Position, Any]] = BoundedCache(
+            limits.max_waiting_for_key, limits.max_waiting_for_key_bytes, _held_event_bytes
         )
         # event_id → (event, token, position, classification) of the latest other events with a token
-        self._recent: _Bounded[tuple[AuthFailureEvent, str, Position, Any]] = _Bounded(self.limits.max_recent)
+        self._recent: BoundedCache[str, tuple[AuthFailureEvent, str, Position, Any]] = BoundedCache(
+            limits.max_recent, limits.max_recent_bytes, _held_event_bytes
+        )
         self._services = {s.name for s in config.services}
         self.counts: dict[str, int] = {"events": 0, "samples": 0, "snapshots": 0, "dead_letters": 0, "rejudged": 0}
 
@@ -131,6 +149,22 @@ class Pipeline:
             "awaiting_key": len(self._awaiting_key),
             "recent_with_token": len(self._recent),
             "signature_cache": len(self.classifier.cache),
+        }
+
+    def cache_usage(self) -> dict[str, tuple[int, int, int, int]]:
+        """Every cache and queue: (entries, bytes, entry cap, byte cap), as exported and as the README lists them."""
+        limits, classifier = self.limits, self.classifier
+        parsed, signatures = classifier.parse_cache, classifier.cache.results
+        return {
+            "samples": (len(self._samples), self._samples.bytes, limits.max_samples, limits.max_sample_bytes),
+            "awaiting_sample": (self._waiting_events, self._waiting_bytes, limits.max_waiting,
+                                limits.max_waiting_bytes),
+            "awaiting_key": (len(self._awaiting_key), self._awaiting_key.bytes, limits.max_waiting_for_key,
+                             limits.max_waiting_for_key_bytes),
+            "recent_with_token": (len(self._recent), self._recent.bytes, limits.max_recent, limits.max_recent_bytes),
+            "parsed_tokens": (len(parsed), parsed.bytes, parsed.capacity, parsed.max_bytes),
+            "signature_cache": (len(signatures), signatures.bytes, signatures.capacity, signatures.max_bytes),
+            "token_headers": header_cache_usage(),
         }
 
     def process(self, envelopes: Iterable[Envelope]) -> Batch:
@@ -213,11 +247,14 @@ class Pipeline:
                 self._awaiting_sample.setdefault(fp, []).append((event, position))
                 self._awaiting_sample.move_to_end(fp)
                 self._waiting_events += 1
-        while self._waiting_events > self.limits.max_waiting:  # forget the oldest waiting event
-            oldest = next(iter(self._awaiting_sample))
+                self._waiting_bytes += event_bytes(event)
+        limits = self.limits
+        while self._waiting_events > limits.max_waiting or self._waiting_bytes > limits.max_waiting_bytes:
+            oldest = next(iter(self._awaiting_sample))  # forget the oldest waiting event
             entries = self._awaiting_sample[oldest]
-            entries.pop(0)
+            forgotten, _ = entries.pop(0)
             self._waiting_events -= 1
+            self._waiting_bytes -= event_bytes(forgotten)
             if not entries:
                 del self._awaiting_sample[oldest]
 
@@ -230,6 +267,7 @@ class Pipeline:
         self._samples.put(fp, sample.token)
         waiting = self._awaiting_sample.pop(fp, [])
         self._waiting_events -= len(waiting)
+        self._waiting_bytes -= sum(event_bytes(event) for event, _ in waiting)
         for event, position in waiting:
             self.counts["rejudged"] += 1
             self._judge(event, sample.token, position, batch)
@@ -248,9 +286,9 @@ class Pipeline:
         if token is not None and verdict.classification.cause is Cause.UNKNOWN_KID:
             kid = verdict.header.get("kid") if verdict.header else None
             self._awaiting_key.put(event.event_id, (event, token, position, kid))
-            self._recent.pop(event.event_id, None)
+            self._recent.discard(event.event_id)
         else:
-            self._awaiting_key.pop(event.event_id, None)
+            self._awaiting_key.discard(event.event_id)
             if token is not None:
                 self._recent.put(event.event_id, (event, token, position, verdict.classification))
 
@@ -262,11 +300,11 @@ class Pipeline:
                 continue  # cheap skip: still no key under that kid (a flood of made-up kids stays cheap)
             verdict = self._rejudge(event, token)
             if verdict is None:
-                del self._awaiting_key[event_id]
+                self._awaiting_key.discard(event_id)
                 continue
             if verdict.classification.cause is not Cause.UNKNOWN_KID:
                 self.counts["rejudged"] += 1
-                del self._awaiting_key[event_id]
+                self._awaiting_key.discard(event_id)
                 self._recent.put(event_id, (event, token, position, verdict.classification))
                 batch.judged.append(Judged(event, verdict, position))
 
@@ -285,11 +323,11 @@ class Pipeline:
                 continue
             verdict = self._rejudge(event, token)
             if verdict is None:
-                del self._recent[event_id]
+                self._recent.discard(event_id)
                 continue
             if verdict.classification != before:
                 self.counts["rejudged"] += 1
-                self._recent[event_id] = (event, token, position, verdict.classification)
+                self._recent.put(event_id, (event, token, position, verdict.classification), move=False)
                 batch.judged.append(Judged(event, verdict, position))
 
     def _rejudge(self, event: AuthFailureEvent, token: str) -> Verdict | None:

@@ -114,6 +114,7 @@ class _Consumer:
                 lag, self._last_lag = self.source.lag(), time.monotonic()
             self.metrics.observe_batch(batch, lag_by_partition=lag, seconds=stats.process_seconds)
             self.metrics.set_snapshot_age(self.pipeline.timeline)
+            self.metrics.set_cache_usage(self.pipeline.cache_usage())
         if self.dlq is not None and batch.dead_letters:
             self.dlq.send(batch.dead_letters)
         self.stats.dead_letters += len(batch.dead_letters)

@@ -26,9 +26,11 @@ TIME_CLAIMS = ("exp", "nbf", "iat")
 _B64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _URL_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 #: Distinct header segments whose decoding is kept (an issuer signs every token under a handful
-#: of headers), and the longest segment kept: real headers are under 200 bytes.
+#: of headers), the longest segment kept (real headers are under 200 bytes), and the bytes
+#: the cache may hold in all (segments, decoded headers and their JSON, as `_header_bytes` counts).
 HEADER_CACHE_SIZE = 1_024
 HEADER_CACHE_MAX_BYTES = 2_048
+HEADER_CACHE_BUDGET = 4 * 1024 * 1024
 
 
 class MalformedToken(JwtriageError, ValueError):
@@ -213,6 +215,12 @@ def parse(token: str) -> ParsedToken:
 
 #: header segment → (header, alg, header JSON) of the headers that parsed; see `_header`.
 _HEADERS: dict[bytes, tuple[dict[str, Any], str, str]] = {}
+_header_bytes = 0  # what `_HEADERS` holds, counted as in `_header`
+
+
+def header_cache_usage() -> tuple[int, int, int, int]:
+    """(entries, bytes, entry cap, byte cap) of the header cache, for the metrics."""
+    return len(_HEADERS), _header_bytes, HEADER_CACHE_SIZE, HEADER_CACHE_BUDGET
 
 
 def _header(segment: bytes) -> tuple[dict[str, Any], str, str]:
@@ -220,9 +228,10 @@ def _header(segment: bytes) -> tuple[dict[str, Any], str, str]:
 
     Tokens share their header segment (one per issuer key, give or take `typ`), so the
     decoding is kept per segment and the dict is shared: read-only by convention, like the
-    rest of `ParsedToken`. The cache is emptied when full and keeps no long header, so
-    made-up headers cannot make it grow.
+    rest of `ParsedToken`. The cache is emptied when full (entries or bytes) and keeps no
+    long header, so made-up headers cannot make it grow.
     """
+    global _header_bytes
     known = _HEADERS.get(segment)
     if known is not None:
         return known
@@ -232,9 +241,12 @@ def _header(segment: bytes) -> tuple[dict[str, Any], str, str]:
         raise MalformedToken("the header's alg is missing or not a string", header)
     known = (header, alg, to_json(header, by_orjson))
     if len(segment) <= HEADER_CACHE_MAX_BYTES:
-        if len(_HEADERS) >= HEADER_CACHE_SIZE:
+        size = len(segment) + 2 * len(known[2]) + 200  # the segment, the dict (about its JSON), the JSON
+        if len(_HEADERS) >= HEADER_CACHE_SIZE or _header_bytes + size > HEADER_CACHE_BUDGET:
             _HEADERS.clear()
+            _header_bytes = 0
         _HEADERS[segment] = known
+        _header_bytes += size
     return known
 
 
