@@ -17,6 +17,7 @@ are jwtriage's own wire models.
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import time
 import traceback
@@ -32,7 +33,14 @@ from pipeline.bounded import BoundedCache
 from pipeline.config import Config
 from pipeline.engine.classify import Classifier, Verdict
 from pipeline.engine.keys import KeyTimeline
-from pipeline.engine.tokens import MAX_TOKEN_BYTES, excerpt, fingerprint, header_cache_usage
+from pipeline.engine.tokens import (
+    MAX_TOKEN_BYTES,
+    excerpt,
+    fingerprint,
+    header_cache_usage,
+    redact_tokens,
+    to_json,
+)
 from pipeline.io.base import CommittingSource, Sink, Source
 from pipeline.io.formats import DEFAULT_EVENT_FORMAT, event_decoder
 from pipeline.models import AuthFailureEvent, Cause, JwksSnapshot, SampledToken
@@ -281,7 +289,7 @@ class Pipeline:
     # -- judging ---------------------------------------------------------------------------
 
     def _judge(self, event: AuthFailureEvent, token: str | None, position: Position, batch: Batch) -> None:
-        verdict = self.classifier.classify(event, token)
+        verdict = without_tokens(self.classifier.classify(event, token))
         batch.judged.append(Judged(event, verdict, position))
         if token is not None and verdict.classification.cause is Cause.UNKNOWN_KID:
             kid = verdict.header.get("kid") if verdict.header else None
@@ -306,7 +314,7 @@ class Pipeline:
                 self.counts["rejudged"] += 1
                 self._awaiting_key.discard(event_id)
                 self._recent.put(event_id, (event, token, position, verdict.classification))
-                batch.judged.append(Judged(event, verdict, position))
+                batch.judged.append(Judged(event, without_tokens(verdict), position))
 
     def _rejudge_overtaken(self, batch: Batch) -> None:
         """Snapshots arrived: events dated at or after one of them were judged without it.
@@ -328,7 +336,7 @@ class Pipeline:
             if verdict.classification != before:
                 self.counts["rejudged"] += 1
                 self._recent.put(event_id, (event, token, position, verdict.classification), move=False)
-                batch.judged.append(Judged(event, verdict, position))
+                batch.judged.append(Judged(event, without_tokens(verdict), position))
 
     def _rejudge(self, event: AuthFailureEvent, token: str) -> Verdict | None:
         """The event's new verdict, or None when judging it failed (it keeps its stored row, and is let go)."""
@@ -341,8 +349,35 @@ class Pipeline:
     def _dead_letter(self, envelope: Envelope, reason: str, batch: Batch) -> None:
         self.counts["dead_letters"] += 1
         batch.dead_letters.append(
-            DeadLetter(envelope.kind, envelope.position, reason, excerpt(envelope.value), self._clock())
+            DeadLetter(envelope.kind, envelope.position, redact_tokens(reason), excerpt(envelope.value), self._clock())
         )
+
+
+#: The verdict's free-text and header-derived fields: where a token-shaped value could be quoted.
+_QUOTING_FIELDS = ("detail", "kid", "issuer", "alg")
+
+
+def without_tokens(verdict: Verdict) -> Verdict:
+    """The verdict, with any token-shaped string its fields quote (a claim value, a kid) redacted.
+
+    Every sink (the store, `classify`'s JSON lines) and the metrics see verdicts through
+    here. Nearly always nothing matches and the verdict is returned as it is.
+    """
+    c = verdict.classification
+    changes: dict[str, Any] = {}
+    for name in _QUOTING_FIELDS:
+        value = getattr(c, name)
+        if value and (redacted := redact_tokens(value)) is not value:
+            changes[name] = redacted
+    if c.audience is not None and not isinstance(c.audience, str | int | float | bool):
+        audience = json.loads(to_json(c.audience, by_orjson=False))
+        if audience != c.audience:
+            changes["audience"] = audience
+    elif isinstance(c.audience, str) and (redacted := redact_tokens(c.audience)) is not c.audience:
+        changes["audience"] = redacted
+    if changes:
+        verdict.classification = c.model_copy(update=changes)
+    return verdict
 
 
 def _internal_error(exc: Exception) -> str:

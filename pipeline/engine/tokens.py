@@ -154,11 +154,10 @@ def to_json(value: Any, by_orjson: bool) -> str:
     `_json_object`) is a `MalformedToken`, never another exception.
     """
     try:
-        if by_orjson:
-            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-        return _encode_sorted(value)
+        text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode() if by_orjson else _encode_sorted(value)
     except (TypeError, ValueError, RecursionError):
         raise MalformedToken("the token's JSON cannot be written back (too deep, or not JSON)") from None
+    return redact_tokens(text)  # a claim (or header member) that is itself a token is a credential
 
 
 def _has_lone_surrogate(value: Any) -> bool:
@@ -279,3 +278,39 @@ def excerpt(value: str | bytes, limit: int = 120) -> str:
 
 
 _SECRETISH = re.compile(r"[A-Za-z0-9_\-+/=]{16,}")
+
+#: A dot between segments, however it was escaped: plain, percent-encoded (once or more),
+#: or a JSON / JavaScript unicode escape (its backslash itself escaped any number of times).
+_DOT = r"(?:\.|%(?:25)*2[eE]|\\+u002[eE])"
+#: A segment character, likewise: base64url, standard base64 (`/` maybe JSON-escaped as `\/`),
+#: percent-encoded `-`, `_`, `+`, `/`, `=`.
+_SEGMENT_CHAR = r"(?:[A-Za-z0-9_\-+]|\\*/|%(?:25)*(?:2[dDbBfF]|5[fF]|3[dD]))"
+#: A compact JWS/JWE in text: a first segment that starts like encoded JSON (`{"`, `{ `, `{\n`
+#: give `ey`/`ew`), then one to four more segments. Not inside a longer base64url run.
+_TOKEN_IN_TEXT = re.compile(
+    rf"(?<![A-Za-z0-9_\-%])e[wy]{_SEGMENT_CHAR}{{6,}}(?:{_DOT}{_SEGMENT_CHAR}*){{1,4}}"
+)
+_LONE_DOT = re.compile(rf"{_DOT}$")
+
+
+def redact_tokens(text: str) -> str:
+    """`text` with every token-shaped string in it, in any escaping, replaced by its fingerprint's start.
+
+    Tokens are credentials (DESIGN.md): a token-shaped value anywhere (a claim, a validator's
+    message, a percent-encoded URL, JSON-escaped text) is a token, and no output may carry
+    one. The fingerprint still lets a reader match it. Text without one is returned as is
+    (one C regex scan), so ordinary header and claims JSON is stored unchanged.
+    """
+    if "e" not in text:
+        return text
+    return _TOKEN_IN_TEXT.sub(_token_mark, text)
+
+
+def _token_mark(match: re.Match[str]) -> str:
+    found = match[0]
+    if _LONE_DOT.search(found) and len(_DOT_SPLIT.split(found)) == 2:
+        return found  # one segment and a trailing dot: the end of a sentence, not a token
+    return f"<token sha256:{hashlib.sha256(found.encode()).hexdigest()[:12]}…>"
+
+
+_DOT_SPLIT = re.compile(_DOT)
