@@ -13,7 +13,9 @@ the consumer's hook observes it here, with the lag it asks the broker for now an
 
 Exported (all prefixed `jwtriage_`; the alert rules in deploy/prometheus/alerts.yml use them):
 
-    jwtriage_events_total{cause,service,issuer}        counter  issuer: the verifying key's `iss`, else "unknown"
+    jwtriage_events_total{cause,service,issuer,attacked}  counter  issuer: the verifying key's `iss`, else "unknown";
+                                                                 attacked: "true" when the verdict carries an attack
+                                                                 label (rotation damage counts attacked="false" only)
     jwtriage_events_rejudged_total{cause}               counter  judged again when a late sample or key arrived
                                                                  (those verdicts count in events_total too)
     jwtriage_attacks_total{attack,service}              counter
@@ -163,8 +165,8 @@ class Metrics:
         r = self.registry
         self.events = Counter(
             "jwtriage_events",
-            "Auth-failure events classified, by cause, service and verifying issuer",
-            ["cause", "service", "issuer"],
+            "Auth-failure events classified, by cause, service, verifying issuer and whether an attack was seen",
+            ["cause", "service", "issuer", "attacked"],
             registry=r,
         )
         self.rejudged = Counter(
@@ -209,7 +211,8 @@ class Metrics:
         for service in services:
             for cause in Cause:
                 for issuer in [*sorted(self.issuers), UNKNOWN_ISSUER]:
-                    self.events.labels(cause.value, service, issuer)
+                    for attacked in ("false", "true"):
+                        self.events.labels(cause.value, service, issuer, attacked)
             for attack in Attack:
                 self.attacks.labels(attack.value, service)
         for kind in RecordKind:
@@ -236,7 +239,8 @@ class Metrics:
         for event_id, judged in latest.items():
             c = judged.verdict.classification
             service = judged.event.service
-            self.events.labels(c.cause.value, service, c.issuer or UNKNOWN_ISSUER).inc()
+            attacked = "true" if c.attacks else "false"
+            self.events.labels(c.cause.value, service, c.issuer or UNKNOWN_ISSUER, attacked).inc()
             counted = self._seen.get(event_id)
             if counted is not None:
                 self.rejudged.labels(c.cause.value).inc()

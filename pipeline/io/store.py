@@ -94,6 +94,16 @@ _CLASSIFICATION_SCHEMA = pa.schema(
 )
 
 
+#: `store_meta` key prefix of each consumer's heartbeat (`Store.beat`; read by `consumer_heartbeat`).
+HEARTBEAT_KEY = "heartbeat:"
+
+
+def consumer_heartbeat(con: duckdb.DuckDBPyConnection) -> datetime | None:
+    """When a consumer of this store last said it was alive (the newest heartbeat over all parts), or None."""
+    row = con.execute("SELECT max(value) FROM store_meta WHERE starts_with(key, ?)", [HEARTBEAT_KEY]).fetchone()
+    return datetime.fromisoformat(row[0]) if row and row[0] else None
+
+
 def without_tokens(text: str | None) -> str | None:
     """`text` with any JWT in it, in any escaping, replaced by its fingerprint's start (`redact_tokens`).
 
@@ -317,11 +327,23 @@ class Store:
         if self.published_path is None:
             return 0.0
         started = time.perf_counter()
+        self.beat()
         self.con.execute("CHECKPOINT")
         tmp = self.published_path.with_name(f".{self.published_path.name}.{os.getpid()}.tmp")
         shutil.copyfile(self.path, tmp)
         os.replace(tmp, self.published_path)
         return time.perf_counter() - started
+
+    def beat(self, at: datetime | None = None) -> None:
+        """Note that this consumer is alive (`store_meta`, key `heartbeat:<instance>`): written at every publish.
+
+        A reader judges the consumer's health by this, not by event times: an idle consumer
+        that is current writes no rows but still beats. An ISO 8601 UTC time, so the newest
+        beat of several consumers is the greatest string.
+        """
+        when = (at or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
+        key = f"{HEARTBEAT_KEY}{self.instance or 'default'}"
+        self.con.execute("INSERT OR REPLACE INTO store_meta VALUES (?, ?)", [key, when])
 
     def __enter__(self) -> Store:
         return self
