@@ -37,13 +37,14 @@ class BoundedCache(OrderedDict[K, V]):
 
     def put(self, key: K, value: V, *, move: bool = True) -> None:
         """Keep `value` under `key` (newest, unless `move` is False and the key was already kept)."""
-        old = OrderedDict.get(self, key, _MISSING)
-        if old is not _MISSING:
-            self.bytes -= self._size(key, old)
-        self[key] = value
+        if key in self:
+            self.bytes -= self._size(key, self[key])
+            self[key] = value
+            if move:
+                self.move_to_end(key)
+        else:  # the usual case: a new key goes to the end by itself
+            self[key] = value
         self.bytes += self._size(key, value)
-        if move:
-            self.move_to_end(key)
         while len(self) > self.capacity or self.bytes > self.max_bytes:
             oldest, evicted = self.popitem(last=False)
             self.bytes -= self._size(oldest, evicted)

@@ -37,6 +37,7 @@ from pipeline.engine.tokens import (
     MAX_TOKEN_BYTES,
     excerpt,
     fingerprint,
+    has_token,
     header_cache_usage,
     redact_tokens,
     to_json,
@@ -361,9 +362,23 @@ def without_tokens(verdict: Verdict) -> Verdict:
     """The verdict, with any token-shaped string its fields quote (a claim value, a kid) redacted.
 
     Every sink (the store, `classify`'s JSON lines) and the metrics see verdicts through
-    here. Nearly always nothing matches and the verdict is returned as it is.
+    here. Nearly always nothing matches: one regex search over the fields joined, and the
+    verdict is returned as it is.
     """
     c = verdict.classification
+    audience = c.audience
+    if audience is None or isinstance(audience, int | float | bool):
+        audience_text: str | None = ""
+    elif isinstance(audience, str):
+        audience_text = audience
+    elif isinstance(audience, list) and all(isinstance(a, str) for a in audience):
+        audience_text = "\x00".join(audience)
+    else:
+        audience_text = None  # another shape: checked through its JSON below
+    if audience_text is not None and not has_token(
+        "\x00".join((c.detail or "", c.kid or "", c.issuer or "", c.alg or "", audience_text))
+    ):
+        return verdict
     changes: dict[str, Any] = {}
     for name in _QUOTING_FIELDS:
         value = getattr(c, name)

@@ -314,7 +314,7 @@ def test_a_reader_sees_every_published_checkpoint_while_the_consumer_runs(setup:
                  "every key snapshot")
         assert process.poll() is None
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-        assert 'jwtriage_events_total{cause="stale_jwks"' in metrics
+        assert 'jwtriage_events_total{attacked="false",cause="stale_jwks"' in metrics
         assert "jwtriage_jwks_snapshot_age_seconds" in metrics and "jwtriage_dead_letters_total" in metrics
     finally:
         process.send_signal(signal.SIGTERM)

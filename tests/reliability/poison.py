@@ -389,7 +389,9 @@ class PoisonFactory:
         out: list[Hostile] = []
         for family, token, cause in cases:
             for repeat in range(4):
-                if repeat % 2 == 0 or not token:  # an empty token is not a valid sample
+                # An empty token is not a valid sample; one over the token limit is a dead letter as a
+                # sample (`nested` has that case), so it travels inline only.
+                if repeat % 2 == 0 or not token or len(token) > MAX_TOKEN_BYTES:
                     out.append(Hostile(family, self.event(token=token, service=service), cause))
                 else:  # the same token through the samples topic, joined by fingerprint
                     fp = _sha256(token)
