@@ -100,9 +100,8 @@ def test_a_simulated_stream_counts_each_event_once_plus_its_revisions(stream: tu
     for cause, count in causes.items():
         assert total(found, "jwtriage_events_total", cause=cause) == count
     # The attacked label splits them: what a rotation-damage panel excludes is what carried an attack.
-    attacked = sum(
-        bool(j.verdict.classification.attacks) for b in batches for j in {x.event.event_id: x for x in b.judged}.values()
-    )
+    latest_per_batch = [j for b in batches for j in {x.event.event_id: x for x in b.judged}.values()]
+    attacked = sum(bool(j.verdict.classification.attacks) for j in latest_per_batch)
     assert total(found, "jwtriage_events_total", attacked="true") == attacked > 0
     assert total(found, "jwtriage_events_total", attacked="false") == events - attacked
     stale = [j for j in final.values() if j.verdict.classification.cause.value == "stale_jwks"]
