@@ -64,7 +64,7 @@ def child(args: argparse.Namespace) -> None:
         "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_median_mb": second_half[len(second_half) // 2],
         "signature_checks": pipeline.classifier.cache.misses, "state": pipeline.state_sizes,
-        "parsed_tokens": len(pipeline.classifier._parsed),
+        "parsed_tokens": len(pipeline.classifier.parse_cache),
     }))
 
 

@@ -26,7 +26,7 @@ from pipeline.config import Config, ServiceConfig
 from pipeline.engine.checks import STEP_ORDER, Step, StepOutcome, Trace
 from pipeline.engine.classify import Classifier, Verdict
 from pipeline.engine.keys import KeyTimeline, TimelineKey
-from pipeline.engine.tokens import fingerprint
+from pipeline.engine.tokens import fingerprint, redact_tokens
 from pipeline.models import AuthFailureEvent, Cause, Confidence
 from pipeline.text import human_duration, utc_text
 
@@ -116,7 +116,7 @@ def stamp(when: datetime) -> str:
 def shown(value: Any, limit: int = 100) -> str:
     """A value from the token, safe to print: no control characters, no embedded JWT, cut to `limit`."""
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-    text = JWT_LIKE.sub(lambda m: f"<a JWT, sha256 {fingerprint(m.group(0))[:12]}…>", text)
+    text = redact_tokens(JWT_LIKE.sub(lambda m: f"<a JWT, sha256 {fingerprint(m.group(0))[:12]}…>", text))
     text = "".join(
         ch if unicodedata.category(ch)[0] != "C" else ch.encode("unicode_escape").decode("ascii") for ch in text
     )

@@ -13,7 +13,9 @@ the consumer's hook observes it here, with the lag it asks the broker for now an
 
 Exported (all prefixed `jwtriage_`; the alert rules in deploy/prometheus/alerts.yml use them):
 
-    jwtriage_events_total{cause,service,issuer}        counter  issuer: the verifying key's `iss`, else "unknown"
+    jwtriage_events_total{cause,service,issuer,attacked}  counter  issuer: the verifying key's `iss`, else "unknown";
+                                                                 attacked: "true" when the verdict carries an attack
+                                                                 label (rotation damage counts attacked="false" only)
     jwtriage_events_rejudged_total{cause}               counter  judged again when a late sample or key arrived
                                                                  (those verdicts count in events_total too)
     jwtriage_attacks_total{attack,service}              counter
@@ -29,6 +31,10 @@ Exported (all prefixed `jwtriage_`; the alert rules in deploy/prometheus/alerts.
     jwtriage_jwks_snapshot_timestamp_seconds{issuer}    gauge    the newest snapshot's fetched_at
     jwtriage_jwks_key_change_timestamp_seconds{issuer,action}  gauge  the last key added / removed (rotation step)
     jwtriage_jwks_keys{issuer}                          gauge    keys in the newest snapshot
+    jwtriage_cache_entries{cache}                       gauge    entries held by each join-state queue and cache
+    jwtriage_cache_bytes{cache}                         gauge    their approximate bytes (lengths of what they keep)
+    jwtriage_cache_budget_entries{cache}                gauge    the entry cap: the oldest entry goes past either cap
+    jwtriage_cache_budget_bytes{cache}                  gauge    the byte cap (README, "Memory bounds")
 
 Label values come from the config (services, issuers) and the fixed enums, so cardinality is
 bounded: an unknown service is a dead letter, and `issuer` is only set by a configured key.
@@ -71,7 +77,15 @@ METRIC_NAMES = (
     "jwtriage_jwks_snapshot_timestamp_seconds",
     "jwtriage_jwks_key_change_timestamp_seconds",
     "jwtriage_jwks_keys",
+    "jwtriage_cache_entries",
+    "jwtriage_cache_bytes",
+    "jwtriage_cache_budget_entries",
+    "jwtriage_cache_budget_bytes",
 )
+
+#: The join-state queues and caches (`Pipeline.cache_usage`), exported from the start.
+CACHES = ("samples", "awaiting_sample", "awaiting_key", "recent_with_token", "parsed_tokens", "signature_cache",
+          "token_headers")
 
 _SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _RECORD_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000)
@@ -152,8 +166,8 @@ class Metrics:
         r = self.registry
         self.events = Counter(
             "jwtriage_events",
-            "Auth-failure events classified, by cause, service and verifying issuer",
-            ["cause", "service", "issuer"],
+            "Auth-failure events classified, by cause, service, verifying issuer and whether an attack was seen",
+            ["cause", "service", "issuer", "attacked"],
             registry=r,
         )
         self.rejudged = Counter(
@@ -190,17 +204,29 @@ class Metrics:
         self.last_batch = Gauge(
             "jwtriage_last_batch_timestamp_seconds", "When the last batch was written, as a Unix time", registry=r
         )
+        self.cache_entries = Gauge("jwtriage_cache_entries", "Entries held, per join-state queue or cache",
+                                   ["cache"], registry=r)
+        self.cache_bytes = Gauge("jwtriage_cache_bytes", "Approximate bytes held, per join-state queue or cache",
+                                 ["cache"], registry=r)
+        self.cache_budget_entries = Gauge("jwtriage_cache_budget_entries", "Entry cap, per queue or cache",
+                                          ["cache"], registry=r)
+        self.cache_budget_bytes = Gauge("jwtriage_cache_budget_bytes", "Byte cap, per queue or cache",
+                                        ["cache"], registry=r)
         r.register(_TimelineCollector(self))
         # Series that alerts use start at 0, so the first failure counts in increase().
         services = list(services)
         for service in services:
             for cause in Cause:
                 for issuer in [*sorted(self.issuers), UNKNOWN_ISSUER]:
-                    self.events.labels(cause.value, service, issuer)
+                    for attacked in ("false", "true"):
+                        self.events.labels(cause.value, service, issuer, attacked)
             for attack in Attack:
                 self.attacks.labels(attack.value, service)
         for kind in RecordKind:
             self.dead_letters.labels(kind.value)
+        for cache in CACHES:
+            for gauge in (self.cache_entries, self.cache_bytes, self.cache_budget_entries, self.cache_budget_bytes):
+                gauge.labels(cache)
 
     # -- observing ------------------------------------------------------------------------
 
@@ -220,7 +246,8 @@ class Metrics:
         for event_id, judged in latest.items():
             c = judged.verdict.classification
             service = judged.event.service
-            self.events.labels(c.cause.value, service, c.issuer or UNKNOWN_ISSUER).inc()
+            attacked = "true" if c.attacks else "false"
+            self.events.labels(c.cause.value, service, c.issuer or UNKNOWN_ISSUER, attacked).inc()
             counted = self._seen.get(event_id)
             if counted is not None:
                 self.rejudged.labels(c.cause.value).inc()
@@ -247,6 +274,14 @@ class Metrics:
         """Records behind per (topic, partition); also worth calling while idle, when no batch comes."""
         for (topic, partition), lag in lag_by_partition.items():
             self.consumer_lag.labels(topic, str(partition)).set(max(0, lag))
+
+    def set_cache_usage(self, usage: Mapping[str, tuple[int, int, int, int]]) -> None:
+        """Each cache's (entries, bytes, entry cap, byte cap), as `Pipeline.cache_usage` gives them."""
+        for cache, (entries, size, max_entries, max_bytes) in usage.items():
+            self.cache_entries.labels(cache).set(entries)
+            self.cache_bytes.labels(cache).set(size)
+            self.cache_budget_entries.labels(cache).set(max_entries)
+            self.cache_budget_bytes.labels(cache).set(max_bytes)
 
     def _remember(self, event_id: str, attacks: frozenset[str]) -> None:
         """Keep the event (and the attacks counted for it) among the most recent ones, a bounded memory."""

@@ -20,6 +20,7 @@ from typing import IO, TYPE_CHECKING, NamedTuple, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from pipeline.errors import JwtriageError
+from pipeline.limits import MAX_JSON_DEPTH, MAX_RECORD_BYTES, nesting_exceeds
 from pipeline.models import AuthFailureEvent, JwksSnapshot
 
 if TYPE_CHECKING:
@@ -89,8 +90,8 @@ class Batch:
 
 M = TypeVar("M", bound=BaseModel)
 
-#: A record larger than this is a dead letter, not parsed (real events are a few KB).
-DEFAULT_MAX_RECORD_BYTES = 1_048_576
+#: A record larger than this is a dead letter, not parsed (real events are a few KB); see `pipeline.limits`.
+DEFAULT_MAX_RECORD_BYTES = MAX_RECORD_BYTES
 
 
 class RecordError(JwtriageError, ValueError):
@@ -116,6 +117,8 @@ def decode_record(raw: bytes, model: type[M], max_bytes: int = DEFAULT_MAX_RECOR
             raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise RecordError(f"not UTF-8 (byte {exc.start})") from None
+    if nesting_exceeds(raw):  # one depth for every reader and writer after this one (`pipeline.limits`)
+        raise RecordError(f"not JSON: nested deeper than {MAX_JSON_DEPTH} levels (the recursion limit)")
     try:
         # The validator itself: `model_validate_json` only forwards its keyword defaults to it,
         # which is a fifth of the cost of decoding a small event.

@@ -17,19 +17,31 @@ are jwtriage's own wire models.
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import time
+import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any
 
+from pipeline.bounded import BoundedCache
 from pipeline.config import Config
-from pipeline.engine.classify import Classifier
+from pipeline.engine.classify import Classifier, Verdict
 from pipeline.engine.keys import KeyTimeline
-from pipeline.engine.tokens import excerpt, fingerprint
+from pipeline.engine.tokens import (
+    MAX_TOKEN_BYTES,
+    excerpt,
+    fingerprint,
+    has_token,
+    header_cache_usage,
+    redact_tokens,
+    to_json,
+)
 from pipeline.io.base import CommittingSource, Sink, Source
 from pipeline.io.formats import DEFAULT_EVENT_FORMAT, event_decoder
 from pipeline.models import AuthFailureEvent, Cause, JwksSnapshot, SampledToken
@@ -47,9 +59,6 @@ from pipeline.records import (
 
 log = logging.getLogger(__name__)
 
-
-V = TypeVar("V")
-
 #: The wire models of the records jwtriage itself produces; events go through their format's decoder.
 _OWN_MODELS: dict[RecordKind, type[SampledToken] | type[JwksSnapshot]] = {
     RecordKind.SAMPLE: SampledToken,
@@ -57,37 +66,52 @@ _OWN_MODELS: dict[RecordKind, type[SampledToken] | type[JwksSnapshot]] = {
 }
 
 
-class _Bounded(OrderedDict[str, V]):
-    """An insertion-ordered dict that forgets its oldest entries past `capacity`."""
+#: What an event held in the join state costs beyond its strings: the model object, its datetimes, the entry.
+_EVENT_OVERHEAD = 400
+_MIB = 1024 * 1024
 
-    def __init__(self, capacity: int) -> None:
-        super().__init__()
-        self.capacity = capacity
 
-    def put(self, key: str, value: V) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.capacity:
-            self.popitem(last=False)
+def event_bytes(event: AuthFailureEvent, token: str | None = None) -> int:
+    """Approximate bytes an event (and a token beside it, counted once if it is the event's own) holds."""
+    size = _EVENT_OVERHEAD + len(event.event_id) + len(event.service)
+    for text in (event.token, event.token_sha256, event.reported_error, event.client_id, event.request_id):
+        if text is not None:
+            size += len(text)
+    if token is not None and token is not event.token:
+        size += len(token)
+    return size
+
+
+def _sample_bytes(fingerprint: str, token: str) -> int:
+    return len(fingerprint) + len(token) + 100
+
+
+def _held_event_bytes(event_id: str, entry: tuple[AuthFailureEvent, str, Position, Any]) -> int:
+    return len(event_id) + event_bytes(entry[0], entry[1])
 
 
 @dataclass(frozen=True, slots=True)
 class PipelineLimits:
-    """Caps on the join state: memory stays flat however long the stream runs.
+    """Caps on the join state, in records and in bytes: memory stays flat however long the stream runs.
 
-    At the caps the state holds about 50 MB of sampled tokens, 20 MB of events waiting for
-    their sample, 25 MB of `unknown_kid` events (with their tokens) waiting for a key and
-    25 MB of the latest other events with a token (judged again if a key snapshot dated
-    before them arrives after them). A key comes at most a JWKS poll or two after its first
-    token, and a sample within seconds of its events, so windows of 10,000 events are wide
-    enough. `max_waiting` counts events, not tokens: a client that keeps sending a token
-    whose sample never comes adds an event per request.
+    Each structure forgets its oldest entries past either cap (`pipeline.bounded`). Records
+    are up to 1 MiB (a sampled token up to 256 KB), so the counts alone would allow tens of
+    GB; the byte budgets keep the whole join state under 160 MB (the README's "Memory bounds"
+    table lists every cache). With ordinary 1-2 KB tokens the counts bind first: 50,000
+    samples, and windows of 10,000 events (a key comes at most a JWKS poll or two after its
+    first token, a sample within seconds of its events). `max_waiting` counts events, not
+    tokens: a client that keeps sending a token whose sample never comes adds an event per
+    request.
     """
 
     max_samples: int = 50_000
+    max_sample_bytes: int = 64 * _MIB
     max_waiting: int = 10_000
+    max_waiting_bytes: int = 32 * _MIB
     max_waiting_for_key: int = 10_000
+    max_waiting_for_key_bytes: int = 32 * _MIB
     max_recent: int = 10_000
+    max_recent_bytes: int = 32 * _MIB
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
 
 
@@ -114,16 +138,21 @@ class Pipeline:
         self.timeline = timeline or KeyTimeline()
         self.classifier = Classifier(config, self.timeline)
         self._clock = clock
-        self._samples: _Bounded[str] = _Bounded(self.limits.max_samples)  # fingerprint → token
-        # fingerprint → events whose sample has not arrived yet (at most max_waiting events in all)
+        limits = self.limits
+        # fingerprint → token
+        self._samples: BoundedCache[str, str] = BoundedCache(limits.max_samples, limits.max_sample_bytes, _sample_bytes)
+        # fingerprint → events whose sample has not arrived yet (at most max_waiting events, max_waiting_bytes, in all)
         self._awaiting_sample: OrderedDict[str, list[tuple[AuthFailureEvent, Position]]] = OrderedDict()
         self._waiting_events = 0
+        self._waiting_bytes = 0
         # event_id → (event, token, position, kid) of events judged unknown_kid
-        self._awaiting_key: _Bounded[tuple[AuthFailureEvent, str, Position, Any]] = _Bounded(
-            self.limits.max_waiting_for_key
+        self._awaiting_key: BoundedCache[str, tuple[AuthFailureEvent, str, Position, Any]] = BoundedCache(
+            limits.max_waiting_for_key, limits.max_waiting_for_key_bytes, _held_event_bytes
         )
         # event_id → (event, token, position, classification) of the latest other events with a token
-        self._recent: _Bounded[tuple[AuthFailureEvent, str, Position, Any]] = _Bounded(self.limits.max_recent)
+        self._recent: BoundedCache[str, tuple[AuthFailureEvent, str, Position, Any]] = BoundedCache(
+            limits.max_recent, limits.max_recent_bytes, _held_event_bytes
+        )
         self._services = {s.name for s in config.services}
         self.counts: dict[str, int] = dict.fromkeys(
             ("events", "samples", "snapshots", "dead_letters", "rejudged", "skipped"), 0
@@ -139,6 +168,22 @@ class Pipeline:
             "signature_cache": len(self.classifier.cache),
         }
 
+    def cache_usage(self) -> dict[str, tuple[int, int, int, int]]:
+        """Every cache and queue: (entries, bytes, entry cap, byte cap), as exported and as the README lists them."""
+        limits, classifier = self.limits, self.classifier
+        parsed, signatures = classifier.parse_cache, classifier.cache.results
+        return {
+            "samples": (len(self._samples), self._samples.bytes, limits.max_samples, limits.max_sample_bytes),
+            "awaiting_sample": (self._waiting_events, self._waiting_bytes, limits.max_waiting,
+                                limits.max_waiting_bytes),
+            "awaiting_key": (len(self._awaiting_key), self._awaiting_key.bytes, limits.max_waiting_for_key,
+                             limits.max_waiting_for_key_bytes),
+            "recent_with_token": (len(self._recent), self._recent.bytes, limits.max_recent, limits.max_recent_bytes),
+            "parsed_tokens": (len(parsed), parsed.bytes, parsed.capacity, parsed.max_bytes),
+            "signature_cache": (len(signatures), signatures.bytes, signatures.capacity, signatures.max_bytes),
+            "token_headers": header_cache_usage(),
+        }
+
     def process(self, envelopes: Iterable[Envelope]) -> Batch:
         """Turn raw records into a batch; nothing here raises for bad input.
 
@@ -149,11 +194,14 @@ class Pipeline:
         """
         envelopes = list(envelopes)
         decoded = [self._decode(envelope) for envelope in envelopes]
-        self.classifier.prepare(
-            (record.service, record.token)
-            for record in decoded
-            if isinstance(record, AuthFailureEvent) and record.token is not None
-        )
+        try:
+            self.classifier.prepare(
+                (record.service, record.token)
+                for record in decoded
+                if isinstance(record, AuthFailureEvent) and record.token is not None
+            )
+        except Exception as exc:  # only a head start: judging below parses and verifies again, record by record
+            _log_bug("preparing a batch failed; its records are judged one by one", exc)
         batch = Batch()
         for envelope, record in zip(envelopes, decoded, strict=True):
             position = envelope.position
@@ -167,6 +215,7 @@ class Pipeline:
                 batch.skipped[name] = batch.skipped.get(name, 0) + 1
                 self.counts["skipped"] += 1
                 continue
+            judged = len(batch.judged)
             try:
                 if isinstance(record, AuthFailureEvent):
                     self._on_event(record, position, batch)
@@ -176,6 +225,9 @@ class Pipeline:
                     self._on_snapshot(record, batch)
             except RecordError as exc:
                 self._dead_letter(envelope, str(exc), batch)
+            except Exception as exc:  # a bug met by one record: that record's dead letter, never the stream's end
+                del batch.judged[judged:]  # nothing half-judged is stored for it
+                self._dead_letter(envelope, _internal_error(exc), batch)
         if batch.timeline_changed:
             self._rejudge_unknown_kids(batch)
             self._rejudge_overtaken(batch)
@@ -192,6 +244,8 @@ class Pipeline:
             return decode_record(envelope.value, _OWN_MODELS[envelope.kind], self.limits.max_record_bytes)
         except RecordError as exc:
             return str(exc)
+        except Exception as exc:  # a decoder's bug is this record's dead letter
+            return _internal_error(exc)
 
     # -- the three kinds -------------------------------------------------------------------
 
@@ -217,41 +271,48 @@ class Pipeline:
                 self._awaiting_sample.setdefault(fp, []).append((event, position))
                 self._awaiting_sample.move_to_end(fp)
                 self._waiting_events += 1
-        while self._waiting_events > self.limits.max_waiting:  # forget the oldest waiting event
-            oldest = next(iter(self._awaiting_sample))
+                self._waiting_bytes += event_bytes(event)
+        limits = self.limits
+        while self._waiting_events > limits.max_waiting or self._waiting_bytes > limits.max_waiting_bytes:
+            oldest = next(iter(self._awaiting_sample))  # forget the oldest waiting event
             entries = self._awaiting_sample[oldest]
-            entries.pop(0)
+            forgotten, _ = entries.pop(0)
             self._waiting_events -= 1
+            self._waiting_bytes -= event_bytes(forgotten)
             if not entries:
                 del self._awaiting_sample[oldest]
 
     def _on_sample(self, sample: SampledToken, batch: Batch) -> None:
+        if len(sample.token) > MAX_TOKEN_BYTES:  # never parsed, so never worth holding
+            size, limit = len(sample.token), MAX_TOKEN_BYTES
+            raise RecordError(f"token: the sampled token is {size:,} bytes, over the {limit:,}-byte token limit")
         self.counts["samples"] += 1
         fp = fingerprint(sample.token)
         self._samples.put(fp, sample.token)
         waiting = self._awaiting_sample.pop(fp, [])
         self._waiting_events -= len(waiting)
+        self._waiting_bytes -= sum(event_bytes(event) for event, _ in waiting)
         for event, position in waiting:
             self.counts["rejudged"] += 1
             self._judge(event, sample.token, position, batch)
 
     def _on_snapshot(self, snapshot: JwksSnapshot, batch: Batch) -> None:
-        self.counts["snapshots"] += 1
         self.timeline.add(snapshot)
+        self.counts["snapshots"] += 1
         batch.snapshots.append(snapshot)
         batch.timeline_changed = True
 
     # -- judging ---------------------------------------------------------------------------
 
     def _judge(self, event: AuthFailureEvent, token: str | None, position: Position, batch: Batch) -> None:
-        verdict = self.classifier.classify(event, token)
+        verdict = without_tokens(self.classifier.classify(event, token))
         batch.judged.append(Judged(event, verdict, position))
         if token is not None and verdict.classification.cause is Cause.UNKNOWN_KID:
             kid = verdict.header.get("kid") if verdict.header else None
             self._awaiting_key.put(event.event_id, (event, token, position, kid))
-            self._recent.pop(event.event_id, None)
+            self._recent.discard(event.event_id)
         else:
-            self._awaiting_key.pop(event.event_id, None)
+            self._awaiting_key.discard(event.event_id)
             if token is not None:
                 self._recent.put(event.event_id, (event, token, position, verdict.classification))
 
@@ -261,12 +322,15 @@ class Pipeline:
             event, token, position, kid = entry
             if kid is not None and not self.timeline.keys_with_kid(kid):
                 continue  # cheap skip: still no key under that kid (a flood of made-up kids stays cheap)
-            verdict = self.classifier.classify(event, token)
+            verdict = self._rejudge(event, token)
+            if verdict is None:
+                self._awaiting_key.discard(event_id)
+                continue
             if verdict.classification.cause is not Cause.UNKNOWN_KID:
                 self.counts["rejudged"] += 1
-                del self._awaiting_key[event_id]
+                self._awaiting_key.discard(event_id)
                 self._recent.put(event_id, (event, token, position, verdict.classification))
-                batch.judged.append(Judged(event, verdict, position))
+                batch.judged.append(Judged(event, without_tokens(verdict), position))
 
     def _rejudge_overtaken(self, batch: Batch) -> None:
         """Snapshots arrived: events dated at or after one of them were judged without it.
@@ -281,17 +345,87 @@ class Pipeline:
         for event_id, (event, token, position, before) in list(self._recent.items()):
             if event.ts < since:
                 continue
-            verdict = self.classifier.classify(event, token)
+            verdict = self._rejudge(event, token)
+            if verdict is None:
+                self._recent.discard(event_id)
+                continue
             if verdict.classification != before:
                 self.counts["rejudged"] += 1
-                self._recent[event_id] = (event, token, position, verdict.classification)
-                batch.judged.append(Judged(event, verdict, position))
+                self._recent.put(event_id, (event, token, position, verdict.classification), move=False)
+                batch.judged.append(Judged(event, without_tokens(verdict), position))
+
+    def _rejudge(self, event: AuthFailureEvent, token: str) -> Verdict | None:
+        """The event's new verdict, or None when judging it failed (it keeps its stored row, and is let go)."""
+        try:
+            return self.classifier.classify(event, token)
+        except Exception as exc:
+            _log_bug("judging an event again failed; its stored verdict stands", exc)
+            return None
 
     def _dead_letter(self, envelope: Envelope, reason: str, batch: Batch) -> None:
         self.counts["dead_letters"] += 1
         batch.dead_letters.append(
-            DeadLetter(envelope.kind, envelope.position, reason, excerpt(envelope.value), self._clock())
+            DeadLetter(envelope.kind, envelope.position, redact_tokens(reason), excerpt(envelope.value), self._clock())
         )
+
+
+#: The verdict's free-text and header-derived fields: where a token-shaped value could be quoted.
+_QUOTING_FIELDS = ("detail", "kid", "issuer", "alg")
+
+
+def without_tokens(verdict: Verdict) -> Verdict:
+    """The verdict, with any token-shaped string its fields quote (a claim value, a kid) redacted.
+
+    Every sink (the store, `classify`'s JSON lines) and the metrics see verdicts through
+    here. Nearly always nothing matches: one regex search over the fields joined, and the
+    verdict is returned as it is.
+    """
+    c = verdict.classification
+    audience = c.audience
+    if audience is None or isinstance(audience, int | float | bool):
+        audience_text: str | None = ""
+    elif isinstance(audience, str):
+        audience_text = audience
+    elif isinstance(audience, list) and all(isinstance(a, str) for a in audience):
+        audience_text = "\x00".join(audience)
+    else:
+        audience_text = None  # another shape: checked through its JSON below
+    if audience_text is not None and not has_token(
+        "\x00".join((c.detail or "", c.kid or "", c.issuer or "", c.alg or "", audience_text))
+    ):
+        return verdict
+    changes: dict[str, Any] = {}
+    for name in _QUOTING_FIELDS:
+        value = getattr(c, name)
+        if value and (redacted := redact_tokens(value)) is not value:
+            changes[name] = redacted
+    if c.audience is not None and not isinstance(c.audience, str | int | float | bool):
+        audience = json.loads(to_json(c.audience, by_orjson=False))
+        if audience != c.audience:
+            changes["audience"] = audience
+    elif isinstance(c.audience, str) and (redacted := redact_tokens(c.audience)) is not c.audience:
+        changes["audience"] = redacted
+    if changes:
+        verdict.classification = c.model_copy(update=changes)
+    return verdict
+
+
+def _internal_error(exc: Exception) -> str:
+    """A dead letter's reason for a record that met a bug: what failed and where, never the input."""
+    where = _log_bug("a record could not be judged; it is a dead letter", exc)
+    return f"internal error while judging this record ({type(exc).__name__} at {where}): please report it"
+
+
+def _log_bug(what: str, exc: Exception) -> str:
+    """Log a bug met by some input: the exception's type and where it was raised, not its message.
+
+    The message may quote the input (a token is a credential), so neither it nor the
+    traceback's text is logged; the place is enough to find the bug.
+    """
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "?"
+    log.error("%s: %s at %s", what, type(exc).__name__, where)
+    return where
 
 
 @dataclass(slots=True)

@@ -314,9 +314,57 @@ def test_a_reader_sees_every_published_checkpoint_while_the_consumer_runs(setup:
                  "every key snapshot")
         assert process.poll() is None
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-        assert 'jwtriage_events_total{cause="stale_jwks"' in metrics
+        assert 'jwtriage_events_total{attacked="false",cause="stale_jwks"' in metrics
         assert "jwtriage_jwks_snapshot_age_seconds" in metrics and "jwtriage_dead_letters_total" in metrics
     finally:
         process.send_signal(signal.SIGTERM)
         finish(process, timeout=60)
     assert_exactly_once(setup)
+
+
+# -- monitoring that tells the truth once caught up (issue 17) ----------------------------------
+
+
+def _lag(port: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
+            if line.startswith("jwtriage_consumer_lag{")}
+
+
+def test_an_idle_current_consumer_reports_zero_lag_and_keeps_beating(setup: Setup) -> None:
+    """The lag gauge was set only with batches: after catching up it kept its last value (thousands).
+
+    Produce part of the day, start the consumer with metrics, let it see lag, produce the
+    rest and let it catch up: once every event is stored the gauge must read 0 for every
+    partition within about one poll interval, and stay 0 while it idles; its heartbeat in
+    the published store keeps advancing although it writes no rows.
+    """
+    from pipeline.io.store import consumer_heartbeat
+
+    produce_scenario(setup, slice(0, 2_000))
+    port = free_port()
+    process = setup.consumer("c0", "--metrics-port", str(port), "--publish-interval", "1")
+    try:
+        wait_for(lambda: setup.count("SELECT count(*) FROM classifications") > 0 if published_parts(setup.db)
+                 else False, 120, "the first rows")
+        produce_scenario(setup, slice(2_000, None))
+        total = len(setup.good_events)
+        wait_for(lambda: setup.count("SELECT count(*) FROM classifications") == total, 180, "every event")
+        stored_at = time.monotonic()
+        wait_for(lambda: bool(_lag(port)) and all(v == 0 for v in _lag(port).values()), 10, "lag 0")
+        assert time.monotonic() - stored_at < 3, "the gauge took longer than a poll or two to read 0"
+        def heartbeat() -> Any:
+            con = connect_readonly(setup.db)
+            try:
+                return consumer_heartbeat(con)
+            finally:
+                con.close()
+
+        first = heartbeat()
+        assert first is not None
+        # Publishing (and so the beat) comes at most every 20x its own cost: a few seconds here.
+        wait_for(lambda: heartbeat() > first, 30, "a later heartbeat from the idle consumer")
+        assert all(v == 0 for v in _lag(port).values()), _lag(port)  # idle: still 0, not a stale value
+    finally:
+        process.send_signal(signal.SIGTERM)
+        finish(process)

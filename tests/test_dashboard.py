@@ -391,7 +391,7 @@ def test_live_shows_the_newest_events(simulated_db: Path, monkeypatch: pytest.Mo
     at = open_app(simulated_db, monkeypatch, "views/live.py")
     assert_clean(at, "views/live.py")
     assert len(charts_on(at)) == 1
-    assert any("consumer is idle or not running" in i.value for i in at.info)  # the simulated day is in the past
+    assert any("No consumer has written this store" in i.value for i in at.info)  # a demo day: no heartbeat
     recent = at.dataframe[0].value
     assert len(recent) == 25 and "detail" in recent.columns
     assert at.toggle(key="live_auto").value is True
@@ -414,6 +414,26 @@ def test_live_picks_up_what_a_writer_adds_between_refreshes(
     assert_clean(at, "views/live.py")
     after = at.dataframe[0].value["time"].iloc[0]
     assert after != before and len(at.dataframe[0].value) == 25
+
+
+def test_live_judges_the_consumer_by_its_heartbeat_not_by_event_times(
+    simulated_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 17: an idle, current consumer was reported "idle or not running" because its events were old."""
+    db = tmp_path / "beating.duckdb"
+    shutil.copy(simulated_db, db)
+    with Store(db) as writer:
+        writer.instance = "c0"
+        writer.beat(datetime.now(UTC) - timedelta(seconds=3))  # the simulated day's events are days old
+    at = open_app(db, monkeypatch, "views/live.py")
+    assert_clean(at, "views/live.py")
+    assert any("running and current" in i.value and "the stream is quiet" in i.value for i in at.info)
+    assert not any("not running" in i.value for i in [*at.info, *at.warning])
+    with Store(db) as writer:
+        writer.instance = "c0"
+        writer.beat(datetime.now(UTC) - timedelta(minutes=10))  # it stopped beating ten minutes ago
+    at.run()
+    assert any("has not been heard from for 10" in w.value for w in at.warning)
 
 
 def test_no_page_keeps_the_store_open(simulated_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -162,7 +162,7 @@ def test_the_panels_an_sre_needs_are_there() -> None:
         assert panel["description"], panel["title"]
 
 
-def test_rotation_damage_is_the_three_rotation_causes_and_says_what_it_cannot_exclude() -> None:
+def test_rotation_damage_is_the_three_rotation_causes_and_never_an_attack() -> None:
     """DESIGN.md: unpublished_key, stale_jwks and retired_key, never unknown_kid, never an attack."""
     damage = [p for p in panels() if "Rotation damage" in p["title"]]
     assert len(damage) == 2  # the time series and the stat
@@ -171,9 +171,10 @@ def test_rotation_damage_is_the_three_rotation_causes_and_says_what_it_cannot_ex
             causes = re.findall(r'cause=~"([^"]*)"', target["expr"])
             assert causes and all(set(c.split("|")) == ROTATION_CAUSES for c in causes), target["expr"]
             assert "unknown_kid" not in target["expr"]
-        assert "attack" in panel["description"] and "cannot be excluded" in panel["description"], panel["title"]
-    # Why the panels say so: the counter has no attack label. Once it has one, exclude attacks in the queries.
-    assert "attack" not in exported()["jwtriage_events_total"]
+            assert 'attacked="false"' in target["expr"], target["expr"]  # DESIGN.md: never an attack
+        assert 'are excluded (attacked="false")' in panel["description"], panel["title"]
+    # The counter carries the label the panels filter on (issue 17: it had none, and they could not).
+    assert "attacked" in exported()["jwtriage_events_total"]
 
 
 def test_key_changes_are_annotations_at_the_rotation_steps_time() -> None:

@@ -99,6 +99,11 @@ def test_a_simulated_stream_counts_each_event_once_plus_its_revisions(stream: tu
     )
     for cause, count in causes.items():
         assert total(found, "jwtriage_events_total", cause=cause) == count
+    # The attacked label splits them: what a rotation-damage panel excludes is what carried an attack.
+    latest_per_batch = [j for b in batches for j in {x.event.event_id: x for x in b.judged}.values()]
+    attacked = sum(bool(j.verdict.classification.attacks) for j in latest_per_batch)
+    assert total(found, "jwtriage_events_total", attacked="true") == attacked > 0
+    assert total(found, "jwtriage_events_total", attacked="false") == events - attacked
     stale = [j for j in final.values() if j.verdict.classification.cause.value == "stale_jwks"]
     assert stale and all(j.verdict.classification.issuer for j in stale)  # stale_jwks always has its issuer
     assert total(found, "jwtriage_events_total", cause="unknown_kid", issuer=UNKNOWN_ISSUER) > 0
@@ -118,12 +123,12 @@ def test_a_simulated_stream_counts_each_event_once_plus_its_revisions(stream: tu
 def test_series_that_alerts_use_start_at_zero() -> None:
     metrics = Metrics(services=["payments-api"], issuers=["https://login.acme.test"])
     found = samples(metrics)
-    key = (("cause", "stale_jwks"), ("issuer", "https://login.acme.test"), ("service", "payments-api"))
-    assert found[("jwtriage_events_total", key)] == 0
-    assert (
-        found[("jwtriage_events_total", (("cause", "unknown_kid"), ("issuer", "unknown"), ("service", "payments-api")))]
-        == 0
-    )
+    for attacked in ("false", "true"):
+        key = (("attacked", attacked), ("cause", "stale_jwks"), ("issuer", "https://login.acme.test"),
+               ("service", "payments-api"))
+        assert found[("jwtriage_events_total", key)] == 0
+        key = (("attacked", attacked), ("cause", "unknown_kid"), ("issuer", "unknown"), ("service", "payments-api"))
+        assert found[("jwtriage_events_total", key)] == 0
     assert found[("jwtriage_attacks_total", (("attack", "alg_none"), ("service", "payments-api")))] == 0
     assert found[("jwtriage_dead_letters_total", (("kind", "event"),))] == 0
 
@@ -189,7 +194,7 @@ def test_snapshot_age_grows_at_scrape_time_and_rotation_steps_are_exported() -> 
 
 def test_served_on_its_own_registry() -> None:
     first, second = Metrics(services=["a"]), Metrics(services=["a"])  # no "duplicated timeseries" clash
-    first.events.labels("expired", "a", "unknown").inc(3)
+    first.events.labels("expired", "a", "unknown", "false").inc(3)
     port = first.serve("127.0.0.1", 0)
     try:
         response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
@@ -197,9 +202,11 @@ def test_served_on_its_own_registry() -> None:
         first.close()
         second.close()
     assert response.status_code == 200
-    assert 'jwtriage_events_total{cause="expired",issuer="unknown",service="a"} 3.0' in response.text
+    assert 'jwtriage_events_total{attacked="false",cause="expired",issuer="unknown",service="a"} 3.0' in response.text
     assert (
-        REGISTRY.get_sample_value("jwtriage_events_total", {"cause": "expired", "service": "a", "issuer": "unknown"})
+        REGISTRY.get_sample_value(
+            "jwtriage_events_total", {"cause": "expired", "service": "a", "issuer": "unknown", "attacked": "false"}
+        )
         is None
     )
 
@@ -325,3 +332,45 @@ def test_promtool_unit_tests_pass() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
+
+
+def test_lag_is_measured_on_idle_ticks_and_reads_zero_once_caught_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17: the gauge was only set with batches, so an idle, current consumer kept its last lag."""
+    from pipeline.commands import consume as consume_module
+    from pipeline.engine.keys import KeyTimeline
+    from pipeline.runner import Pipeline
+    from tests.world import config
+
+    now = [100.0]
+    monkeypatch.setattr(consume_module.time, "monotonic", lambda: now[0])
+
+    class Source:
+        def __init__(self) -> None:
+            self.lags = [{("auth.failures", 0): 18_000}, {("auth.failures", 0): 0}, None]
+            self.asked = 0
+
+        def lag(self) -> dict[tuple[str, int], int] | None:
+            self.asked += 1
+            return self.lags[min(self.asked - 1, len(self.lags) - 1)]
+
+    consumer = consume_module._Consumer.__new__(consume_module._Consumer)
+    consumer.metrics = Metrics()
+    consumer.source = Source()  # type: ignore[assignment]
+    consumer.pipeline = Pipeline(config(), KeyTimeline())
+    consumer._last_lag = 0.0
+    gauge = ("jwtriage_consumer_lag", (("partition", "0"), ("topic", "auth.failures")))
+    consumer.measure_when_due()
+    assert samples(consumer.metrics)[gauge] == 18_000
+    now[0] += consume_module.LAG_INTERVAL_SECONDS / 2
+    consumer.measure_when_due()  # not due yet: no broker round trip
+    assert consumer.source.asked == 1
+    now[0] += consume_module.LAG_INTERVAL_SECONDS / 2  # one poll interval later, no batch in between
+    consumer.measure_when_due()
+    assert samples(consumer.metrics)[gauge] == 0
+    now[0] += consume_module.LAG_INTERVAL_SECONDS
+    consumer.measure_when_due()  # the broker cannot be asked: the gauge keeps its (true) last value
+    assert samples(consumer.metrics)[gauge] == 0 and consumer.source.asked == 3
+    assert consume_module.LAG_INTERVAL_SECONDS <= consume_module.POLL_TIMEOUT_MS / 1000
+    usage = {labels: value for (name, labels), value in samples(consumer.metrics).items()
+             if name == "jwtriage_cache_budget_bytes"}
+    assert len(usage) == 7 and all(value > 0 for value in usage.values())

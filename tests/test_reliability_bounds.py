@@ -129,3 +129,82 @@ def test_a_flood_of_unknown_kids_does_not_make_the_watcher_hammer_the_issuer() -
         assert idp.requests == [], idp.requests[:5]
     finally:
         watcher.close()
+
+
+# -- byte budgets beside the record counts (issue 17) ---------------------------------------------
+
+
+def test_a_bounded_cache_keeps_its_byte_count_exact_and_forgets_the_oldest_first() -> None:
+    from pipeline.bounded import BoundedCache
+
+    cache: BoundedCache[str, str] = BoundedCache(capacity=100, max_bytes=1_000, size=lambda k, v: len(v))
+    for i in range(50):
+        cache.put(f"k{i}", "x" * (i * 7 % 300))
+        assert cache.bytes == sum(len(v) for v in cache.values()) <= 1_000 and len(cache) <= 100
+    assert list(cache)[-1] == "k49"  # the newest is kept; what went was the oldest
+    first = next(iter(cache))
+    cache.put(first, "y" * 10, move=False)  # replaced in place: counted anew, not moved
+    assert next(iter(cache)) == first and cache.bytes == sum(len(v) for v in cache.values())
+    assert cache.discard(first) == "y" * 10 and cache.discard(first) is None
+    assert cache.bytes == sum(len(v) for v in cache.values())
+    cache.put("huge", "z" * 5_000)  # bigger than the budget: not kept, and nothing else either
+    assert len(cache) == 0 and cache.bytes == 0
+
+
+def test_every_cache_and_queue_stays_under_its_byte_budget_with_big_distinct_records(monkeypatch: object) -> None:
+    """Big, distinct samples, unknown-kid tokens and waiting events against small byte budgets; counts far above."""
+    import base64 as b64
+    import hashlib
+
+    from pipeline.engine import classify, tokens
+    from pipeline.engine.keys import KeyTimeline
+    from pipeline.records import Envelope, Position, RecordKind
+    from pipeline.runner import Pipeline, PipelineLimits
+    from tests.world import AUDIENCE, default_snapshots
+
+    mib = 1024 * 1024
+    monkeypatch.setattr(classify, "PARSE_CACHE_MAX_BYTES", 2 * mib)  # type: ignore[attr-defined]
+    monkeypatch.setattr(tokens, "HEADER_CACHE_BUDGET", 64 * 1024)  # type: ignore[attr-defined]
+    limits = PipelineLimits(max_sample_bytes=3 * mib, max_waiting_bytes=mib, max_waiting_for_key_bytes=2 * mib,
+                            max_recent_bytes=mib)
+    pipeline = Pipeline(config(), KeyTimeline(default_snapshots()), limits)
+
+    def seg(value: object) -> str:
+        return b64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    def token(i: int, kid: str, pad: int) -> str:
+        claims = {"iss": CORP, "aud": AUDIENCE, "sub": f"u{i}", "pad": "p" * pad}
+        return f"{seg({'alg': 'RS256', 'kid': kid})}.{seg(claims)}.c2ln"
+
+    offset = 0
+    for round_ in range(6):
+        batch = []
+        for i in range(round_ * 40, round_ * 40 + 40):
+            size = 50_000 + 3_000 * (i % 40)  # tokens of 70-225 KB, all distinct
+            values = [
+                (RecordKind.SAMPLE, {"token": token(i, "rsa-2", size)}),
+                (RecordKind.EVENT, {"event_id": f"k{i}", "ts": T0.isoformat(), "service": "payments-api",
+                                    "token": token(i, f"made-up-{i}", size)}),
+                (RecordKind.EVENT, {"event_id": f"w{i}", "ts": T0.isoformat(), "service": "payments-api",
+                                    "token_sha256": hashlib.sha256(f"never-{i}".encode()).hexdigest(),
+                                    "reported_error": "e" * size}),
+                (RecordKind.EVENT, {"event_id": f"r{i}", "ts": T0.isoformat(), "service": "payments-api",
+                                    "token": token(i, "rsa-2", size)}),
+            ]
+            for kind, value in values:
+                batch.append(Envelope(kind, json.dumps(value).encode(), Position(kind.value, 0, offset)))
+                offset += 1
+        result = pipeline.process(batch)
+        assert not result.dead_letters
+        usage = pipeline.cache_usage()
+        for cache, (entries, held, max_entries, max_bytes) in usage.items():
+            assert entries <= max_entries and held <= max_bytes, (cache, usage[cache])
+        assert usage["samples"][1] == sum(len(fp) + len(t) + 100 for fp, t in pipeline._samples.items())
+        assert usage["parsed_tokens"][1] == sum(
+            classify._parsed_bytes(t, r) for t, r in pipeline.classifier.parse_cache.items()
+        )
+    usage = pipeline.cache_usage()
+    # Each byte budget, not the record count (thousands), is what bound them: they are nearly full.
+    for cache in ("samples", "awaiting_sample", "awaiting_key", "recent_with_token", "parsed_tokens"):
+        entries, held, max_entries, max_bytes = usage[cache]
+        assert held > max_bytes * 0.5 and entries < max_entries, (cache, usage[cache])

@@ -140,3 +140,49 @@ def test_ten_thousand_poison_messages_are_dead_letters_and_hostile_tokens_get_th
     assert counts is not None and int(counts.group(2).replace(",", "")) == len(letters), consumer.output()[-500:]
     sent = Counter(json.loads(v)["kind"] for v in read_topic(run.kafka, run.env["JWTRIAGE_KAFKA__DEAD_LETTER_TOPIC"]))
     assert sent == Counter(kind for kind, _ in letters.values())
+
+
+def test_nesting_in_every_field_and_huge_tokens_never_stop_the_consumer(run: KafkaRun) -> None:
+    """Issue 17: a token nested 254-1023 deep crashed the consumer on that record at every restart.
+
+    Every depth from 65 to 20,000 in the header, payload, claims, kid, event fields, samples
+    and snapshots, 1 MB tokens and samples, headers of 10k and 100k keys
+    (tests/reliability/poison.py `nested`), interleaved with the scenario: the consumer
+    exits 0, every good event is stored once, each poison record is a row with its
+    contract cause or one dead letter with the reason of its family.
+    """
+    sc = scenario(3_000, SEED)
+    services = [s["name"] for s in tomllib.loads(sc.config_toml)["services"]]
+    header, claims, service = a_real_token()
+    bad, hostile = PoisonFactory(services, ts="2026-11-23T06:00:00Z").nested(header, claims, service)
+    topic = {"event": run.kafka.failures_topic, "sample": run.kafka.samples_topic, "snapshot": run.kafka.jwks_topic}
+    records: list[tuple[str, str | None, bytes, Bad | Hostile | None]] = [
+        (r.topic, r.key, r.value, None) for r in tagged_records(sc, run.kafka)
+    ]
+    rng = random.Random(SEED)
+    for entry in [(topic[b.kind], "poison", b.value, b) for b in bad] + [
+        (topic["event"], "poison", json.dumps(h.event).encode(), h) for h in hostile
+    ]:
+        records.insert(rng.randrange(len(records) + 1), entry)
+    records[:0] = [(topic["sample"], None, json.dumps({"token": h.sample}).encode(), None)
+                   for h in hostile if h.sample is not None]
+    placed = produce_tracked(run.kafka, ((t, k, v) for t, k, v, _ in records))
+    where = {id(item): at for (_, _, _, item), at in zip(records, placed, strict=True) if item is not None}
+
+    consumer = run.consumer("--batch-size", "200", "--exit-when-idle", "3")
+    status = consumer.wait(timeout=300)
+    assert status == 0, f"the consumer crashed (exit {status}):\n{consumer.output()[-4000:]}"
+    assert "internal error" not in consumer.output()
+
+    letters = {(s, p, o): (kind, reason) for s, p, o, kind, reason in run.query(
+        "SELECT source, source_partition, source_offset, kind, reason FROM dead_letters")}
+    rows = {event_id: cause for event_id, cause in run.query("SELECT event_id, cause FROM classifications")}
+    wrong = {b.family: letters.get(where[id(b)]) for b in bad
+             if not (letters.get(where[id(b)]) and matches(b.reason, letters[where[id(b)]][1]))}
+    assert not wrong, f"poison records without their dead letter: {wrong}"
+    mismatched = {h.family: rows.get(h.event["event_id"]) for h in hostile if rows.get(h.event["event_id"]) != h.cause}
+    assert not mismatched, f"hostile tokens without their contract cause: {mismatched}"
+    truth = Expected.of(sc)
+    expected = Expected({**truth.causes, **{h.event["event_id"]: h.cause for h in hostile}},
+                        truth.dead_letters + len(bad))
+    assert_exactly_once(run, expected)

@@ -2,6 +2,10 @@
 
 Each refresh opens the store read-only for a moment and closes it (no cache: a refresh
 costs one small query over the last hour); nothing is held between refreshes.
+
+Whether the consumer is running is judged from its own heartbeat (`store_meta`, written at
+every publish, idle or not: `pipeline.io.store.Store.beat`), never from event times: a
+consumer that is current on a quiet stream writes no rows, and it is not down.
 """
 
 from __future__ import annotations
@@ -13,9 +17,13 @@ import streamlit as st
 
 from dashboards import charts, data, ui
 from pipeline.errors import StoreError
+from pipeline.io.store import consumer_heartbeat
 
 INTERVALS = {"every 5 s": 5, "every 10 s": 10, "every 30 s": 30, "every minute": 60}
 WINDOWS = {"last 15 minutes": timedelta(minutes=15), "last hour": timedelta(hours=1)}
+#: A consumer beats at every publish (every 5 s by default, longer while publishing is slow):
+#: silent for this long, it is not running, or stuck.
+SILENT_AFTER = timedelta(minutes=1)
 
 st.title("Live")
 with st.sidebar:
@@ -55,16 +63,18 @@ def refresh() -> None:
     cols[0].metric(f"Failures, {last_5}", f"{live.last_5_min:,}")
     cols[1].metric("Failures per minute", f"{live.last_5_min / 5:,.1f}", help=f"Over the {last_5}.")
     cols[2].metric("Newest event", f"{ui.fmt_seconds((now - newest).total_seconds())} ago")
-    cols[3].metric("Last write by the consumer", f"{ui.fmt_seconds((now - written).total_seconds())} ago")
-    if ref.live:
-        st.caption(f"A consumer is writing. Refreshed {ui.fmt_ts(now, seconds=True)}.")
+    beat = heartbeat(path)
+    seen = beat if beat is not None else written
+    cols[3].metric("Last word from the consumer", f"{ui.fmt_seconds((now - seen).total_seconds())} ago",
+                   help="Its heartbeat, written at every publish, idle or not (or, for a store without one, "
+                   "its last row).")
+    kind, text = health(path, now, beat, ref.live, newest, window)
+    if kind == "running":
+        st.caption(text)
+    elif kind == "silent":
+        st.warning(text, icon=":material/warning:")
     else:
-        st.info(
-            f"No event in the last {ui.fmt_seconds(data.LIVE_WITHIN.total_seconds())}: the consumer is idle or not "
-            f"running (start it with `jwtriage consume --db {path}`). Showing the {window} of data up to "
-            f"{ui.fmt_ts(newest, seconds=True)}.",
-            icon=":material/bedtime:",
-        )
+        st.info(text, icon=":material/bedtime:")
 
     st.subheader(f"Failures per minute, {window}")
     if live.series.empty:
@@ -86,6 +96,38 @@ def refresh() -> None:
         with st.expander("Consumer positions"):
             positions = live.positions.assign(updated=live.positions["updated_at"].map(ui.fmt_ts))
             st.dataframe(positions[["source", "source_partition", "next_offset", "updated"]], hide_index=True)
+
+
+def heartbeat(path: str) -> datetime | None:
+    """The consumer's newest heartbeat in the published store, or None (no consumer ever wrote it)."""
+    try:
+        with data.reading(path) as con:
+            return consumer_heartbeat(con)
+    except (StoreError, duckdb.Error):
+        return None
+
+
+def health(
+    path: str, now: datetime, beat: datetime | None, live: bool, newest: datetime, window: str
+) -> tuple[str, str]:
+    """(running | quiet | silent | no_consumer, one line): the consumer's health from its heartbeat.
+
+    The events' times only say whether traffic flows, never whether the consumer runs.
+    """
+    quiet = f"no event in the last {ui.fmt_seconds(data.LIVE_WITHIN.total_seconds())}"
+    data_note = "" if live else f" Showing the {window} of data up to {ui.fmt_ts(newest, seconds=True)}."
+    if beat is None:
+        traffic = "events are recent" if live else quiet
+        return "no_consumer", (f"No consumer has written this store (a demo or a backfill?): {traffic}.{data_note} "
+                               f"Start one with `jwtriage consume --db {path}`.")
+    ago = ui.fmt_seconds((now - beat).total_seconds())
+    if now - beat > SILENT_AFTER:
+        return "silent", (f"The consumer has not been heard from for {ago}: it is not running, or stuck "
+                          f"(start it with `jwtriage consume --db {path}`; check its logs).{data_note}")
+    if live:
+        return "running", f"The consumer is running (last heard {ago} ago). Refreshed {ui.fmt_ts(now, seconds=True)}."
+    running = f"The consumer is running and current (last heard {ago} ago)"
+    return "quiet", f"{running}; {quiet}: the stream is quiet.{data_note}"
 
 
 live_view()

@@ -26,7 +26,7 @@ from pipeline.config import Config
 from pipeline.engine.identifiers import hasher_from
 from pipeline.errors import ConfigError
 from pipeline.faults import crash_point
-from pipeline.io.kafka import DeadLetterPublisher, KafkaSource, source_formats
+from pipeline.io.kafka import POLL_TIMEOUT_MS, DeadLetterPublisher, KafkaSource, source_formats
 from pipeline.io.store import Store
 from pipeline.metrics import Metrics
 from pipeline.records import Batch
@@ -34,8 +34,10 @@ from pipeline.runner import Pipeline, PipelineLimits, RunStats, run
 
 log = logging.getLogger(__name__)
 
-#: How often the consumer asks the broker for its lag (for the metrics).
-LAG_INTERVAL_SECONDS = 10.0
+#: How often the consumer asks the broker for its lag (for the metrics): at most once per poll
+#: interval, batch or idle, so the gauge reads 0 within about one poll of catching up (a few
+#: round trips to the broker each time; the loop polls every 0.5 s when idle).
+LAG_INTERVAL_SECONDS = POLL_TIMEOUT_MS / 1000
 
 
 @dataclass
@@ -114,10 +116,7 @@ class _Consumer:
     def after_batch(self, batch: Batch, stats: RunStats) -> None:
         """The loop's `on_batch`: the batch is stored and committed; observe it, dead-letter it."""
         if self.metrics is not None:
-            lag = None
-            if time.monotonic() - self._last_lag >= LAG_INTERVAL_SECONDS:  # several broker calls: not every batch
-                lag, self._last_lag = self.source.lag(), time.monotonic()
-            self.metrics.observe_batch(batch, lag_by_partition=lag, seconds=stats.process_seconds)
+            self.metrics.observe_batch(batch, seconds=stats.process_seconds)
             self.metrics.set_snapshot_age(self.pipeline.timeline)
         if self.dlq is not None and batch.dead_letters:
             self.dlq.send(batch.dead_letters)
@@ -125,8 +124,27 @@ class _Consumer:
         if self.on_batch is not None:
             self.on_batch(batch, self.source)
 
+    def on_tick(self) -> None:
+        """The loop's `on_tick`, after every unit, empty or not: measure lag when due, publish when due."""
+        self.measure_when_due()
+        self.publish_when_due()
+
+    def measure_when_due(self) -> None:
+        """Lag and cache usage into the metrics, at most every LAG_INTERVAL_SECONDS, idle included.
+
+        Measured here rather than after a batch: once caught up no batch comes, and a gauge
+        set only with batches kept its last value (thousands) on an idle, current consumer,
+        and `JwtriageConsumerLagging` fired. A broker that cannot be asked leaves it as it was.
+        """
+        if self.metrics is None or time.monotonic() - self._last_lag < LAG_INTERVAL_SECONDS:
+            return
+        lag, self._last_lag = self.source.lag(), time.monotonic()
+        if lag is not None:
+            self.metrics.set_lag(lag)
+        self.metrics.set_cache_usage(self.pipeline.cache_usage())
+
     def publish_when_due(self) -> None:
-        """The loop's `on_tick`: publish for readers, never more often than 20x the cost of publishing."""
+        """Publish for readers (with a heartbeat), never more often than 20x the cost of publishing."""
         if time.monotonic() - self._last_publish >= max(self.publish_interval, 20 * self._publish_cost):
             self._publish_cost = self.store.publish()
             self._last_publish = time.monotonic()
@@ -176,7 +194,7 @@ def consume(
             consumer.pipeline,
             store,
             on_batch=consumer.after_batch,
-            on_tick=consumer.publish_when_due,
+            on_tick=consumer.on_tick,
             stop=lambda: stopper.requested,
         )
     finally:

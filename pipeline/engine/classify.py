@@ -14,12 +14,12 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pipeline.bounded import BoundedCache
 from pipeline.config import ClassifyConfig, Config, ServiceConfig
 from pipeline.engine.checks import (
     Finding,
@@ -52,13 +52,22 @@ from pipeline.models import Attack, AuthFailureEvent, Cause, Classification, Con
 from pipeline.text import stamp
 
 #: Distinct tokens whose parse is kept (about 2 KB each, 10 MB in all): repeated tokens are parsed once.
+#: And the bytes they may hold: a token is up to 256 KB, so 5,000 of them could hold 2.5 GB.
 PARSE_CACHE_SIZE = 5_000
+PARSE_CACHE_MAX_BYTES = 32 * 1024 * 1024
 # Enum members read for every event, as module constants: on Python 3.11 a member lookup
 # (`Cause.VALID`) costs about 0.08 µs, the price of a whole check.
 _VALID, _VERIFIED, _REPORTED, _REPORTED_STEP = Cause.VALID, Confidence.VERIFIED, Confidence.REPORTED, Step.REPORTED
 _STALE, _INFERRED = Cause.STALE_JWKS, Confidence.INFERRED
 _KID_INJECTION_MARKERS = ("../", "/dev/", "'", '"', ";", "|", "`", "$", "\x00")
 _KID_INJECTION = re.compile("|".join(re.escape(marker) for marker in _KID_INJECTION_MARKERS))
+
+
+def _parsed_bytes(token: str, result: ParsedToken | MalformedToken) -> int:
+    """What a parse cache entry holds: the token, and a parse's signing input, JSON texts and claims."""
+    if isinstance(result, MalformedToken):
+        return len(token) + 200
+    return len(token) + len(result.signing_input) + len(result.header_json) + 2 * len(result.claims_json) + 400
 
 
 @dataclass(slots=True)
@@ -147,7 +156,9 @@ class Classifier:
         self.settings: ClassifyConfig = config.classify
         self.timeline = timeline
         self.cache = cache or SignatureCache(config.classify.signature_cache_size)
-        self._parsed: OrderedDict[str, ParsedToken | MalformedToken] = OrderedDict()
+        self.parse_cache: BoundedCache[str, ParsedToken | MalformedToken] = BoundedCache(
+            PARSE_CACHE_SIZE, PARSE_CACHE_MAX_BYTES, _parsed_bytes
+        )
         self._hasher = hasher_from(config.store.hash_key)  # stored personal claims: keyed hashes
         self._asymmetric: dict[str, tuple[int, bool]] = {}  # service → (timeline version, answer)
         # (service, alg, kid) → (candidates, fitting) as of `_choices_version`; see `_key_choices`
@@ -234,9 +245,9 @@ class Classifier:
 
     def _parse(self, token: str) -> ParsedToken | MalformedToken:
         """Parse once per distinct token (a bounded cache: parsing is pure, verdicts are not cached)."""
-        cached = self._parsed.get(token)
+        cached = self.parse_cache.get(token)
         if cached is not None:
-            self._parsed.move_to_end(token)
+            self.parse_cache.move_to_end(token)
             return cached
         try:
             result: ParsedToken | MalformedToken = parse(token, self._hasher)
@@ -244,9 +255,7 @@ class Classifier:
             # Kept as a fresh exception: the raised one holds its traceback, whose frames hold
             # their callers' frames and locals, i.e. the whole batch, for as long as it is cached.
             result = type(exc)(exc.reason, exc.header)
-        self._parsed[token] = result
-        if len(self._parsed) > PARSE_CACHE_SIZE:
-            self._parsed.popitem(last=False)
+        self.parse_cache.put(token, result)
         return result
 
     # -- the two short paths ---------------------------------------------------------------

@@ -129,7 +129,7 @@ def load_public_key(jwk: Any) -> tuple[str, str | None, PublicKey, str]:
     kty = jwk.get("kty")
     if jwk.get("use") not in (None, "sig"):
         raise BadJwk(f"use={jwk.get('use')!r} is not a signing key")
-    if kty not in _THUMBPRINT_MEMBERS:
+    if not isinstance(kty, str) or kty not in _THUMBPRINT_MEMBERS:  # a list or an object is not hashable
         raise BadJwk(f"kty={kty!r} is not a public signing key type (RSA, EC, OKP)")
     if any(not isinstance(jwk.get(m), str) for m in _THUMBPRINT_MEMBERS[kty]):
         raise BadJwk(f"{kty} key lacks {'/'.join(_THUMBPRINT_MEMBERS[kty])}")

@@ -9,7 +9,6 @@ cached; verdicts are never cached, because they depend on the event's time.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TypeGuard
 
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from pipeline.bounded import BoundedCache
 from pipeline.engine.keys import TimelineKey
 
 
@@ -151,28 +151,37 @@ def verify(alg: str, key: TimelineKey, signing_input: bytes, signature: bytes) -
     return True
 
 
-class SignatureCache:
-    """Bounded LRU of signature results keyed by (fingerprint, key thumbprint, alg)."""
+#: The bytes the signature cache may hold: ~200 per entry, so the entry count binds first at the default.
+SIGNATURE_CACHE_MAX_BYTES = 32 * 1024 * 1024
 
-    def __init__(self, capacity: int = 100_000) -> None:
-        self.capacity = capacity
-        self._results: OrderedDict[tuple[str, str, str], bool] = OrderedDict()
+
+def _result_bytes(cache_key: tuple[str, str, str], result: bool) -> int:
+    return len(cache_key[0]) + len(cache_key[1]) + len(cache_key[2]) + 100  # the strings, the tuple, the entry
+
+
+class SignatureCache:
+    """Bounded LRU of signature results keyed by (fingerprint, key thumbprint, alg), in entries and bytes."""
+
+    def __init__(self, capacity: int = 100_000, max_bytes: int = SIGNATURE_CACHE_MAX_BYTES) -> None:
+        self.results: BoundedCache[tuple[str, str, str], bool] = BoundedCache(capacity, max_bytes, _result_bytes)
         self.hits = 0
         self.misses = 0
 
+    @property
+    def capacity(self) -> int:
+        return self.results.capacity
+
     def __len__(self) -> int:
-        return len(self._results)
+        return len(self.results)
 
     def verify(self, fingerprint: str, alg: str, key: TimelineKey, signing_input: bytes, signature: bytes) -> bool:
         cache_key = (fingerprint, key.thumbprint, alg)
-        result = self._results.get(cache_key)
+        result = self.results.get(cache_key)
         if result is not None:
-            self._results.move_to_end(cache_key)
+            self.results.move_to_end(cache_key)
             self.hits += 1
             return result
         self.misses += 1
         result = verify(alg, key, signing_input, signature)
-        self._results[cache_key] = result
-        if len(self._results) > self.capacity:
-            self._results.popitem(last=False)
+        self.results.put(cache_key, result)
         return result

@@ -14,11 +14,9 @@ The schema (DDL, version, migrations) is in `store_schema`; readers connect thro
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import time
 from datetime import UTC, datetime
@@ -29,7 +27,7 @@ import duckdb
 import pyarrow as pa
 
 from pipeline.engine.keys import KeyTimeline, load_public_key
-from pipeline.engine.tokens import to_json
+from pipeline.engine.tokens import redact_tokens, to_json
 from pipeline.errors import StoreError
 from pipeline.faults import crash_point
 from pipeline.io.store_readers import timeline_from
@@ -97,22 +95,28 @@ _CLASSIFICATION_SCHEMA = pa.schema(
 )
 
 
-#: A compact JWS/JWE: a base64url run starting like an encoded JSON object (`{"` or `{ `),
-#: then one to four more dot-separated segments.
-_TOKEN_IN_TEXT = re.compile(r"(?<![A-Za-z0-9_-])ey[A-Za-z0-9_-]{6,}(?:\.[A-Za-z0-9_-]*){1,4}")
+#: `store_meta` key prefix of each consumer's heartbeat (`Store.beat`; read by `consumer_heartbeat`).
+HEARTBEAT_KEY = "heartbeat:"
+
+
+def consumer_heartbeat(con: duckdb.DuckDBPyConnection) -> datetime | None:
+    """When a consumer of this store last said it was alive (the newest heartbeat over all parts), or None."""
+    row = con.execute("SELECT max(value) FROM store_meta WHERE starts_with(key, ?)", [HEARTBEAT_KEY]).fetchone()
+    return datetime.fromisoformat(row[0]) if row and row[0] else None
 
 
 def without_tokens(text: str | None) -> str | None:
-    """`text` with any JWT in it replaced by its fingerprint's start.
+    """`text` with any JWT in it, in any escaping, replaced by its fingerprint's start (`redact_tokens`).
 
     The event's free-text fields come from the rejecting service: some validators print the
     token in their message (Microsoft.IdentityModel with ShowPII, debug logs pasted into
-    `reported_error`), and a client or request id can be a token by mistake. None of them may
-    carry a credential into the store; the fingerprint still lets a reader match it.
+    `reported_error`, percent-encoded in a URL), and a client or request id can be a token by
+    mistake. None of them may carry a credential into the store; the fingerprint still lets
+    a reader match it. The verdict's own fields are redacted too (a detail sentence may quote
+    a claim value, a kid may be a token), and the header and claims JSON are written by
+    `to_json`, which redacts a claim that is itself a token.
     """
-    if text is None or "ey" not in text:
-        return text
-    return _TOKEN_IN_TEXT.sub(lambda m: f"<token sha256:{hashlib.sha256(m[0].encode()).hexdigest()[:12]}…>", text)
+    return None if text is None else redact_tokens(text)
 
 
 def _json(value: Any) -> str | None:
@@ -153,12 +157,12 @@ def classification_table(judged: list[Judged], classified_at: datetime) -> pa.Ta
         "confidence": [c.confidence for c in found],
         "attacks": [c.attacks for c in found],
         "findings": [c.findings for c in found],
-        "issuer": [c.issuer for c in found],
-        "kid": [c.kid for c in found],
-        "alg": [c.alg for c in found],
+        "issuer": [without_tokens(c.issuer) for c in found],
+        "kid": [without_tokens(c.kid) for c in found],
+        "alg": [without_tokens(c.alg) for c in found],
         "audience": [_json(c.audience) for c in found],
         "skew_seconds": [c.skew_seconds for c in found],
-        "detail": [c.detail for c in found],
+        "detail": [without_tokens(c.detail) for c in found],
         "client_id": [without_tokens(e.client_id) for e in events],
         "request_id": [without_tokens(e.request_id) for e in events],
         "token_sha256": [
@@ -246,8 +250,8 @@ def dead_letter_table(letters: list[DeadLetter]) -> pa.Table:
             "source_partition": pa.array([d.position.partition for d in letters], pa.int32()),
             "source_offset": pa.array([d.position.offset for d in letters], pa.int64()),
             "kind": [d.kind.value for d in letters],
-            "reason": [d.reason for d in letters],
-            "excerpt": [d.excerpt for d in letters],
+            "reason": [redact_tokens(d.reason) for d in letters],
+            "excerpt": [redact_tokens(d.excerpt) for d in letters],
             "received_at": pa.array([d.received_at for d in letters], pa.timestamp("us", "UTC")),
         }
     )
@@ -334,11 +338,23 @@ class Store:
         if self.published_path is None:
             return 0.0
         started = time.perf_counter()
+        self.beat()
         self.con.execute("CHECKPOINT")
         tmp = self.published_path.with_name(f".{self.published_path.name}.{os.getpid()}.tmp")
         shutil.copyfile(self.path, tmp)
         os.replace(tmp, self.published_path)
         return time.perf_counter() - started
+
+    def beat(self, at: datetime | None = None) -> None:
+        """Note that this consumer is alive (`store_meta`, key `heartbeat:<instance>`): written at every publish.
+
+        A reader judges the consumer's health by this, not by event times: an idle consumer
+        that is current writes no rows but still beats. An ISO 8601 UTC time, so the newest
+        beat of several consumers is the greatest string.
+        """
+        when = (at or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
+        key = f"{HEARTBEAT_KEY}{self.instance or 'default'}"
+        self.con.execute("INSERT OR REPLACE INTO store_meta VALUES (?, ?)", [key, when])
 
     def __enter__(self) -> Store:
         return self

@@ -94,7 +94,7 @@ def main(argv: list[str]) -> dict[str, object]:
     pipeline.process(batch)
     return {
         "growth_kb": _memory_kb("VmHWM") - before,
-        "sizes": {**pipeline.state_sizes, "parsed_tokens": len(pipeline.classifier._parsed)},
+        "sizes": {**pipeline.state_sizes, "parsed_tokens": len(pipeline.classifier.parse_cache)},
         "counts": pipeline.counts,
         "signature_checks": pipeline.classifier.cache.misses,
     }

@@ -204,7 +204,7 @@ class PoisonFactory:
         else:  # a valid event carrying the nesting in a field it would ignore
             inner = b"[" * depth + b"]" * depth
             value = self.dumps(self.event())[:-1] + b',"extra":' + inner + b"}"
-        return Bad("deep-nesting", "event", value, r"^not JSON: .*recursion limit")
+        return Bad("deep-nesting", "event", value, r"^not JSON: .*(recursion limit|nested deeper)")
 
     def _bomb(self) -> Bad:
         variant = self.rng.randrange(4)
@@ -389,7 +389,9 @@ class PoisonFactory:
         out: list[Hostile] = []
         for family, token, cause in cases:
             for repeat in range(4):
-                if repeat % 2 == 0 or not token:  # an empty token is not a valid sample
+                # An empty token is not a valid sample; one over the token limit is a dead letter as a
+                # sample (`nested` has that case), so it travels inline only.
+                if repeat % 2 == 0 or not token or len(token) > MAX_TOKEN_BYTES:
                     out.append(Hostile(family, self.event(token=token, service=service), cause))
                 else:  # the same token through the samples topic, joined by fingerprint
                     fp = _sha256(token)
@@ -399,6 +401,72 @@ class PoisonFactory:
         for ts in ("9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59", "2026-11-23T01:00:00.123456789Z"):
             out.append(Hostile("extreme-ts", self.event(ts=ts, reported_error=None), "unverifiable", None, "reported"))
         return out
+
+
+    # -- nesting in the band every reader accepts and some writer refuses (issue 17) ----------
+
+    #: 65 is the first depth refused; 254-1023 parsed with orjson and then failed `orjson.dumps`.
+    DEPTHS = (65, 200, 253, 254, 255, 300, 512, 1000, 1022, 1023, 1024, 1025, 2_000, 20_000)
+
+    def nested(
+        self, valid_header: dict[str, Any], claims: dict[str, Any], service: str
+    ) -> tuple[list[Bad], list[Hostile]]:
+        """Nesting at every depth in header, payload, claims, event fields, samples and snapshots; huge tokens.
+
+        A token nested too deep is `malformed` (inline and sampled alike); a record nested too
+        deep is a dead letter saying so; a token of 1 MB is `malformed`, a sample of 1 MB a dead
+        letter; a header of 100,000 keys makes its record too long (a dead letter), one of
+        10,000 keys is a token like any other (its kid is the real one: judged, `bad_signature`).
+        """
+        header = json.dumps(valid_header)
+        payload = json.dumps(claims)
+        bad: list[Bad] = []
+        hostile: list[Hostile] = []
+        nested_too_deep = r"^not JSON: .*(recursion limit|nested deeper)"
+
+        def deep(depth: int) -> str:  # `depth` levels of arrays, alone
+            return "[" * depth + "]" * depth
+
+        for depth in self.DEPTHS:
+            inner = deep(depth - 1)  # inside an object: `depth` levels in all
+            tokens = {
+                "nested-header": raw_token(header[:-1] + f', "x": {inner}}}', payload),
+                "nested-payload": raw_token(header, payload[:-1] + f', "x": {inner}}}'),
+                "nested-claim-sub": raw_token(header, json.dumps({**claims, "sub": "@"})
+                                              .replace('"@"', deep(depth - 1))),
+                "nested-claim-aud": raw_token(header, json.dumps({**claims, "aud": "@"})
+                                              .replace('"@"', '{"a":' * (depth - 1) + "1" + "}" * (depth - 1))),
+                "nested-header-kid": raw_token(header.replace(f'"{valid_header.get("kid")}"', deep(depth - 1)),
+                                               payload),
+            }
+            for family, token in tokens.items():
+                hostile.append(Hostile(f"{family}-{depth}", self.event(token=token, service=service), "malformed"))
+                hostile.append(Hostile(f"{family}-{depth}/sampled", self.event(token_sha256=_sha256(token),
+                                       service=service), "malformed", sample=token))
+            event = self.dumps(self.event(service=service))
+            bad.append(Bad(f"nested-event-field-{depth}", "event", event[:-1] + b',"extra":' + inner.encode() + b"}",
+                           nested_too_deep))
+            bad.append(Bad(f"nested-event-field-{depth}", "event",
+                           event[:-1] + b',"client_id":' + inner.encode() + b"}", nested_too_deep))
+            sample = self.dumps({"token": raw_token(header, payload), "sampled_at": self.ts})
+            bad.append(Bad(f"nested-sample-{depth}", "sample", sample[:-1] + b',"x":' + inner.encode() + b"}",
+                           nested_too_deep))
+            snapshot = self.dumps({"issuer": "https://login.acme.test", "fetched_at": self.ts,
+                                   "jwks": {"keys": [{"kty": "oct", "k": "@"}]}}).replace(b'"@"', inner.encode())
+            bad.append(Bad(f"nested-snapshot-{depth}", "snapshot", snapshot, nested_too_deep))
+        megabyte = raw_token(header, payload[:-1] + ', "pad": "' + "p" * 745_000 + '"}')
+        assert 990_000 < len(megabyte) < LIMIT - 1_000
+        hostile.append(Hostile("1mb-token", self.event(token=megabyte, service=service), "malformed"))
+        bad.append(Bad("1mb-sample", "sample", self.dumps({"token": megabyte}),
+                       r"^token: the sampled token is [\d,]+ bytes, over the 262,144-byte token limit$"))
+        wide = {**valid_header, **{f"k{i}": 0 for i in range(100_000)}}
+        bad.append(Bad("100k-key-header", "event", self.dumps(self.event(token=raw_token(json.dumps(wide), payload),
+                                                                         service=service)),
+                       r"^record is [\d,]+ bytes, over the 1,048,576-byte limit$"))
+        wide = {**valid_header, **{f"k{i}": 0 for i in range(10_000)}}
+        hostile.append(Hostile("10k-key-header", self.event(token=raw_token(json.dumps(wide), payload),
+                                                           service=service), "bad_signature"))
+        return bad, hostile
 
 
 class _Drop:
