@@ -274,7 +274,7 @@ def test_login_in_chromium_against_a_real_openid_provider(simulated_db: Path, tm
                     person.click("Log in")
                     person.log_in_at_the_provider(name, issuer)
                     person.wait_text(f"Signed in as {email}")
-                    for path, (heading, charts, _tables) in PAGES.items():
+                    for path, heading, charts, _tables, _texts in PAGES.values():
                         state = person.browser.open(f"{base}/{path}", heading, charts)
                         assert not state["exceptions"] and not state["errors"], (name, path, state["errors"])
                         assert f"Signed in as {email}" in state["text"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -75,9 +76,9 @@ def dashboard_bytes(db: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, byte
         assert not at.exception, [e.value for e in at.exception]
         seen[page] = _tree_bytes(at._tree)
     at.switch_page("views/triage.py").run()
-    at.selectbox(key="tr_window").set_value("Last 24 hours").run()
-    for cause in at.multiselect(key="tr_causes").options:
-        at.multiselect(key="tr_causes").set_value([cause]).run()
+    at.selectbox(key="window").set_value(timedelta(hours=24)).run()
+    for cause in at.multiselect(key="ev_cause").options:
+        at.multiselect(key="ev_cause").set_value([cause]).run()
         assert not at.exception, [e.value for e in at.exception]
         seen[f"triage evidence ({cause})"] = _tree_bytes(at._tree)
     return seen

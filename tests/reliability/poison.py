@@ -347,8 +347,10 @@ class PoisonFactory:
         payload = json.dumps(claims)
         kid = valid_header.get("kid", "k")
         cases: list[tuple[str, str, str]] = [
-            ("jwe-5-parts", "eyJhbGciOiJSU0EtT0FFUCJ9.a2V5.aXY.Y2lwaGVy.dGFn", "unverifiable"),
-            ("jwe-5-empty-parts", "....", "unverifiable"),
+            # five segments without `enc` in the header are no JWE: malformed (DESIGN.md step 1)
+            ("jwe-5-parts-no-enc", "eyJhbGciOiJSU0EtT0FFUCJ9.a2V5.aXY.Y2lwaGVy.dGFn", "malformed"),
+            ("jwe-5-parts", "eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ.a2V5.aXY.Y2lwaGVy.dGFn", "unverifiable"),
+            ("jwe-5-empty-parts", "....", "malformed"),
             ("10000-segments", ".".join(["eyJ"] * 10_000), "malformed"),
             ("10000-empty-segments", "." * 9_999, "malformed"),
             ("4-segments", raw_token(header, payload) + ".x", "malformed"),
