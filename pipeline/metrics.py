@@ -213,8 +213,10 @@ class Metrics:
         self.cache_budget_bytes = Gauge("jwtriage_cache_budget_bytes", "Byte cap, per queue or cache",
                                         ["cache"], registry=r)
         r.register(_TimelineCollector(self))
-        # Series that alerts use start at 0, so the first failure counts in increase().
-        services = list(services)
+        self._start_series_at_zero(list(services))
+
+    def _start_series_at_zero(self, services: list[str]) -> None:
+        """Series that alerts use start at 0, so the first failure counts in increase()."""
         for service in services:
             for cause in Cause:
                 for issuer in [*sorted(self.issuers), UNKNOWN_ISSUER]:
