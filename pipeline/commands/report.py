@@ -60,7 +60,7 @@ def _duration_arg(text: str) -> timedelta:
 
 def cmd_report(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> int:
     from pipeline.commands.common import EXIT_OK, store_path
-    from pipeline.errors import StoreError, UsageError
+    from pipeline.errors import UsageError
     from pipeline.io.store_readers import connect_readonly
 
     fmt = args.format or ("html" if args.out and str(args.out).lower().endswith((".html", ".htm")) else "md")
@@ -70,10 +70,7 @@ def cmd_report(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> i
         except ReportError as exc:
             raise UsageError(str(exc)) from None
     path = store_path(args)
-    try:
-        con = connect_readonly(path)
-    except StoreError as exc:
-        raise UsageError(str(exc)) from None
+    con = connect_readonly(path)  # a StoreError is a JwtriageError: one line, exit 2
     try:
         report = build_report(
             con,

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.commands.common import EXIT_OK, store_path
-from pipeline.errors import StoreError, UsageError
+from pipeline.errors import UsageError
 from pipeline.io.store_readers import connect_readonly, published_parts
 from pipeline.io.store_schema import parts_dir, sql_path
 
@@ -45,10 +45,7 @@ def register(commands: Any) -> None:
 
 def cmd_sql(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> int:
     path = store_path(args)
-    try:
-        con = connect_readonly(path)
-    except StoreError as exc:
-        raise UsageError(str(exc)) from None
+    con = connect_readonly(path)  # a StoreError is a JwtriageError: one line, exit 2
     try:
         if not args.query:
             _print_how_to_open(con, str(path), stdout)

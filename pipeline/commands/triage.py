@@ -22,7 +22,7 @@ from rich.console import Console
 
 from pipeline.commands.common import config_path, parse_time_flag, store_path
 from pipeline.config import load_config
-from pipeline.errors import ConfigError, StoreError, UsageError
+from pipeline.errors import ConfigError, UsageError
 from pipeline.io.store_readers import connect_readonly
 from pipeline.text import parse_duration, sparkline, stamp
 from pipeline.triage import BUCKETS, SPIKE_MIN_EVENTS, SPIKE_RATIO, read_first, render, summarize
@@ -58,10 +58,7 @@ def cmd_triage(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> i
     window = parse_since(args.since)
     until = parse_time_flag("--until", args.until) if args.until else None
     path = store_path(args)
-    try:
-        con = connect_readonly(path)
-    except StoreError as exc:
-        raise UsageError(str(exc)) from None
+    con = connect_readonly(path)  # a StoreError is a JwtriageError: one line, exit 2
     try:
         try:
             names = _issuer_names(args)
