@@ -24,15 +24,13 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.config import load_config
 from pipeline.io.kafka import produce, scenario_records
-from pipeline.metrics import METRIC_NAMES, Metrics
-from pipeline.records import Batch
+from pipeline.metrics import METRIC_NAMES
 from pipeline.simulator import simulate, write_scenario
 from tests.kafka_helpers import isolated_kafka_env, wait_for_broker
+from tests.test_metrics import exported_series
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAFANA = ROOT / "deploy" / "grafana"
@@ -96,27 +94,11 @@ def metric_names(expr: str) -> set[str]:
     return set(re.findall(r"\bjwtriage_[a-z_]+\b", expr))
 
 
-def exported() -> dict[str, set[str]]:
-    """Every series name the consumer exports, with its label names (from a populated registry)."""
-    metrics = Metrics(services=["s"], issuers=["https://i.test"])
-    metrics.observe_batch(Batch(), lag_by_partition={("t", 0): 1}, seconds=0.1)
-    metrics.snapshots.labels("https://i.test").inc()
-    metrics.rejudged.labels("valid").inc()
-    metrics.key_changes = {("https://i.test", "added"): 1.0}
-    metrics.latest_snapshot = {"https://i.test": 1.0}
-    metrics.key_counts = {"https://i.test": 1}
-    found: dict[str, set[str]] = {}
-    for family in text_string_to_metric_families(generate_latest(metrics.registry).decode()):
-        for sample in family.samples:
-            found.setdefault(sample.name, set()).update(sample.labels)
-    return found
-
-
 # -- the dashboard's shape (no broker) -----------------------------------------------------------
 
 
 def test_every_metric_and_label_a_query_uses_is_exported() -> None:
-    series = exported()
+    series = exported_series()
     assert {re.sub(r"_(total|bucket|count|sum|created)$", "", n) for n in series} >= set(METRIC_NAMES)
     variables = [v["query"]["query"] for v in dashboard()["templating"]["list"] if v["type"] == "query"]
     for where, expr in [*queries(), *(("variable", q) for q in variables)]:
@@ -174,7 +156,7 @@ def test_rotation_damage_is_the_three_rotation_causes_and_never_an_attack() -> N
             assert 'attacked="false"' in target["expr"], target["expr"]  # DESIGN.md: never an attack
         assert 'are excluded (attacked="false")' in panel["description"], panel["title"]
     # The counter carries the label the panels filter on (issue 17: it had none, and they could not).
-    assert "attacked" in exported()["jwtriage_events_total"]
+    assert "attacked" in exported_series()["jwtriage_events_total"]
 
 
 def test_key_changes_are_annotations_at_the_rotation_steps_time() -> None:

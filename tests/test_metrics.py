@@ -268,7 +268,7 @@ def _rules() -> list[dict[str, Any]]:
     return [rule for group in document["groups"] for rule in group["rules"]]
 
 
-def _exported() -> dict[str, set[str]]:
+def exported_series() -> dict[str, set[str]]:
     """Every series name the consumer exports, with its label names (from a populated registry)."""
     metrics = Metrics(services=["s"], issuers=["https://i.test"])
     metrics.observe_batch(Batch(), lag_by_partition={("t", 0): 1}, seconds=0.1)
@@ -284,7 +284,7 @@ def _exported() -> dict[str, set[str]]:
 
 
 def test_every_metric_an_alert_names_is_exported_with_the_labels_it_uses() -> None:
-    exported = _exported()
+    exported = exported_series()
     assert {re.sub(r"_(total|bucket|count|sum|created)$", "", n) for n in exported} >= set(METRIC_NAMES)
     for rule in _rules():
         expr = rule["expr"]
