@@ -21,7 +21,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from pipeline.engine.identifiers import MIN_KEY_BYTES
 from pipeline.errors import ConfigError
@@ -50,13 +60,63 @@ def _secrets_from_files(values: Any, names: tuple[str, ...]) -> Any:
             continue
         if values.get(name) is not None:
             raise ValueError(f"set {name} or {name}_file, not both")
-        try:
-            values[name] = Path(str(path)).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise ValueError(f"{name}_file: cannot read {path}: {reason}") from None
-        if not values[name]:
-            raise ValueError(f"{name}_file: {path} is empty")
+        values[name] = _readable(str(path), f"{name}_file")
+    return values
+
+
+def _readable(path: str, key: str) -> str:
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ValueError(f"{key}: cannot read {path}: {reason}") from None
+    if not text:
+        raise ValueError(f"{key}: {path} is empty")
+    return text
+
+
+def _secrets_from_env(values: Any, names: tuple[str, ...], environ: Mapping[str, str]) -> Any:
+    """Each `<name>_env` given names the variable `<name>` is read from (never both given)."""
+    if not isinstance(values, dict):
+        return values
+    values = dict(values)
+    for name in names:
+        variable = values.get(f"{name}_env")
+        if variable is None:
+            continue
+        if values.get(name) is not None or values.get(f"{name}_file") is not None:
+            raise ValueError(f"set one of {name}, {name}_file and {name}_env")
+        if not str(variable).strip() or not environ.get(str(variable), "").strip():
+            raise ValueError(f"{name}_env: the variable {variable} is not set or empty")
+        values[name] = environ[str(variable)].strip()
+    return values
+
+
+def _passthrough(values: Any, model: type[BaseModel]) -> Any:
+    """`[kafka]`'s keys that are kafka-python options → `options`, checked against the installed
+    kafka-python (pipeline/io/kafka_options.py); `[kafka.<client>]` likewise. Unknown keys stay
+    where they are, for the "unknown key, did you mean" error."""
+    if not isinstance(values, dict):
+        return values
+    own = set(model.model_fields)
+    extra = {k: v for k, v in values.items() if k not in own}
+    sections = [c for c in ("consumer", "producer", "admin") if values.get(c)]
+    if not extra and not sections and not values.get("options"):
+        return values  # kafka-python is not even imported
+    from pipeline.io import kafka_options  # imports no config: no cycle
+
+    table = kafka_options.option_table()
+    passing = {k: v for k, v in extra.items() if k in table or k in kafka_options.REFUSED}
+    values = {k: v for k, v in values.items() if k not in passing}
+    try:
+        own_keys = frozenset(own)
+        values["options"] = kafka_options.check_options({**(values.get("options") or {}), **passing}, None, own_keys)
+        for client in sections:
+            if not isinstance(values[client], dict):
+                raise ValueError(f"[kafka.{client}] must be a table")
+            values[client] = kafka_options.check_options(values[client], client, own_keys)
+    except kafka_options.OptionError as exc:
+        raise PydanticCustomError("kafka_option", str(exc)) from None
     return values
 
 
@@ -144,11 +204,25 @@ class KafkaConfig(_Section):
     sasl_plain_username: str | None = None
     sasl_plain_password: SecretStr | None = None
     sasl_plain_password_file: str | None = None
+    sasl_plain_password_env: str | None = None
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None  # a path, not a secret; the key file's passphrase is:
     ssl_password: SecretStr | None = None
     ssl_password_file: str | None = None
+    ssl_password_env: str | None = None
+    sasl_oauth_token: SecretStr | None = Field(default=None, description="OAUTHBEARER: a fixed token (or _env).")
+    sasl_oauth_token_file: str | None = Field(
+        default=None, description="OAUTHBEARER: a token file, read again on every connection (a rotating token)."
+    )
+    sasl_oauth_token_env: str | None = None
+    sasl_oauth_extensions: dict[str, str] = Field(default_factory=dict, description="OAUTHBEARER SASL extensions.")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="kafka-python options for every client that takes them (any other key)."
+    )
+    consumer: dict[str, Any] = Field(default_factory=dict, description="[kafka.consumer]: consumers' options.")
+    producer: dict[str, Any] = Field(default_factory=dict, description="[kafka.producer]: producers' options.")
+    admin: dict[str, Any] = Field(default_factory=dict, description="[kafka.admin]: the topic admin's options.")
     sources: tuple[KafkaSourceConfig, ...] = Field(
         default=(), description="More event topics, each in its own format (read by the group, like failures_topic)."
     )
@@ -165,8 +239,18 @@ class KafkaConfig(_Section):
 
     @model_validator(mode="before")
     @classmethod
-    def _read_files(cls, values: Any) -> Any:
-        return _secrets_from_files(values, ("sasl_plain_password", "ssl_password"))
+    def _read_files(cls, values: Any, info: ValidationInfo) -> Any:
+        environ = (info.context or {}).get("environ", os.environ)
+        values = _secrets_from_env(values, ("sasl_plain_password", "ssl_password", "sasl_oauth_token"), environ)
+        return _passthrough(_secrets_from_files(values, ("sasl_plain_password", "ssl_password")), cls)
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> KafkaConfig:
+        if self.sasl_oauth_token is not None and self.sasl_oauth_token_file is not None:
+            raise ValueError("set sasl_oauth_token_file or sasl_oauth_token (or _env), not both")
+        if self.sasl_oauth_token_file is not None:
+            _readable(self.sasl_oauth_token_file, "sasl_oauth_token_file")
+        return self
 
 
 class StoreConfig(_Section):
@@ -347,8 +431,13 @@ def _error_line(item: Any, env: dict[tuple[str, str], str]) -> tuple[str, str, b
         parent, key = loc[:-1], str(loc[-1])
         model = _model_at(parent)
         valid = sorted(model.model_fields) if model is not None else []
-        valid = [k for k in valid if k != "source"]
+        valid = [k for k in valid if k not in {"source", "options"}]
         near = difflib.get_close_matches(key, valid, n=1)
+        if model is KafkaConfig:  # or a kafka-python option
+            from pipeline.io.kafka_options import settable
+
+            near = difflib.get_close_matches(key, [*valid, *settable()], n=1)
+            valid = [] if near else ["one of jwtriage's keys or kafka-python's options (docs/kafka-options.md)"]
         if variable:
             hint = f" (did you mean {ENV_PREFIX}{str(loc[0]).upper()}__{near[0].upper()}?)" if near else ""
             return variable, f"unknown key {key!r} in [{loc[0]}]{hint}", True
@@ -413,6 +502,6 @@ def load_config(
                 raise ConfigError(f"{path}: {table}: must be a table")
             raw[table] = {**current, **{k: v for k, v in values.items() if v is not None}}
     try:
-        return Config.model_validate({**raw, "source": str(path)})
+        return Config.model_validate({**raw, "source": str(path)}, context={"environ": environ})
     except ValidationError as exc:
         raise ConfigError(_format_error(path, exc, environ)) from None

@@ -1,7 +1,8 @@
 """Kafka on both sides: the consumer's source of envelopes, the producers (a scenario, dead letters, key snapshots).
 
 Every client is built from `client_options`, the one place that turns the `[kafka]` config
-into kafka-python settings (bootstrap servers, SASL/SSL, timeouts).
+into kafka-python settings (bootstrap servers, SASL/SSL, timeouts, and every pass-through
+option of `[kafka]` and `[kafka.<client>]`, checked by `kafka_options`).
 
 The source is two kafka-python consumers. A consumer-group member reads `auth.failures` (and
 each `[[kafka.sources]]` topic: events in a gateway's format, decoded by the runner with
@@ -38,7 +39,9 @@ with warnings.catch_warnings():
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from pipeline.config import KafkaConfig
+from pipeline.errors import ConfigError
 from pipeline.faults import crash_point
+from pipeline.io import kafka_options
 from pipeline.models import JwksSnapshot
 from pipeline.records import DeadLetter, Envelope, Position, RecordKind
 
@@ -53,8 +56,14 @@ def bootstrap_list(bootstrap_servers: str) -> list[str]:
     return [server.strip() for server in bootstrap_servers.split(",") if server.strip()]
 
 
-def client_options(kafka: KafkaConfig) -> dict[str, Any]:
-    """Connection settings shared by every client (consumers, producers, admin), SASL/SSL passed through."""
+def client_options(kafka: KafkaConfig, client: str | None = None) -> dict[str, Any]:
+    """Connection settings shared by every client (consumers, producers, admin), then the `[kafka]`
+    pass-through options this kind of `client` takes and its `[kafka.<client>]` table (kafka_options.py).
+
+    Secrets are revealed here only, for the client itself, as `Masked` strings; the objects
+    kafka-python wants (an SSL context, an OAUTHBEARER token provider) are built here.
+    """
+    kafka_options.check_mechanism(kafka.sasl_mechanism, kafka.security_protocol)
     options: dict[str, Any] = {
         "bootstrap_servers": bootstrap_list(kafka.bootstrap_servers),
         "security_protocol": kafka.security_protocol,
@@ -75,8 +84,30 @@ def client_options(kafka: KafkaConfig) -> dict[str, Any]:
     for name in ("sasl_plain_password", "ssl_password"):  # SecretStr: revealed here only, for the client itself
         secret = getattr(kafka, name)
         if secret is not None:
-            options[name] = secret.get_secret_value()
+            options[name] = kafka_options.Masked(secret.get_secret_value())
+    passthrough = kafka.options if client is None else kafka_options.for_client(kafka.options, client)
+    options.update(passthrough)
+    if client is not None:
+        options.update(getattr(kafka, client))
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = kafka_options.ssl_context(
+            kafka.ssl_cafile, kafka.ssl_certfile, kafka.ssl_keyfile, options.get("ssl_password"),
+            options.get("ssl_crlfile"), options.get("ssl_ciphers"), options.get("ssl_check_hostname", True),
+        )
+    if kafka.sasl_mechanism == "OAUTHBEARER":
+        token = kafka.sasl_oauth_token.get_secret_value() if kafka.sasl_oauth_token is not None else None
+        if token is None and kafka.sasl_oauth_token_file is None:
+            raise ConfigError("[kafka] sasl_mechanism OAUTHBEARER needs sasl_oauth_token_file, sasl_oauth_token_env "
+                              "or sasl_oauth_token")
+        options["sasl_oauth_token_provider"] = kafka_options.token_provider(
+            kafka.sasl_oauth_token_file, token, tuple(sorted(kafka.sasl_oauth_extensions.items()))
+        )
     return options
+
+
+def _settings(kafka: KafkaConfig, client: str, defaults: dict[str, Any], fixed: dict[str, Any]) -> dict[str, Any]:
+    """jwtriage's `defaults` < the config's options for this client < what jwtriage `fixed` (never configurable)."""
+    return defaults | client_options(kafka, client) | fixed
 
 
 def crc32c_in_c() -> bool:
@@ -109,7 +140,7 @@ def ensure_topics(kafka: KafkaConfig) -> None:
 
     A consumer may start before any producer has written; it must not wait for one.
     """
-    admin = KafkaAdminClient(**client_options(kafka))
+    admin = KafkaAdminClient(**client_options(kafka, "admin"))
     try:
         existing = set(admin.list_topics())
         missing = [t for t in topic_kinds(kafka) if t not in existing]
@@ -151,7 +182,7 @@ def make_producer(kafka: KafkaConfig, **settings: Any) -> KafkaProducer:
         "batch_size": 256 * 1024,
         "max_request_size": max(kafka.max_message_bytes * 2, 1_048_576),
     }
-    return KafkaProducer(**client_options(kafka), **(defaults | settings))
+    return KafkaProducer(**_settings(kafka, "producer", defaults | settings, {}))
 
 
 def produce(
@@ -226,32 +257,25 @@ class KafkaSource:
         self.stored_positions = dict(stored_positions)
         self.max_records = max_records
         self.sample_replay = sample_replay
-        options = client_options(kafka)
         fetch = fetch_options(kafka)
-        if not fetch["check_crcs"]:
+        if not _settings(kafka, "consumer", fetch, {})["check_crcs"]:
             log.info("kafka-python has no C CRC32C (pip install crc32c): fetched batches' CRCs are not re-checked")
-        self.group = KafkaConsumer(
-            **options,
-            **fetch,
-            group_id=kafka.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=max_records,
-            max_poll_interval_ms=300_000,
+        fixed = {"enable_auto_commit": False, "auto_offset_reset": "earliest"}
+        self.group = KafkaConsumer(**_settings(kafka, "consumer", fetch | {
+            "max_poll_interval_ms": 300_000,
+            "session_timeout_ms": 10_000,
+            "heartbeat_interval_ms": 2_000,
+        }, fixed | {
+            "group_id": kafka.group_id,
+            "max_poll_records": max_records,
             # Static membership: a restarted consumer takes its partitions back at once instead of
             # waiting for its dead predecessor's session to expire.
-            group_instance_id=f"jwtriage-{instance}",
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=2_000,
-        )
-        self.follower = KafkaConsumer(
-            **options, **fetch, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
-        )
+            "group_instance_id": f"jwtriage-{instance}",
+        }))
+        self.follower = KafkaConsumer(**_settings(kafka, "consumer", fetch, fixed | {"group_id": None}))
         # The key topic gets its own follower, drained before every batch of events: a
         # busy samples topic must never hold back the keys the events need.
-        self.keys_follower = KafkaConsumer(
-            **options, **fetch, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
-        )
+        self.keys_follower = KafkaConsumer(**_settings(kafka, "consumer", fetch, fixed | {"group_id": None}))
         self._unreachable_since: float | None = None
         ensure_topics(kafka)
         self._assign_follower()
