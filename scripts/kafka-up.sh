@@ -12,15 +12,21 @@
 # Stop it with scripts/kafka-down.sh (--wipe also deletes the data).
 # Environment: KAFKA_PORT (default 9092), KAFKA_CONTROLLER_PORT (default 9093),
 # KAFKA_HEAP_OPTS (default "-Xms256m -Xmx512m"), KAFKA_START_TIMEOUT (seconds, default 120).
+# A second, test-only broker (tests/kafka_sasl_broker.py: SASL on its own ports) sets
+# KAFKA_STATE_DIR (its data, logs, properties and pid; the jars stay in .kafka/lib),
+# KAFKA_PROPERTIES_TEMPLATE, KAFKA_SASL_PORT (@SASL_PORT@ in the template) and
+# KAFKA_FORMAT_ARGS (more StorageTool format arguments, e.g. --add-scram ...).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="$ROOT/.kafka"
+STATE="${KAFKA_STATE_DIR:-$CACHE}"
 LIB="$CACHE/lib"
-DATA="$CACHE/data"
-LOGS="$CACHE/logs"
-PROPS="$CACHE/server.properties"
-PIDFILE="$CACHE/kafka.pid"
+DATA="$STATE/data"
+LOGS="$STATE/logs"
+PROPS="$STATE/server.properties"
+PIDFILE="$STATE/kafka.pid"
+TEMPLATE="${KAFKA_PROPERTIES_TEMPLATE:-$ROOT/kafka-local/server.properties}"
 POM="$ROOT/kafka-local/pom.xml"
 HOST=127.0.0.1
 PORT="${KAFKA_PORT:-9092}"
@@ -130,7 +136,7 @@ resolve_jars() {
 # 2. Render kafka-local/server.properties with this tree's paths and ports.
 render_props() {
     sed -e "s|@DATA_DIR@|$DATA|g" -e "s|@PORT@|$PORT|g" -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|g" \
-        "$ROOT/kafka-local/server.properties" >"$PROPS"
+        -e "s|@SASL_PORT@|${KAFKA_SASL_PORT:-}|g" "$TEMPLATE" >"$PROPS"
 }
 
 JAVA_OPTS=(
@@ -142,11 +148,12 @@ JAVA_OPTS=(
 # 3. Format the storage once (a new cluster id, a standalone dynamic controller quorum).
 format_storage() {
     [[ -f "$DATA/meta.properties" ]] && return 0
-    local cluster_id
+    local cluster_id extra=()
+    read -r -a extra <<<"${KAFKA_FORMAT_ARGS:-}"
     rm -rf "$DATA" # never formatted, so nothing in it is usable
     cluster_id="$(java "${JAVA_OPTS[@]}" -cp "$LIB/*" kafka.tools.StorageTool random-uuid)"
     if ! java "${JAVA_OPTS[@]}" -cp "$LIB/*" kafka.tools.StorageTool format --standalone \
-        -t "$cluster_id" -c "$PROPS" >"$LOGS/format.log" 2>&1; then
+        -t "$cluster_id" -c "$PROPS" "${extra[@]}" >"$LOGS/format.log" 2>&1; then
         cat "$LOGS/format.log" >&2
         die "formatting $DATA failed (see above)"
     fi
@@ -169,7 +176,7 @@ launch() {
 # ---------------------------------------------------------------------------------------
 
 command -v java >/dev/null || die "java not found: Java 17+ is needed"
-mkdir -p "$CACHE" "$LOGS"
+mkdir -p "$CACHE" "$STATE" "$LOGS"
 
 # Serialise concurrent kafka-up calls (e.g. make -j): the second waits for the first.
 if command -v flock >/dev/null; then
