@@ -280,3 +280,20 @@ def test_a_real_client_logging_its_configuration_never_shows_a_secret(
     logged = caplog.text + "".join(str(r.args) for r in caplog.records)
     assert "Starting KafkaAdminClient with configuration" in logged and "'**********'" in logged
     assert password not in logged and passphrase not in logged
+
+
+def test_the_docs_list_every_installed_option_and_their_examples_load(tmp_path: Path) -> None:
+    doc = (ROOT / "docs" / "kafka-options.md").read_text(encoding="utf-8")
+    missing = [name for name in kafka_options.option_table() if f"| `{name}` |" not in doc]
+    assert missing == [], "regenerate the table: python -m pipeline.io.kafka_options"
+    blocks = [b.split("```", 1)[0] for b in doc.split("```toml\n")[1:]]
+    assert len(blocks) == 5
+    (tmp_path / "secret").write_text("x")
+    for block in blocks:
+        lines = block.replace("[kafka]\n", "").replace("/run/secrets/kafka-password", str(tmp_path / "secret"))
+        lines = lines.replace("/var/run/secrets/kafka/token", str(tmp_path / "secret"))
+        lines = "\n".join(x for x in lines.splitlines() if not x.startswith("bootstrap_servers"))
+        config = load(tmp_path, lines, {"KAFKA_KEY_PASSPHRASE": "x"})
+        assert config.security_protocol or config.options
+    tuned = load(tmp_path, "[kafka.consumer]\npartition_assignment_strategy = [\"cooperative-sticky\"]")
+    assert tuned.consumer["partition_assignment_strategy"][0].name == "cooperative-sticky"
