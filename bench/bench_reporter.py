@@ -1,6 +1,7 @@
 """Benchmark: request latency of a Starlette app with and without `pipeline.reporter`, at 1,000 requests/s.
 
-    python bench/bench_reporter.py [--rate 1000] [--seconds 5] [--runs 2] [--sample-rate 0.01] [--quick]
+    python bench/bench_reporter.py [--rate 1000] [--seconds 5] [--runs 2] [--sample-rate 0.01] [--hogs N]
+                                   [--variants middleware,...] [--quick]
 
 The app validates the request's bearer token with PyJWT (RS256, a prepared key) and answers
 401 when it fails. Every request carries a different token that fails, so every request is a
@@ -21,8 +22,15 @@ its CPU is reported apart ("child CPU"), since it no longer runs under the app's
 The corpus' tokens are for another audience (and long expired), so each is verified (RS256)
 and then rejected. Latency is the time of the ASGI call (service time); "late" is from the scheduled arrival,
 so a request held up by the reporter's threads (the GIL) shows there too. CPU is the app
-process's per request, a reporter thread included; the child's is its own column. Needs the local broker
-(`make kafka-up`) for the middleware/explicit variants; the topics are fresh each run.
+process's per request, a reporter thread included; the child's is its own column, and so is the local
+broker's ("broker": every `kafka.Kafka` JVM here, which on a 2-core machine competes with the app as
+the child does; in production it runs elsewhere). Needs the local broker (`make kafka-up`) for the
+middleware/explicit variants; the topics are fresh each run.
+
+The load of a shared machine drifts from run to run, more than the effect measured: besides the
+best run, each variant's median run and the percentiles of all its runs' requests pooled are
+printed; `--runs 10 --seconds 1` interleaves finely. `--hogs N` adds N busy-looping processes,
+to measure on a loaded machine on purpose; `--variants` picks variants ("without" always runs).
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import asyncio
 import os
 import socket
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -64,6 +73,7 @@ class Result:
     late: list[float]  # seconds from the scheduled arrival to the answer
     cpu_us: float
     child_cpu_us: float
+    broker_cpu_us: float
     achieved_rate: float
     counters: dict[str, int]
     load: float
@@ -171,30 +181,47 @@ def run_variant(variant: str, key: Any, requests: list[dict[str, Any]], args: ar
     warm = max(50, int(args.rate * 0.5))
     asyncio.run(drive(app, requests[-warm:], args.rate, warm))  # connect, topic metadata, code warm
     time.sleep(0.2)
-    cpu, child_cpu = time.process_time(), child_seconds(reporter)
+    cpu, child_cpu, broker_cpu = time.process_time(), child_seconds(reporter), broker_seconds()
     started = time.perf_counter()
     service, late = asyncio.run(drive(app, requests, args.rate, count))
     elapsed = time.perf_counter() - started
     cpu_us = (time.process_time() - cpu) / count * 1e6
     child_cpu_us = (child_seconds(reporter) - child_cpu) / count * 1e6
+    broker_cpu_us = (broker_seconds() - broker_cpu) / count * 1e6
     at_load = load()
     counters: dict[str, int] = {}
     if reporter is not None:
         reporter.close(timeout=10)
         counters = reporter.counters()
-    return Result(variant, service, late, cpu_us, child_cpu_us, count / elapsed, counters, at_load)
+    return Result(variant, service, late, cpu_us, child_cpu_us, broker_cpu_us, count / elapsed, counters, at_load)
 
 
-def child_seconds(reporter: Reporter | None) -> float:
-    """CPU seconds (user + system) of the reporter's child process so far; 0 without one (Linux /proc)."""
-    link = reporter._link if reporter is not None else None
-    if link is None:
-        return 0.0
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of a process so far; 0 when it is gone (Linux /proc)."""
     try:
-        fields = Path(f"/proc/{link.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_seconds(reporter: Reporter | None) -> float:
+    """CPU seconds of the reporter's child process so far; 0 without one."""
+    link = reporter._link if reporter is not None else None
+    return cpu_seconds(link.proc.pid) if link is not None else 0.0
+
+
+def broker_seconds() -> float:
+    """CPU seconds of the local Kafka brokers (every `kafka.Kafka` JVM on this machine) so far: on a
+    2-core machine the broker taking the reports competes with the app as much as the child does."""
+    total = 0.0
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if b"kafka.Kafka" in cmdline.read_bytes():
+                total += cpu_seconds(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return total
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,9 +234,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample-rate", type=float, default=0.01, help="the reporter's token sample rate")
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
     parser.add_argument("--linger-ms", type=int, help="the producer's linger_ms (default: the reporter's)")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma-separated variants to run ('without' is always run: the baseline)")
+    parser.add_argument("--hogs", type=int, default=0,
+                        help="busy-looping processes (nice 0) competing for the CPUs while it runs: "
+                        "a loaded machine on purpose rather than by chance")
     parser.add_argument("--quick", action="store_true", help="a tiny run (smoke test; figures mean nothing)")
     parser.add_argument("--summary", type=Path, help="write the headline figures here as JSON (for run_all.py)")
     args = parser.parse_args(argv)
+    chosen = ["without", *(v for v in VARIANTS if v != "without" and v in args.variants.split(","))]
     if args.quick:
         args.seconds, args.runs = 0.5, 1
     header("reporter: Starlette request latency with and without pipeline.reporter")
@@ -218,46 +251,64 @@ def main(argv: list[str] | None = None) -> int:
     key = jwt.PyJWK(corpus.public_jwks()[0]).key
     requests = scopes(mixed(tokens, args.reject_ratio))
     best: dict[str, Result] = {}
-    runs: dict[str, list[Result]] = {variant: [] for variant in VARIANTS}
-    for round_ in range(max(1, args.runs)):
-        for n in range(len(VARIANTS)):  # each round starts one variant later: no variant always follows another
-            variant = VARIANTS[(n + round_) % len(VARIANTS)]
-            result = run_variant(variant, key, requests, args)
-            runs[variant].append(result)
-            if variant not in best or result.pct(0.99) < best[variant].pct(0.99):
-                best[variant] = result
+    runs: dict[str, list[Result]] = {variant: [] for variant in chosen}
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.hogs)]
+    try:
+        for round_ in range(max(1, args.runs)):
+            for n in range(len(chosen)):  # each round starts one variant later: no variant always follows another
+                variant = chosen[(n + round_) % len(chosen)]
+                result = run_variant(variant, key, requests, args)
+                runs[variant].append(result)
+                if variant not in best or result.pct(0.99) < best[variant].pct(0.99):
+                    best[variant] = result
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
     report(best, args)
     report_medians(runs)
     return 0
 
 
 def report_medians(runs: dict[str, list[Result]]) -> None:
-    """The median over the interleaved runs, per variant: steadier than the best on a shared machine."""
+    """The median over the interleaved runs, per variant, and the percentiles of all their requests
+    pooled: both steadier than the best run on a shared machine, whose load drifts run to run."""
+    variants = list(runs)
     def median(variant: str, q: float) -> float:
         return statistics.median(r.pct(q) for r in runs[variant])
 
+    def pooled(variant: str, q: float) -> float:
+        ordered = sorted(x for r in runs[variant] for x in r.service)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e6
+
+    print(f"  pooled over {len(runs['without'])} runs: " + "; ".join(
+        f"{v} p50 {pooled(v, 0.5):.0f} ({pooled(v, 0.5) / pooled('without', 0.5):.2f}x), "
+        f"p99 {pooled(v, 0.99):.0f} ({pooled(v, 0.99) / pooled('without', 0.99):.2f}x)" for v in variants))
     print(f"  median of {len(runs['without'])} runs: " + "; ".join(
         f"{v} p50 {median(v, 0.5):.0f} ({median(v, 0.5) / median('without', 0.5):.2f}x), "
-        f"p99 {median(v, 0.99):.0f} ({median(v, 0.99) / median('without', 0.99):.2f}x)" for v in VARIANTS))
+        f"p99 {median(v, 0.99):.0f} ({median(v, 0.99) / median('without', 0.99):.2f}x)" for v in variants))
 
 
 def report(best: dict[str, Result], args: argparse.Namespace) -> None:
     base = best["without"]
     share = "every one" if args.reject_ratio >= 1 else f"{args.reject_ratio:.0%}"
+    hogs = f"; {args.hogs} busy-looping process(es) competing" if args.hogs else ""
     print(f"{len(base.service):,} requests per run at {args.rate:,.0f}/s, {share} rejected; sample rate "
-          f"{args.sample_rate}; best p99 of {args.runs} interleaved runs; {load_note()}")
+          f"{args.sample_rate}; best p99 of {args.runs} interleaved runs{hogs}; {load_note()}")
     print(f"  {'variant':<12} {'p50 µs':>8} {'p90 µs':>8} {'p99 µs':>8} {'max µs':>8} {'late p99':>9} "
-          f"{'mean':>7} {'CPU µs/req':>10} {'child CPU':>9} {'req/s':>7} {'p50 ×':>6} {'p99 ×':>6}  counters, load")
-    for variant in VARIANTS:
+          f"{'mean':>7} {'CPU µs/req':>10} {'child CPU':>9} {'broker':>7} {'req/s':>7} {'p50 ×':>6} {'p99 ×':>6}"
+          "  counters, load")
+    for variant in [v for v in VARIANTS if v in best]:
         r = best[variant]
         mean = statistics.fmean(r.service) * 1e6
         print(f"  {variant:<12} {r.pct(0.5):>8.0f} {r.pct(0.9):>8.0f} {r.pct(0.99):>8.0f} {max(r.service) * 1e6:>8.0f} "
               f"{r.pct(0.99, r.late):>9.0f} {mean:>7.0f} {r.cpu_us:>10.0f} {r.child_cpu_us:>9.0f} "
+              f"{r.broker_cpu_us:>7.0f} "
               f"{r.achieved_rate:>7.0f} "
               f"{r.pct(0.5) / base.pct(0.5):>6.2f} {r.pct(0.99) / base.pct(0.99):>6.2f}  "
               f"{r.counters or '-'}, {r.load:.2f}")
     summary = Summary("reporter", [])
-    for variant in VARIANTS[1:]:
+    for variant in [v for v in VARIANTS[1:] if v in best]:
         r = best[variant]
         for q, label in ((0.5, "p50"), (0.99, "p99")):
             ratio = r.pct(q) / base.pct(q)
