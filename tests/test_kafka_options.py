@@ -296,4 +296,7 @@ def test_the_docs_list_every_installed_option_and_their_examples_load(tmp_path: 
         config = load(tmp_path, lines, {"KAFKA_KEY_PASSPHRASE": "x"})
         assert config.security_protocol or config.options
     tuned = load(tmp_path, "[kafka.consumer]\npartition_assignment_strategy = [\"cooperative-sticky\"]")
-    assert tuned.consumer["partition_assignment_strategy"][0].name == "cooperative-sticky"
+    assert tuned.consumer["partition_assignment_strategy"] == ("cooperative-sticky",)
+    assert tuned.model_dump_json()  # the config stays plain data
+    strategy = kafka_io.client_options(tuned, "consumer")["partition_assignment_strategy"]
+    assert [cls.name for cls in strategy] == ["cooperative-sticky"]

@@ -89,6 +89,7 @@ def client_options(kafka: KafkaConfig, client: str | None = None) -> dict[str, A
     options.update(passthrough)
     if client is not None:
         options.update(getattr(kafka, client))
+    options = kafka_options.resolved(options)
     if kafka.security_protocol in ("SSL", "SASL_SSL"):
         options["ssl_context"] = kafka_options.ssl_context(
             kafka.ssl_cafile, kafka.ssl_certfile, kafka.ssl_keyfile, options.get("ssl_password"),

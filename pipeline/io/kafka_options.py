@@ -162,7 +162,7 @@ def _typed(section: str, name: str, value: Any, default: Any) -> Any:
         names = [value] if isinstance(value, str) else value
         if not isinstance(names, list | tuple) or not names or any(n not in known for n in names):
             raise wrong(f"a list of assignor names from {sorted(known)}")
-        return tuple(known[n] for n in names)
+        return tuple(names)  # names in the config (it stays plain data); classes for the client (`resolved`)
     if isinstance(default, list | tuple):
         if not isinstance(value, list | tuple):
             raise wrong("a list")
@@ -184,6 +184,15 @@ def _assignors(default: Any) -> dict[str, Any]:
     except ImportError:  # an older kafka-python
         pass
     return {k: v for k, v in known.items() if k}
+
+
+def resolved(options: dict[str, Any]) -> dict[str, Any]:
+    """Checked options as kafka-python takes them: assignor names → their classes."""
+    names = options.get("partition_assignment_strategy")
+    if names:
+        known = _assignors(option_table()["partition_assignment_strategy"]["consumer"])
+        options = {**options, "partition_assignment_strategy": tuple(known[n] for n in names)}
+    return options
 
 
 def for_client(options: Mapping[str, Any], client: str) -> dict[str, Any]:
