@@ -300,3 +300,32 @@ def test_the_docs_list_every_installed_option_and_their_examples_load(tmp_path: 
     assert tuned.model_dump_json()  # the config stays plain data
     strategy = kafka_io.client_options(tuned, "consumer")["partition_assignment_strategy"]
     assert [cls.name for cls in strategy] == ["cooperative-sticky"]
+
+
+def test_help_and_a_config_error_from_the_command_line_never_show_the_new_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.cli import COMMANDS, main
+
+    token, password = canary("oauth"), canary("envpw")
+    monkeypatch.setenv("JWTRIAGE_KAFKA__SASL_OAUTH_TOKEN", token)
+    monkeypatch.setenv("KAFKA_PASSWORD", password)
+    for argv in (["--help"], *([name, "--help"] for name, _ in COMMANDS)):
+        with pytest.raises(SystemExit):
+            main(argv)
+        out = capsys.readouterr()
+        assert token not in out.out + out.err and password not in out.out + out.err, argv
+    path = tmp_path / "bad.toml"
+    path.write_text(EXAMPLE.replace("[kafka]\n", '[kafka]\nsasl_plain_password_env = "KAFKA_PASSWORD"\n'
+                                    "metadata_max_age = 5\nenable_auto_commit = true\n", 1), encoding="utf-8")
+    (tmp_path / "events.jsonl").write_text("")
+    try:
+        code = main(["classify", "--config", str(path), "--jwks", str(tmp_path / "events.jsonl"),
+                     str(tmp_path / "events.jsonl")])
+    except SystemExit as exited:
+        code = exited.code
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert code == 2, text
+    assert "enable_auto_commit cannot be set" in text or "metadata_max_age" in text
+    assert token not in text and password not in text
