@@ -181,6 +181,7 @@ def run_variant(variant: str, key: Any, requests: list[dict[str, Any]], args: ar
     warm = max(50, int(args.rate * 0.5))
     asyncio.run(drive(app, requests[-warm:], args.rate, warm))  # connect, topic metadata, code warm
     time.sleep(0.2)
+    settle(reporter)
     cpu, child_cpu, broker_cpu = time.process_time(), child_seconds(reporter), broker_seconds()
     started = time.perf_counter()
     service, late = asyncio.run(drive(app, requests, args.rate, count))
@@ -194,6 +195,16 @@ def run_variant(variant: str, key: Any, requests: list[dict[str, Any]], args: ar
         reporter.close(timeout=10)
         counters = reporter.counters()
     return Result(variant, service, late, cpu_us, child_cpu_us, broker_cpu_us, count / elapsed, counters, at_load)
+
+
+def settle(reporter: Reporter | None, timeout: float = 15.0) -> None:
+    """Wait until the child has taken every warm-up report: it starts (Python, kafka-python, the first
+    connection) while they wait in the socket, and a slow start on a loaded machine must not spill
+    over into the measured run (nor overflow the socket: those reports would be dropped, counted)."""
+    link = reporter._link if reporter is not None else None
+    deadline = time.monotonic() + timeout
+    while link is not None and link.slots[0] < link.written and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -14,7 +14,7 @@
 # KAFKA_HEAP_OPTS (default "-Xms256m -Xmx512m"), KAFKA_START_TIMEOUT (seconds, default 120).
 # A second, test-only broker (tests/kafka_sasl_broker.py: SASL on its own ports) sets
 # KAFKA_STATE_DIR (its data, logs, properties and pid; the jars stay in .kafka/lib),
-# KAFKA_PROPERTIES_TEMPLATE, KAFKA_SASL_PORT (@SASL_PORT@ in the template) and
+# KAFKA_PROPERTIES_TEMPLATE, KAFKA_SASL_PORT and KAFKA_SSL_PORT (@SASL_PORT@, @SSL_PORT@ in it) and
 # KAFKA_FORMAT_ARGS (more StorageTool format arguments, e.g. --add-scram ...).
 set -euo pipefail
 
@@ -136,7 +136,7 @@ resolve_jars() {
 # 2. Render kafka-local/server.properties with this tree's paths and ports.
 render_props() {
     sed -e "s|@DATA_DIR@|$DATA|g" -e "s|@PORT@|$PORT|g" -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|g" \
-        -e "s|@SASL_PORT@|${KAFKA_SASL_PORT:-}|g" "$TEMPLATE" >"$PROPS"
+        -e "s|@SASL_PORT@|${KAFKA_SASL_PORT:-}|g" -e "s|@SSL_PORT@|${KAFKA_SSL_PORT:-}|g" "$TEMPLATE" >"$PROPS"
 }
 
 JAVA_OPTS=(

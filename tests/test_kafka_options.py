@@ -6,7 +6,6 @@ arguments (as in test_io_kafka.py), except where a real client is built to see w
 
 from __future__ import annotations
 
-import datetime
 import logging
 import socket
 import ssl
@@ -21,6 +20,7 @@ from pipeline.config import KafkaConfig, load_config
 from pipeline.errors import ConfigError
 from pipeline.io import kafka as kafka_io
 from pipeline.io import kafka_options
+from tests import kafka_sasl_broker
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = (ROOT / "examples" / "jwtriage.toml").read_text(encoding="utf-8")
@@ -213,36 +213,10 @@ def test_aws_msk_iam_is_checked_before_the_first_connection(tmp_path: Path) -> N
         assert kafka_io.client_options(right)["sasl_mechanism"] == "AWS_MSK_IAM"
 
 
-def _pki(tmp_path: Path, passphrase: str) -> tuple[Path, Path, Path]:
-    """A CA, and a client certificate signed by it whose key is encrypted with `passphrase`."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.UTC)
-
-    def cert(subject: str, key: Any, issuer: str, signer: Any, ca: bool) -> x509.Certificate:
-        return (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-                .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
-                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
-                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-                .sign(signer, hashes.SHA256()))
-
-    ca_key, client_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    paths = tmp_path / "ca.pem", tmp_path / "client.pem", tmp_path / "client.key"
-    paths[0].write_bytes(cert("ca", ca_key, "ca", ca_key, True).public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(cert("jwtriage", client_key, "ca", ca_key, False).public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(client_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(passphrase.encode())))
-    return paths
-
-
 def test_mtls_builds_one_ssl_context_and_a_wrong_passphrase_is_a_config_error(tmp_path: Path) -> None:
     passphrase = canary("ssl")
-    ca, cert, key = _pki(tmp_path, passphrase)
+    pki = kafka_sasl_broker.write_pki(tmp_path, passphrase)
+    ca, cert, key = pki.ca, pki.client_cert, pki.client_key
     (tmp_path / "pass").write_text(passphrase)
     tls = (f'security_protocol = "SSL"\nssl_cafile = "{ca}"\nssl_certfile = "{cert}"\nssl_keyfile = "{key}"\n'
            'ssl_check_hostname = false\n')

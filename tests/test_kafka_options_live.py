@@ -3,8 +3,9 @@ broker this module starts itself (SCRAM-SHA-256/512, OAUTHBEARER) on its own por
 
 Each test writes records with jwtriage's producer and reads them back with its `KafkaSource`
 (topic admin, group consumer, followers): every kind of client, built from the config.
-TLS (mTLS) and AWS MSK IAM are not exercised live here (tests/test_kafka_options.py checks
-the context and the kwargs they produce).
+Mutual TLS too (the broker requires a client certificate; the client's key is encrypted and
+its passphrase comes from the environment). AWS MSK IAM is not exercised live
+(tests/test_kafka_options.py checks its kwargs and start-up checks).
 """
 
 from __future__ import annotations
@@ -79,10 +80,13 @@ def test_plaintext_with_pass_through_options_on_every_client(tmp_path: Path) -> 
         producer.close(timeout=5)
 
 
+PASSPHRASE = f"CANARY-key-{uuid.uuid4().hex}"
+
+
 @pytest.fixture(scope="module")
 def sasl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[kafka_sasl_broker.SaslBroker, str]]:
     password = f"CANARY-scram-{uuid.uuid4().hex}"
-    broker = kafka_sasl_broker.start(tmp_path_factory.mktemp("sasl-broker"), "jwtriage", password)
+    broker = kafka_sasl_broker.start(tmp_path_factory.mktemp("sasl-broker"), "jwtriage", password, PASSPHRASE)
     try:
         yield broker, password
     finally:
@@ -144,3 +148,22 @@ def test_oauthbearer_reads_the_token_file_again_on_every_connection(
         kafka_io.ensure_topics(config)
     token.write_text(_unsigned_jwt("jwtriage", 600))  # rotated: accepted again, nothing restarted
     kafka_io.ensure_topics(config)
+
+
+def test_mutual_tls_with_an_encrypted_client_key(
+    tmp_path: Path, sasl_broker: tuple[kafka_sasl_broker.SaslBroker, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    broker, _ = sasl_broker
+    assert broker.pki is not None
+    tls = (f'security_protocol = "SSL"\nssl_cafile = "{broker.pki.ca}"\nbootstrap_timeout_ms = 5000\n'
+           f'ssl_certfile = "{broker.pki.client_cert}"\nssl_keyfile = "{broker.pki.client_key}"\n')
+    config = config_from(tmp_path, broker.ssl_bootstrap, tls + 'ssl_password_env = "KEY_PASS"\n',
+                         {"KEY_PASS": PASSPHRASE})
+    caplog.set_level(logging.DEBUG, logger="kafka")
+    assert round_trip(config, [b"mtls-1", b"mtls-2"]) == [b"mtls-1", b"mtls-2"]  # hostname checked: 127.0.0.1
+    assert PASSPHRASE not in caplog.text + "".join(str(r.args) for r in caplog.records)
+    # Without a client certificate the broker refuses the handshake.
+    bare = config_from(tmp_path, broker.ssl_bootstrap,
+                       f'security_protocol = "SSL"\nssl_cafile = "{broker.pki.ca}"\nbootstrap_timeout_ms = 3000\n')
+    with pytest.raises(Exception):  # noqa: B017 - kafka-python's bootstrap timeout, whatever its class
+        kafka_io.ensure_topics(bare)
