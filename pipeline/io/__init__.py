@@ -6,7 +6,7 @@
 | memory | `ListSource`, `ListSink`, `ListSnapshotSink`: in-memory doubles for tests; the demo's merged streams |
 | files | JSONL files: `FileSource` (classify, backfills), `JsonlVerdictSink` (classify's output), `JsonlSnapshotSink` |
 | kafka | Kafka on both sides (kafka-python): `KafkaSource`, the producers, the one client-options builder |
-| kafka_options | the `[kafka]` pass-through table (kafka-python's own option lists), secrets, SSL context, OAUTHBEARER provider |
+| kafka_options | the `[kafka]` pass-through table (from kafka-python itself), secrets, SSL context, OAUTH provider |
 | formats | event formats by name (`jwtriage` today): raw bytes → `AuthFailureEvent`, skip, or a dead letter |
 | store | the DuckDB sink (`Store`, the writer) |
 | store_schema | the store's DDL, version and migrations, and the version check writer and readers share |
