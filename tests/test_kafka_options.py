@@ -29,7 +29,6 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
     from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
-    from kafka.net.sasl.oauth import AbstractTokenProvider
 
 
 class Built(Exception):
@@ -183,7 +182,8 @@ def test_oauthbearer_reads_its_token_file_on_every_connection(tmp_path: Path) ->
                   f'sasl_oauth_token_file = "{token_file}"\nsasl_oauth_extensions = {{ logicalCluster = "lkc-1" }}')
     options = kafka_io.client_options(config)
     provider = options["sasl_oauth_token_provider"]
-    assert isinstance(provider, AbstractTokenProvider) and isinstance(options["ssl_context"], ssl.SSLContext)
+    assert isinstance(provider, kafka_options.token_provider_base())
+    assert isinstance(options["ssl_context"], ssl.SSLContext)
     assert provider.token() == "first-token" and provider.extensions() == {"logicalCluster": "lkc-1"}
     token_file.write_text("rotated-token")
     assert provider.token() == "rotated-token"

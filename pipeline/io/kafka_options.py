@@ -213,18 +213,25 @@ class Masked(str):
         return (Masked, (str(self),))
 
 
-def _token_provider_base() -> type:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from kafka.net.sasl.oauth import AbstractTokenProvider
-    return AbstractTokenProvider
+def token_provider_base() -> type:
+    """kafka-python's `AbstractTokenProvider`, wherever this version keeps it."""
+    import importlib
+
+    for module in ("kafka.net.sasl.oauth", "kafka.sasl.oauth", "kafka.oauth.abstract"):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return importlib.import_module(module).AbstractTokenProvider  # type: ignore[no-any-return]
+        except (ImportError, AttributeError):
+            continue
+    raise ConfigError("[kafka] sasl_mechanism OAUTHBEARER: this kafka-python has no AbstractTokenProvider")
 
 
 @functools.cache
 def token_provider(path: str | None, token: str | None, extensions: tuple[tuple[str, str], ...]) -> Any:
     """An OAUTHBEARER provider: the token file read again on every call (a rotating, mounted
     token), else the fixed token; one object per setting, so every client shares it."""
-    base = _token_provider_base()
+    base = token_provider_base()
 
     class ConfiguredTokenProvider(base):  # type: ignore[valid-type,misc]
         def token(self) -> str:
