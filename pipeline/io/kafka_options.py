@@ -221,7 +221,7 @@ def token_provider_base() -> type:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
-                return importlib.import_module(module).AbstractTokenProvider  # type: ignore[no-any-return]
+                return importlib.import_module(module).AbstractTokenProvider
         except (ImportError, AttributeError):
             continue
     raise ConfigError("[kafka] sasl_mechanism OAUTHBEARER: this kafka-python has no AbstractTokenProvider")
