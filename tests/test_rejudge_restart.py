@@ -173,3 +173,16 @@ def test_the_awaiting_key_index_follows_the_rows(tmp_path: Path) -> None:
         assert rows == [("unknown", "rsa-3", "events", 2)]
         run(ListSource(first + late), Pipeline(World().cfg), store)  # judged again: unpublished_key
         assert store.con.execute("SELECT count(*) FROM awaiting_key").fetchone() == (0,)
+
+
+def test_re_judging_keeps_no_token_in_the_store(tmp_path: Path) -> None:
+    """What re-judging needs is the row's source position, never the token (nor its signature)."""
+    db = tmp_path / "clean.duckdb"
+    restarted(db)
+    tokens = [SAMPLED, *(json.loads(value).get("token") for value in EVENTS)]
+    signatures = [token.rsplit(".", 1)[1] for token in tokens if token]
+    with Store(db) as store:
+        dump = json.dumps(store.con.execute("SELECT * FROM awaiting_key").fetchall(), default=str)
+        dump += json.dumps(store.con.execute("SELECT * FROM classifications").fetchall(), default=str)
+    assert signatures and not any(signature in dump for signature in signatures)
+    assert "eyJ" not in dump
