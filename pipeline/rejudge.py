@@ -42,7 +42,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pipeline.engine.tokens import redact_tokens
-from pipeline.models import AuthFailureEvent, Cause, JwksSnapshot
+from pipeline.models import AuthFailureEvent, Cause, Confidence, JwksSnapshot
 from pipeline.records import Batch, Envelope, Judged, Position, RecordKind
 
 if TYPE_CHECKING:
@@ -119,14 +119,15 @@ class StoredRejudge:
             ).fetchall():
                 position = Position(source, partition, offset)
                 found[event_id] = Candidate(event_id, ts, position, sha, (Cause.UNKNOWN_KID.value,), True)
+        # A snapshot changes no verdict of an event without a token, nor of a malformed token or a JWE.
         overtaken = (
-            "FROM classifications WHERE ts >= ? AND confidence <> 'reported' "
-            "AND cause NOT IN ('malformed', 'unverifiable')"
+            "FROM classifications WHERE ts >= ? AND confidence <> ? AND cause NOT IN (SELECT unnest(?::VARCHAR[]))"
         )
+        fixed = [Confidence.REPORTED.value, [Cause.MALFORMED.value, Cause.UNVERIFIABLE.value]]
         for event_id, ts, source, partition, offset, sha, *stored in con.execute(
             "SELECT event_id, ts, source, source_partition, source_offset, token_sha256, cause, confidence, "
             f"findings, detail {overtaken} ORDER BY ts LIMIT ?",
-            [since, limit + 1],
+            [since, *fixed, limit + 1],
         ).fetchall():
             if event_id not in found:
                 position = Position(source, partition, offset)
@@ -134,7 +135,7 @@ class StoredRejudge:
         ordered = sorted(found.values(), key=lambda c: (c.ts, c.position))
         beyond = 0
         if len(ordered) > limit:
-            [(total,)] = con.execute(f"SELECT count(*) {overtaken}", [since]).fetchall()
+            [(total,)] = con.execute(f"SELECT count(*) {overtaken}", [since, *fixed]).fetchall()
             beyond = max(total, len(ordered)) - limit
             ordered = ordered[:limit]
         return ordered, beyond

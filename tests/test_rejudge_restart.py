@@ -186,3 +186,15 @@ def test_re_judging_keeps_no_token_in_the_store(tmp_path: Path) -> None:
         dump += json.dumps(store.con.execute("SELECT * FROM classifications").fetchall(), default=str)
     assert signatures and not any(signature in dump for signature in signatures)
     assert "eyJ" not in dump
+
+
+def test_a_version_2_store_gets_its_awaiting_key_index_from_its_rows(tmp_path: Path) -> None:
+    first, _, _ = streams()
+    db = tmp_path / "v2.duckdb"
+    with Store(db) as store:
+        run(ListSource(first), Pipeline(World().cfg), store)
+        store.con.execute("DROP TABLE awaiting_key")
+        store.con.execute("UPDATE store_meta SET value = '2' WHERE key = 'schema_version'")
+    with Store(db) as store:  # migrates to 3
+        rows = store.con.execute("SELECT event_id, kid, source_offset FROM awaiting_key").fetchall()
+    assert rows == [("unknown", "rsa-3", 2)]

@@ -40,7 +40,7 @@ from pipeline.io.store_schema import (
     sql_path,
     stored_version,
 )
-from pipeline.models import AuthFailureEvent, JwksSnapshot
+from pipeline.models import AuthFailureEvent, Cause, Confidence, JwksSnapshot
 from pipeline.records import Batch, DeadLetter, Judged, Position
 
 log = logging.getLogger(__name__)
@@ -426,8 +426,8 @@ class Store:
             self.con.execute("DELETE FROM awaiting_key WHERE event_id IN (SELECT event_id FROM _judged)").fetchall()
             self.con.execute(
                 "INSERT INTO awaiting_key SELECT event_id, ts, kid, source, source_partition, source_offset, "
-                "token_sha256 FROM _judged "
-                "WHERE cause = 'unknown_kid' AND kid IS NOT NULL AND confidence <> 'reported'"
+                "token_sha256 FROM _judged WHERE cause = ? AND kid IS NOT NULL AND confidence <> ?",
+                [Cause.UNKNOWN_KID.value, Confidence.REPORTED.value],
             ).fetchall()
         finally:
             self.con.unregister("_judged")

@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline.errors import StoreError
+from pipeline.models import Cause, Confidence
 
 SCHEMA_VERSION = 3
 
@@ -146,7 +147,8 @@ MIGRATIONS: dict[int, list[str]] = {
     3: [
         create_statement("awaiting_key"),
         "INSERT INTO awaiting_key SELECT event_id, ts, kid, source, source_partition, source_offset, token_sha256 "
-        "FROM classifications WHERE cause = 'unknown_kid' AND kid IS NOT NULL AND confidence <> 'reported'",
+        f"FROM classifications WHERE cause = '{Cause.UNKNOWN_KID.value}' AND kid IS NOT NULL "
+        f"AND confidence <> '{Confidence.REPORTED.value}'",
     ],
 }
 
