@@ -56,6 +56,7 @@ from pipeline.records import (
     RecordKind,
     decode_record,
 )
+from pipeline.rejudge import StoredRejudge
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,8 @@ class Pipeline:
             limits.max_recent, limits.max_recent_bytes, _held_event_bytes
         )
         self._services = {s.name for s in config.services}
+        # Re-judging of stored rows a batch's snapshots can change (a consumer with a store attaches one).
+        self.stored: StoredRejudge | None = None
         self.counts: dict[str, int] = dict.fromkeys(
             ("events", "samples", "snapshots", "dead_letters", "rejudged", "skipped"), 0
         )
@@ -231,6 +234,8 @@ class Pipeline:
         if batch.timeline_changed:
             self._rejudge_unknown_kids(batch)
             self._rejudge_overtaken(batch)
+            if self.stored is not None and batch.snapshots:
+                self.stored.rejudge(self, batch.snapshots, batch)
         return batch
 
     def _decode(self, envelope: Envelope) -> AuthFailureEvent | SampledToken | JwksSnapshot | str | None:
@@ -307,6 +312,10 @@ class Pipeline:
     def _judge(self, event: AuthFailureEvent, token: str | None, position: Position, batch: Batch) -> None:
         verdict = without_tokens(self.classifier.classify(event, token))
         batch.judged.append(Judged(event, verdict, position))
+        self._hold(event, token, position, verdict)
+
+    def _hold(self, event: AuthFailureEvent, token: str | None, position: Position, verdict: Verdict) -> None:
+        """Keep a judged event with a token where a later snapshot finds it (awaiting its key, or recent)."""
         if token is not None and verdict.classification.cause is Cause.UNKNOWN_KID:
             kid = verdict.header.get("kid") if verdict.header else None
             self._awaiting_key.put(event.event_id, (event, token, position, kid))
@@ -315,6 +324,30 @@ class Pipeline:
             self._awaiting_key.discard(event.event_id)
             if token is not None:
                 self._recent.put(event.event_id, (event, token, position, verdict.classification))
+
+    # -- what re-judging from the store (`pipeline.rejudge`) asks of the pipeline ------------
+
+    def holds(self, event_id: str) -> bool:
+        """Is the event in memory, where a snapshot's arrival judges it again already?"""
+        return event_id in self._awaiting_key or event_id in self._recent
+
+    def decode_event(self, envelope: Envelope) -> AuthFailureEvent | None:
+        """An event record read again, decoded as when it first came; None when it is not one."""
+        record = self._decode(envelope)
+        return record if isinstance(record, AuthFailureEvent) else None
+
+    def sample_token(self, token_sha256: str | None) -> str | None:
+        """The sampled token with this fingerprint, when the pipeline still holds it."""
+        return self._samples.get(token_sha256.lower()) if token_sha256 else None
+
+    def rejudge_one(self, event: AuthFailureEvent, token: str, position: Position) -> Verdict | None:
+        """A stored event judged again (and held from now on like a fresh one); None when judging failed."""
+        verdict = self._rejudge(event, token)
+        if verdict is None:
+            return None
+        verdict = without_tokens(verdict)
+        self._hold(event, token, position, verdict)
+        return verdict
 
     def _rejudge_unknown_kids(self, batch: Batch) -> None:
         """A snapshot arrived: events judged `unknown_kid` may now find their key."""

@@ -1,4 +1,4 @@
--- jwtriage DuckDB store, schema version 2. Generated from pipeline/io/store_schema.py.
+-- jwtriage DuckDB store, schema version 3. Generated from pipeline/io/store_schema.py.
 CREATE TABLE IF NOT EXISTS store_meta (
     key VARCHAR PRIMARY KEY,
     value VARCHAR NOT NULL
@@ -78,6 +78,19 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     reason VARCHAR NOT NULL,
     excerpt VARCHAR NOT NULL,          -- token-like runs redacted
     received_at TIMESTAMPTZ NOT NULL
+);
+
+-- Stored events judged unknown_kid whose token is re-read to judge them again when a snapshot
+-- brings their kid (pipeline.rejudge): found by kid without scanning classifications. Rows of
+-- those events, in the same transaction; a row leaves when its event is judged again. Key: event_id.
+CREATE TABLE IF NOT EXISTS awaiting_key (
+    event_id VARCHAR NOT NULL,
+    ts TIMESTAMPTZ NOT NULL,
+    kid VARCHAR NOT NULL,
+    source VARCHAR NOT NULL,
+    source_partition INTEGER NOT NULL,
+    source_offset BIGINT NOT NULL,
+    token_sha256 VARCHAR
 );
 
 -- Where each source partition resumes: written in the same transaction as the rows.

@@ -30,6 +30,7 @@ from pipeline.io.kafka import POLL_TIMEOUT_MS, DeadLetterPublisher, KafkaSource,
 from pipeline.io.store import Store
 from pipeline.metrics import Metrics
 from pipeline.records import Batch
+from pipeline.rejudge import StoredRejudge
 from pipeline.runner import Pipeline, PipelineLimits, RunStats, run
 
 log = logging.getLogger(__name__)
@@ -83,24 +84,30 @@ class _Consumer:
     def restore(self, stored: dict[tuple[str, int], int]) -> None:
         """Before the loop: the key timeline to the end of the JWKS topic, then the join state as it was."""
         snapshots = self.source.read_jwks_to_end()
-        self._write_startup(self.pipeline.process(snapshots))
+        keys = self.pipeline.process(snapshots)
         log.info("key timeline ready: %d snapshots, %d keys", len(snapshots), len(self.pipeline.timeline.all_keys()))
         # The stored events still waiting for a sample (or a key), then the recent samples,
         # read again before any new event is judged.
         waiting = self.store.awaiting_samples(self.limits.max_waiting)
         self.pipeline.await_samples(waiting)
         replayed = self.source.replay_samples()
+        joined = self.pipeline.process(replayed) if replayed else Batch()
+        # Dead letters below the stored positions were stored (and sent) before the restart.
+        joined.dead_letters = [
+            d for d in joined.dead_letters
+            if d.position.offset >= stored.get((d.position.source, d.position.partition), 0)
+        ]
+        # Stored rows the new snapshots can change are judged again (`pipeline.rejudge`), with the
+        # samples now held, in the same transaction as the snapshots' positions: a crash before
+        # it is stored reads those snapshots, and judges those rows, again.
+        self.pipeline.stored = StoredRejudge(self.store, self.source)
+        self.pipeline.stored.rejudge(self.pipeline, keys.snapshots, keys)
+        self._write_startup(keys)
         if replayed:
-            batch = self.pipeline.process(replayed)
-            # Dead letters below the stored positions were stored (and sent) before the restart.
-            batch.dead_letters = [
-                d for d in batch.dead_letters
-                if d.position.offset >= stored.get((d.position.source, d.position.partition), 0)
-            ]
-            self._write_startup(batch)
+            self._write_startup(joined)
             log.info(
                 "join state restored: %d recent samples read again, %d stored events waiting for one, %d judged again",
-                len(replayed), len(waiting), len(batch.judged),
+                len(replayed), len(waiting), len(joined.judged),
             )
 
     def _write_startup(self, batch: Batch) -> None:

@@ -68,10 +68,12 @@ from datetime import datetime
 
 from pipeline.engine.reported_match import (
     MAX_SCAN_CHARS,
+    LiteralGate,
     Slot,
     SlotMasker,
     StatedTime,
     TimeSpec,
+    fold,
     normalise,
     read_stated_time,
     split_slot_pattern,
@@ -1639,11 +1641,27 @@ def mask_reported(message: str | None) -> str:
     return _MASKER.mask(read.text, read.truncated)
 
 
+#: Each row's literal gate (`reported_match.LiteralGate`): its regex runs only when the gate passes.
+_GATED_ROWS: tuple[tuple[LiteralGate, ReportedPattern], ...] = tuple(
+    (LiteralGate.of(row.pattern), row) for row in REPORTED_ERRORS
+)
+
+
+#: Below this length a row's regex costs less than its gate: every row is searched.
+_GATE_MIN_CHARS = 32
+
+
 def _match_masked(masked: str) -> ReportedPattern | None:
     if not masked:
         return None
-    for row in REPORTED_ERRORS:
-        if row.pattern.search(masked):
+    if len(masked) < _GATE_MIN_CHARS:
+        for row in REPORTED_ERRORS:
+            if row.pattern.search(masked):
+                return row
+        return None
+    folded = fold(masked)
+    for gate, row in _GATED_ROWS:
+        if gate.passes(folded) and row.pattern.search(masked):
             return row
     return None
 
@@ -1669,13 +1687,14 @@ def judge_reported(
     `clock_skew`, more is the row's `expired` / `not_yet_valid`; `skew_seconds` is the overshoot
     (0 when the stated times fail within the leeway: the validator's clock or leeway differs).
     """
-    row = _match_masked(mask_reported(message))
+    masked = mask_reported(message)
+    row = _match_masked(masked)
     if row is None:
         return ReportedJudgement(Cause.UNVERIFIABLE, None)
     facts = [f"{row.validator} says {row.cause.value}"]
     stated = None
     if row.times is not None:
-        stated = read_stated_time(row.times, mask_reported(message), ts, leeway_seconds)
+        stated = read_stated_time(row.times, masked, ts, leeway_seconds)
     if stated is None:
         return ReportedJudgement(row.cause, row, None, tuple(facts))
     facts.extend(_time_facts(stated, leeway_seconds))

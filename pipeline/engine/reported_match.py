@@ -30,6 +30,15 @@ mechanics the table relies on, so that the table stays data.
    and sometimes the validator's clock. `overshoot` turns them into seconds beyond the
    leeway, as DESIGN.md step 6 does for a token.
 
+4. **Literal gates** (`LiteralGate`, `fold`). Each row's regex and each slot's anchor has
+   fixed words that any match must contain (`kid`, `claim must be a number`). A regex runs
+   only on a message whose folded text holds them: on a 2 KB hostile message (`":" * 2000`,
+   runs of quotes, a repeated keyword) searching all ~200 rows and anchors cost 11-38 ms,
+   gated it is a few substring tests per row (bench/bench_stages.py's reported figures). The
+   gate only skips a regex that cannot match, so no verdict changes: the words are read
+   from the compiled pattern itself, and `fold` maps every character Python's IGNORECASE
+   treats as an ASCII letter (`K` Kelvin, `ı`, `İ`, `ſ`) to that letter.
+
 Safety: every pattern here uses literals, character classes and bounded repeats only;
 input is cut to `MAX_SCAN_CHARS` before any of it runs.
 """
@@ -38,9 +47,11 @@ from __future__ import annotations
 
 import html
 import re
+import re._parser as _re_parser  # reads a compiled pattern's fixed text for the literal gates
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import unquote
 
 #: Only this many leading characters of a reported message are read.
@@ -170,6 +181,95 @@ def normalise(message: str | None) -> Normalised:
     return Normalised(text.strip(), truncated=cut or marked is not None)
 
 
+# -- literal gates ----------------------------------------------------------------------------
+
+#: The non-ASCII characters that Python's IGNORECASE matches with an ASCII letter (a test scans every
+#: code point for them), mapped to that letter; then `str.lower` does the rest.
+_FOLD = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
+
+
+def fold(text: str) -> str:
+    """`text` as the literal gates read it: any character IGNORECASE equates with an ASCII letter, lowered."""
+    return text.translate(_FOLD).lower()
+
+
+def _literal_runs(items: Iterable[tuple[object, object]]) -> list[str]:
+    """The runs of ASCII literal characters in one parsed sequence: each occurs in any text it matches.
+
+    Only ASCII: `fold` is exact for what IGNORECASE equates with ASCII characters, not for
+    the other equivalences it knows (`µ`/`μ`, `ς`/`σ`, ...).
+    """
+    runs: list[str] = []
+    current: list[str] = []
+    for op, arg in items:
+        if op is _re_parser.LITERAL and isinstance(arg, int) and arg < 0x80:
+            current.append(chr(arg))
+            continue
+        if current:
+            runs.append("".join(current))
+            current = []
+    if current:
+        runs.append("".join(current))
+    return [run for run in runs if run.strip()]
+
+
+#: What a pattern requires of a text: literal runs that must all occur, and groups of alternatives
+#: of which one must hold each (`(fixed runs, ((alternative, ...), ...))`).
+Requirement = tuple[tuple[str, ...], tuple[tuple["Requirement", ...], ...]]
+
+
+def _requirement(items: Iterable[tuple[object, Any]]) -> Requirement | None:
+    """What any match of a parsed sequence contains, or None when it may contain no fixed text."""
+    items = list(items)
+    children: list[tuple[Requirement, ...]] = []
+    for op, arg in items:
+        if op is _re_parser.BRANCH:
+            alternatives = [_requirement(branch) for branch in arg[1]]
+            if all(alternative is not None for alternative in alternatives):
+                children.append(tuple(a for a in alternatives if a is not None))
+        elif op is _re_parser.SUBPATTERN:  # a group that is not inside a repeat: it must match
+            inner = _requirement(arg[-1])
+            if inner is not None:
+                children.append((inner,))
+    runs = tuple(fold(run) for run in _literal_runs(items))
+    if not runs and not children:
+        return None
+    return runs, tuple(children)
+
+
+def _holds(requirement: Requirement, folded: str) -> bool:
+    runs, children = requirement
+    for run in runs:
+        if run not in folded:
+            return False
+    return all(any(_holds(alternative, folded) for alternative in group) for group in children)
+
+
+@dataclass(frozen=True, slots=True)
+class LiteralGate:
+    """Fixed text that any match of a pattern contains (`Requirement`), read from the pattern itself.
+
+    `passes(folded)` is False only when the folded text lacks it, that is when the pattern
+    cannot match. A pattern whose text cannot be read, or that may match without fixed text,
+    gets no gate: it always runs.
+    """
+
+    requirement: Requirement | None
+
+    @classmethod
+    def of(cls, pattern: re.Pattern[str] | str, flags: int = re.IGNORECASE) -> LiteralGate:
+        text, flags = (pattern.pattern, pattern.flags) if isinstance(pattern, re.Pattern) else (pattern, flags)
+        if not flags & re.IGNORECASE:  # the gates read folded text
+            return cls(None)
+        try:
+            return cls(_requirement(_re_parser.parse(text, flags)))
+        except Exception:  # another Python's parser: no gate, the regex always runs
+            return cls(None)
+
+    def passes(self, folded: str) -> bool:
+        return self.requirement is None or _holds(self.requirement, folded)
+
+
 # -- 2. slots and masking ---------------------------------------------------------------------
 
 #: `{name}` or `{name|closing text}` at the end of a slot pattern marks the token value.
@@ -205,6 +305,10 @@ def split_slot_pattern(pattern: str) -> tuple[str, Slot | None]:
     return slot.anchor + re.escape(MASK), slot
 
 
+#: Anchor sets a `SlotMasker` keeps compiled (each a few KB; a message activates one).
+_MAX_SUBSETS = 256
+
+
 class SlotMasker:
     """Masks every slot's value, leftmost anchor first, in one pass over the text."""
 
@@ -216,8 +320,34 @@ class SlotMasker:
             if key not in seen:
                 seen.add(key)
                 self._slots.append(slot)
-        alternatives = "|".join(f"(?P<s{i}>{slot.anchor})" for i, slot in enumerate(self._slots))
-        self._anchors = re.compile(alternatives or r"(?!)", re.IGNORECASE)
+        self._anchors = self._compile(range(len(self._slots)))
+        self._gates = [LiteralGate.of(slot.anchor) for slot in self._slots]
+        # The anchors of the slots whose gates a text passes, compiled per set (bounded: past
+        # `_MAX_SUBSETS` sets the full alternation runs, which finds the same anchors).
+        self._subsets: dict[tuple[int, ...], re.Pattern[str]] = {}
+
+    def _compile(self, indices: Iterable[int]) -> re.Pattern[str]:
+        alternatives = "|".join(f"(?P<s{i}>{self._slots[i].anchor})" for i in indices)
+        return re.compile(alternatives or r"(?!)", re.IGNORECASE)
+
+    def _anchors_for(self, text: str) -> re.Pattern[str] | None:
+        """The alternation of the anchors that can occur in `text` (in table order), None when none can.
+
+        A slot whose gate fails cannot match anywhere in the text, so leaving it out of the
+        alternation finds the same leftmost anchor, and the same alternative at it.
+        """
+        folded = fold(text)
+        active = tuple(i for i, gate in enumerate(self._gates) if gate.passes(folded))
+        if not active:
+            return None
+        if len(active) == len(self._slots):
+            return self._anchors
+        anchors = self._subsets.get(active)
+        if anchors is None:
+            if len(self._subsets) >= _MAX_SUBSETS:
+                return self._anchors
+            anchors = self._subsets[active] = self._compile(active)
+        return anchors
 
     @property
     def slots(self) -> Sequence[Slot]:
@@ -226,10 +356,13 @@ class SlotMasker:
     def spans(self, text: str, truncated: bool = False) -> list[tuple[int, int]]:
         """The (start, end) of each value that `mask` replaces, left to right."""
         spans: list[tuple[int, int]] = []
+        anchors = self._anchors_for(text)
+        if anchors is None:
+            return spans
         lowered = text.lower()
         pos = 0
         while pos <= len(text):
-            found = self._anchors.search(text, pos)
+            found = anchors.search(text, pos)
             if found is None or found.lastgroup is None:
                 break
             slot = self._slots[int(found.lastgroup[1:])]

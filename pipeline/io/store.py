@@ -40,7 +40,7 @@ from pipeline.io.store_schema import (
     sql_path,
     stored_version,
 )
-from pipeline.models import AuthFailureEvent, JwksSnapshot
+from pipeline.models import AuthFailureEvent, Cause, Confidence, JwksSnapshot
 from pipeline.records import Batch, DeadLetter, Judged, Position
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,9 @@ _CLASSIFICATION_SCHEMA = pa.schema(
     ]
 )
 
+
+#: Stored unknown_kid events kept findable by kid (`awaiting_key`); past it the oldest are let go, with a warning.
+MAX_AWAITING_KEY = 100_000
 
 #: `store_meta` key prefix of each consumer's heartbeat (`Store.beat`; read by `consumer_heartbeat`).
 HEARTBEAT_KEY = "heartbeat:"
@@ -376,7 +379,9 @@ class Store:
         con.begin()
         try:
             if batch.judged:
-                self._upsert(classification_table(batch.judged, now), "classifications", ("event_id", "ts"))
+                table = classification_table(batch.judged, now)
+                self._upsert(table, "classifications", ("event_id", "ts"))
+                self._index_awaiting_key(table)
                 crash_point("after_rows")
             if batch.dead_letters:
                 letters = dead_letter_table(batch.dead_letters)
@@ -408,6 +413,39 @@ class Store:
         self.con.execute(f"DELETE FROM {into} USING _batch WHERE {matches}")
         self.con.execute(f"INSERT INTO {into} BY NAME SELECT * FROM _batch")
         self.con.unregister("_batch")  # on failure the rollback drops the registration with the rest
+
+    def _index_awaiting_key(self, rows: pa.Table) -> None:
+        """Keep `awaiting_key` (the stored unknown_kid events with a token) in step with a batch's rows.
+
+        Every event of the batch leaves it, those judged unknown_kid (again) come back in: a
+        snapshot that brings their kid finds them there (`pipeline.rejudge`). Past
+        `MAX_AWAITING_KEY` rows the oldest are let go, and said so.
+        """
+        self.con.register("_judged", rows)
+        try:
+            self.con.execute("DELETE FROM awaiting_key WHERE event_id IN (SELECT event_id FROM _judged)").fetchall()
+            self.con.execute(
+                "INSERT INTO awaiting_key SELECT event_id, ts, kid, source, source_partition, source_offset, "
+                "token_sha256 FROM _judged WHERE cause = ? AND kid IS NOT NULL AND confidence <> ?",
+                [Cause.UNKNOWN_KID.value, Confidence.REPORTED.value],
+            ).fetchall()
+        finally:
+            self.con.unregister("_judged")
+        [(count,)] = self.con.execute("SELECT count(*) FROM awaiting_key").fetchall()
+        over = count - MAX_AWAITING_KEY
+        if over > 0:
+            self.con.execute(
+                "DELETE FROM awaiting_key WHERE event_id IN (SELECT event_id FROM awaiting_key ORDER BY ts LIMIT ?)",
+                [over],
+            ).fetchall()
+            log.warning("awaiting_key holds over %d events: the oldest %d will not be judged again", MAX_AWAITING_KEY,
+                        over)
+
+    def forget_awaiting_key(self, event_ids: list[str]) -> None:
+        """Take events out of `awaiting_key` that cannot be judged again (their record or sample is gone)."""
+        if event_ids:
+            sql = "DELETE FROM awaiting_key WHERE event_id IN (SELECT unnest(?::VARCHAR[]))"
+            self.con.execute(sql, [event_ids]).fetchall()
 
     def _insert(self, table: pa.Table, into: str) -> None:
         self.con.register("_batch", table)

@@ -38,6 +38,7 @@ _COMBINED_VIEWS = {
     "jwks_keys": "SELECT DISTINCT ON (issuer, thumbprint, interval_no) * FROM ({union}) ORDER BY last_seen DESC",
     "key_rotations": "SELECT DISTINCT * FROM ({union})",
     "source_positions": "{union}",
+    "awaiting_key": "{union}",
     "store_meta": "SELECT DISTINCT * FROM ({union})",
 }
 

@@ -14,8 +14,9 @@ from pathlib import Path
 import duckdb
 
 from pipeline.errors import StoreError
+from pipeline.models import Cause, Confidence
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: The DDL of the current schema; `schemas/store.sql` is generated from it (a test keeps them in sync).
 DDL = """
@@ -100,6 +101,19 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     received_at TIMESTAMPTZ NOT NULL
 );
 
+-- Stored events judged unknown_kid whose token is re-read to judge them again when a snapshot
+-- brings their kid (pipeline.rejudge): found by kid without scanning classifications. Rows of
+-- those events, in the same transaction; a row leaves when its event is judged again. Key: event_id.
+CREATE TABLE IF NOT EXISTS awaiting_key (
+    event_id VARCHAR NOT NULL,
+    ts TIMESTAMPTZ NOT NULL,
+    kid VARCHAR NOT NULL,
+    source VARCHAR NOT NULL,
+    source_partition INTEGER NOT NULL,
+    source_offset BIGINT NOT NULL,
+    token_sha256 VARCHAR
+);
+
 -- Where each source partition resumes: written in the same transaction as the rows.
 CREATE TABLE IF NOT EXISTS source_positions (
     source VARCHAR NOT NULL,
@@ -128,6 +142,13 @@ MIGRATIONS: dict[int, list[str]] = {
             f"INSERT INTO {table} BY NAME SELECT * FROM {table}_v1",
             f"DROP TABLE {table}_v1",
         )
+    ],
+    # 3: the awaiting_key index of stored unknown_kid events (re-judging that survives restarts).
+    3: [
+        create_statement("awaiting_key"),
+        "INSERT INTO awaiting_key SELECT event_id, ts, kid, source, source_partition, source_offset, token_sha256 "
+        f"FROM classifications WHERE cause = '{Cause.UNKNOWN_KID.value}' AND kid IS NOT NULL "
+        f"AND confidence <> '{Confidence.REPORTED.value}'",
     ],
 }
 
