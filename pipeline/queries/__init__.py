@@ -8,6 +8,8 @@ Cause lists reach SQL as parameters, from `pipeline.causes`.
 | module | questions |
 |---|---|
 | base | `Filters` (the filters every view shares), rows as dicts, bucket widths, rotation damage as SQL |
+| coverage | what the store holds raw and where hourly rollups take over; the note a view shows about it |
+| rolled | the counting questions over rollups and raw rows together (the others call it when rollups apply) |
 | failures | counts per cause, service or bucket; comparisons with earlier windows; top lists |
 | events | the newest events, one event's evidence, a token's history, filter values, dead letters, positions |
 | rotations | rotation damage, each step's failures, time to recover, issuer faults, cache ages (one query each) |
@@ -17,6 +19,8 @@ Cause lists reach SQL as parameters, from `pipeline.causes`.
 from __future__ import annotations
 
 from pipeline.queries.base import RANKABLE, Filters
+from pipeline.queries.coverage import Coverage, coverage, detail_note, expired_note
+from pipeline.queries.coverage import when as coverage_when
 from pipeline.queries.events import (
     dead_letter_counts,
     dead_letter_reasons,
@@ -66,6 +70,7 @@ from pipeline.queries.tokens import algorithms_in_use, attack_client_ids, attack
 
 __all__ = [
     "RANKABLE",
+    "Coverage",
     "Filters",
     "algorithms_in_use",
     "attack_client_ids",
@@ -76,13 +81,17 @@ __all__ = [
     "cause_counts",
     "cause_counts_vs_previous",
     "confidence_counts",
+    "coverage",
+    "coverage_when",
     "dead_letter_counts",
     "dead_letter_reasons",
     "dead_letter_records",
     "dead_letters_in",
     "dead_letters_received",
+    "detail_note",
     "event_evidence",
     "events",
+    "expired_note",
     "failures_over_time",
     "failures_per_bucket",
     "filter_values",

@@ -25,7 +25,9 @@ from typing import Any
 import duckdb
 
 from pipeline.causes import STEP_CAUSES, Cause
+from pipeline.queries import rolled
 from pipeline.queries.base import NO_FILTERS, Filters, interval, marks, rotation_damage, rows
+from pipeline.queries.coverage import split
 
 #: How the stale_jwks evidence of a service's cache lifetime is counted (a parameter, never typed into SQL).
 _STALE = Cause.STALE_JWKS.value
@@ -67,6 +69,8 @@ def _attributed(filters: Filters) -> tuple[str, list[Any]]:
 
 def rotation_damage_count(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) -> int:
     """How many events in the filter a key rotation caused (DESIGN.md "Rotation damage")."""
+    if (s := split(con, filters)) is not None:
+        return rolled.rotation_damage_count(con, s)
     damage, params = rotation_damage()
     where, where_params = filters.where()
     row = con.execute(f"SELECT count(*) FROM classifications WHERE {damage} AND {where}", [*params, *where_params])

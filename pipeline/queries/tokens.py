@@ -6,7 +6,9 @@ from typing import Any
 
 import duckdb
 
+from pipeline.queries import rolled
 from pipeline.queries.base import NO_FILTERS, Filters, rows
+from pipeline.queries.coverage import split
 
 
 def attacks(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) -> list[dict[str, Any]]:
@@ -14,6 +16,8 @@ def attacks(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) -> li
 
     The filter applies before the attack lists are unnested (fast on a large store).
     """
+    if (s := split(con, filters)) is not None:
+        return rolled.attacks(con, s)
     where, params = filters.where()
     return rows(
         con,
@@ -33,6 +37,8 @@ def attack_clients(
     con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS, limit: int = 3
 ) -> list[dict[str, Any]]:
     """For each attack label, its top clients by events (client_id NULL counts as one client, shown as NULL)."""
+    if (s := split(con, filters)) is not None:
+        return rolled.attack_clients(con, s, limit, nulls_apart=False)
     where, params = filters.where("c")
     return rows(
         con,
@@ -53,6 +59,8 @@ def attack_client_ids(
     the events that carried no client id, whatever the limit: a table can name clients and say how many
     events had none.
     """
+    if (s := split(con, filters)) is not None:
+        return rolled.attack_clients(con, s, limit, nulls_apart=True)
     where, params = filters.where("c")
     return rows(
         con,

@@ -193,6 +193,11 @@ def _summary(
     attacks: Section,
 ) -> list[str]:
     lines = []
+    if note := queries.expired_note(con, window.since):
+        lines.append(
+            note[0].upper() + note[1:] + ": rotations, cache ages, key hygiene, token lifetimes and algorithms "
+            "cover only events from then on."
+        )
     verified = sum(int(r["verified"]) for r in causes)
     lines.append(
         f"{report.events:,} rejected tokens ({change_text(report.events, report.previous_events)} against "

@@ -1,0 +1,83 @@
+"""What the store still holds raw, and where its hourly rollups take over (issue 21).
+
+`store_coverage` (one row) says `raw_since`, the earliest hour whose raw rows are all kept
+(NULL: everything), and `rolled_through`, the hour before which rollups are complete (NULL:
+none yet). A store written before rollups has no such view: everything is raw, and every
+query runs as it always did.
+
+A counting query whose window starts before `rolled_through` reads `classifications_hourly`
+for the hours before it and raw rows from it on (`Split`); one whose window starts at or after
+it reads raw rows only. In the rollups an hour belongs to a window when the hour *starts*
+inside it (a window's edges are exact to the hour there).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import duckdb
+
+from pipeline.queries.base import Filters
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """`store_coverage`'s row; both None for a store without rollups (everything raw)."""
+
+    raw_since: datetime | None = None
+    rolled_through: datetime | None = None
+
+    def expired_before(self, since: datetime | None) -> datetime | None:
+        """`raw_since` when a window starting at `since` (None: the beginning) reaches before it, else None."""
+        if self.raw_since is None or (since is not None and since >= self.raw_since):
+            return None
+        return self.raw_since
+
+
+def coverage(con: duckdb.DuckDBPyConnection) -> Coverage:
+    """The store's coverage; `Coverage()` when it has no `store_coverage` or no `classifications_hourly`."""
+    try:
+        row = con.execute("SELECT raw_since, rolled_through FROM store_coverage LIMIT 1").fetchone()
+        if row is not None and row[1] is not None:
+            con.execute("SELECT 1 FROM classifications_hourly LIMIT 0")
+    except duckdb.CatalogException:
+        return Coverage()
+    return Coverage(row[0], row[1]) if row else Coverage()
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """A filter that reads rollups for hours before `boundary` and raw rows from `boundary` on."""
+
+    boundary: datetime
+    filters: Filters
+
+
+def split(con: duckdb.DuckDBPyConnection, filters: Filters) -> Split | None:
+    """The split for `filters`, or None when raw rows answer it alone (no rollups, or a window after them)."""
+    rolled = coverage(con).rolled_through
+    if rolled is None or (filters.since is not None and filters.since >= rolled):
+        return None
+    return Split(rolled, filters)
+
+
+def expired_note(con: duckdb.DuckDBPyConnection, since: datetime | None) -> str | None:
+    """The line a view shows when its window starts before the raw rows do, else None."""
+    expired = coverage(con).expired_before(since)
+    if expired is None:
+        return None
+    return f"raw detail expired before {when(expired)} UTC; counts from hourly rollups"
+
+
+def detail_note(con: duckdb.DuckDBPyConnection, since: datetime | None) -> str | None:
+    """The line a per-event view (tables, explain, lifetimes) shows when part of its window has no raw rows."""
+    expired = coverage(con).expired_before(since)
+    if expired is None:
+        return None
+    return f"raw detail expired before {when(expired)} UTC: this covers only events from then on"
+
+
+def when(moment: datetime) -> str:
+    """A coverage boundary as text (UTC, to the minute)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
