@@ -28,7 +28,9 @@ the same set whichever row of an event one looks at.
 row keeps `token_sketch`: the `TOKEN_SKETCH` smallest 64-bit prefixes of its events' token
 fingerprints (a k-minimum-values sketch, no extension needed). Sketches merge by union (take
 the smallest again) across hours and rows, and `distinct_tokens_sql` reads the count back:
-exact below `TOKEN_SKETCH` distinct tokens, an estimate (about 1/sqrt(k) relative error) above.
+exact below `TOKEN_SKETCH` distinct tokens, an estimate above (about 1/sqrt(k - 2) relative error,
+some 18%). k is small because the prefixes are random 64-bit numbers that do not compress (at
+most 256 bytes a row; disk per day of rollups in `bench/results.md`).
 The prefixes are of the fingerprint (`token_sha256`), never of a token.
 
 What rollups cannot answer (per-event tables, `explain`, token claims and lifetimes,
@@ -42,7 +44,7 @@ from __future__ import annotations
 HOUR_SECONDS = 3600
 
 #: How many token fingerprint prefixes a row's sketch keeps (exact distinct counts below this).
-TOKEN_SKETCH = 64
+TOKEN_SKETCH = 32
 
 #: The key columns of a rollup row, in order (after `hour`).
 KEY_COLUMNS: tuple[str, ...] = ("service", "issuer", "kid", "client_id", "cause", "confidence", "attack")
