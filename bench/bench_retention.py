@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shutil
 import statistics
 import sys
@@ -80,9 +79,9 @@ WITH grid AS (
     FROM range($hours) a(h), range({CLIENTS}) b(c), range({SERVICES_PER_CLIENT}) d(j), range({CAUSES_PER_PAIR}) e(k)
 ),
 keyed AS (
-    SELECT *, {_kid('i', 'h')} AS kid FROM grid
+    SELECT *, {_kid("i", "h")} AS kid FROM grid
     UNION ALL  -- the previous key, still in some caches, in the hours after a rotation
-    SELECT *, {_kid('i', 'h', 1)} FROM grid WHERE (h + i * 17) % {ROTATE_HOURS} < {OVERLAP_HOURS} AND k = 1
+    SELECT *, {_kid("i", "h", 1)} FROM grid WHERE (h + i * 17) % {ROTATE_HOURS} < {OVERLAP_HOURS} AND k = 1
 ),
 rows AS (
     SELECT to_timestamp(epoch($start) + h * 3600) AS hour, 'svc-' || s AS service, 'https://idp' || i || '.test'
@@ -97,7 +96,7 @@ SELECT hour, service, issuer, kid, client_id, cause, confidence, attack, n AS ev
        hour + to_seconds((r >> 20) % 60) AS first_ts, hour + to_seconds(3540 + (r >> 26) % 60) AS last_ts,
        -5.0 AS min_skew_seconds, 5.0 AS max_skew_seconds, 300.0 AS max_cache_age_s, 7200.0 AS max_key_age_s,
        list_sort(list_transform(range(least({TOKEN_SKETCH}, greatest(1, n // 8))),
-                                x -> hash(r, x)::UBIGINT)) AS token_sketch
+                                lambda x: hash(r, x)::UBIGINT)) AS token_sketch
 FROM rows
 """
 
@@ -114,7 +113,7 @@ SELECT 'e' || n AS event_id, ts, 'svc-' || ((c * 7 + j * 11) % {SERVICES}) AS se
        {_causes_sql()}[1 + (hash(c, j, k, h // 24) % {len(CAUSE_MIX)})::INTEGER] AS cause,
        'verified' AS confidence,
        CASE WHEN r % 97 = 0 THEN ['alg_none'] ELSE []::VARCHAR[] END AS attacks, ['expired'] AS findings,
-       'https://idp' || (c % {ISSUERS}) || '.test' AS issuer, {_kid(f'(c % {ISSUERS})', 'h')} AS kid,
+       'https://idp' || (c % {ISSUERS}) || '.test' AS issuer, {_kid(f"(c % {ISSUERS})", "h")} AS kid,
        'RS256' AS alg, 1.5 AS skew_seconds, 'client-' || c AS client_id,
        md5((c * 1000 + n // 500)::VARCHAR) || md5((n // 500)::VARCHAR) AS token_sha256,
        '{{"alg": "RS256"}}'::JSON AS token_header, '{{"iat": 1, "exp": 3601}}'::JSON AS token_claims,
@@ -165,8 +164,8 @@ def build(path: Path, days: int, rate: float, raw_days: int, raw_rate: float) ->
                  "count": min(chunk, count - first), "origin": start},
             )  # fmt: skip
         con.execute(KEYS_SQL, {"origin": start, "end": END, "last": hours // ROTATE_HOURS + 1})
-        con.execute("CREATE TABLE store_coverage AS SELECT ?::TIMESTAMPTZ AS raw_since, ?::TIMESTAMPTZ AS rolled_through",
-                    [raw_since, rolled_through])  # fmt: skip
+        con.execute("CREATE TABLE store_coverage (raw_since TIMESTAMPTZ, rolled_through TIMESTAMPTZ)")
+        con.execute("INSERT INTO store_coverage VALUES (?, ?)", [raw_since, rolled_through])
         con.execute("CHECKPOINT")
         figures = con.execute("SELECT count(*), sum(events) FROM classifications_hourly").fetchone()
         assert figures is not None
@@ -268,8 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     per_day_rollups = built["rollup_bytes"] / args.days
     bound = args.raw_days * 86400 * args.rate * per_raw_row
     print(
-        f"rollups: {built['rollup_rows']:,} rows for {built['rolled_events']:,.0f} events, {built['rollup_bytes'] / 1e9:.2f}"
-        f" GB ({per_day_rollups / 1e6:.1f} MB a day), built in {built['rollup_s']:.0f} s\n"
+        f"rollups: {built['rollup_rows']:,} rows for {built['rolled_events']:,.0f} events, "
+        f"{built['rollup_bytes'] / 1e9:.2f} GB ({per_day_rollups / 1e6:.1f} MB a day), "
+        f"built in {built['rollup_s']:.0f} s\n"
         f"raw: {built['raw_rows']:,} rows, {built['raw_bytes'] / 1e9:.2f} GB ({per_raw_row:.0f} B a row), built in "
         f"{built['raw_s']:.0f} s; at {args.rate:g} events/s the {args.raw_days}-day raw window is "
         f"{args.raw_days * 86400 * args.rate / 1e6:,.0f}M rows, about {bound / 1e9:,.0f} GB at that size a row"

@@ -95,30 +95,39 @@ def test_summing_the_rollups_gives_the_raw_counts(events: list[dict[str, Any]]) 
     raw_total = con.execute("SELECT count(*) FROM classifications").fetchone()
     assert con.execute(f"SELECT coalesce(sum(events), 0) FROM {rollup}").fetchone() == raw_total
     per_key = """SELECT service, issuer, kid, client_id, cause, confidence, {n} FROM {src} GROUP BY ALL ORDER BY ALL"""
-    assert con.execute(per_key.format(n="sum(events)::BIGINT", src=rollup)).fetchall() == con.execute(
-        per_key.format(n="count(*)", src="classifications")
-    ).fetchall()
+    assert (
+        con.execute(per_key.format(n="sum(events)::BIGINT", src=rollup)).fetchall()
+        == con.execute(per_key.format(n="count(*)", src="classifications")).fetchall()
+    )
     per_attack = con.execute(
         "SELECT a, count(*) FROM classifications, unnest(attacks) AS t(a) GROUP BY a ORDER BY a"
     ).fetchall()
-    assert con.execute(
-        f"SELECT attack, sum(attack_events)::BIGINT FROM {rollup} WHERE attack IS NOT NULL GROUP BY 1 ORDER BY 1"
-    ).fetchall() == per_attack
-    assert con.execute(f"SELECT coalesce(sum(events), 0) FROM {rollup} WHERE attack IS NULL").fetchone() == con.execute(
-        "SELECT count(*) FILTER (WHERE len(attacks) = 0) FROM classifications"
-    ).fetchone()
+    assert (
+        con.execute(
+            f"SELECT attack, sum(attack_events)::BIGINT FROM {rollup} WHERE attack IS NOT NULL GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        == per_attack
+    )
+    assert (
+        con.execute(f"SELECT coalesce(sum(events), 0) FROM {rollup} WHERE attack IS NULL").fetchone()
+        == con.execute("SELECT count(*) FILTER (WHERE len(attacks) = 0) FROM classifications").fetchone()
+    )
     extremes = "SELECT cause, min({a}), max({b}), min({c}), max({d}) FROM {src} GROUP BY 1 ORDER BY 1"
-    assert con.execute(
-        extremes.format(a="first_ts", b="last_ts", c="min_skew_seconds", d="max_skew_seconds", src=rollup)
-    ).fetchall() == con.execute(
-        extremes.format(a="ts", b="ts", c="skew_seconds", d="skew_seconds", src="classifications")
-    ).fetchall()
+    assert (
+        con.execute(
+            extremes.format(a="first_ts", b="last_ts", c="min_skew_seconds", d="max_skew_seconds", src=rollup)
+        ).fetchall()
+        == con.execute(
+            extremes.format(a="ts", b="ts", c="skew_seconds", d="skew_seconds", src="classifications")
+        ).fetchall()
+    )
     distinct = con.execute(
         "SELECT service, count(DISTINCT token_sha256) FROM classifications GROUP BY 1 ORDER BY 1"
     ).fetchall()
-    assert con.execute(
-        f"SELECT service, {distinct_tokens_sql()} FROM {rollup} GROUP BY 1 ORDER BY 1"
-    ).fetchall() == distinct
+    assert (
+        con.execute(f"SELECT service, {distinct_tokens_sql()} FROM {rollup} GROUP BY 1 ORDER BY 1").fetchall()
+        == distinct
+    )
 
 
 def test_the_rollup_has_the_interfaces_columns_in_order() -> None:
@@ -164,6 +173,7 @@ def _answers(con: duckdb.DuckDBPyConnection, since: datetime, until: datetime) -
         "top_by_cause": queries.top_by_cause(con, "kid", window, 2),
         "attacks": queries.attacks(con, window),
         "attack_clients": queries.attack_clients(con, window, 2),
+        "attack_kinds": queries.attack_kinds_by_cause(con, window),
         "attack_client_ids": queries.attack_client_ids(con, window, 1),
         "damage": queries.rotation_damage_count(con, window),
         "span": queries.window_time_range(con, window),
@@ -173,7 +183,8 @@ def _answers(con: duckdb.DuckDBPyConnection, since: datetime, until: datetime) -
 
 
 ONE_EVENT = {"minute": 30, "service": "a", "issuer": "i1", "kid": "k1", "client_id": None, "cause": "unknown_kid",
-             "confidence": "reported", "attacks": ["alg_none", "alg_none"], "fetched": True, "token": 1, "skew": 1.0}  # fmt: skip
+             "confidence": "reported", "attacks": ["alg_none", "alg_none"], "fetched": True, "token": 1,
+             "skew": 1.0}  # fmt: skip
 
 
 @SETTINGS

@@ -66,7 +66,14 @@ from pipeline.queries.rotations import (
     step_failure_counts,
     step_failures_over_time,
 )
-from pipeline.queries.tokens import algorithms_in_use, attack_client_ids, attack_clients, attacks, token_lifetimes
+from pipeline.queries.tokens import (
+    algorithms_in_use,
+    attack_client_ids,
+    attack_clients,
+    attack_kinds_by_cause,
+    attacks,
+    token_lifetimes,
+)
 
 __all__ = [
     "RANKABLE",
@@ -75,6 +82,7 @@ __all__ = [
     "algorithms_in_use",
     "attack_client_ids",
     "attack_clients",
+    "attack_kinds_by_cause",
     "attacks",
     "cache_age_by_service",
     "cache_lifetime_by_service_issuer",

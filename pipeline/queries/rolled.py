@@ -56,14 +56,14 @@ def counted(s: Split) -> tuple[str, list[Any]]:
 
 
 def hits(s: Split) -> tuple[str, list[Any]]:
-    """SQL: `WITH hits AS (…)`: ts, service, client_id, attack, events, first_ts, last_ts."""
+    """SQL: `WITH hits AS (…)`: ts, service, client_id, cause, attack, events, first_ts, last_ts."""
     hourly, hourly_params = _hourly_where(s.filters)
     raw, raw_params = s.filters.where("c")
     sql = f"""WITH hits AS (
-        SELECT hour AS ts, service, client_id, attack, attack_events AS events, first_ts, last_ts
+        SELECT hour AS ts, service, client_id, cause, attack, attack_events AS events, first_ts, last_ts
         FROM classifications_hourly WHERE hour < ? AND attack_events > 0 AND {hourly}
         UNION ALL
-        SELECT c.ts, c.service, c.client_id, a.attack, 1::BIGINT, c.ts, c.ts
+        SELECT c.ts, c.service, c.client_id, c.cause, a.attack, 1::BIGINT, c.ts, c.ts
         FROM classifications c, unnest(c.attacks) AS a(attack) WHERE c.ts >= ? AND {raw}
     )"""
     return sql, [s.boundary, *hourly_params, s.boundary, *raw_params]
@@ -246,6 +246,15 @@ def attacks(con: duckdb.DuckDBPyConnection, s: Split) -> list[dict[str, Any]]:
             FROM hits GROUP BY attack ORDER BY events DESC, attack""",
         params,
     )
+
+
+def attack_kinds_by_cause(con: duckdb.DuckDBPyConnection, s: Split) -> list[tuple[str, str]]:
+    sql, params = hits(s)
+    return con.execute(
+        f"""{sql} SELECT cause, attack FROM (SELECT cause, attack, sum(events) AS events FROM hits GROUP BY ALL)
+            ORDER BY cause, events DESC, attack""",
+        params,
+    ).fetchall()
 
 
 def attack_clients(con: duckdb.DuckDBPyConnection, s: Split, limit: int, nulls_apart: bool) -> list[dict[str, Any]]:

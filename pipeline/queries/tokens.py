@@ -33,6 +33,26 @@ def attacks(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) -> li
     )
 
 
+def attack_kinds_by_cause(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) -> dict[str, list[str]]:
+    """Per cause, the attack labels its events carry, most events first (causes without attacks absent)."""
+    if (s := split(con, filters)) is not None:
+        found = rolled.attack_kinds_by_cause(con, s)
+    else:
+        where, params = filters.where("c")
+        found = con.execute(
+            f"""SELECT cause, attack FROM (
+                    SELECT c.cause, attack, count(*) AS events
+                    FROM classifications c, unnest(c.attacks) AS a(attack)
+                    WHERE {where} AND len(c.attacks) > 0 GROUP BY ALL
+                ) ORDER BY cause, events DESC, attack""",
+            params,
+        ).fetchall()
+    kinds: dict[str, list[str]] = {}
+    for cause, attack in found:
+        kinds.setdefault(cause, []).append(attack)
+    return kinds
+
+
 def attack_clients(
     con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS, limit: int = 3
 ) -> list[dict[str, Any]]:

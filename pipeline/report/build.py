@@ -157,12 +157,9 @@ def _cause_section(rows: list[dict[str, Any]], events: int, attacks: dict[str, l
 def _attacks_per_cause(
     con: duckdb.DuckDBPyConnection, window: queries.Filters, causes: list[dict[str, Any]]
 ) -> dict[str, list[str]]:
-    """The attack kinds seen per cause, for the causes with attack-labelled events."""
-    return {
-        row["cause"]: [a["attack"] for a in queries.attacks(con, replace(window, causes=(row["cause"],)))]
-        for row in causes
-        if row["with_attacks"]
-    }
+    """The attack kinds seen per cause, for the causes with attack-labelled events (one query for all)."""
+    with_attacks = tuple(row["cause"] for row in causes if row["with_attacks"])
+    return queries.attack_kinds_by_cause(con, replace(window, causes=with_attacks)) if with_attacks else {}
 
 
 def _service_section(rows: list[dict[str, Any]]) -> Section:

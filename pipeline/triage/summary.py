@@ -211,8 +211,9 @@ def summarize(
         summary.message = f"The store has no failures for service {service!r} at all (services seen: {seen})."
         return summary
     here = queries.Filters(summary.since, summary.until, services)
-    if note := queries.expired_note(con, summary.since):
-        summary.coverage_note = f"{note} (rotation and cache-age detail covers only the raw period)"
+    expired = queries.expired_note(con, summary.since)
+    if expired:
+        summary.coverage_note = f"{expired} (rotation and cache-age detail covers only the raw period)"
     summary.total = queries.total_events(con, here)
     summary.causes = queries.cause_counts(con, here)
     summary.confidence = queries.confidence_counts(con, here)
