@@ -153,7 +153,7 @@ def build(path: Path, days: int, rate: float, raw_days: int, raw_rate: float) ->
             con.execute(ROLLUP_SQL.replace("$hours", str(span)), {**params, "start": start + timedelta(hours=first)})
         con.execute("DELETE FROM classifications_hourly WHERE hour >= ?", [rolled_through])
         con.execute("CHECKPOINT")
-        rollup_s, rollup_bytes = time.perf_counter() - begun, path.stat().st_size
+        rollup_s, rollup_bytes = time.perf_counter() - begun, used_bytes(con)
         begun = time.perf_counter()
         count = int(raw_days * 86400 * raw_rate)
         chunk = int(86400 * raw_rate)
@@ -171,9 +171,15 @@ def build(path: Path, days: int, rate: float, raw_days: int, raw_rate: float) ->
         assert figures is not None
         return {"rollup_rows": figures[0], "rolled_events": float(figures[1]), "rollup_s": rollup_s,
                 "rollup_bytes": rollup_bytes, "raw_rows": count, "raw_s": time.perf_counter() - begun,
-                "raw_bytes": path.stat().st_size - rollup_bytes}  # fmt: skip
+                "raw_bytes": used_bytes(con) - rollup_bytes}  # fmt: skip
     finally:
         con.close()
+
+
+def used_bytes(con: duckdb.DuckDBPyConnection) -> int:
+    """The bytes the store's blocks in use take (the file may hold freed blocks too)."""
+    row = con.execute("SELECT used_blocks * block_size FROM pragma_database_size()").fetchone()
+    return int(row[0]) if row else 0
 
 
 def raw_only_copy(path: Path) -> Path:

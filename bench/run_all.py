@@ -34,6 +34,7 @@ SCRIPTS = {
     "scaling": "bench_scaling.py",
     "reporter": "bench_reporter.py",
     "timeline": "bench_timeline.py",
+    "retention": "bench_retention.py",
 }
 
 
