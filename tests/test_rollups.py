@@ -227,3 +227,21 @@ def test_window_buckets_split_by_any_key_from_rollups(by: str) -> None:
     until = START + timedelta(hours=HOURS)
     expected = queries.window_buckets(raw_store(events), START, until, 6, by)
     assert queries.window_buckets(rolled_store(events, 30, 20), START, until, 6, by) == expected
+
+
+def test_charts_finer_than_an_hour_read_raw_rows_where_they_are_kept() -> None:
+    events = [
+        {"minute": m, "service": "a", "issuer": "i1", "kid": "k1", "client_id": "c1", "cause": "expired",
+         "confidence": "verified", "attacks": [], "fetched": False, "token": m, "skew": None}
+        for m in range(0, HOURS * 60, 7)
+    ]  # fmt: skip
+    raw, rolled = raw_store(events), rolled_store(events, rolled_hours=30, raw_hours=20)
+    kept = queries.Filters(since=START + timedelta(hours=20), until=START + timedelta(hours=40))
+    assert queries.failures_per_bucket(rolled, "5 minutes", kept) == queries.failures_per_bucket(raw, "5 minutes", kept)
+    until = START + timedelta(hours=40)
+    fine = queries.window_buckets(rolled, kept.since, until, 80, "cause")  # type: ignore[arg-type]
+    assert fine == queries.window_buckets(raw, kept.since, until, 80, "cause")  # type: ignore[arg-type]
+    expired = queries.Filters(since=START, until=START + timedelta(hours=40))
+    minutes = queries.failures_per_bucket(rolled, "5 minutes", expired)
+    assert sum(r["events"] for r in minutes) == queries.total_events(raw, expired)  # all counted, coarser early on
+    assert minutes != queries.failures_per_bucket(raw, "5 minutes", expired)

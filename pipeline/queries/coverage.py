@@ -8,7 +8,9 @@ query runs as it always did.
 A counting query whose window starts before `rolled_through` reads `classifications_hourly`
 for the hours before it and raw rows from it on (`Split`); one whose window starts at or after
 it reads raw rows only. In the rollups an hour belongs to a window when the hour *starts*
-inside it (a window's edges are exact to the hour there).
+inside it (a window's edges are exact to the hour there). A query that cuts time finer than an
+hour (a chart of 5-minute buckets) reads rollups only where raw rows expired (before
+`raw_since`), so its recent buckets keep their shape; such charts cover short windows.
 """
 
 from __future__ import annotations
@@ -54,12 +56,24 @@ class Split:
     filters: Filters
 
 
-def split(con: duckdb.DuckDBPyConnection, filters: Filters) -> Split | None:
-    """The split for `filters`, or None when raw rows answer it alone (no rollups, or a window after them)."""
-    rolled = coverage(con).rolled_through
-    if rolled is None or (filters.since is not None and filters.since >= rolled):
+def split(con: duckdb.DuckDBPyConnection, filters: Filters, fine: bool = False) -> Split | None:
+    """The split for `filters`, or None when raw rows answer it alone (no rollups, or a window after them).
+
+    `fine`: the query cuts time finer than an hour; rollups only where raw rows expired.
+    """
+    found = coverage(con)
+    boundary = found.rolled_through
+    if fine and boundary is not None:
+        boundary = None if found.raw_since is None else min(found.raw_since, boundary)
+    if boundary is None or (filters.since is not None and filters.since >= boundary):
         return None
-    return Split(rolled, filters)
+    return Split(boundary, filters)
+
+
+def finer_than_an_hour(seconds: float, since: datetime | None = None) -> bool:
+    """Whether buckets `seconds` wide (starting at `since`) cut an hour: rollups cannot fill them."""
+    aligned = since is None or since.timestamp() % 3600 == 0
+    return not (seconds % 3600 == 0 and aligned)
 
 
 def expired_note(con: duckdb.DuckDBPyConnection, since: datetime | None) -> str | None:

@@ -9,7 +9,7 @@ import duckdb
 
 from pipeline.queries import rolled
 from pipeline.queries.base import BUCKET_SECONDS, NO_FILTERS, Filters, check_rankable, interval, rows
-from pipeline.queries.coverage import coverage, split
+from pipeline.queries.coverage import coverage, finer_than_an_hour, split
 
 
 def time_range(con: duckdb.DuckDBPyConnection) -> tuple[datetime | None, datetime | None]:
@@ -155,7 +155,7 @@ def failures_over_time(
     con: duckdb.DuckDBPyConnection, bucket: str = "1 hour", filters: Filters = NO_FILTERS
 ) -> list[dict[str, Any]]:
     """Events per time bucket and cause (for the stacked trend chart)."""
-    if (s := split(con, filters)) is not None:
+    if (s := split(con, filters, finer_than_an_hour(BUCKET_SECONDS[interval(bucket)]))) is not None:
         return rolled.failures_over_time(con, s, bucket)
     where, params = filters.where()
     return rows(
@@ -178,7 +178,7 @@ def failures_per_bucket(
     UTC midnights. Summing the rows per cause gives `cause_counts` for the window, so a
     page needs one scan for both its chart and its totals.
     """
-    if (s := split(con, filters)) is not None:
+    if (s := split(con, filters, finer_than_an_hour(BUCKET_SECONDS[interval(bucket)]))) is not None:
         return rolled.failures_per_bucket(con, s, bucket)
     width = BUCKET_SECONDS[interval(bucket)]
     where, params = filters.where()
@@ -216,7 +216,8 @@ def window_buckets(
     if until <= since or buckets < 1:
         raise ValueError("the window must be non-empty and have at least one bucket")
     window = filters.window(since, until)
-    if (s := split(con, window)) is not None:
+    fine = finer_than_an_hour((until - since).total_seconds() / buckets, since)
+    if (s := split(con, window, fine)) is not None:
         return rolled.window_buckets(con, s, since, until, buckets, by)
     width = (until - since).total_seconds() / buckets
     if by == "attack":
