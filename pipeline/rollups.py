@@ -33,9 +33,11 @@ some 18%). k is small because the prefixes are random 64-bit numbers that do not
 most 256 bytes a row; disk per day of rollups in `bench/results.md`).
 The prefixes are of the fingerprint (`token_sha256`), never of a token.
 
-What rollups cannot answer (per-event tables, `explain`, token claims and lifetimes,
-algorithms, median cache ages, rotation attribution finer than the hour) is available for the
-raw period only; readers say so.
+Rotation damage is attributed to its step from the rollups too, a row by its first event's time
+(`queries.rotations._attributed`): exact when the step is not inside the row's hour. What
+rollups cannot answer (per-event tables, evidence, token claims and lifetimes, algorithms,
+median cache ages, key hygiene, charts finer than an hour) is available for the raw period
+only; readers say so.
 """
 
 from __future__ import annotations

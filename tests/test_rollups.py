@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pipeline import queries
-from pipeline.io.store_schema import create_statement
+from pipeline.io.store_schema import DDL, create_statement
 from pipeline.queries.coverage import coverage, expired_note
 from pipeline.rollups import HOURLY_COLUMNS, create_hourly_sql, distinct_tokens_sql, hourly_sql
 
@@ -245,3 +245,59 @@ def test_charts_finer_than_an_hour_read_raw_rows_where_they_are_kept() -> None:
     minutes = queries.failures_per_bucket(rolled, "5 minutes", expired)
     assert sum(r["events"] for r in minutes) == queries.total_events(raw, expired)  # all counted, coarser early on
     assert minutes != queries.failures_per_bucket(raw, "5 minutes", expired)
+
+
+KEY_ROTATIONS = DDL[
+    DDL.index("CREATE OR REPLACE VIEW key_rotations") : DDL.index(
+        ";", DDL.index("CREATE OR REPLACE VIEW key_rotations")
+    )
+]
+damage_event = st.fixed_dictionaries(
+    {
+        "minute": st.integers(0, HOURS * 60 - 1),
+        "service": st.sampled_from(["a", "b"]),
+        "issuer": st.just("i1"),
+        "kid": st.sampled_from(["k1", "k2"]),
+        "client_id": st.sampled_from(["c1", None]),
+        "cause": st.sampled_from(["stale_jwks", "unpublished_key", "retired_key", "expired"]),
+        "confidence": st.just("verified"),
+        "attacks": st.lists(st.just("alg_none"), max_size=1),
+        "fetched": st.booleans(),
+        "token": st.integers(0, 5),
+        "skew": st.none(),
+    }
+)
+
+
+def with_keys(con: duckdb.DuckDBPyConnection, steps: list[int]) -> duckdb.DuckDBPyConnection:
+    """Key k1 added at START + steps[0] h and removed at + steps[1] h; k2 added at + steps[2] h (on the hour)."""
+    con.execute(create_statement("jwks_keys"))
+    con.execute(KEY_ROTATIONS)
+    at = [START + timedelta(hours=h) for h in steps]
+    con.execute(
+        """INSERT INTO jwks_keys VALUES ('i1', 'k1', 't1', 'RSA', NULL, 0, ?, ?, ?, false),
+                                        ('i1', 'k2', 't2', 'RSA', NULL, 0, ?, ?, NULL, false)""",
+        [at[0], at[1], at[1], at[2], START + timedelta(hours=HOURS)],
+    )
+    return con
+
+
+@SETTINGS
+@given(
+    st.lists(damage_event, max_size=40),
+    st.lists(st.integers(1, HOURS - 1), min_size=3, max_size=3).map(sorted),
+    st.integers(0, HOURS),
+    st.integers(0, HOURS - 1),
+)
+def test_rotation_figures_from_rollups_match_raw_rows_for_steps_on_the_hour(
+    events: list[dict[str, Any]], steps: list[int], rolled_hours: int, start: int
+) -> None:
+    raw = with_keys(raw_store(events), steps)
+    rolled = with_keys(rolled_store(events, rolled_hours, 0), steps)
+    window = queries.Filters(since=START + timedelta(hours=start), until=START + timedelta(hours=HOURS))
+    for con in (raw, rolled):
+        con.execute("SET TimeZone = 'UTC'")
+    assert queries.rotation_effects(rolled, window) == queries.rotation_effects(raw, window)
+    assert queries.rotation_impact(rolled, window) == queries.rotation_impact(raw, window)
+    assert queries.issuer_faults(rolled, window) == queries.issuer_faults(raw, window)
+    assert queries.step_failure_counts(rolled) == queries.step_failure_counts(raw)

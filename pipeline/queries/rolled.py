@@ -21,7 +21,7 @@ from pipeline.queries.base import BUCKET_SECONDS, Filters, interval, marks, rota
 from pipeline.queries.coverage import Split
 
 
-def _hourly_where(filters: Filters) -> tuple[str, list[Any]]:
+def hourly_where(filters: Filters) -> tuple[str, list[Any]]:
     """`Filters.where` for `classifications_hourly`: an hour counts when it starts in the window."""
     clauses, params = ["TRUE"], list[Any]()
     if filters.since is not None:
@@ -41,7 +41,7 @@ def _hourly_where(filters: Filters) -> tuple[str, list[Any]]:
 
 def counted(s: Split) -> tuple[str, list[Any]]:
     """SQL: `WITH counted AS (…)` over the split (see the module's docstring)."""
-    hourly, hourly_params = _hourly_where(s.filters)
+    hourly, hourly_params = hourly_where(s.filters)
     raw, raw_params = s.filters.where()
     sql = f"""WITH counted AS (
         SELECT hour AS ts, service, issuer, kid, client_id, cause, confidence, attack IS NOT NULL AS attacked,
@@ -57,7 +57,7 @@ def counted(s: Split) -> tuple[str, list[Any]]:
 
 def hits(s: Split) -> tuple[str, list[Any]]:
     """SQL: `WITH hits AS (…)`: ts, service, client_id, cause, attack, events, first_ts, last_ts."""
-    hourly, hourly_params = _hourly_where(s.filters)
+    hourly, hourly_params = hourly_where(s.filters)
     raw, raw_params = s.filters.where("c")
     sql = f"""WITH hits AS (
         SELECT hour AS ts, service, client_id, cause, attack, attack_events AS events, first_ts, last_ts

@@ -192,8 +192,8 @@ def _summary(
     lines = []
     if note := queries.expired_note(con, window.since):
         lines.append(
-            note[0].upper() + note[1:] + ": rotations, cache ages, key hygiene, token lifetimes and algorithms "
-            "cover only events from then on."
+            note[0].upper() + note[1:] + " (rotations to the hour); cache ages, key hygiene, token lifetimes "
+            "and algorithms cover only events from then on."
         )
     verified = sum(int(r["verified"]) for r in causes)
     lines.append(

@@ -213,7 +213,7 @@ def summarize(
     here = queries.Filters(summary.since, summary.until, services)
     expired = queries.expired_note(con, summary.since)
     if expired:
-        summary.coverage_note = f"{expired} (rotation and cache-age detail covers only the raw period)"
+        summary.coverage_note = f"{expired} (rotations to the hour; cache ages cover only the raw period)"
     summary.total = queries.total_events(con, here)
     summary.causes = queries.cause_counts(con, here)
     summary.confidence = queries.confidence_counts(con, here)
