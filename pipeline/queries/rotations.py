@@ -53,14 +53,17 @@ def _attributed(filters: Filters, s: Split | None = None) -> tuple[str, list[Any
     where, where_params = filters.where()
     added = STEP_CAUSES["added"]
     action = f"CASE WHEN cause IN ({marks(added)}) THEN 'added' ELSE 'removed' END AS action"
-    source = f"""SELECT event_id, ts, ts AS first_ts, ts AS last_ts, 1::BIGINT AS w, service, cause, issuer, kid,
+    source = f"""SELECT event_id, NULL::TIMESTAMPTZ AS hour, client_id, confidence, ts, ts AS first_ts, ts AS last_ts,
+                       1::BIGINT AS w, service, cause, issuer, kid,
                        {action}
                 FROM classifications WHERE {damage} AND {where}"""
     params: list[Any] = [*added, *damage_params, *where_params]
+    one_row = "d.event_id"  # what identifies one damage row (a rollup row has no event_id: its keys and hour)
     if s is not None:
+        one_row = "d.event_id, d.hour, d.service, d.issuer, d.kid, d.client_id, d.cause, d.confidence"
         hourly, hourly_params = rolled.hourly_where(s.filters)
-        source = f"""SELECT concat_ws('|', hour, service, issuer, kid, client_id, cause, confidence) AS event_id,
-                       first_ts AS ts, first_ts, last_ts, events AS w, service, cause, issuer, kid, {action}
+        source = f"""SELECT NULL AS event_id, hour, client_id, confidence, first_ts AS ts, first_ts, last_ts,
+                       events AS w, service, cause, issuer, kid, {action}
                 FROM classifications_hourly
                 WHERE hour < ? AND events > 0 AND {damage.replace("len(attacks) = 0", "attack IS NULL")} AND {hourly}
                 UNION ALL {source} AND ts >= ?"""
@@ -73,7 +76,7 @@ def _attributed(filters: Filters, s: Split | None = None) -> tuple[str, list[Any
                 FROM damage d JOIN steps s
                   ON s.issuer = d.issuer AND s.kid = d.kid AND s.action = d.action
                 QUALIFY row_number() OVER (
-                    PARTITION BY d.event_id
+                    PARTITION BY {one_row}
                     ORDER BY ((d.cause = ?) <> (s.step_ts > d.ts)), abs(epoch(s.step_ts) - epoch(d.ts))
                 ) = 1
             )"""
@@ -281,6 +284,32 @@ def rotation_step_series(
             GROUP BY bucket ORDER BY bucket""",
         [*params, since.timestamp(), bucket.total_seconds(), *which_params],
     )
+
+
+def rotation_step_series_many(
+    con: duckdb.DuckDBPyConnection, steps: list[dict[str, Any]], before: timedelta, after: timedelta, bucket: timedelta
+) -> dict[tuple[str, str | None, str, datetime], dict[int, int]]:
+    """`rotation_step_series` of many steps in one query, each from `before` its time to `after` it.
+
+    Keyed by (issuer, kid, action, step_ts) → {bucket: failures}; the same numbers as one call
+    per step (a step's failures are attributed the same whatever the window), read once.
+    """
+    if not steps:
+        return {}
+    window = Filters(since=min(s["ts"] for s in steps) - before, until=max(s["ts"] for s in steps) + after)
+    attributed, params = _attributed(window, split(con, window, fine=True))
+    found = con.execute(
+        f"""{attributed}
+            SELECT issuer, kid, action, step_ts,
+                   CAST(floor((epoch(ts) - epoch(step_ts) + ?) / ?) AS INTEGER) AS bucket, sum(w)::BIGINT AS failures
+            FROM attributed WHERE epoch(ts) >= epoch(step_ts) - ? AND epoch(ts) < epoch(step_ts) + ?
+            GROUP BY ALL""",
+        [*params, before.total_seconds(), bucket.total_seconds(), before.total_seconds(), after.total_seconds()],
+    ).fetchall()
+    series: dict[tuple[str, str | None, str, datetime], dict[int, int]] = {}
+    for issuer, kid, action, step_ts, n, failures in found:
+        series.setdefault((issuer, kid, action, step_ts), {})[n] = int(failures)
+    return series
 
 
 def step_failure_counts(
