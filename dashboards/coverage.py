@@ -29,10 +29,8 @@ def note(coverage: queries.Coverage, since: datetime | None, per_event: bool = F
     expired = coverage.expired_before(since)
     if expired is None:
         return None
-    when = queries.coverage_when(expired)
-    if per_event:
-        return f"Raw detail expired before {when} UTC: events from then on only."
-    return f"Raw detail expired before {when} UTC; counts from hourly rollups."
+    text = queries.expired_text(expired, per_event)
+    return f"{text[0].upper()}{text[1:]}."
 
 
 def show(path: str, since: datetime | None, per_event: bool = False) -> None:

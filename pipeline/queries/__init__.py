@@ -19,8 +19,7 @@ Cause lists reach SQL as parameters, from `pipeline.causes`.
 from __future__ import annotations
 
 from pipeline.queries.base import RANKABLE, Filters
-from pipeline.queries.coverage import Coverage, coverage, detail_note, expired_note
-from pipeline.queries.coverage import when as coverage_when
+from pipeline.queries.coverage import Coverage, coverage, expired_note, expired_text
 from pipeline.queries.events import (
     dead_letter_counts,
     dead_letter_reasons,
@@ -91,16 +90,15 @@ __all__ = [
     "cause_counts_vs_previous",
     "confidence_counts",
     "coverage",
-    "coverage_when",
     "dead_letter_counts",
     "dead_letter_reasons",
     "dead_letter_records",
     "dead_letters_in",
     "dead_letters_received",
-    "detail_note",
     "event_evidence",
     "events",
     "expired_note",
+    "expired_text",
     "failures_over_time",
     "failures_per_bucket",
     "filter_values",

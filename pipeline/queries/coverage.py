@@ -79,17 +79,14 @@ def finer_than_an_hour(seconds: float, since: datetime | None = None) -> bool:
 def expired_note(con: duckdb.DuckDBPyConnection, since: datetime | None) -> str | None:
     """The line a view shows when its window starts before the raw rows do, else None."""
     expired = coverage(con).expired_before(since)
-    if expired is None:
-        return None
+    return None if expired is None else expired_text(expired)
+
+
+def expired_text(expired: datetime, per_event: bool = False) -> str:
+    """The note itself (one wording everywhere); `per_event` for a view of single events, which rollups lack."""
+    if per_event:
+        return f"raw detail expired before {when(expired)} UTC: events from then on only"
     return f"raw detail expired before {when(expired)} UTC; counts from hourly rollups"
-
-
-def detail_note(con: duckdb.DuckDBPyConnection, since: datetime | None) -> str | None:
-    """The line a per-event view (tables, explain, lifetimes) shows when part of its window has no raw rows."""
-    expired = coverage(con).expired_before(since)
-    if expired is None:
-        return None
-    return f"raw detail expired before {when(expired)} UTC: this covers only events from then on"
 
 
 def when(moment: datetime) -> str:
