@@ -43,7 +43,7 @@ def coverage(con: duckdb.DuckDBPyConnection) -> Coverage:
         row = con.execute("SELECT raw_since, rolled_through FROM store_coverage LIMIT 1").fetchone()
         if row is not None and row[1] is not None:
             con.execute("SELECT 1 FROM classifications_hourly LIMIT 0")
-    except duckdb.CatalogException:
+    except (duckdb.CatalogException, duckdb.BinderException):  # an older store: no rollups, everything raw
         return Coverage()
     return Coverage(row[0], row[1]) if row else Coverage()
 
