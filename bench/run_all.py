@@ -35,6 +35,7 @@ SCRIPTS = {
     "reporter": "bench_reporter.py",
     "timeline": "bench_timeline.py",
     "reported": "bench_reported.py",
+    "retention": "bench_retention.py",
 }
 
 

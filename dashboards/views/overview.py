@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 import streamlit as st
 
-from dashboards import charts, data, links, ui
+from dashboards import charts, coverage, data, links, ui
 from pipeline.causes import ROTATION_DAMAGE
 
 #: time range → its length (None: all data, or the custom slider) and its code in the URL (`?range=6h`)
@@ -105,6 +105,7 @@ st.caption(
     + (" (only partly in the store)" if partly else "" if covered else ": no data that early, so no comparison")
     + f". {ui.reference_note(ref)}"
 )
+coverage.show(ui.store_path(), since - length if covered else since)
 
 by_cause = view.causes
 total, previous = int(by_cause["events"].sum()), int(by_cause["previous"].sum())

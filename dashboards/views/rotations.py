@@ -7,7 +7,7 @@ from datetime import timedelta
 import pandas as pd
 import streamlit as st
 
-from dashboards import charts, data, links, ui
+from dashboards import charts, coverage, data, links, ui
 from pipeline.causes import STEP_CAUSES
 
 WINDOWS = [timedelta(hours=h) for h in (1, 3, 6, 12, 24, 48, 72)]
@@ -105,6 +105,7 @@ st.caption(
     + f". A service has recovered when it has had no such failure for {ui.fmt_seconds(quiet.total_seconds())}"
     " before the end of the window. " + ui.reference_note(ref)
 )
+coverage.show(ui.store_path(), step["ts"] - window, per_event=True)  # attribution needs each event's time
 
 counts = services["verdict"].value_counts()
 affected = services[services["failures"] > 0]

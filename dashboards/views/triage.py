@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboards import charts, data, links, ui
+from dashboards import charts, coverage, data, links, ui
 
 #: window length → what "the same …" calls it on past days (the URL writes the length: `?window=1h`)
 WINDOWS = {
@@ -78,6 +78,7 @@ st.caption(
     + ("A past window (clear “Ending at” for the latest). " if past else "")
     + ui.reference_note(ref)
 )
+coverage.show(path, since - timedelta(days=days))
 
 # -- this window against past days ------------------------------------------------------------
 st.subheader(f"{window_label} against the same {noun} on past days")
@@ -222,6 +223,7 @@ st.caption(
     f"The newest {len(events):,} matching events (up to 500). Tokens are never shown: `token_fp` is the first "
     "12 hex characters of the token's SHA-256."
 )
+coverage.show(path, since, per_event=True)
 if events.empty:
     st.info("No events match.")
 else:

@@ -8,6 +8,8 @@ Cause lists reach SQL as parameters, from `pipeline.causes`.
 | module | questions |
 |---|---|
 | base | `Filters` (the filters every view shares), rows as dicts, bucket widths, rotation damage as SQL |
+| coverage | what the store holds raw and where hourly rollups take over; the note a view shows about it |
+| rolled | the counting questions over rollups and raw rows together (the others call it when rollups apply) |
 | failures | counts per cause, service or bucket; comparisons with earlier windows; top lists |
 | events | the newest events, one event's evidence, a token's history, filter values, dead letters, positions |
 | rotations | rotation damage, each step's failures, time to recover, issuer faults, cache ages (one query each) |
@@ -17,6 +19,7 @@ Cause lists reach SQL as parameters, from `pipeline.causes`.
 from __future__ import annotations
 
 from pipeline.queries.base import RANKABLE, Filters
+from pipeline.queries.coverage import Coverage, coverage, expired_note, expired_text
 from pipeline.queries.events import (
     dead_letter_counts,
     dead_letter_reasons,
@@ -58,24 +61,35 @@ from pipeline.queries.rotations import (
     rotation_impact,
     rotation_services,
     rotation_step_series,
+    rotation_step_series_many,
     rotations,
     step_failure_counts,
     step_failures_over_time,
 )
-from pipeline.queries.tokens import algorithms_in_use, attack_client_ids, attack_clients, attacks, token_lifetimes
+from pipeline.queries.tokens import (
+    algorithms_in_use,
+    attack_client_ids,
+    attack_clients,
+    attack_kinds_by_cause,
+    attacks,
+    token_lifetimes,
+)
 
 __all__ = [
     "RANKABLE",
+    "Coverage",
     "Filters",
     "algorithms_in_use",
     "attack_client_ids",
     "attack_clients",
+    "attack_kinds_by_cause",
     "attacks",
     "cache_age_by_service",
     "cache_lifetime_by_service_issuer",
     "cause_counts",
     "cause_counts_vs_previous",
     "confidence_counts",
+    "coverage",
     "dead_letter_counts",
     "dead_letter_reasons",
     "dead_letter_records",
@@ -83,6 +97,8 @@ __all__ = [
     "dead_letters_received",
     "event_evidence",
     "events",
+    "expired_note",
+    "expired_text",
     "failures_over_time",
     "failures_per_bucket",
     "filter_values",
@@ -95,6 +111,7 @@ __all__ = [
     "rotation_impact",
     "rotation_services",
     "rotation_step_series",
+    "rotation_step_series_many",
     "rotations",
     "same_window_by_day",
     "service_counts_vs_previous",

@@ -9,11 +9,15 @@ from typing import Any
 
 import duckdb
 
+from pipeline.queries import rolled
 from pipeline.queries.base import NO_FILTERS, Filters, marks, rows
+from pipeline.queries.coverage import coverage, split
 
 
 def store_summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """Events, the first and last event time, and the last write: one scan for a page header."""
+    if (rolled_through := coverage(con).rolled_through) is not None:
+        return rolled.store_totals(con, rolled_through)
     return rows(
         con,
         """SELECT count(*) AS events, min(ts) AS first_ts, max(ts) AS last_ts,
@@ -29,7 +33,8 @@ def filter_values(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS)
     of a day reads a sliver of the table. Without a window, every value in the store.
     """
     where, params = filters.where()
-    row = con.execute(
+    s = split(con, filters)
+    row = rolled.filter_values(con, s) if s is not None else con.execute(
         f"""SELECT list(DISTINCT service ORDER BY service), list(DISTINCT issuer ORDER BY issuer),
                    list(DISTINCT cause ORDER BY cause)
             FROM classifications WHERE {where}""",
@@ -45,6 +50,8 @@ def filter_values(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS)
 
 def services_seen(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Every service that has at least one event in the store."""
+    if (rolled_through := coverage(con).rolled_through) is not None:
+        return rolled.services_seen(con, rolled_through)
     return [row[0] for row in con.execute("SELECT DISTINCT service FROM classifications ORDER BY service").fetchall()]
 
 

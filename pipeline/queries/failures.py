@@ -7,16 +7,24 @@ from typing import Any
 
 import duckdb
 
+from pipeline.queries import rolled
 from pipeline.queries.base import BUCKET_SECONDS, NO_FILTERS, Filters, check_rankable, interval, rows
+from pipeline.queries.coverage import coverage, finer_than_an_hour, split
 
 
 def time_range(con: duckdb.DuckDBPyConnection) -> tuple[datetime | None, datetime | None]:
+    """The first and last event time in the store (rollups included)."""
+    if (rolled_through := coverage(con).rolled_through) is not None:
+        summary = rolled.store_totals(con, rolled_through)
+        return summary["first_ts"], summary["last_ts"]
     row = con.execute("SELECT min(ts), max(ts) FROM classifications").fetchone()
     return (row[0], row[1]) if row else (None, None)
 
 
 def window_time_range(con: duckdb.DuckDBPyConnection, filters: Filters) -> tuple[datetime | None, datetime | None]:
     """The first and last event time inside the filter (how much of a window the data covers)."""
+    if (s := split(con, filters)) is not None:
+        return rolled.time_span(con, s)
     where, params = filters.where()
     row = con.execute(f"SELECT min(ts), max(ts) FROM classifications WHERE {where}", params).fetchone()
     return (row[0], row[1]) if row else (None, None)
@@ -24,12 +32,16 @@ def window_time_range(con: duckdb.DuckDBPyConnection, filters: Filters) -> tuple
 
 def first_event(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) -> datetime | None:
     """The time of the earliest event in the filter (when did it start?)."""
+    if (s := split(con, filters)) is not None:
+        return rolled.time_span(con, s)[0]
     where, params = filters.where()
     row = con.execute(f"SELECT min(ts) FROM classifications WHERE {where}", params).fetchone()
     return row[0] if row else None
 
 
 def total_events(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) -> int:
+    if (s := split(con, filters)) is not None:
+        return rolled.total_events(con, s)
     where, params = filters.where()
     row = con.execute(f"SELECT count(*) FROM classifications WHERE {where}", params).fetchone()
     return int(row[0]) if row else 0
@@ -37,6 +49,8 @@ def total_events(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) 
 
 def cause_counts(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) -> list[dict[str, Any]]:
     """Events per cause, most first, with the share of all events in the filter."""
+    if (s := split(con, filters)) is not None:
+        return rolled.cause_counts(con, s)
     where, params = filters.where()
     return rows(
         con,
@@ -56,6 +70,8 @@ def confidence_counts(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILT
 
     Every surface shows `inferred` (stale_jwks resting on a cache TTL, not a fetch time) apart from `verified`.
     """
+    if (s := split(con, filters)) is not None:
+        return rolled.confidence_counts(con, s)
     where, params = filters.where()
     return rows(
         con,
@@ -73,6 +89,8 @@ def cause_counts_vs_previous(con: duckdb.DuckDBPyConnection, filters: Filters) -
     """
     since = filters.since
     both = filters.with_previous()
+    if since is not None and (s := split(con, both)) is not None:
+        return rolled.cause_counts_vs_previous(con, s, since)
     where, params = both.where()
     return rows(
         con,
@@ -92,6 +110,8 @@ def service_counts_vs_previous(con: duckdb.DuckDBPyConnection, filters: Filters)
 
     `causes` is the window's events per cause, most first (a list of {cause, events}).
     """
+    if filters.since is not None and (s := split(con, filters.with_previous())) is not None:
+        return rolled.service_counts_vs_previous(con, s, filters.since)
     where, params = filters.with_previous().where()
     return rows(
         con,
@@ -117,6 +137,8 @@ def same_window_by_day(
     The filter's own `since`/`until` are ignored; its services, issuers and causes apply.
     """
     base = filters.window(None, None)
+    if (s := split(con, base.window(until - timedelta(days=days) - length, until))) is not None:
+        return rolled.same_window_by_day(con, s, until, length, days)
     where, params = base.where()
     parts, all_params = [], []
     for days_ago in range(days + 1):
@@ -133,6 +155,8 @@ def failures_over_time(
     con: duckdb.DuckDBPyConnection, bucket: str = "1 hour", filters: Filters = NO_FILTERS
 ) -> list[dict[str, Any]]:
     """Events per time bucket and cause (for the stacked trend chart)."""
+    if (s := split(con, filters, finer_than_an_hour(BUCKET_SECONDS[interval(bucket)]))) is not None:
+        return rolled.failures_over_time(con, s, bucket)
     where, params = filters.where()
     return rows(
         con,
@@ -154,6 +178,8 @@ def failures_per_bucket(
     UTC midnights. Summing the rows per cause gives `cause_counts` for the window, so a
     page needs one scan for both its chart and its totals.
     """
+    if (s := split(con, filters, finer_than_an_hour(BUCKET_SECONDS[interval(bucket)]))) is not None:
+        return rolled.failures_per_bucket(con, s, bucket)
     width = BUCKET_SECONDS[interval(bucket)]
     where, params = filters.where()
     return rows(
@@ -190,6 +216,9 @@ def window_buckets(
     if until <= since or buckets < 1:
         raise ValueError("the window must be non-empty and have at least one bucket")
     window = filters.window(since, until)
+    fine = finer_than_an_hour((until - since).total_seconds() / buckets, since)
+    if (s := split(con, window, fine)) is not None:
+        return rolled.window_buckets(con, s, since, until, buckets, by)
     width = (until - since).total_seconds() / buckets
     if by == "attack":
         where, params = window.where("c")
@@ -213,6 +242,8 @@ def top(
 ) -> list[dict[str, Any]]:
     """The top values of `column` (service, client_id, kid, issuer, alg) by events, with their main cause."""
     check_rankable(column)
+    if column != "alg" and (s := split(con, filters)) is not None:
+        return rolled.top(con, s, column, limit)
     where, params = filters.where()
     return rows(
         con,
@@ -229,6 +260,8 @@ def top_by_cause(
 ) -> list[dict[str, Any]]:
     """The top values of `column` (as `top`), each split by cause: value, cause, events, total."""
     check_rankable(column)
+    if column != "alg" and (s := split(con, filters)) is not None:
+        return rolled.top_by_cause(con, s, column, limit)
     where, params = filters.where()
     return rows(
         con,

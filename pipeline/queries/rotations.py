@@ -25,7 +25,9 @@ from typing import Any
 import duckdb
 
 from pipeline.causes import STEP_CAUSES, Cause
+from pipeline.queries import rolled
 from pipeline.queries.base import NO_FILTERS, Filters, interval, marks, rotation_damage, rows
+from pipeline.queries.coverage import Split, split
 
 #: How the stale_jwks evidence of a service's cache lifetime is counted (a parameter, never typed into SQL).
 _STALE = Cause.STALE_JWKS.value
@@ -39,34 +41,52 @@ _CACHE_AGE = """count(service_jwks_fetched_at) AS events_with_fetch_time,
                    max(epoch(ts) - epoch(key_first_seen)) FILTER (WHERE cause = ?) AS stale_window_s"""
 
 
-def _attributed(filters: Filters) -> tuple[str, list[Any]]:
+def _attributed(filters: Filters, s: Split | None = None) -> tuple[str, list[Any]]:
     """SQL (a WITH clause): `steps`, and `attributed`, every rotation-damage event in the filter with its step.
 
-    Columns of `attributed`: event_id, ts, service, cause, issuer, kid, action, step_ts.
+    Columns of `attributed`: event_id, ts, service, cause, issuer, kid, action, step_ts, and `w`,
+    `first_ts`, `last_ts`: a raw event weighs 1 (its own ts); with a split `s`, the hours before
+    its boundary come from rollup rows (one per hour and key, weighing its events, attributed
+    by its first event's time), so counts are `sum(w)`, times `min(first_ts)`/`max(last_ts)`.
     """
     damage, damage_params = rotation_damage()
     where, where_params = filters.where()
     added = STEP_CAUSES["added"]
+    action = f"CASE WHEN cause IN ({marks(added)}) THEN 'added' ELSE 'removed' END AS action"
+    source = f"""SELECT event_id, NULL::TIMESTAMPTZ AS hour, client_id, confidence, ts, ts AS first_ts, ts AS last_ts,
+                       1::BIGINT AS w, service, cause, issuer, kid,
+                       {action}
+                FROM classifications WHERE {damage} AND {where}"""
+    params: list[Any] = [*added, *damage_params, *where_params]
+    one_row = "d.event_id"  # what identifies one damage row (a rollup row has no event_id: its keys and hour)
+    if s is not None:
+        one_row = "d.event_id, d.hour, d.service, d.issuer, d.kid, d.client_id, d.cause, d.confidence"
+        hourly, hourly_params = rolled.hourly_where(s.filters)
+        source = f"""SELECT NULL AS event_id, hour, client_id, confidence, first_ts AS ts, first_ts, last_ts,
+                       events AS w, service, cause, issuer, kid, {action}
+                FROM classifications_hourly
+                WHERE hour < ? AND events > 0 AND {damage.replace("len(attacks) = 0", "attack IS NULL")} AND {hourly}
+                UNION ALL {source} AND ts >= ?"""
+        params = [*added, s.boundary, *damage_params, *hourly_params, *params, s.boundary]
     sql = f"""WITH steps AS (SELECT DISTINCT issuer, kid, action, ts AS step_ts FROM key_rotations),
-            damage AS (
-                SELECT event_id, ts, service, cause, issuer, kid,
-                       CASE WHEN cause IN ({marks(added)}) THEN 'added' ELSE 'removed' END AS action
-                FROM classifications WHERE {damage} AND {where}
-            ),
+            damage AS ({source}),
             attributed AS (
-                SELECT d.event_id, d.ts, d.service, d.cause, d.issuer, d.kid, d.action, s.step_ts
+                SELECT d.event_id, d.ts, d.first_ts, d.last_ts, d.w, d.service, d.cause, d.issuer, d.kid, d.action,
+                       s.step_ts
                 FROM damage d JOIN steps s
                   ON s.issuer = d.issuer AND s.kid = d.kid AND s.action = d.action
                 QUALIFY row_number() OVER (
-                    PARTITION BY d.event_id
+                    PARTITION BY {one_row}
                     ORDER BY ((d.cause = ?) <> (s.step_ts > d.ts)), abs(epoch(s.step_ts) - epoch(d.ts))
                 ) = 1
             )"""
-    return sql, [*added, *damage_params, *where_params, _EARLY]
+    return sql, [*params, _EARLY]
 
 
 def rotation_damage_count(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) -> int:
     """How many events in the filter a key rotation caused (DESIGN.md "Rotation damage")."""
+    if (s := split(con, filters)) is not None:
+        return rolled.rotation_damage_count(con, s)
     damage, params = rotation_damage()
     where, where_params = filters.where()
     row = con.execute(f"SELECT count(*) FROM classifications WHERE {damage} AND {where}", [*params, *where_params])
@@ -102,7 +122,7 @@ def rotation_effects(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTE
     0 failures. Rows: issuer, kid, action, step_ts, service, cause, failures, first_failure,
     last_failure, in time order of the steps, most failures first.
     """
-    attributed, params = _attributed(filters)
+    attributed, params = _attributed(filters, split(con, filters))
     step_where, step_params = "TRUE", list[Any]()
     for clause, value in (("step_ts >= ?", filters.since), ("step_ts < ?", filters.until)):
         if value is not None:
@@ -116,7 +136,7 @@ def rotation_effects(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTE
         f"""{attributed},
             hits AS (
                 SELECT issuer, kid, action, step_ts, service, cause,
-                       count(*) AS failures, min(ts) AS first_failure, max(ts) AS last_failure
+                       sum(w)::BIGINT AS failures, min(first_ts) AS first_failure, max(last_ts) AS last_failure
                 FROM attributed GROUP BY ALL
             ),
             listed AS (
@@ -144,13 +164,13 @@ def rotation_impact(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTER
     'service cache' (stale_jwks), with ', issuer' when that step's key was also signed before
     it was published (no cache could have kept up at first).
     """
-    attributed, params = _attributed(filters)
+    attributed, params = _attributed(filters, split(con, filters))
     return rows(
         con,
         f"""{attributed},
             per_cause AS (
-                SELECT issuer, kid, action, step_ts, service, cause, count(*) AS n, min(ts) AS first_ts,
-                       max(ts) AS last_ts
+                SELECT issuer, kid, action, step_ts, service, cause, sum(w)::BIGINT AS n, min(first_ts) AS first_ts,
+                       max(last_ts) AS last_ts
                 FROM attributed GROUP BY ALL
             )
             SELECT issuer, kid, action, step_ts, service, sum(n)::BIGINT AS failures,
@@ -181,14 +201,14 @@ def rotation_services(
     the service's last stale_jwks failure on it, a lower bound on its cache lifetime.
     """
     window = Filters(since=since, until=until)
-    attributed, params = _attributed(window)
+    attributed, params = _attributed(window, split(con, window, fine=True))
     where, where_params = window.where()
     return rows(
         con,
         f"""{attributed},
             mine AS (
-                SELECT service, count(*) AS failures, list_distinct(list(cause ORDER BY cause)) AS causes,
-                       min(ts) AS first_failure, max(ts) AS last_failure
+                SELECT service, sum(w)::BIGINT AS failures, list_distinct(list(cause ORDER BY cause)) AS causes,
+                       min(first_ts) AS first_failure, max(last_ts) AS last_failure
                 FROM attributed WHERE issuer = ? AND kid IS NOT DISTINCT FROM ? AND action = ? AND step_ts = ?
                 GROUP BY service
             ),
@@ -227,12 +247,13 @@ def step_failures_over_time(
     con: duckdb.DuckDBPyConnection, step: dict[str, Any], since: datetime, until: datetime, bucket: str = "15 minutes"
 ) -> list[dict[str, Any]]:
     """The failures one rotation step caused (as `rotation_impact` attributes them), per time bucket and service."""
-    attributed, params = _attributed(Filters(since=since, until=until))
+    window = Filters(since=since, until=until)
+    attributed, params = _attributed(window, split(con, window, fine=True))
     which, which_params = _one_step(step)
     return rows(
         con,
         f"""{attributed}
-            SELECT time_bucket(INTERVAL '{interval(bucket)}', ts) AS bucket, service, count(*) AS events
+            SELECT time_bucket(INTERVAL '{interval(bucket)}', ts) AS bucket, service, sum(w)::BIGINT AS events
             FROM attributed WHERE {which}
             GROUP BY bucket, service ORDER BY bucket, service""",
         [*params, *which_params],
@@ -252,16 +273,43 @@ def rotation_step_series(
     `step` needs issuer, kid, action and ts. `bucket` is the 0-based bucket number; buckets
     without failures are absent.
     """
-    attributed, params = _attributed(Filters(since=since, until=until, services=services))
+    window = Filters(since=since, until=until, services=services)
+    attributed, params = _attributed(window, split(con, window, fine=True))
     which, which_params = _one_step(step)
     return rows(
         con,
         f"""{attributed}
-            SELECT CAST(floor((epoch(ts) - ?) / ?) AS INTEGER) AS bucket, count(*) AS failures
+            SELECT CAST(floor((epoch(ts) - ?) / ?) AS INTEGER) AS bucket, sum(w)::BIGINT AS failures
             FROM attributed WHERE {which}
             GROUP BY bucket ORDER BY bucket""",
         [*params, since.timestamp(), bucket.total_seconds(), *which_params],
     )
+
+
+def rotation_step_series_many(
+    con: duckdb.DuckDBPyConnection, steps: list[dict[str, Any]], before: timedelta, after: timedelta, bucket: timedelta
+) -> dict[tuple[str, str | None, str, datetime], dict[int, int]]:
+    """`rotation_step_series` of many steps in one query, each from `before` its time to `after` it.
+
+    Keyed by (issuer, kid, action, step_ts) → {bucket: failures}; the same numbers as one call
+    per step (a step's failures are attributed the same whatever the window), read once.
+    """
+    if not steps:
+        return {}
+    window = Filters(since=min(s["ts"] for s in steps) - before, until=max(s["ts"] for s in steps) + after)
+    attributed, params = _attributed(window, split(con, window, fine=True))
+    found = con.execute(
+        f"""{attributed}
+            SELECT issuer, kid, action, step_ts,
+                   CAST(floor((epoch(ts) - epoch(step_ts) + ?) / ?) AS INTEGER) AS bucket, sum(w)::BIGINT AS failures
+            FROM attributed WHERE epoch(ts) >= epoch(step_ts) - ? AND epoch(ts) < epoch(step_ts) + ?
+            GROUP BY ALL""",
+        [*params, before.total_seconds(), bucket.total_seconds(), before.total_seconds(), after.total_seconds()],
+    ).fetchall()
+    series: dict[tuple[str, str | None, str, datetime], dict[int, int]] = {}
+    for issuer, kid, action, step_ts, n, failures in found:
+        series.setdefault((issuer, kid, action, step_ts), {})[n] = int(failures)
+    return series
 
 
 def step_failure_counts(
@@ -271,10 +319,10 @@ def step_failure_counts(
 
     Keyed by (issuer, kid, action, step_ts); steps without failures are absent.
     """
-    attributed, params = _attributed(NO_FILTERS)
+    attributed, params = _attributed(NO_FILTERS, split(con, NO_FILTERS))
     clause = "" if since is None else "WHERE step_ts >= ?"
     found = con.execute(
-        f"{attributed} SELECT issuer, kid, action, step_ts, count(*) FROM attributed {clause} GROUP BY ALL",
+        f"{attributed} SELECT issuer, kid, action, step_ts, sum(w)::BIGINT FROM attributed {clause} GROUP BY ALL",
         [*params, *([] if since is None else [since])],
     ).fetchall()
     return {(issuer, kid, action, ts): int(n) for issuer, kid, action, ts, n in found}
@@ -290,7 +338,7 @@ def issuer_faults(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS)
     kind on the key (0 for flapping); `lead_s` is, for signing before publishing, how long
     before the publication the first such failure came.
     """
-    attributed, params = _attributed(filters)
+    attributed, params = _attributed(filters, split(con, filters))
     window_where, window_params = "TRUE", []
     if filters.since is not None:
         window_where += " AND (removed_at IS NULL OR removed_at >= ?)"
@@ -304,10 +352,10 @@ def issuer_faults(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS)
             faults AS (
                 SELECT issuer, kid,
                        CASE WHEN cause = ? THEN 'signed_before_published' ELSE 'removed_in_use' END AS fault,
-                       max(step_ts) AS step_ts, count(*) AS failures,
+                       max(step_ts) AS step_ts, sum(w)::BIGINT AS failures,
                        list_distinct(list(service ORDER BY service)) AS services,
-                       min(ts) AS first_failure, max(ts) AS last_failure,
-                       CASE WHEN cause = ? THEN epoch(max(step_ts)) - epoch(min(ts)) END AS lead_s
+                       min(first_ts) AS first_failure, max(last_ts) AS last_failure,
+                       CASE WHEN cause = ? THEN epoch(max(step_ts)) - epoch(min(first_ts)) END AS lead_s
                 FROM attributed WHERE cause <> ? GROUP BY issuer, kid, fault, cause
             ),
             flaps AS (

@@ -6,7 +6,9 @@ from typing import Any
 
 import duckdb
 
+from pipeline.queries import rolled
 from pipeline.queries.base import NO_FILTERS, Filters, rows
+from pipeline.queries.coverage import split
 
 
 def attacks(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) -> list[dict[str, Any]]:
@@ -14,6 +16,8 @@ def attacks(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) -> li
 
     The filter applies before the attack lists are unnested (fast on a large store).
     """
+    if (s := split(con, filters)) is not None:
+        return rolled.attacks(con, s)
     where, params = filters.where()
     return rows(
         con,
@@ -29,10 +33,32 @@ def attacks(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) -> li
     )
 
 
+def attack_kinds_by_cause(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) -> dict[str, list[str]]:
+    """Per cause, the attack labels its events carry, most events first (causes without attacks absent)."""
+    if (s := split(con, filters)) is not None:
+        found = rolled.attack_kinds_by_cause(con, s)
+    else:
+        where, params = filters.where("c")
+        found = con.execute(
+            f"""SELECT cause, attack FROM (
+                    SELECT c.cause, attack, count(*) AS events
+                    FROM classifications c, unnest(c.attacks) AS a(attack)
+                    WHERE {where} AND len(c.attacks) > 0 GROUP BY ALL
+                ) ORDER BY cause, events DESC, attack""",
+            params,
+        ).fetchall()
+    kinds: dict[str, list[str]] = {}
+    for cause, attack in found:
+        kinds.setdefault(cause, []).append(attack)
+    return kinds
+
+
 def attack_clients(
     con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS, limit: int = 3
 ) -> list[dict[str, Any]]:
     """For each attack label, its top clients by events (client_id NULL counts as one client, shown as NULL)."""
+    if (s := split(con, filters)) is not None:
+        return rolled.attack_clients(con, s, limit, nulls_apart=False)
     where, params = filters.where("c")
     return rows(
         con,
@@ -53,6 +79,8 @@ def attack_client_ids(
     the events that carried no client id, whatever the limit: a table can name clients and say how many
     events had none.
     """
+    if (s := split(con, filters)) is not None:
+        return rolled.attack_clients(con, s, limit, nulls_apart=True)
     where, params = filters.where("c")
     return rows(
         con,

@@ -65,13 +65,13 @@ def _rotation_section(con: duckdb.DuckDBPyConnection, since: datetime, until: da
         section.notes.append("The issuer's fault: " + issuer_fault_text(fault))
     buckets = int((SPARK_BEFORE + SPARK_AFTER) / SPARK_BUCKET)
     marker = int(SPARK_BEFORE / SPARK_BUCKET)
+    every = [{"issuer": issuer, "kid": kid, "action": action, "ts": ts} for ts, issuer, action, kid in steps]
+    series = queries.rotation_step_series_many(con, every, SPARK_BEFORE, SPARK_AFTER, SPARK_BUCKET)
     for (step_ts, issuer, action, kid), rows in sorted(steps.items(), key=lambda item: (item[0][0], item[0][1])):
-        start = step_ts - SPARK_BEFORE
         values = [0] * buckets
-        step = {"issuer": issuer, "kid": kid, "action": action, "ts": step_ts}
-        for point in queries.rotation_step_series(con, step, start, step_ts + SPARK_AFTER, SPARK_BUCKET):
-            if 0 <= point["bucket"] < buckets:
-                values[point["bucket"]] = int(point["failures"])
+        for n, failures in series.get((issuer, kid, action, step_ts), {}).items():
+            if 0 <= n < buckets:
+                values[n] = failures
         spark = Spark(tuple(values), marker, f"{action} {kid} at {when_text(step_ts)}: {sum(values):,} failures")
         hit = [r for r in rows if r["failures"]]
         total = sum(int(r["failures"]) for r in hit)

@@ -117,6 +117,7 @@ class Summary:
     message: str | None = None
     store: str = ""
     issuer_names: dict[str, str] = field(default_factory=dict)
+    coverage_note: str | None = None  # the window reaches before the raw rows: counts from hourly rollups
 
     @property
     def window(self) -> timedelta:
@@ -182,7 +183,7 @@ class Summary:
             "attacks": self.attacks,
             "confidence": {row["confidence"]: row["events"] for row in self.confidence},
             "read_first": self.read_first,
-        }
+        } | ({"coverage_note": self.coverage_note} if self.coverage_note else {})
 
 
 def summarize(
@@ -210,6 +211,9 @@ def summarize(
         summary.message = f"The store has no failures for service {service!r} at all (services seen: {seen})."
         return summary
     here = queries.Filters(summary.since, summary.until, services)
+    expired = queries.expired_note(con, summary.since)
+    if expired:
+        summary.coverage_note = f"{expired} (rotations to the hour; cache ages cover only the raw period)"
     summary.total = queries.total_events(con, here)
     summary.causes = queries.cause_counts(con, here)
     summary.confidence = queries.confidence_counts(con, here)

@@ -24,6 +24,8 @@ def render(console: Console, summary: Summary) -> None:
         f"({escape(summary.reference_note)})"
         f"{scope} · {escape(summary.store)}"
     )
+    if summary.coverage_note:
+        console.print(Text(summary.coverage_note, style="dim"))
     if summary.message:
         console.print(Text(summary.message))
         return

@@ -1,0 +1,94 @@
+"""What the store still holds raw, and where its hourly rollups take over (issue 21).
+
+`store_coverage` (one row) says `raw_since`, the earliest hour whose raw rows are all kept
+(NULL: everything), and `rolled_through`, the hour before which rollups are complete (NULL:
+none yet). A store written before rollups has no such view: everything is raw, and every
+query runs as it always did.
+
+A counting query whose window starts before `rolled_through` reads `classifications_hourly`
+for the hours before it and raw rows from it on (`Split`); one whose window starts at or after
+it reads raw rows only. In the rollups an hour belongs to a window when the hour *starts*
+inside it (a window's edges are exact to the hour there). A query that cuts time finer than an
+hour (a chart of 5-minute buckets) reads rollups only where raw rows expired (before
+`raw_since`), so its recent buckets keep their shape; such charts cover short windows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import duckdb
+
+from pipeline.queries.base import Filters
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """`store_coverage`'s row; both None for a store without rollups (everything raw)."""
+
+    raw_since: datetime | None = None
+    rolled_through: datetime | None = None
+
+    def expired_before(self, since: datetime | None) -> datetime | None:
+        """`raw_since` when a window starting at `since` (None: the beginning) reaches before it, else None."""
+        if self.raw_since is None or (since is not None and since >= self.raw_since):
+            return None
+        return self.raw_since
+
+
+def coverage(con: duckdb.DuckDBPyConnection) -> Coverage:
+    """The store's coverage; `Coverage()` when it has no `store_coverage` or no `classifications_hourly`."""
+    try:
+        row = con.execute("SELECT raw_since, rolled_through FROM store_coverage LIMIT 1").fetchone()
+        if row is not None and row[1] is not None:
+            con.execute("SELECT 1 FROM classifications_hourly LIMIT 0")
+    except (duckdb.CatalogException, duckdb.BinderException):  # an older store: no rollups, everything raw
+        return Coverage()
+    return Coverage(row[0], row[1]) if row else Coverage()
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """A filter that reads rollups for hours before `boundary` and raw rows from `boundary` on."""
+
+    boundary: datetime
+    filters: Filters
+
+
+def split(con: duckdb.DuckDBPyConnection, filters: Filters, fine: bool = False) -> Split | None:
+    """The split for `filters`, or None when raw rows answer it alone (no rollups, or a window after them).
+
+    `fine`: the query cuts time finer than an hour; rollups only where raw rows expired.
+    """
+    found = coverage(con)
+    boundary = found.rolled_through
+    if fine and boundary is not None:
+        boundary = None if found.raw_since is None else min(found.raw_since, boundary)
+    if boundary is None or (filters.since is not None and filters.since >= boundary):
+        return None
+    return Split(boundary, filters)
+
+
+def finer_than_an_hour(seconds: float, since: datetime | None = None) -> bool:
+    """Whether buckets `seconds` wide (starting at `since`) cut an hour: rollups cannot fill them."""
+    aligned = since is None or since.timestamp() % 3600 == 0
+    return not (seconds % 3600 == 0 and aligned)
+
+
+def expired_note(con: duckdb.DuckDBPyConnection, since: datetime | None) -> str | None:
+    """The line a view shows when its window starts before the raw rows do, else None."""
+    expired = coverage(con).expired_before(since)
+    return None if expired is None else expired_text(expired)
+
+
+def expired_text(expired: datetime, per_event: bool = False) -> str:
+    """The note itself (one wording everywhere); `per_event` for a view of single events, which rollups lack."""
+    if per_event:
+        return f"raw detail expired before {when(expired)} UTC: events from then on only"
+    return f"raw detail expired before {when(expired)} UTC; counts from hourly rollups"
+
+
+def when(moment: datetime) -> str:
+    """A coverage boundary as text (UTC, to the minute)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M")

@@ -1,0 +1,311 @@
+"""The counting queries over rollups and raw rows together (a `Split`): the same rows as their raw versions.
+
+Each function here answers what its namesake in `failures`, `events`, `tokens` or `rotations`
+answers, for a window that starts before `store_coverage.rolled_through`: hours before it from
+`classifications_hourly`, the rest from raw rows, counted by the rollups' double-count rule
+(`pipeline.rollups`). Two relations, one definition each:
+
+- `counted`: one row per raw event or per rollup row with `events > 0`: ts (the hour for a
+  rollup row), the keys, `attacked`, `events`, `with_fetch_time`, `first_ts`, `last_ts`;
+- `hits`: one row per attack label of a raw event or per rollup row with `attack_events > 0`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import duckdb
+
+from pipeline.queries.base import BUCKET_SECONDS, Filters, interval, marks, rotation_damage, rows
+from pipeline.queries.coverage import Split
+
+
+def hourly_where(filters: Filters) -> tuple[str, list[Any]]:
+    """`Filters.where` for `classifications_hourly`: an hour counts when it starts in the window."""
+    clauses, params = ["TRUE"], list[Any]()
+    if filters.since is not None:
+        clauses.append("hour >= ?")
+        params.append(filters.since)
+    if filters.until is not None:
+        clauses.append("hour < ?")
+        params.append(filters.until)
+    for column, values in (("service", filters.services), ("issuer", filters.issuers), ("cause", filters.causes)):
+        if values:
+            clauses.append(f"{column} IN ({marks(values)})")
+            params.extend(values)
+    if filters.without_attacks:
+        clauses.append("attack IS NULL")
+    return " AND ".join(clauses), params
+
+
+def counted(s: Split) -> tuple[str, list[Any]]:
+    """SQL: `WITH counted AS (…)` over the split (see the module's docstring)."""
+    hourly, hourly_params = hourly_where(s.filters)
+    raw, raw_params = s.filters.where()
+    sql = f"""WITH counted AS (
+        SELECT hour AS ts, service, issuer, kid, client_id, cause, confidence, attack IS NOT NULL AS attacked,
+               events, with_fetch_time, first_ts, last_ts
+        FROM classifications_hourly WHERE hour < ? AND events > 0 AND {hourly}
+        UNION ALL
+        SELECT ts, service, issuer, kid, client_id, cause, confidence, len(attacks) > 0, 1::BIGINT,
+               (service_jwks_fetched_at IS NOT NULL)::BIGINT, ts, ts
+        FROM classifications WHERE ts >= ? AND {raw}
+    )"""
+    return sql, [s.boundary, *hourly_params, s.boundary, *raw_params]
+
+
+def hits(s: Split) -> tuple[str, list[Any]]:
+    """SQL: `WITH hits AS (…)`: ts, service, client_id, cause, attack, events, first_ts, last_ts."""
+    hourly, hourly_params = hourly_where(s.filters)
+    raw, raw_params = s.filters.where("c")
+    sql = f"""WITH hits AS (
+        SELECT hour AS ts, service, client_id, cause, attack, attack_events AS events, first_ts, last_ts
+        FROM classifications_hourly WHERE hour < ? AND attack_events > 0 AND {hourly}
+        UNION ALL
+        SELECT c.ts, c.service, c.client_id, c.cause, a.attack, 1::BIGINT, c.ts, c.ts
+        FROM classifications c, unnest(c.attacks) AS a(attack) WHERE c.ts >= ? AND {raw}
+    )"""
+    return sql, [s.boundary, *hourly_params, s.boundary, *raw_params]
+
+
+def total_events(con: duckdb.DuckDBPyConnection, s: Split) -> int:
+    sql, params = counted(s)
+    row = con.execute(f"{sql} SELECT coalesce(sum(events), 0)::BIGINT FROM counted", params).fetchone()
+    return int(row[0]) if row else 0
+
+
+def time_span(con: duckdb.DuckDBPyConnection, s: Split) -> tuple[datetime | None, datetime | None]:
+    """The first and last event time in the split."""
+    sql, params = counted(s)
+    row = con.execute(f"{sql} SELECT min(first_ts), max(last_ts) FROM counted", params).fetchone()
+    return (row[0], row[1]) if row else (None, None)
+
+
+def cause_counts(con: duckdb.DuckDBPyConnection, s: Split) -> list[dict[str, Any]]:
+    sql, params = counted(s)
+    return rows(
+        con,
+        f"""{sql} SELECT cause, sum(events)::BIGINT AS events,
+                   coalesce(sum(events) FILTER (WHERE confidence = 'verified'), 0)::BIGINT AS verified,
+                   coalesce(sum(events) FILTER (WHERE attacked), 0)::BIGINT AS with_attacks,
+                   sum(with_fetch_time)::BIGINT AS with_fetch_time,
+                   round(100.0 * sum(events)::BIGINT / sum(sum(events)::BIGINT) OVER (), 1) AS percent
+            FROM counted GROUP BY cause ORDER BY events DESC, cause""",
+        params,
+    )
+
+
+def confidence_counts(con: duckdb.DuckDBPyConnection, s: Split) -> list[dict[str, Any]]:
+    sql, params = counted(s)
+    return rows(
+        con,
+        f"""{sql} SELECT confidence, sum(events)::BIGINT AS events,
+                   round(100.0 * sum(events)::BIGINT / sum(sum(events)::BIGINT) OVER (), 1) AS percent
+            FROM counted GROUP BY confidence ORDER BY events DESC, confidence""",
+        params,
+    )
+
+
+def cause_counts_vs_previous(con: duckdb.DuckDBPyConnection, s: Split, since: datetime) -> list[dict[str, Any]]:
+    """`s` covers the window and the one before it; `since` is where the window starts."""
+    sql, params = counted(s)
+    return rows(
+        con,
+        f"""{sql} SELECT cause,
+                   coalesce(sum(events) FILTER (WHERE ts >= ?), 0)::BIGINT AS events,
+                   coalesce(sum(events) FILTER (WHERE ts < ?), 0)::BIGINT AS previous,
+                   coalesce(sum(events) FILTER (WHERE ts >= ? AND confidence = 'verified'), 0)::BIGINT AS verified,
+                   coalesce(sum(events) FILTER (WHERE ts >= ? AND attacked), 0)::BIGINT AS with_attacks
+            FROM counted GROUP BY cause ORDER BY events DESC, previous DESC, cause""",
+        [*params, since, since, since, since],
+    )
+
+
+def service_counts_vs_previous(con: duckdb.DuckDBPyConnection, s: Split, since: datetime) -> list[dict[str, Any]]:
+    sql, params = counted(s)
+    return rows(
+        con,
+        f"""{sql}, per AS (
+                SELECT service, cause,
+                       coalesce(sum(events) FILTER (WHERE ts >= ?), 0)::BIGINT AS events,
+                       coalesce(sum(events) FILTER (WHERE ts < ?), 0)::BIGINT AS previous
+                FROM counted GROUP BY service, cause
+            )
+            SELECT service, sum(events)::BIGINT AS events, sum(previous)::BIGINT AS previous,
+                   coalesce(list({{'cause': cause, 'events': events}} ORDER BY events DESC, cause)
+                                 FILTER (WHERE events > 0), []) AS causes
+            FROM per GROUP BY service ORDER BY events DESC, previous DESC, service""",
+        [*params, since, since],
+    )
+
+
+def same_window_by_day(
+    con: duckdb.DuckDBPyConnection, s: Split, until: datetime, length: timedelta, days: int
+) -> list[dict[str, Any]]:
+    """`s` spans every day's window; each part counts its own."""
+    sql, params = counted(s)
+    parts, part_params = [], list[Any]()
+    for days_ago in range(days + 1):
+        end = until - timedelta(days=days_ago)
+        parts.append(
+            f"SELECT {days_ago} AS days_ago, cause, sum(events)::BIGINT AS events FROM counted "
+            "WHERE ts >= ? AND ts < ? GROUP BY cause"
+        )
+        part_params += [end - length, end]
+    return rows(con, f"{sql} {' UNION ALL '.join(parts)} ORDER BY days_ago, events DESC, cause", params + part_params)
+
+
+def failures_per_bucket(con: duckdb.DuckDBPyConnection, s: Split, bucket: str) -> list[dict[str, Any]]:
+    """A rollup row falls in the bucket its hour starts in (finer buckets than an hour: the first of the hour)."""
+    width = BUCKET_SECONDS[interval(bucket)]
+    sql, params = counted(s)
+    return rows(
+        con,
+        f"""{sql} SELECT to_timestamp(k * {width}) AS bucket, cause, events, verified, with_attacks
+            FROM (SELECT epoch_us(ts) // {width * 1_000_000} AS k, cause, sum(events)::BIGINT AS events,
+                         coalesce(sum(events) FILTER (WHERE confidence = 'verified'), 0)::BIGINT AS verified,
+                         coalesce(sum(events) FILTER (WHERE attacked), 0)::BIGINT AS with_attacks
+                  FROM counted GROUP BY k, cause)
+            ORDER BY bucket, cause""",
+        params,
+    )
+
+
+def failures_over_time(con: duckdb.DuckDBPyConnection, s: Split, bucket: str) -> list[dict[str, Any]]:
+    sql, params = counted(s)
+    return rows(
+        con,
+        f"""{sql} SELECT time_bucket(INTERVAL '{interval(bucket)}', ts) AS bucket, cause,
+                   sum(events)::BIGINT AS events
+            FROM counted GROUP BY bucket, cause ORDER BY bucket, cause""",
+        params,
+    )
+
+
+def window_buckets(
+    con: duckdb.DuckDBPyConnection, s: Split, since: datetime, until: datetime, buckets: int, by: str
+) -> list[dict[str, Any]]:
+    sql, params = hits(s) if by == "attack" else counted(s)
+    relation = "hits" if by == "attack" else "counted"
+    width = (until - since).total_seconds() / buckets
+    return rows(
+        con,
+        f"""{sql} SELECT {by} AS key,
+                   least(CAST(floor((epoch(ts) - ?) / ?) AS INTEGER), ?) AS bucket,
+                   sum(events)::BIGINT AS events
+            FROM {relation} GROUP BY ALL ORDER BY key, bucket""",
+        [*params, since.timestamp(), width, buckets - 1],
+    )
+
+
+def top(con: duckdb.DuckDBPyConnection, s: Split, column: str, limit: int) -> list[dict[str, Any]]:
+    """`main_cause`: the cause with most events (ties: the first by name)."""
+    sql, params = counted(s)
+    return rows(
+        con,
+        f"""{sql}, per AS (SELECT {column} AS value, cause, sum(events)::BIGINT AS n FROM counted
+                          WHERE {column} IS NOT NULL GROUP BY ALL)
+            SELECT value, sum(n)::BIGINT AS events, (list(cause ORDER BY n DESC, cause))[1] AS main_cause,
+                   count(DISTINCT cause) AS causes
+            FROM per GROUP BY value ORDER BY events DESC, value LIMIT ?""",
+        [*params, limit],
+    )
+
+
+def top_by_cause(con: duckdb.DuckDBPyConnection, s: Split, column: str, limit: int) -> list[dict[str, Any]]:
+    sql, params = counted(s)
+    return rows(
+        con,
+        f"""{sql}, scope AS (SELECT {column} AS value, cause, events FROM counted WHERE {column} IS NOT NULL),
+                 ranked AS (SELECT value, sum(events)::BIGINT AS total FROM scope GROUP BY value
+                            ORDER BY total DESC, value LIMIT ?)
+            SELECT value, cause, sum(events)::BIGINT AS events, any_value(total) AS total
+            FROM scope JOIN ranked USING (value)
+            GROUP BY value, cause ORDER BY total DESC, value, events DESC, cause""",
+        [*params, limit],
+    )
+
+
+def filter_values(con: duckdb.DuckDBPyConnection, s: Split) -> tuple[Any, Any, Any] | None:
+    sql, params = counted(s)
+    return con.execute(
+        f"""{sql} SELECT list(DISTINCT service ORDER BY service), list(DISTINCT issuer ORDER BY issuer),
+                   list(DISTINCT cause ORDER BY cause) FROM counted""",
+        params,
+    ).fetchone()
+
+
+def attacks(con: duckdb.DuckDBPyConnection, s: Split) -> list[dict[str, Any]]:
+    sql, params = hits(s)
+    return rows(
+        con,
+        f"""{sql} SELECT attack, sum(events)::BIGINT AS events,
+                   list_distinct(list(service ORDER BY service)) AS services,
+                   count(DISTINCT client_id) AS clients, min(first_ts) AS first_seen, max(last_ts) AS last_seen
+            FROM hits GROUP BY attack ORDER BY events DESC, attack""",
+        params,
+    )
+
+
+def attack_kinds_by_cause(con: duckdb.DuckDBPyConnection, s: Split) -> list[tuple[str, str]]:
+    sql, params = hits(s)
+    return con.execute(
+        f"""{sql} SELECT cause, attack FROM (SELECT cause, attack, sum(events) AS events FROM hits GROUP BY ALL)
+            ORDER BY cause, events DESC, attack""",
+        params,
+    ).fetchall()
+
+
+def attack_clients(con: duckdb.DuckDBPyConnection, s: Split, limit: int, nulls_apart: bool) -> list[dict[str, Any]]:
+    """`tokens.attack_clients` (`nulls_apart` False) or `tokens.attack_client_ids` (True)."""
+    sql, params = hits(s)
+    partition = "attack, client_id IS NULL" if nulls_apart else "attack"
+    keep = "n <= ? OR client_id IS NULL" if nulls_apart else "n <= ?"
+    order = "attack, client_id IS NULL, events DESC, client_id" if nulls_apart else "attack, events DESC, client_id"
+    return rows(
+        con,
+        f"""{sql} SELECT attack, client_id, events FROM (
+                SELECT attack, client_id, sum(events)::BIGINT AS events,
+                       row_number() OVER (PARTITION BY {partition} ORDER BY sum(events) DESC, client_id) AS n
+                FROM hits GROUP BY attack, client_id
+            ) WHERE {keep} ORDER BY {order}""",
+        [*params, limit],
+    )
+
+
+def rotation_damage_count(con: duckdb.DuckDBPyConnection, s: Split) -> int:
+    sql, params = counted(s)
+    damage, damage_params = rotation_damage()
+    # `counted` has no attacks list: the damage condition's `len(attacks) = 0` is `NOT attacked` here
+    damage = damage.replace("len(attacks) = 0", "NOT attacked")
+    row = con.execute(
+        f"{sql} SELECT coalesce(sum(events), 0)::BIGINT FROM counted WHERE {damage}", [*params, *damage_params]
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def store_totals(con: duckdb.DuckDBPyConnection, boundary: datetime) -> dict[str, Any]:
+    """`events.store_summary` over rollups before `boundary` and raw rows from it on."""
+    return rows(
+        con,
+        """WITH parts AS (
+                SELECT sum(events)::BIGINT AS events, min(first_ts) AS first_ts, max(last_ts) AS last_ts,
+                       NULL::TIMESTAMPTZ AS last_classified_at
+                FROM classifications_hourly WHERE hour < ?
+                UNION ALL
+                SELECT count(*), min(ts), max(ts), max(classified_at) FROM classifications WHERE ts >= ?
+            )
+            SELECT coalesce(sum(events), 0)::BIGINT AS events, min(first_ts) AS first_ts, max(last_ts) AS last_ts,
+                   max(last_classified_at) AS last_classified_at FROM parts""",
+        [boundary, boundary],
+    )[0]
+
+
+def services_seen(con: duckdb.DuckDBPyConnection, boundary: datetime) -> list[str]:
+    found = con.execute(
+        """SELECT service FROM classifications_hourly WHERE hour < ? AND events > 0
+           UNION SELECT service FROM classifications ORDER BY service""",
+        [boundary],
+    ).fetchall()
+    return [row[0] for row in found]
