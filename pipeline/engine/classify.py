@@ -376,7 +376,8 @@ class Classifier:
             trace.skip(Step.KEY_AND_SIGNATURE, "not checked: the alg is refused first")
         check_issuer(claims, policy, key, findings)
         check_audience(claims, policy.service, findings)
-        return StaticJudgement(tuple(attacks), key, tuple(findings.items), tuple(findings.causes), self.timeline.version)
+        version = self.timeline.version
+        return StaticJudgement(tuple(attacks), key, tuple(findings.items), tuple(findings.causes), version)
 
     def judge_at(
         self,
