@@ -10,7 +10,7 @@ batches. Every verdict and every re-judged row must be identical, byte for byte.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,7 @@ def _instant(point: float, delta: float) -> datetime:
 instants = st.one_of(
     st.builds(_instant, st.sampled_from(_POINTS), st.sampled_from(_DELTAS)),
     st.builds(_instant, st.just(float(T)), st.floats(-4 * 3600, 4 * 3600, allow_nan=False)),
-)
+).flatmap(lambda at: st.sampled_from([at, at.astimezone(timezone(timedelta(hours=2)))]))
 events = st.tuples(
     st.integers(0, len(TOKENS) - 1),
     instants,
@@ -167,3 +167,12 @@ def test_reuse_can_be_switched_off_by_the_environment() -> None:
     cfg = load_config(path, environ={"JWTRIAGE_CLASSIFY__REUSE_JUDGEMENTS": "false"})
     assert Classifier(cfg, KeyTimeline()).reuse is None
     assert Classifier(load_config(path, environ={}), KeyTimeline()).reuse is not None
+
+
+def test_key_times_are_printed_with_their_own_offset() -> None:
+    from pipeline.engine.checks import _key_stamp
+
+    utc = T0
+    paris = T0.astimezone(timezone(timedelta(hours=1)))
+    assert utc == paris
+    assert (_key_stamp(utc), _key_stamp(paris)) == ("2026-11-20T12:00:00Z", "2026-11-20T13:00:00+01:00")
