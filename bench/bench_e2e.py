@@ -146,7 +146,16 @@ def jwtriage_worker(args: argparse.Namespace) -> None:
     folder = Path(args.folder)
     _barrier(folder, args.name)
     idle = float(args.idle or 1.0)
-    stats = consume_module.consume(config, instance=args.name, exit_when_idle=idle, on_batch=on_batch)
+    profile = os.environ.get("JWTRIAGE_BENCH_PROFILE")  # a folder: the consumer's cProfile lands there
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        stats = profiler.runcall(consume_module.consume, config, instance=args.name, exit_when_idle=idle,
+                                 on_batch=on_batch)
+        profiler.dump_stats(str(Path(profile) / f"consume-{args.name}-{os.getpid()}.prof"))
+    else:
+        stats = consume_module.consume(config, instance=args.name, exit_when_idle=idle, on_batch=on_batch)
     _report(folder, args.name, {
         "first": times.get("first"), "last": times.get("last"), "events": counts["events"],
         "batches": stats.batches, "assigned": assignments, "per_batch": per_batch,

@@ -177,7 +177,7 @@ class Classifier:
         )
         self._hasher = hasher_from(config.store.hash_key)  # stored personal claims: keyed hashes
         # the time-independent checks of repeated tokens (None: every event judged afresh)
-        self.reuse = JudgementReuse(self) if config.classify.reuse_judgements else None
+        self.reuse = JudgementReuse(self, self.parse_cache.capacity) if config.classify.reuse_judgements else None
         self._asymmetric: dict[str, tuple[int, bool]] = {}  # service → (timeline version, answer)
         # (service, alg, kid) → (candidates, fitting) as of `_choices_version`; see `_key_choices`
         self._choices: dict[tuple[str, str, str | None], tuple[list[TimelineKey], list[TimelineKey]]] = {}
