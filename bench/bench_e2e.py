@@ -160,8 +160,20 @@ def jwtriage_worker(args: argparse.Namespace) -> None:
         "first": times.get("first"), "last": times.get("last"), "events": counts["events"],
         "batches": stats.batches, "assigned": assignments, "per_batch": per_batch,
         "cpu": times.get("last_cpu", 0.0) - times.get("first_cpu", 0.0),
-        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_mb": _peak_rss_mb(),
     })
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM). Not `ru_maxrss`: Linux carries that across exec from the
+    forking parent, so a launcher that held a big corpus in memory would show up as the worker's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _report(folder: Path, name: str, result: dict[str, Any]) -> None:
