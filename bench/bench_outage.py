@@ -1,11 +1,11 @@
 """Benchmark: the outage stream, where every request of some services fails and users retry the same token.
 
-    python bench/bench_outage.py [--users 3000] [--minutes 8] [--runs 2] [--quick] [--no-broker]
+    python bench/bench_outage.py [--users 3000] [--minutes 8] [--runs 2] [--burst 120] [--quick] [--no-broker]
 
 The stream (bench/outage.py): a steady baseline of ordinary failures, then a key rotation
 that breaks three services' JWKS caches so all their traffic fails for `--minutes`
 (`--users` distinct users, each retrying its token every few seconds until it expires, `ts`
-increasing), then recovery. Four measurements, each beside its baseline from the same run:
+increasing), then recovery. Three measurements, each beside its baseline from the same run:
 
   classify   `jwtriage classify`'s path in process (JSONL in, JSON lines out, start-up excluded),
              with judgement reuse on and off, against bare PyJWT `jwt.decode` of the same events
