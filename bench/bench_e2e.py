@@ -145,13 +145,35 @@ def jwtriage_worker(args: argparse.Namespace) -> None:
     config = load_config(Path(args.config), environ={})
     folder = Path(args.folder)
     _barrier(folder, args.name)
-    stats = consume_module.consume(config, instance=args.name, exit_when_idle=1.0, on_batch=on_batch)
+    idle = float(args.idle or 1.0)
+    profile = os.environ.get("JWTRIAGE_BENCH_PROFILE")  # a folder: the consumer's cProfile lands there
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        stats = profiler.runcall(consume_module.consume, config, instance=args.name, exit_when_idle=idle,
+                                 on_batch=on_batch)
+        profiler.dump_stats(str(Path(profile) / f"consume-{args.name}-{os.getpid()}.prof"))
+    else:
+        stats = consume_module.consume(config, instance=args.name, exit_when_idle=idle, on_batch=on_batch)
     _report(folder, args.name, {
         "first": times.get("first"), "last": times.get("last"), "events": counts["events"],
         "batches": stats.batches, "assigned": assignments, "per_batch": per_batch,
         "cpu": times.get("last_cpu", 0.0) - times.get("first_cpu", 0.0),
-        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_mb": _peak_rss_mb(),
     })
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM). Not `ru_maxrss`: Linux carries that across exec from the
+    forking parent, so a launcher that held a big corpus in memory would show up as the worker's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _report(folder: Path, name: str, result: dict[str, Any]) -> None:
@@ -220,14 +242,28 @@ class Outcome:
         return self.events / self.wall
 
 
-def launch(kind: str, consumers: int, workdir: Path, topics: Topics, expected: int) -> Outcome:
-    """Run `consumers` worker processes of `kind` together; their combined figures."""
+def launch(
+    kind: str,
+    consumers: int,
+    workdir: Path,
+    topics: Topics,
+    expected: int,
+    config_toml: str = CONFIG_TOML,
+    causes: dict[str, int] | None = None,
+    results_out: list[dict[str, Any]] | None = None,
+    idle: float = 1.0,
+) -> Outcome:
+    """Run `consumers` worker processes of `kind` together; their combined figures.
+
+    The store must hold `causes` (cause → count; default: every event valid); each worker's
+    raw result (its per-batch times included) is appended to `results_out` when given.
+    """
     folder = workdir / f"{kind}-{consumers}-{uuid.uuid4().hex[:6]}"
     folder.mkdir(parents=True)
     group = f"bench-{kind}-{uuid.uuid4().hex[:10]}"
     config = folder / "jwtriage.toml"
     config.write_text(
-        CONFIG_TOML
+        config_toml
         + f'\n[kafka]\nbootstrap_servers = "{BOOTSTRAP}"\ngroup_id = "{group}"\nfailures_topic = "{topics.failures}"\n'
         f'samples_topic = "{topics.samples}"\njwks_topic = "{topics.jwks}"\n'
         f'\n[store]\npath = "{folder / "store.duckdb"}"\n'
@@ -236,7 +272,7 @@ def launch(kind: str, consumers: int, workdir: Path, topics: Topics, expected: i
     procs = [
         subprocess.Popen(
             [sys.executable, __file__, f"--{kind}-worker", "--name", name, "--folder", str(folder),
-             "--group", group, "--topic", topics.failures, "--config", str(config)],
+             "--group", group, "--topic", topics.failures, "--config", str(config), "--idle", str(idle)],
             cwd=ROOT,
         )
         for name in names
@@ -253,6 +289,8 @@ def launch(kind: str, consumers: int, workdir: Path, topics: Topics, expected: i
         if p.wait(timeout=1800) != 0:
             raise RuntimeError(f"a {kind} worker failed with status {p.returncode}")
     results = [json.loads((folder / f"result-{name}.json").read_text()) for name in names]
+    if results_out is not None:
+        results_out.extend(results)
     busy = [r for r in results if r["first"] is not None]
     first = min(r["first"] for r in busy)
     last = max(r["last"] for r in busy)
@@ -265,15 +303,15 @@ def launch(kind: str, consumers: int, workdir: Path, topics: Topics, expected: i
         done = sum(n for r in busy for t, n in r["per_batch"] if t > settled)
         steady = done / (last - settled) if last > settled else None
     if kind == "jwtriage":
-        check_store(folder / "store.duckdb", expected)
+        check_store(folder / "store.duckdb", expected, causes)
     rss = max((r.get("rss_mb") or 0 for r in results), default=0) or None
     cpu = sum(r.get("cpu", 0.0) for r in results) / events * 1e6 if kind == "jwtriage" else None
     return Outcome(consumers, events, last - first, steady,
                    [r["events"] / (r["last"] - r["first"]) for r in busy if r["last"] > r["first"]], load(), rss, cpu)
 
 
-def check_store(db: Path, expected: int) -> None:
-    """The benchmark measures real work: every event is in the store, once, and judged valid."""
+def check_store(db: Path, expected: int, causes: dict[str, int] | None = None) -> None:
+    """The benchmark measures real work: every event is in the store, once, with its cause (default: valid)."""
     from pipeline.io.store_readers import connect_readonly
 
     con = connect_readonly(db)
@@ -281,8 +319,9 @@ def check_store(db: Path, expected: int) -> None:
         rows = dict(con.execute("SELECT cause, count(*) FROM classifications GROUP BY cause").fetchall())
     finally:
         con.close()
-    if rows != {"valid": expected}:
-        raise RuntimeError(f"the store holds {rows}, expected {{'valid': {expected}}}")
+    wanted = causes if causes is not None else {"valid": expected}
+    if rows != wanted:
+        raise RuntimeError(f"the store holds {rows}, expected {wanted}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -295,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the topics and stores")
     for kind in ("bare", "jwtriage"):
         parser.add_argument(f"--{kind}-worker", action="store_true", help=argparse.SUPPRESS)
-    for name in ("name", "folder", "group", "topic", "config"):
+    for name in ("name", "folder", "group", "topic", "config", "idle"):
         parser.add_argument(f"--{name}", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.bare_worker:

@@ -1,12 +1,12 @@
 """Run every benchmark in sequence and print a summary of the headline figures (`make bench`).
 
-    python bench/run_all.py [--quick] [--only classify,sink,e2e,scaling,stages,reporter,timeline,reported] [--skip e2e]
+    python bench/run_all.py [--quick] [--only classify,sink,e2e,outage,scaling,stages,reporter,timeline,reported,retention] [--skip e2e]
 
 Each script prints its own figures beside its baseline, measured in the same run; this
 runner gathers their headline figures (through --summary JSON files) into one table with
 the ratio to the baseline, the target and the load average at the time. --quick runs every
 script in a tiny mode (the smoke test in tests/test_bench_smoke.py uses it); its figures
-mean nothing. The end-to-end and reporter scripts need the local broker (`make kafka-up`).
+mean nothing. The end-to-end, outage and reporter scripts need the local broker (`make kafka-up`).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ SCRIPTS = {
     "classify": "bench_classify.py",
     "sink": "bench_sink.py",
     "e2e": "bench_e2e.py",
+    "outage": "bench_outage.py",
     "scaling": "bench_scaling.py",
     "reporter": "bench_reporter.py",
     "timeline": "bench_timeline.py",

@@ -318,6 +318,8 @@ class ClassifyConfig(_Section):
     skew_window_seconds: float = Field(default=300, ge=0)
     max_jwks_cache_ttl_seconds: float = Field(default=86400, ge=0)
     signature_cache_size: int = Field(default=100_000, gt=0)
+    #: reuse the time-independent checks of a repeated token (`pipeline.engine.reuse`); false judges all afresh
+    reuse_judgements: bool = True
 
 
 class Config(_Section):

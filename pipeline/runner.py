@@ -185,6 +185,8 @@ class Pipeline:
             "parsed_tokens": (len(parsed), parsed.bytes, parsed.capacity, parsed.max_bytes),
             "signature_cache": (len(signatures), signatures.bytes, signatures.capacity, signatures.max_bytes),
             "token_headers": header_cache_usage(),
+            **({"judgements": (len(reuse.cache), reuse.cache.bytes, reuse.cache.capacity, reuse.cache.max_bytes)}
+               if (reuse := classifier.reuse) is not None else {}),
         }
 
     def process(self, envelopes: Iterable[Envelope]) -> Batch:

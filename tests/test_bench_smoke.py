@@ -73,3 +73,12 @@ def test_run_all_gathers_the_summaries(tmp_path: Path, cache: Path) -> None:
 def test_the_end_to_end_benchmark_runs_on_the_broker(cache: Path, tmp_path: Path) -> None:
     _, rows = run_script("bench_e2e.py", cache, tmp_path)
     assert any(str(row["name"]).startswith("e2e: 1 consumer") for row in rows)
+
+
+@pytest.mark.kafka
+def test_the_outage_benchmark_runs_on_the_broker_and_reuse_changes_no_verdict(cache: Path, tmp_path: Path) -> None:
+    stdout, rows = run_script("bench_outage.py", cache, tmp_path)
+    assert "byte-identical" in stdout  # the script exits non-zero when reuse changed a verdict
+    names = {str(row["name"]) for row in rows}
+    assert {"outage: classify, reuse on", "outage: 1 consumer events/s", "outage: burst 10x drained after"} <= names
+    assert "lag curve" in stdout

@@ -637,7 +637,9 @@ def test_repeated_tokens_verify_once_per_key() -> None:
     token = mint("rsa-2")
     for minutes in range(10):
         w.judge(token, at=T0 + timedelta(minutes=minutes))
-    assert (w.classifier.cache.misses, w.classifier.cache.hits) == (1, 9)
+    # verified once; the nine repeats find the result in the signature cache, or reuse the judgement around it
+    reused = w.classifier.reuse.hits if w.classifier.reuse is not None else 0
+    assert (w.classifier.cache.misses, w.classifier.cache.hits + reused) == (1, 9)
 
 
 def test_cache_is_bounded() -> None:

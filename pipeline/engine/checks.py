@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from pipeline.config import ServiceConfig
@@ -29,6 +30,20 @@ from pipeline.text import human_duration, stamp
 
 #: Time claims are clamped to this many seconds from the epoch (about 31 million years).
 _TIME_LIMIT = 10**15
+
+
+@lru_cache(maxsize=4096)
+def _stamp_at(when: datetime, offset: Any) -> str:
+    return stamp(when)
+
+
+def _key_stamp(when: datetime) -> str:
+    """`stamp` of a time key timing names (publication, removal, a service's fetch time), printed once each.
+
+    A handful of distinct values that every event of an outage repeats; bounded (4,096). Keyed
+    by the UTC offset too: equal instants with other offsets are equal datetimes, printed apart.
+    """
+    return _stamp_at(when, when.utcoffset())
 
 
 class Step(StrEnum):
@@ -401,7 +416,7 @@ def check_key_timing(
         findings.add(
             _KEY_TIMING,
             Cause.UNPUBLISHED_KEY,
-            f"kid {key.kid} of {key.issuer} verifies, but it was first published {stamp(key.first_seen)}, "
+            f"kid {key.kid} of {key.issuer} verifies, but it was first published {_key_stamp(key.first_seen)}, "
             f"{human_duration((key.first_seen - ts).total_seconds())} after the event: the issuer signed "
             "with it before publishing it",
         )
@@ -409,7 +424,7 @@ def check_key_timing(
         findings.add(
             _KEY_TIMING,
             Cause.RETIRED_KEY,
-            f"kid {key.kid} of {key.issuer} had been removed from the JWKS at {stamp(removed)}, "
+            f"kid {key.kid} of {key.issuer} had been removed from the JWKS at {_key_stamp(removed)}, "
             f"{human_duration((ts - removed).total_seconds())} before the event: the token was signed with a "
             "retired key",
         )
@@ -421,9 +436,9 @@ def check_key_timing(
                 findings.add(
                     _KEY_TIMING,
                     Cause.STALE_JWKS,
-                    f"{service} last fetched its JWKS at {stamp(fetched)} "
+                    f"{service} last fetched its JWKS at {_key_stamp(fetched)} "
                     f"({human_duration((ts - fetched).total_seconds())} before the event), but kid {key.kid} "
-                    f"was first published at {stamp(published)} ({human_duration(age)} before the event)",
+                    f"was first published at {_key_stamp(published)} ({human_duration(age)} before the event)",
                 )
         elif age < cache_ttl and timeline.is_young(key):
             ttl = (

@@ -39,6 +39,7 @@ from pipeline.engine.checks import (
 from pipeline.engine.identifiers import hasher_from
 from pipeline.engine.keys import KeyTimeline, TimelineKey
 from pipeline.engine.reported import judge_reported
+from pipeline.engine.reuse import JudgementReuse
 from pipeline.engine.tokens import (
     EncryptedToken,
     MalformedToken,
@@ -90,6 +91,21 @@ class Verdict:
     key_first_seen: datetime | None = None
     findings: list[Finding] = field(default_factory=list)  # every failed check, in check order
     steps: dict[Step, StepOutcome] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StaticJudgement:
+    """Steps 2 to 5 of one token for one service against one timeline version: no time of the event enters them.
+
+    `findings`/`causes` are those steps' failed checks in order; `version` is the key timeline's
+    version they were judged against (a new snapshot can change the keys a kid names).
+    """
+
+    attacks: tuple[Attack, ...]
+    key: TimelineKey | None
+    findings: tuple[Finding, ...]
+    causes: tuple[Cause, ...]
+    version: int
 
 
 def _classification(**fields: Any) -> Classification:
@@ -160,6 +176,8 @@ class Classifier:
             PARSE_CACHE_SIZE, PARSE_CACHE_MAX_BYTES, _parsed_bytes
         )
         self._hasher = hasher_from(config.store.hash_key)  # stored personal claims: keyed hashes
+        # the time-independent checks of repeated tokens (None: every event judged afresh)
+        self.reuse = JudgementReuse(self, self.parse_cache.capacity) if config.classify.reuse_judgements else None
         self._asymmetric: dict[str, tuple[int, bool]] = {}  # service → (timeline version, answer)
         # (service, alg, kid) → (candidates, fitting) as of `_choices_version`; see `_key_choices`
         self._choices: dict[tuple[str, str, str | None], tuple[list[TimelineKey], list[TimelineKey]]] = {}
@@ -229,12 +247,13 @@ class Classifier:
         # lives long enough to reach the oldest GC generation and make full collections come sooner.
         parsed: list[ParsedToken] = []
         policies: list[ServicePolicy] = []
+        reuse = self.reuse
         for service, token in itertools.islice(tokens, PARSE_CACHE_SIZE // 2):  # all stay cached until judged
             policy = self._policies.get(service)
             if policy is None:
                 continue
             result = self._parse(token)  # a JWE is cached as the MalformedToken it is, and skipped
-            if isinstance(result, ParsedToken):
+            if isinstance(result, ParsedToken) and (reuse is None or not reuse.known(result.fingerprint, service)):
                 parsed.append(result)
                 policies.append(policy)
         for parsed_token, policy in zip(parsed, policies, strict=True):
@@ -327,14 +346,28 @@ class Classifier:
     def _judge(
         self, event: AuthFailureEvent, token: ParsedToken, policy: ServicePolicy, trace: Trace | None
     ) -> Verdict:
-        """Steps 2 to 8 of DESIGN.md in order (1, parsing, is done), then the decision from their findings."""
-        service = policy.service
-        findings = Findings() if trace is None else trace
-        if trace is not None:
-            trace.note(Step.PARSE, segments=3)
+        """Steps 2 to 8 of DESIGN.md in order (1, parsing, is done), then the decision from their findings.
+
+        Steps 2 to 5 and the attack labels depend on nothing but the token, the service and the
+        key timeline (`judge_static`); the rest is judged at the event's time (`judge_at`). A
+        repeated token takes the first part from `reuse` (same token, service and timeline)
+        and always runs the second: the verdict is the one this fresh run gives.
+        """
+        if trace is None and self.reuse is not None:
+            findings = Findings()
+            static = self.reuse.static(token, policy, findings)
+        else:
+            findings = Findings() if trace is None else trace
+            if trace is not None:
+                trace.note(Step.PARSE, segments=3)
+            static = self.judge_static(token, policy, findings)
+        return self.judge_at(event, token, policy, static, findings)
+
+    def judge_static(self, token: ParsedToken, policy: ServicePolicy, findings: Findings) -> StaticJudgement:
+        """Steps 2 to 5 and the attacks, into `findings`: what no time of the event can change."""
+        trace = findings if findings.tracing else None
         alg, claims = token.alg, token.claims
         attacks = detect_attacks(token.header, token.signature, self._publishes_asymmetric(policy))
-
         key: TimelineKey | None = None
         if check_alg_policy(alg, policy, findings):
             choices = self._key_choices(alg, token.kid, policy)
@@ -342,7 +375,22 @@ class Classifier:
         elif trace is not None:
             trace.skip(Step.KEY_AND_SIGNATURE, "not checked: the alg is refused first")
         check_issuer(claims, policy, key, findings)
-        check_audience(claims, service, findings)
+        check_audience(claims, policy.service, findings)
+        version = self.timeline.version
+        return StaticJudgement(tuple(attacks), key, tuple(findings.items), tuple(findings.causes), version)
+
+    def judge_at(
+        self,
+        event: AuthFailureEvent,
+        token: ParsedToken,
+        policy: ServicePolicy,
+        static: StaticJudgement,
+        findings: Findings,
+    ) -> Verdict:
+        """Steps 6 to 8 at the event's `ts` (after `static`'s findings, already in `findings`), and the verdict."""
+        service = policy.service
+        trace = findings if isinstance(findings, Trace) else None
+        claims, key = token.claims, static.key
         skew = check_times(claims, event.ts, service, self.settings.skew_window_seconds, findings)
         check_required_claims(claims, policy, findings)
         if key is not None:
@@ -359,11 +407,11 @@ class Classifier:
                 event_id=event.event_id,
                 cause=cause,
                 confidence=_INFERRED if guessed else _VERIFIED,
-                attacks=attacks,
+                attacks=list(static.attacks),
                 findings=findings.causes,  # validation copies it
                 issuer=key.issuer if key is not None else None,
                 kid=_header_text(token.kid),
-                alg=alg,
+                alg=token.alg,
                 audience=claims.get("aud"),
                 skew_seconds=skew,
                 detail=self._detail(cause, findings, event, service, key),
