@@ -1,6 +1,6 @@
 """Run every benchmark in sequence and print a summary of the headline figures (`make bench`).
 
-    python bench/run_all.py [--quick] [--only classify,sink,e2e,outage,scaling,stages,reporter,timeline,reported,retention] [--skip e2e]
+    python bench/run_all.py [--quick] [--only NAME,...] [--skip NAME,...]   (names: the SCRIPTS table below)
 
 Each script prints its own figures beside its baseline, measured in the same run; this
 runner gathers their headline figures (through --summary JSON files) into one table with
