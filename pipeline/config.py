@@ -171,6 +171,8 @@ class KafkaConfig(_Section):
 
 class StoreConfig(_Section):
     path: str = "jwtriage.duckdb"
+    retention_days: int = Field(default=30, ge=1, description="Days of raw verdict rows a consumer's store keeps.")
+    rollup_retention_days: int = Field(default=400, ge=1, description="Days of hourly rollups it keeps.")
     hash_key: SecretStr | None = Field(
         default=None, description="The HMAC key of stored personal claims; never kept in the store."
     )

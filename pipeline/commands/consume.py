@@ -5,8 +5,8 @@ join state: stored events still waiting, the recent samples read again), then th
 loop (`runner.run`) takes over: poll → classify → one DuckDB transaction holding the rows,
 the dead letters and the source positions → tell the group how far we got. A crash
 anywhere loses nothing and duplicates nothing: on restart the positions in the store say
-where to resume, and rows are keyed by `event_id`. Readers never open the working file: a
-consistent snapshot is published for them at most every `--publish-interval` seconds (and
+where to resume, and rows are keyed by `event_id`. Readers never open the working file: what
+committed since is appended for them as Parquet at most every `--publish-interval` seconds (and
 at exit).
 """
 
@@ -175,7 +175,10 @@ def consume(
     """Run the consumer until stopped (or idle for `exit_when_idle` seconds once caught up)."""
     stopper = stopper or Stopper()
     started = time.perf_counter()
-    store = Store(config.store.path, instance=instance)  # refuses a bad instance name, a held or newer store
+    store = Store(  # refuses a bad instance name, a held or newer store
+        config.store.path, instance=instance, retention_days=config.store.retention_days,
+        rollup_retention_days=config.store.rollup_retention_days,
+    )
     try:
         _note_hash_key(store, config)
         stored = store.positions()
