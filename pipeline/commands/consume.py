@@ -27,6 +27,7 @@ from pipeline.engine.identifiers import hasher_from
 from pipeline.errors import ConfigError
 from pipeline.faults import crash_point
 from pipeline.io.kafka import POLL_TIMEOUT_MS, DeadLetterPublisher, KafkaSource, source_formats
+from pipeline.io.lake import open_writer
 from pipeline.io.store import Store
 from pipeline.metrics import Metrics
 from pipeline.records import Batch
@@ -175,9 +176,9 @@ def consume(
     """Run the consumer until stopped (or idle for `exit_when_idle` seconds once caught up)."""
     stopper = stopper or Stopper()
     started = time.perf_counter()
-    store = Store(  # refuses a bad instance name, a held or newer store
-        config.store.path, instance=instance, retention_days=config.store.retention_days,
-        rollup_retention_days=config.store.rollup_retention_days,
+    store = open_writer(  # refuses a bad instance name, a held or newer store
+        config.store.path, instance, retention_days=config.store.retention_days,
+        rollup_retention_days=config.store.rollup_retention_days, data_path=config.store.data_path,
     )
     try:
         _note_hash_key(store, config)

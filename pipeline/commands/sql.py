@@ -20,8 +20,8 @@ from rich.table import Table
 
 from pipeline.commands.common import EXIT_OK, store_path
 from pipeline.errors import UsageError
-from pipeline.io.store_readers import connect_readonly, published_parts
 from pipeline.io.store_parts import is_parts_store
+from pipeline.io.store_readers import connect_readonly, published_parts
 from pipeline.io.store_schema import parts_dir, sql_path
 
 #: Rows shown in a table before the rest is only counted (use LIMIT, or --csv for everything).

@@ -48,6 +48,9 @@ STATE_TABLES = ("jwks_snapshots", "jwks_keys", "source_positions", "store_meta")
 FANOUT = 16
 #: The level of the one file a closed day's remaining small files are merged into.
 DAY_LEVEL = 9
+#: Rows per row group of the files written (the live file's, see `store.ROW_GROUP_SIZE`): the Parquet
+#: writer holds a row group in memory, and the writer's DuckDB has 100 MB.
+ROW_GROUP_SIZE = 16_384
 #: Version of the views `write_catalog` puts in `<db>` (a writer rewrites an older catalog).
 CATALOG_VERSION = 1
 
@@ -163,7 +166,8 @@ def copy_atomically(con: duckdb.DuckDBPyConnection, select: str, target: Path, p
     """COPY a SELECT to a Parquet file that appears whole or not at all (written aside, then renamed)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
-    con.execute(f"COPY ({select}) TO '{sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd)", params or [])
+    con.execute(f"COPY ({select}) TO '{sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd, "
+                f"ROW_GROUP_SIZE {ROW_GROUP_SIZE})", params or [])
     os.replace(tmp, target)
 
 
@@ -201,7 +205,7 @@ def remove_covered(files: list[PartFile]) -> list[PartFile]:
     return kept
 
 
-def merge(con: duckdb.DuckDBPyConnection, files: list[PartFile], level: int, order: str) -> None:
+def merge(con: duckdb.DuckDBPyConnection, files: list[PartFile], level: int) -> None:
     """Merge `files` (one writer's, one day's) into one file of `level`, then remove them.
 
     The merged file is in place before an input goes, so a reader never misses a row; a crash
@@ -209,13 +213,15 @@ def merge(con: duckdb.DuckDBPyConnection, files: list[PartFile], level: int, ord
     """
     listing = ", ".join(f"'{sql_path(f.path)}'" for f in files)
     target = files[0].path.parent / part_name(files[0].instance, level, files[0].first, max(f.last for f in files))
-    copy_atomically(con, f"SELECT * FROM read_parquet([{listing}], union_by_name = true) ORDER BY {order}", target)
+    # No ORDER BY: a sort of a whole day would not fit the writer's memory limit, and each input is
+    # sorted already, so the merged file's row groups keep narrow time ranges that readers skip by.
+    copy_atomically(con, f"SELECT * FROM read_parquet([{listing}], union_by_name = true)", target)
     for f in files:
         if f.path != target:
             f.path.unlink(missing_ok=True)
 
 
-def compact_day(con: duckdb.DuckDBPyConnection, folder: Path, instance: str, closed: bool, order: str) -> int:
+def compact_day(con: duckdb.DuckDBPyConnection, folder: Path, instance: str, closed: bool) -> int:
     """Keep one writer's files of a day few: FANOUT files of a level become one; a closed day's small ones, one.
 
     Returns the number of merges. Each row is rewritten about log_FANOUT(rows per publish) times.
@@ -225,13 +231,13 @@ def compact_day(con: duckdb.DuckDBPyConnection, folder: Path, instance: str, clo
     for level in range(DAY_LEVEL - 1):
         at_level = [f for f in files if f.level == level]
         while len(at_level) >= FANOUT:
-            merge(con, at_level[:FANOUT], level + 1, order)
+            merge(con, at_level[:FANOUT], level + 1)
             merges += 1
             at_level = at_level[FANOUT:]
         files = part_files(folder, instance)
     small = [f for f in files if f.level < DAY_LEVEL]
     if closed and (len(small) > 1 or (small and any(f.level == DAY_LEVEL for f in files))):
-        merge(con, small, DAY_LEVEL, order)
+        merge(con, small, DAY_LEVEL)
         merges += 1
     return merges
 

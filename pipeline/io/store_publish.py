@@ -9,7 +9,7 @@ and each file is replaced by a superset of itself, never added twice.
 Maintenance, at most every `MAINTENANCE_SECONDS`: roll closed hours into `hourly/`
 (`pipeline.rollups.hourly_sql`), merge a closed day's small files, drop day folders older than
 the retention (`[store] retention_days` raw, `rollup_retention_days` rollups) and prune the live
-file to the rows re-judging and a restart can still need (`LIVE_DAYS`). Retention counts from the
+file to the rows re-judging and a restart can still need (`LIVE_HOURS`). Retention counts from the
 newest event this writer stored, not the wall clock, so a backfill of old traffic is kept.
 """
 
@@ -43,9 +43,9 @@ from pipeline.rollups import HOUR_SECONDS, hourly_sql
 MAINTENANCE_SECONDS = 60.0
 #: An hour is rolled once the newest stored event is this far past its end (late events re-roll it).
 ROLL_AFTER_SECONDS = 600
-#: Days of rows the live file keeps behind the newest event: re-judging reaches only events held in
+#: Hours of rows the live file keeps behind the newest event: re-judging reaches only events held in
 #: memory (at most 10,000 of each kind, minutes of traffic), a restart only the newest waiting ones.
-LIVE_DAYS = 2
+LIVE_HOURS = 6
 
 _HOUR_US = HOUR_SECONDS * 1_000_000
 _DAY_US = 86_400_000_000
@@ -145,7 +145,7 @@ class Publisher:
         name = part_name(self.instance, 0, seq, seq)
         for table in APPENDED:
             for written in (self.parts / table).glob(f"*/{name}"):
-                compact_day(self.con, written.parent, self.instance, closed=False, order=_ORDER[table])
+                compact_day(self.con, written.parent, self.instance, closed=False)
 
     def _write_state(self) -> None:
         """Rewrite this writer's small tables (its heartbeat and positions at every publish; keys when changed)."""
@@ -181,7 +181,7 @@ class Publisher:
             for folder in sorted((self.parts / table).iterdir()):
                 number = _day_of(folder)
                 if number is not None and number < closed_before and part_files(folder, self.instance):
-                    compact_day(self.con, folder, self.instance, closed=True, order=_ORDER[table])
+                    compact_day(self.con, folder, self.instance, closed=True)
         dropped = False
         for table in APPENDED:
             dropped |= drop_days_before(self.parts / table, raw_cutoff)
@@ -225,7 +225,7 @@ class Publisher:
 
     def _prune_live(self, newest: datetime) -> None:
         """Drop published rows the live file no longer needs, so a restart reads only recent ones."""
-        horizon = newest - timedelta(days=LIVE_DAYS)
+        horizon = newest - timedelta(hours=LIVE_HOURS)
         since = self.watermark()
         self.con.execute("DELETE FROM classifications WHERE ts < ? AND classified_at <= ?", [horizon, since])
         self.con.execute("DELETE FROM superseded WHERE superseded_at <= ?", [since])

@@ -46,6 +46,8 @@ _COMBINED_VIEWS = {
 def published_parts(path: str | Path) -> list[Path]:
     """What consumers have published for `path`: each writer's state folder (`store_parts`), else the
     DuckDB copies older versions published (`<instance>.duckdb`)."""
+    if str(path).startswith("ducklake:"):
+        return [Path(str(path))]  # a lake: one shared store, always there to open
     folder = parts_dir(path)
     if not folder.is_dir():
         return []
@@ -78,6 +80,10 @@ def connect_readonly(path: str | Path) -> duckdb.DuckDBPyConnection:
     published by older versions as DuckDB copies are still read. The reader sees one set of
     tables over every writer, so the same `--db` works for one consumer or several, while they write.
     """
+    if str(path).startswith("ducklake:"):
+        from pipeline.io.lake import connect_lake  # the lake's extensions load only for a lake
+
+        return connect_lake(path, read_only=True)
     if is_parts_store(parts_dir(path)):
         return _connect_parts(path)
     parts = published_parts(path)

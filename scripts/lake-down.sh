@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Stop what scripts/lake-up.sh started (its PostgreSQL and its moto_server); the data stays in .lake/.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+STATE="${LAKE_STATE:-$ROOT/.lake}"
+PGBIN="$(dirname "$(readlink -f "$(command -v pg_ctl || echo /usr/lib/postgresql/15/bin/pg_ctl)")")"
+if [ -s "$STATE/pg/PG_VERSION" ]; then
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$PGBIN/pg_ctl" -D "$STATE/pg" -m fast stop >/dev/null 2>&1 || true
+  else "$PGBIN/pg_ctl" -D "$STATE/pg" -m fast stop >/dev/null 2>&1 || true; fi
+fi
+if [ -s "$STATE/moto.pid" ]; then kill "$(cat "$STATE/moto.pid")" 2>/dev/null || true; rm -f "$STATE/moto.pid"; fi
