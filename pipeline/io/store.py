@@ -362,8 +362,7 @@ class Store:
         if self.publisher is None:
             return 0.0
         started = time.perf_counter()
-        self.beat()
-        self.publisher.publish()
+        self.publisher.publish(in_transaction=self.beat)
         return time.perf_counter() - started
 
     def beat(self, at: datetime | None = None) -> None:

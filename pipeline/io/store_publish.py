@@ -16,7 +16,7 @@ newest event this writer stored, not the wall clock, so a backfill of old traffi
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -89,7 +89,9 @@ class Publisher:
 
     # -- publish ----------------------------------------------------------------------------------
 
-    def publish(self) -> None:
+    def publish(self, in_transaction: Callable[[], None] | None = None) -> None:
+        """Append what committed since the last publish; `in_transaction` runs in the bookkeeping's transaction
+        (the heartbeat: each commit of the live file costs a WAL sync, one is enough)."""
         seq = int(self.meta("publish_seq") or 1)
         since = self.watermark()
         dead_since = datetime.fromisoformat(self.meta("dead_letters_through") or _EPOCH.isoformat())
@@ -108,6 +110,8 @@ class Publisher:
                          seq)
         self.con.begin()
         try:
+            if in_transaction is not None:
+                in_transaction()
             if rows:
                 self.con.execute(f"INSERT INTO rollup_pending SELECT DISTINCT epoch_us(ts) // {_HOUR_US} "
                                  f"FROM classifications WHERE {rows}")
