@@ -181,13 +181,29 @@ def main() -> None:
                "new_publish": summary(new_pub), "new_freshness": summary(new_fresh),
                "old_publish": summary(old_pub), "old_freshness": summary(old_fresh)}
         results.append(row)
-        print(f"{n:>12,} rows (laid in {laid:.0f} s; parts {disk_new / 1e9:.2f} GB, old file {disk_old / 1e9:.2f} GB)")
+        print(f"{n:>12,} rows (laid in {laid:.0f} s; parts {disk_new / 1e9:.2f} GB, old file {disk_old / 1e9:.2f} GB; "
+              f"load {os.getloadavg()[0]:.2f})")
         for what in ("publish", "freshness"):
             new, old = row[f"new_{what}"], row[f"old_{what}"]
             print(f"  {what:<10} append: median {new['median'] * 1000:8.1f} ms  p95 {new['p95'] * 1000:8.1f} ms"
                   f"   |  copy (old): median {old['median'] * 1000:8.1f} ms  p95 {old['p95'] * 1000:8.1f} ms")
     if args.summary:
-        Path(args.summary).write_text(json.dumps(results, indent=1), encoding="utf-8")
+        Path(args.summary).write_text(json.dumps({"rows": headline(results), "detail": results}, indent=1),
+                                      encoding="utf-8")
+
+
+def headline(results: list[dict[str, object]]) -> list[dict[str, object]]:
+    """run_all.py's rows: the median publish and freshness per size, the old copy-publish as the baseline."""
+    rows: list[dict[str, object]] = []
+    for r in results:
+        for what in ("publish", "freshness"):
+            new, old = r[f"new_{what}"], r[f"old_{what}"]
+            assert isinstance(new, dict) and isinstance(old, dict)
+            rows.append({"name": f"store: {what} per 2,000-row batch at {r['rows']:,} rows", "unit": "ms",
+                         "value": new["median"] * 1000, "baseline": old["median"] * 1000,
+                         "ratio": new["median"] / old["median"], "target": "flat", "met": None,
+                         "load": os.getloadavg()[0]})
+    return rows
 
 
 if __name__ == "__main__":

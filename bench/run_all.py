@@ -1,6 +1,6 @@
 """Run every benchmark in sequence and print a summary of the headline figures (`make bench`).
 
-    python bench/run_all.py [--quick] [--only classify,sink,e2e,scaling,stages,reporter] [--skip e2e]
+    python bench/run_all.py [--quick] [--only classify,sink,e2e,scaling,stages,reporter,store] [--skip e2e]
 
 Each script prints its own figures beside its baseline, measured in the same run; this
 runner gathers their headline figures (through --summary JSON files) into one table with
@@ -34,6 +34,7 @@ SCRIPTS = {
     "scaling": "bench_scaling.py",
     "reporter": "bench_reporter.py",
     "timeline": "bench_timeline.py",
+    "store": "bench_store.py",
 }
 
 
