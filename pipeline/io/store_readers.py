@@ -56,9 +56,8 @@ def published_parts(path: str | Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.duckdb") if not p.name.endswith(".live.duckdb"))
 
 
-def _connect_parts(path: str | Path) -> duckdb.DuckDBPyConnection:
-    """Views over the Parquet files consumers append (`store_parts.view_sql`), in an in-memory connection."""
-    con = duckdb.connect(":memory:")
+def _part_views(con: duckdb.DuckDBPyConnection, path: str | Path) -> duckdb.DuckDBPyConnection:
+    """`con` (in memory) with the views over the Parquet files consumers append (`store_parts.view_sql`)."""
     try:
         create_views(con, parts_dir(path).resolve())
         refuse_newer(schema_version_of(con), path)
@@ -85,7 +84,7 @@ def connect_readonly(path: str | Path) -> duckdb.DuckDBPyConnection:
 
         return connect_lake(path, read_only=True)
     if is_parts_store(parts_dir(path)):
-        return _connect_parts(path)
+        return _part_views(duckdb.connect(":memory:"), path)
     parts = published_parts(path)
     if not parts:
         if not Path(path).exists():
