@@ -7,8 +7,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from pipeline.engine.tokens import fingerprint
+from pipeline.errors import StoreError
 from pipeline.io.memory import ListSource
 from pipeline.io.store import Store
 from pipeline.io.store_parts import FANOUT, part_files
@@ -132,3 +134,12 @@ def test_a_restart_reads_only_the_recent_rows(tmp_path: Path) -> None:
         live = store.con.execute("SELECT count(*) FROM classifications").fetchone()
     assert live == (100,)  # the old day is in Parquet only
     assert count(db) == 200
+
+
+def test_a_consumer_never_replaces_a_single_file_store(tmp_path: Path) -> None:
+    db = tmp_path / "demo.duckdb"
+    Store(db).close()
+    before = db.read_bytes()
+    with pytest.raises(StoreError, match="single-file store"):
+        Store(db, instance="c1")
+    assert db.read_bytes() == before

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipeline.errors import StoreError
 from pipeline.io.store_schema import sql_path
 from pipeline.rollups import HOURLY_COLUMNS
 
@@ -131,11 +132,17 @@ def write_catalog(db: Path, parts: Path) -> None:
     if db.exists():
         try:
             with duckdb.connect(str(db), read_only=True) as con:
-                row = con.execute("SELECT value FROM store_catalog WHERE key = 'catalog_version'").fetchone()
-            if row and int(row[0]) >= CATALOG_VERSION:
-                return
-        except duckdb.Error:
-            pass  # not a catalog (a demo store, a broken file): replaced below
+                tables = {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+                row = (con.execute("SELECT value FROM store_catalog WHERE key = 'catalog_version'").fetchone()
+                       if "store_catalog" in tables else None)
+        except duckdb.Error as exc:
+            raise StoreError(f"{db} is not a store consumers can share ({str(exc).splitlines()[0]}) "
+                             "(hint: give the consumers a --db of their own)") from None
+        if "store_catalog" not in tables:  # the demo's or a backfill's single file: never replaced
+            raise StoreError(f"{db} is a single-file store (written by the demo or a backfill), not one "
+                             "consumers share (hint: give the consumers a --db of their own)")
+        if row and int(row[0]) >= CATALOG_VERSION:
+            return
     tmp = db.with_name(f".{db.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
     with duckdb.connect(str(tmp)) as con:
