@@ -32,6 +32,15 @@ import pyarrow as pa
 from pipeline.engine.keys import KeyTimeline
 from pipeline.errors import StoreError
 from pipeline.faults import crash_point
+from pipeline.io.store import (
+    HEARTBEAT_KEY,
+    WAITING_CONDITION,
+    Store,
+    classification_table,
+    dead_letter_table,
+    key_table,
+    snapshot_table,
+)
 from pipeline.io.store_readers import timeline_from
 from pipeline.io.store_schema import create_statement
 from pipeline.models import AuthFailureEvent
@@ -209,8 +218,6 @@ class LakeStore:
         self.con.execute("INSERT INTO lake_meta VALUES (?, ?, ?, ?)", [self.instance, key, value, self._now()])
 
     def beat(self, at: datetime | None = None) -> None:
-        from pipeline.io.store import HEARTBEAT_KEY
-
         when = (at or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
         self._meta(f"{HEARTBEAT_KEY}{self.instance}", when)
 
@@ -221,8 +228,6 @@ class LakeStore:
 
     def write(self, batch: Batch, timeline: KeyTimeline) -> None:
         """The batch's rows, dead letters, snapshots, key timeline and positions: one lake transaction."""
-        from pipeline.io.store import classification_table, dead_letter_table, key_table, snapshot_table
-
         now = self._now()
         crash_point("batch_start")
         self.con.begin()
@@ -298,7 +303,7 @@ class LakeStore:
                 WHERE ts >= (SELECT max(ts) FROM lake_rows) - INTERVAL {WAITING_DAYS} DAY
                   AND (source, source_partition) IN (
                       SELECT (source, source_partition) FROM lake_positions WHERE instance = ?)
-                  AND token_sha256 IS NOT NULL AND (confidence = 'reported' OR cause = 'unknown_kid')
+                  AND {WAITING_CONDITION}
                 ORDER BY ts DESC, source_offset DESC
                 LIMIT ?
             ) ORDER BY ts, source_offset
@@ -321,6 +326,4 @@ def open_writer(path: str | Path, instance: str, retention_days: int = 30, rollu
     """A consumer's writer: a `LakeStore` for a `ducklake:` path, else a `store.Store` (the same calls)."""
     if is_lake(path):
         return LakeStore(path, instance, data_path)
-    from pipeline.io.store import Store
-
     return Store(path, instance=instance, retention_days=retention_days, rollup_retention_days=rollup_retention_days)

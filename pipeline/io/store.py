@@ -96,6 +96,9 @@ _CLASSIFICATION_SCHEMA = pa.schema(
 )
 
 
+#: The stored events a later record can still judge again (`Store.awaiting_samples`; the lake's too).
+WAITING_CONDITION = "token_sha256 IS NOT NULL AND (confidence = 'reported' OR cause = 'unknown_kid')"
+
 #: `store_meta` key prefix of each consumer's heartbeat (`Store.beat`; read by `consumer_heartbeat`).
 HEARTBEAT_KEY = "heartbeat:"
 
@@ -493,12 +496,12 @@ class Store:
         start-up reach them as if the consumer had never stopped.
         """
         rows = self.con.execute(
-            """
+            f"""
             SELECT * FROM (
                 SELECT event_id, ts, service, token_sha256, reported_error, service_jwks_fetched_at,
                        client_id, request_id, source, source_partition, source_offset
                 FROM classifications
-                WHERE token_sha256 IS NOT NULL AND (confidence = 'reported' OR cause = 'unknown_kid')
+                WHERE {WAITING_CONDITION}
                 ORDER BY ts DESC, source_offset DESC
                 LIMIT ?
             ) ORDER BY ts, source_offset
