@@ -9,7 +9,15 @@ STATE="${LAKE_STATE:-$ROOT/.lake}"
 PG_PORT="${LAKE_PG_PORT:-55432}"
 S3_PORT="${LAKE_S3_PORT:-55900}"
 VENV="${LAKE_VENV:-$STATE/venv}"
-PGBIN="$(dirname "$(readlink -f "$(command -v pg_ctl || echo /usr/lib/postgresql/15/bin/pg_ctl)")")"
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+if [ -z "$(pg_bin)" ]; then  # Debian's PostgreSQL (the apt-get the project's machines allow as root)
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >&2
+  else
+    echo "lake-up: PostgreSQL is not installed (sudo apt-get install postgresql)" >&2; exit 1
+  fi
+fi
+PGBIN="$(pg_bin)"
 mkdir -p "$STATE"
 
 as_pg() {  # PostgreSQL refuses to run as root: run its tools as the postgres user then
