@@ -126,13 +126,15 @@ def test_retention_drops_whole_days_and_rollups_keep_the_counts(tmp_path: Path) 
 def test_a_restart_reads_only_the_recent_rows(tmp_path: Path) -> None:
     db = tmp_path / "k.duckdb"
     with Store(db, instance="c1") as store:
-        add_rows(store, 0, 100, DAY0)
-        add_rows(store, 100, 100, DAY0 + timedelta(days=5))
+        add_rows(store, 0, 100, DAY0 + timedelta(days=5))  # events of any time: what counts is when they were written
+        add_rows(store, 100, 100, DAY0)
         store.publish()
+        store.con.execute("UPDATE classifications SET classified_at = classified_at - INTERVAL 7 HOUR "
+                          "WHERE source_offset < 100")  # as if written seven hours ago
         assert store.publisher is not None
         store.publisher.maintain()
-        live = store.con.execute("SELECT count(*) FROM classifications").fetchone()
-    assert live == (100,)  # the old day is in Parquet only
+        live = store.con.execute("SELECT min(source_offset), count(*) FROM classifications").fetchone()
+    assert live == (100, 100)  # the rows written long ago are in Parquet only
     assert count(db) == 200
 
 

@@ -43,7 +43,7 @@ from pipeline.rollups import HOUR_SECONDS, hourly_sql
 MAINTENANCE_SECONDS = 60.0
 #: An hour is rolled once the newest stored event is this far past its end (late events re-roll it).
 ROLL_AFTER_SECONDS = 600
-#: Hours of rows the live file keeps behind the newest event: re-judging reaches only events held in
+#: Hours of written rows the live file keeps: re-judging reaches only events held in
 #: memory (at most 10,000 of each kind, minutes of traffic), a restart only the newest waiting ones.
 LIVE_HOURS = 6
 
@@ -192,7 +192,7 @@ class Publisher:
         drop_days_before(self.parts / "hourly", newest_us // _DAY_US - self.rollup_retention_days + 1)
         if dropped or self.meta("raw_since"):
             self._set("raw_since", _at(raw_cutoff * _DAY_US).isoformat())
-        self._prune_live(newest)
+        self._prune_live()
 
     def _roll(self, newest_us: int, raw_cutoff_day: int) -> None:
         """Roll every pending hour that has closed into `hourly/<day>/`, a new version each time."""
@@ -227,16 +227,19 @@ class Publisher:
         for _, path in older:  # the view keeps the latest version anyway: removing these only saves space
             path.unlink(missing_ok=True)
 
-    def _prune_live(self, newest: datetime) -> None:
-        """Drop published rows the live file no longer needs, so a restart reads only recent ones."""
-        horizon = newest - timedelta(hours=LIVE_HOURS)
-        since = self.watermark()
-        self.con.execute("DELETE FROM classifications WHERE ts < ? AND classified_at <= ?", [horizon, since])
-        self.con.execute("DELETE FROM superseded WHERE superseded_at <= ?", [since])
+    def _prune_live(self) -> None:
+        """Drop published rows the live file no longer needs, so a restart reads only recent ones.
+
+        By the time a row was written, not its event's time: re-judging reaches the events the
+        consumer read last (held in memory), whatever their `ts`.
+        """
+        horizon = min(datetime.now(UTC) - timedelta(hours=LIVE_HOURS), self.watermark())
+        self.con.execute("DELETE FROM classifications WHERE classified_at <= ?", [horizon])
+        self.con.execute("DELETE FROM superseded WHERE superseded_at <= ?", [self.watermark()])
         dead = self.meta("dead_letters_through")
         if dead:
-            self.con.execute("DELETE FROM dead_letters WHERE received_at < ? AND received_at <= ?",
-                             [horizon, datetime.fromisoformat(dead)])
+            self.con.execute("DELETE FROM dead_letters WHERE received_at <= ?",
+                             [min(datetime.now(UTC) - timedelta(hours=LIVE_HOURS), datetime.fromisoformat(dead))])
 
 
 def _day_of(folder: Path) -> int | None:
