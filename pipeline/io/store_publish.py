@@ -32,6 +32,7 @@ from pipeline.io.store_parts import (
     drop_days_before,
     part_files,
     part_name,
+    remove_covered,
     rollup_files,
     rollup_name,
     write_schema_files,
@@ -179,13 +180,15 @@ class Publisher:
             return
         newest_us = int((newest - _EPOCH).total_seconds() * 1_000_000)
         raw_cutoff = newest_us // _DAY_US - self.retention_days + 1
-        self._roll(newest_us, raw_cutoff)
         closed_before = (newest_us - _HOUR_US) // _DAY_US  # a day closes an hour after it ends
         for table in APPENDED:
             for folder in sorted((self.parts / table).iterdir()):
                 number = _day_of(folder)
-                if number is not None and number < closed_before and part_files(folder, self.instance):
+                files = part_files(folder, self.instance) if number is not None else []
+                remove_covered(files)  # a merge a crash cut short left its inputs: they are in the merged file
+                if files and number is not None and number < closed_before:
                     compact_day(self.con, folder, self.instance, closed=True)
+        self._roll(newest_us, raw_cutoff)
         dropped = False
         for table in APPENDED:
             dropped |= drop_days_before(self.parts / table, raw_cutoff)
