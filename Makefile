@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test test-fast lint check-install check-bounds kafka-up kafka-down bench dashboard clean validators validators-build validators-fixture lab lab-build lab-down
+.PHONY: help venv demo test test-fast lint check-install check-bounds kafka-up kafka-down bench dashboard clean validators validators-build validators-fixture lab lab-build lab-down lake-venv lake-up lake-down
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -42,6 +42,15 @@ kafka-up: ## start the local single-node Kafka broker on 127.0.0.1:9092 (returns
 
 kafka-down: ## stop the local Kafka broker
 	scripts/kafka-down.sh
+
+lake-venv: ## the lake's own venv (.lake/venv: jwtriage[lake] on DuckDB 1.5.x, and moto's S3 server)
+	scripts/lake-venv.sh
+
+lake-up: lake-venv ## start the local lake's PostgreSQL (127.0.0.1:55432) and S3 server (127.0.0.1:55900)
+	scripts/lake-up.sh
+
+lake-down: ## stop them (the data stays in .lake/)
+	scripts/lake-down.sh
 
 bench: $(STAMP) kafka-up ## run the benchmarks (prints figures beside their baselines)
 	$(BIN)/python bench/run_all.py

@@ -37,6 +37,7 @@ SCRIPTS = {
     "timeline": "bench_timeline.py",
     "reported": "bench_reported.py",
     "retention": "bench_retention.py",
+    "store": "bench_store.py",
 }
 
 

@@ -255,6 +255,11 @@ class KafkaConfig(_Section):
 
 class StoreConfig(_Section):
     path: str = "jwtriage.duckdb"
+    retention_days: int = Field(default=30, ge=1, description="Days of raw verdict rows a consumer's store keeps.")
+    rollup_retention_days: int = Field(default=400, ge=1, description="Days of hourly rollups it keeps.")
+    data_path: str | None = Field(
+        default=None, description="For a `ducklake:` store path: where the lake's Parquet files go (s3://bucket/prefix/)."
+    )
     hash_key: SecretStr | None = Field(
         default=None, description="The HMAC key of stored personal claims; never kept in the store."
     )

@@ -131,7 +131,7 @@ def test_readers_refuse_a_store_with_a_newer_schema(tmp_path: Path, command: str
         store.con.execute("UPDATE store_meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION + 1)])
         store.publish()
         store.close()
-        newer = parts_dir(db) / "one.duckdb"
+        newer = db  # the store as a whole: its parts are Parquet files, one catalog
     if layout == "file":
         make_newer(db)
     result = jwtriage(tmp_path, command, "--db", str(db))

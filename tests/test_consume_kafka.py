@@ -27,6 +27,7 @@ from pipeline.commands.consume import consume
 from pipeline.config import KafkaConfig, load_config
 from pipeline.io.kafka import produce, scenario_records
 from pipeline.io.store_readers import connect_readonly, published_parts
+from pipeline.io.store_schema import parts_dir
 from pipeline.simulator import Scenario, simulate, write_scenario
 from tests.kafka_helpers import KafkaConsumer, isolated_kafka_env, wait_for_broker
 
@@ -271,15 +272,17 @@ def test_two_consumers_split_the_partitions_and_readers_see_one_store(setup: Set
     finish(a)
     finish(b)
     parts = published_parts(setup.db)
-    assert [p.name for p in parts] == ["a.duckdb", "b.duckdb"]
+    assert [p.name for p in parts] == ["a", "b"]  # each writer's state folder under <db>.parts/state/
     import duckdb
 
     per_part = []
     for part in parts:
-        con = duckdb.connect(str(part), read_only=True)
-        per_part.append(con.execute("SELECT count(*), count(DISTINCT source_partition) FROM classifications")
+        con = duckdb.connect()
+        rows = str(parts_dir(setup.db) / "classifications" / "*" / f"{part.name}-L*.parquet")
+        per_part.append(con.execute("SELECT count(*), count(DISTINCT source_partition) FROM read_parquet(?)", [rows])
                         .fetchone())
-        snapshots = con.execute("SELECT count(*) FROM jwks_snapshots").fetchone()
+        keys = str(part / "jwks_snapshots.parquet")
+        snapshots = con.execute("SELECT count(*) FROM read_parquet(?)", [keys]).fetchone()
         con.close()
         assert snapshots == (len(setup.scenario.snapshots),)  # every consumer reads every key
     assert all(events > 0 for events, _ in per_part), per_part  # both did real work

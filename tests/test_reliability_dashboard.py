@@ -84,8 +84,9 @@ def test_the_app_opens_the_store_read_only_while_a_writer_holds_it(
     writer = Store(consumer_store, instance="w")  # holds w.live.duckdb for writing, as a running consumer does
     try:
         writer.publish()
-        published = published_parts(consumer_store)
-        assert [p.name for p in published] == ["w.duckdb"]
+        assert [p.name for p in published_parts(consumer_store)] == ["w"]
+        # What readers read: the Parquet files the writer appended and the catalog `<db>` of views over them.
+        published = [consumer_store, *(p for p in parts_dir(consumer_store).rglob("*.parquet"))]
         before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in published}
 
         monkeypatch.setattr(duckdb, "connect", spy)
@@ -113,14 +114,15 @@ def test_the_app_opens_the_store_read_only_while_a_writer_holds_it(
     finally:
         writer.close()
 
-    # And connect_readonly, the app's only way in, attaches every part read-only.
+    # And connect_readonly, the app's only way in, holds nothing but views over the files: nothing to write to.
     con = connect_readonly(consumer_store)
     try:
-        attached = con.execute("SELECT database_name, readonly FROM duckdb_databases() WHERE NOT internal").fetchall()
-        parts = [(name, ro) for name, ro in attached if name.startswith("part")]
-        assert parts and all(ro for _, ro in parts), attached
+        attached = con.execute("SELECT database_name FROM duckdb_databases() WHERE NOT internal").fetchall()
+        assert attached == [("memory",)], attached
+        kinds = dict(con.execute("SELECT table_name, table_type FROM information_schema.tables").fetchall())
+        assert kinds and set(kinds.values()) == {"VIEW"}, kinds
         with pytest.raises(duckdb.Error):
-            con.execute("DELETE FROM part0.classifications")
+            con.execute("DELETE FROM classifications")
     finally:
         con.close()
 

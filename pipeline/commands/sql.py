@@ -20,6 +20,7 @@ from rich.table import Table
 
 from pipeline.commands.common import EXIT_OK, store_path
 from pipeline.errors import UsageError
+from pipeline.io.store_parts import is_parts_store
 from pipeline.io.store_readers import connect_readonly, published_parts
 from pipeline.io.store_schema import parts_dir, sql_path
 
@@ -78,16 +79,20 @@ def cmd_sql(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> int:
 
 
 def _print_how_to_open(con: duckdb.DuckDBPyConnection, path: str, stdout: IO[str]) -> None:
-    if published_parts(path):
-        stdout.write(
-            f"The store {path} is the snapshots consumers publish in {parts_dir(path)}/: attach one read-only "
-            "from plain DuckDB (or use `jwtriage sql`, which combines them):\n"
-        )
-        first = published_parts(path)[0]
-        stdout.write(f"  ATTACH '{sql_path(first)}' AS jwtriage (READ_ONLY); USE jwtriage;\n")
+    opened = path
+    if path.startswith("ducklake:"):
+        intro = ("The store is a DuckLake its consumers share. Open it from plain DuckDB with the ducklake, postgres "
+                 "and httpfs extensions loaded and an S3 secret for its data path (read-only):")
+    elif is_parts_store(parts_dir(path)):
+        intro = (f"The store {path} is a DuckDB file of views over the Parquet files consumers append in "
+                 f"{parts_dir(path)}/. Open it from plain DuckDB (read-only, safe while they write):")
+    elif published_parts(path):
+        intro = (f"The store {path} is the snapshots consumers publish in {parts_dir(path)}/: attach one read-only "
+                 "from plain DuckDB (or use `jwtriage sql`, which combines them):")
+        opened = str(published_parts(path)[0])
     else:
-        stdout.write("Open it from plain DuckDB (read-only, safe while nothing else writes it):\n")
-        stdout.write(f"  ATTACH '{sql_path(Path(path))}' AS jwtriage (READ_ONLY); USE jwtriage;\n")
+        intro = "Open it from plain DuckDB (read-only, safe while nothing else writes it):"
+    stdout.write(f"{intro}\n  ATTACH '{sql_path(Path(opened))}' AS jwtriage (READ_ONLY); USE jwtriage;\n")
     tables = con.execute(
         "SELECT table_name, table_type FROM information_schema.tables "
         "WHERE table_schema = 'main' ORDER BY table_name"

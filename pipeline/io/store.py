@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,8 @@ from pipeline.engine.keys import KeyTimeline, load_public_key
 from pipeline.engine.tokens import redact_tokens, to_json
 from pipeline.errors import StoreError
 from pipeline.faults import crash_point
+from pipeline.io.store_parts import LIVE_DDL, write_catalog
+from pipeline.io.store_publish import Publisher
 from pipeline.io.store_readers import timeline_from
 from pipeline.io.store_schema import (
     DDL,
@@ -42,6 +42,7 @@ from pipeline.io.store_schema import (
 )
 from pipeline.models import AuthFailureEvent, Cause, Confidence, JwksSnapshot
 from pipeline.records import Batch, DeadLetter, Judged, Position
+from pipeline.rollups import hourly_sql
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,8 @@ _CLASSIFICATION_SCHEMA = pa.schema(
 
 #: Stored unknown_kid events kept findable by kid (`awaiting_key`); past it the oldest are let go, with a warning.
 MAX_AWAITING_KEY = 100_000
+#: The stored events a later record can still judge again (`Store.awaiting_samples`; the lake's too).
+WAITING_CONDITION = "token_sha256 IS NOT NULL AND (confidence = 'reported' OR cause = 'unknown_kid')"
 
 #: `store_meta` key prefix of each consumer's heartbeat (`Store.beat`; read by `consumer_heartbeat`).
 HEARTBEAT_KEY = "heartbeat:"
@@ -265,14 +268,17 @@ class Store:
 
     With `instance=None` the store is the file at `path` itself (the demo, a backfill).
     A consumer passes its instance name: it then writes a private working file
-    `<path>.parts/<instance>.live.duckdb` and `publish()` copies a consistent snapshot of it
-    to `<path>.parts/<instance>.duckdb`, which readers open (DuckDB allows one writer or
-    many readers of a file, never both).
+    `<path>.parts/<instance>.live.duckdb` (DuckDB allows one writer or many readers of a file,
+    never both) and `publish()` appends what committed since to Parquet files beside it, which
+    readers read through views (`store_parts`); `<path>` becomes a DuckDB file of those views.
     """
 
-    def __init__(self, path: str | Path, instance: str | None = None) -> None:
+    def __init__(self, path: str | Path, instance: str | None = None, retention_days: int = 30,
+                 rollup_retention_days: int = 400) -> None:
         self.db_path = Path(path)
         self.instance = instance
+        self.publisher: Publisher | None = None
+        self._last_at = datetime.min.replace(tzinfo=UTC)
         if instance is not None:
             if not instance.replace("-", "").replace("_", "").isalnum():
                 raise StoreError(
@@ -280,10 +286,8 @@ class Store:
                 )
             parts_dir(path).mkdir(parents=True, exist_ok=True)
             self.path = str(parts_dir(path) / f"{instance}.live.duckdb")
-            self.published_path: Path | None = parts_dir(path) / f"{instance}.duckdb"
         else:
             self.path = str(path)
-            self.published_path = None
         self.con = duckdb.connect()
         try:
             self.con.execute(f"ATTACH '{sql_path(Path(self.path))}' AS store (ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
@@ -299,9 +303,27 @@ class Store:
             ) from None
         try:
             self._migrate()
+            if instance is not None:
+                self._open_parts(instance, retention_days, rollup_retention_days)
         except BaseException:
             self.con.close()
             raise
+
+    def _open_parts(self, instance: str, retention_days: int, rollup_retention_days: int) -> None:
+        """A consumer: its live-only tables, its publisher, and `<db>` as a catalog of views plain DuckDB opens."""
+        self.con.execute(LIVE_DDL)
+        self.publisher = Publisher(self.con, parts_dir(self.db_path), instance, retention_days, rollup_retention_days)
+        write_catalog(self.db_path, parts_dir(self.db_path))
+        (newest,) = self.con.execute("SELECT max(classified_at) FROM classifications").fetchone() or (None,)
+        self._last_at = max(newest or self._last_at, self.publisher.watermark())
+
+    def _now(self) -> datetime:
+        """The batch's `classified_at`: strictly increasing in a consumer (its publish watermark and row version)."""
+        now = datetime.now(UTC)
+        if self.publisher is not None:
+            now = max(now, self._last_at + timedelta(microseconds=1))
+            self._last_at = now
+        return now
 
     def _migrate(self) -> None:
         self.con.execute("CREATE TABLE IF NOT EXISTS store_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)")
@@ -316,6 +338,10 @@ class Store:
                 for statement in MIGRATIONS[target]:
                     self.con.execute(statement)
         self.con.execute("INSERT OR REPLACE INTO store_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+        # The single file keeps every raw row: its rollups are computed on read, and nothing has expired.
+        self.con.execute(f"CREATE OR REPLACE VIEW classifications_hourly AS {hourly_sql('classifications')}")
+        self.con.execute("CREATE OR REPLACE VIEW store_coverage AS "
+                         "SELECT NULL::TIMESTAMPTZ AS raw_since, NULL::TIMESTAMPTZ AS rolled_through")
         self.con.commit()
 
     def note_hash_key(self, kid: str) -> str | None:
@@ -332,20 +358,16 @@ class Store:
         self.con.close()
 
     def publish(self) -> float:
-        """Copy a consistent snapshot of the working file to where readers look; returns seconds spent.
+        """Append what committed since the last publish to where readers look; returns seconds spent.
 
-        Called between batches (the writer is idle): after CHECKPOINT the file holds every
-        committed row and no WAL, so a byte copy is a valid database. The copy replaces the
-        previous snapshot atomically; a reader that has the old one open keeps reading it.
+        Called between batches (the writer is idle). Only the new rows are written (as Parquet,
+        `store_publish`), so the cost follows the batch, not the store. A no-op for the single
+        file of the demo or a backfill, which readers open directly.
         """
-        if self.published_path is None:
+        if self.publisher is None:
             return 0.0
         started = time.perf_counter()
-        self.beat()
-        self.con.execute("CHECKPOINT")
-        tmp = self.published_path.with_name(f".{self.published_path.name}.{os.getpid()}.tmp")
-        shutil.copyfile(self.path, tmp)
-        os.replace(tmp, self.published_path)
+        self.publisher.publish(in_transaction=self.beat)
         return time.perf_counter() - started
 
     def beat(self, at: datetime | None = None) -> None:
@@ -373,14 +395,14 @@ class Store:
         Rows are upserted by their key (`_upsert`): an event judged again once its sample or
         key arrived, or a backfill run twice, replaces its row.
         """
-        now = datetime.now(UTC)
+        now = self._now()
         crash_point("batch_start")
         con = self.con
         con.begin()
         try:
             if batch.judged:
                 table = classification_table(batch.judged, now)
-                self._upsert(table, "classifications", ("event_id", "ts"))
+                self._upsert_verdicts(table, now)
                 self._index_awaiting_key(table)
                 crash_point("after_rows")
             if batch.dead_letters:
@@ -388,6 +410,8 @@ class Store:
                 self._upsert(letters, "dead_letters", ("source", "source_partition", "source_offset"))
             if batch.snapshots:
                 self._upsert(snapshot_table(batch.snapshots), "jwks_snapshots", ("issuer", "fetched_at"))
+            if self.publisher is not None and (batch.snapshots or batch.timeline_changed):
+                self.publisher.keys_dirty = True
             if batch.timeline_changed:
                 con.execute("DELETE FROM jwks_keys")
                 self._insert(key_table(timeline), "jwks_keys")
@@ -447,6 +471,28 @@ class Store:
             sql = "DELETE FROM awaiting_key WHERE event_id IN (SELECT unnest(?::VARCHAR[]))"
             self.con.execute(sql, [event_ids]).fetchall()
 
+    def _upsert_verdicts(self, table: pa.Table, now: datetime) -> None:
+        """`_upsert` by event_id; a consumer also notes each replaced row's version in `superseded` for readers."""
+        if self.publisher is None:
+            self._upsert(table, "classifications", ("event_id", "ts"))
+            return
+        self.con.register("_batch", table)
+        replaced = self.con.execute(
+            "DELETE FROM classifications USING _batch WHERE classifications.event_id = _batch.event_id "
+            "AND classifications.ts = _batch.ts RETURNING classifications.event_id, classifications.ts, "
+            "classifications.classified_at"
+        ).fetchall()
+        self.con.execute("INSERT INTO classifications BY NAME SELECT * FROM _batch")
+        self.con.unregister("_batch")
+        if replaced:
+            ts = pa.timestamp("us", tz="UTC")
+            self._insert(pa.table({
+                "event_id": [r[0] for r in replaced],
+                "ts": pa.array([r[1] for r in replaced], ts),
+                "classified_at": pa.array([r[2] for r in replaced], ts),
+                "superseded_at": pa.repeat(pa.scalar(now, ts), len(replaced)),
+            }), "superseded")
+
     def _insert(self, table: pa.Table, into: str) -> None:
         self.con.register("_batch", table)
         self.con.execute(f"INSERT INTO {into} BY NAME SELECT * FROM _batch")
@@ -487,12 +533,12 @@ class Store:
         start-up reach them as if the consumer had never stopped.
         """
         rows = self.con.execute(
-            """
+            f"""
             SELECT * FROM (
                 SELECT event_id, ts, service, token_sha256, reported_error, service_jwks_fetched_at,
                        client_id, request_id, source, source_partition, source_offset
                 FROM classifications
-                WHERE token_sha256 IS NOT NULL AND (confidence = 'reported' OR cause = 'unknown_kid')
+                WHERE {WAITING_CONDITION}
                 ORDER BY ts DESC, source_offset DESC
                 LIMIT ?
             ) ORDER BY ts, source_offset

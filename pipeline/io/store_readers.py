@@ -14,6 +14,7 @@ import duckdb
 
 from pipeline.engine.keys import KeyTimeline
 from pipeline.errors import StoreError
+from pipeline.io.store_parts import create_views, is_parts_store, schema_version_of
 from pipeline.io.store_schema import parts_dir, refuse_newer, sql_path, stored_version
 from pipeline.models import JwksSnapshot
 
@@ -44,20 +45,47 @@ _COMBINED_VIEWS = {
 
 
 def published_parts(path: str | Path) -> list[Path]:
-    """The read snapshots consumers have published for `path`."""
+    """What consumers have published for `path`: each writer's state folder (`store_parts`), else the
+    DuckDB copies older versions published (`<instance>.duckdb`)."""
+    if str(path).startswith("ducklake:"):
+        return [Path(str(path))]  # a lake: one shared store, always there to open
     folder = parts_dir(path)
     if not folder.is_dir():
         return []
+    if is_parts_store(folder):
+        return sorted(p for p in (folder / "state").iterdir() if p.is_dir() and p.name != "_schema")
     return sorted(p for p in folder.glob("*.duckdb") if not p.name.endswith(".live.duckdb"))
+
+
+def _part_views(con: duckdb.DuckDBPyConnection, path: str | Path) -> duckdb.DuckDBPyConnection:
+    """`con` (in memory) with the views over the Parquet files consumers append (`store_parts.view_sql`)."""
+    try:
+        create_views(con, parts_dir(path).resolve())
+        refuse_newer(schema_version_of(con), path)
+    except duckdb.Error as exc:
+        con.close()
+        raise StoreError(f"cannot open the store {path}: {str(exc).strip().splitlines()[0]}") from None
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 def connect_readonly(path: str | Path) -> duckdb.DuckDBPyConnection:
     """A reader's connection (dashboard, report, triage, explain); raises `StoreError` with a hint.
 
     A store written by the demo or a backfill is the file itself. A store written by
-    consumers is the set of snapshots they published; the reader sees one set of tables over
-    all of them, so the same `--db` works for one consumer or several, while they write.
+    consumers is the Parquet files they append under `<path>.parts/` (read through the views
+    `store_parts.view_sql` defines, which `<path>` itself also holds for plain DuckDB); stores
+    published by older versions as DuckDB copies are still read. The reader sees one set of
+    tables over every writer, so the same `--db` works for one consumer or several, while they write.
     """
+    if str(path).startswith("ducklake:"):
+        from pipeline.io.lake import connect_lake  # the lake's extensions load only for a lake
+
+        return connect_lake(path, read_only=True)
+    if is_parts_store(parts_dir(path)):
+        return _part_views(duckdb.connect(":memory:"), path)
     parts = published_parts(path)
     if not parts:
         if not Path(path).exists():

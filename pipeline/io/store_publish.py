@@ -1,0 +1,253 @@
+"""A consumer's publish: append what committed since the last one as Parquet, then keep the files few and bounded.
+
+The layout and the readers' views are in `store_parts`. Exactly once as readers see it: the
+writer's watermark (the newest `classified_at` published, which `Store` keeps strictly
+increasing) and its publish number are stored in its live DuckDB file only after the files are
+in place, so a publish cut short by a crash is redone with the same number and file names,
+and each file is replaced by a superset of itself, never added twice.
+
+Maintenance, at most every `MAINTENANCE_SECONDS`: roll closed hours into `hourly/`
+(`pipeline.rollups.hourly_sql`), merge a closed day's small files, drop day folders older than
+the retention (`[store] retention_days` raw, `rollup_retention_days` rollups) and prune the live
+file to the rows re-judging and a restart can still need (`LIVE_HOURS`). Retention counts from the
+newest event this writer stored, not the wall clock, so a backfill of old traffic is kept.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+
+from pipeline.io.store_parts import (
+    APPENDED,
+    STATE_TABLES,
+    compact_day,
+    copy_atomically,
+    day_name,
+    day_number,
+    drop_days_before,
+    part_files,
+    part_name,
+    remove_covered,
+    rollup_files,
+    rollup_name,
+    write_schema_files,
+)
+from pipeline.io.store_schema import sql_path
+from pipeline.rollups import HOUR_SECONDS, hourly_sql
+
+#: Seconds between maintenance passes (rollups, day close, retention, live pruning).
+MAINTENANCE_SECONDS = 60.0
+#: An hour is rolled once the newest stored event is this far past its end (late events re-roll it).
+ROLL_AFTER_SECONDS = 600
+#: Hours of written rows the live file keeps: re-judging reaches only events held in
+#: memory (at most 10,000 of each kind, minutes of traffic), a restart only the newest waiting ones.
+LIVE_HOURS = 6
+
+_HOUR_US = HOUR_SECONDS * 1_000_000
+_DAY_US = 86_400_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: How each appended folder's files are sorted, and the column that dates a row into a day folder.
+_ORDER = {"classifications": "ts", "superseded": "ts", "dead_letters": "received_at"}
+
+
+def _lit(when: datetime) -> str:
+    return f"TIMESTAMPTZ '{when.astimezone(UTC).isoformat()}'"
+
+
+def _at(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+class Publisher:
+    """Appends one writer's committed rows to `<db>.parts/` and maintains its files there."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, parts: Path, instance: str,
+                 retention_days: int = 30, rollup_retention_days: int = 400) -> None:
+        self.con, self.parts, self.instance = con, parts, instance
+        self.retention_days, self.rollup_retention_days = retention_days, rollup_retention_days
+        self.keys_dirty = True  # the key tables are rewritten at the first publish, then when they change
+        self._last_maintenance = float("-inf")
+        write_schema_files(con, parts)
+
+    # -- the writer's bookkeeping, in its live file's store_meta --------------------------------
+
+    def meta(self, key: str) -> str | None:
+        row = self.con.execute("SELECT value FROM store_meta WHERE key = ?", [key]).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set(self, key: str, value: object) -> None:
+        self.con.execute("INSERT OR REPLACE INTO store_meta VALUES (?, ?)", [key, str(value)])
+
+    def watermark(self) -> datetime:
+        """The newest `classified_at` published (the epoch before the first publish)."""
+        stored = self.meta("published_through")
+        return datetime.fromisoformat(stored) if stored else _EPOCH
+
+    # -- publish ----------------------------------------------------------------------------------
+
+    def publish(self, in_transaction: Callable[[], None] | None = None) -> None:
+        """Append what committed since the last publish; `in_transaction` runs in the bookkeeping's transaction
+        (the heartbeat: each commit of the live file costs a WAL sync, one is enough)."""
+        seq = int(self.meta("publish_seq") or 1)
+        since = self.watermark()
+        dead_since = datetime.fromisoformat(self.meta("dead_letters_through") or _EPOCH.isoformat())
+        (through,) = self.con.execute(
+            "SELECT max(classified_at) FROM classifications WHERE classified_at > ?", [since]
+        ).fetchone() or (None,)
+        (dead_through,) = self.con.execute(
+            "SELECT max(received_at) FROM dead_letters WHERE received_at > ?", [dead_since]
+        ).fetchone() or (None,)
+        rows = f"classified_at > {_lit(since)} AND classified_at <= {_lit(through)}" if through else None
+        if rows:
+            self._append("classifications", rows, seq)
+            self._append("superseded", rows.replace("classified_at", "superseded_at"), seq)
+        if dead_through:
+            self._append("dead_letters", f"received_at > {_lit(dead_since)} AND received_at <= {_lit(dead_through)}",
+                         seq)
+        self.con.begin()
+        try:
+            if in_transaction is not None:
+                in_transaction()
+            if rows:
+                self.con.execute(f"INSERT INTO rollup_pending SELECT DISTINCT epoch_us(ts) // {_HOUR_US} "
+                                 f"FROM classifications WHERE {rows}")
+                (newest,) = self.con.execute(f"SELECT max(ts) FROM classifications WHERE {rows}").fetchone() or (None,)
+                if newest is not None and newest > self.newest():
+                    self._set("newest_ts", newest.isoformat())
+                self._set("published_through", through.isoformat())
+            if dead_through:
+                self._set("dead_letters_through", dead_through.isoformat())
+            if rows or dead_through:
+                self._set("publish_seq", seq + 1)
+            self.con.commit()
+        except BaseException:
+            self.con.rollback()
+            raise
+        if rows or dead_through:
+            self._compact_recent(seq)
+        if time.monotonic() - self._last_maintenance >= MAINTENANCE_SECONDS:
+            self._maintain()
+        self._write_state()
+
+    def _append(self, table: str, where: str, seq: int) -> None:
+        """This publish's rows of `table`, one file per day they fall in (usually one)."""
+        column = _ORDER[table]
+        days = self.con.execute(
+            f"SELECT DISTINCT epoch_us({column}) // {_DAY_US} FROM {table} WHERE {where}"
+        ).fetchall()
+        for (day,) in days:
+            span = f"{column} >= {_lit(_at(day * _DAY_US))} AND {column} < {_lit(_at((day + 1) * _DAY_US))}"
+            target = self.parts / table / day_name(day) / part_name(self.instance, 0, seq, seq)
+            copy_atomically(self.con, f"SELECT * FROM {table} WHERE {where} AND {span} ORDER BY {column}", target)
+
+    def _compact_recent(self, seq: int) -> None:
+        """Merge FANOUT files of a level in the day folders this publish wrote to."""
+        name = part_name(self.instance, 0, seq, seq)
+        for table in APPENDED:
+            for written in (self.parts / table).glob(f"*/{name}"):
+                compact_day(self.con, written.parent, self.instance, closed=False)
+
+    def _write_state(self) -> None:
+        """Rewrite this writer's small tables (its heartbeat and positions at every publish; keys when changed)."""
+        folder = self.parts / "state" / self.instance
+        for table in STATE_TABLES:
+            if table in ("jwks_snapshots", "jwks_keys") and not self.keys_dirty:
+                continue
+            copy_atomically(self.con, f"SELECT * FROM {table}", folder / f"{table}.parquet")
+        self.keys_dirty = False
+
+    # -- maintenance ------------------------------------------------------------------------------
+
+    def newest(self) -> datetime:
+        stored = self.meta("newest_ts")
+        return datetime.fromisoformat(stored) if stored else _EPOCH
+
+    def maintain(self) -> None:
+        """Maintenance now (tests, a backfill's end), then the state readers see."""
+        self._maintain()
+        self._write_state()
+
+    def _maintain(self) -> None:
+        """Roll closed hours, close old days, apply retention, prune the live file."""
+        self._last_maintenance = time.monotonic()
+        newest = self.newest()
+        if newest == _EPOCH:
+            return
+        newest_us = int((newest - _EPOCH).total_seconds() * 1_000_000)
+        raw_cutoff = newest_us // _DAY_US - self.retention_days + 1
+        closed_before = (newest_us - _HOUR_US) // _DAY_US  # a day closes an hour after it ends
+        for table in APPENDED:
+            for folder in sorted((self.parts / table).iterdir()):
+                number = _day_of(folder)
+                files = part_files(folder, self.instance) if number is not None else []
+                remove_covered(files)  # a merge a crash cut short left its inputs: they are in the merged file
+                if files and number is not None and number < closed_before:
+                    compact_day(self.con, folder, self.instance, closed=True)
+        self._roll(newest_us, raw_cutoff)
+        dropped = False
+        for table in APPENDED:
+            dropped |= drop_days_before(self.parts / table, raw_cutoff)
+        drop_days_before(self.parts / "hourly", newest_us // _DAY_US - self.rollup_retention_days + 1)
+        if dropped or self.meta("raw_since"):
+            self._set("raw_since", _at(raw_cutoff * _DAY_US).isoformat())
+        self._prune_live()
+
+    def _roll(self, newest_us: int, raw_cutoff_day: int) -> None:
+        """Roll every pending hour that has closed into `hourly/<day>/`, a new version each time."""
+        boundary = (newest_us - ROLL_AFTER_SECONDS * 1_000_000) // _HOUR_US  # hours below are closed
+        pending = [h for (h,) in self.con.execute(
+            "SELECT DISTINCT hour_no FROM rollup_pending WHERE hour_no < ? ORDER BY 1", [boundary]
+        ).fetchall()]
+        for hour_no in pending:
+            if hour_no * _HOUR_US // _DAY_US >= raw_cutoff_day:  # raw rows gone: the rollup stands as it is
+                self._roll_hour(hour_no)
+            self.con.execute("DELETE FROM rollup_pending WHERE hour_no = ?", [hour_no])
+        self._set("rolled_through", _at(boundary * _HOUR_US).isoformat())
+
+    def _roll_hour(self, hour_no: int) -> None:
+        day = day_name(hour_no * _HOUR_US // _DAY_US)
+        rows = part_files(self.parts / "classifications" / day, self.instance)
+        if not rows:
+            return
+        gone = part_files(self.parts / "superseded" / day, self.instance)
+        gone_paths = [f.path for f in gone] or [self.parts / "superseded" / "_schema" / "empty.parquet"]
+        start, end = _lit(_at(hour_no * _HOUR_US)), _lit(_at((hour_no + 1) * _HOUR_US))
+        source = (
+            f"(SELECT c.* FROM read_parquet({_list(f.path for f in rows)}, union_by_name = true) AS c "
+            f"ANTI JOIN read_parquet({_list(gone_paths)}, union_by_name = true) AS s USING (event_id, classified_at) "
+            f"WHERE c.ts >= {start} AND c.ts < {end})"
+        )
+        older = rollup_files(self.parts / "hourly" / day, self.instance, hour_no)
+        version = max(time.time_ns() // 1000, (older[-1][0] + 1) if older else 0)
+        target = self.parts / "hourly" / day / rollup_name(self.instance, hour_no, version)
+        copy_atomically(self.con, f"SELECT *, '{self.instance}' AS instance, {version}::BIGINT AS version "
+                        f"FROM ({hourly_sql(source)})", target)
+        for _, path in older:  # the view keeps the latest version anyway: removing these only saves space
+            path.unlink(missing_ok=True)
+
+    def _prune_live(self) -> None:
+        """Drop published rows the live file no longer needs, so a restart reads only recent ones.
+
+        By the time a row was written, not its event's time: re-judging reaches the events the
+        consumer read last (held in memory), whatever their `ts`.
+        """
+        horizon = min(datetime.now(UTC) - timedelta(hours=LIVE_HOURS), self.watermark())
+        self.con.execute("DELETE FROM classifications WHERE classified_at <= ?", [horizon])
+        self.con.execute("DELETE FROM superseded WHERE superseded_at <= ?", [self.watermark()])
+        dead = self.meta("dead_letters_through")
+        if dead:
+            self.con.execute("DELETE FROM dead_letters WHERE received_at <= ?",
+                             [min(datetime.now(UTC) - timedelta(hours=LIVE_HOURS), datetime.fromisoformat(dead))])
+
+
+def _day_of(folder: Path) -> int | None:
+    return day_number(folder.name) if folder.is_dir() else None
+
+
+def _list(paths: Iterable[Path]) -> str:
+    return "[" + ", ".join(f"'{sql_path(p)}'" for p in paths) + "]"

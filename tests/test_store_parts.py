@@ -1,0 +1,147 @@
+"""A consumer's store as appended Parquet (issue 21): publish appends, readers dedup, merges, retention, rollups."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipeline.engine.tokens import fingerprint
+from pipeline.errors import StoreError
+from pipeline.io.memory import ListSource
+from pipeline.io.store import Store
+from pipeline.io.store_parts import FANOUT, part_files
+from pipeline.io.store_readers import connect_readonly, published_parts
+from pipeline.io.store_schema import parts_dir
+from pipeline.records import RecordKind
+from pipeline.runner import Pipeline, run
+from tests.test_runner_store import Feed, ev, snapshot_envelopes
+from tests.world import World, good_claims, mint
+
+DAY0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def count(db: Path, sql: str = "SELECT count(*) FROM classifications") -> int:
+    con = connect_readonly(db)
+    try:
+        return int(con.execute(sql).fetchone()[0])  # type: ignore[index]
+    finally:
+        con.close()
+
+
+def add_rows(store: Store, first: int, n: int, ts: datetime, step: timedelta = timedelta(seconds=1)) -> None:
+    """`n` verdict rows straight into the writer's live file (one committed batch), as a write would."""
+    now = store._now()
+    store.con.execute(
+        """INSERT INTO classifications (event_id, ts, service, cause, confidence, attacks, findings, source,
+                                        source_partition, source_offset, classified_at)
+           SELECT 'e' || i, ?::TIMESTAMPTZ + to_microseconds((i - ?) * ?), 'payments-api', 'expired', 'verified',
+                  [], ['expired'], 't', 0, i, ? FROM range(?, ?) r(i)""",
+        [ts, first, int(step.total_seconds() * 1_000_000), now, first, first + n],
+    )
+
+
+def test_publish_appends_and_plain_duckdb_opens_the_store(tmp_path: Path) -> None:
+    db = tmp_path / "k.duckdb"
+    with Store(db, instance="c1") as store:
+        add_rows(store, 0, 100, DAY0)
+        store.publish()
+        add_rows(store, 100, 50, DAY0 + timedelta(hours=1))
+        store.publish()
+        store.publish()  # nothing new: no new file
+    files = part_files(parts_dir(db) / "classifications" / "2026-01-01", "c1")
+    assert [(f.first, f.last) for f in files] == [(1, 1), (2, 2)]
+    assert count(db) == 150
+    con = duckdb.connect()  # the issue's complaint: `--db k.duckdb` must leave a k.duckdb plain DuckDB opens
+    con.execute(f"ATTACH '{db}' AS j (READ_ONLY)")
+    assert con.execute("SELECT count(*), count(DISTINCT event_id) FROM j.classifications").fetchone() == (150, 150)
+    assert [p.name for p in published_parts(db)] == ["c1"]
+
+
+def test_a_publish_repeated_after_a_crash_adds_no_copy(tmp_path: Path) -> None:
+    db = tmp_path / "k.duckdb"
+    with Store(db, instance="c1") as store:
+        add_rows(store, 0, 100, DAY0)
+        store.publish()
+        store.con.execute("UPDATE store_meta SET value = '1' WHERE key = 'publish_seq'")  # as if it never committed
+        store.con.execute("DELETE FROM store_meta WHERE key = 'published_through'")
+        add_rows(store, 100, 10, DAY0)
+        store.publish()  # the same publish number again: the same file, now a superset
+    assert count(db) == 110
+    assert count(db, "SELECT count(DISTINCT event_id) FROM classifications") == 110
+
+
+def test_a_rejudged_row_is_seen_once_with_its_new_verdict(tmp_path: Path) -> None:
+    feed, db = Feed(), tmp_path / "k.duckdb"
+    token = mint("rsa-2", claims=good_claims(aud="api://orders"))
+    pipeline = Pipeline(World().cfg)
+    with Store(db, instance="c1") as store:
+        run(ListSource([*snapshot_envelopes(feed), feed(RecordKind.EVENT, ev("a", token_sha256=fingerprint(token)))]),
+            pipeline, store)
+        store.publish()
+        assert count(db, "SELECT count(*) FROM classifications WHERE confidence = 'reported'") == 1
+        run(ListSource([feed(RecordKind.SAMPLE, json.dumps({"token": token}).encode())]), pipeline, store)
+        store.publish()
+    con = connect_readonly(db)
+    assert con.execute("SELECT event_id, cause, confidence FROM classifications").fetchall() == [
+        ("a", "audience_mismatch", "verified")
+    ]
+    con.close()
+
+
+def test_small_files_are_merged_and_nothing_is_lost(tmp_path: Path) -> None:
+    db = tmp_path / "k.duckdb"
+    with Store(db, instance="c1") as store:
+        for n in range(FANOUT + 3):
+            add_rows(store, n * 10, 10, DAY0 + timedelta(minutes=n))
+            store.publish()
+    files = part_files(parts_dir(db) / "classifications" / "2026-01-01", "c1")
+    assert sorted(f.level for f in files) == [0, 0, 0, 1]
+    assert count(db) == (FANOUT + 3) * 10
+
+
+def test_retention_drops_whole_days_and_rollups_keep_the_counts(tmp_path: Path) -> None:
+    db = tmp_path / "k.duckdb"
+    with Store(db, instance="c1", retention_days=2, rollup_retention_days=10) as store:
+        for day in range(5):  # 5 days of 48 rows, one every 30 minutes
+            add_rows(store, day * 48, 48, DAY0 + timedelta(days=day), step=timedelta(minutes=30))
+            store.publish()
+            assert store.publisher is not None
+            store.publisher.maintain()
+    days = sorted(p.name for p in (parts_dir(db) / "classifications").iterdir())
+    assert days == ["2026-01-04", "2026-01-05", "_schema"]  # the newest event is on 2026-01-05: two days kept
+    con = connect_readonly(db)
+    raw_since, rolled_through = con.execute("SELECT raw_since, rolled_through FROM store_coverage").fetchone()
+    assert raw_since == datetime(2026, 1, 4, tzinfo=UTC)
+    assert rolled_through == datetime(2026, 1, 5, 23, tzinfo=UTC)  # the last hour is not closed yet
+    hourly = dict(con.execute("SELECT hour::DATE, sum(events) FROM classifications_hourly GROUP BY 1").fetchall())
+    assert sum(hourly.values()) == 5 * 48 - 2  # every event of a closed hour, expired raw days included
+    assert con.execute("SELECT count(*) FROM classifications").fetchone() == (96,)
+    con.close()
+
+
+def test_a_restart_reads_only_the_recent_rows(tmp_path: Path) -> None:
+    db = tmp_path / "k.duckdb"
+    with Store(db, instance="c1") as store:
+        add_rows(store, 0, 100, DAY0 + timedelta(days=5))  # events of any time: what counts is when they were written
+        add_rows(store, 100, 100, DAY0)
+        store.publish()
+        store.con.execute("UPDATE classifications SET classified_at = classified_at - INTERVAL 7 HOUR "
+                          "WHERE source_offset < 100")  # as if written seven hours ago
+        assert store.publisher is not None
+        store.publisher.maintain()
+        live = store.con.execute("SELECT min(source_offset), count(*) FROM classifications").fetchone()
+    assert live == (100, 100)  # the rows written long ago are in Parquet only
+    assert count(db) == 200
+
+
+def test_a_consumer_never_replaces_a_single_file_store(tmp_path: Path) -> None:
+    db = tmp_path / "demo.duckdb"
+    Store(db).close()
+    before = db.read_bytes()
+    with pytest.raises(StoreError, match="single-file store"):
+        Store(db, instance="c1")
+    assert db.read_bytes() == before
