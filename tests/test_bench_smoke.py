@@ -42,7 +42,10 @@ def run_script(script: str, cache: Path, tmp_path: Path, *args: str) -> tuple[st
 
 @pytest.mark.parametrize(
     "script",
-    ["bench_stages.py", "bench_sink.py", "bench_scaling.py", "bench_timeline.py", "bench_retention.py", "bench_store.py"],
+    [
+        "bench_stages.py", "bench_sink.py", "bench_scaling.py", "bench_timeline.py", "bench_retention.py",
+        "bench_store.py",
+    ],
 )
 def test_each_benchmark_runs_in_quick_mode(script: str, cache: Path, tmp_path: Path) -> None:
     stdout, _ = run_script(script, cache, tmp_path)
