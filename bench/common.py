@@ -133,12 +133,10 @@ def bench_config() -> Any:
 
 
 @dataclass(frozen=True)
-class Corpus:
-    """A cached set of events, each carrying a freshly signed (unique) token, plus the JWKS."""
+class StreamFiles:
+    """A cached stream's folder: its events, its JWKS snapshots and the config that judges them."""
 
     folder: Path
-    count: int
-    algs: tuple[str, ...]
 
     @property
     def events(self) -> Path:
@@ -151,6 +149,14 @@ class Corpus:
     @property
     def config(self) -> Path:
         return self.folder / "jwtriage.toml"
+
+
+@dataclass(frozen=True)
+class Corpus(StreamFiles):
+    """A cached set of events, each carrying a freshly signed (unique) token, plus the JWKS."""
+
+    count: int
+    algs: tuple[str, ...]
 
     def tokens(self) -> list[str]:
         with self.events.open("rb") as f:

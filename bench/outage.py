@@ -29,10 +29,9 @@ import random
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from common import CACHE, _publish
+from common import CACHE, StreamFiles, _publish
 
 ISSUER = "https://login.outage.test"
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -54,20 +53,8 @@ def config_toml() -> str:
 
 
 @dataclass(frozen=True)
-class OutageFiles:
-    folder: Path
-
-    @property
-    def events(self) -> Path:
-        return self.folder / "events.jsonl"
-
-    @property
-    def jwks(self) -> Path:
-        return self.folder / "jwks.jsonl"
-
-    @property
-    def config(self) -> Path:
-        return self.folder / "jwtriage.toml"
+class OutageFiles(StreamFiles):
+    """The outage stream's files (`StreamFiles`) and how many events it holds."""
 
     def count(self) -> int:
         with self.events.open("rb") as f:

@@ -22,9 +22,9 @@ from pipeline import queries
 from pipeline.io.store_readers import connect_readonly
 from pipeline.report.build import build_report
 from pipeline.report.markdown import render_markdown
-from pipeline.rollups import create_hourly_sql, hourly_sql
 from pipeline.triage import render, summarize
 from tests.test_dashboard import APP, all_text, metric
+from tests.test_rollups import roll_up_and_expire
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -43,14 +43,7 @@ def expired_db(simulated_db: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         first, last = con.execute("SELECT min(ts), max(ts) FROM classifications").fetchone()  # type: ignore[misc]
         rolled_through = hour_of(first + (last - first) / 2)
         raw_since = hour_of(first + (last - first) / 4)
-        con.execute(create_hourly_sql())
-        con.execute(
-            f"INSERT INTO classifications_hourly {hourly_sql('(SELECT * FROM classifications WHERE ts < $1)')}",
-            [rolled_through],
-        )
-        con.execute("DELETE FROM classifications WHERE ts < ?", [raw_since])
-        con.execute("CREATE TABLE store_coverage (raw_since TIMESTAMPTZ, rolled_through TIMESTAMPTZ)")
-        con.execute("INSERT INTO store_coverage VALUES (?, ?)", [raw_since, rolled_through])
+        roll_up_and_expire(con, rolled_through, raw_since)
         con.execute("CHECKPOINT")
     finally:
         con.close()

@@ -71,7 +71,12 @@ def raw_store(events: list[dict[str, Any]]) -> duckdb.DuckDBPyConnection:
 def rolled_store(events: list[dict[str, Any]], rolled_hours: int, raw_hours: int) -> duckdb.DuckDBPyConnection:
     """The same events, rolled up before START + `rolled_hours`, raw rows kept from START + `raw_hours` on."""
     con = raw_store(events)
-    rolled_through, raw_since = START + timedelta(hours=rolled_hours), START + timedelta(hours=raw_hours)
+    roll_up_and_expire(con, START + timedelta(hours=rolled_hours), START + timedelta(hours=raw_hours))
+    return con
+
+
+def roll_up_and_expire(con: duckdb.DuckDBPyConnection, rolled_through: datetime, raw_since: datetime) -> None:
+    """What the writer does to a store: roll the hours before `rolled_through`, drop raw rows before `raw_since`."""
     con.execute(create_hourly_sql())
     con.execute(
         f"INSERT INTO classifications_hourly {hourly_sql('(SELECT * FROM classifications WHERE ts < $1)')}",
@@ -80,7 +85,6 @@ def rolled_store(events: list[dict[str, Any]], rolled_hours: int, raw_hours: int
     con.execute("DELETE FROM classifications WHERE ts < ?", [raw_since])
     con.execute("CREATE TABLE store_coverage (raw_since TIMESTAMPTZ, rolled_through TIMESTAMPTZ)")
     con.execute("INSERT INTO store_coverage VALUES (?, ?)", [raw_since, rolled_through])
-    return con
 
 
 events_lists = st.lists(raw_event, min_size=0, max_size=60)
