@@ -145,6 +145,9 @@ def build(path: Path, days: int, rate: float, raw_days: int, raw_rate: float) ->
     con = duckdb.connect(str(path))
     try:
         con.execute("SET TimeZone = 'UTC'")
+        # Store() made the single file's on-read views; the writer's store has these as tables.
+        con.execute("DROP VIEW IF EXISTS classifications_hourly")
+        con.execute("DROP VIEW IF EXISTS store_coverage")
         con.execute(create_hourly_sql())
         begun = time.perf_counter()
         params = {"start": start, "mean": rate * 3600 / rows_per_hour}
