@@ -267,7 +267,7 @@ def burst_case(files: OutageFiles, capacity: float, burst: float, summary: Summa
         producer.start()
         try:
             launch("jwtriage", 1, workdir, topics, int(total * 0.9), config_toml=files.config.read_text(),
-                   causes=None, results_out=results, idle=max(3.0, burst))
+                   causes=None, results_out=results, idle=max(15.0, burst))  # a loaded machine's producer pauses
         except RuntimeError as exc:
             if "the store holds" not in str(exc):  # the causes of a cycled stream are not checked here
                 raise

@@ -125,8 +125,11 @@ def test_no_raw_token_material_reaches_the_store_logs_dead_letters_reports_or_da
     assert_exactly_once(run, Expected(expected.causes, expected.dead_letters + len(baits) + 1))
 
     places: dict[str, bytes] = {}
-    for path in sorted(parts_dir(run.db).iterdir()):
-        places[f"file {path.name}"] = path.read_bytes()
+    folder = parts_dir(run.db)
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):  # the live files and every Parquet part
+        places[f"file {path.relative_to(folder)}"] = path.read_bytes()
+    assert any(name.endswith(".parquet") for name in places), "the scan found no published Parquet part"
+    places["file (the store's view file)"] = Path(run.db).read_bytes()
     con = connect_readonly(run.db)
     try:
         for (table,) in con.execute("SELECT DISTINCT table_name FROM information_schema.tables").fetchall():

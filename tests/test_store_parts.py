@@ -123,6 +123,19 @@ def test_retention_drops_whole_days_and_rollups_keep_the_counts(tmp_path: Path) 
     con.close()
 
 
+def test_an_event_dated_in_9999_neither_crashes_publishing_nor_expires_real_days(tmp_path: Path) -> None:
+    """A hostile `ts` (the poison test sends such events through Kafka) must not move retention past real traffic."""
+    db = tmp_path / "k.duckdb"
+    with Store(db, instance="c1", retention_days=2, rollup_retention_days=10) as store:
+        add_rows(store, 0, 48, DAY0, step=timedelta(minutes=30))
+        add_rows(store, 48, 1, datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC))
+        store.publish()
+        assert store.publisher is not None
+        store.publisher.maintain()
+    assert count(db) == 49  # the last day Python can date has no end: its row is published, none is dropped
+    assert "9999-12-31" in {p.name for p in (parts_dir(db) / "classifications").iterdir()}
+
+
 def test_a_restart_reads_only_the_recent_rows(tmp_path: Path) -> None:
     db = tmp_path / "k.duckdb"
     with Store(db, instance="c1") as store:

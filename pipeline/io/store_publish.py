@@ -59,8 +59,21 @@ def _lit(when: datetime) -> str:
     return f"TIMESTAMPTZ '{when.astimezone(UTC).isoformat()}'"
 
 
+#: The last microsecond Python can date: a span that would end past it (an event dated in 9999) has no end.
+_MAX_US = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
+#: How far past the wall clock an event's time may move retention: a hostile or mistaken `ts` (year 9999)
+#: must not make every real day "older than the retention" and drop it.
+FUTURE_SLACK = timedelta(days=1)
+
+
 def _at(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
+    return _EPOCH + timedelta(microseconds=min(us, _MAX_US))
+
+
+def _span(column: str, start_us: int, end_us: int) -> str:
+    """`column` in [start, end), in SQL; open-ended where `end` is past what Python can date."""
+    lower = f"{column} >= {_lit(_at(start_us))}"
+    return lower if end_us > _MAX_US else f"{lower} AND {column} < {_lit(_at(end_us))}"
 
 
 class Publisher:
@@ -116,7 +129,11 @@ class Publisher:
             if rows:
                 self.con.execute(f"INSERT INTO rollup_pending SELECT DISTINCT epoch_us(ts) // {_HOUR_US} "
                                  f"FROM classifications WHERE {rows}")
-                (newest,) = self.con.execute(f"SELECT max(ts) FROM classifications WHERE {rows}").fetchone() or (None,)
+                # Retention follows the newest traffic (a backfill of old days keeps them), never the future:
+                # an event dated past the wall clock (year 9999) would make every real day look expired.
+                (newest,) = self.con.execute(
+                    f"SELECT max(ts) FROM classifications WHERE {rows} AND ts <= ?", [datetime.now(UTC) + FUTURE_SLACK]
+                ).fetchone() or (None,)
                 if newest is not None and newest > self.newest():
                     self._set("newest_ts", newest.isoformat())
                 self._set("published_through", through.isoformat())
@@ -141,7 +158,7 @@ class Publisher:
             f"SELECT DISTINCT epoch_us({column}) // {_DAY_US} FROM {table} WHERE {where}"
         ).fetchall()
         for (day,) in days:
-            span = f"{column} >= {_lit(_at(day * _DAY_US))} AND {column} < {_lit(_at((day + 1) * _DAY_US))}"
+            span = _span(column, day * _DAY_US, (day + 1) * _DAY_US)
             target = self.parts / table / day_name(day) / part_name(self.instance, 0, seq, seq)
             copy_atomically(self.con, f"SELECT * FROM {table} WHERE {where} AND {span} ORDER BY {column}", target)
 
@@ -216,11 +233,10 @@ class Publisher:
             return
         gone = part_files(self.parts / "superseded" / day, self.instance)
         gone_paths = [f.path for f in gone] or [self.parts / "superseded" / "_schema" / "empty.parquet"]
-        start, end = _lit(_at(hour_no * _HOUR_US)), _lit(_at((hour_no + 1) * _HOUR_US))
         source = (
             f"(SELECT c.* FROM read_parquet({_list(f.path for f in rows)}, union_by_name = true) AS c "
             f"ANTI JOIN read_parquet({_list(gone_paths)}, union_by_name = true) AS s USING (event_id, classified_at) "
-            f"WHERE c.ts >= {start} AND c.ts < {end})"
+            f"WHERE {_span('c.ts', hour_no * _HOUR_US, (hour_no + 1) * _HOUR_US)})"
         )
         older = rollup_files(self.parts / "hourly" / day, self.instance, hour_no)
         version = max(time.time_ns() // 1000, (older[-1][0] + 1) if older else 0)
