@@ -129,11 +129,16 @@ def test_an_event_dated_in_9999_neither_crashes_publishing_nor_expires_real_days
     with Store(db, instance="c1", retention_days=2, rollup_retention_days=10) as store:
         add_rows(store, 0, 48, DAY0, step=timedelta(minutes=30))
         add_rows(store, 48, 1, datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC))
+        for i, ts in enumerate(("290000-01-01 00:00:00+00", "-4000-01-01 00:00:00+00")):  # past what Python dates
+            store.con.execute("UPDATE classifications SET ts = ?::TIMESTAMPTZ WHERE event_id = ?", [ts, f"e{i}"])
         store.publish()
         assert store.publisher is not None
         store.publisher.maintain()
-    assert count(db) == 49  # the last day Python can date has no end: its row is published, none is dropped
-    assert "9999-12-31" in {p.name for p in (parts_dir(db) / "classifications").iterdir()}
+    # The first and last days Python can date are open-ended folders: every row is published, and the one
+    # dated 4001 BC then expires with its day like any day older than the retention; the real day stays.
+    assert count(db) == 48
+    days = {p.name for p in (parts_dir(db) / "classifications").iterdir()}
+    assert {"2026-01-01", "9999-12-31"} <= days and "0001-01-01" not in days
 
 
 def test_a_restart_reads_only_the_recent_rows(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ import os
 import re
 import shutil
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -68,9 +68,19 @@ CREATE TABLE IF NOT EXISTS superseded (
 CREATE TABLE IF NOT EXISTS rollup_pending (hour_no BIGINT NOT NULL);
 """
 
+#: The first and last day numbers Python can date (0001-01-01, 9999-12-31). DuckDB stores times far
+#: outside them (a hostile `ts`): such rows go to the first or last day's folder, never crash a publish.
+FIRST_DAY = (date.min - date(1970, 1, 1)).days
+LAST_DAY = (date.max - date(1970, 1, 1)).days
+
+
+def clamp_day(day_no: int) -> int:
+    return min(max(day_no, FIRST_DAY), LAST_DAY)
+
+
 def day_name(day_no: int) -> str:
-    """The folder of day number `day_no` (days since the epoch, UTC)."""
-    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=day_no)).strftime("%Y-%m-%d")
+    """The folder of day number `day_no` (days since the epoch, UTC; clamped to the days Python can date)."""
+    return (date(1970, 1, 1) + timedelta(days=clamp_day(day_no))).isoformat()
 
 
 def day_number(name: str) -> int | None:

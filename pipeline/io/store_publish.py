@@ -24,7 +24,10 @@ import duckdb
 
 from pipeline.io.store_parts import (
     APPENDED,
+    FIRST_DAY,
+    LAST_DAY,
     STATE_TABLES,
+    clamp_day,
     compact_day,
     copy_atomically,
     day_name,
@@ -66,14 +69,18 @@ _MAX_US = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=
 FUTURE_SLACK = timedelta(days=1)
 
 
+_MIN_US = FIRST_DAY * _DAY_US
+
+
 def _at(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=min(us, _MAX_US))
+    return _EPOCH + timedelta(microseconds=min(max(us, _MIN_US), _MAX_US))
 
 
 def _span(column: str, start_us: int, end_us: int) -> str:
-    """`column` in [start, end), in SQL; open-ended where `end` is past what Python can date."""
-    lower = f"{column} >= {_lit(_at(start_us))}"
-    return lower if end_us > _MAX_US else f"{lower} AND {column} < {_lit(_at(end_us))}"
+    """`column` in [start, end), in SQL; open-ended on a side past what Python can date (the clamped days)."""
+    bounds = ([f"{column} >= {_lit(_at(start_us))}"] if start_us > _MIN_US else []) + (
+        [f"{column} < {_lit(_at(end_us))}"] if end_us <= _MAX_US else [])
+    return " AND ".join(bounds) or "TRUE"
 
 
 class Publisher:
@@ -157,7 +164,7 @@ class Publisher:
         days = self.con.execute(
             f"SELECT DISTINCT epoch_us({column}) // {_DAY_US} FROM {table} WHERE {where}"
         ).fetchall()
-        for (day,) in days:
+        for day in sorted({clamp_day(day) for (day,) in days}):
             span = _span(column, day * _DAY_US, (day + 1) * _DAY_US)
             target = self.parts / table / day_name(day) / part_name(self.instance, 0, seq, seq)
             copy_atomically(self.con, f"SELECT * FROM {table} WHERE {where} AND {span} ORDER BY {column}", target)
@@ -221,7 +228,10 @@ class Publisher:
             "SELECT DISTINCT hour_no FROM rollup_pending WHERE hour_no < ? ORDER BY 1", [boundary]
         ).fetchall()]
         for hour_no in pending:
-            if hour_no * _HOUR_US // _DAY_US >= raw_cutoff_day:  # raw rows gone: the rollup stands as it is
+            day = hour_no * _HOUR_US // _DAY_US
+            # A hostile ts (outside what Python can date) is in no rollup; past the raw cutoff the raw rows
+            # are gone and the rollup stands as it is.
+            if FIRST_DAY <= day < LAST_DAY and day >= raw_cutoff_day:
                 self._roll_hour(hour_no)
             self.con.execute("DELETE FROM rollup_pending WHERE hour_no = ?", [hour_no])
         self._set("rolled_through", _at(boundary * _HOUR_US).isoformat())
