@@ -55,7 +55,14 @@ def _psql(sql: str) -> None:
 
 
 @pytest.fixture
-def lake(tmp_path: Path) -> Iterator[Lake]:
+def lake() -> Iterator[Lake]:
+    with started_lake() as running:
+        yield running
+
+
+@contextlib.contextmanager
+def started_lake() -> Iterator[Lake]:
+    """The lake's venv, PostgreSQL and the S3 server started (scripts/lake-*.sh), a fresh catalog and prefix."""
     python = subprocess.run([str(ROOT / "scripts" / "lake-venv.sh")], check=True, capture_output=True, text=True,
                             timeout=900).stdout.strip().splitlines()[-1]
     env = {**os.environ, "LAKE_VENV": str(Path(python).parent.parent)}
@@ -68,8 +75,10 @@ def lake(tmp_path: Path) -> Iterator[Lake]:
         JWTRIAGE_LAKE_S3_ENDPOINT=f"http://127.0.0.1:{S3_PORT}", JWTRIAGE_LAKE_S3_KEY_ID="test",
         JWTRIAGE_LAKE_S3_SECRET="test", JWTRIAGE_LAKE_DATA_PATH=f"s3://jwtriage/{name}/",
     )
-    yield Lake(python, env, f"ducklake:postgres:dbname={name} host=127.0.0.1 port={PG_PORT} user=jwtriage")
-    _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    try:
+        yield Lake(python, env, f"ducklake:postgres:dbname={name} host=127.0.0.1 port={PG_PORT} user=jwtriage")
+    finally:
+        _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def start(lake: Lake, setup: Setup, instance: str, log: Path) -> subprocess.Popen[bytes]:
