@@ -119,7 +119,10 @@ class LakeMaintenance:
         last = self.meta("maintained_at")
         if last and datetime.now(UTC) - datetime.fromisoformat(last) < timedelta(seconds=MAINTENANCE_SECONDS):
             return False
-        self.run()
+        try:
+            self.run()
+        except duckdb.Error as exc:  # the lake refused a step (a conflict, a server away): the next pass again
+            log.warning("lake maintenance stopped: %s; the next pass tries again", str(exc).strip().splitlines()[0])
         return True
 
     def run(self, expire_after: timedelta = EXPIRE_AFTER) -> None:
@@ -175,7 +178,7 @@ class LakeMaintenance:
             self.con.execute(
                 f"INSERT INTO lake_hourly BY NAME SELECT *, {version}::BIGINT AS version, ? AS rolled_by "
                 f"FROM ({hourly_sql(source)})",
-                [_at(closed[0] * _HOUR_US), _at((closed[-1] + 1) * _HOUR_US), self.instance],
+                [self.instance, _at(closed[0] * _HOUR_US), _at((closed[-1] + 1) * _HOUR_US)],
             )
         pending = sorted(h for h in changed if h >= boundary)
         self._set("rollup_state", json.dumps({"rolled_at": started.isoformat(), "pending": pending}))
