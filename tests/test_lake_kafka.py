@@ -138,7 +138,7 @@ def check_three_consumers(lake: Lake, setup: Setup, procs: dict[str, subprocess.
 
     wait_for(lambda: committed("b") > 0, 120, "consumer b to commit a batch")
     procs["b"].send_signal(signal.SIGKILL)  # mid-stream: its batches of 50 are far from done
-    procs["b"].wait(timeout=30)
+    procs["b"].communicate(timeout=30)  # (closes its stdout pipe before the Popen is replaced)
     seen_while_writing = dashboard_and_report(lake, setup)
     procs["b"] = start(lake, setup, "b", logs["b"])
     for name in ("a", "c", "b"):

@@ -76,7 +76,8 @@ def restart_and_maintain(lake: Lake, run: KafkaRun) -> None:
     first = consume(lake, run, "first")
     try:
         # (the consumer's own maintenance may have expired "old" already: it is 40 days before the rest)
-        wait_for(lambda: {e["event_id"] for e in [EARLY, *EVENTS]} <= set(stored_causes(lake)), 120, "the events stored")
+        wanted = {e["event_id"] for e in [EARLY, *EVENTS]}
+        wait_for(lambda: wanted <= set(stored_causes(lake)), 120, "the events stored")
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
