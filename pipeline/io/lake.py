@@ -24,6 +24,7 @@ import importlib
 import os
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,8 @@ EXTENSIONS = (("httpfs", "duckdb_extension_httpfs"), ("postgres_scanner", "duckd
 RECENT_VERSIONS = 100_000
 #: Days behind the newest event a restarting writer looks for events still waiting for a sample.
 WAITING_DAYS = 2
+#: Tries of a batch's transaction that loses to a concurrent one (maintenance deleting inlined rows).
+COMMIT_ATTEMPTS = 8
 
 _TABLES = {
     "lake_rows": create_statement("classifications").replace(" classifications (", " lake_rows (", 1),
@@ -230,7 +233,9 @@ class LakeStore:
         return str(row[0]) if row is not None and row[0] != kid else None
 
     def _meta(self, key: str, value: str) -> None:
-        self.con.execute("INSERT INTO lake_meta VALUES (?, ?, ?, ?)", [self.instance, key, value, self._now()])
+        now = self._now()
+        self._committed(lambda: self.con.execute("INSERT INTO lake_meta VALUES (?, ?, ?, ?)",
+                                                 [self.instance, key, value, now]))
 
     def beat(self, at: datetime | None = None) -> None:
         when = (at or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
@@ -251,53 +256,70 @@ class LakeStore:
         """The batch's rows, dead letters, snapshots, key timeline and positions: one lake transaction."""
         now = self._now()
         crash_point("batch_start")
-        self.con.begin()
-        try:
-            if batch.judged:
-                rows = classification_table(batch.judged, now)
-                self._append_verdicts(rows, now)
-                self._index_awaiting_key(rows)
-                crash_point("after_rows")
-            if batch.dead_letters:
-                self._append(dead_letter_table(batch.dead_letters), "lake_dead_letters")
-            if batch.snapshots:
-                self._append(snapshot_table(batch.snapshots), "lake_snapshots")
-            if batch.timeline_changed:
-                keys = key_table(timeline)
-                keys = keys.add_column(0, "version", pa.repeat(pa.scalar(now, pa.timestamp("us", "UTC")), len(keys)))
-                self._append(keys.add_column(0, "instance", pa.repeat(pa.scalar(self.instance), len(keys))),
-                             "lake_keys")
-            if batch.positions:
-                self.con.executemany(  # a few partitions a batch
-                    "INSERT INTO lake_positions VALUES (?, ?, ?, ?, ?)",
-                    [[self.instance, s, p, o, now] for (s, p), o in batch.positions.items()],
-                )
-            crash_point("before_commit")
-            self.con.commit()
-            crash_point("after_commit")
-        except BaseException:
-            self.con.rollback()
-            raise
+        rows = classification_table(batch.judged, now) if batch.judged else None
+        ids = rows.column("event_id").to_pylist() if rows is not None else []
+        replaced = [(e, *self._versions[e]) for e in ids if e in self._versions]
+        self._committed(lambda: self._write_once(batch, timeline, now, rows, replaced))
+        crash_point("after_commit")
+        if rows is not None:
+            for event_id, ts_value in zip(ids, rows.column("ts").to_pylist(), strict=True):
+                self._remember(event_id, ts_value, now)
+
+    def _committed(self, body: Callable[[], object]) -> None:
+        """`body` in one lake transaction, run again when the commit loses to a concurrent one.
+
+        An append fails at commit when maintenance (`lake_maintain`) deleted inlined rows of its
+        table meanwhile; nothing of it is stored then, and the same appends are made again.
+        """
+        for attempt in range(COMMIT_ATTEMPTS):
+            self.con.begin()
+            try:
+                body()
+                self.con.commit()
+                return
+            except duckdb.TransactionException as exc:
+                with contextlib.suppress(duckdb.Error):
+                    self.con.rollback()
+                if "conflict" not in str(exc).lower() or attempt == COMMIT_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    self.con.rollback()
+                raise
+
+    def _write_once(self, batch: Batch, timeline: KeyTimeline, now: datetime, rows: pa.Table | None,
+                    replaced: list[tuple[str, datetime, datetime]]) -> None:
+        if rows is not None:
+            self._append(rows, "lake_rows")
+            if replaced:  # the versions these rows replace (remembered from this writer's recent rows)
+                ts = pa.timestamp("us", tz="UTC")
+                self._append(pa.table({
+                    "event_id": [r[0] for r in replaced], "ts": pa.array([r[1] for r in replaced], ts),
+                    "classified_at": pa.array([r[2] for r in replaced], ts),
+                    "superseded_at": pa.repeat(pa.scalar(now, ts), len(replaced)),
+                }), "lake_superseded")
+            self._index_awaiting_key(rows)
+            crash_point("after_rows")
+        if batch.dead_letters:
+            self._append(dead_letter_table(batch.dead_letters), "lake_dead_letters")
+        if batch.snapshots:
+            self._append(snapshot_table(batch.snapshots), "lake_snapshots")
+        if batch.timeline_changed:
+            keys = key_table(timeline)
+            keys = keys.add_column(0, "version", pa.repeat(pa.scalar(now, pa.timestamp("us", "UTC")), len(keys)))
+            self._append(keys.add_column(0, "instance", pa.repeat(pa.scalar(self.instance), len(keys))), "lake_keys")
+        if batch.positions:
+            self.con.executemany(  # a few partitions a batch
+                "INSERT INTO lake_positions VALUES (?, ?, ?, ?, ?)",
+                [[self.instance, s, p, o, now] for (s, p), o in batch.positions.items()],
+            )
+        crash_point("before_commit")
 
     def _append(self, table: pa.Table, into: str) -> None:
         self.con.register("_batch", table)
         self.con.execute(f"INSERT INTO {into} BY NAME SELECT * FROM _batch")
         self.con.unregister("_batch")
-
-    def _append_verdicts(self, table: pa.Table, now: datetime) -> None:
-        """Append the rows; the versions they replace (remembered from this writer's recent rows) to superseded."""
-        replaced = [(e, *self._versions[e]) for e in table.column("event_id").to_pylist() if e in self._versions]
-        self._append(table, "lake_rows")
-        if replaced:
-            ts = pa.timestamp("us", tz="UTC")
-            self._append(pa.table({
-                "event_id": [r[0] for r in replaced], "ts": pa.array([r[1] for r in replaced], ts),
-                "classified_at": pa.array([r[2] for r in replaced], ts),
-                "superseded_at": pa.repeat(pa.scalar(now, ts), len(replaced)),
-            }), "lake_superseded")
-        for event_id, ts_value in zip(table.column("event_id").to_pylist(), table.column("ts").to_pylist(),
-                                      strict=True):
-            self._remember(event_id, ts_value, now)
 
     def _index_awaiting_key(self, rows: pa.Table) -> None:
         """The batch's unknown_kid rows join the awaiting_key index (their earlier versions leave it as superseded)."""
@@ -314,10 +336,11 @@ class LakeStore:
     def forget_awaiting_key(self, event_ids: list[str]) -> None:
         """Events that cannot be judged again (record or sample gone) leave the index: a `gone` row each."""
         if event_ids:
-            self.con.execute(
+            now = self._now()
+            self._committed(lambda: self.con.execute(
                 "INSERT INTO lake_awaiting (event_id, classified_at, gone) SELECT unnest(?::VARCHAR[]), ?, true",
-                [event_ids, self._now()],
-            )
+                [event_ids, now],
+            ))
 
     def rejudge_relations(self) -> tuple[str, str]:
         """(awaiting_key, classifications) for `pipeline.rejudge`, narrowed to the partitions this writer owns now
