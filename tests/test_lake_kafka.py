@@ -158,3 +158,19 @@ def check_three_consumers(lake: Lake, setup: Setup, procs: dict[str, subprocess.
     assert str(seen_while_writing["report"]).strip()
     after = dashboard_and_report(lake, setup)
     assert after["status"] == "ok" and after["overview_events"] == len(truth), after
+    rolled_once_over_all_writers(lake)
+
+
+def rolled_once_over_all_writers(lake: Lake) -> None:
+    """A maintenance pass rolls each closed hour over every writer's rows once: rollups add up to the raw rows."""
+    script = ("import sys\nfrom pipeline.io.lake import LakeStore\n"
+              "with LakeStore(sys.argv[1], 'maint') as store:\n    store.maintain()\n")
+    result = subprocess.run([lake.python, "-c", script, lake.uri], env=lake.env, cwd=ROOT, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [row] = lake.rows(
+        "SELECT (SELECT coalesce(sum(events), 0) FROM classifications_hourly WHERE hour < c.rolled_through) AS rolled, "
+        "(SELECT count(*) FROM classifications WHERE ts < c.rolled_through) AS raw, "
+        "(SELECT count(*) FROM classifications_hourly) AS hourly_rows FROM store_coverage AS c"
+    )
+    assert row["rolled"] == row["raw"] and int(row["hourly_rows"]) > 0, row
