@@ -32,6 +32,7 @@ OLD = event("old", at=T0 - timedelta(days=40), token=mint("rsa-2", claims=good_c
 MAINTAIN = (
     "import sys\nfrom datetime import timedelta\nfrom pipeline.io.lake import LakeStore\n"
     "with LakeStore(sys.argv[1], 'maint', retention_days=30) as store:\n"
+    "    store.con.execute('INSERT INTO lake_snapshots SELECT * FROM lake_snapshots LIMIT 1')\n"  # a repeat
     "    store.maintain(expire_after=timedelta(0))\n    print(store.maintenance.lost)\n"
 )
 
@@ -105,6 +106,7 @@ def check_maintenance(lake: Lake) -> None:
                              "FROM lake_positions)"))
     assert before > keys_now  # every batch appended a version
     snapshots_before = int(one(lake, "SELECT count(*) FROM ducklake_snapshots('lake')"))
+    repeated = "SELECT count(*) - count(DISTINCT (issuer, fetched_at)) FROM lake_snapshots"
     result = subprocess.run([lake.python, "-c", MAINTAIN, lake.uri], env=lake.env, cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -112,6 +114,7 @@ def check_maintenance(lake: Lake) -> None:
 
     assert one(lake, "SELECT count(*) FROM lake_positions") == str(keys_now)  # bounded: the latest per key
     assert one(lake, "SELECT count(*) FROM lake_meta WHERE starts_with(key, 'heartbeat:')") == "1"
+    assert one(lake, repeated) == "0"
     assert int(one(lake, "SELECT count(*) FROM ducklake_snapshots('lake')")) < snapshots_before  # expired
     # Retention: the day 40 days before the rest is gone from the raw rows, and counted in its rollup.
     assert "old" not in causes(lake)

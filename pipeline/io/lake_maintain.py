@@ -186,11 +186,16 @@ class LakeMaintenance:
 
     # -- deletes -----------------------------------------------------------------------------
 
-    def _delete(self, what: str, sql: str, params: list[Any] | None = None) -> None:
-        """One DELETE in its own transaction, tried again while concurrent inserts make it conflict."""
+    def _delete(self, what: str, sql: str, params: list[Any] | None = None, after: str | None = None) -> None:
+        """One DELETE (and `after`) in its own transaction, tried again while concurrent inserts make it conflict."""
+        def body() -> None:
+            self.con.execute(sql, params or []).fetchall()
+            if after:
+                self.con.execute(after).fetchall()
+
         for attempt in range(DELETE_ATTEMPTS):
             try:
-                self._transaction(lambda: self.con.execute(sql, params or []).fetchall())
+                self._transaction(body)
                 return
             except duckdb.TransactionException:
                 time.sleep(0.05 * (attempt + 1))
@@ -223,9 +228,25 @@ class LakeMaintenance:
                      "SELECT (instance, key, max(updated_at)) FROM lake_meta GROUP BY instance, key)")
         self._delete("old key timelines", "DELETE FROM lake_keys WHERE (instance, version) NOT IN ("
                      "SELECT (instance, max(version)) FROM lake_keys GROUP BY instance)")
+        self._dedup("lake_snapshots", "issuer, fetched_at")  # every writer appends every snapshot at each start
+        self._dedup("lake_dead_letters", "source, source_partition, source_offset")  # a batch replayed after a crash
         self._delete("settled awaiting_key rows", "DELETE FROM lake_awaiting WHERE (event_id, classified_at) IN ("
                      "SELECT (event_id, classified_at) FROM lake_awaiting EXCEPT "
                      "SELECT (event_id, classified_at) FROM awaiting_key)")
+
+    def _dedup(self, table: str, key: str) -> None:
+        """One row per key in an append-only table whose rows of a key are equal (the view shows one anyway)."""
+        [(dups,)] = self.con.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {table} GROUP BY {key} HAVING count(*) > 1)").fetchall()
+        if not dups:
+            return
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE _keep AS SELECT DISTINCT ON ({key}) * FROM {table} "
+                         f"WHERE ({key}) IN (SELECT ({key}) FROM {table} GROUP BY {key} HAVING count(*) > 1)")
+        try:
+            self._delete(f"repeated {table}", f"DELETE FROM {table} WHERE ({key}) IN (SELECT ({key}) FROM _keep)",
+                         after=f"INSERT INTO {table} SELECT * FROM _keep")
+        finally:
+            self.con.execute("DROP TABLE IF EXISTS temp._keep")
 
     def _lake_maintenance(self, expire_after: timedelta) -> None:
         """DuckLake's own: merge small files, expire old snapshots, remove the files nothing refers to any more."""
