@@ -242,11 +242,16 @@ class LakeStore:
         self._meta(f"{HEARTBEAT_KEY}{self.instance}", when)
 
     def publish(self) -> float:
-        """Committed batches are visible to readers at once: a heartbeat, and maintenance when due; seconds spent."""
+        """Committed batches are visible to readers at once: a heartbeat, and maintenance when due (`lake_maintain`).
+
+        Returns the heartbeat's seconds: a maintenance pass, once a minute over all writers, does not
+        space out the heartbeats the caller paces by it.
+        """
         started = time.perf_counter()
         self.beat()
+        spent = time.perf_counter() - started
         self.maintenance.when_due()
-        return time.perf_counter() - started
+        return spent
 
     def maintain(self, expire_after: timedelta | None = None) -> None:
         """A maintenance pass now (`lake_maintain`): rollups, coverage, retention, bounded versions, compaction."""
