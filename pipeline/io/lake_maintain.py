@@ -130,7 +130,8 @@ class LakeMaintenance:
         started = datetime.now(UTC)
         self.lost = []
         self._transaction(lambda: self._set("maintained_at", started.isoformat()))
-        row = self.con.execute("SELECT max(ts) FROM lake_rows").fetchone()
+        # Retention counts from the newest event up to the wall clock: a hostile ts (year 9999) moves nothing.
+        row = self.con.execute("SELECT max(ts) FROM lake_rows WHERE ts <= ?", [started]).fetchone()
         if row is None or row[0] is None:
             return
         newest_us = _us(row[0])
