@@ -9,12 +9,14 @@ DuckDB's `ducklake`, `postgres_scanner` and `httpfs` extensions come from the Py
 `lake` extra (they pin DuckDB 1.5.x); nothing is downloaded at run time.
 
 Every batch is one lake transaction holding its rows and its positions (`lake_positions`, keyed
-by instance, source and partition). Two writers that DELETE from one table conflict, so nothing
-here deletes: a re-judged row is appended again with a later `classified_at` and the replaced
-version is noted in `lake_superseded`; positions, key tables and meta are appended with a
-version too, and the views (`classifications`, `jwks_keys`, ...) keep the latest. The awaiting_key
-index that re-judging after a restart reads (`pipeline.rejudge`) is appended the same way.
-Rollups, coverage, retention and the bounds on the version tables: `lake_maintain`.
+by instance, source and partition). A DELETE fails at commit when another writer appended to its
+table meanwhile, so no batch deletes: a re-judged row is appended again with a later
+`classified_at` and the replaced version is noted in `lake_superseded`; positions, key tables and
+meta are appended with a version too, and the views (`classifications`, `jwks_keys`, ...) keep
+the latest. The awaiting_key index that re-judging after a restart reads (`pipeline.rejudge`) is
+appended the same way. Rollups, coverage, retention and the bounds on the version tables:
+`lake_maintain` (its deletes are short transactions of their own; a batch that loses to one is
+committed again).
 """
 
 from __future__ import annotations
