@@ -46,12 +46,28 @@ from pipeline.models import AuthFailureEvent, Cause, Confidence, JwksSnapshot
 from pipeline.records import Batch, Envelope, Judged, Position, RecordKind
 
 if TYPE_CHECKING:
-    from pipeline.io.store import Store
+    import duckdb
+
     from pipeline.runner import Pipeline
 
 log = logging.getLogger(__name__)
 
 _MIB = 1024 * 1024
+
+
+class RejudgeStore(Protocol):
+    """What re-judging needs of a store: `store.Store` as it is; a lake store (`io.lake.LakeStore`) also narrows
+    the relations read (`rejudge_relations`) and remembers the versions it replaces (`note_candidates`)."""
+
+    con: duckdb.DuckDBPyConnection
+
+    def forget_awaiting_key(self, event_ids: list[str]) -> None: ...
+
+
+def _relations(store: RejudgeStore) -> tuple[str, str]:
+    """The (awaiting_key, classifications) relations to select candidates from: the tables, unless the store says."""
+    narrowed = getattr(store, "rejudge_relations", None)
+    return narrowed() if narrowed is not None else ("awaiting_key", "classifications")
 
 
 class RecordFetcher(Protocol):
@@ -98,7 +114,7 @@ _COUNTS = ("selected", "rejudged", "unchanged", "held", "gone", "no_sample", "be
 class StoredRejudge:
     """Judges stored rows again when snapshots arrive; attach to a `Pipeline` as `pipeline.stored`."""
 
-    def __init__(self, store: Store, fetcher: RecordFetcher, limits: RejudgeLimits | None = None) -> None:
+    def __init__(self, store: RejudgeStore, fetcher: RecordFetcher, limits: RejudgeLimits | None = None) -> None:
         self.store, self.fetcher = store, fetcher
         self.limits = limits or RejudgeLimits()
         self.counts: dict[str, int] = dict.fromkeys(_COUNTS, 0)
@@ -111,9 +127,10 @@ class StoredRejudge:
         since = min(snapshot.fetched_at for snapshot in snapshots)
         found: dict[str, Candidate] = {}
         kids = snapshot_kids(snapshots)
+        awaiting, current = _relations(self.store)
         if kids:
             for event_id, ts, source, partition, offset, sha in con.execute(
-                "SELECT event_id, ts, source, source_partition, source_offset, token_sha256 FROM awaiting_key "
+                f"SELECT event_id, ts, source, source_partition, source_offset, token_sha256 FROM {awaiting} "
                 "WHERE kid IN (SELECT unnest(?::VARCHAR[])) ORDER BY ts LIMIT ?",
                 [kids, limit + 1],
             ).fetchall():
@@ -121,7 +138,7 @@ class StoredRejudge:
                 found[event_id] = Candidate(event_id, ts, position, sha, (Cause.UNKNOWN_KID.value,), True)
         # A snapshot changes no verdict of an event without a token, nor of a malformed token or a JWE.
         overtaken = (
-            "FROM classifications WHERE ts >= ? AND confidence <> ? AND cause NOT IN (SELECT unnest(?::VARCHAR[]))"
+            f"FROM {current} WHERE ts >= ? AND confidence <> ? AND cause NOT IN (SELECT unnest(?::VARCHAR[]))"
         )
         fixed = [Confidence.REPORTED.value, [Cause.MALFORMED.value, Cause.UNVERIFIABLE.value]]
         for event_id, ts, source, partition, offset, sha, *stored in con.execute(
@@ -138,6 +155,9 @@ class StoredRejudge:
             [(total,)] = con.execute(f"SELECT count(*) {overtaken}", [since, *fixed]).fetchall()
             beyond = max(total, len(ordered)) - limit
             ordered = ordered[:limit]
+        note = getattr(self.store, "note_candidates", None)
+        if note is not None:
+            note([(c.event_id, c.ts) for c in ordered])
         return ordered, beyond
 
     def rejudge(self, pipeline: Pipeline, snapshots: Sequence[JwksSnapshot], batch: Batch) -> None:

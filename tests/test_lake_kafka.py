@@ -55,7 +55,14 @@ def _psql(sql: str) -> None:
 
 
 @pytest.fixture
-def lake(tmp_path: Path) -> Iterator[Lake]:
+def lake() -> Iterator[Lake]:
+    with started_lake() as running:
+        yield running
+
+
+@contextlib.contextmanager
+def started_lake() -> Iterator[Lake]:
+    """The lake's venv, PostgreSQL and the S3 server started (scripts/lake-*.sh), a fresh catalog and prefix."""
     python = subprocess.run([str(ROOT / "scripts" / "lake-venv.sh")], check=True, capture_output=True, text=True,
                             timeout=900).stdout.strip().splitlines()[-1]
     env = {**os.environ, "LAKE_VENV": str(Path(python).parent.parent)}
@@ -68,8 +75,10 @@ def lake(tmp_path: Path) -> Iterator[Lake]:
         JWTRIAGE_LAKE_S3_ENDPOINT=f"http://127.0.0.1:{S3_PORT}", JWTRIAGE_LAKE_S3_KEY_ID="test",
         JWTRIAGE_LAKE_S3_SECRET="test", JWTRIAGE_LAKE_DATA_PATH=f"s3://jwtriage/{name}/",
     )
-    yield Lake(python, env, f"ducklake:postgres:dbname={name} host=127.0.0.1 port={PG_PORT} user=jwtriage")
-    _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    try:
+        yield Lake(python, env, f"ducklake:postgres:dbname={name} host=127.0.0.1 port={PG_PORT} user=jwtriage")
+    finally:
+        _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def start(lake: Lake, setup: Setup, instance: str, log: Path) -> subprocess.Popen[bytes]:
@@ -129,7 +138,7 @@ def check_three_consumers(lake: Lake, setup: Setup, procs: dict[str, subprocess.
 
     wait_for(lambda: committed("b") > 0, 120, "consumer b to commit a batch")
     procs["b"].send_signal(signal.SIGKILL)  # mid-stream: its batches of 50 are far from done
-    procs["b"].wait(timeout=30)
+    procs["b"].communicate(timeout=30)  # (closes its stdout pipe before the Popen is replaced)
     seen_while_writing = dashboard_and_report(lake, setup)
     procs["b"] = start(lake, setup, "b", logs["b"])
     for name in ("a", "c", "b"):
@@ -149,3 +158,19 @@ def check_three_consumers(lake: Lake, setup: Setup, procs: dict[str, subprocess.
     assert str(seen_while_writing["report"]).strip()
     after = dashboard_and_report(lake, setup)
     assert after["status"] == "ok" and after["overview_events"] == len(truth), after
+    rolled_once_over_all_writers(lake)
+
+
+def rolled_once_over_all_writers(lake: Lake) -> None:
+    """A maintenance pass rolls each closed hour over every writer's rows once: rollups add up to the raw rows."""
+    script = ("import sys\nfrom pipeline.io.lake import LakeStore\n"
+              "with LakeStore(sys.argv[1], 'maint') as store:\n    store.maintain()\n")
+    result = subprocess.run([lake.python, "-c", script, lake.uri], env=lake.env, cwd=ROOT, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [row] = lake.rows(
+        "SELECT (SELECT coalesce(sum(events), 0) FROM classifications_hourly WHERE hour < c.rolled_through) AS rolled, "
+        "(SELECT count(*) FROM classifications WHERE ts < c.rolled_through) AS raw, "
+        "(SELECT count(*) FROM classifications_hourly) AS hourly_rows FROM store_coverage AS c"
+    )
+    assert row["rolled"] == row["raw"] and int(row["hourly_rows"]) > 0, row

@@ -101,11 +101,8 @@ class _Consumer:
         # Stored rows the new snapshots can change are judged again (`pipeline.rejudge`), with the
         # samples now held, in the same transaction as the snapshots' positions: a crash before
         # it is stored reads those snapshots, and judges those rows, again.
-        if isinstance(self.store, Store):
-            self.pipeline.stored = StoredRejudge(self.store, self.source)
-            self.pipeline.stored.rejudge(self.pipeline, keys.snapshots, keys)
-        else:  # a lake keeps no awaiting_key index yet: re-judging covers the events held in memory
-            log.warning("lake store: stored rows are not judged again after a restart (only events held in memory)")
+        self.pipeline.stored = StoredRejudge(self.store, self.source)  # a Store or a lake (io.lake.LakeStore)
+        self.pipeline.stored.rejudge(self.pipeline, keys.snapshots, keys)
         self._write_startup(keys)
         if replayed:
             self._write_startup(joined)

@@ -9,10 +9,14 @@ DuckDB's `ducklake`, `postgres_scanner` and `httpfs` extensions come from the Py
 `lake` extra (they pin DuckDB 1.5.x); nothing is downloaded at run time.
 
 Every batch is one lake transaction holding its rows and its positions (`lake_positions`, keyed
-by instance, source and partition). Two writers that DELETE from one table conflict, so nothing
-here deletes: a re-judged row is appended again with a later `classified_at` and the replaced
-version is noted in `lake_superseded`; positions, key tables and meta are appended with a
-version too, and the views (`classifications`, `jwks_keys`, ...) keep the latest.
+by instance, source and partition). A DELETE fails at commit when another writer appended to its
+table meanwhile, so no batch deletes: a re-judged row is appended again with a later
+`classified_at` and the replaced version is noted in `lake_superseded`; positions, key tables and
+meta are appended with a version too, and the views (`classifications`, `jwks_keys`, ...) keep
+the latest. The awaiting_key index that re-judging after a restart reads (`pipeline.rejudge`) is
+appended the same way. Rollups, coverage, retention and the bounds on the version tables:
+`lake_maintain` (its deletes are short transactions of their own; a batch that loses to one is
+committed again).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import importlib
 import os
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +37,7 @@ import pyarrow as pa
 from pipeline.engine.keys import KeyTimeline
 from pipeline.errors import StoreError
 from pipeline.faults import crash_point
+from pipeline.io.lake_maintain import COVERAGE_VIEW, HOURLY_VIEW, LakeMaintenance, migrate_hourly
 from pipeline.io.store import (
     HEARTBEAT_KEY,
     WAITING_CONDITION,
@@ -43,7 +49,7 @@ from pipeline.io.store import (
 )
 from pipeline.io.store_readers import timeline_from
 from pipeline.io.store_schema import create_statement
-from pipeline.models import AuthFailureEvent
+from pipeline.models import AuthFailureEvent, Cause, Confidence
 from pipeline.records import Batch, Position
 
 LAKE_PREFIX = "ducklake:"
@@ -55,6 +61,8 @@ EXTENSIONS = (("httpfs", "duckdb_extension_httpfs"), ("postgres_scanner", "duckd
 RECENT_VERSIONS = 100_000
 #: Days behind the newest event a restarting writer looks for events still waiting for a sample.
 WAITING_DAYS = 2
+#: Tries of a batch's transaction that loses to a concurrent one (maintenance deleting inlined rows).
+COMMIT_ATTEMPTS = 8
 
 _TABLES = {
     "lake_rows": create_statement("classifications").replace(" classifications (", " lake_rows (", 1),
@@ -69,6 +77,11 @@ _TABLES = {
     "source_partition INTEGER, next_offset BIGINT, updated_at TIMESTAMPTZ)",
     "lake_meta": "CREATE TABLE IF NOT EXISTS lake_meta (instance VARCHAR, key VARCHAR, value VARCHAR, "
     "updated_at TIMESTAMPTZ)",
+    # The awaiting_key index (`pipeline.rejudge`): a row per stored unknown_kid version; `gone` rows forget
+    # the versions up to their classified_at (a record or sample no longer there).
+    "lake_awaiting": "CREATE TABLE IF NOT EXISTS lake_awaiting (event_id VARCHAR, ts TIMESTAMPTZ, kid VARCHAR, "
+    "source VARCHAR, source_partition INTEGER, source_offset BIGINT, token_sha256 VARCHAR, "
+    "classified_at TIMESTAMPTZ, gone BOOLEAN)",
 }
 
 _VIEWS = {
@@ -84,7 +97,11 @@ _VIEWS = {
     "QUALIFY row_number() OVER (PARTITION BY instance, source, source_partition ORDER BY updated_at DESC) = 1",
     "store_meta": "SELECT key, value FROM lake_meta "
     "QUALIFY row_number() OVER (PARTITION BY instance, key ORDER BY updated_at DESC) = 1",
-    "store_coverage": "SELECT NULL::TIMESTAMPTZ AS raw_since, NULL::TIMESTAMPTZ AS rolled_through",
+    "classifications_hourly": HOURLY_VIEW,
+    "store_coverage": COVERAGE_VIEW,
+    "awaiting_key": "SELECT a.* EXCLUDE (gone) FROM lake_awaiting AS a ANTI JOIN lake_superseded AS s "
+    "USING (event_id, classified_at) WHERE NOT a.gone AND NOT EXISTS (SELECT 1 FROM lake_awaiting AS g "
+    "WHERE g.gone AND g.event_id = a.event_id AND g.classified_at >= a.classified_at)",
 }
 
 
@@ -161,7 +178,8 @@ def _attach(con: duckdb.DuckDBPyConnection, statement: str, attempts: int = 10) 
 class LakeStore:
     """A consumer's writer into a shared lake: the same calls as `store.Store`, one lake transaction per batch."""
 
-    def __init__(self, path: str | Path, instance: str, data_path: str | None = None) -> None:
+    def __init__(self, path: str | Path, instance: str, data_path: str | None = None, retention_days: int = 30,
+                 rollup_retention_days: int = 400) -> None:
         if not instance.replace("-", "").replace("_", "").isalnum():
             raise StoreError(f"instance name {instance!r} must be letters, digits, - or _ "
                              "(hint: --instance consumer-1)")
@@ -169,6 +187,7 @@ class LakeStore:
         self.con = connect_lake(path, data_path)
         self._versions: OrderedDict[str, tuple[datetime, datetime]] = OrderedDict()  # event_id → (ts, classified_at)
         self._last_at = datetime.min.replace(tzinfo=UTC)
+        self.maintenance = LakeMaintenance(self.con, instance, retention_days, rollup_retention_days)
         try:
             self._create()
         except BaseException:
@@ -182,6 +201,7 @@ class LakeStore:
                 self.con.begin()
                 for statement in _TABLES.values():
                     self.con.execute(statement)
+                migrate_hourly(self.con)
                 for name, select in _VIEWS.items():
                     self.con.execute(f"CREATE OR REPLACE VIEW {name} AS {select}")
                 self.con.commit()
@@ -215,66 +235,140 @@ class LakeStore:
         return str(row[0]) if row is not None and row[0] != kid else None
 
     def _meta(self, key: str, value: str) -> None:
-        self.con.execute("INSERT INTO lake_meta VALUES (?, ?, ?, ?)", [self.instance, key, value, self._now()])
+        now = self._now()
+        self._committed(lambda: self.con.execute("INSERT INTO lake_meta VALUES (?, ?, ?, ?)",
+                                                 [self.instance, key, value, now]))
 
     def beat(self, at: datetime | None = None) -> None:
         when = (at or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
         self._meta(f"{HEARTBEAT_KEY}{self.instance}", when)
 
     def publish(self) -> float:
-        """Committed batches are visible to readers at once; only the heartbeat is written here."""
+        """Committed batches are visible to readers at once: a heartbeat, and maintenance when due (`lake_maintain`).
+
+        Returns the heartbeat's seconds: a maintenance pass, once a minute over all writers, does not
+        space out the heartbeats the caller paces by it.
+        """
+        started = time.perf_counter()
         self.beat()
-        return 0.0
+        spent = time.perf_counter() - started
+        self.maintenance.when_due()
+        return spent
+
+    def maintain(self, expire_after: timedelta | None = None) -> None:
+        """A maintenance pass now (`lake_maintain`): rollups, coverage, retention, bounded versions, compaction."""
+        self.maintenance.run(**({} if expire_after is None else {"expire_after": expire_after}))
 
     def write(self, batch: Batch, timeline: KeyTimeline) -> None:
         """The batch's rows, dead letters, snapshots, key timeline and positions: one lake transaction."""
         now = self._now()
         crash_point("batch_start")
-        self.con.begin()
-        try:
-            if batch.judged:
-                self._append_verdicts(classification_table(batch.judged, now), now)
-                crash_point("after_rows")
-            if batch.dead_letters:
-                self._append(dead_letter_table(batch.dead_letters), "lake_dead_letters")
-            if batch.snapshots:
-                self._append(snapshot_table(batch.snapshots), "lake_snapshots")
-            if batch.timeline_changed:
-                keys = key_table(timeline)
-                keys = keys.add_column(0, "version", pa.repeat(pa.scalar(now, pa.timestamp("us", "UTC")), len(keys)))
-                self._append(keys.add_column(0, "instance", pa.repeat(pa.scalar(self.instance), len(keys))),
-                             "lake_keys")
-            if batch.positions:
-                self.con.executemany(  # a few partitions a batch
-                    "INSERT INTO lake_positions VALUES (?, ?, ?, ?, ?)",
-                    [[self.instance, s, p, o, now] for (s, p), o in batch.positions.items()],
-                )
-            crash_point("before_commit")
-            self.con.commit()
-            crash_point("after_commit")
-        except BaseException:
-            self.con.rollback()
-            raise
+        rows = classification_table(batch.judged, now) if batch.judged else None
+        ids = rows.column("event_id").to_pylist() if rows is not None else []
+        replaced = [(e, *self._versions[e]) for e in ids if e in self._versions]
+        self._committed(lambda: self._write_once(batch, timeline, now, rows, replaced))
+        crash_point("after_commit")
+        if rows is not None:
+            for event_id, ts_value in zip(ids, rows.column("ts").to_pylist(), strict=True):
+                self._remember(event_id, ts_value, now)
+
+    def _committed(self, body: Callable[[], object]) -> None:
+        """`body` in one lake transaction, run again when the commit loses to a concurrent one.
+
+        An append fails at commit when maintenance (`lake_maintain`) deleted inlined rows of its
+        table meanwhile; nothing of it is stored then, and the same appends are made again.
+        """
+        for attempt in range(COMMIT_ATTEMPTS):
+            self.con.begin()
+            try:
+                body()
+                self.con.commit()
+                return
+            except duckdb.TransactionException as exc:
+                with contextlib.suppress(duckdb.Error):
+                    self.con.rollback()
+                if "conflict" not in str(exc).lower() or attempt == COMMIT_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    self.con.rollback()
+                raise
+
+    def _write_once(self, batch: Batch, timeline: KeyTimeline, now: datetime, rows: pa.Table | None,
+                    replaced: list[tuple[str, datetime, datetime]]) -> None:
+        if rows is not None:
+            self._append(rows, "lake_rows")
+            if replaced:  # the versions these rows replace (remembered from this writer's recent rows)
+                ts = pa.timestamp("us", tz="UTC")
+                self._append(pa.table({
+                    "event_id": [r[0] for r in replaced], "ts": pa.array([r[1] for r in replaced], ts),
+                    "classified_at": pa.array([r[2] for r in replaced], ts),
+                    "superseded_at": pa.repeat(pa.scalar(now, ts), len(replaced)),
+                }), "lake_superseded")
+            self._index_awaiting_key(rows)
+            crash_point("after_rows")
+        if batch.dead_letters:
+            self._append(dead_letter_table(batch.dead_letters), "lake_dead_letters")
+        if batch.snapshots:
+            self._append(snapshot_table(batch.snapshots), "lake_snapshots")
+        if batch.timeline_changed:
+            keys = key_table(timeline)
+            keys = keys.add_column(0, "version", pa.repeat(pa.scalar(now, pa.timestamp("us", "UTC")), len(keys)))
+            self._append(keys.add_column(0, "instance", pa.repeat(pa.scalar(self.instance), len(keys))), "lake_keys")
+        if batch.positions:
+            self.con.executemany(  # a few partitions a batch
+                "INSERT INTO lake_positions VALUES (?, ?, ?, ?, ?)",
+                [[self.instance, s, p, o, now] for (s, p), o in batch.positions.items()],
+            )
+        crash_point("before_commit")
 
     def _append(self, table: pa.Table, into: str) -> None:
         self.con.register("_batch", table)
         self.con.execute(f"INSERT INTO {into} BY NAME SELECT * FROM _batch")
         self.con.unregister("_batch")
 
-    def _append_verdicts(self, table: pa.Table, now: datetime) -> None:
-        """Append the rows; the versions they replace (remembered from this writer's recent rows) to superseded."""
-        replaced = [(e, *self._versions[e]) for e in table.column("event_id").to_pylist() if e in self._versions]
-        self._append(table, "lake_rows")
-        if replaced:
-            ts = pa.timestamp("us", tz="UTC")
-            self._append(pa.table({
-                "event_id": [r[0] for r in replaced], "ts": pa.array([r[1] for r in replaced], ts),
-                "classified_at": pa.array([r[2] for r in replaced], ts),
-                "superseded_at": pa.repeat(pa.scalar(now, ts), len(replaced)),
-            }), "lake_superseded")
-        for event_id, ts_value in zip(table.column("event_id").to_pylist(), table.column("ts").to_pylist(),
-                                      strict=True):
-            self._remember(event_id, ts_value, now)
+    def _index_awaiting_key(self, rows: pa.Table) -> None:
+        """The batch's unknown_kid rows join the awaiting_key index (their earlier versions leave it as superseded)."""
+        self.con.register("_judged", rows)
+        try:
+            self.con.execute(
+                "INSERT INTO lake_awaiting SELECT event_id, ts, kid, source, source_partition, source_offset, "
+                "token_sha256, classified_at, false FROM _judged WHERE cause = ? AND kid IS NOT NULL "
+                "AND confidence <> ?", [Cause.UNKNOWN_KID.value, Confidence.REPORTED.value],
+            )
+        finally:
+            self.con.unregister("_judged")
+
+    def forget_awaiting_key(self, event_ids: list[str]) -> None:
+        """Events that cannot be judged again (record or sample gone) leave the index: a `gone` row each."""
+        if event_ids:
+            now = self._now()
+            self._committed(lambda: self.con.execute(
+                "INSERT INTO lake_awaiting (event_id, classified_at, gone) SELECT unnest(?::VARCHAR[]), ?, true",
+                [event_ids, now],
+            ))
+
+    def rejudge_relations(self) -> tuple[str, str]:
+        """(awaiting_key, classifications) for `pipeline.rejudge`, narrowed to the partitions this writer owns now
+        (whose latest position is its own): every writer reads every key snapshot, and only one may re-judge a row."""
+        owned = (
+            "(source, source_partition) IN (SELECT (source, source_partition) FROM (SELECT source, source_partition, "
+            f"arg_max(instance, updated_at) AS owner FROM lake_positions GROUP BY ALL) WHERE owner = '{self.instance}')"
+        )
+        return f"(SELECT * FROM awaiting_key WHERE {owned})", f"(SELECT * FROM classifications WHERE {owned})"
+
+    def note_candidates(self, rows: list[tuple[str, datetime]]) -> None:
+        """Remember the stored versions of rows about to be judged again, so a changed one is noted superseded."""
+        unknown = [(e, ts) for e, ts in rows if e not in self._versions]
+        if not unknown:
+            return
+        for event_id, ts, at in self.con.execute(
+            "SELECT event_id, ts, classified_at FROM classifications WHERE event_id IN (SELECT unnest(?::VARCHAR[])) "
+            "AND ts >= ? AND ts <= ?",
+            [[e for e, _ in unknown], min(t for _, t in unknown), max(t for _, t in unknown)],
+        ).fetchall():
+            self._remember(event_id, ts, at)
 
     def _remember(self, event_id: str, ts: datetime, version: datetime) -> None:
         self._versions[event_id] = (ts, version)
@@ -325,5 +419,5 @@ def open_writer(path: str | Path, instance: str, retention_days: int = 30, rollu
                 data_path: str | None = None) -> Any:
     """A consumer's writer: a `LakeStore` for a `ducklake:` path, else a `store.Store` (the same calls)."""
     if is_lake(path):
-        return LakeStore(path, instance, data_path)
+        return LakeStore(path, instance, data_path, retention_days, rollup_retention_days)
     return Store(path, instance=instance, retention_days=retention_days, rollup_retention_days=rollup_retention_days)
