@@ -76,7 +76,12 @@ def rolled_store(events: list[dict[str, Any]], rolled_hours: int, raw_hours: int
 
 
 def roll_up_and_expire(con: duckdb.DuckDBPyConnection, rolled_through: datetime, raw_since: datetime) -> None:
-    """What the writer does to a store: roll the hours before `rolled_through`, drop raw rows before `raw_since`."""
+    """What the writer does to a store: roll the hours before `rolled_through`, drop raw rows before `raw_since`.
+
+    A single-file store's views (rollups computed on read, nothing expired) give way to the tables.
+    """
+    con.execute("DROP VIEW IF EXISTS classifications_hourly")
+    con.execute("DROP VIEW IF EXISTS store_coverage")
     con.execute(create_hourly_sql())
     con.execute(
         f"INSERT INTO classifications_hourly {hourly_sql('(SELECT * FROM classifications WHERE ts < $1)')}",

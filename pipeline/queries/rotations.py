@@ -41,15 +41,19 @@ _CACHE_AGE = """count(service_jwks_fetched_at) AS events_with_fetch_time,
                    max(epoch(ts) - epoch(key_first_seen)) FILTER (WHERE cause = ?) AS stale_window_s"""
 
 
-def _attributed(filters: Filters, s: Split | None = None) -> tuple[str, list[Any]]:
+def _attributed(filters: Filters, s: Split | None = None, after: datetime | None = None) -> tuple[str, list[Any]]:
     """SQL (a WITH clause): `steps`, and `attributed`, every rotation-damage event in the filter with its step.
 
     Columns of `attributed`: event_id, ts, service, cause, issuer, kid, action, step_ts, and `w`,
     `first_ts`, `last_ts`: a raw event weighs 1 (its own ts); with a split `s`, the hours before
     its boundary come from rollup rows (one per hour and key, weighing its events, attributed
     by its first event's time), so counts are `sum(w)`, times `min(first_ts)`/`max(last_ts)`.
+    `after`: keep only the damage a step at or after it can own (`step_failure_counts`).
     """
     damage, damage_params = rotation_damage()
+    if after is not None:  # stale_jwks / retired_key belong to a step at or before them; unpublished_key after
+        damage = f"{damage} AND (ts >= ? OR cause = ?)"
+        damage_params = [*damage_params, after, _EARLY]
     where, where_params = filters.where()
     added = STEP_CAUSES["added"]
     action = f"CASE WHEN cause IN ({marks(added)}) THEN 'added' ELSE 'removed' END AS action"
@@ -65,7 +69,7 @@ def _attributed(filters: Filters, s: Split | None = None) -> tuple[str, list[Any
         source = f"""SELECT NULL AS event_id, hour, client_id, confidence, first_ts AS ts, first_ts, last_ts,
                        events AS w, service, cause, issuer, kid, {action}
                 FROM classifications_hourly
-                WHERE hour < ? AND events > 0 AND {damage.replace("len(attacks) = 0", "attack IS NULL")} AND {hourly}
+                WHERE hour < ? AND events > 0 AND {damage.replace("len(attacks) = 0", "attack IS NULL").replace("(ts >= ?", "(first_ts >= ?")} AND {hourly}
                 UNION ALL {source} AND ts >= ?"""
         params = [*added, s.boundary, *damage_params, *hourly_params, *params, s.boundary]
     sql = f"""WITH steps AS (SELECT DISTINCT issuer, kid, action, ts AS step_ts FROM key_rotations),
@@ -317,9 +321,11 @@ def step_failure_counts(
 ) -> dict[tuple[str, str | None, str, datetime], int]:
     """The failures each rotation step from `since` on caused, whenever they happened.
 
-    Keyed by (issuer, kid, action, step_ts); steps without failures are absent.
+    Keyed by (issuer, kid, action, step_ts); steps without failures are absent. Only damage a
+    step from `since` on can own is read: stale_jwks and retired_key belong to a step at or
+    before them (so from `since` on), unpublished_key to the next addition (any time before).
     """
-    attributed, params = _attributed(NO_FILTERS, split(con, NO_FILTERS))
+    attributed, params = _attributed(NO_FILTERS, split(con, NO_FILTERS), after=since)
     clause = "" if since is None else "WHERE step_ts >= ?"
     found = con.execute(
         f"{attributed} SELECT issuer, kid, action, step_ts, sum(w)::BIGINT FROM attributed {clause} GROUP BY ALL",
@@ -403,6 +409,8 @@ def key_hygiene(con: duckdb.DuckDBPyConnection, since: datetime, until: datetime
                        arg_max_null(removed_at, interval_no) AS removed_at,
                        bool_or("initial") AS "initial", count(*) AS intervals
                 FROM jwks_keys GROUP BY issuer, kid, thumbprint
+                HAVING min(first_seen) < ? AND (arg_max_null(removed_at, interval_no) IS NULL
+                                                OR arg_max_null(removed_at, interval_no) >= ?)
             ),
             usage AS (
                 SELECT k.issuer, k.thumbprint, min(c.ts) AS first_use, max(c.ts) AS last_use, count(*) AS uses,
@@ -422,7 +430,6 @@ def key_hygiene(con: duckdb.DuckDBPyConnection, since: datetime, until: datetime
                    k."initial", k.intervals, u.first_use, u.last_use, coalesce(u.uses, 0) AS uses,
                    coalesce(u.uses_after_removal, 0) AS uses_after_removal, u.first_signed, u.last_signed
             FROM keys k LEFT JOIN usage u USING (issuer, thumbprint)
-            WHERE k.first_seen < ? AND (k.removed_at IS NULL OR k.removed_at >= ?)
             ORDER BY k.issuer, k.first_seen, k.kid""",
         [until, since],
     )
