@@ -19,6 +19,16 @@ import duckdb
 
 from pipeline.queries.base import BUCKET_SECONDS, Filters, interval, marks, rotation_damage, rows
 from pipeline.queries.coverage import Split
+from pipeline.rollups import (
+    CACHE_AGE_EDGES,
+    LIFETIME_EDGES,
+    histogram_median_sql,
+    histogram_over_sql,
+    hourly_sql,
+    merged_histogram_sql,
+    prefixes_sketch_sql,
+    sketch_count_sql,
+)
 
 
 def hourly_where(filters: Filters) -> tuple[str, list[Any]]:
@@ -309,3 +319,96 @@ def services_seen(con: duckdb.DuckDBPyConnection, boundary: datetime) -> list[st
         [boundary],
     ).fetchall()
     return [row[0] for row in found]
+
+
+def rolled_rows(s: Split) -> tuple[str, list[Any]]:
+    """SQL: `WITH rolled AS (…)`: rollup rows (`HOURLY_COLUMNS`) before the boundary, and the raw rows from it on
+    rolled up the same way (`hourly_sql`), so a measure only rollups hold reads one relation."""
+    hourly, hourly_params = hourly_where(s.filters)
+    raw, raw_params = s.filters.where()
+    tail = hourly_sql(f"(SELECT * FROM classifications WHERE ts >= ? AND {raw})")
+    sql = f"""WITH rolled AS (
+        SELECT * FROM classifications_hourly WHERE hour < ? AND {hourly}
+        UNION ALL BY NAME {tail}
+    )"""
+    return sql, [s.boundary, *hourly_params, s.boundary, *raw_params]
+
+
+def algorithms(con: duckdb.DuckDBPyConnection, s: Split) -> list[dict[str, Any]]:
+    """`tokens.algorithms_in_use` from rollups: `tokens` from the sketches (exact below `TOKEN_SKETCH`)."""
+    sql, params = rolled_rows(s)
+    return rows(
+        con,
+        f"""{sql}, per AS (
+                SELECT alg, cause, sum(events)::BIGINT AS n FROM rolled WHERE events > 0 GROUP BY ALL
+            ),
+            toks AS (
+                SELECT alg, {sketch_count_sql(prefixes_sketch_sql())} AS tokens
+                FROM (SELECT DISTINCT alg, unnest(token_sketch) AS p FROM rolled WHERE events > 0) GROUP BY alg
+            )
+            SELECT r.alg, sum(r.events)::BIGINT AS events, coalesce(any_value(t.tokens), 0) AS tokens,
+                   sum(r.with_key)::BIGINT AS verified,
+                   list_sort(list_distinct(list(r.issuer) FILTER (WHERE r.issuer IS NOT NULL))) AS issuers,
+                   any_value(m.main_cause) AS main_cause,
+                   coalesce(sum(r.events) FILTER (WHERE r.attack IS NOT NULL), 0)::BIGINT AS attack_events
+            FROM rolled r
+            JOIN (SELECT alg, (list(cause ORDER BY n DESC, cause))[1] AS main_cause FROM per GROUP BY alg) m
+              ON m.alg IS NOT DISTINCT FROM r.alg
+            LEFT JOIN toks t ON t.alg IS NOT DISTINCT FROM r.alg
+            WHERE r.events > 0
+            GROUP BY r.alg ORDER BY r.alg IS NULL, events DESC, r.alg""",
+        params,
+    )
+
+
+def token_lifetimes(con: duckdb.DuckDBPyConnection, s: Split, max_seconds: float) -> list[dict[str, Any]]:
+    """`tokens.token_lifetimes` from the lifetime histograms, per issuer and the events' client_id.
+
+    Approximate (`pipeline.rollups`): token counts add up the rows' distinct tokens that have a
+    lifetime (so `tokens` is `with_lifetime`: tokens without exp or iat are not counted); `over_policy`
+    and `events_over_policy` are exact when `max_seconds` is a `LIFETIME_EDGES` edge (an upper
+    bound otherwise); the median is its bucket's upper edge.
+    """
+    sql, params = rolled_rows(s)
+    tokens_hist = merged_histogram_sql("lifetime_tokens", LIFETIME_EDGES)
+    events_hist = merged_histogram_sql("lifetime_events", LIFETIME_EDGES)
+    return rows(
+        con,
+        f"""{sql}, per AS (
+                SELECT issuer, client_id AS client, sum(with_key)::BIGINT AS events, {tokens_hist} AS th,
+                       {events_hist} AS eh, max(max_lifetime_s) AS max_lifetime_s
+                FROM rolled WHERE issuer IS NOT NULL AND with_key > 0 GROUP BY issuer, client_id
+            )
+            SELECT issuer, client, list_sum(th)::BIGINT AS tokens, events,
+                   list_sum(th)::BIGINT AS with_lifetime,
+                   {histogram_over_sql("th", LIFETIME_EDGES, max_seconds)} AS over_policy,
+                   {histogram_over_sql("eh", LIFETIME_EDGES, max_seconds)} AS events_over_policy,
+                   max_lifetime_s, {histogram_median_sql("th", LIFETIME_EDGES, "max_lifetime_s")} AS median_lifetime_s
+            FROM per ORDER BY over_policy DESC, issuer, max_lifetime_s DESC NULLS LAST, client""",
+        params,
+    )
+
+
+def cache_ages(con: duckdb.DuckDBPyConnection, s: Split, stale: str, by_issuer: bool) -> list[dict[str, Any]]:
+    """`rotations.cache_age_by_service` (or `…_by_service_issuer`) from rollups; the median from the
+    cache-age histogram (its bucket's upper edge, never above the max)."""
+    sql, params = rolled_rows(s)
+    keys = "service, issuer" if by_issuer else "service"
+    where = "issuer IS NOT NULL" if by_issuer else "TRUE"
+    order = "service, issuer" if by_issuer else "stale_jwks DESC, service"
+    return rows(
+        con,
+        f"""{sql}, per AS (
+                SELECT {keys}, sum(events)::BIGINT AS events, sum(with_fetch_time)::BIGINT AS events_with_fetch_time,
+                       {merged_histogram_sql("cache_age_events", CACHE_AGE_EDGES)} AS h,
+                       max(max_cache_age_s) AS reported_age_max_s,
+                       coalesce(sum(events) FILTER (WHERE cause = ?), 0)::BIGINT AS stale_jwks,
+                       max(max_key_age_s) FILTER (WHERE cause = ? AND events > 0) AS stale_window_s
+                FROM rolled WHERE {where} GROUP BY {keys}
+            )
+            SELECT {keys}, events, events_with_fetch_time,
+                   {histogram_median_sql("h", CACHE_AGE_EDGES, "reported_age_max_s")} AS reported_age_median_s,
+                   reported_age_max_s, stale_jwks, stale_window_s
+            FROM per WHERE events > 0 ORDER BY {order}""",
+        [*params, stale, stale],
+    )

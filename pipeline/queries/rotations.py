@@ -66,10 +66,12 @@ def _attributed(filters: Filters, s: Split | None = None, after: datetime | None
     if s is not None:
         one_row = "d.event_id, d.hour, d.service, d.issuer, d.kid, d.client_id, d.cause, d.confidence"
         hourly, hourly_params = rolled.hourly_where(s.filters)
+        # a rollup row has no attacks list (its `attack`) and no ts (its first event's time stands for it)
+        rolled_damage = damage.replace("len(attacks) = 0", "attack IS NULL").replace("(ts >= ?", "(first_ts >= ?")
         source = f"""SELECT NULL AS event_id, hour, client_id, confidence, first_ts AS ts, first_ts, last_ts,
                        events AS w, service, cause, issuer, kid, {action}
                 FROM classifications_hourly
-                WHERE hour < ? AND events > 0 AND {damage.replace("len(attacks) = 0", "attack IS NULL").replace("(ts >= ?", "(first_ts >= ?")} AND {hourly}
+                WHERE hour < ? AND events > 0 AND {rolled_damage} AND {hourly}
                 UNION ALL {source} AND ts >= ?"""
         params = [*added, s.boundary, *damage_params, *hourly_params, *params, s.boundary]
     sql = f"""WITH steps AS (SELECT DISTINCT issuer, kid, action, ts AS step_ts FROM key_rotations),
@@ -441,7 +443,10 @@ def cache_age_by_service(con: duckdb.DuckDBPyConnection, filters: Filters = NO_F
     `reported_age_*`: how old the service's key set was when it rejected a token (from
     `service_jwks_fetched_at`); `stale_window_s`: the longest time from a key's first
     publication to a stale_jwks failure on it, a lower bound on the service's cache lifetime.
+    Over rollups (`rolled.cache_ages`) the median is its histogram bucket's upper edge.
     """
+    if (s := split(con, filters)) is not None:
+        return rolled.cache_ages(con, s, _STALE, by_issuer=False)
     where, params = filters.where()
     return rows(
         con,
@@ -456,6 +461,8 @@ def cache_lifetime_by_service_issuer(
     con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS
 ) -> list[dict[str, Any]]:
     """`cache_age_by_service` split by issuer (events whose key verified with one)."""
+    if (s := split(con, filters)) is not None:
+        return rolled.cache_ages(con, s, _STALE, by_issuer=True)
     where, params = filters.where()
     return rows(
         con,
