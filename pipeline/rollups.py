@@ -85,6 +85,7 @@ HOURLY_COLUMNS: list[tuple[str, str]] = [
     ("max_cache_age_s", "DOUBLE"),  # ts - service_jwks_fetched_at, the oldest key set seen
     ("max_key_age_s", "DOUBLE"),  # ts - key_first_seen (a stale_jwks row: the stale window)
     ("token_sketch", "UBIGINT[]"),  # k-minimum-values of the fingerprints (see `distinct_tokens_sql`)
+    ("tokens", "BIGINT"),  # the row's distinct tokens (added across rows: a token counts once per row it is in)
     # Verified tokens with exp and iat, per `LIFETIME_EDGES` bucket: distinct tokens of the row, and their events
     ("lifetime_tokens", "BIGINT[]"),
     ("lifetime_events", "BIGINT[]"),
@@ -108,6 +109,7 @@ def hourly_sql(source: str) -> str:
        max(epoch(ts) - epoch(key_first_seen)) AS max_key_age_s,
        coalesce(list_sort(list_distinct(list(token_prefix) FILTER (WHERE label_no = 1)))[1:{TOKEN_SKETCH}],
                 []::UBIGINT[]) AS token_sketch,
+       count(DISTINCT token_sha256) FILTER (WHERE label_no = 1)::BIGINT AS tokens,
        {_histogram("count(DISTINCT token_sha256)", "lifetime_bucket", LIFETIME_EDGES)} AS lifetime_tokens,
        {_histogram("count(*)", "lifetime_bucket", LIFETIME_EDGES)} AS lifetime_events,
        max(lifetime_s) FILTER (WHERE label_no = 1) AS max_lifetime_s,
@@ -178,15 +180,6 @@ def merged_sketch_sql(column: str = "token_sketch") -> str:
 def distinct_tokens_sql(column: str = "token_sketch") -> str:
     """SQL aggregate: the distinct tokens of a group of rows, from their sketches (`sketch_count_sql`)."""
     return sketch_count_sql(merged_sketch_sql(column))
-
-
-def prefixes_sketch_sql(prefix: str = "p") -> str:
-    """SQL aggregate over distinct unnested sketch prefixes (one row per group and prefix): their sketch.
-
-    The same as `merged_sketch_sql` of the rows they came from, without sorting every prefix of
-    a group (`min(x, k)` keeps a heap): seconds faster on groups of many thousand rows.
-    """
-    return f"coalesce(list_sort(min({prefix}, {TOKEN_SKETCH})), []::UBIGINT[])"
 
 
 def sketch_count_sql(sketch: str) -> str:

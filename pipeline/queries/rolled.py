@@ -26,8 +26,6 @@ from pipeline.rollups import (
     histogram_over_sql,
     hourly_sql,
     merged_histogram_sql,
-    prefixes_sketch_sql,
-    sketch_count_sql,
 )
 
 
@@ -335,18 +333,16 @@ def rolled_rows(s: Split) -> tuple[str, list[Any]]:
 
 
 def algorithms(con: duckdb.DuckDBPyConnection, s: Split) -> list[dict[str, Any]]:
-    """`tokens.algorithms_in_use` from rollups: `tokens` from the sketches (exact below `TOKEN_SKETCH`)."""
+    """`tokens.algorithms_in_use` from rollups: `tokens` adds up the rows' distinct tokens (a token in several
+    rows, hours or services, counts in each: an upper bound; merging the sketches instead reads every
+    prefix of the week, seconds)."""
     sql, params = rolled_rows(s)
     return rows(
         con,
         f"""{sql}, per AS (
                 SELECT alg, cause, sum(events)::BIGINT AS n FROM rolled WHERE events > 0 GROUP BY ALL
-            ),
-            toks AS (
-                SELECT alg, {sketch_count_sql(prefixes_sketch_sql())} AS tokens
-                FROM (SELECT DISTINCT alg, unnest(token_sketch) AS p FROM rolled WHERE events > 0) GROUP BY alg
             )
-            SELECT r.alg, sum(r.events)::BIGINT AS events, coalesce(any_value(t.tokens), 0) AS tokens,
+            SELECT r.alg, sum(r.events)::BIGINT AS events, sum(r.tokens)::BIGINT AS tokens,
                    sum(r.with_key)::BIGINT AS verified,
                    list_sort(list_distinct(list(r.issuer) FILTER (WHERE r.issuer IS NOT NULL))) AS issuers,
                    any_value(m.main_cause) AS main_cause,
@@ -354,7 +350,6 @@ def algorithms(con: duckdb.DuckDBPyConnection, s: Split) -> list[dict[str, Any]]
             FROM rolled r
             JOIN (SELECT alg, (list(cause ORDER BY n DESC, cause))[1] AS main_cause FROM per GROUP BY alg) m
               ON m.alg IS NOT DISTINCT FROM r.alg
-            LEFT JOIN toks t ON t.alg IS NOT DISTINCT FROM r.alg
             WHERE r.events > 0
             GROUP BY r.alg ORDER BY r.alg IS NULL, events DESC, r.alg""",
         params,
@@ -364,8 +359,8 @@ def algorithms(con: duckdb.DuckDBPyConnection, s: Split) -> list[dict[str, Any]]
 def token_lifetimes(con: duckdb.DuckDBPyConnection, s: Split, max_seconds: float) -> list[dict[str, Any]]:
     """`tokens.token_lifetimes` from the lifetime histograms, per issuer and the events' client_id.
 
-    Approximate (`pipeline.rollups`): token counts add up the rows' distinct tokens that have a
-    lifetime (so `tokens` is `with_lifetime`: tokens without exp or iat are not counted); `over_policy`
+    Approximate (`pipeline.rollups`): token counts add up the rows' distinct tokens (a token in
+    several hours counts in each); `over_policy`
     and `events_over_policy` are exact when `max_seconds` is a `LIFETIME_EDGES` edge (an upper
     bound otherwise); the median is its bucket's upper edge.
     """
@@ -375,11 +370,12 @@ def token_lifetimes(con: duckdb.DuckDBPyConnection, s: Split, max_seconds: float
     return rows(
         con,
         f"""{sql}, per AS (
-                SELECT issuer, client_id AS client, sum(with_key)::BIGINT AS events, {tokens_hist} AS th,
+                SELECT issuer, client_id AS client, sum(with_key)::BIGINT AS events, sum(tokens) AS tokens,
+                       {tokens_hist} AS th,
                        {events_hist} AS eh, max(max_lifetime_s) AS max_lifetime_s
-                FROM rolled WHERE issuer IS NOT NULL AND with_key > 0 GROUP BY issuer, client_id
+                FROM rolled WHERE issuer IS NOT NULL AND with_key > 0 AND tokens > 0 GROUP BY issuer, client_id
             )
-            SELECT issuer, client, list_sum(th)::BIGINT AS tokens, events,
+            SELECT issuer, client, greatest(tokens, list_sum(th))::BIGINT AS tokens, events,
                    list_sum(th)::BIGINT AS with_lifetime,
                    {histogram_over_sql("th", LIFETIME_EDGES, max_seconds)} AS over_policy,
                    {histogram_over_sql("eh", LIFETIME_EDGES, max_seconds)} AS events_over_policy,

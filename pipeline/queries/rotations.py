@@ -293,17 +293,24 @@ def rotation_step_series(
 
 
 def rotation_step_series_many(
-    con: duckdb.DuckDBPyConnection, steps: list[dict[str, Any]], before: timedelta, after: timedelta, bucket: timedelta
+    con: duckdb.DuckDBPyConnection,
+    steps: list[dict[str, Any]],
+    before: timedelta,
+    after: timedelta,
+    bucket: timedelta,
+    hourly: bool = False,
 ) -> dict[tuple[str, str | None, str, datetime], dict[int, int]]:
     """`rotation_step_series` of many steps in one query, each from `before` its time to `after` it.
 
     Keyed by (issuer, kid, action, step_ts) → {bucket: failures}; the same numbers as one call
     per step (a step's failures are attributed the same whatever the window), read once.
+    `hourly`: read rollups for every rolled hour, not only where raw rows expired (a week of raw
+    rows is too many at scale): a rolled hour's failures fall in the bucket of its first failure.
     """
     if not steps:
         return {}
     window = Filters(since=min(s["ts"] for s in steps) - before, until=max(s["ts"] for s in steps) + after)
-    attributed, params = _attributed(window, split(con, window, fine=True))
+    attributed, params = _attributed(window, split(con, window, fine=not hourly))
     found = con.execute(
         f"""{attributed}
             SELECT issuer, kid, action, step_ts,
