@@ -109,14 +109,17 @@ def hourly_sql(source: str) -> str:
        max(epoch(ts) - epoch(key_first_seen)) AS max_key_age_s,
        coalesce(list_sort(list_distinct(list(token_prefix) FILTER (WHERE label_no = 1)))[1:{TOKEN_SKETCH}],
                 []::UBIGINT[]) AS token_sketch,
-       count(DISTINCT token_sha256) FILTER (WHERE label_no = 1)::BIGINT AS tokens,
-       {_histogram("count(DISTINCT token_sha256)", "lifetime_bucket", LIFETIME_EDGES)} AS lifetime_tokens,
-       {_histogram("count(*)", "lifetime_bucket", LIFETIME_EDGES)} AS lifetime_events,
+       count(*) FILTER (WHERE label_no = 1 AND token_first)::BIGINT AS tokens,
+       {_histogram("lifetime_bucket", LIFETIME_EDGES, "token_first")} AS lifetime_tokens,
+       {_histogram("lifetime_bucket", LIFETIME_EDGES)} AS lifetime_events,
        max(lifetime_s) FILTER (WHERE label_no = 1) AS max_lifetime_s,
-       {_histogram("count(*)", "cache_bucket", CACHE_AGE_EDGES)} AS cache_age_events
+       {_histogram("cache_bucket", CACHE_AGE_EDGES)} AS cache_age_events
 FROM (
     SELECT *, {bucket_sql("lifetime_s", LIFETIME_EDGES)} AS lifetime_bucket,
-           {bucket_sql("cache_age_s", CACHE_AGE_EDGES)} AS cache_bucket
+           {bucket_sql("cache_age_s", CACHE_AGE_EDGES)} AS cache_bucket,
+           -- a token's first event in its row: distinct tokens are counted without a DISTINCT aggregate each
+           token_sha256 IS NOT NULL AND row_number() OVER (PARTITION BY hour_no, {keys}, label_no, token_sha256) = 1
+               AS token_first
     FROM (
         SELECT epoch_us(c.ts) // {HOUR_SECONDS * 1_000_000} AS hour_no, c.service, c.issuer, c.kid, c.client_id,
                c.cause, c.confidence, c.attacks[label_no] AS attack, c.alg, label_no, c.ts,
@@ -137,9 +140,10 @@ def bucket_sql(value: str, edges: tuple[float, ...]) -> str:
     return f"CASE WHEN {value} IS NOT NULL THEN len(list_filter({list(edges)}::DOUBLE[], lambda e: {value} > e)) END"
 
 
-def _histogram(aggregate: str, bucket: str, edges: tuple[float, ...]) -> str:
-    """SQL: a list of `aggregate` per bucket (events counted once: the first label's row)."""
-    cells = ", ".join(f"{aggregate} FILTER (WHERE label_no = 1 AND {bucket} = {k})" for k in range(len(edges) + 1))
+def _histogram(bucket: str, edges: tuple[float, ...], condition: str = "TRUE") -> str:
+    """SQL: a list of the rows per bucket meeting `condition`, events counted once (their first label's row)."""
+    cells = ", ".join(f"count(*) FILTER (WHERE label_no = 1 AND {bucket} = {k} AND {condition})"
+                      for k in range(len(edges) + 1))
     return f"[{cells}]::BIGINT[]"
 
 

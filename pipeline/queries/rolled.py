@@ -319,15 +319,16 @@ def services_seen(con: duckdb.DuckDBPyConnection, boundary: datetime) -> list[st
     return [row[0] for row in found]
 
 
-def rolled_rows(s: Split) -> tuple[str, list[Any]]:
+def rolled_rows(s: Split, columns: str) -> tuple[str, list[Any]]:
     """SQL: `WITH rolled AS (…)`: rollup rows (`HOURLY_COLUMNS`) before the boundary, and the raw rows from it on
-    rolled up the same way (`hourly_sql`), so a measure only rollups hold reads one relation."""
+    rolled up the same way (`hourly_sql`), so a measure only rollups hold reads one relation. `columns`: the
+    rollup columns the reader needs (a sketch or a histogram not read is not scanned)."""
     hourly, hourly_params = hourly_where(s.filters)
     raw, raw_params = s.filters.where()
     tail = hourly_sql(f"(SELECT * FROM classifications WHERE ts >= ? AND {raw})")
     sql = f"""WITH rolled AS (
-        SELECT * FROM classifications_hourly WHERE hour < ? AND {hourly}
-        UNION ALL BY NAME {tail}
+        SELECT {columns} FROM classifications_hourly WHERE hour < ? AND {hourly}
+        UNION ALL SELECT {columns} FROM ({tail})
     )"""
     return sql, [s.boundary, *hourly_params, s.boundary, *raw_params]
 
@@ -336,7 +337,7 @@ def algorithms(con: duckdb.DuckDBPyConnection, s: Split) -> list[dict[str, Any]]
     """`tokens.algorithms_in_use` from rollups: `tokens` adds up the rows' distinct tokens (a token in several
     rows, hours or services, counts in each: an upper bound; merging the sketches instead reads every
     prefix of the week, seconds)."""
-    sql, params = rolled_rows(s)
+    sql, params = rolled_rows(s, "alg, cause, events, tokens, with_key, issuer, attack")
     return rows(
         con,
         f"""{sql}, per AS (
@@ -364,7 +365,8 @@ def token_lifetimes(con: duckdb.DuckDBPyConnection, s: Split, max_seconds: float
     and `events_over_policy` are exact when `max_seconds` is a `LIFETIME_EDGES` edge (an upper
     bound otherwise); the median is its bucket's upper edge.
     """
-    sql, params = rolled_rows(s)
+    columns = "issuer, client_id, with_key, tokens, lifetime_tokens, lifetime_events, max_lifetime_s"
+    sql, params = rolled_rows(s, columns)
     tokens_hist = merged_histogram_sql("lifetime_tokens", LIFETIME_EDGES)
     events_hist = merged_histogram_sql("lifetime_events", LIFETIME_EDGES)
     return rows(
@@ -388,7 +390,8 @@ def token_lifetimes(con: duckdb.DuckDBPyConnection, s: Split, max_seconds: float
 def cache_ages(con: duckdb.DuckDBPyConnection, s: Split, stale: str, by_issuer: bool) -> list[dict[str, Any]]:
     """`rotations.cache_age_by_service` (or `…_by_service_issuer`) from rollups; the median from the
     cache-age histogram (its bucket's upper edge, never above the max)."""
-    sql, params = rolled_rows(s)
+    sql, params = rolled_rows(s, "service, issuer, cause, events, with_fetch_time, cache_age_events, "
+                                 "max_cache_age_s, max_key_age_s")
     keys = "service, issuer" if by_issuer else "service"
     where = "issuer IS NOT NULL" if by_issuer else "TRUE"
     order = "service, issuer" if by_issuer else "stale_jwks DESC, service"

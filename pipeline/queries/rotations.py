@@ -41,19 +41,28 @@ _CACHE_AGE = """count(service_jwks_fetched_at) AS events_with_fetch_time,
                    max(epoch(ts) - epoch(key_first_seen)) FILTER (WHERE cause = ?) AS stale_window_s"""
 
 
-def _attributed(filters: Filters, s: Split | None = None, after: datetime | None = None) -> tuple[str, list[Any]]:
+def _attributed(
+    filters: Filters,
+    s: Split | None = None,
+    after: datetime | None = None,
+    near: list[tuple[datetime, datetime]] | None = None,
+) -> tuple[str, list[Any]]:
     """SQL (a WITH clause): `steps`, and `attributed`, every rotation-damage event in the filter with its step.
 
     Columns of `attributed`: event_id, ts, service, cause, issuer, kid, action, step_ts, and `w`,
     `first_ts`, `last_ts`: a raw event weighs 1 (its own ts); with a split `s`, the hours before
     its boundary come from rollup rows (one per hour and key, weighing its events, attributed
     by its first event's time), so counts are `sum(w)`, times `min(first_ts)`/`max(last_ts)`.
-    `after`: keep only the damage a step at or after it can own (`step_failure_counts`).
+    `after`: keep only the damage a step at or after it can own (`step_failure_counts`); `near`:
+    only damage in one of these [from, to) ranges (each event is attributed among every step alike).
     """
     damage, damage_params = rotation_damage()
     if after is not None:  # stale_jwks / retired_key belong to a step at or before them; unpublished_key after
         damage = f"{damage} AND (ts >= ? OR cause = ?)"
         damage_params = [*damage_params, after, _EARLY]
+    if near:
+        damage = f"{damage} AND ({' OR '.join('(ts >= ? AND ts < ?)' for _ in near)})"
+        damage_params = [*damage_params, *(edge for span in near for edge in span)]
     where, where_params = filters.where()
     added = STEP_CAUSES["added"]
     action = f"CASE WHEN cause IN ({marks(added)}) THEN 'added' ELSE 'removed' END AS action"
@@ -67,7 +76,8 @@ def _attributed(filters: Filters, s: Split | None = None, after: datetime | None
         one_row = "d.event_id, d.hour, d.service, d.issuer, d.kid, d.client_id, d.cause, d.confidence"
         hourly, hourly_params = rolled.hourly_where(s.filters)
         # a rollup row has no attacks list (its `attack`) and no ts (its first event's time stands for it)
-        rolled_damage = damage.replace("len(attacks) = 0", "attack IS NULL").replace("(ts >= ?", "(first_ts >= ?")
+        rolled_damage = (damage.replace("len(attacks) = 0", "attack IS NULL").replace("(ts >= ?", "(first_ts >= ?")
+                         .replace("AND ts < ?)", "AND first_ts < ?)"))
         source = f"""SELECT NULL AS event_id, hour, client_id, confidence, first_ts AS ts, first_ts, last_ts,
                        events AS w, service, cause, issuer, kid, {action}
                 FROM classifications_hourly
@@ -310,7 +320,7 @@ def rotation_step_series_many(
     if not steps:
         return {}
     window = Filters(since=min(s["ts"] for s in steps) - before, until=max(s["ts"] for s in steps) + after)
-    attributed, params = _attributed(window, split(con, window, fine=not hourly))
+    attributed, params = _attributed(window, split(con, window, fine=not hourly), near=_spans(steps, before, after))
     found = con.execute(
         f"""{attributed}
             SELECT issuer, kid, action, step_ts,
@@ -323,6 +333,17 @@ def rotation_step_series_many(
     for issuer, kid, action, step_ts, n, failures in found:
         series.setdefault((issuer, kid, action, step_ts), {})[n] = int(failures)
     return series
+
+
+def _spans(steps: list[dict[str, Any]], before: timedelta, after: timedelta) -> list[tuple[datetime, datetime]]:
+    """The steps' [ts - before, ts + after) ranges, overlapping ones merged (steps weeks apart: no weeks between)."""
+    spans: list[tuple[datetime, datetime]] = []
+    for start, end in sorted((s["ts"] - before, s["ts"] + after) for s in steps):
+        if spans and start <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], end))
+        else:
+            spans.append((start, end))
+    return spans
 
 
 def step_failure_counts(
