@@ -57,28 +57,36 @@ def _attributed(
     only damage in one of these [from, to) ranges (each event is attributed among every step alike).
     """
     damage, damage_params = rotation_damage()
-    if after is not None:  # stale_jwks / retired_key belong to a step at or before them; unpublished_key after
-        damage = f"{damage} AND (ts >= ? OR cause = ?)"
-        damage_params = [*damage_params, after, _EARLY]
+    added = STEP_CAUSES["added"]
+    if after is not None:
+        # stale_jwks / retired_key belong to the key's step at or before them (so from `after` on), unless the key
+        # has none of that action before them (then the next one); unpublished_key to the next addition
+        first = (f"(SELECT min(k.ts) FROM key_rotations k WHERE k.issuer = §.issuer AND k.kid = §.kid "
+                 f"AND k.action = CASE WHEN §.cause IN ({marks(added)}) THEN 'added' ELSE 'removed' END)")
+        damage = f"{damage} AND (ts >= ? OR cause = ? OR ts < {first})"
+        damage_params = [*damage_params, after, _EARLY, *added]
     if near:
         damage = f"{damage} AND ({' OR '.join('(ts >= ? AND ts < ?)' for _ in near)})"
         damage_params = [*damage_params, *(edge for span in near for edge in span)]
     where, where_params = filters.where()
-    added = STEP_CAUSES["added"]
     action = f"CASE WHEN cause IN ({marks(added)}) THEN 'added' ELSE 'removed' END AS action"
-    source = f"""SELECT event_id, NULL::TIMESTAMPTZ AS hour, client_id, confidence, ts, ts AS first_ts, ts AS last_ts,
+    source = f"""SELECT event_id, NULL::TIMESTAMPTZ AS hour, NULL::BIGINT AS row_no, client_id, confidence,
+                       ts, ts AS first_ts, ts AS last_ts,
                        1::BIGINT AS w, service, cause, issuer, kid,
                        {action}
-                FROM classifications WHERE {damage} AND {where}"""
+                FROM classifications WHERE {damage.replace("§", "classifications")} AND {where}"""
     params: list[Any] = [*added, *damage_params, *where_params]
     one_row = "d.event_id"  # what identifies one damage row (a rollup row has no event_id: its keys and hour)
     if s is not None:
-        one_row = "d.event_id, d.hour, d.service, d.issuer, d.kid, d.client_id, d.cause, d.confidence"
+        # a rollup row has no event_id: a number of its own (rows of one key from two writers are two rows)
+        one_row = "d.event_id, d.hour, d.row_no"
         hourly, hourly_params = rolled.hourly_where(s.filters)
         # a rollup row has no attacks list (its `attack`) and no ts (its first event's time stands for it)
         rolled_damage = (damage.replace("len(attacks) = 0", "attack IS NULL").replace("(ts >= ?", "(first_ts >= ?")
-                         .replace("AND ts < ?)", "AND first_ts < ?)"))
-        source = f"""SELECT NULL AS event_id, hour, client_id, confidence, first_ts AS ts, first_ts, last_ts,
+                         .replace("AND ts < ?)", "AND first_ts < ?)").replace("OR ts < (", "OR first_ts < (")
+                         .replace("§", "classifications_hourly"))
+        source = f"""SELECT NULL AS event_id, hour, row_number() OVER () AS row_no, client_id, confidence,
+                       first_ts AS ts, first_ts, last_ts,
                        events AS w, service, cause, issuer, kid, {action}
                 FROM classifications_hourly
                 WHERE hour < ? AND events > 0 AND {rolled_damage} AND {hourly}
