@@ -327,6 +327,7 @@ def test_rotation_figures_from_rollups_match_raw_rows_for_steps_on_the_hour(
 ) -> None:
     raw = with_keys(raw_store(events), steps)
     rolled = with_keys(rolled_store(events, rolled_hours, 0), steps)
+    every_hour = with_keys(rolled_store(events, HOURS, 0), steps)  # every event rolled up
     window = queries.Filters(since=START + timedelta(hours=start), until=START + timedelta(hours=HOURS))
     for con in (raw, rolled):
         con.execute("SET TimeZone = 'UTC'")
@@ -335,9 +336,17 @@ def test_rotation_figures_from_rollups_match_raw_rows_for_steps_on_the_hour(
         assert sorted(map(repr, question(rolled, window))) == sorted(map(repr, question(raw, window)))
     assert queries.step_failure_counts(rolled) == queries.step_failure_counts(raw)
     steps = queries.rotations(raw)
+    for step in steps:  # bounded to the steps from `since` on, and still exact
+        assert queries.step_failure_counts(rolled, step["ts"]) == queries.step_failure_counts(raw, step["ts"])
     hour, before, after = timedelta(hours=1), timedelta(hours=2), timedelta(hours=12)
     many = queries.rotation_step_series_many(rolled, steps, before, after, hour)
     assert many == queries.rotation_step_series_many(raw, steps, before, after, hour)
+    assert queries.rotation_step_series_many(rolled, steps, before, after, hour, hourly=True) == many
+    # two writers' rows of one key are two rows: duplicated rollups attribute twice the failures
+    every_hour.execute("SET TimeZone = 'UTC'")
+    every_hour.execute("INSERT INTO classifications_hourly SELECT * FROM classifications_hourly")
+    twice = {key: 2 * n for key, n in queries.step_failure_counts(raw).items()}
+    assert queries.step_failure_counts(every_hour) == twice
     for step in steps:  # the same as one query per step
         one = queries.rotation_step_series(raw, step, step["ts"] - before, step["ts"] + after, hour)
         key = (step["issuer"], step["kid"], step["action"], step["ts"])
