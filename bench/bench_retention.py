@@ -47,7 +47,7 @@ from pipeline.io.store import Store  # noqa: E402
 from pipeline.io.store_readers import connect_readonly  # noqa: E402
 from pipeline.report.build import build_report  # noqa: E402
 from pipeline.report.model import week_name  # noqa: E402
-from pipeline.rollups import TOKEN_SKETCH, create_hourly_sql  # noqa: E402
+from pipeline.rollups import CACHE_AGE_EDGES, LIFETIME_EDGES, TOKEN_SKETCH, create_hourly_sql  # noqa: E402
 
 TARGET_P95_S = 1.0
 END = datetime(2026, 11, 30, tzinfo=UTC)  # a Monday: the history ends with a full week
@@ -64,6 +64,11 @@ CONFIDENCE = "CASE WHEN cause IN ('malformed') THEN 'reported' WHEN cause = 'sta
 def _kid(issuer: str, hour: str, back: int = 0) -> str:
     """SQL: the key id `issuer` signs with in `hour` (hours since the history began), `back` rotations ago."""
     return f"'k' || {issuer} || '-' || (({hour} + {issuer} * 17) // {ROTATE_HOURS} - {back})"
+
+
+def _one_bucket(count: str, bucket: str, edges: int) -> str:
+    """SQL: a histogram (`pipeline.rollups`) holding `count` in bucket `bucket`, nothing elsewhere."""
+    return f"list_transform(range({edges + 1}), lambda b: CASE WHEN b = {bucket} THEN {count} ELSE 0 END)::BIGINT[]"
 
 
 def _causes_sql() -> str:
@@ -90,14 +95,22 @@ rows AS (
            greatest(1, round($mean * (0.25 + 1.5 * ((r >> 8) % 1000) / 1000.0)))::BIGINT AS n, r
     FROM keyed
 )
-SELECT hour, service, issuer, kid, client_id, cause, confidence, attack, n AS events,
+SELECT hour, service, issuer, kid, client_id, cause, confidence, attack,
+       CASE WHEN attack = 'alg_none' THEN 'none' ELSE 'RS256' END AS alg, n AS events,
        CASE WHEN attack IS NULL THEN 0 ELSE n END AS attack_events,
        CASE WHEN service < 'svc-2' THEN n ELSE 0 END AS with_fetch_time, n AS with_key,
        hour + to_seconds((r >> 20) % 60) AS first_ts, hour + to_seconds(3540 + (r >> 26) % 60) AS last_ts,
        -5.0 AS min_skew_seconds, 5.0 AS max_skew_seconds, 300.0 AS max_cache_age_s, 7200.0 AS max_key_age_s,
        list_sort(list_transform(range(least({TOKEN_SKETCH}, greatest(1, n // 8))),
-                                lambda x: hash(r, x)::UBIGINT)) AS token_sketch
-FROM rows
+                                lambda x: hash(r, x)::UBIGINT)) AS token_sketch,
+       greatest(1, n // 8) AS tokens,
+       {_one_bucket("greatest(1, n // 8)", "lb", len(LIFETIME_EDGES))} AS lifetime_tokens,
+       {_one_bucket("n", "lb", len(LIFETIME_EDGES))} AS lifetime_events,
+       CASE WHEN lb = {LIFETIME_EDGES.index(86400)} THEN 86400.0 ELSE 3600.0 END AS max_lifetime_s,
+       {_one_bucket("with_fetch", str(CACHE_AGE_EDGES.index(300)), len(CACHE_AGE_EDGES))} AS cache_age_events
+FROM (SELECT *, CASE WHEN client_id LIKE '%0' THEN {LIFETIME_EDGES.index(86400)} ELSE {LIFETIME_EDGES.index(3600)} END
+                    AS lb,  -- one client in ten signs day-long tokens
+             CASE WHEN service < 'svc-2' THEN n ELSE 0 END AS with_fetch FROM rows)
 """
 
 RAW_SQL = f"""
@@ -145,7 +158,7 @@ def build(path: Path, days: int, rate: float, raw_days: int, raw_rate: float) ->
     con = duckdb.connect(str(path))
     try:
         con.execute("SET TimeZone = 'UTC'")
-        # Store() made the single file's on-read views; the writer's store has these as tables.
+        # a single-file store computes its rollups on read (views); this one holds them, as the writer leaves them
         con.execute("DROP VIEW IF EXISTS classifications_hourly")
         con.execute("DROP VIEW IF EXISTS store_coverage")
         con.execute(create_hourly_sql())
@@ -262,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--raw-rate", type=float, default=2.0, help="events/s of the raw rows written (default 2)")
     parser.add_argument("--repeat", type=int, default=10, help="timed runs per question (default 10)")
     parser.add_argument("--store", type=Path, default=CACHE / "retention.duckdb")
+    parser.add_argument("--reuse", action="store_true", help="time the --store a previous run built (no build)")
     parser.add_argument("--quick", action="store_true", help="a tiny history (the smoke test); figures mean nothing")
     parser.add_argument("--summary", type=Path, help="write the headline figures here as JSON (run_all.py)")
     args = parser.parse_args(argv)
@@ -270,19 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     args.store.parent.mkdir(parents=True, exist_ok=True)
     print(f"building {args.days} days of rollups at {args.rate:g} events/s, raw rows for the last {args.raw_days} "
           f"days at {args.raw_rate:g} events/s, in {args.store} …", flush=True)  # fmt: skip
-    built = build(args.store, args.days, args.rate, args.raw_days, args.raw_rate)
+    if args.reuse and args.store.exists():
+        print("reusing it as built before (disk and build figures: that run's)")
+    else:
+        report_build(build(args.store, args.days, args.rate, args.raw_days, args.raw_rate), args)
     raw = raw_only_copy(args.store)
-    per_raw_row = built["raw_bytes"] / max(1, built["raw_rows"])
-    per_day_rollups = built["rollup_bytes"] / args.days
-    bound = args.raw_days * 86400 * args.rate * per_raw_row
-    print(
-        f"rollups: {built['rollup_rows']:,} rows for {built['rolled_events']:,.0f} events, "
-        f"{built['rollup_bytes'] / 1e9:.2f} GB ({per_day_rollups / 1e6:.1f} MB a day), "
-        f"built in {built['rollup_s']:.0f} s\n"
-        f"raw: {built['raw_rows']:,} rows, {built['raw_bytes'] / 1e9:.2f} GB ({per_raw_row:.0f} B a row), built in "
-        f"{built['raw_s']:.0f} s; at {args.rate:g} events/s the {args.raw_days}-day raw window is "
-        f"{args.raw_days * 86400 * args.rate / 1e6:,.0f}M rows, about {bound / 1e9:,.0f} GB at that size a row"
-    )  # fmt: skip
     old_week = week_name(END - timedelta(days=args.raw_days + 7))
     last_week = week_name(END - timedelta(days=1))
     summary = Summary("retention", [])
@@ -302,6 +308,21 @@ def main(argv: list[str] | None = None) -> int:
         summary.write(args.summary)
     raw.unlink(missing_ok=True)
     return 0 if ok or args.quick else 1
+
+
+def report_build(built: dict[str, float], args: argparse.Namespace) -> None:
+    """Print what the build took and the disk bound it implies."""
+    per_raw_row = built["raw_bytes"] / max(1, built["raw_rows"])
+    per_day_rollups = built["rollup_bytes"] / args.days
+    bound = args.raw_days * 86400 * args.rate * per_raw_row
+    print(
+        f"rollups: {built['rollup_rows']:,} rows for {built['rolled_events']:,.0f} events, "
+        f"{built['rollup_bytes'] / 1e9:.2f} GB ({per_day_rollups / 1e6:.1f} MB a day), "
+        f"built in {built['rollup_s']:.0f} s\n"
+        f"raw: {built['raw_rows']:,} rows, {built['raw_bytes'] / 1e9:.2f} GB ({per_raw_row:.0f} B a row), built in "
+        f"{built['raw_s']:.0f} s; at {args.rate:g} events/s the {args.raw_days}-day raw window is "
+        f"{args.raw_days * 86400 * args.rate / 1e6:,.0f}M rows, about {bound / 1e9:,.0f} GB at that size a row"
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -34,10 +34,14 @@ most 256 bytes a row; disk per day of rollups in `bench/results.md`).
 The prefixes are of the fingerprint (`token_sha256`), never of a token.
 
 Rotation damage is attributed to its step from the rollups too, a row by its first event's time
-(`queries.rotations._attributed`): exact when the step is not inside the row's hour. What
-rollups cannot answer (per-event tables, evidence, token claims and lifetimes, algorithms,
-median cache ages, key hygiene, charts finer than an hour) is available for the raw period
-only; readers say so.
+(`queries.rotations._attributed`): exact when the step is not inside the row's hour.
+Algorithms are a key (`alg`). Token lifetimes and cache ages are histograms over fixed buckets
+(`LIFETIME_EDGES`, `CACHE_AGE_EDGES`): counts over a lifetime policy are exact when the policy
+is an edge; medians are the upper edge of the bucket holding them (`histogram_median_sql`);
+"tokens" in a lifetime bucket are the row's distinct tokens, added up across rows and hours (a
+token rejected in several hours counts in each). What rollups cannot answer (per-event tables,
+evidence, token claims, key hygiene's uses, charts finer than an hour) is available for the raw
+period only; readers say so.
 """
 
 from __future__ import annotations
@@ -49,7 +53,15 @@ HOUR_SECONDS = 3600
 TOKEN_SKETCH = 32
 
 #: The key columns of a rollup row, in order (after `hour`).
-KEY_COLUMNS: tuple[str, ...] = ("service", "issuer", "kid", "client_id", "cause", "confidence", "attack")
+KEY_COLUMNS: tuple[str, ...] = ("service", "issuer", "kid", "client_id", "cause", "confidence", "attack", "alg")
+
+#: Upper edges (seconds) of the token-lifetime histogram's buckets: bucket k holds lifetimes in
+#: (edge k-1, edge k], the last bucket everything longer. Lifetime policies that are an edge
+#: (an hour, a day, …) count "over the policy" exactly from the buckets.
+LIFETIME_EDGES: tuple[float, ...] = (60, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 43200, 86400, 604800)
+
+#: Upper edges (seconds) of the cache-age histogram (`service_jwks_fetched_at` to the event).
+CACHE_AGE_EDGES: tuple[float, ...] = (30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400)
 
 #: (name, DuckDB type) of `classifications_hourly`, in order. The writer creates the table from this.
 HOURLY_COLUMNS: list[tuple[str, str]] = [
@@ -61,6 +73,7 @@ HOURLY_COLUMNS: list[tuple[str, str]] = [
     ("cause", "VARCHAR"),
     ("confidence", "VARCHAR"),
     ("attack", "VARCHAR"),
+    ("alg", "VARCHAR"),  # the token header's alg as sent (NULL: none readable, or a rollup older than alg)
     ("events", "BIGINT"),  # each event once (the double-count rule)
     ("attack_events", "BIGINT"),  # events carrying `attack` (0 when attack IS NULL)
     ("with_fetch_time", "BIGINT"),  # of `events`: the service reported its JWKS fetch time
@@ -72,6 +85,12 @@ HOURLY_COLUMNS: list[tuple[str, str]] = [
     ("max_cache_age_s", "DOUBLE"),  # ts - service_jwks_fetched_at, the oldest key set seen
     ("max_key_age_s", "DOUBLE"),  # ts - key_first_seen (a stale_jwks row: the stale window)
     ("token_sketch", "UBIGINT[]"),  # k-minimum-values of the fingerprints (see `distinct_tokens_sql`)
+    ("tokens", "BIGINT"),  # the row's distinct tokens (added across rows: a token counts once per row it is in)
+    # Verified tokens with exp and iat, per `LIFETIME_EDGES` bucket: distinct tokens of the row, and their events
+    ("lifetime_tokens", "BIGINT[]"),
+    ("lifetime_events", "BIGINT[]"),
+    ("max_lifetime_s", "DOUBLE"),
+    ("cache_age_events", "BIGINT[]"),  # events with a fetch time per `CACHE_AGE_EDGES` bucket of their cache age
 ]
 
 
@@ -89,15 +108,67 @@ def hourly_sql(source: str) -> str:
        max(epoch(ts) - epoch(service_jwks_fetched_at)) AS max_cache_age_s,
        max(epoch(ts) - epoch(key_first_seen)) AS max_key_age_s,
        coalesce(list_sort(list_distinct(list(token_prefix) FILTER (WHERE label_no = 1)))[1:{TOKEN_SKETCH}],
-                []::UBIGINT[]) AS token_sketch
+                []::UBIGINT[]) AS token_sketch,
+       count(*) FILTER (WHERE label_no = 1 AND token_first)::BIGINT AS tokens,
+       {_histogram("lifetime_bucket", LIFETIME_EDGES, "token_first")} AS lifetime_tokens,
+       {_histogram("lifetime_bucket", LIFETIME_EDGES)} AS lifetime_events,
+       max(lifetime_s) FILTER (WHERE label_no = 1) AS max_lifetime_s,
+       {_histogram("cache_bucket", CACHE_AGE_EDGES)} AS cache_age_events
 FROM (
-    SELECT epoch_us(c.ts) // {HOUR_SECONDS * 1_000_000} AS hour_no, c.service, c.issuer, c.kid, c.client_id,
-           c.cause, c.confidence, c.attacks[label_no] AS attack, label_no, c.ts, c.service_jwks_fetched_at,
-           c.key_thumbprint, c.skew_seconds, c.key_first_seen,
-           {token_prefix_sql("c.token_sha256")} AS token_prefix
-    FROM {source} AS c, unnest(generate_series(1, greatest(len(c.attacks), 1))) AS n(label_no)
+    SELECT *, {bucket_sql("lifetime_s", LIFETIME_EDGES)} AS lifetime_bucket,
+           {bucket_sql("cache_age_s", CACHE_AGE_EDGES)} AS cache_bucket,
+           -- a token's first event in its row: distinct tokens are counted without a DISTINCT aggregate each
+           token_sha256 IS NOT NULL AND row_number() OVER (PARTITION BY hour_no, {keys}, label_no, token_sha256) = 1
+               AS token_first
+    FROM (
+        SELECT epoch_us(c.ts) // {HOUR_SECONDS * 1_000_000} AS hour_no, c.service, c.issuer, c.kid, c.client_id,
+               c.cause, c.confidence, c.attacks[label_no] AS attack, c.alg, label_no, c.ts,
+               c.service_jwks_fetched_at, c.key_thumbprint, c.skew_seconds, c.key_first_seen, c.token_sha256,
+               epoch(c.ts) - epoch(c.service_jwks_fetched_at) AS cache_age_s,
+               CASE WHEN c.issuer IS NOT NULL AND c.key_thumbprint IS NOT NULL AND c.token_sha256 IS NOT NULL
+                    THEN try_cast(c.token_claims->>'exp' AS DOUBLE) - try_cast(c.token_claims->>'iat' AS DOUBLE)
+               END AS lifetime_s,
+               {token_prefix_sql("c.token_sha256")} AS token_prefix
+        FROM {source} AS c, unnest(generate_series(1, greatest(len(c.attacks), 1))) AS n(label_no)
+    )
 )
 GROUP BY hour_no, {keys}"""
+
+
+def bucket_sql(value: str, edges: tuple[float, ...]) -> str:
+    """SQL: the 0-based histogram bucket of `value` (bucket k: (edge k-1, edge k]); NULL for a NULL value."""
+    return f"CASE WHEN {value} IS NOT NULL THEN len(list_filter({list(edges)}::DOUBLE[], lambda e: {value} > e)) END"
+
+
+def _histogram(bucket: str, edges: tuple[float, ...], condition: str = "TRUE") -> str:
+    """SQL: a list of the rows per bucket meeting `condition`, events counted once (their first label's row)."""
+    cells = ", ".join(f"count(*) FILTER (WHERE label_no = 1 AND {bucket} = {k} AND {condition})"
+                      for k in range(len(edges) + 1))
+    return f"[{cells}]::BIGINT[]"
+
+
+def merged_histogram_sql(column: str, edges: tuple[float, ...]) -> str:
+    """SQL aggregate: the histograms of a group of rows added up bucket by bucket (a NULL list counts nothing)."""
+    cells = ", ".join(f"coalesce(sum({column}[{k + 1}]), 0)" for k in range(len(edges) + 1))
+    return f"[{cells}]::BIGINT[]"
+
+
+def histogram_over_sql(histogram: str, edges: tuple[float, ...], over: float) -> str:
+    """SQL: how many a histogram holds above `over`: exact when `over` is an edge; otherwise the bucket
+    holding `over` counts whole (an upper bound)."""
+    first = len([e for e in edges if e < over]) + (1 if over in edges else 0) + 1
+    return f"coalesce(list_sum(({histogram})[{first}:]), 0)::BIGINT"
+
+
+def histogram_median_sql(histogram: str, edges: tuple[float, ...], maximum: str) -> str:
+    """SQL: the median a histogram stands for, as the upper edge of the bucket holding it, never above
+    `maximum` (the group's largest value); NULL for an empty histogram. An approximation: the raw
+    median is at most this, and above the edge before."""
+    upper = f"{list(edges)}::DOUBLE[]"
+    position = (f"list_position(list_transform(range(1, len({histogram}) + 1), "
+                f"lambda i: 2 * list_sum(({histogram})[1:i]) >= list_sum({histogram})), true)")
+    return (f"CASE WHEN coalesce(list_sum({histogram}), 0) > 0 THEN "
+            f"least(coalesce(({upper})[{position}], {maximum}), {maximum}) END")
 
 
 def token_prefix_sql(fingerprint: str) -> str:

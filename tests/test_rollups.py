@@ -8,6 +8,7 @@ tables: `classifications`, `classifications_hourly` (built with `pipeline.rollup
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +20,16 @@ from hypothesis import strategies as st
 from pipeline import queries
 from pipeline.io.store_schema import DDL, create_statement
 from pipeline.queries.coverage import coverage, expired_note
-from pipeline.rollups import HOURLY_COLUMNS, create_hourly_sql, distinct_tokens_sql, hourly_sql
+from pipeline.rollups import (
+    CACHE_AGE_EDGES,
+    HOURLY_COLUMNS,
+    LIFETIME_EDGES,
+    create_hourly_sql,
+    distinct_tokens_sql,
+    histogram_median_sql,
+    histogram_over_sql,
+    hourly_sql,
+)
 
 START = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
 HOURS = 48
@@ -42,6 +52,18 @@ raw_event = st.fixed_dictionaries(
 )
 
 
+#: Per token (its number mod the length): the header's alg, and the lifetime (exp - iat) its claims give.
+ALGS = ["RS256", "ES256", "none", None]
+LIFETIMES = [None, 60, 300, 3000, 3600, 3601, 86400, 10**6]
+#: Per event (its index mod 4): how many minutes old the service's key set was, when it reports one.
+CACHE_MINUTES = [1, 7, 30, 200]
+
+
+def _claims(token: int | None) -> str | None:
+    lifetime = None if token is None else LIFETIMES[token % len(LIFETIMES)]
+    return None if lifetime is None else json.dumps({"iat": 1_000, "exp": 1_000 + lifetime})
+
+
 def raw_store(events: list[dict[str, Any]]) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
@@ -52,17 +74,19 @@ def raw_store(events: list[dict[str, Any]]) -> duckdb.DuckDBPyConnection:
         values.append(
             [
                 f"e{n}", ts, e["service"], e["cause"], e["confidence"], e["attacks"], e["issuer"], e["kid"],
-                e["client_id"], e["skew"], e["token"], e["token"], ts - timedelta(minutes=7) if e["fetched"] else None,
-                ts - timedelta(hours=1), "thumb" if e["confidence"] == "verified" else None, n, ts,
+                e["client_id"], e["skew"], e["token"], e["token"],
+                ts - timedelta(minutes=CACHE_MINUTES[n % 4]) if e["fetched"] else None,
+                ts - timedelta(hours=1), "thumb" if e["confidence"] == "verified" and e["token"] is not None else None,
+                None if e["token"] is None else ALGS[e["token"] % len(ALGS)], _claims(e["token"]), n, ts,
             ]
         )  # fmt: skip
     if values:
         con.executemany(
             """INSERT INTO classifications (event_id, ts, service, cause, confidence, attacks, findings, issuer, kid,
                    client_id, skew_seconds, token_sha256, service_jwks_fetched_at, key_first_seen, key_thumbprint,
-                   source, source_partition, source_offset, classified_at)
+                   alg, token_claims, source, source_partition, source_offset, classified_at)
                VALUES (?, ?, ?, ?, ?, ?, [], ?, ?, ?, ?, CASE WHEN ? IS NULL THEN NULL ELSE sha256(?::VARCHAR) END,
-                       ?, ?, ?, 'test', 0, ?, ?)""",
+                       ?, ?, ?, ?, ?::JSON, 'test', 0, ?, ?)""",
             values,
         )
     return con
@@ -76,8 +100,10 @@ def rolled_store(events: list[dict[str, Any]], rolled_hours: int, raw_hours: int
 
 
 def roll_up_and_expire(con: duckdb.DuckDBPyConnection, rolled_through: datetime, raw_since: datetime) -> None:
-    """What the writer does to a store: roll the hours before `rolled_through`, drop raw rows before `raw_since`."""
-    # A single-file store (the demo's) computes both on read, as views: a writer's store has tables.
+    """What the writer does to a store: roll the hours before `rolled_through`, drop raw rows before `raw_since`.
+
+    A single-file store's views (rollups computed on read, nothing expired) give way to the tables.
+    """
     con.execute("DROP VIEW IF EXISTS classifications_hourly")
     con.execute("DROP VIEW IF EXISTS store_coverage")
     con.execute(create_hourly_sql())
@@ -301,6 +327,7 @@ def test_rotation_figures_from_rollups_match_raw_rows_for_steps_on_the_hour(
 ) -> None:
     raw = with_keys(raw_store(events), steps)
     rolled = with_keys(rolled_store(events, rolled_hours, 0), steps)
+    every_hour = with_keys(rolled_store(events, HOURS, 0), steps)  # every event rolled up
     window = queries.Filters(since=START + timedelta(hours=start), until=START + timedelta(hours=HOURS))
     for con in (raw, rolled):
         con.execute("SET TimeZone = 'UTC'")
@@ -309,10 +336,102 @@ def test_rotation_figures_from_rollups_match_raw_rows_for_steps_on_the_hour(
         assert sorted(map(repr, question(rolled, window))) == sorted(map(repr, question(raw, window)))
     assert queries.step_failure_counts(rolled) == queries.step_failure_counts(raw)
     steps = queries.rotations(raw)
+    for step in steps:  # bounded to the steps from `since` on, and still exact
+        assert queries.step_failure_counts(rolled, step["ts"]) == queries.step_failure_counts(raw, step["ts"])
     hour, before, after = timedelta(hours=1), timedelta(hours=2), timedelta(hours=12)
     many = queries.rotation_step_series_many(rolled, steps, before, after, hour)
     assert many == queries.rotation_step_series_many(raw, steps, before, after, hour)
+    assert queries.rotation_step_series_many(rolled, steps, before, after, hour, hourly=True) == many
+    # two writers' rows of one key are two rows: duplicated rollups attribute twice the failures
+    every_hour.execute("SET TimeZone = 'UTC'")
+    every_hour.execute("INSERT INTO classifications_hourly SELECT * FROM classifications_hourly")
+    twice = {key: 2 * n for key, n in queries.step_failure_counts(raw).items()}
+    assert queries.step_failure_counts(every_hour) == twice
     for step in steps:  # the same as one query per step
         one = queries.rotation_step_series(raw, step, step["ts"] - before, step["ts"] + after, hour)
         key = (step["issuer"], step["kid"], step["action"], step["ts"])
         assert many.get(key, {}) == {point["bucket"]: point["failures"] for point in one}
+
+
+def _by(rows: list[dict[str, Any]], *keys: str) -> dict[tuple[Any, ...], dict[str, Any]]:
+    return {tuple(r[k] for k in keys): r for r in rows}
+
+
+@SETTINGS
+@given(events_lists, st.integers(1, HOURS), st.integers(0, HOURS), st.integers(1, HOURS))
+def test_algorithms_from_rollups_count_as_raw_rows(
+    events: list[dict[str, Any]], rolled_hours: int, raw_hours: int, length: int
+) -> None:
+    """Events, verified events, issuers and attack events per alg are exact; tokens an upper bound."""
+    window = queries.Filters(since=START, until=START + timedelta(hours=length))
+    raw = _by(queries.algorithms_in_use(raw_store(events), window), "alg")
+    rolled = _by(queries.algorithms_in_use(rolled_store(events, rolled_hours, min(raw_hours, rolled_hours)), window),
+                 "alg")  # fmt: skip
+    assert rolled.keys() == raw.keys()
+    for alg, r in raw.items():
+        mine = rolled[alg]
+        assert {k: mine[k] for k in ("events", "verified", "issuers", "attack_events")} == {
+            k: r[k] for k in ("events", "verified", "issuers", "attack_events")
+        }
+        assert mine["tokens"] >= r["tokens"]
+        assert mine["main_cause"] in {e["cause"] for e in events}
+
+
+@SETTINGS
+@given(events_lists, st.integers(1, HOURS), st.integers(0, HOURS), st.sampled_from([3600.0, 86400.0, 1000.0]))
+def test_token_lifetimes_from_rollups_are_the_raw_ones_within_their_buckets(
+    events: list[dict[str, Any]], rolled_hours: int, raw_hours: int, policy: float
+) -> None:
+    """Events (over the policy, when it is a bucket edge) and the longest lifetime are exact; token counts add up
+    hours (never fewer than the raw distinct tokens); the median is its bucket's upper edge, never above the max."""
+    window = queries.Filters(since=START, until=START + timedelta(hours=HOURS))
+    raw = _by(queries.token_lifetimes(raw_store(events), window, policy), "issuer", "client")
+    rolled_con = rolled_store(events, rolled_hours, min(raw_hours, rolled_hours))
+    rolled = _by(queries.token_lifetimes(rolled_con, window, policy), "issuer", "client")
+    assert rolled.keys() == raw.keys()
+    for key, r in raw.items():
+        mine = rolled[key]
+        assert mine["events"] == r["events"] and mine["max_lifetime_s"] == r["max_lifetime_s"]
+        assert mine["tokens"] >= r["tokens"] and mine["with_lifetime"] >= r["with_lifetime"]
+        assert mine["over_policy"] >= r["over_policy"] and (mine["over_policy"] > 0) == (r["over_policy"] > 0)
+        if policy in LIFETIME_EDGES:
+            assert mine["events_over_policy"] == r["events_over_policy"]
+        assert (mine["median_lifetime_s"] is None) == (r["median_lifetime_s"] is None)
+        if r["median_lifetime_s"] is not None:
+            assert mine["median_lifetime_s"] <= r["max_lifetime_s"]
+
+
+@SETTINGS
+@given(events_lists, st.integers(1, HOURS), st.integers(0, HOURS), st.booleans())
+def test_cache_ages_from_rollups_are_the_raw_ones_and_the_median_within_its_bucket(
+    events: list[dict[str, Any]], rolled_hours: int, raw_hours: int, by_issuer: bool
+) -> None:
+    window = queries.Filters(since=START, until=START + timedelta(hours=HOURS))
+    read = queries.cache_lifetime_by_service_issuer if by_issuer else queries.cache_age_by_service
+    keys = ("service", "issuer") if by_issuer else ("service",)
+    raw = read(raw_store(events), window)
+    rolled = read(rolled_store(events, rolled_hours, min(raw_hours, rolled_hours)), window)
+    assert [tuple(r[k] for k in keys) for r in rolled] == [tuple(r[k] for k in keys) for r in raw]
+    exact = ("events", "events_with_fetch_time", "reported_age_max_s", "stale_jwks", "stale_window_s")
+    for mine, r in zip(rolled, raw, strict=True):
+        assert {k: mine[k] for k in exact} == {k: r[k] for k in exact}
+        if r["reported_age_median_s"] is None:
+            assert mine["reported_age_median_s"] is None
+            continue
+        ages = sorted(60.0 * m for m in CACHE_MINUTES)  # the lower middle age's bucket edge, capped at the max
+        assert min(ages) <= mine["reported_age_median_s"] <= r["reported_age_max_s"]
+        lower_edge = max([0.0, *(e for e in CACHE_AGE_EDGES if e < mine["reported_age_median_s"])])
+        assert lower_edge < r["reported_age_median_s"] or mine["reported_age_median_s"] == r["reported_age_max_s"]
+
+
+def test_the_median_of_a_histogram_is_its_buckets_upper_edge() -> None:
+    con = duckdb.connect()
+    edges = (10.0, 20.0, 30.0)
+    found = con.execute(
+        f"SELECT {histogram_median_sql('[1, 0, 3, 0]::BIGINT[]', edges, '25')}, "
+        f"{histogram_median_sql('[0, 0, 0, 5]::BIGINT[]', edges, '99')}, "
+        f"{histogram_median_sql('[0, 0, 0, 0]::BIGINT[]', edges, '99')}, "
+        f"{histogram_over_sql('[1, 2, 3, 4]::BIGINT[]', edges, 20.0)}, "
+        f"{histogram_over_sql('[1, 2, 3, 4]::BIGINT[]', edges, 15.0)}"
+    ).fetchone()
+    assert found == (25.0, 99.0, None, 7, 9)  # over 15 (no edge): the bucket holding it counts whole

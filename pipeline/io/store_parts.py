@@ -53,7 +53,7 @@ DAY_LEVEL = 9
 #: writer holds a row group in memory, and the writer's DuckDB has 100 MB.
 ROW_GROUP_SIZE = 16_384
 #: Version of the views `write_catalog` puts in `<db>` (a writer rewrites an older catalog).
-CATALOG_VERSION = 1
+CATALOG_VERSION = 2  # 2: the rollups gained alg and the lifetime and cache-age histograms
 
 _DAY_US = 86_400_000_000
 _FILE = re.compile(r"^(?P<inst>.+)-L(?P<level>\d+)-(?P<first>\d+)-(?P<last>\d+)\.parquet$")

@@ -19,6 +19,14 @@ import duckdb
 
 from pipeline.queries.base import BUCKET_SECONDS, Filters, interval, marks, rotation_damage, rows
 from pipeline.queries.coverage import Split
+from pipeline.rollups import (
+    CACHE_AGE_EDGES,
+    LIFETIME_EDGES,
+    histogram_median_sql,
+    histogram_over_sql,
+    hourly_sql,
+    merged_histogram_sql,
+)
 
 
 def hourly_where(filters: Filters) -> tuple[str, list[Any]]:
@@ -309,3 +317,97 @@ def services_seen(con: duckdb.DuckDBPyConnection, boundary: datetime) -> list[st
         [boundary],
     ).fetchall()
     return [row[0] for row in found]
+
+
+def rolled_rows(s: Split, columns: str) -> tuple[str, list[Any]]:
+    """SQL: `WITH rolled AS (…)`: rollup rows (`HOURLY_COLUMNS`) before the boundary, and the raw rows from it on
+    rolled up the same way (`hourly_sql`), so a measure only rollups hold reads one relation. `columns`: the
+    rollup columns the reader needs (a sketch or a histogram not read is not scanned)."""
+    hourly, hourly_params = hourly_where(s.filters)
+    raw, raw_params = s.filters.where()
+    tail = hourly_sql(f"(SELECT * FROM classifications WHERE ts >= ? AND {raw})")
+    sql = f"""WITH rolled AS (
+        SELECT {columns} FROM classifications_hourly WHERE hour < ? AND {hourly}
+        UNION ALL SELECT {columns} FROM ({tail})
+    )"""
+    return sql, [s.boundary, *hourly_params, s.boundary, *raw_params]
+
+
+def algorithms(con: duckdb.DuckDBPyConnection, s: Split) -> list[dict[str, Any]]:
+    """`tokens.algorithms_in_use` from rollups: `tokens` adds up the rows' distinct tokens (a token in several
+    rows, hours or services, counts in each: an upper bound; merging the sketches instead reads every
+    prefix of the week, seconds)."""
+    sql, params = rolled_rows(s, "alg, cause, events, tokens, with_key, issuer, attack")
+    return rows(
+        con,
+        f"""{sql}, per AS (
+                SELECT alg, cause, sum(events)::BIGINT AS n FROM rolled WHERE events > 0 GROUP BY ALL
+            )
+            SELECT r.alg, sum(r.events)::BIGINT AS events, sum(r.tokens)::BIGINT AS tokens,
+                   sum(r.with_key)::BIGINT AS verified,
+                   list_sort(list_distinct(list(r.issuer) FILTER (WHERE r.issuer IS NOT NULL))) AS issuers,
+                   any_value(m.main_cause) AS main_cause,
+                   coalesce(sum(r.events) FILTER (WHERE r.attack IS NOT NULL), 0)::BIGINT AS attack_events
+            FROM rolled r
+            JOIN (SELECT alg, (list(cause ORDER BY n DESC, cause))[1] AS main_cause FROM per GROUP BY alg) m
+              ON m.alg IS NOT DISTINCT FROM r.alg
+            WHERE r.events > 0
+            GROUP BY r.alg ORDER BY r.alg IS NULL, events DESC, r.alg""",
+        params,
+    )
+
+
+def token_lifetimes(con: duckdb.DuckDBPyConnection, s: Split, max_seconds: float) -> list[dict[str, Any]]:
+    """`tokens.token_lifetimes` from the lifetime histograms, per issuer and the events' client_id.
+
+    Approximate (`pipeline.rollups`): token counts add up the rows' distinct tokens (a token in
+    several hours counts in each); `over_policy`
+    and `events_over_policy` are exact when `max_seconds` is a `LIFETIME_EDGES` edge (an upper
+    bound otherwise); the median is its bucket's upper edge.
+    """
+    columns = "issuer, client_id, with_key, tokens, lifetime_tokens, lifetime_events, max_lifetime_s"
+    sql, params = rolled_rows(s, columns)
+    tokens_hist = merged_histogram_sql("lifetime_tokens", LIFETIME_EDGES)
+    events_hist = merged_histogram_sql("lifetime_events", LIFETIME_EDGES)
+    return rows(
+        con,
+        f"""{sql}, per AS (
+                SELECT issuer, client_id AS client, sum(with_key)::BIGINT AS events, sum(tokens) AS tokens,
+                       {tokens_hist} AS th,
+                       {events_hist} AS eh, max(max_lifetime_s) AS max_lifetime_s
+                FROM rolled WHERE issuer IS NOT NULL AND with_key > 0 AND tokens > 0 GROUP BY issuer, client_id
+            )
+            SELECT issuer, client, greatest(tokens, list_sum(th))::BIGINT AS tokens, events,
+                   list_sum(th)::BIGINT AS with_lifetime,
+                   {histogram_over_sql("th", LIFETIME_EDGES, max_seconds)} AS over_policy,
+                   {histogram_over_sql("eh", LIFETIME_EDGES, max_seconds)} AS events_over_policy,
+                   max_lifetime_s, {histogram_median_sql("th", LIFETIME_EDGES, "max_lifetime_s")} AS median_lifetime_s
+            FROM per ORDER BY over_policy DESC, issuer, max_lifetime_s DESC NULLS LAST, client""",
+        params,
+    )
+
+
+def cache_ages(con: duckdb.DuckDBPyConnection, s: Split, stale: str, by_issuer: bool) -> list[dict[str, Any]]:
+    """`rotations.cache_age_by_service` (or `…_by_service_issuer`) from rollups; the median from the
+    cache-age histogram (its bucket's upper edge, never above the max)."""
+    sql, params = rolled_rows(s, "service, issuer, cause, events, with_fetch_time, cache_age_events, "
+                                 "max_cache_age_s, max_key_age_s")
+    keys = "service, issuer" if by_issuer else "service"
+    where = "issuer IS NOT NULL" if by_issuer else "TRUE"
+    order = "service, issuer" if by_issuer else "stale_jwks DESC, service"
+    return rows(
+        con,
+        f"""{sql}, per AS (
+                SELECT {keys}, sum(events)::BIGINT AS events, sum(with_fetch_time)::BIGINT AS events_with_fetch_time,
+                       {merged_histogram_sql("cache_age_events", CACHE_AGE_EDGES)} AS h,
+                       max(max_cache_age_s) AS reported_age_max_s,
+                       coalesce(sum(events) FILTER (WHERE cause = ?), 0)::BIGINT AS stale_jwks,
+                       max(max_key_age_s) FILTER (WHERE cause = ? AND events > 0) AS stale_window_s
+                FROM rolled WHERE {where} GROUP BY {keys}
+            )
+            SELECT {keys}, events, events_with_fetch_time,
+                   {histogram_median_sql("h", CACHE_AGE_EDGES, "reported_age_max_s")} AS reported_age_median_s,
+                   reported_age_max_s, stale_jwks, stale_window_s
+            FROM per WHERE events > 0 ORDER BY {order}""",
+        [*params, stale, stale],
+    )

@@ -41,31 +41,55 @@ _CACHE_AGE = """count(service_jwks_fetched_at) AS events_with_fetch_time,
                    max(epoch(ts) - epoch(key_first_seen)) FILTER (WHERE cause = ?) AS stale_window_s"""
 
 
-def _attributed(filters: Filters, s: Split | None = None) -> tuple[str, list[Any]]:
+def _attributed(
+    filters: Filters,
+    s: Split | None = None,
+    after: datetime | None = None,
+    near: list[tuple[datetime, datetime]] | None = None,
+) -> tuple[str, list[Any]]:
     """SQL (a WITH clause): `steps`, and `attributed`, every rotation-damage event in the filter with its step.
 
     Columns of `attributed`: event_id, ts, service, cause, issuer, kid, action, step_ts, and `w`,
     `first_ts`, `last_ts`: a raw event weighs 1 (its own ts); with a split `s`, the hours before
     its boundary come from rollup rows (one per hour and key, weighing its events, attributed
     by its first event's time), so counts are `sum(w)`, times `min(first_ts)`/`max(last_ts)`.
+    `after`: keep only the damage a step at or after it can own (`step_failure_counts`); `near`:
+    only damage in one of these [from, to) ranges (each event is attributed among every step alike).
     """
     damage, damage_params = rotation_damage()
-    where, where_params = filters.where()
     added = STEP_CAUSES["added"]
+    if after is not None:
+        # stale_jwks / retired_key belong to the key's step at or before them (so from `after` on), unless the key
+        # has none of that action before them (then the next one); unpublished_key to the next addition
+        first = (f"(SELECT min(k.ts) FROM key_rotations k WHERE k.issuer = §.issuer AND k.kid = §.kid "
+                 f"AND k.action = CASE WHEN §.cause IN ({marks(added)}) THEN 'added' ELSE 'removed' END)")
+        damage = f"{damage} AND (ts >= ? OR cause = ? OR ts < {first})"
+        damage_params = [*damage_params, after, _EARLY, *added]
+    if near:
+        damage = f"{damage} AND ({' OR '.join('(ts >= ? AND ts < ?)' for _ in near)})"
+        damage_params = [*damage_params, *(edge for span in near for edge in span)]
+    where, where_params = filters.where()
     action = f"CASE WHEN cause IN ({marks(added)}) THEN 'added' ELSE 'removed' END AS action"
-    source = f"""SELECT event_id, NULL::TIMESTAMPTZ AS hour, client_id, confidence, ts, ts AS first_ts, ts AS last_ts,
+    source = f"""SELECT event_id, NULL::TIMESTAMPTZ AS hour, NULL::BIGINT AS row_no, client_id, confidence,
+                       ts, ts AS first_ts, ts AS last_ts,
                        1::BIGINT AS w, service, cause, issuer, kid,
                        {action}
-                FROM classifications WHERE {damage} AND {where}"""
+                FROM classifications WHERE {damage.replace("§", "classifications")} AND {where}"""
     params: list[Any] = [*added, *damage_params, *where_params]
     one_row = "d.event_id"  # what identifies one damage row (a rollup row has no event_id: its keys and hour)
     if s is not None:
-        one_row = "d.event_id, d.hour, d.service, d.issuer, d.kid, d.client_id, d.cause, d.confidence"
+        # a rollup row has no event_id: a number of its own (rows of one key from two writers are two rows)
+        one_row = "d.event_id, d.hour, d.row_no"
         hourly, hourly_params = rolled.hourly_where(s.filters)
-        source = f"""SELECT NULL AS event_id, hour, client_id, confidence, first_ts AS ts, first_ts, last_ts,
+        # a rollup row has no attacks list (its `attack`) and no ts (its first event's time stands for it)
+        rolled_damage = (damage.replace("len(attacks) = 0", "attack IS NULL").replace("(ts >= ?", "(first_ts >= ?")
+                         .replace("AND ts < ?)", "AND first_ts < ?)").replace("OR ts < (", "OR first_ts < (")
+                         .replace("§", "classifications_hourly"))
+        source = f"""SELECT NULL AS event_id, hour, row_number() OVER () AS row_no, client_id, confidence,
+                       first_ts AS ts, first_ts, last_ts,
                        events AS w, service, cause, issuer, kid, {action}
                 FROM classifications_hourly
-                WHERE hour < ? AND events > 0 AND {damage.replace("len(attacks) = 0", "attack IS NULL")} AND {hourly}
+                WHERE hour < ? AND events > 0 AND {rolled_damage} AND {hourly}
                 UNION ALL {source} AND ts >= ?"""
         params = [*added, s.boundary, *damage_params, *hourly_params, *params, s.boundary]
     sql = f"""WITH steps AS (SELECT DISTINCT issuer, kid, action, ts AS step_ts FROM key_rotations),
@@ -287,17 +311,24 @@ def rotation_step_series(
 
 
 def rotation_step_series_many(
-    con: duckdb.DuckDBPyConnection, steps: list[dict[str, Any]], before: timedelta, after: timedelta, bucket: timedelta
+    con: duckdb.DuckDBPyConnection,
+    steps: list[dict[str, Any]],
+    before: timedelta,
+    after: timedelta,
+    bucket: timedelta,
+    hourly: bool = False,
 ) -> dict[tuple[str, str | None, str, datetime], dict[int, int]]:
     """`rotation_step_series` of many steps in one query, each from `before` its time to `after` it.
 
     Keyed by (issuer, kid, action, step_ts) → {bucket: failures}; the same numbers as one call
     per step (a step's failures are attributed the same whatever the window), read once.
+    `hourly`: read rollups for every rolled hour, not only where raw rows expired (a week of raw
+    rows is too many at scale): a rolled hour's failures fall in the bucket of its first failure.
     """
     if not steps:
         return {}
     window = Filters(since=min(s["ts"] for s in steps) - before, until=max(s["ts"] for s in steps) + after)
-    attributed, params = _attributed(window, split(con, window, fine=True))
+    attributed, params = _attributed(window, split(con, window, fine=not hourly), near=_spans(steps, before, after))
     found = con.execute(
         f"""{attributed}
             SELECT issuer, kid, action, step_ts,
@@ -312,14 +343,27 @@ def rotation_step_series_many(
     return series
 
 
+def _spans(steps: list[dict[str, Any]], before: timedelta, after: timedelta) -> list[tuple[datetime, datetime]]:
+    """The steps' [ts - before, ts + after) ranges, overlapping ones merged (steps weeks apart: no weeks between)."""
+    spans: list[tuple[datetime, datetime]] = []
+    for start, end in sorted((s["ts"] - before, s["ts"] + after) for s in steps):
+        if spans and start <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], end))
+        else:
+            spans.append((start, end))
+    return spans
+
+
 def step_failure_counts(
     con: duckdb.DuckDBPyConnection, since: datetime | None = None
 ) -> dict[tuple[str, str | None, str, datetime], int]:
     """The failures each rotation step from `since` on caused, whenever they happened.
 
-    Keyed by (issuer, kid, action, step_ts); steps without failures are absent.
+    Keyed by (issuer, kid, action, step_ts); steps without failures are absent. Only damage a
+    step from `since` on can own is read: stale_jwks and retired_key belong to a step at or
+    before them (so from `since` on), unpublished_key to the next addition (any time before).
     """
-    attributed, params = _attributed(NO_FILTERS, split(con, NO_FILTERS))
+    attributed, params = _attributed(NO_FILTERS, split(con, NO_FILTERS), after=since)
     clause = "" if since is None else "WHERE step_ts >= ?"
     found = con.execute(
         f"{attributed} SELECT issuer, kid, action, step_ts, sum(w)::BIGINT FROM attributed {clause} GROUP BY ALL",
@@ -403,6 +447,8 @@ def key_hygiene(con: duckdb.DuckDBPyConnection, since: datetime, until: datetime
                        arg_max_null(removed_at, interval_no) AS removed_at,
                        bool_or("initial") AS "initial", count(*) AS intervals
                 FROM jwks_keys GROUP BY issuer, kid, thumbprint
+                HAVING min(first_seen) < ? AND (arg_max_null(removed_at, interval_no) IS NULL
+                                                OR arg_max_null(removed_at, interval_no) >= ?)
             ),
             usage AS (
                 SELECT k.issuer, k.thumbprint, min(c.ts) AS first_use, max(c.ts) AS last_use, count(*) AS uses,
@@ -422,7 +468,6 @@ def key_hygiene(con: duckdb.DuckDBPyConnection, since: datetime, until: datetime
                    k."initial", k.intervals, u.first_use, u.last_use, coalesce(u.uses, 0) AS uses,
                    coalesce(u.uses_after_removal, 0) AS uses_after_removal, u.first_signed, u.last_signed
             FROM keys k LEFT JOIN usage u USING (issuer, thumbprint)
-            WHERE k.first_seen < ? AND (k.removed_at IS NULL OR k.removed_at >= ?)
             ORDER BY k.issuer, k.first_seen, k.kid""",
         [until, since],
     )
@@ -434,7 +479,10 @@ def cache_age_by_service(con: duckdb.DuckDBPyConnection, filters: Filters = NO_F
     `reported_age_*`: how old the service's key set was when it rejected a token (from
     `service_jwks_fetched_at`); `stale_window_s`: the longest time from a key's first
     publication to a stale_jwks failure on it, a lower bound on the service's cache lifetime.
+    Over rollups (`rolled.cache_ages`) the median is its histogram bucket's upper edge.
     """
+    if (s := split(con, filters)) is not None:
+        return rolled.cache_ages(con, s, _STALE, by_issuer=False)
     where, params = filters.where()
     return rows(
         con,
@@ -449,6 +497,8 @@ def cache_lifetime_by_service_issuer(
     con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS
 ) -> list[dict[str, Any]]:
     """`cache_age_by_service` split by issuer (events whose key verified with one)."""
+    if (s := split(con, filters)) is not None:
+        return rolled.cache_ages(con, s, _STALE, by_issuer=True)
     where, params = filters.where()
     return rows(
         con,

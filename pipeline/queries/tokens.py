@@ -99,8 +99,11 @@ def attack_client_ids(
 def algorithms_in_use(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) -> list[dict[str, Any]]:
     """Events per header `alg` (as the token states it): tokens, how many verified, issuers, main cause, attacks.
 
-    Events without a readable alg (no token, malformed) come last with `alg` NULL.
+    Events without a readable alg (no token, malformed) come last with `alg` NULL. Over rollups
+    (`rolled.algorithms`), `tokens` is the sketches' count (exact below `rollups.TOKEN_SKETCH`).
     """
+    if (s := split(con, filters)) is not None:
+        return rolled.algorithms(con, s)
     where, params = filters.where()
     return rows(
         con,
@@ -123,8 +126,11 @@ def token_lifetimes(
     Only tokens whose signature verified (their claims are the issuer's, not an attacker's).
     `client` is the token's `azp`, else its `client_id` claim, else the event's client_id.
     `with_lifetime` counts the tokens that have both exp and iat; `over_policy` those living
-    longer than `max_seconds`, and `events_over_policy` their events.
+    longer than `max_seconds`, and `events_over_policy` their events. Over rollups
+    (`rolled.token_lifetimes`): from the lifetime histograms, approximate as it says.
     """
+    if (s := split(con, filters)) is not None:
+        return rolled.token_lifetimes(con, s, max_seconds)
     where, params = filters.where()
     return rows(
         con,

@@ -18,6 +18,7 @@ from pipeline.causes import (
     finding_remediation,
     issuer_fault_text,
 )
+from pipeline.queries.coverage import split
 from pipeline.report.model import (
     DEFAULT_MAX_KEY_AGE,
     DEFAULT_MAX_TOKEN_LIFETIME,
@@ -192,8 +193,14 @@ def _summary(
     lines = []
     if note := queries.expired_note(con, window.since):
         lines.append(
-            note[0].upper() + note[1:] + " (rotations to the hour); cache ages, key hygiene, token lifetimes "
-            "and algorithms cover only events from then on."
+            note[0].upper() + note[1:] + " (rotations to the hour); key hygiene's key uses cover only events "
+            "from then on."
+        )
+    if split(con, window) is not None:
+        lines.append(
+            "Hours before the last rolled hour are read from hourly rollups: token lifetimes and median cache ages "
+            "from fixed buckets (a median is its bucket's upper edge), and token counts add up each hour's "
+            "distinct tokens (a token seen in several hours counts in each)."
         )
     verified = sum(int(r["verified"]) for r in causes)
     lines.append(

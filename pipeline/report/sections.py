@@ -10,6 +10,7 @@ import duckdb
 
 from pipeline import queries
 from pipeline.causes import attack_advice, issuer_fault_text
+from pipeline.queries.coverage import split
 from pipeline.report.model import (
     SPARK_AFTER,
     SPARK_BEFORE,
@@ -66,7 +67,9 @@ def _rotation_section(con: duckdb.DuckDBPyConnection, since: datetime, until: da
     buckets = int((SPARK_BEFORE + SPARK_AFTER) / SPARK_BUCKET)
     marker = int(SPARK_BEFORE / SPARK_BUCKET)
     every = [{"issuer": issuer, "kid": kid, "action": action, "ts": ts} for ts, issuer, action, kid in steps]
-    series = queries.rotation_step_series_many(con, every, SPARK_BEFORE, SPARK_AFTER, SPARK_BUCKET)
+    series = queries.rotation_step_series_many(con, every, SPARK_BEFORE, SPARK_AFTER, SPARK_BUCKET, hourly=True)
+    if every and split(con, queries.Filters(since=min(s["ts"] for s in every) - SPARK_BEFORE)) is not None:
+        section.notes.append("Lines over rolled hours put each hour's failures in the bucket of its first failure.")
     for (step_ts, issuer, action, kid), rows in sorted(steps.items(), key=lambda item: (item[0][0], item[0][1])):
         values = [0] * buckets
         for n, failures in series.get((issuer, kid, action, step_ts), {}).items():
