@@ -91,6 +91,8 @@ class Verdict:
     key_first_seen: datetime | None = None
     findings: list[Finding] = field(default_factory=list)  # every failed check, in check order
     steps: dict[Step, StepOutcome] | None = None
+    # set by `runner.without_tokens` once `classification`'s free-text fields are proven token-free
+    redacted: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
