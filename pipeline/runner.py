@@ -69,6 +69,7 @@ _OWN_MODELS: dict[RecordKind, type[SampledToken] | type[JwksSnapshot]] = {
 
 #: What an event held in the join state costs beyond its strings: the model object, its datetimes, the entry.
 _EVENT_OVERHEAD = 400
+_UNKNOWN_KID = Cause.UNKNOWN_KID  # read per event: a module constant skips the enum's member lookup
 _MIB = 1024 * 1024
 
 
@@ -327,12 +328,13 @@ class Pipeline:
 
     def _hold(self, event: AuthFailureEvent, token: str | None, position: Position, verdict: Verdict) -> None:
         """Keep a judged event with a token where a later snapshot finds it (awaiting its key, or recent)."""
-        if token is not None and verdict.classification.cause is Cause.UNKNOWN_KID:
+        if token is not None and verdict.classification.cause is _UNKNOWN_KID:
             kid = verdict.header.get("kid") if verdict.header else None
             self._awaiting_key.put(event.event_id, _held(event, token, position, kid))
             self._recent.discard(event.event_id)
         else:
-            self._awaiting_key.discard(event.event_id)
+            if self._awaiting_key:
+                self._awaiting_key.discard(event.event_id)
             if token is not None:
                 self._recent.put(event.event_id, _held(event, token, position, verdict.classification))
 
