@@ -1,6 +1,7 @@
 """Benchmark: the outage stream, where every request of some services fails and users retry the same token.
 
     python bench/bench_outage.py [--users 3000] [--minutes 8] [--runs 2] [--burst 120] [--quick] [--no-broker]
+                                 [--cases classify,broker,burst]
 
 The stream (bench/outage.py): a steady baseline of ordinary failures, then a key rotation
 that breaks three services' JWKS caches so all their traffic fails for `--minutes`
@@ -300,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a tiny run (smoke test)")
     parser.add_argument("--burst", type=float, default=120.0, help="seconds of the 10x burst")
     parser.add_argument("--no-broker", action="store_true", help="only the in-process classify comparison")
+    parser.add_argument("--cases", default="classify,broker,burst",
+                        help="cases to run, comma-separated (PYTHONPATH=<another tree>: its baseline)")
     parser.add_argument("--summary", type=Path, help="write the headline figures here as JSON (for run_all.py)")
     args = parser.parse_args(argv)
     users, minutes = (60, 1.0) if args.quick else (args.users, args.minutes)
@@ -308,10 +311,13 @@ def main(argv: list[str] | None = None) -> int:
     files = outage_stream(users=users, minutes=minutes, baseline_per_s=10 if args.quick else 40)
     print(f"stream: {files.count():,} events in {files.events}; {load_note()}", flush=True)
     summary = Summary("outage", [])
-    classify_case(files, runs, summary)
-    if not args.no_broker:
+    cases = {"classify"} if args.no_broker else set(args.cases.split(","))
+    if "classify" in cases:
+        classify_case(files, runs, summary)
+    if cases & {"broker", "burst"}:  # the burst's steady rate is a share of the backlog run's rate
         capacity = broker_case(files, runs, summary)
-        burst_case(files, capacity, 3.0 if args.quick else args.burst, summary)
+        if "burst" in cases:
+            burst_case(files, capacity, 3.0 if args.quick else args.burst, summary)
     summary.write(args.summary)
     return 0
 

@@ -69,6 +69,7 @@ _OWN_MODELS: dict[RecordKind, type[SampledToken] | type[JwksSnapshot]] = {
 
 #: What an event held in the join state costs beyond its strings: the model object, its datetimes, the entry.
 _EVENT_OVERHEAD = 400
+_UNKNOWN_KID = Cause.UNKNOWN_KID  # read per event: a module constant skips the enum's member lookup
 _MIB = 1024 * 1024
 
 
@@ -87,8 +88,17 @@ def _sample_bytes(fingerprint: str, token: str) -> int:
     return len(fingerprint) + len(token) + 100
 
 
-def _held_event_bytes(event_id: str, entry: tuple[AuthFailureEvent, str, Position, Any]) -> int:
-    return len(event_id) + event_bytes(entry[0], entry[1])
+#: A held event: the event, its token, its position, what it was judged (a kid or a Classification), and its bytes.
+#: The byte count is computed once, when the entry is made: the cache asks for it on put and again on eviction.
+Held = tuple[AuthFailureEvent, str, Position, Any, int]
+
+
+def _held(event: AuthFailureEvent, token: str, position: Position, judged: Any) -> Held:
+    return (event, token, position, judged, len(event.event_id) + event_bytes(event, token))
+
+
+def _held_event_bytes(event_id: str, entry: Held) -> int:
+    return entry[4]
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,11 +157,11 @@ class Pipeline:
         self._waiting_events = 0
         self._waiting_bytes = 0
         # event_id → (event, token, position, kid) of events judged unknown_kid
-        self._awaiting_key: BoundedCache[str, tuple[AuthFailureEvent, str, Position, Any]] = BoundedCache(
+        self._awaiting_key: BoundedCache[str, Held] = BoundedCache(
             limits.max_waiting_for_key, limits.max_waiting_for_key_bytes, _held_event_bytes
         )
         # event_id → (event, token, position, classification) of the latest other events with a token
-        self._recent: BoundedCache[str, tuple[AuthFailureEvent, str, Position, Any]] = BoundedCache(
+        self._recent: BoundedCache[str, Held] = BoundedCache(
             limits.max_recent, limits.max_recent_bytes, _held_event_bytes
         )
         self._services = {s.name for s in config.services}
@@ -318,14 +328,15 @@ class Pipeline:
 
     def _hold(self, event: AuthFailureEvent, token: str | None, position: Position, verdict: Verdict) -> None:
         """Keep a judged event with a token where a later snapshot finds it (awaiting its key, or recent)."""
-        if token is not None and verdict.classification.cause is Cause.UNKNOWN_KID:
+        if token is not None and verdict.classification.cause is _UNKNOWN_KID:
             kid = verdict.header.get("kid") if verdict.header else None
-            self._awaiting_key.put(event.event_id, (event, token, position, kid))
+            self._awaiting_key.put(event.event_id, _held(event, token, position, kid))
             self._recent.discard(event.event_id)
         else:
-            self._awaiting_key.discard(event.event_id)
+            if self._awaiting_key:
+                self._awaiting_key.discard(event.event_id)
             if token is not None:
-                self._recent.put(event.event_id, (event, token, position, verdict.classification))
+                self._recent.put(event.event_id, _held(event, token, position, verdict.classification))
 
     # -- what re-judging from the store (`pipeline.rejudge`) asks of the pipeline ------------
 
@@ -354,7 +365,7 @@ class Pipeline:
     def _rejudge_unknown_kids(self, batch: Batch) -> None:
         """A snapshot arrived: events judged `unknown_kid` may now find their key."""
         for event_id, entry in list(self._awaiting_key.items()):
-            event, token, position, kid = entry
+            event, token, position, kid, _ = entry
             if kid is not None and not self.timeline.keys_with_kid(kid):
                 continue  # cheap skip: still no key under that kid (a flood of made-up kids stays cheap)
             verdict = self._rejudge(event, token)
@@ -364,7 +375,7 @@ class Pipeline:
             if verdict.classification.cause is not Cause.UNKNOWN_KID:
                 self.counts["rejudged"] += 1
                 self._awaiting_key.discard(event_id)
-                self._recent.put(event_id, (event, token, position, verdict.classification))
+                self._recent.put(event_id, _held(event, token, position, verdict.classification))
                 batch.judged.append(Judged(event, without_tokens(verdict), position))
 
     def _rejudge_overtaken(self, batch: Batch) -> None:
@@ -377,7 +388,7 @@ class Pipeline:
         A row is written again only when its verdict changed.
         """
         since = min(snapshot.fetched_at for snapshot in batch.snapshots)
-        for event_id, (event, token, position, before) in list(self._recent.items()):
+        for event_id, (event, token, position, before, _) in list(self._recent.items()):
             if event.ts < since:
                 continue
             verdict = self._rejudge(event, token)
@@ -386,7 +397,7 @@ class Pipeline:
                 continue
             if verdict.classification != before:
                 self.counts["rejudged"] += 1
-                self._recent.put(event_id, (event, token, position, verdict.classification), move=False)
+                self._recent.put(event_id, _held(event, token, position, verdict.classification), move=False)
                 batch.judged.append(Judged(event, without_tokens(verdict), position))
 
     def _rejudge(self, event: AuthFailureEvent, token: str) -> Verdict | None:
@@ -428,6 +439,7 @@ def without_tokens(verdict: Verdict) -> Verdict:
     if audience_text is not None and not has_token(
         "\x00".join((c.detail or "", c.kid or "", c.issuer or "", c.alg or "", audience_text))
     ):
+        verdict.redacted = True  # the store trusts this: it does not scan these fields again
         return verdict
     changes: dict[str, Any] = {}
     for name in _QUOTING_FIELDS:
@@ -442,6 +454,7 @@ def without_tokens(verdict: Verdict) -> Verdict:
         changes["audience"] = redacted
     if changes:
         verdict.classification = c.model_copy(update=changes)
+    verdict.redacted = True
     return verdict
 
 

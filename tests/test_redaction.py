@@ -164,3 +164,26 @@ def test_ordinary_header_and_claims_json_are_stored_unchanged() -> None:
     assert parsed.header_json == json.dumps(parsed.header, sort_keys=True, separators=(",", ":"))
     for text in ("the key eyAbCdEfGhIj.", "see https://login.acme.test/a.b.c", "Jwt is expired", "kid=rsa-2."):
         assert redact_tokens(text) == text
+
+
+def test_the_store_redacts_what_the_runner_did_not_clear() -> None:
+    """The store scans a batch once: a verdict the runner did not clear, or one event's text, is still redacted."""
+    hidden = mint("rsa-1")
+    pipeline = Pipeline(config(), KeyTimeline(default_snapshots()))
+    values = [json.dumps({"event_id": f"e{n}", "ts": T0.isoformat(), "service": "payments-api",
+                          "token": mint("rsa-2")}).encode() for n in range(50)]
+    batch = pipeline.process(Envelope(RecordKind.EVENT, v, Position("f", 0, n)) for n, v in enumerate(values))
+    assert all(j.verdict.redacted for j in batch.judged)
+    clean = classification_table(batch.judged, datetime.now(UTC)).to_pylist()
+    assert [r["detail"] for r in clean] == [j.verdict.classification.detail for j in batch.judged]
+    # a verdict that never went through the runner: its fields are scanned by the store
+    raw = batch.judged[7].verdict
+    raw.classification = raw.classification.model_copy(update={"detail": f"quoted {hidden}", "kid": hidden})
+    raw.redacted = False
+    # and one event's own text quotes a token
+    batch.judged[30].event.__dict__["request_id"] = f"req {hidden}"
+    rows = classification_table(batch.judged, datetime.now(UTC)).to_pylist()
+    assert hidden.split(".")[1] not in json.dumps(rows, default=str)
+    assert rows[7]["detail"].startswith("quoted <token sha256:") and rows[7]["kid"].startswith("<token sha256:")
+    assert rows[30]["request_id"].startswith("req <token sha256:")
+    assert [r["detail"] for r in rows if r["event_id"] != "e7"] == [r["detail"] for r in clean if r["event_id"] != "e7"]

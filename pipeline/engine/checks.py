@@ -15,6 +15,7 @@ of that is built: a check tests `findings.tracing` first, once.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -332,17 +333,49 @@ _WHEN = {
 }
 
 
+def time_bounds(claims: dict[str, Any]) -> tuple[float, float] | tuple[()]:
+    """(the latest of `nbf`/`iat`, `exp`) as `check_times` reads them (±inf when absent); () when one is NaN.
+
+    Between them (leeway applied by `check_times`, with its own float expressions) no time
+    claim fails, which is where a retried token's events nearly all fall.
+    """
+    start, end = -math.inf, math.inf
+    for claim in ("exp", "nbf", "iat"):
+        raw: Any = claims.get(claim)
+        if type(raw) is not int and type(raw) is not float:
+            continue
+        if not -_TIME_LIMIT <= raw <= _TIME_LIMIT:
+            raw = min(max(raw, -_TIME_LIMIT), _TIME_LIMIT)
+        value = float(raw)
+        if value != value:  # NaN (json accepts it): compares false everywhere, so no shortcut
+            return ()
+        if claim == "exp":
+            end = value
+        else:
+            start = max(start, value)
+    return (start, end)
+
+
 def check_times(
-    claims: dict[str, Any], ts: datetime, service: ServiceConfig, window: float, findings: Findings
+    claims: dict[str, Any],
+    ts: datetime,
+    service: ServiceConfig,
+    window: float,
+    findings: Findings,
+    bounds: tuple[float, float] | tuple[()] = (),
 ) -> float | None:
     """Step 6, at the event's time; returns the first failing claim's overshoot beyond the leeway, in seconds.
 
     `exp` fails when ts >= exp + leeway (RFC 7519 §4.1.4: the time must be *before* exp, so an
     overshoot of 0 fails); `nbf`/`iat` fail when the claim > ts + leeway. An overshoot of at most
-    `window` (the skew window) is clock skew, else expired or not yet valid.
+    `window` (the skew window) is clock skew, else expired or not yet valid. With the claims'
+    `bounds` (`time_bounds`), an event inside them returns at once: the same comparisons as
+    the loop below makes (float subtraction is monotonic, so the latest start decides).
     """
     now = ts.timestamp()
     leeway = service.leeway_seconds
+    if bounds and not findings.tracing and now - (bounds[1] + leeway) < 0 and bounds[0] - (now + leeway) <= 0:
+        return None
     skew: float | None = None
     for claim in ("exp", "nbf", "iat"):
         raw: Any = claims.get(claim)

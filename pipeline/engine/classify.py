@@ -35,6 +35,7 @@ from pipeline.engine.checks import (
     check_key_timing,
     check_required_claims,
     check_times,
+    time_bounds,
 )
 from pipeline.engine.identifiers import hasher_from
 from pipeline.engine.keys import KeyTimeline, TimelineKey
@@ -91,6 +92,8 @@ class Verdict:
     key_first_seen: datetime | None = None
     findings: list[Finding] = field(default_factory=list)  # every failed check, in check order
     steps: dict[Step, StepOutcome] | None = None
+    # set by `runner.without_tokens` once `classification`'s free-text fields are proven token-free
+    redacted: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,7 +394,10 @@ class Classifier:
         service = policy.service
         trace = findings if isinstance(findings, Trace) else None
         claims, key = token.claims, static.key
-        skew = check_times(claims, event.ts, service, self.settings.skew_window_seconds, findings)
+        bounds = token.time_bounds
+        if bounds is None:
+            bounds = token.time_bounds = time_bounds(claims)
+        skew = check_times(claims, event.ts, service, self.settings.skew_window_seconds, findings, bounds)
         check_required_claims(claims, policy, findings)
         if key is not None:
             check_key_timing(event, key, self.timeline, policy, findings)

@@ -64,6 +64,8 @@ class ParsedToken:
     alg: str  # the header's alg, a string (`parse` checks): read several times per token
     header_json: str  # the header and the stored claims as JSON text, as the store writes them
     claims_json: str
+    # (latest of nbf/iat, exp) as `checks.time_bounds` reads them; None until the first event needs them
+    time_bounds: tuple[float, float] | tuple[()] | None = None
 
     @property
     def kid(self) -> Any:

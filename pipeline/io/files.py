@@ -13,8 +13,11 @@ from typing import IO
 
 from pipeline.engine.keys import KeyTimeline
 from pipeline.io.base import DEFAULT_BATCH_SIZE, chunked
-from pipeline.models import JwksSnapshot
+from pipeline.models import Classification, JwksSnapshot
 from pipeline.records import Batch, Envelope, Position, RecordKind, iter_lines
+
+#: What `Classification.model_dump_json` calls, without its Python frame and per-line decode.
+_SERIALIZER = Classification.__pydantic_serializer__
 
 
 def file_envelopes(path: Path, kind: RecordKind) -> Iterator[Envelope]:
@@ -81,10 +84,11 @@ class JsonlVerdictSink:
         for letter in batch.dead_letters:
             self.bad += 1
             print(f"jwtriage: {letter.position.source}:{letter.position.offset}: {letter.reason}", file=self.errors)
-        write = self.out.write
-        for judged in batch.judged:
-            write(judged.verdict.classification.model_dump_json())
-            write("\n")
+        if batch.judged:  # one serializer call per verdict, one decode and one write per batch
+            to_json = _SERIALIZER.to_json
+            lines = [to_json(judged.verdict.classification) for judged in batch.judged]
+            lines.append(b"")
+            self.out.write(b"\n".join(lines).decode())
 
 
 class JsonlSnapshotSink:

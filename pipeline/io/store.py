@@ -19,13 +19,13 @@ import logging
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
 
 from pipeline.engine.keys import KeyTimeline, load_public_key
-from pipeline.engine.tokens import redact_tokens, to_json
+from pipeline.engine.tokens import has_token, redact_tokens, to_json
 from pipeline.errors import StoreError
 from pipeline.faults import crash_point
 from pipeline.io.store_parts import LIVE_DDL, write_catalog
@@ -40,9 +40,12 @@ from pipeline.io.store_schema import (
     sql_path,
     stored_version,
 )
-from pipeline.models import AuthFailureEvent, Cause, Confidence, JwksSnapshot
+from pipeline.models import AuthFailureEvent, Cause, Classification, Confidence, JwksSnapshot
 from pipeline.records import Batch, DeadLetter, Judged, Position
 from pipeline.rollups import hourly_sql
+
+if TYPE_CHECKING:
+    from pipeline.engine.classify import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +146,39 @@ def public_jwks(snapshot: JwksSnapshot) -> tuple[list[str], dict[str, Any]]:
     return kids, {"keys": keys}
 
 
+def _has_tokens(events: list[AuthFailureEvent], verdicts: list[Verdict]) -> bool:
+    """False when one C regex search over the batch's free text finds no token (so nothing needs redacting).
+
+    Verdict fields `runner.without_tokens` cleared (`Verdict.redacted`) are not scanned twice; the
+    events' client/request id and reported error are. A token anywhere: every field is redacted.
+    """
+    texts: list[str] = []
+    for event in events:
+        texts += (event.client_id or "", event.request_id or "", event.reported_error or "")
+    for verdict in verdicts:
+        if not verdict.redacted:
+            c = verdict.classification
+            texts += (c.issuer or "", c.kid or "", c.alg or "", c.detail or "")
+    return has_token("\x00".join(texts))
+
+
+def _scrubbed(column: list[str | None], dirty: bool) -> list[str | None]:
+    return [without_tokens(text) for text in column] if dirty else column
+
+
+def _audience_json(found: list[Classification]) -> list[str | None]:
+    """The audience column: each distinct string audience encoded once (a batch repeats a handful)."""
+    known: dict[str, str | None] = {}
+    column: list[str | None] = []
+    for c in found:
+        audience = c.audience
+        if type(audience) is str:
+            column.append(known[audience] if audience in known else known.setdefault(audience, _json(audience)))
+        else:
+            column.append(_json(audience))
+    return column
+
+
 def classification_table(judged: list[Judged], classified_at: datetime) -> pa.Table:
     """The Arrow table of one batch of verdicts, last verdict per event winning.
 
@@ -154,6 +190,7 @@ def classification_table(judged: list[Judged], classified_at: datetime) -> pa.Ta
     verdicts = [j.verdict for j in rows]
     found = [v.classification for v in verdicts]
     positions = [j.position for j in rows]
+    dirty = _has_tokens(events, verdicts)
     columns = {
         "event_id": [c.event_id for c in found],
         "ts": [e.ts for e in events],
@@ -163,14 +200,14 @@ def classification_table(judged: list[Judged], classified_at: datetime) -> pa.Ta
         "confidence": [c.confidence for c in found],
         "attacks": [c.attacks for c in found],
         "findings": [c.findings for c in found],
-        "issuer": [without_tokens(c.issuer) for c in found],
-        "kid": [without_tokens(c.kid) for c in found],
-        "alg": [without_tokens(c.alg) for c in found],
-        "audience": [_json(c.audience) for c in found],
+        "issuer": _scrubbed([c.issuer for c in found], dirty),
+        "kid": _scrubbed([c.kid for c in found], dirty),
+        "alg": _scrubbed([c.alg for c in found], dirty),
+        "audience": _audience_json(found),
         "skew_seconds": [c.skew_seconds for c in found],
-        "detail": [without_tokens(c.detail) for c in found],
-        "client_id": [without_tokens(e.client_id) for e in events],
-        "request_id": [without_tokens(e.request_id) for e in events],
+        "detail": _scrubbed([c.detail for c in found], dirty),
+        "client_id": _scrubbed([e.client_id for e in events], dirty),
+        "request_id": _scrubbed([e.request_id for e in events], dirty),
         "token_sha256": [
             v.fingerprint or (e.token_sha256.lower() if e.token_sha256 else None)
             for v, e in zip(verdicts, events, strict=True)
@@ -180,7 +217,7 @@ def classification_table(judged: list[Judged], classified_at: datetime) -> pa.Ta
         "key_thumbprint": [v.key_thumbprint for v in verdicts],
         "key_first_seen": [v.key_first_seen for v in verdicts],
         "service_jwks_fetched_at": [e.service_jwks_fetched_at for e in events],
-        "reported_error": [without_tokens(e.reported_error) for e in events],
+        "reported_error": _scrubbed([e.reported_error for e in events], dirty),
         "source": [p.source for p in positions],
         "source_partition": [p.partition for p in positions],
         "source_offset": [p.offset for p in positions],
