@@ -182,7 +182,7 @@ def copy_atomically(con: duckdb.DuckDBPyConnection, select: str, target: Path, p
                     ) -> None:
     """COPY a SELECT to a Parquet file that appears whole or not at all (written aside, then renamed)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")  # two writers may lay the same schema file at once
     con.execute(f"COPY ({select}) TO '{sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd, "
                 f"ROW_GROUP_SIZE {ROW_GROUP_SIZE})", params or [])
     os.replace(tmp, target)
