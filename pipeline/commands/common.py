@@ -53,6 +53,12 @@ def parse_time_flag(flag: str, text: str, shown: str | None = None) -> datetime:
     return value.astimezone(UTC)
 
 
+def reader_store_flags(parser: argparse.ArgumentParser, config_for: str = "the store path") -> None:
+    """`--config` and `--db` of a command that only reads the store; `store_path` resolves them."""
+    parser.add_argument("--config", help=f"config TOML, only for {config_for} (optional)")
+    parser.add_argument("--db", metavar="PATH", help="the store (default: $JWTRIAGE_DB, else the config's)")
+
+
 def store_path(args: argparse.Namespace) -> Path:
     """The store a reader opens: `--db`, else JWTRIAGE_DB, else the config's (when there is one), else the default.
 

@@ -25,6 +25,7 @@ from typing import IO, Any
 
 import duckdb
 
+from pipeline.commands.common import EXIT_OK, reader_store_flags, store_path
 from pipeline.report import (
     DEFAULT_MAX_KEY_AGE,
     DEFAULT_MAX_TOKEN_LIFETIME,
@@ -59,7 +60,6 @@ def _duration_arg(text: str) -> timedelta:
 
 
 def cmd_report(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> int:
-    from pipeline.commands.common import EXIT_OK, store_path
     from pipeline.errors import UsageError
     from pipeline.io.store_readers import connect_readonly
 
@@ -107,8 +107,7 @@ def register(commands: Any) -> None:
         epilog="Examples: jwtriage report --db jwtriage-demo.duckdb; "
         "jwtriage report --week 2026-W47 --format html --out report.html",
     )
-    parser.add_argument("--config", help="config TOML, only for the store path (optional)")
-    parser.add_argument("--db", metavar="PATH", help="the store (default: $JWTRIAGE_DB, else the config's)")
+    reader_store_flags(parser)
     parser.add_argument("--week", metavar="YYYY-Www", help="ISO week, e.g. 2026-W47 (default: the latest with events)")
     parser.add_argument(
         "--format", choices=("md", "html"), help="output format (default: html when --out ends in .html, else md)"

@@ -18,7 +18,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.commands.common import EXIT_OK, store_path
+from pipeline.commands.common import EXIT_OK, reader_store_flags, store_path
 from pipeline.errors import UsageError
 from pipeline.io.store_parts import is_parts_store
 from pipeline.io.store_readers import connect_readonly, published_parts
@@ -37,8 +37,7 @@ def register(commands: Any) -> None:
         epilog='Example: jwtriage sql --db jwtriage-demo.duckdb "SELECT cause, count(*) FROM classifications '
         'GROUP BY ALL ORDER BY 2 DESC"',
     )
-    parser.add_argument("--config", help="config TOML, only for the store path (optional)")
-    parser.add_argument("--db", metavar="PATH", help="the store (default: $JWTRIAGE_DB, else the config's)")
+    reader_store_flags(parser)
     parser.add_argument("--csv", action="store_true", help="print CSV (every row) instead of a table")
     parser.add_argument("query", nargs="?", metavar="QUERY", help="one SQL statement")
     parser.set_defaults(handler=cmd_sql)

@@ -20,7 +20,7 @@ from typing import IO, Any
 import duckdb
 from rich.console import Console
 
-from pipeline.commands.common import config_path, parse_time_flag, store_path
+from pipeline.commands.common import config_path, parse_time_flag, reader_store_flags, store_path
 from pipeline.config import load_config
 from pipeline.errors import ConfigError, UsageError
 from pipeline.io.store_readers import connect_readonly
@@ -43,8 +43,7 @@ def register(commands: Any) -> None:
         epilog="Examples: jwtriage triage; jwtriage triage --since 6h --service payments-api; "
         "jwtriage triage --since 1h --until 2026-11-23T11:00:00Z --json",
     )
-    parser.add_argument("--config", help="config TOML, only for the store path and issuer names (optional)")
-    parser.add_argument("--db", metavar="PATH", help="the store (default: $JWTRIAGE_DB, else the config's)")
+    reader_store_flags(parser, "the store path and issuer names")
     parser.add_argument(
         "--since", default="1h", metavar="DURATION", help="window length: 15m, 1h, 6h, 1d, 7d (default 1h)"
     )
