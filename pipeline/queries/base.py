@@ -22,23 +22,25 @@ class Filters:
     causes: tuple[str, ...] | None = None
     without_attacks: bool = False
 
-    def where(self, alias: str = "") -> tuple[str, list[Any]]:
-        """A SQL condition and its parameters."""
+    def where(self, alias: str = "", hourly: bool = False) -> tuple[str, list[Any]]:
+        """A SQL condition and its parameters; `hourly` for `classifications_hourly` (an hour counts when it
+        starts in the window; a row without attacks has `attack` NULL)."""
         p = f"{alias}." if alias else ""
+        time = f"{p}hour" if hourly else f"{p}ts"
         clauses: list[str] = ["TRUE"]
         params: list[Any] = []
         if self.since is not None:
-            clauses.append(f"{p}ts >= ?")
+            clauses.append(f"{time} >= ?")
             params.append(self.since)
         if self.until is not None:
-            clauses.append(f"{p}ts < ?")
+            clauses.append(f"{time} < ?")
             params.append(self.until)
         for column, values in (("service", self.services), ("issuer", self.issuers), ("cause", self.causes)):
             if values:
                 clauses.append(f"{p}{column} IN ({marks(values)})")
                 params.extend(values)
         if self.without_attacks:
-            clauses.append(f"len({p}attacks) = 0")
+            clauses.append(f"{p}attack IS NULL" if hourly else f"len({p}attacks) = 0")
         return " AND ".join(clauses), params
 
     def window(self, since: datetime | None, until: datetime | None) -> Filters:

@@ -17,7 +17,7 @@ from typing import Any
 
 import duckdb
 
-from pipeline.queries.base import BUCKET_SECONDS, Filters, interval, marks, rotation_damage, rows
+from pipeline.queries.base import BUCKET_SECONDS, interval, rotation_damage, rows
 from pipeline.queries.coverage import Split
 from pipeline.rollups import (
     CACHE_AGE_EDGES,
@@ -29,27 +29,9 @@ from pipeline.rollups import (
 )
 
 
-def hourly_where(filters: Filters) -> tuple[str, list[Any]]:
-    """`Filters.where` for `classifications_hourly`: an hour counts when it starts in the window."""
-    clauses, params = ["TRUE"], list[Any]()
-    if filters.since is not None:
-        clauses.append("hour >= ?")
-        params.append(filters.since)
-    if filters.until is not None:
-        clauses.append("hour < ?")
-        params.append(filters.until)
-    for column, values in (("service", filters.services), ("issuer", filters.issuers), ("cause", filters.causes)):
-        if values:
-            clauses.append(f"{column} IN ({marks(values)})")
-            params.extend(values)
-    if filters.without_attacks:
-        clauses.append("attack IS NULL")
-    return " AND ".join(clauses), params
-
-
 def counted(s: Split) -> tuple[str, list[Any]]:
     """SQL: `WITH counted AS (…)` over the split (see the module's docstring)."""
-    hourly, hourly_params = hourly_where(s.filters)
+    hourly, hourly_params = s.filters.where(hourly=True)
     raw, raw_params = s.filters.where()
     sql = f"""WITH counted AS (
         SELECT hour AS ts, service, issuer, kid, client_id, cause, confidence, attack IS NOT NULL AS attacked,
@@ -65,7 +47,7 @@ def counted(s: Split) -> tuple[str, list[Any]]:
 
 def hits(s: Split) -> tuple[str, list[Any]]:
     """SQL: `WITH hits AS (…)`: ts, service, client_id, cause, attack, events, first_ts, last_ts."""
-    hourly, hourly_params = hourly_where(s.filters)
+    hourly, hourly_params = s.filters.where(hourly=True)
     raw, raw_params = s.filters.where("c")
     sql = f"""WITH hits AS (
         SELECT hour AS ts, service, client_id, cause, attack, attack_events AS events, first_ts, last_ts
@@ -323,7 +305,7 @@ def rolled_rows(s: Split, columns: str) -> tuple[str, list[Any]]:
     """SQL: `WITH rolled AS (…)`: rollup rows (`HOURLY_COLUMNS`) before the boundary, and the raw rows from it on
     rolled up the same way (`hourly_sql`), so a measure only rollups hold reads one relation. `columns`: the
     rollup columns the reader needs (a sketch or a histogram not read is not scanned)."""
-    hourly, hourly_params = hourly_where(s.filters)
+    hourly, hourly_params = s.filters.where(hourly=True)
     raw, raw_params = s.filters.where()
     tail = hourly_sql(f"(SELECT * FROM classifications WHERE ts >= ? AND {raw})")
     sql = f"""WITH rolled AS (

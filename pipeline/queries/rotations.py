@@ -80,7 +80,7 @@ def _attributed(
     if s is not None:
         # a rollup row has no event_id: a number of its own (rows of one key from two writers are two rows)
         one_row = "d.event_id, d.hour, d.row_no"
-        hourly, hourly_params = rolled.hourly_where(s.filters)
+        hourly, hourly_params = s.filters.where(hourly=True)
         # a rollup row has no attacks list (its `attack`) and no ts (its first event's time stands for it)
         rolled_damage = (damage.replace("len(attacks) = 0", "attack IS NULL").replace("(ts >= ?", "(first_ts >= ?")
                          .replace("AND ts < ?)", "AND first_ts < ?)").replace("OR ts < (", "OR first_ts < (")
