@@ -11,8 +11,9 @@ import pytest
 
 from pipeline.engine.tokens import fingerprint
 from pipeline.errors import StoreError
+from pipeline.io import store_publish
 from pipeline.io.memory import ListSource
-from pipeline.io.store import Store
+from pipeline.io.store import WRITER_MEMORY_LIMIT, Store
 from pipeline.io.store_parts import FANOUT, part_files
 from pipeline.io.store_readers import connect_readonly, published_parts
 from pipeline.io.store_schema import parts_dir
@@ -163,3 +164,53 @@ def test_a_consumer_never_replaces_a_single_file_store(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="single-file store"):
         Store(db, instance="c1")
     assert db.read_bytes() == before
+
+
+def test_a_publish_bigger_than_a_sort_fits_is_appended_whole(tmp_path: Path) -> None:
+    """A backlog drained between two publishes (100k verdicts of ~1 KB) was sorted whole and ran out of
+    the writer's memory limit (DuckDB cannot spill that sort); past `SORTED_APPEND_ROWS` it is appended
+    in arrival order, every row once, within the limit."""
+    db = tmp_path / "k.duckdb"
+    with Store(db, instance="c1") as store:
+        add_rows(store, 0, 100_000, DAY0, step=timedelta(milliseconds=10))
+        store.con.execute("SET memory_limit = '1GB'")  # the setup's UPDATE, not the publish, needs room
+        store.con.execute("UPDATE classifications SET detail = repeat(md5(event_id), 25), "
+                          "token_claims = ('{\"jti\":\"' || repeat(md5(event_id), 8) || '\"}')::JSON")
+        store.con.execute("CHECKPOINT")
+        store.con.execute(f"SET memory_limit = '{WRITER_MEMORY_LIMIT}'")
+        store.publish()
+    assert count(db) == 100_000
+    assert count(db, "SELECT count(DISTINCT event_id) FROM classifications") == 100_000
+
+
+def test_a_failed_maintenance_pass_is_logged_and_the_consumer_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "k.duckdb"
+    with Store(db, instance="c1") as store:
+        publisher = store.publisher
+        assert publisher is not None
+        limit = store.con.execute("SELECT current_setting('memory_limit')").fetchone()
+        seen_limits: list[str] = []
+
+        def out_of_memory(*_: object) -> None:
+            seen_limits.append(store.con.execute("SELECT current_setting('memory_limit')").fetchone()[0])
+            raise duckdb.OutOfMemoryException("failed to pin block of size 256.0 KiB")
+
+        monkeypatch.setattr(publisher, "_roll", out_of_memory)
+        add_rows(store, 0, 100, DAY0)
+        store.publish()  # must not raise
+        assert publisher.maintenance_failures == 1
+        assert "store maintenance failed (OutOfMemoryException" in caplog.text
+        assert seen_limits == ["953.6 MiB"]  # the pass ran with the maintenance limit ...
+        assert store.con.execute("SELECT current_setting('memory_limit')").fetchone() == limit  # ... set back
+        add_rows(store, 100, 10, DAY0 + timedelta(hours=2))
+        store.publish()  # within the retry wait: no second try
+        assert publisher.maintenance_failures == 1
+        monkeypatch.setattr(store_publish, "MAINTENANCE_RETRY_SECONDS", 0.0)
+        monkeypatch.setattr(store_publish, "MAINTENANCE_SECONDS", 0.0)
+        publisher._last_maintenance = float("-inf")
+        monkeypatch.undo()
+        store.publish()  # the real pass now: the hours roll
+    assert count(db) == 110
+    assert count(db, "SELECT sum(events) FROM classifications_hourly") == 100  # hour 0 and 1 closed, not 2

@@ -349,7 +349,8 @@ class Store:
     def _open_parts(self, instance: str, retention_days: int, rollup_retention_days: int) -> None:
         """A consumer: its live-only tables, its publisher, and `<db>` as a catalog of views plain DuckDB opens."""
         self.con.execute(LIVE_DDL)
-        self.publisher = Publisher(self.con, parts_dir(self.db_path), instance, retention_days, rollup_retention_days)
+        self.publisher = Publisher(self.con, parts_dir(self.db_path), instance, retention_days, rollup_retention_days,
+                                   memory_limit=WRITER_MEMORY_LIMIT)
         write_catalog(self.db_path, parts_dir(self.db_path))
         (newest,) = self.con.execute("SELECT max(classified_at) FROM classifications").fetchone() or (None,)
         self._last_at = max(newest or self._last_at, self.publisher.watermark())

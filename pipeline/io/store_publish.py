@@ -15,8 +15,10 @@ newest event this writer stored, not the wall clock, so a backfill of old traffi
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -45,6 +47,12 @@ from pipeline.rollups import HOUR_SECONDS, hourly_sql
 
 #: Seconds between maintenance passes (rollups, day close, retention, live pruning).
 MAINTENANCE_SECONDS = 60.0
+#: DuckDB's memory limit during a maintenance pass only. Rolling up an hour and merging a day spill
+#: to disk, but not all of their working set does: an outage hour of a few million rows ran out of
+#: the writer's own limit. Set back to the writer's limit as soon as the pass ends.
+MAINTENANCE_MEMORY_LIMIT = "1GB"
+#: After a maintenance pass failed, the next one waits this long; classifying and publishing go on.
+MAINTENANCE_RETRY_SECONDS = 600.0
 #: An hour is rolled once the newest stored event is this far past its end (late events re-roll it).
 ROLL_AFTER_SECONDS = 600
 #: Hours of written rows the live file keeps: re-judging reaches only events held in
@@ -52,10 +60,15 @@ ROLL_AFTER_SECONDS = 600
 LIVE_HOURS = 6
 
 _HOUR_US = HOUR_SECONDS * 1_000_000
+log = logging.getLogger(__name__)
 _DAY_US = 86_400_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: How each appended folder's files are sorted, and the column that dates a row into a day folder.
 _ORDER = {"classifications": "ts", "superseded": "ts", "dead_letters": "received_at"}
+#: An append of more rows than this (a backlog drained between two publishes) is written in arrival
+#: order instead of sorted: DuckDB cannot spill this sort of wide rows, and it ran out of the writer's
+#: memory limit on ~100k outage verdicts. A stream arrives nearly in `ts` order anyway.
+SORTED_APPEND_ROWS = 25_000
 
 
 def _lit(when: datetime) -> str:
@@ -87,8 +100,10 @@ class Publisher:
     """Appends one writer's committed rows to `<db>.parts/` and maintains its files there."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, parts: Path, instance: str,
-                 retention_days: int = 30, rollup_retention_days: int = 400) -> None:
+                 retention_days: int = 30, rollup_retention_days: int = 400, memory_limit: str | None = None) -> None:
         self.con, self.parts, self.instance = con, parts, instance
+        self.memory_limit = memory_limit  # the writer's own, restored after each maintenance pass
+        self.maintenance_failures = 0
         self.retention_days, self.rollup_retention_days = retention_days, rollup_retention_days
         self.keys_dirty = True  # the key tables are rewritten at the first publish, then when they change
         self._last_maintenance = float("-inf")
@@ -155,19 +170,23 @@ class Publisher:
         if rows or dead_through:
             self._compact_recent(seq)
         if time.monotonic() - self._last_maintenance >= MAINTENANCE_SECONDS:
-            self._maintain()
+            self._maintain_or_wait()
         self._write_state()
 
     def _append(self, table: str, where: str, seq: int) -> None:
         """This publish's rows of `table`, one file per day they fall in (usually one)."""
         column = _ORDER[table]
         days = self.con.execute(
-            f"SELECT DISTINCT epoch_us({column}) // {_DAY_US} FROM {table} WHERE {where}"
+            f"SELECT epoch_us({column}) // {_DAY_US}, count(*) FROM {table} WHERE {where} GROUP BY 1"
         ).fetchall()
-        for day in sorted({clamp_day(day) for (day,) in days}):
+        rows_by_day: dict[int, int] = {}
+        for day, count in days:
+            rows_by_day[clamp_day(day)] = rows_by_day.get(clamp_day(day), 0) + count
+        for day, count in sorted(rows_by_day.items()):
             span = _span(column, day * _DAY_US, (day + 1) * _DAY_US)
             target = self.parts / table / day_name(day) / part_name(self.instance, 0, seq, seq)
-            copy_atomically(self.con, f"SELECT * FROM {table} WHERE {where} AND {span} ORDER BY {column}", target)
+            order = f" ORDER BY {column}" if count <= SORTED_APPEND_ROWS else ""
+            copy_atomically(self.con, f"SELECT * FROM {table} WHERE {where} AND {span}{order}", target)
 
     def _compact_recent(self, seq: int) -> None:
         """Merge FANOUT files of a level in the day folders this publish wrote to."""
@@ -193,8 +212,36 @@ class Publisher:
 
     def maintain(self) -> None:
         """Maintenance now (tests, a backfill's end), then the state readers see."""
-        self._maintain()
+        with self._roomy():
+            self._maintain()
         self._write_state()
+
+    def _maintain_or_wait(self) -> None:
+        """A pass that fails (out of memory on a huge hour, a full disk) must not stop the consumer in
+        the outage it is there to watch: the rows are published already, and an hour not rolled yet is
+        rolled on read from its raw rows. It is logged and tried again later; each step of a pass
+        (a merge, an hour's rollup) is complete or not done at all."""
+        try:
+            with self._roomy():
+                self._maintain()
+        except (duckdb.Error, OSError) as exc:
+            self.maintenance_failures += 1
+            self._last_maintenance = time.monotonic() - MAINTENANCE_SECONDS + MAINTENANCE_RETRY_SECONDS
+            log.error("store maintenance failed (%s: %s); classifying and publishing go on, rollups and day "
+                      "merges wait; next try in %d s (hint: more memory or disk for %s, or a larger "
+                      "MAINTENANCE_MEMORY_LIMIT)", type(exc).__name__, str(exc).splitlines()[0][:200],
+                      MAINTENANCE_RETRY_SECONDS, self.parts)
+
+    @contextmanager
+    def _roomy(self) -> Iterator[None]:
+        if self.memory_limit is None:
+            yield
+            return
+        self.con.execute(f"SET memory_limit = '{MAINTENANCE_MEMORY_LIMIT}'")
+        try:
+            yield
+        finally:
+            self.con.execute(f"SET memory_limit = '{self.memory_limit}'")
 
     def _maintain(self) -> None:
         """Roll closed hours, close old days, apply retention, prune the live file."""
