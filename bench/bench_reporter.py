@@ -15,6 +15,8 @@ arrival rate, one request at a time, interleaved run by run (each round in a rot
   broker down   the middleware, its reporter pointed at a closed port (every report dropped, counted)
   thread        the middleware with `in_process=True`: Kafka produced by a thread of the app (the old way)
   thread down   the same, pointed at a closed port
+  idle child    the middleware, its child process under SCHED_IDLE (`child_idle=True`) instead of nice 10
+  noop          the middleware with a reporter that reports nothing: the floor of the middleware's own path
 
 Without `in_process`, the reporter produces in a child process (`pipeline.reporter_worker`);
 its CPU is reported apart ("child CPU"), since it no longer runs under the app's GIL.
@@ -59,11 +61,18 @@ from starlette.routing import Route
 
 from pipeline.reporter import Reporter, ReporterMiddleware
 
-VARIANTS = ("without", "middleware", "explicit", "broker down", "thread", "thread down")
+VARIANTS = ("without", "middleware", "explicit", "broker down", "thread", "thread down", "idle child", "noop")
 #: Variants whose reporter produces in a thread of the app's process (`in_process=True`, the old way).
 THREADED = ("thread", "thread down")
 #: Variants whose app lets the PyJWT error escape to `ReporterMiddleware`.
-ESCAPING = ("middleware", "broker down", *THREADED)
+ESCAPING = ("middleware", "broker down", *THREADED, "idle child", "noop")
+
+
+class NoopReporter(Reporter):
+    """Reports nothing (no child, no thread): what is left is the middleware's own path."""
+
+    def report_failure(self, source: Any, exc: BaseException, **fields: Any) -> bool:
+        return True
 
 
 @dataclass
@@ -172,10 +181,11 @@ def run_variant(variant: str, key: Any, requests: list[dict[str, Any]], args: ar
     if variant != "without":
         topic = f"bench-reporter-{uuid.uuid4().hex[:10]}"
         bootstrap = f"127.0.0.1:{closed_port()}" if variant.endswith("down") else args.bootstrap
-        reporter = Reporter("orders-api", bootstrap_servers=bootstrap, failures_topic=f"{topic}.failures",
-                            samples_topic=f"{topic}.samples", sample_rate=args.sample_rate,
-                            kafka_options={"linger_ms": args.linger_ms} if args.linger_ms is not None else None,
-                            in_process=variant in THREADED)
+        kind = NoopReporter if variant == "noop" else Reporter
+        reporter = kind("orders-api", bootstrap_servers=bootstrap, failures_topic=f"{topic}.failures",
+                        samples_topic=f"{topic}.samples", sample_rate=args.sample_rate,
+                        kafka_options={"linger_ms": args.linger_ms} if args.linger_ms is not None else None,
+                        in_process=variant in THREADED, child_idle=variant == "idle child")
     app = make_app(variant, key, reporter)
     count = int(args.rate * args.seconds)
     warm = max(50, int(args.rate * 0.5))

@@ -117,6 +117,7 @@ class Reporter:
         resample_after_seconds: float = 60.0,
         in_process: bool = False,
         child_nice: int = 10,
+        child_idle: bool = False,
     ) -> None:
         if not 0.0 <= sample_rate <= 1.0:
             raise ValueError(f"sample_rate must be between 0 and 1, got {sample_rate}")
@@ -137,6 +138,9 @@ class Reporter:
         self._kafka_options.setdefault("bootstrap_servers", bootstrap_servers)
         self.close_timeout = close_timeout
         self._child_nice = child_nice  # 10: yields to the app, yet not starved in a rejection storm
+        # SCHED_IDLE (Linux): the child runs only on CPU time the app leaves; in a rejection storm on a
+        # saturated machine it falls behind and drops (counted) rather than take a core from requests.
+        self._child_idle = child_idle
         self._builder = RecordBuilder(service, failures_topic, samples_topic, sample_rate, resample_after_seconds)
         self._process = transport is None and not in_process and self._picklable(self._kafka_options)
         self._lock = threading.Lock()
@@ -244,7 +248,8 @@ class Reporter:
                 config = {"service": self.service, "failures_topic": self.failures_topic,
                           "samples_topic": self.samples_topic, "sample_rate": self.sample_rate,
                           "resample_after": self._builder.resample_after, "kafka_options": self._kafka_options,
-                          "log_level": log.getEffectiveLevel(), "nice": self._child_nice}
+                          "log_level": log.getEffectiveLevel(), "nice": self._child_nice,
+                          "idle": self._child_idle}
                 try:
                     self._link = ProcessLink(config, self._queue_size)
                 except (OSError, ValueError) as exc:  # no fork/exec allowed, no /tmp, ...

@@ -293,6 +293,9 @@ def main(argv: list[str]) -> int:
     config = pickle.loads(base64.b64decode(argv[2]))  # written by our own parent, never by a request
     with contextlib.suppress(OSError):
         os.nice(config.pop("nice", 10))  # background work: on a busy machine the app's requests come first
+    if config.pop("idle", False) and hasattr(os, "SCHED_IDLE"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     sock = socket.socket(fileno=int(argv[0]))
     with open(int(argv[1]), "r+b") as handle:
         slots = memoryview(mmap.mmap(handle.fileno(), 8 * len(SLOTS))).cast("q")

@@ -317,6 +317,25 @@ def test_with_kafka_the_app_process_gets_a_child_not_a_thread_and_a_stuck_child_
     assert rep.counters() == {"sent": 0, "dropped": 100, "errors": 0, "sampled": 0, "samples_lost": 0}
 
 
+@pytest.mark.parametrize("idle", [False, True])
+def test_the_child_runs_at_a_lower_priority_than_the_app(idle: bool) -> None:
+    rep = Reporter("payments-api", bootstrap_servers=f"127.0.0.1:{closed_port()}", child_idle=idle)
+    try:
+        rep.report_failure("a.b.c", jwt.ExpiredSignatureError("Signature has expired"))
+        assert rep._link is not None
+        pid = rep._link.proc.pid
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the child lowers its own priority once started
+            policy, nice = os.sched_getscheduler(pid), os.getpriority(os.PRIO_PROCESS, pid)
+            if (policy == os.SCHED_IDLE) if idle else nice >= min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10):
+                break
+            time.sleep(0.05)
+        assert os.sched_getscheduler(pid) == (os.SCHED_IDLE if idle else os.SCHED_OTHER)
+        assert os.getpriority(os.PRIO_PROCESS, pid) >= min(19, os.getpriority(os.PRIO_PROCESS, 0) + (0 if idle else 10))
+    finally:
+        rep.close(timeout=0.3)
+
+
 def test_kafka_options_a_child_cannot_receive_keep_the_producer_in_a_thread(caplog: pytest.LogCaptureFixture) -> None:
     with Reporter("payments-api", kafka_options={"sasl_oauth_token_provider": lambda: "x"}) as rep:
         assert not rep._process
