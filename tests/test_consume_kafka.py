@@ -342,7 +342,7 @@ def test_an_idle_current_consumer_reports_zero_lag_and_keeps_beating(setup: Setu
     partition within about one poll interval, and stay 0 while it idles; its heartbeat in
     the published store keeps advancing although it writes no rows.
     """
-    from pipeline.io.store import consumer_heartbeat
+    from pipeline.io.consumer_health import consumer_heartbeat, consumer_lag
 
     produce_scenario(setup, slice(0, 2_000))
     port = free_port()
@@ -368,6 +368,15 @@ def test_an_idle_current_consumer_reports_zero_lag_and_keeps_beating(setup: Setu
         # Publishing (and so the beat) comes at most every 20x its own cost: a few seconds here.
         wait_for(lambda: heartbeat() > first, 30, "a later heartbeat from the idle consumer")
         assert all(v == 0 for v in _lag(port).values()), _lag(port)  # idle: still 0, not a stale value
+
+        def noted() -> Any:  # what the Live page reads: the lag the consumer wrote with its heartbeat
+            con = connect_readonly(setup.db)
+            try:
+                return consumer_lag(con)
+            finally:
+                con.close()
+
+        wait_for(lambda: noted() is not None and noted().records == 0, 30, "a lag note of 0 in the store")
     finally:
         process.send_signal(signal.SIGTERM)
         finish(process)

@@ -24,6 +24,7 @@ from pipeline import queries
 from pipeline.cli import build_parser
 from pipeline.commands import dashboard as dashboard_cmd
 from pipeline.errors import UsageError
+from pipeline.io.consumer_health import ConsumerLag
 from pipeline.io.store import Store
 from pipeline.io.store_readers import connect_readonly
 from pipeline.io.store_schema import parts_dir
@@ -434,6 +435,31 @@ def test_live_judges_the_consumer_by_its_heartbeat_not_by_event_times(
         writer.beat(datetime.now(UTC) - timedelta(minutes=10))  # it stopped beating ten minutes ago
     at.run()
     assert any("has not been heard from for 10" in w.value for w in at.warning)
+
+
+def test_live_says_when_a_running_consumer_is_far_behind_its_topics(
+    simulated_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 22: in a burst the consumer beats and writes rows seconds old, yet is minutes behind."""
+    db = tmp_path / "behind.duckdb"
+    shutil.copy(simulated_db, db)
+    now = datetime.now(UTC)
+    with Store(db) as writer:
+        writer.instance = "c0"
+        writer.note_lag(ConsumerLag(now - timedelta(seconds=4), 400_000, 2_000.0))
+        writer.beat(now - timedelta(seconds=2))
+    at = open_app(db, monkeypatch, "views/live.py")
+    assert_clean(at, "views/live.py")
+    assert any(m.label == "Behind its topics" and m.value == "400,000 records" for m in at.metric)
+    warning = next(w.value for w in at.warning if "records behind" in w.value)
+    assert "400,000 records behind its topics" in warning and "2,000 events/s" in warning
+    with Store(db) as writer:  # caught up: a lag of a second's work is no warning
+        writer.instance = "c0"
+        writer.note_lag(ConsumerLag(datetime.now(UTC), 900, 2_000.0))
+        writer.beat()
+    at.run()
+    assert any(m.label == "Behind its topics" and m.value == "900 records" for m in at.metric)
+    assert not any("records behind" in w.value for w in at.warning)
 
 
 def test_no_page_keeps_the_store_open(simulated_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

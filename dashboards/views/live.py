@@ -17,13 +17,16 @@ import streamlit as st
 
 from dashboards import charts, data, ui
 from pipeline.errors import StoreError
-from pipeline.io.store import consumer_heartbeat
+from pipeline.io.consumer_health import ConsumerLag, consumer_heartbeat, consumer_lag
 
 INTERVALS = {"every 5 s": 5, "every 10 s": 10, "every 30 s": 30, "every minute": 60}
 WINDOWS = {"last 15 minutes": timedelta(minutes=15), "last hour": timedelta(hours=1)}
 #: A consumer beats at every publish (every 5 s by default, longer while publishing is slow):
 #: silent for this long, it is not running, or stuck.
 SILENT_AFTER = timedelta(minutes=1)
+#: A consumer further behind its topics than this (at its own pace) is said to be behind: what the page
+#: shows is that much older than what the services are rejecting now.
+BEHIND_AFTER = timedelta(seconds=30)
 
 st.title("Live")
 with st.sidebar:
@@ -58,7 +61,7 @@ def refresh() -> None:
     summary = live.summary
     newest, written = summary["last_ts"], summary["last_classified_at"]
     ref = data.reference_time(newest, now)
-    cols = st.columns(4)
+    cols = st.columns(5)
     last_5 = "last 5 minutes" if ref.live else "5 minutes up to the newest event"
     cols[0].metric(f"Failures, {last_5}", f"{live.last_5_min:,}")
     cols[1].metric("Failures per minute", f"{live.last_5_min / 5:,.1f}", help=f"Over the {last_5}.")
@@ -68,7 +71,16 @@ def refresh() -> None:
     cols[3].metric("Last word from the consumer", f"{ui.fmt_seconds((now - seen).total_seconds())} ago",
                    help="Its heartbeat, written at every publish, idle or not (or, for a store without one, "
                    "its last row).")
+    lag = lag_note(path)
+    cols[4].metric("Behind its topics", "–" if lag is None else f"{lag.records:,} records",
+                   help="Records in the consumer group's topics not read yet, as a consumer measured "
+                   + ("(none has measured yet)." if lag is None else
+                      f"{ui.fmt_seconds((now - lag.measured_at).total_seconds())} ago, at its pace of "
+                      f"{lag.events_per_second:,.0f} events/s."))
     kind, text = health(path, now, beat, ref.live, newest, window)
+    behind = falling_behind(lag, now, beat)
+    if behind:
+        st.warning(behind, icon=":material/speed:")
     if kind == "running":
         st.caption(text)
     elif kind == "silent":
@@ -105,6 +117,34 @@ def heartbeat(path: str) -> datetime | None:
             return consumer_heartbeat(con)
     except (StoreError, duckdb.Error):
         return None
+
+
+def lag_note(path: str) -> ConsumerLag | None:
+    """The newest lag a consumer of this store noted (with its heartbeat), or None."""
+    try:
+        with data.reading(path) as con:
+            return consumer_lag(con)
+    except (StoreError, duckdb.Error):
+        return None
+
+
+def falling_behind(lag: ConsumerLag | None, now: datetime, beat: datetime | None) -> str | None:
+    """One line when the consumer is running but far behind its topics (an outage's burst), else None.
+
+    Its heartbeat says it runs and its newest rows are seconds old, yet they may be the backlog's
+    oldest: without this the page looks current while it shows the world of minutes ago.
+    """
+    if lag is None or beat is None or now - beat > SILENT_AFTER or lag.records == 0:
+        return None
+    pace = lag.events_per_second
+    catch_up = lag.records / pace if pace > 0 else None
+    if catch_up is not None and catch_up < BEHIND_AFTER.total_seconds():
+        return None
+    measured = ui.fmt_seconds((now - lag.measured_at).total_seconds())
+    eta = (f"about {ui.fmt_seconds(catch_up)} to catch up at its pace of {pace:,.0f} events/s"
+           if catch_up is not None else "it read nothing in the interval before")
+    return (f"The consumer is {lag.records:,} records behind its topics (measured {measured} ago): {eta}. "
+            "The failures below are older than what the services are rejecting now.")
 
 
 def health(

@@ -19,6 +19,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import FrameType
 from typing import IO, Any
 
@@ -26,6 +27,7 @@ from pipeline.config import Config
 from pipeline.engine.identifiers import hasher_from
 from pipeline.errors import ConfigError
 from pipeline.faults import crash_point
+from pipeline.io.consumer_health import ConsumerLag
 from pipeline.io.kafka import POLL_TIMEOUT_MS, DeadLetterPublisher, KafkaSource, source_formats
 from pipeline.io.lake import open_writer
 from pipeline.io.store import Store
@@ -81,6 +83,7 @@ class _Consumer:
         self.on_batch: Callable[[Batch, KafkaSource], None] | None = None
         self.publish_interval = 5.0
         self._last_publish, self._publish_cost, self._last_lag = 0.0, 0.0, 0.0
+        self._events = self._events_at_lag = 0  # events stored so far, and when the lag was last measured
 
     def restore(self, stored: dict[tuple[str, int], int]) -> None:
         """Before the loop: the key timeline to the end of the JWKS topic, then the join state as it was."""
@@ -123,6 +126,7 @@ class _Consumer:
 
     def after_batch(self, batch: Batch, stats: RunStats) -> None:
         """The loop's `on_batch`: the batch is stored and committed; observe it, dead-letter it."""
+        self._events += len(batch.judged)
         if self.metrics is not None:
             self.metrics.observe_batch(batch, seconds=stats.process_seconds)
             self.metrics.set_snapshot_age(self.pipeline.timeline)
@@ -143,13 +147,23 @@ class _Consumer:
         Measured here rather than after a batch: once caught up no batch comes, and a gauge
         set only with batches kept its last value (thousands) on an idle, current consumer,
         and `JwtriageConsumerLagging` fired. A broker that cannot be asked leaves it as it was.
+        The total goes to the store too, with the next heartbeat, so the Live page can say how far
+        behind the consumer is (without metrics, measured once per publish interval).
         """
-        if self.metrics is None or time.monotonic() - self._last_lag < LAG_INTERVAL_SECONDS:
+        interval = LAG_INTERVAL_SECONDS if self.metrics is not None else self.publish_interval
+        now = time.monotonic()
+        if now - self._last_lag < interval:
             return
-        lag, self._last_lag = self.source.lag(), time.monotonic()
+        lag = self.source.lag()
         if lag is not None:
-            self.metrics.set_lag(lag)
-        self.metrics.set_cache_usage(self.pipeline.cache_usage())
+            if self.metrics is not None:
+                self.metrics.set_lag(lag)
+            elapsed = now - self._last_lag if self._last_lag else 0.0
+            rate = (self._events - self._events_at_lag) / elapsed if elapsed > 0 else 0.0
+            self.store.note_lag(ConsumerLag(datetime.now(UTC), sum(lag.values()), rate))
+        self._last_lag, self._events_at_lag = now, self._events
+        if self.metrics is not None:
+            self.metrics.set_cache_usage(self.pipeline.cache_usage())
 
     def publish_when_due(self) -> None:
         """Publish for readers (with a heartbeat), never more often than 5x the cost of publishing.

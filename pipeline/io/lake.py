@@ -37,9 +37,9 @@ import pyarrow as pa
 from pipeline.engine.keys import KeyTimeline
 from pipeline.errors import StoreError
 from pipeline.faults import crash_point
+from pipeline.io.consumer_health import HEARTBEAT_KEY, LAG_KEY, ConsumerLag, lag_value
 from pipeline.io.lake_maintain import COVERAGE_VIEW, HOURLY_VIEW, LakeMaintenance, migrate_hourly
 from pipeline.io.store import (
-    HEARTBEAT_KEY,
     WAITING_CONDITION,
     Store,
     classification_table,
@@ -184,6 +184,7 @@ class LakeStore:
             raise StoreError(f"instance name {instance!r} must be letters, digits, - or _ "
                              "(hint: --instance consumer-1)")
         self.db_path, self.instance, self.path = str(path), instance, str(path)
+        self.lag: ConsumerLag | None = None
         self.con = connect_lake(path, data_path)
         self._versions: OrderedDict[str, tuple[datetime, datetime]] = OrderedDict()  # event_id → (ts, classified_at)
         self._last_at = datetime.min.replace(tzinfo=UTC)
@@ -242,6 +243,13 @@ class LakeStore:
     def beat(self, at: datetime | None = None) -> None:
         when = (at or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
         self._meta(f"{HEARTBEAT_KEY}{self.instance}", when)
+        if self.lag is not None:
+            self._meta(f"{LAG_KEY}{self.instance}", lag_value(self.lag))
+            self.lag = None  # one note per measurement
+
+    def note_lag(self, lag: ConsumerLag) -> None:
+        """The consumer's latest lag, written with the next heartbeat (`Store.note_lag`)."""
+        self.lag = lag
 
     def publish(self) -> float:
         """Committed batches are visible to readers at once: a heartbeat, and maintenance when due (`lake_maintain`).

@@ -28,6 +28,7 @@ from pipeline.engine.keys import KeyTimeline, load_public_key
 from pipeline.engine.tokens import has_token, redact_tokens, to_json
 from pipeline.errors import StoreError
 from pipeline.faults import crash_point
+from pipeline.io.consumer_health import HEARTBEAT_KEY, LAG_KEY, ConsumerLag, lag_value
 from pipeline.io.store_parts import LIVE_DDL, write_catalog
 from pipeline.io.store_publish import Publisher
 from pipeline.io.store_readers import timeline_from
@@ -103,16 +104,6 @@ _CLASSIFICATION_SCHEMA = pa.schema(
 MAX_AWAITING_KEY = 100_000
 #: The stored events a later record can still judge again (`Store.awaiting_samples`; the lake's too).
 WAITING_CONDITION = "token_sha256 IS NOT NULL AND (confidence = 'reported' OR cause = 'unknown_kid')"
-
-#: `store_meta` key prefix of each consumer's heartbeat (`Store.beat`; read by `consumer_heartbeat`).
-HEARTBEAT_KEY = "heartbeat:"
-
-
-def consumer_heartbeat(con: duckdb.DuckDBPyConnection) -> datetime | None:
-    """When a consumer of this store last said it was alive (the newest heartbeat over all parts), or None."""
-    row = con.execute("SELECT max(value) FROM store_meta WHERE starts_with(key, ?)", [HEARTBEAT_KEY]).fetchone()
-    return datetime.fromisoformat(row[0]) if row and row[0] else None
-
 
 def without_tokens(text: str | None) -> str | None:
     """`text` with any JWT in it, in any escaping, replaced by its fingerprint's start (`redact_tokens`).
@@ -315,6 +306,7 @@ class Store:
         self.db_path = Path(path)
         self.instance = instance
         self.publisher: Publisher | None = None
+        self.lag: ConsumerLag | None = None
         self._last_at = datetime.min.replace(tzinfo=UTC)
         if instance is not None:
             if not instance.replace("-", "").replace("_", "").isalnum():
@@ -418,6 +410,13 @@ class Store:
         when = (at or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
         key = f"{HEARTBEAT_KEY}{self.instance or 'default'}"
         self.con.execute("INSERT OR REPLACE INTO store_meta VALUES (?, ?)", [key, when])
+        if self.lag is not None:
+            self.con.execute("INSERT OR REPLACE INTO store_meta VALUES (?, ?)",
+                             [f"{LAG_KEY}{self.instance or 'default'}", lag_value(self.lag)])
+
+    def note_lag(self, lag: ConsumerLag) -> None:
+        """The consumer's latest lag, written with the next heartbeat: the Live page shows how far behind it is."""
+        self.lag = lag
 
     def __enter__(self) -> Store:
         return self
