@@ -261,11 +261,14 @@ def burst_case(files: OutageFiles, capacity: float, burst: float, summary: Summa
     workdir = Path(tempfile.mkdtemp(prefix="jwtriage-burst-"))
     log: list[tuple[float, int]] = []
     results: list[dict[str, Any]] = []
+    notes: list[tuple[float, float, int]] = []  # (read at, measured at, records): what the Live page showed
     done = threading.Event()
     try:
         _produce_stream(files, topics, count=0)  # the snapshots
         producer = threading.Thread(target=_paced_producer, args=(lines, topics.failures, plan, log, done))
         producer.start()
+        watcher = threading.Thread(target=_watch_lag_notes, args=(workdir, notes, done), daemon=True)
+        watcher.start()
         try:
             launch("jwtriage", 1, workdir, topics, int(total * 0.9), config_toml=files.config.read_text(),
                    causes=None, results_out=results, idle=max(15.0, burst))  # a loaded machine's producer pauses
@@ -291,6 +294,42 @@ def burst_case(files: OutageFiles, capacity: float, burst: float, summary: Summa
     print("lag curve: " + ", ".join(f"{t:.0f}s {lag:,}" for t, lag in curve[:: max(1, len(curve) // 24)]))
     summary.add("outage: burst 10x drained after", after if after is not None else float("inf"), "s",
                 target=f"<= {burst:g} s", met=after is not None and after <= burst)
+    _report_lag_notes(notes, per_batch, log)
+
+
+def _watch_lag_notes(workdir: Path, notes: list[tuple[float, float, int]], done: Any) -> None:
+    """Every second, the lag the Live page would show (the consumer's note in the published store)."""
+    from pipeline.io.consumer_health import consumer_lag
+    from pipeline.io.store_readers import connect_readonly
+
+    while not done.wait(1.0):
+        try:
+            con = connect_readonly(next(workdir.glob("jwtriage-*/store.duckdb")))
+        except Exception:  # nothing published yet
+            continue
+        try:
+            lag = consumer_lag(con)
+        finally:
+            con.close()
+        if lag is not None:
+            notes.append((time.time(), lag.measured_at.timestamp(), lag.records))
+
+
+def _report_lag_notes(notes: list[tuple[float, float, int]], per_batch: Series, produced: Series) -> None:
+    """How far the shown lag was from the truth (produced - stored) at the moment it was measured."""
+    if not notes:
+        print("lag as the Live page showed it: no note was read (is the store published?)")
+        return
+
+    def truth(at: float) -> int:
+        return max((n for t, n in produced if t <= at), default=0) - sum(n for t, n in per_batch if t <= at)
+
+    errors = sorted(abs(records - truth(measured)) for _, measured, records in notes)
+    peak = max(truth(measured) for _, measured, _ in notes) or 1
+    stale = max(read - measured for read, measured, _ in notes)
+    print(f"lag as the Live page showed it: {len(notes)} readings; shown vs true lag when measured: median off by "
+          f"{errors[len(errors) // 2]:,}, at worst {errors[-1]:,} records ({errors[-1] / peak:.1%} of the peak "
+          f"{peak:,}); oldest reading {stale:.1f} s old when read")
 
 
 def main(argv: list[str] | None = None) -> int:
