@@ -39,6 +39,8 @@ Kafka producer, so kafka-python's ~110 µs of CPU per report never holds this in
 pickled keep the work in a daemon thread of this process instead. A full queue (`queue_size`
 reports in hand) or an unreachable broker drops the event and counts it (`counters()`); nothing
 waits for Kafka. `close()` (also run at exit) flushes for a bounded time, then stops the child.
+The child runs at nice 10; `child_idle=True` puts it under SCHED_IDLE (Linux) instead, so on a
+machine with few cores it takes only CPU time the app leaves idle (bench/results.md, "Reporter").
 """
 
 from __future__ import annotations
