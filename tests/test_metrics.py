@@ -358,6 +358,17 @@ def test_lag_is_measured_on_idle_ticks_and_reads_zero_once_caught_up(monkeypatch
     consumer.source = Source()  # type: ignore[assignment]
     consumer.pipeline = Pipeline(config(), KeyTimeline())
     consumer._last_lag = 0.0
+    consumer._events = consumer._events_at_lag = 0
+
+    class Store:  # the lag goes to the store too, with the next heartbeat (the Live page reads it)
+        def __init__(self) -> None:
+            self.notes: list[int] = []
+
+        def note_lag(self, lag: Any) -> None:
+            self.notes.append(lag.records)
+
+    store = Store()
+    consumer.store = store  # type: ignore[assignment]
     gauge = ("jwtriage_consumer_lag", (("partition", "0"), ("topic", "auth.failures")))
     consumer.measure_when_due()
     assert samples(consumer.metrics)[gauge] == 18_000
@@ -370,6 +381,7 @@ def test_lag_is_measured_on_idle_ticks_and_reads_zero_once_caught_up(monkeypatch
     now[0] += consume_module.LAG_INTERVAL_SECONDS
     consumer.measure_when_due()  # the broker cannot be asked: the gauge keeps its (true) last value
     assert samples(consumer.metrics)[gauge] == 0 and consumer.source.asked == 3
+    assert store.notes == [18_000, 0]  # an unanswered question notes nothing
     assert consume_module.LAG_INTERVAL_SECONDS <= consume_module.POLL_TIMEOUT_MS / 1000
     usage = {labels: value for (name, labels), value in samples(consumer.metrics).items()
              if name == "jwtriage_cache_budget_bytes"}
