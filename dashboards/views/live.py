@@ -66,12 +66,11 @@ def refresh() -> None:
     cols[0].metric(f"Failures, {last_5}", f"{live.last_5_min:,}")
     cols[1].metric("Failures per minute", f"{live.last_5_min / 5:,.1f}", help=f"Over the {last_5}.")
     cols[2].metric("Newest event", f"{ui.fmt_seconds((now - newest).total_seconds())} ago")
-    beat = heartbeat(path)
+    beat, lag = consumer_word(path)
     seen = beat if beat is not None else written
     cols[3].metric("Last word from the consumer", f"{ui.fmt_seconds((now - seen).total_seconds())} ago",
                    help="Its heartbeat, written at every publish, idle or not (or, for a store without one, "
                    "its last row).")
-    lag = lag_note(path)
     cols[4].metric("Behind its topics", "–" if lag is None else f"{lag.records:,} records",
                    help="Records in the consumer group's topics not read yet, as a consumer measured "
                    + ("(none has measured yet)." if lag is None else
@@ -110,22 +109,13 @@ def refresh() -> None:
             st.dataframe(positions[["source", "source_partition", "next_offset", "updated"]], hide_index=True)
 
 
-def heartbeat(path: str) -> datetime | None:
-    """The consumer's newest heartbeat in the published store, or None (no consumer ever wrote it)."""
+def consumer_word(path: str) -> tuple[datetime | None, ConsumerLag | None]:
+    """The consumer's newest heartbeat and lag note in the published store (None: no consumer wrote one)."""
     try:
         with data.reading(path) as con:
-            return consumer_heartbeat(con)
+            return consumer_heartbeat(con), consumer_lag(con)
     except (StoreError, duckdb.Error):
-        return None
-
-
-def lag_note(path: str) -> ConsumerLag | None:
-    """The newest lag a consumer of this store noted (with its heartbeat), or None."""
-    try:
-        with data.reading(path) as con:
-            return consumer_lag(con)
-    except (StoreError, duckdb.Error):
-        return None
+        return None, None
 
 
 def falling_behind(lag: ConsumerLag | None, now: datetime, beat: datetime | None) -> str | None:
