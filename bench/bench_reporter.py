@@ -176,16 +176,21 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
+def new_reporter(variant: str, args: argparse.Namespace) -> Reporter | None:
+    """The variant's reporter on fresh topics (None for "without")."""
+    if variant == "without":
+        return None
+    topic = f"bench-reporter-{uuid.uuid4().hex[:10]}"
+    bootstrap = f"127.0.0.1:{closed_port()}" if variant.endswith("down") else args.bootstrap
+    kind = NoopReporter if variant == "noop" else Reporter
+    return kind("orders-api", bootstrap_servers=bootstrap, failures_topic=f"{topic}.failures",
+                samples_topic=f"{topic}.samples", sample_rate=args.sample_rate,
+                kafka_options={"linger_ms": args.linger_ms} if args.linger_ms is not None else None,
+                in_process=variant in THREADED, child_idle=variant == "idle child")
+
+
 def run_variant(variant: str, key: Any, requests: list[dict[str, Any]], args: argparse.Namespace) -> Result:
-    reporter = None
-    if variant != "without":
-        topic = f"bench-reporter-{uuid.uuid4().hex[:10]}"
-        bootstrap = f"127.0.0.1:{closed_port()}" if variant.endswith("down") else args.bootstrap
-        kind = NoopReporter if variant == "noop" else Reporter
-        reporter = kind("orders-api", bootstrap_servers=bootstrap, failures_topic=f"{topic}.failures",
-                        samples_topic=f"{topic}.samples", sample_rate=args.sample_rate,
-                        kafka_options={"linger_ms": args.linger_ms} if args.linger_ms is not None else None,
-                        in_process=variant in THREADED, child_idle=variant == "idle child")
+    reporter = new_reporter(variant, args)
     app = make_app(variant, key, reporter)
     count = int(args.rate * args.seconds)
     warm = max(50, int(args.rate * 0.5))
@@ -205,6 +210,43 @@ def run_variant(variant: str, key: Any, requests: list[dict[str, Any]], args: ar
         reporter.close(timeout=10)
         counters = reporter.counters()
     return Result(variant, service, late, cpu_us, child_cpu_us, broker_cpu_us, count / elapsed, counters, at_load)
+
+
+def run_variant_http(variant: str, requests: list[bytes], args: argparse.Namespace) -> Result:
+    """The variant served by uvicorn in a process of its own, timed at a keep-alive HTTP client here."""
+    import reporter_http
+
+    server, port = reporter_http.start_server(variant, args)
+    try:
+        count = int(args.rate * args.seconds)
+        warm = max(50, int(args.rate * 0.5))
+        reporter_http.drive(port, requests[-warm:], args.rate, warm)  # connect, topic metadata, code warm
+        time.sleep(0.5)
+        children = _children(server.pid)
+        cpu, child_cpu, broker_cpu = cpu_seconds(server.pid), sum(map(cpu_seconds, children)), broker_seconds()
+        started = time.perf_counter()
+        service, late, statuses = reporter_http.drive(port, requests, args.rate, count)
+        elapsed = time.perf_counter() - started
+        cpu_us = (cpu_seconds(server.pid) - cpu) / count * 1e6
+        child_cpu_us = (sum(map(cpu_seconds, children)) - child_cpu) / count * 1e6
+        broker_cpu_us = (broker_seconds() - broker_cpu) / count * 1e6
+        at_load = load()
+    finally:
+        said = reporter_http.stop_server(server)
+    assert statuses.count(401) >= 1 and set(statuses) <= {200, 401}, f"unexpected statuses {set(statuses)}"
+    return Result(variant, service, late, cpu_us, child_cpu_us, broker_cpu_us, count / elapsed,
+                  said.get("counters", {}), at_load)
+
+
+def _children(pid: int) -> list[int]:
+    """The direct children of a process, whichever of its threads started them (the reporter's child)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found += [int(c) for c in task.read_text().split()]
+        except OSError:
+            continue
+    return found
 
 
 def settle(reporter: Reporter | None, timeout: float = 15.0) -> None:
@@ -260,9 +302,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hogs", type=int, default=0,
                         help="busy-looping processes (nice 0) competing for the CPUs while it runs: "
                         "a loaded machine on purpose rather than by chance")
+    parser.add_argument("--http", action="store_true",
+                        help="serve each variant with uvicorn in a process of its own and time the requests at "
+                        "an HTTP client (bench/reporter_http.py): the latency a client sees")
+    parser.add_argument("--serve", help=argparse.SUPPRESS)  # a --http server process: the variant to serve
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="a tiny run (smoke test; figures mean nothing)")
     parser.add_argument("--summary", type=Path, help="write the headline figures here as JSON (for run_all.py)")
     args = parser.parse_args(argv)
+    if args.serve:
+        import reporter_http
+
+        reporter_http.serve(args.serve, args.port, args)
+        return 0
     chosen = ["without", *(v for v in VARIANTS if v != "without" and v in args.variants.split(","))]
     if args.quick:
         args.seconds, args.runs = 0.5, 1
@@ -271,6 +323,10 @@ def main(argv: list[str] | None = None) -> int:
     tokens = corpus.tokens()
     key = jwt.PyJWK(corpus.public_jwks()[0]).key
     requests = scopes(mixed(tokens, args.reject_ratio))
+    if args.http:
+        import reporter_http
+
+        http_requests = reporter_http.request_bytes(mixed(tokens, args.reject_ratio))
     best: dict[str, Result] = {}
     runs: dict[str, list[Result]] = {variant: [] for variant in chosen}
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.hogs)]
@@ -278,7 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         for round_ in range(max(1, args.runs)):
             for n in range(len(chosen)):  # each round starts one variant later: no variant always follows another
                 variant = chosen[(n + round_) % len(chosen)]
-                result = run_variant(variant, key, requests, args)
+                result = (run_variant_http(variant, http_requests, args) if args.http
+                          else run_variant(variant, key, requests, args))
                 runs[variant].append(result)
                 if variant not in best or result.pct(0.99) < best[variant].pct(0.99):
                     best[variant] = result
@@ -314,7 +371,9 @@ def report(best: dict[str, Result], args: argparse.Namespace) -> None:
     base = best["without"]
     share = "every one" if args.reject_ratio >= 1 else f"{args.reject_ratio:.0%}"
     hogs = f"; {args.hogs} busy-looping process(es) competing" if args.hogs else ""
-    print(f"{len(base.service):,} requests per run at {args.rate:,.0f}/s, {share} rejected; sample rate "
+    how = ("timed at an HTTP client, served by uvicorn (h11) in a process of its own" if args.http
+           else "timed as the ASGI call in process")
+    print(f"{len(base.service):,} requests per run at {args.rate:,.0f}/s, {share} rejected, {how}; sample rate "
           f"{args.sample_rate}; best p99 of {args.runs} interleaved runs{hogs}; {load_note()}")
     print(f"  {'variant':<12} {'p50 µs':>8} {'p90 µs':>8} {'p99 µs':>8} {'max µs':>8} {'late p99':>9} "
           f"{'mean':>7} {'CPU µs/req':>10} {'child CPU':>9} {'broker':>7} {'req/s':>7} {'p50 ×':>6} {'p99 ×':>6}"
@@ -333,7 +392,8 @@ def report(best: dict[str, Result], args: argparse.Namespace) -> None:
         r = best[variant]
         for q, label in ((0.5, "p50"), (0.99, "p99")):
             ratio = r.pct(q) / base.pct(q)
-            mix = "" if args.reject_ratio >= 1 else f" ({args.reject_ratio:.0%} rejected)"
+            mix = ("" if args.reject_ratio >= 1 else f" ({args.reject_ratio:.0%} rejected)") + (
+                " over HTTP" if args.http else "")
             summary.add(f"reporter: {label} latency, {variant}{mix}", r.pct(q), "µs", baseline=base.pct(q),
                         target="≤ 1.05x", met=ratio <= 1.05, load=r.load)
     summary.write(args.summary)

@@ -86,3 +86,15 @@ def test_the_outage_benchmark_runs_on_the_broker_and_reuse_changes_no_verdict(ca
     names = {str(row["name"]) for row in rows}
     assert {"outage: classify, reuse on", "outage: 1 consumer events/s", "outage: burst 10x drained after"} <= names
     assert "lag curve" in stdout
+    assert "lag as the Live page showed it:" in stdout and " readings; " in stdout  # the consumer's lag notes
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize("mode", [[], ["--http"]])
+def test_the_reporter_benchmark_runs_in_process_and_over_http(mode: list[str], cache: Path, tmp_path: Path) -> None:
+    stdout, rows = run_script("bench_reporter.py", cache, tmp_path, "--variants", "middleware,noop", *mode)
+    names = {str(row["name"]) for row in rows}
+    suffix = " over HTTP" if mode else ""
+    assert {f"reporter: p99 latency, middleware{suffix}", f"reporter: p50 latency, noop{suffix}"} <= names
+    assert ("timed at an HTTP client" if mode else "timed as the ASGI call") in stdout
+    assert "'sent': 1000" in stdout  # the middleware's reports reached the broker (warm-up and run)
