@@ -96,55 +96,84 @@ HOURLY_COLUMNS: list[tuple[str, str]] = [
 
 def hourly_sql(source: str) -> str:
     """A SELECT over the relation `source` (classifications columns) giving `HOURLY_COLUMNS` rows, for every
-    hour present in `source`. `source` is a table, a view or a parenthesised subquery with an alias-free name."""
+    hour present in `source`. `source` is a table, a view or a parenthesised subquery with an alias-free name
+    (read once: a subquery's `?` parameters stay in order).
+
+    Two aggregations, because the writer runs this inside the consumer's publish: the first per (hour,
+    keys, label, token) gives each token's partial counts and extremes, and parses the token's lifetime
+    once (not per event); the second adds the tokens of a row up. A token's lifetime comes from its claims
+    on an event that verified with a key (the largest claims text, if they ever differed): a token counts
+    in `lifetime_tokens` when any of its events in the row verified with a key, and its verified events
+    count in `lifetime_events` in that lifetime's bucket (a token's claims are the token's, so the same
+    on every event of it).
+    """
     keys = ", ".join(KEY_COLUMNS)
+    lifetimes, ages = len(LIFETIME_EDGES) + 1, len(CACHE_AGE_EDGES) + 1
+    lifetime_tokens = ", ".join(f"count(*) FILTER (WHERE lifetime_bucket = {k})" for k in range(lifetimes))
+    lifetime_events = ", ".join(f"coalesce(sum(with_key) FILTER (WHERE lifetime_bucket = {k}), 0)"
+                                for k in range(lifetimes))
+    cache_counts = ", ".join(f"count(*) FILTER (WHERE cache_bucket = {k}) AS cache_{k}" for k in range(ages))
+    cache_sums = ", ".join(f"coalesce(sum(cache_{k}) FILTER (WHERE label_no = 1), 0)" for k in range(ages))
     return f"""SELECT to_timestamp(hour_no * {HOUR_SECONDS}) AS hour, {keys},
-       count(*) FILTER (WHERE label_no = 1)::BIGINT AS events,
-       count(attack)::BIGINT AS attack_events,
-       count(service_jwks_fetched_at) FILTER (WHERE label_no = 1)::BIGINT AS with_fetch_time,
-       count(key_thumbprint) FILTER (WHERE label_no = 1)::BIGINT AS with_key,
-       min(ts) AS first_ts, max(ts) AS last_ts,
-       min(skew_seconds) AS min_skew_seconds, max(skew_seconds) AS max_skew_seconds,
-       max(epoch(ts) - epoch(service_jwks_fetched_at)) AS max_cache_age_s,
-       max(epoch(ts) - epoch(key_first_seen)) AS max_key_age_s,
-       coalesce(list_sort(list_distinct(list(token_prefix) FILTER (WHERE label_no = 1)))[1:{TOKEN_SKETCH}],
-                []::UBIGINT[]) AS token_sketch,
-       count(*) FILTER (WHERE label_no = 1 AND token_first)::BIGINT AS tokens,
-       {_histogram("lifetime_bucket", LIFETIME_EDGES, "token_first")} AS lifetime_tokens,
-       {_histogram("lifetime_bucket", LIFETIME_EDGES)} AS lifetime_events,
-       max(lifetime_s) FILTER (WHERE label_no = 1) AS max_lifetime_s,
-       {_histogram("cache_bucket", CACHE_AGE_EDGES)} AS cache_age_events
+       sum(events)::BIGINT AS events,
+       sum(attack_events)::BIGINT AS attack_events,
+       sum(with_fetch_time)::BIGINT AS with_fetch_time,
+       sum(with_key)::BIGINT AS with_key,
+       min(first_ts) AS first_ts, max(last_ts) AS last_ts,
+       min(min_skew_seconds) AS min_skew_seconds, max(max_skew_seconds) AS max_skew_seconds,
+       max(max_cache_age_s) AS max_cache_age_s, max(max_key_age_s) AS max_key_age_s,
+       coalesce(min(DISTINCT token_prefix, {TOKEN_SKETCH}) FILTER (WHERE label_no = 1), []::UBIGINT[])
+           AS token_sketch,
+       count(token_sha256) FILTER (WHERE label_no = 1)::BIGINT AS tokens,
+       [{lifetime_tokens}]::BIGINT[] AS lifetime_tokens,
+       [{lifetime_events}]::BIGINT[] AS lifetime_events,
+       max(lifetime_s) AS max_lifetime_s,
+       [{cache_sums}]::BIGINT[] AS cache_age_events
 FROM (
     SELECT *, {bucket_sql("lifetime_s", LIFETIME_EDGES)} AS lifetime_bucket,
-           {bucket_sql("cache_age_s", CACHE_AGE_EDGES)} AS cache_bucket,
-           -- a token's first event in its row: distinct tokens are counted without a DISTINCT aggregate each
-           token_sha256 IS NOT NULL AND row_number() OVER (PARTITION BY hour_no, {keys}, label_no, token_sha256) = 1
-               AS token_first
+           {token_prefix_sql("token_sha256")} AS token_prefix
     FROM (
-        SELECT epoch_us(c.ts) // {HOUR_SECONDS * 1_000_000} AS hour_no, c.service, c.issuer, c.kid, c.client_id,
-               c.cause, c.confidence, c.attacks[label_no] AS attack, c.alg, label_no, c.ts,
-               c.service_jwks_fetched_at, c.key_thumbprint, c.skew_seconds, c.key_first_seen, c.token_sha256,
-               epoch(c.ts) - epoch(c.service_jwks_fetched_at) AS cache_age_s,
-               CASE WHEN c.issuer IS NOT NULL AND c.key_thumbprint IS NOT NULL AND c.token_sha256 IS NOT NULL
-                    THEN try_cast(c.token_claims->>'exp' AS DOUBLE) - try_cast(c.token_claims->>'iat' AS DOUBLE)
-               END AS lifetime_s,
-               {token_prefix_sql("c.token_sha256")} AS token_prefix
-        FROM {source} AS c, unnest(generate_series(1, greatest(len(c.attacks), 1))) AS n(label_no)
+        SELECT * EXCLUDE (claims),
+               CASE WHEN issuer IS NOT NULL AND token_sha256 IS NOT NULL AND with_key > 0
+                    THEN try_cast(claims->>'exp' AS DOUBLE) - try_cast(claims->>'iat' AS DOUBLE)
+               END AS lifetime_s
+        FROM (
+            SELECT hour_no, {keys}, label_no, token_sha256,
+                   count(*) FILTER (WHERE label_no = 1) AS events,
+                   count(attack) AS attack_events,
+                   count(service_jwks_fetched_at) FILTER (WHERE label_no = 1) AS with_fetch_time,
+                   count(key_thumbprint) FILTER (WHERE label_no = 1) AS with_key,
+                   min(ts) AS first_ts, max(ts) AS last_ts,
+                   min(skew_seconds) AS min_skew_seconds, max(skew_seconds) AS max_skew_seconds,
+                   max(cache_age_s) AS max_cache_age_s,
+                   max(epoch(ts) - epoch(key_first_seen)) AS max_key_age_s,
+                   max(token_claims) FILTER (WHERE label_no = 1 AND key_thumbprint IS NOT NULL) AS claims,
+                   {cache_counts}
+            FROM (
+                SELECT *, {bucket_sql("cache_age_s", CACHE_AGE_EDGES)} AS cache_bucket
+                FROM (
+                    -- an event's labels, numbered, in the select list: a lateral join here costs a hash join
+                    SELECT epoch_us(ts) // {HOUR_SECONDS * 1_000_000} AS hour_no, service, issuer, kid, client_id,
+                           cause, confidence, alg, ts, service_jwks_fetched_at, key_thumbprint, skew_seconds,
+                           key_first_seen, token_sha256, token_claims,
+                           epoch(ts) - epoch(service_jwks_fetched_at) AS cache_age_s,
+                           unnest(CASE WHEN len(attacks) = 0 THEN [NULL] ELSE attacks END) AS attack,
+                           unnest(range(1, greatest(len(attacks), 1) + 1)) AS label_no
+                    FROM {source} AS c
+                )
+            )
+            GROUP BY hour_no, {keys}, label_no, token_sha256
+        )
     )
 )
 GROUP BY hour_no, {keys}"""
 
 
 def bucket_sql(value: str, edges: tuple[float, ...]) -> str:
-    """SQL: the 0-based histogram bucket of `value` (bucket k: (edge k-1, edge k]); NULL for a NULL value."""
-    return f"CASE WHEN {value} IS NOT NULL THEN len(list_filter({list(edges)}::DOUBLE[], lambda e: {value} > e)) END"
-
-
-def _histogram(bucket: str, edges: tuple[float, ...], condition: str = "TRUE") -> str:
-    """SQL: a list of the rows per bucket meeting `condition`, events counted once (their first label's row)."""
-    cells = ", ".join(f"count(*) FILTER (WHERE label_no = 1 AND {bucket} = {k} AND {condition})"
-                      for k in range(len(edges) + 1))
-    return f"[{cells}]::BIGINT[]"
+    """SQL: the 0-based histogram bucket of `value` (bucket k: (edge k-1, edge k]); NULL for a NULL value.
+    A CASE ladder, not a list lambda: it runs once per event."""
+    ladder = " ".join(f"WHEN {value} <= {edge} THEN {k}" for k, edge in enumerate(edges))
+    return f"CASE WHEN {value} IS NULL THEN NULL {ladder} ELSE {len(edges)} END"
 
 
 def merged_histogram_sql(column: str, edges: tuple[float, ...]) -> str:
