@@ -97,24 +97,25 @@ HOURLY_COLUMNS: list[tuple[str, str]] = [
 def hourly_sql(source: str) -> str:
     """A SELECT over the relation `source` (classifications columns) giving `HOURLY_COLUMNS` rows, for every
     hour present in `source`. `source` is a table, a view or a parenthesised subquery with an alias-free name
-    (read once: a subquery's `?` parameters stay in order).
+    (written once: a subquery's `?` parameters stay in order).
 
-    Two aggregations, because the writer runs this inside the consumer's publish: the first per (hour,
-    keys, label, token) gives each token's partial counts and extremes, and parses the token's lifetime
-    once (not per event); the second adds the tokens of a row up. A token's lifetime comes from its claims
-    on an event that verified with a key (the largest claims text, if they ever differed): a token counts
-    in `lifetime_tokens` when any of its events in the row verified with a key, and its verified events
-    count in `lifetime_events` in that lifetime's bucket (a token's claims are the token's, so the same
-    on every event of it).
+    Aggregations, not a window over every event, because the writer runs this inside the consumer's
+    publish: the first per (hour, keys, label, token) (`_per_token_sql`), the second adding a row's
+    tokens up. A token's lifetime (exp - iat: the token's, whatever the events) is parsed once per token,
+    from the largest claims text of its events that verified with a key (`_lifetimes_sql`): a token counts
+    in `lifetime_tokens`, and its verified events in `lifetime_events`, in that lifetime's bucket when any
+    of its events in the row verified with a key.
     """
     keys = ", ".join(KEY_COLUMNS)
-    lifetimes, ages = len(LIFETIME_EDGES) + 1, len(CACHE_AGE_EDGES) + 1
+    lifetimes = len(LIFETIME_EDGES) + 1
     lifetime_tokens = ", ".join(f"count(*) FILTER (WHERE lifetime_bucket = {k})" for k in range(lifetimes))
     lifetime_events = ", ".join(f"coalesce(sum(with_key) FILTER (WHERE lifetime_bucket = {k}), 0)"
                                 for k in range(lifetimes))
-    cache_counts = ", ".join(f"count(*) FILTER (WHERE cache_bucket = {k}) AS cache_{k}" for k in range(ages))
-    cache_sums = ", ".join(f"coalesce(sum(cache_{k}) FILTER (WHERE label_no = 1), 0)" for k in range(ages))
-    return f"""SELECT to_timestamp(hour_no * {HOUR_SECONDS}) AS hour, {keys},
+    cache_sums = ", ".join(f"coalesce(sum(cache_{k}) FILTER (WHERE label_no = 1), 0)"
+                           for k in range(len(CACHE_AGE_EDGES) + 1))
+    return f"""WITH rollup_events AS NOT MATERIALIZED (SELECT * FROM {source} AS c),
+     rollup_lifetimes AS ({_lifetimes_sql("rollup_events")})
+SELECT to_timestamp(hour_no * {HOUR_SECONDS}) AS hour, {keys},
        sum(events)::BIGINT AS events,
        sum(attack_events)::BIGINT AS attack_events,
        sum(with_fetch_time)::BIGINT AS with_fetch_time,
@@ -133,12 +134,32 @@ FROM (
     SELECT *, {bucket_sql("lifetime_s", LIFETIME_EDGES)} AS lifetime_bucket,
            {token_prefix_sql("token_sha256")} AS token_prefix
     FROM (
-        SELECT * EXCLUDE (claims),
-               CASE WHEN issuer IS NOT NULL AND token_sha256 IS NOT NULL AND with_key > 0
-                    THEN try_cast(claims->>'exp' AS DOUBLE) - try_cast(claims->>'iat' AS DOUBLE)
-               END AS lifetime_s
-        FROM (
-            SELECT hour_no, {keys}, label_no, token_sha256,
+        SELECT * EXCLUDE (token_lifetime_s),
+               CASE WHEN issuer IS NOT NULL AND with_key > 0 THEN token_lifetime_s END AS lifetime_s
+        FROM ({_per_token_sql("rollup_events")}) LEFT JOIN rollup_lifetimes USING (token_sha256)
+    )
+)
+GROUP BY hour_no, {keys}"""
+
+
+def _lifetimes_sql(events: str) -> str:
+    """SQL: (token_sha256, token_lifetime_s) for the tokens of `events` that verified with a key. Its own
+    narrow aggregation: a claims text as the state of the wide one below does not spill."""
+    return f"""SELECT token_sha256, try_cast(claims->>'exp' AS DOUBLE) - try_cast(claims->>'iat' AS DOUBLE)
+               AS token_lifetime_s
+        FROM (SELECT token_sha256, max(token_claims) AS claims FROM {events}
+              WHERE issuer IS NOT NULL AND key_thumbprint IS NOT NULL AND token_sha256 IS NOT NULL
+              GROUP BY token_sha256)"""
+
+
+def _per_token_sql(events: str) -> str:
+    """SQL: per (hour, keys, label, token) of `events`, the partial measures and events per cache-age bucket
+    (`cache_k`). The labels unnest in the select list (numbered, `label_no`; an event without has one row,
+    label 1, `attack` NULL): a lateral join there costs a hash join of the whole input."""
+    keys = ", ".join(KEY_COLUMNS)
+    cache_counts = ", ".join(f"count(*) FILTER (WHERE cache_bucket = {k}) AS cache_{k}"
+                             for k in range(len(CACHE_AGE_EDGES) + 1))
+    return f"""SELECT hour_no, {keys}, label_no, token_sha256,
                    count(*) FILTER (WHERE label_no = 1) AS events,
                    count(attack) AS attack_events,
                    count(service_jwks_fetched_at) FILTER (WHERE label_no = 1) AS with_fetch_time,
@@ -147,26 +168,19 @@ FROM (
                    min(skew_seconds) AS min_skew_seconds, max(skew_seconds) AS max_skew_seconds,
                    max(cache_age_s) AS max_cache_age_s,
                    max(epoch(ts) - epoch(key_first_seen)) AS max_key_age_s,
-                   max(token_claims) FILTER (WHERE label_no = 1 AND key_thumbprint IS NOT NULL) AS claims,
                    {cache_counts}
             FROM (
                 SELECT *, {bucket_sql("cache_age_s", CACHE_AGE_EDGES)} AS cache_bucket
                 FROM (
-                    -- an event's labels, numbered, in the select list: a lateral join here costs a hash join
                     SELECT epoch_us(ts) // {HOUR_SECONDS * 1_000_000} AS hour_no, service, issuer, kid, client_id,
                            cause, confidence, alg, ts, service_jwks_fetched_at, key_thumbprint, skew_seconds,
-                           key_first_seen, token_sha256, token_claims,
-                           epoch(ts) - epoch(service_jwks_fetched_at) AS cache_age_s,
+                           key_first_seen, token_sha256, epoch(ts) - epoch(service_jwks_fetched_at) AS cache_age_s,
                            unnest(CASE WHEN len(attacks) = 0 THEN [NULL] ELSE attacks END) AS attack,
                            unnest(range(1, greatest(len(attacks), 1) + 1)) AS label_no
-                    FROM {source} AS c
+                    FROM {events}
                 )
             )
-            GROUP BY hour_no, {keys}, label_no, token_sha256
-        )
-    )
-)
-GROUP BY hour_no, {keys}"""
+            GROUP BY hour_no, {keys}, label_no, token_sha256"""
 
 
 def bucket_sql(value: str, edges: tuple[float, ...]) -> str:

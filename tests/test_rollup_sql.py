@@ -160,7 +160,7 @@ def test_generated_rows_roll_up_as_before() -> None:
 
 def test_a_subquery_source_with_a_parameter_rolls_up_as_before() -> None:
     con = generated_store(5_000, "CASE WHEN t % 3 = 0 THEN NULL ELSE 'thumb' END")
-    source = "(SELECT * FROM classifications WHERE ts < $1)"
+    source = "(SELECT * FROM classifications WHERE ts < ?)"  # as `queries.rolled` passes it
     until = [START.replace(hour=9)]
     new = con.execute(f"SELECT * FROM ({hourly_sql(source)}) ORDER BY ALL", until).fetchall()
     old = con.execute(f"SELECT * FROM ({_hourly_sql_reference(source)}) ORDER BY ALL", until).fetchall()
