@@ -96,55 +96,98 @@ HOURLY_COLUMNS: list[tuple[str, str]] = [
 
 def hourly_sql(source: str) -> str:
     """A SELECT over the relation `source` (classifications columns) giving `HOURLY_COLUMNS` rows, for every
-    hour present in `source`. `source` is a table, a view or a parenthesised subquery with an alias-free name."""
+    hour present in `source`. `source` is a table, a view or a parenthesised subquery with an alias-free name
+    (written once: a subquery's `?` parameters stay in order).
+
+    Aggregations, not a window over every event, because the writer runs this inside the consumer's
+    publish: the first per (hour, keys, label, token) (`_per_token_sql`), the second adding a row's
+    tokens up. A token's lifetime (exp - iat: the token's, whatever the events) is parsed once per token,
+    from the largest claims text of its events that verified with a key (`_lifetimes_sql`): a token counts
+    in `lifetime_tokens`, and its verified events in `lifetime_events`, in that lifetime's bucket when any
+    of its events in the row verified with a key.
+    """
     keys = ", ".join(KEY_COLUMNS)
-    return f"""SELECT to_timestamp(hour_no * {HOUR_SECONDS}) AS hour, {keys},
-       count(*) FILTER (WHERE label_no = 1)::BIGINT AS events,
-       count(attack)::BIGINT AS attack_events,
-       count(service_jwks_fetched_at) FILTER (WHERE label_no = 1)::BIGINT AS with_fetch_time,
-       count(key_thumbprint) FILTER (WHERE label_no = 1)::BIGINT AS with_key,
-       min(ts) AS first_ts, max(ts) AS last_ts,
-       min(skew_seconds) AS min_skew_seconds, max(skew_seconds) AS max_skew_seconds,
-       max(epoch(ts) - epoch(service_jwks_fetched_at)) AS max_cache_age_s,
-       max(epoch(ts) - epoch(key_first_seen)) AS max_key_age_s,
-       coalesce(list_sort(list_distinct(list(token_prefix) FILTER (WHERE label_no = 1)))[1:{TOKEN_SKETCH}],
-                []::UBIGINT[]) AS token_sketch,
-       count(*) FILTER (WHERE label_no = 1 AND token_first)::BIGINT AS tokens,
-       {_histogram("lifetime_bucket", LIFETIME_EDGES, "token_first")} AS lifetime_tokens,
-       {_histogram("lifetime_bucket", LIFETIME_EDGES)} AS lifetime_events,
-       max(lifetime_s) FILTER (WHERE label_no = 1) AS max_lifetime_s,
-       {_histogram("cache_bucket", CACHE_AGE_EDGES)} AS cache_age_events
+    lifetimes = len(LIFETIME_EDGES) + 1
+    lifetime_tokens = ", ".join(f"count(*) FILTER (WHERE lifetime_bucket = {k})" for k in range(lifetimes))
+    lifetime_events = ", ".join(f"coalesce(sum(with_key) FILTER (WHERE lifetime_bucket = {k}), 0)"
+                                for k in range(lifetimes))
+    cache_sums = ", ".join(f"coalesce(sum(cache_{k}) FILTER (WHERE label_no = 1), 0)"
+                           for k in range(len(CACHE_AGE_EDGES) + 1))
+    return f"""WITH rollup_events AS NOT MATERIALIZED (SELECT * FROM {source} AS c),
+     rollup_lifetimes AS ({_lifetimes_sql("rollup_events")})
+SELECT to_timestamp(hour_no * {HOUR_SECONDS}) AS hour, {keys},
+       sum(events)::BIGINT AS events,
+       sum(attack_events)::BIGINT AS attack_events,
+       sum(with_fetch_time)::BIGINT AS with_fetch_time,
+       sum(with_key)::BIGINT AS with_key,
+       min(first_ts) AS first_ts, max(last_ts) AS last_ts,
+       min(min_skew_seconds) AS min_skew_seconds, max(max_skew_seconds) AS max_skew_seconds,
+       max(max_cache_age_s) AS max_cache_age_s, max(max_key_age_s) AS max_key_age_s,
+       coalesce(min(DISTINCT token_prefix, {TOKEN_SKETCH}) FILTER (WHERE label_no = 1), []::UBIGINT[])
+           AS token_sketch,
+       count(token_sha256) FILTER (WHERE label_no = 1)::BIGINT AS tokens,
+       [{lifetime_tokens}]::BIGINT[] AS lifetime_tokens,
+       [{lifetime_events}]::BIGINT[] AS lifetime_events,
+       max(lifetime_s) AS max_lifetime_s,
+       [{cache_sums}]::BIGINT[] AS cache_age_events
 FROM (
     SELECT *, {bucket_sql("lifetime_s", LIFETIME_EDGES)} AS lifetime_bucket,
-           {bucket_sql("cache_age_s", CACHE_AGE_EDGES)} AS cache_bucket,
-           -- a token's first event in its row: distinct tokens are counted without a DISTINCT aggregate each
-           token_sha256 IS NOT NULL AND row_number() OVER (PARTITION BY hour_no, {keys}, label_no, token_sha256) = 1
-               AS token_first
+           {token_prefix_sql("token_sha256")} AS token_prefix
     FROM (
-        SELECT epoch_us(c.ts) // {HOUR_SECONDS * 1_000_000} AS hour_no, c.service, c.issuer, c.kid, c.client_id,
-               c.cause, c.confidence, c.attacks[label_no] AS attack, c.alg, label_no, c.ts,
-               c.service_jwks_fetched_at, c.key_thumbprint, c.skew_seconds, c.key_first_seen, c.token_sha256,
-               epoch(c.ts) - epoch(c.service_jwks_fetched_at) AS cache_age_s,
-               CASE WHEN c.issuer IS NOT NULL AND c.key_thumbprint IS NOT NULL AND c.token_sha256 IS NOT NULL
-                    THEN try_cast(c.token_claims->>'exp' AS DOUBLE) - try_cast(c.token_claims->>'iat' AS DOUBLE)
-               END AS lifetime_s,
-               {token_prefix_sql("c.token_sha256")} AS token_prefix
-        FROM {source} AS c, unnest(generate_series(1, greatest(len(c.attacks), 1))) AS n(label_no)
+        SELECT * EXCLUDE (token_lifetime_s),
+               CASE WHEN issuer IS NOT NULL AND with_key > 0 THEN token_lifetime_s END AS lifetime_s
+        FROM ({_per_token_sql("rollup_events")}) LEFT JOIN rollup_lifetimes USING (token_sha256)
     )
 )
 GROUP BY hour_no, {keys}"""
 
 
+def _lifetimes_sql(events: str) -> str:
+    """SQL: (token_sha256, token_lifetime_s) for the tokens of `events` that verified with a key. Its own
+    narrow aggregation: a claims text as the state of the wide one below does not spill."""
+    return f"""SELECT token_sha256, try_cast(claims->>'exp' AS DOUBLE) - try_cast(claims->>'iat' AS DOUBLE)
+               AS token_lifetime_s
+        FROM (SELECT token_sha256, max(token_claims) AS claims FROM {events}
+              WHERE issuer IS NOT NULL AND key_thumbprint IS NOT NULL AND token_sha256 IS NOT NULL
+              GROUP BY token_sha256)"""
+
+
+def _per_token_sql(events: str) -> str:
+    """SQL: per (hour, keys, label, token) of `events`, the partial measures and events per cache-age bucket
+    (`cache_k`). The labels unnest in the select list (numbered, `label_no`; an event without has one row,
+    label 1, `attack` NULL): a lateral join there costs a hash join of the whole input."""
+    keys = ", ".join(KEY_COLUMNS)
+    cache_counts = ", ".join(f"count(*) FILTER (WHERE cache_bucket = {k}) AS cache_{k}"
+                             for k in range(len(CACHE_AGE_EDGES) + 1))
+    return f"""SELECT hour_no, {keys}, label_no, token_sha256,
+                   count(*) FILTER (WHERE label_no = 1) AS events,
+                   count(attack) AS attack_events,
+                   count(service_jwks_fetched_at) FILTER (WHERE label_no = 1) AS with_fetch_time,
+                   count(key_thumbprint) FILTER (WHERE label_no = 1) AS with_key,
+                   min(ts) AS first_ts, max(ts) AS last_ts,
+                   min(skew_seconds) AS min_skew_seconds, max(skew_seconds) AS max_skew_seconds,
+                   max(cache_age_s) AS max_cache_age_s,
+                   max(epoch(ts) - epoch(key_first_seen)) AS max_key_age_s,
+                   {cache_counts}
+            FROM (
+                SELECT *, {bucket_sql("cache_age_s", CACHE_AGE_EDGES)} AS cache_bucket
+                FROM (
+                    SELECT epoch_us(ts) // {HOUR_SECONDS * 1_000_000} AS hour_no, service, issuer, kid, client_id,
+                           cause, confidence, alg, ts, service_jwks_fetched_at, key_thumbprint, skew_seconds,
+                           key_first_seen, token_sha256, epoch(ts) - epoch(service_jwks_fetched_at) AS cache_age_s,
+                           unnest(CASE WHEN len(attacks) = 0 THEN [NULL] ELSE attacks END) AS attack,
+                           unnest(range(1, greatest(len(attacks), 1) + 1)) AS label_no
+                    FROM {events}
+                )
+            )
+            GROUP BY hour_no, {keys}, label_no, token_sha256"""
+
+
 def bucket_sql(value: str, edges: tuple[float, ...]) -> str:
-    """SQL: the 0-based histogram bucket of `value` (bucket k: (edge k-1, edge k]); NULL for a NULL value."""
-    return f"CASE WHEN {value} IS NOT NULL THEN len(list_filter({list(edges)}::DOUBLE[], lambda e: {value} > e)) END"
-
-
-def _histogram(bucket: str, edges: tuple[float, ...], condition: str = "TRUE") -> str:
-    """SQL: a list of the rows per bucket meeting `condition`, events counted once (their first label's row)."""
-    cells = ", ".join(f"count(*) FILTER (WHERE label_no = 1 AND {bucket} = {k} AND {condition})"
-                      for k in range(len(edges) + 1))
-    return f"[{cells}]::BIGINT[]"
+    """SQL: the 0-based histogram bucket of `value` (bucket k: (edge k-1, edge k]); NULL for a NULL value.
+    A CASE ladder, not a list lambda: it runs once per event."""
+    ladder = " ".join(f"WHEN {value} <= {edge} THEN {k}" for k, edge in enumerate(edges))
+    return f"CASE WHEN {value} IS NULL THEN NULL {ladder} ELSE {len(edges)} END"
 
 
 def merged_histogram_sql(column: str, edges: tuple[float, ...]) -> str:
