@@ -445,7 +445,12 @@ def check_key_timing(
     removed: datetime | None = None
     published: datetime | None = None
     age: float | None = None
-    if key.first_seen > ts:
+    # The key's latest interval begun by `ts`, in one pass: what `removed_before` and `interval_start` each look for.
+    latest = None
+    for interval in key.intervals:
+        if interval.first_seen <= ts:
+            latest = interval
+    if latest is None or key.first_seen > ts:
         findings.add(
             _KEY_TIMING,
             Cause.UNPUBLISHED_KEY,
@@ -453,7 +458,7 @@ def check_key_timing(
             f"{human_duration((key.first_seen - ts).total_seconds())} after the event: the issuer signed "
             "with it before publishing it",
         )
-    elif (removed := key.removed_before(ts)) is not None:
+    elif (removed := latest.removed_at) is not None and removed <= ts:
         findings.add(
             _KEY_TIMING,
             Cause.RETIRED_KEY,
@@ -462,7 +467,8 @@ def check_key_timing(
             "retired key",
         )
     else:
-        published = key.interval_start(ts)
+        removed = None
+        published = latest.first_seen
         age = (ts - published).total_seconds()
         if fetched is not None:
             if fetched < published:
