@@ -17,10 +17,12 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timezone
 from enum import StrEnum
 from functools import lru_cache
 from typing import Any
+
+from pydantic_core import TzInfo
 
 from pipeline.config import ServiceConfig
 from pipeline.engine.keys import KeyTimeline, TimelineKey
@@ -356,6 +358,30 @@ def time_bounds(claims: dict[str, Any]) -> tuple[float, float] | tuple[()]:
     return (start, end)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FIXED_OFFSETS = (TzInfo, timezone)  # tzinfo types whose offset never changes
+_epoch_in: tuple[Any, datetime] = (UTC, _EPOCH)  # the latest (tzinfo, the epoch in it)
+
+
+def _timestamp(ts: datetime) -> float:
+    """`ts.timestamp()`, without asking `ts`'s tzinfo for its offset when it is a fixed offset.
+
+    An aware `timestamp()` is `(ts - epoch).total_seconds()` with the epoch in UTC; with the
+    epoch expressed in `ts`'s own fixed-offset tzinfo, the subtraction is of the naive fields
+    (the same tzinfo object) and gives the same exact timedelta. pydantic's `TzInfo` answers
+    `utcoffset` through Python, twice per `timestamp()`: this is ~0.4 µs less per event.
+    """
+    global _epoch_in
+    tz = ts.tzinfo
+    tz_seen, epoch = _epoch_in
+    if tz is not tz_seen:
+        if type(tz) not in _FIXED_OFFSETS:
+            return ts.timestamp()
+        epoch = _EPOCH.astimezone(tz)
+        _epoch_in = (tz, epoch)
+    return (ts - epoch).total_seconds()
+
+
 def check_times(
     claims: dict[str, Any],
     ts: datetime,
@@ -372,7 +398,7 @@ def check_times(
     `bounds` (`time_bounds`), an event inside them returns at once: the same comparisons as
     the loop below makes (float subtraction is monotonic, so the latest start decides).
     """
-    now = ts.timestamp()
+    now = _timestamp(ts)
     leeway = service.leeway_seconds
     if bounds and not findings.tracing and now - (bounds[1] + leeway) < 0 and bounds[0] - (now + leeway) <= 0:
         return None

@@ -296,13 +296,13 @@ class Classifier:
         # lives long enough to reach the oldest GC generation and make full collections come sooner.
         parsed: list[ParsedToken] = []
         policies: list[ServicePolicy] = []
-        reuse = self.reuse
+        known = self.reuse.current() if self.reuse is not None else None  # the timeline does not change here
         for service, token in itertools.islice(tokens, PARSE_CACHE_SIZE // 2):  # all stay cached until judged
             policy = self._policies.get(service)
             if policy is None:
                 continue
             result = self._parse(token)  # a JWE is cached as the MalformedToken it is, and skipped
-            if isinstance(result, ParsedToken) and (reuse is None or not reuse.known(result.fingerprint, service)):
+            if isinstance(result, ParsedToken) and (known is None or (result.fingerprint, service) not in known):
                 parsed.append(result)
                 policies.append(policy)
         for parsed_token, policy in zip(parsed, policies, strict=True):
