@@ -453,10 +453,10 @@ def without_tokens(verdict: Verdict) -> Verdict:
     """
     c = verdict.classification
     audience = c.audience
-    if audience is None or isinstance(audience, int | float | bool):
-        audience_text: str | None = ""
-    elif isinstance(audience, str):
-        audience_text = audience
+    if isinstance(audience, str):  # the usual `aud`; a tuple, not a union built anew, for the numbers below
+        audience_text: str | None = audience
+    elif audience is None or isinstance(audience, (int, float, bool)):
+        audience_text = ""
     elif isinstance(audience, list) and all(isinstance(a, str) for a in audience):
         audience_text = "\x00".join(audience)
     else:
