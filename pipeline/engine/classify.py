@@ -101,7 +101,8 @@ class StaticJudgement:
     """Steps 2 to 5 of one token for one service against one timeline version: no time of the event enters them.
 
     `findings`/`causes` are those steps' failed checks in order; `version` is the key timeline's
-    version they were judged against (a new snapshot can change the keys a kid names).
+    version they were judged against (a new snapshot can change the keys a kid names);
+    `kid` is the header's kid as the verdict prints it (`_header_text`), kept with them.
     """
 
     attacks: tuple[Attack, ...]
@@ -109,6 +110,7 @@ class StaticJudgement:
     findings: tuple[Finding, ...]
     causes: tuple[Cause, ...]
     version: int
+    kid: str | None = None
 
 
 def _classification(**fields: Any) -> Classification:
@@ -426,7 +428,9 @@ class Classifier:
         check_issuer(claims, policy, key, findings)
         check_audience(claims, policy.service, findings)
         version = self.timeline.version
-        return StaticJudgement(tuple(attacks), key, tuple(findings.items), tuple(findings.causes), version)
+        return StaticJudgement(
+            tuple(attacks), key, tuple(findings.items), tuple(findings.causes), version, _header_text(token.kid)
+        )
 
     def judge_at(
         self,
@@ -462,21 +466,23 @@ class Classifier:
                 list(static.attacks),
                 list(findings.causes),  # its own list, as validation would copy it
                 key.issuer if key is not None else None,
-                _header_text(token.kid),
+                static.kid,
                 token.alg,
                 claims.get("aud"),
                 skew,
                 self._detail(cause, findings, event, service, key),
             ),
-            fingerprint=token.fingerprint,
-            header=token.header,
-            claims=token.stored_claims,
-            header_json=token.header_json,
-            claims_json=token.claims_json,
-            key_thumbprint=key.thumbprint if key is not None else None,
-            key_first_seen=key.first_seen if key is not None else None,
-            findings=findings.items,  # `findings` ends here: no copy needed
-            steps=trace.steps if trace is not None else None,
+            # positional, in the field order (fingerprint, header, claims, header_json, claims_json,
+            # key_thumbprint, key_first_seen, findings, steps): keywords cost ~0.15 µs more per event
+            token.fingerprint,
+            token.header,
+            token.stored_claims,
+            token.header_json,
+            token.claims_json,
+            key.thumbprint if key is not None else None,
+            key.first_seen if key is not None else None,
+            findings.items,  # `findings` ends here: no copy needed
+            trace.steps if trace is not None else None,
         )
 
     def _publishes_asymmetric(self, policy: ServicePolicy) -> bool:
