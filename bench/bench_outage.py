@@ -1,13 +1,15 @@
 """Benchmark: the outage stream, where every request of some services fails and users retry the same token.
 
     python bench/bench_outage.py [--users 3000] [--minutes 8] [--runs 2] [--burst 120] [--quick] [--no-broker]
-                                 [--cases classify,broker,burst]
+                                 [--cases classify,broker,burst,parts]
 
 The stream (bench/outage.py): a steady baseline of ordinary failures, then a key rotation
 that breaks three services' JWKS caches so all their traffic fails for `--minutes`
 (`--users` distinct users, each retrying its token every few seconds until it expires, `ts`
 increasing), then recovery. Three measurements, each beside its baseline from the same run:
 
+  parts      (only when asked: `--cases parts`) CPU per event of `Pipeline.process`, the Arrow build and
+             the JSON lines, `time.process_time`, reuse on: what a per-event change moves.
   classify   `jwtriage classify`'s path in process (JSONL in, JSON lines out, start-up excluded),
              with judgement reuse on and off, against bare PyJWT `jwt.decode` of the same events
              (prepared keys, kid lookup, a failure caught): target >= 10x. The two verdict streams
@@ -27,6 +29,7 @@ import argparse
 import hashlib
 import io
 import json
+import os
 import sys
 import time
 import tomllib
@@ -37,6 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import Summary, header, load, load_note
 from outage import ISSUER, OutageFiles, outage_stream
+
+# common.py puts this script's tree first on sys.path; a PYTHONPATH naming another tree is that tree's
+# baseline run (as the docstring says), so its entries go first again, before anything imports `pipeline`.
+sys.path[:0] = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
 
 TARGET_CLASSIFY = 10.0
 TARGET_CONSUMER = 15_000
@@ -122,6 +129,49 @@ def classify_case(files: OutageFiles, runs: int, summary: Summary) -> None:
     summary.add("outage: classify, reuse on", n / on, "events/s", baseline=n / bare, target=f">= {TARGET_CLASSIFY:g}x",
                 met=bare / on >= TARGET_CLASSIFY, load=at)
     summary.add("outage: classify, reuse off", n / off, "events/s", baseline=n / bare, load=at)
+
+
+def parts_case(files: OutageFiles, runs: int) -> None:
+    """CPU per event (`time.process_time`) of each part of the per-event path, reuse on, best of `runs`.
+
+    `Pipeline.process` (decode, join, classify, hold), the store's Arrow build
+    (`classification_table`) and `classify`'s JSON lines (`JsonlVerdictSink.write`), each
+    batch through all three in turn, as `classify` (the first and last) and a consumer (the
+    first two) run them. Run it with PYTHONPATH=<another tree>, interleaved, for its baseline.
+    """
+    from datetime import UTC, datetime
+
+    from pipeline.config import Config
+    from pipeline.io.files import FileSource, JsonlVerdictSink
+    from pipeline.io.store import classification_table
+    from pipeline.records import RecordKind
+    from pipeline.runner import Pipeline, streaming_gc
+
+    best: dict[str, float] = {}
+    for _ in range(runs):
+        pipeline = Pipeline(Config.model_validate(tomllib.loads(files.config.read_text())))
+        sink = JsonlVerdictSink(io.StringIO(), io.StringIO())
+        now = datetime.now(UTC)
+        spent = dict.fromkeys(("process", "arrow", "lines"), 0.0)
+        events = 0
+        with streaming_gc():
+            for envelopes in FileSource(files.events, snapshots=files.jwks).batches():
+                started = time.process_time()
+                batch = pipeline.process(envelopes)
+                processed = time.process_time()
+                classification_table(batch.judged, now)
+                built = time.process_time()
+                sink.write(batch, pipeline.timeline)
+                if any(envelope.kind is RecordKind.EVENT for envelope in envelopes):
+                    events += sum(1 for envelope in envelopes if envelope.kind is RecordKind.EVENT)
+                    spent["process"] += processed - started
+                    spent["arrow"] += built - processed
+                    spent["lines"] += time.process_time() - built
+        spent["all"] = sum(spent.values())
+        for part, seconds in spent.items():
+            best[part] = min(best.get(part, float("inf")), seconds / events * 1e6)
+    print(f"CPU per event, best of {runs}: " + " | ".join(f"{part} {us:.2f} us" for part, us in best.items())
+          + f" | load {load():.2f}", flush=True)
 
 
 # -- on the broker ----------------------------------------------------------------------------
@@ -353,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
     cases = {"classify"} if args.no_broker else set(args.cases.split(","))
     if "classify" in cases:
         classify_case(files, runs, summary)
+    if "parts" in cases:
+        parts_case(files, runs)
     if cases & {"broker", "burst"}:  # the burst's steady rate is a share of the backlog run's rate
         capacity = broker_case(files, runs, summary)
         if "burst" in cases:

@@ -76,10 +76,15 @@ _MIB = 1024 * 1024
 def event_bytes(event: AuthFailureEvent, token: str | None = None) -> int:
     """Approximate bytes an event (and a token beside it, counted once if it is the event's own) holds."""
     size = _EVENT_OVERHEAD + len(event.event_id) + len(event.service)
-    for text in (event.token, event.token_sha256, event.reported_error, event.client_id, event.request_id):
+    fields = event.__dict__  # read once: a pydantic model's attributes are its `__dict__`'s items
+    own = fields["token"]
+    if own is not None:
+        size += len(own)
+    for name in ("token_sha256", "reported_error", "client_id", "request_id"):
+        text = fields[name]
         if text is not None:
             size += len(text)
-    if token is not None and token is not event.token:
+    if token is not None and token is not own:
         size += len(token)
     return size
 
@@ -99,6 +104,28 @@ def _held(event: AuthFailureEvent, token: str, position: Position, judged: Any) 
 
 def _held_event_bytes(event_id: str, entry: Held) -> int:
     return entry[4]
+
+
+class _HeldEvents(BoundedCache[str, Held]):
+    """A `BoundedCache` of held events, whose byte count is the entry's last item.
+
+    Every judged event with a token is put in `_recent`: a new event id is added, and the
+    oldest evicted, reading the counts from the entries instead of calling a size function
+    for each (about 1 µs less per event); a replayed id takes the general path.
+    """
+
+    def __init__(self, capacity: int, max_bytes: int) -> None:
+        super().__init__(capacity, max_bytes, _held_event_bytes)
+
+    def put(self, key: str, value: Held, *, move: bool = True) -> None:
+        if key in self:
+            super().put(key, value, move=move)
+            return
+        self[key] = value
+        self.bytes += value[4]
+        while len(self) > self.capacity or self.bytes > self.max_bytes:
+            _, evicted = self.popitem(last=False)
+            self.bytes -= evicted[4]
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,13 +184,11 @@ class Pipeline:
         self._waiting_events = 0
         self._waiting_bytes = 0
         # event_id → (event, token, position, kid) of events judged unknown_kid
-        self._awaiting_key: BoundedCache[str, Held] = BoundedCache(
-            limits.max_waiting_for_key, limits.max_waiting_for_key_bytes, _held_event_bytes
+        self._awaiting_key: BoundedCache[str, Held] = _HeldEvents(
+            limits.max_waiting_for_key, limits.max_waiting_for_key_bytes
         )
         # event_id → (event, token, position, classification) of the latest other events with a token
-        self._recent: BoundedCache[str, Held] = BoundedCache(
-            limits.max_recent, limits.max_recent_bytes, _held_event_bytes
-        )
+        self._recent: BoundedCache[str, Held] = _HeldEvents(limits.max_recent, limits.max_recent_bytes)
         self._services = {s.name for s in config.services}
         # Re-judging of stored rows a batch's snapshots can change (a consumer with a store attaches one).
         self.stored: StoredRejudge | None = None
@@ -428,10 +453,10 @@ def without_tokens(verdict: Verdict) -> Verdict:
     """
     c = verdict.classification
     audience = c.audience
-    if audience is None or isinstance(audience, int | float | bool):
-        audience_text: str | None = ""
-    elif isinstance(audience, str):
-        audience_text = audience
+    if isinstance(audience, str):  # the usual `aud`; a tuple, not a union built anew, for the numbers below
+        audience_text: str | None = audience
+    elif audience is None or isinstance(audience, (int, float, bool)):
+        audience_text = ""
     elif isinstance(audience, list) and all(isinstance(a, str) for a in audience):
         audience_text = "\x00".join(audience)
     else:

@@ -15,12 +15,14 @@ from datetime import UTC, datetime, timedelta
 
 def human_duration(seconds: float) -> str:
     """'3 h 12 min', '45 s', '2 d 4 h': how long, for a sentence a person reads."""
-    seconds = min(abs(seconds), 10**12)
+    seconds = abs(seconds)  # the bound below only matters for hours and days: `min` is a third of a short call
     if seconds < 120:
         return f"{seconds:.0f} s"
     minutes = seconds / 60
     if minutes < 90:
         return f"{minutes:.0f} min"
+    seconds = min(seconds, 10**12)
+    minutes = seconds / 60
     hours, minutes = divmod(int(minutes), 60)
     if hours < 48:
         return f"{hours} h {minutes} min" if minutes else f"{hours} h"

@@ -8,7 +8,7 @@ NaN, infinities, values past the clamp, absent claims, the exact `exp` second, a
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -61,3 +61,26 @@ def test_inside_the_bounds_returns_at_once_and_outside_fails() -> None:
     assert check_times(claims, T + timedelta(seconds=10), service, 300, late, bounds) == 0
     assert late.causes and late.causes[0].value == "clock_skew"
     assert time_bounds({"exp": math.nan}) == ()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.integers(-23 * 60, 23 * 60),
+    st.sampled_from(["pydantic", "timezone", "zoneinfo"]),
+)
+def test_the_events_timestamp_is_datetimes_own(naive: datetime, minutes: int, kind: str) -> None:
+    """`checks._timestamp` (the epoch in the fixed-offset tzinfo) is exactly `timestamp()`, tzinfos alternating."""
+    from zoneinfo import ZoneInfo
+
+    from pipeline.engine.checks import _timestamp
+    from pipeline.models import AuthFailureEvent
+
+    offset = timezone(timedelta(minutes=minutes))
+    if kind == "pydantic":  # as decoded: pydantic's own TzInfo
+        text = naive.replace(tzinfo=offset).isoformat()
+        at = AuthFailureEvent.model_validate({"event_id": "e", "ts": text, "service": "s"}).ts
+    else:
+        at = naive.replace(tzinfo=offset if kind == "timezone" else ZoneInfo("Europe/Paris"))
+    for when in (at, at.astimezone(UTC), at):
+        assert _timestamp(when) == when.timestamp()

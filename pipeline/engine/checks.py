@@ -17,10 +17,12 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timezone
 from enum import StrEnum
 from functools import lru_cache
 from typing import Any
+
+from pydantic_core import TzInfo
 
 from pipeline.config import ServiceConfig
 from pipeline.engine.keys import KeyTimeline, TimelineKey
@@ -356,6 +358,30 @@ def time_bounds(claims: dict[str, Any]) -> tuple[float, float] | tuple[()]:
     return (start, end)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FIXED_OFFSETS = (TzInfo, timezone)  # tzinfo types whose offset never changes
+_epoch_in: tuple[Any, datetime] = (UTC, _EPOCH)  # the latest (tzinfo, the epoch in it)
+
+
+def _timestamp(ts: datetime) -> float:
+    """`ts.timestamp()`, without asking `ts`'s tzinfo for its offset when it is a fixed offset.
+
+    An aware `timestamp()` is `(ts - epoch).total_seconds()` with the epoch in UTC; with the
+    epoch expressed in `ts`'s own fixed-offset tzinfo, the subtraction is of the naive fields
+    (the same tzinfo object) and gives the same exact timedelta. pydantic's `TzInfo` answers
+    `utcoffset` through Python, twice per `timestamp()`: this is ~0.4 µs less per event.
+    """
+    global _epoch_in
+    tz = ts.tzinfo
+    tz_seen, epoch = _epoch_in
+    if tz is not tz_seen:
+        if type(tz) not in _FIXED_OFFSETS:
+            return ts.timestamp()
+        epoch = _EPOCH.astimezone(tz)
+        _epoch_in = (tz, epoch)
+    return (ts - epoch).total_seconds()
+
+
 def check_times(
     claims: dict[str, Any],
     ts: datetime,
@@ -372,7 +398,7 @@ def check_times(
     `bounds` (`time_bounds`), an event inside them returns at once: the same comparisons as
     the loop below makes (float subtraction is monotonic, so the latest start decides).
     """
-    now = ts.timestamp()
+    now = _timestamp(ts)
     leeway = service.leeway_seconds
     if bounds and not findings.tracing and now - (bounds[1] + leeway) < 0 and bounds[0] - (now + leeway) <= 0:
         return None
@@ -445,7 +471,12 @@ def check_key_timing(
     removed: datetime | None = None
     published: datetime | None = None
     age: float | None = None
-    if key.first_seen > ts:
+    # The key's latest interval begun by `ts`, in one pass: what `removed_before` and `interval_start` each look for.
+    latest = None
+    for interval in key.intervals:
+        if interval.first_seen <= ts:
+            latest = interval
+    if latest is None or key.first_seen > ts:
         findings.add(
             _KEY_TIMING,
             Cause.UNPUBLISHED_KEY,
@@ -453,7 +484,7 @@ def check_key_timing(
             f"{human_duration((key.first_seen - ts).total_seconds())} after the event: the issuer signed "
             "with it before publishing it",
         )
-    elif (removed := key.removed_before(ts)) is not None:
+    elif (removed := latest.removed_at) is not None and removed <= ts:
         findings.add(
             _KEY_TIMING,
             Cause.RETIRED_KEY,
@@ -462,7 +493,8 @@ def check_key_timing(
             "retired key",
         )
     else:
-        published = key.interval_start(ts)
+        removed = None
+        published = latest.first_seen
         age = (ts - published).total_seconds()
         if fetched is not None:
             if fetched < published:

@@ -66,10 +66,10 @@ class JudgementReuse:
             self.cache.bytes = 0
             self._version = version
 
-    def known(self, fingerprint: str, service: str) -> bool:
-        """Is the static part of this pair cached (so preparing it ahead would be wasted work)?"""
+    def current(self) -> BoundedCache[tuple[str, str], StaticJudgement]:
+        """The cache, keyed by (fingerprint, service), as of the timeline's current version (to test many pairs)."""
         self._current()
-        return (fingerprint, service) in self.cache
+        return self.cache
 
     def static(self, token: ParsedToken, policy: ServicePolicy, findings: Findings) -> StaticJudgement:
         """Steps 2 to 5 of `token` for `policy`'s service, their findings appended to the (empty) `findings`."""
