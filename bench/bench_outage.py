@@ -29,7 +29,6 @@ import argparse
 import hashlib
 import io
 import json
-import os
 import sys
 import time
 import tomllib
@@ -40,10 +39,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import Summary, header, load, load_note
 from outage import ISSUER, OutageFiles, outage_stream
-
-# common.py puts this script's tree first on sys.path; a PYTHONPATH naming another tree is that tree's
-# baseline run (as the docstring says), so its entries go first again, before anything imports `pipeline`.
-sys.path[:0] = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
 
 TARGET_CLASSIFY = 10.0
 TARGET_CONSUMER = 15_000

@@ -28,6 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("JWTRIAGE_BENCH_CACHE") or Path(__file__).resolve().parent / ".cache")
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+# A PYTHONPATH naming another tree is that tree's baseline run (`PYTHONPATH=<tree> python bench/...`): its
+# entries go before this tree, or the "baseline" would measure this tree again (as it did until 2026-12-05).
+sys.path[:0] = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
 
 T = TypeVar("T")
 

@@ -38,7 +38,8 @@ class ConsumerLag:
 
 def lag_value(lag: ConsumerLag) -> str:
     """`store_meta`'s text for a lag note: the time first, so the newest note is the greatest string."""
-    return f"{lag.measured_at.astimezone(UTC).isoformat(timespec='milliseconds')}|{lag.records}|{lag.events_per_second:.1f}"
+    when = lag.measured_at.astimezone(UTC).isoformat(timespec="milliseconds")
+    return f"{when}|{lag.records}|{lag.events_per_second:.1f}"
 
 
 def consumer_lag(con: duckdb.DuckDBPyConnection) -> ConsumerLag | None:
