@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from pipeline.engine.tokens import fingerprint
 from pipeline.errors import StoreError
 from pipeline.io.memory import ListSource
 from pipeline.io.store import Store
-from pipeline.io.store_parts import FANOUT, part_files
+from pipeline.io.store_parts import FANOUT, part_files, rollup_name
 from pipeline.io.store_readers import connect_readonly, published_parts
 from pipeline.io.store_schema import parts_dir
 from pipeline.records import RecordKind
@@ -120,6 +122,34 @@ def test_retention_drops_whole_days_and_rollups_keep_the_counts(tmp_path: Path) 
     hourly = dict(con.execute("SELECT hour::DATE, sum(events) FROM classifications_hourly GROUP BY 1").fetchall())
     assert sum(hourly.values()) == 5 * 48 - 2  # every event of a closed hour, expired raw days included
     assert con.execute("SELECT count(*) FROM classifications").fetchone() == (96,)
+    con.close()
+
+
+def test_readers_count_only_the_latest_version_of_an_hour_when_an_older_one_is_left(tmp_path: Path) -> None:
+    """A crash between writing an hour's new rollup and removing the old one leaves both: readers pick by name."""
+    db = tmp_path / "k.duckdb"
+    with Store(db, instance="c1", retention_days=2, rollup_retention_days=10) as store:
+        add_rows(store, 0, 48, DAY0, step=timedelta(minutes=30))
+        add_rows(store, 48, 1, DAY0 + timedelta(days=1))
+        store.publish()
+        assert store.publisher is not None
+        store.publisher.maintain()
+    folder = parts_dir(db) / "hourly" / "2026-01-01"
+    latest = sorted(folder.glob("c1-h*-v*.parquet"))[0]
+    hour_no, version = (int(x) for x in re.findall(r"-[hv](\d+)", latest.name))
+    total = "SELECT sum(events) FROM classifications_hourly"
+    con = connect_readonly(db)
+    (before,) = con.execute(total).fetchone()
+    (in_file,) = con.execute(f"SELECT sum(events) FROM '{latest}'").fetchone()
+    con.close()
+    assert in_file > 0
+    shutil.copyfile(latest, folder / rollup_name("c1", hour_no, version - 1))  # the old version, left behind
+    con = connect_readonly(db)
+    assert con.execute(total).fetchone() == (before,)
+    con.close()
+    shutil.copyfile(latest, folder / rollup_name("c1", hour_no + 9999, version - 1))  # another hour's latest: counted
+    con = connect_readonly(db)
+    assert con.execute(total).fetchone() == (before + in_file,)
     con.close()
 
 

@@ -53,7 +53,7 @@ DAY_LEVEL = 9
 #: writer holds a row group in memory, and the writer's DuckDB has 100 MB.
 ROW_GROUP_SIZE = 16_384
 #: Version of the views `write_catalog` puts in `<db>` (a writer rewrites an older catalog).
-CATALOG_VERSION = 2  # 2: the rollups gained alg and the lifetime and cache-age histograms
+CATALOG_VERSION = 3  # 2: the rollups gained alg and the lifetime and cache-age histograms; 3: latest by file name
 
 _DAY_US = 86_400_000_000
 _FILE = re.compile(r"^(?P<inst>.+)-L(?P<level>\d+)-(?P<first>\d+)-(?P<last>\d+)\.parquet$")
@@ -121,11 +121,22 @@ def view_sql(parts: Path) -> dict[str, str]:
         "source_positions": f"SELECT * FROM {state['source_positions']}",
         "store_meta": f"SELECT DISTINCT key, value FROM {state['store_meta']}",
         # One row per writer and key of an hour (its latest version): readers add rows up (`sum(events)`).
-        "classifications_hourly": f"SELECT {hourly} FROM {read.format(_glob(parts, 'hourly/*/*.parquet'))} "
-        "QUALIFY version = max(version) OVER (PARTITION BY instance, hour)",
+        # The latest version is chosen by file name (`rollup_name`), not by a window over every row: a
+        # listing of the files costs milliseconds where the window cost ~0.2 s a million rows.
+        "classifications_hourly": f"SELECT {hourly} FROM "
+        f"read_parquet('{_glob(parts, 'hourly/*/*.parquet')}', union_by_name = true, filename = true) "
+        f"WHERE filename IN ({_latest_rollups(parts)})",
         "store_coverage": "SELECT max(value) FILTER (WHERE key = 'raw_since')::TIMESTAMPTZ AS raw_since, "
         "min(value) FILTER (WHERE key = 'rolled_through')::TIMESTAMPTZ AS rolled_through FROM store_meta",
     }
+
+
+def _latest_rollups(parts: Path) -> str:
+    """SQL: the rollup files that hold the latest version of their writer's hour (names: `rollup_name`)."""
+    version = "try_cast(regexp_extract(file, '-v([0-9]+)[.]parquet$', 1) AS BIGINT)"
+    hour = "regexp_extract(file, '([^/]+)-v[0-9]+[.]parquet$', 1)"
+    return (f"SELECT file FROM glob('{_glob(parts, 'hourly/*/*.parquet')}') "
+            f"QUALIFY {version} = max({version}) OVER (PARTITION BY {hour})")
 
 
 def create_views(con: duckdb.DuckDBPyConnection, parts: Path) -> None:
