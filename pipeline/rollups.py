@@ -129,7 +129,8 @@ FROM (
                     THEN try_cast(c.token_claims->>'exp' AS DOUBLE) - try_cast(c.token_claims->>'iat' AS DOUBLE)
                END AS lifetime_s,
                {token_prefix_sql("c.token_sha256")} AS token_prefix
-        FROM {source} AS c, unnest(generate_series(1, greatest(len(c.attacks), 1))) AS n(label_no)
+        -- one row per attack label (one for none); unnest in the select list, not a lateral join (20x slower)
+        FROM (SELECT *, unnest(generate_series(1, greatest(len(attacks), 1))) AS label_no FROM {source}) AS c
     )
 )
 GROUP BY hour_no, {keys}"""
