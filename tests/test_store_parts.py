@@ -153,6 +153,33 @@ def test_readers_count_only_the_latest_version_of_an_hour_when_an_older_one_is_l
     con.close()
 
 
+def test_a_rolled_day_becomes_one_file_and_a_late_event_rewrites_it(tmp_path: Path) -> None:
+    db = tmp_path / "k.duckdb"
+    folder = parts_dir(db) / "hourly" / "2026-01-01"
+    total = "SELECT sum(events) FROM classifications_hourly WHERE hour < '2026-01-02'"
+    with Store(db, instance="c1", retention_days=5, rollup_retention_days=10) as store:
+        assert store.publisher is not None
+        add_rows(store, 0, 48, DAY0, step=timedelta(minutes=30))
+        add_rows(store, 48, 1, DAY0 + timedelta(days=1, hours=2))  # day 1 is closed and all its hours rolled
+        store.publish()
+        store.publisher.maintain()
+        day_no = (DAY0 - datetime(1970, 1, 1, tzinfo=UTC)).days
+        assert [p.name.split("-v")[0] for p in folder.glob("*.parquet")] == [f"c1-d{day_no}"]  # one file, no hours
+        assert count(db, total) == 48
+        add_rows(store, 49, 1, DAY0 + timedelta(hours=5, minutes=1))  # a late event of a merged day
+        store.publish()
+        store.publisher.maintain()
+        merged = list(folder.glob("*.parquet"))
+        assert len(merged) == 1 and "-d" in merged[0].name  # rewritten, not a file of the hour beside it
+        assert count(db, total) == 49
+        # a merge cut short before removing its inputs: an older hour file beside the merged day is not counted
+        shutil.copyfile(merged[0], folder / rollup_name("c1", 490901, 1))
+        assert count(db, total) == 49
+        store.publisher.maintain()  # and the next pass removes it
+        assert [p.name for p in folder.glob("*.parquet")] == [merged[0].name]
+    assert count(db, total) == 49
+
+
 def test_an_event_dated_in_9999_neither_crashes_publishing_nor_expires_real_days(tmp_path: Path) -> None:
     """A hostile `ts` (the poison test sends such events through Kafka) must not move retention past real traffic."""
     db = tmp_path / "k.duckdb"

@@ -15,6 +15,7 @@ newest event this writer stored, not the wall clock, so a backfill of old traffi
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -32,7 +33,10 @@ from pipeline.io.store_parts import (
     copy_atomically,
     day_name,
     day_number,
+    day_rollup_files,
+    day_rollup_name,
     drop_days_before,
+    hour_rollup_files,
     part_files,
     part_name,
     remove_covered,
@@ -213,6 +217,7 @@ class Publisher:
                 if files and number is not None and number < closed_before:
                     compact_day(self.con, folder, self.instance, closed=True)
         self._roll(newest_us, raw_cutoff)
+        self._merge_rolled_days((newest_us - ROLL_AFTER_SECONDS * 1_000_000) // _HOUR_US)
         dropped = False
         for table in APPENDED:
             dropped |= drop_days_before(self.parts / table, raw_cutoff)
@@ -237,7 +242,8 @@ class Publisher:
         self._set("rolled_through", _at(boundary * _HOUR_US).isoformat())
 
     def _roll_hour(self, hour_no: int) -> None:
-        day = day_name(hour_no * _HOUR_US // _DAY_US)
+        day_no = hour_no * _HOUR_US // _DAY_US
+        day = day_name(day_no)
         rows = part_files(self.parts / "classifications" / day, self.instance)
         if not rows:
             return
@@ -248,13 +254,52 @@ class Publisher:
             f"ANTI JOIN read_parquet({_list(gone_paths)}, union_by_name = true) AS s USING (event_id, classified_at) "
             f"WHERE {_span('c.ts', hour_no * _HOUR_US, (hour_no + 1) * _HOUR_US)})"
         )
-        older = rollup_files(self.parts / "hourly" / day, self.instance, hour_no)
-        version = max(time.time_ns() // 1000, (older[-1][0] + 1) if older else 0)
-        target = self.parts / "hourly" / day / rollup_name(self.instance, hour_no, version)
-        copy_atomically(self.con, f"SELECT *, '{self.instance}' AS instance, {version}::BIGINT AS version "
-                        f"FROM ({hourly_sql(source)})", target)
-        for _, path in older:  # the view keeps the latest version anyway: removing these only saves space
+        folder = self.parts / "hourly" / day
+        merged = day_rollup_files(folder, self.instance)
+        older = rollup_files(folder, self.instance, hour_no)
+        version = max([time.time_ns() // 1000, *(v + 1 for v, _ in [*older, *merged])])
+        rolled = f"SELECT *, '{self.instance}' AS instance, {version}::BIGINT AS version FROM ({hourly_sql(source)})"
+        if merged:  # the day is merged already: a new version of the day's file, never a file of the hour beside it
+            copy_atomically(self.con, f"SELECT * FROM read_parquet('{sql_path(merged[-1][1])}', union_by_name = true) "
+                            f"WHERE epoch_us(hour) // {_HOUR_US} <> {hour_no} UNION ALL BY NAME {rolled}",
+                            folder / day_rollup_name(self.instance, day_no, version))
+        else:
+            copy_atomically(self.con, rolled, folder / rollup_name(self.instance, hour_no, version))
+        for _, path in [*older, *merged]:  # readers see the latest version anyway: removing these only saves space
             path.unlink(missing_ok=True)
+
+    def _merge_rolled_days(self, boundary_hour: int) -> None:
+        """Merge each day whose hours are all rolled into one file (readers then open a file a day, not 24).
+
+        The merged file is a newer version than every file it replaces, so readers (`store_parts`)
+        count it and not them from the moment it appears; the inputs are removed after.
+        """
+        for folder in sorted((self.parts / "hourly").iterdir()):
+            day_no = _day_of(folder)
+            if day_no is None or (day_no + 1) * 24 > boundary_hour:
+                continue
+            hours = hour_rollup_files(folder, self.instance)
+            if not hours:
+                continue
+            merged = day_rollup_files(folder, self.instance)
+            latest: dict[int, tuple[int, Path]] = {}
+            for path in hours:
+                hour_no, version = (int(x) for x in re.findall(r"-[hv](\d+)", path.name[len(self.instance):]))
+                if version > (merged[-1][0] if merged else -1) and version > latest.get(hour_no, (-1, path))[0]:
+                    latest[hour_no] = (version, path)
+            if not latest:  # only files a merged day already replaced (a merge cut short): remove them
+                for path in hours:
+                    path.unlink(missing_ok=True)
+                continue
+            parts = [f"SELECT * FROM read_parquet('{sql_path(p)}')" for _, p in latest.values()]
+            if merged:
+                parts.append(f"SELECT * FROM read_parquet('{sql_path(merged[-1][1])}') "
+                             f"WHERE epoch_us(hour) // {_HOUR_US} NOT IN ({', '.join(str(h) for h in latest)})")
+            version = max([time.time_ns() // 1000, *(v + 1 for v, _ in [*latest.values(), *merged])])
+            copy_atomically(self.con, f"SELECT * FROM ({' UNION ALL BY NAME '.join(parts)}) ORDER BY hour",
+                            folder / day_rollup_name(self.instance, day_no, version))
+            for path in [*hours, *(p for _, p in merged)]:
+                path.unlink(missing_ok=True)
 
     def _prune_live(self) -> None:
         """Drop published rows the live file no longer needs, so a restart reads only recent ones.
