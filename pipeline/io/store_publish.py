@@ -45,7 +45,7 @@ from pipeline.io.store_parts import (
     write_schema_files,
 )
 from pipeline.io.store_schema import sql_path
-from pipeline.rollups import HOUR_SECONDS, hourly_sql
+from pipeline.rollups import HOUR_SECONDS, hourly_sql, newest_allowed, retention_cutoffs
 
 #: Seconds between maintenance passes (rollups, day close, retention, live pruning).
 MAINTENANCE_SECONDS = 60.0
@@ -68,9 +68,6 @@ def _lit(when: datetime) -> str:
 
 #: The last microsecond Python can date: a span that would end past it (an event dated in 9999) has no end.
 _MAX_US = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
-#: How far past the wall clock an event's time may move retention: a hostile or mistaken `ts` (year 9999)
-#: must not make every real day "older than the retention" and drop it.
-FUTURE_SLACK = timedelta(days=1)
 
 
 _MIN_US = FIRST_DAY * _DAY_US
@@ -143,7 +140,7 @@ class Publisher:
                 # Retention follows the newest traffic (a backfill of old days keeps them), never the future:
                 # an event dated past the wall clock (year 9999) would make every real day look expired.
                 (newest,) = self.con.execute(
-                    f"SELECT max(ts) FROM classifications WHERE {rows} AND ts <= ?", [datetime.now(UTC) + FUTURE_SLACK]
+                    f"SELECT max(ts) FROM classifications WHERE {rows} AND ts <= ?", [newest_allowed(datetime.now(UTC))]
                 ).fetchone() or (None,)
                 if newest is not None and newest > self.newest():
                     self._set("newest_ts", newest.isoformat())
@@ -207,7 +204,7 @@ class Publisher:
         if newest == _EPOCH:
             return
         newest_us = int((newest - _EPOCH).total_seconds() * 1_000_000)
-        raw_cutoff = newest_us // _DAY_US - self.retention_days + 1
+        raw_cutoff, rollup_cutoff = retention_cutoffs(newest_us, self.retention_days, self.rollup_retention_days)
         closed_before = (newest_us - _HOUR_US) // _DAY_US  # a day closes an hour after it ends
         for table in APPENDED:
             for folder in sorted((self.parts / table).iterdir()):
@@ -221,7 +218,7 @@ class Publisher:
         dropped = False
         for table in APPENDED:
             dropped |= drop_days_before(self.parts / table, raw_cutoff)
-        drop_days_before(self.parts / "hourly", newest_us // _DAY_US - self.rollup_retention_days + 1)
+        drop_days_before(self.parts / "hourly", rollup_cutoff)
         if dropped or self.meta("raw_since"):
             self._set("raw_since", _at(raw_cutoff * _DAY_US).isoformat())
         self._prune_live()
