@@ -1,23 +1,28 @@
 """Benchmark: the weekly report and the dashboard's pages on a simulated 60-day history at 200 events/s,
-from hourly rollups, beside the same questions over raw rows in the same run (issue 21).
+from hourly rollups and the open tail of raw rows at the full rate (issue 21).
 
-    python bench/bench_retention.py [--days 60] [--rate 200] [--raw-rate 2] [--raw-days 30] [--repeat 10]
+    python bench/bench_retention.py [--days 60] [--rate 200] [--raw-days 30] [--full-days 1] [--raw-rate 2]
+                                    [--repeat 10] [--store PATH] [--reuse] [--baseline CHECKOUT]
 
-60 days at 200 events/s is about a billion events: too many to write here. So the store is
-built as the writer would have left it, directly in SQL: `classifications_hourly` for every
-hour of the history, with the rows the writer would have rolled (tens of services, a few
-issuers whose key ids rotate every three days, hundreds of clients, a handful of causes per
-client and service and hour, rare attacks) and their event counts summing to --rate events/s;
-raw rows (`classifications`) for the last --raw-days only, at --raw-rate events/s, the
-affordable rate (the disk a raw window at --rate takes is extrapolated from the measured bytes
-per raw row); `store_coverage` saying raw_since = end - raw-days and rolled_through = end - 2 h.
+60 days at 200 events/s is about a billion events. The store is laid out as a consumer's writer
+leaves it (`pipeline.io.store_parts`), written directly with DuckDB's `range()` (no Python loop):
+one rollup file per closed hour under `hourly/<day>/` (tens of services, issuers whose key ids
+rotate every three days, hundreds of clients, a handful of causes per client, service and hour,
+rare attacks; event counts summing to --rate events/s), the writer's own maintenance pass then
+merging each rolled day into one file; raw rows as one merged file per day under
+`classifications/<day>/` for the last --raw-days: the latest --full-days at --rate (a request
+id, a verdict sentence, a token per client and minute with its fingerprint and claims: ~56 B a
+row on disk), older days at --raw-rate; plus one raw day and one rollup day past the retention,
+which the writer's maintenance (`Publisher.maintain`) must remove. `store_coverage` then says
+raw_since = end - raw-days and rolled_through = end - 2 h: the open tail readers roll on read
+is 2 h of raw rows (1.44M at 200/s). Disk per day is measured from the files; the bound for
+--raw-days at --rate is extrapolated from it.
 
-Timed, each --repeat times after a warm-up, uncached, one read-only connection per run:
-the weekly report (`build_report`) of an old week (before raw_since: rollups only) and of the
-latest full week, and the dashboard pages' loaders as `bench_dashboard` runs them. The
-baseline is the same questions on a copy of the same store whose `store_coverage` says "no
-rollups", so every count reads the raw rows (the --raw-rate set). Target: p95 under 1 s from
-rollups.
+Timed, each --repeat times after a warm-up, uncached, one read-only connection per run: the
+weekly report (`build_report`) of an old week (before raw_since: rollups only) and of the
+latest full week, and the dashboard pages' loaders as `bench_dashboard` runs them; beside them
+(`--baseline`) the same questions with another checkout's code on the same store. Target: p95
+under 1 s.
 """
 
 from __future__ import annotations

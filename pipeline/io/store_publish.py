@@ -7,7 +7,8 @@ in place, so a publish cut short by a crash is redone with the same number and f
 and each file is replaced by a superset of itself, never added twice.
 
 Maintenance, at most every `MAINTENANCE_SECONDS`: roll closed hours into `hourly/`
-(`pipeline.rollups.hourly_sql`), merge a closed day's small files, drop day folders older than
+(`pipeline.rollups.hourly_sql`), merge a day whose hours are all rolled into one rollup file
+(readers open a file a day, not 24), merge a closed day's small files, drop day folders older than
 the retention (`[store] retention_days` raw, `rollup_retention_days` rollups) and prune the live
 file to the rows re-judging and a restart can still need (`LIVE_HOURS`). Retention counts from the
 newest event this writer stored, not the wall clock, so a backfill of old traffic is kept.

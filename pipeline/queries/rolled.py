@@ -8,6 +8,12 @@ answers, for a window that starts before `store_coverage.rolled_through`: hours 
 - `counted`: one row per raw event or per rollup row with `events > 0`: ts (the hour for a
   rollup row), the keys, `attacked`, `events`, `with_fetch_time`, `first_ts`, `last_ts`;
 - `hits`: one row per attack label of a raw event or per rollup row with `attack_events > 0`.
+
+The raw rows after the boundary (the open tail: at 200 events/s, up to a million rows) are
+rolled once per connection (`rolled_tail`, a temp table) and every question whose time cuts
+fall on hours reads that instead of the raw rows, so a report rolls its tail once, not a dozen
+times; a question that cuts an hour (5-minute buckets, a window ending at 10:37) reads the raw
+rows as before.
 """
 
 from __future__ import annotations
