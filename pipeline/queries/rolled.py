@@ -89,13 +89,21 @@ def rolled_tail(con: duckdb.DuckDBPyConnection, s: Split, *cuts: datetime | floa
     The table holds the raw rows as they were when first asked: a connection is one page run or one
     report (`dashboards.data`), so its questions agree with each other.
     """
-    edges = [s.filters.until, *cuts]
+    until, edges = s.filters.until, [s.filters.until, *cuts]
+    if until is not None and until <= s.boundary:  # the window ends before the tail: its raw part is empty
+        return None
     if any(e is not None and (e.timestamp() if isinstance(e, datetime) else e) % HOUR_SECONDS for e in edges):
         return None
-    name = f"rolled_tail_{int(s.boundary.timestamp())}"
+    return temp_table(con, f"rolled_tail_{int(s.boundary.timestamp())}",
+                      hourly_sql("(SELECT * FROM classifications WHERE ts >= ?)"), [s.boundary])
+
+
+def temp_table(con: duckdb.DuckDBPyConnection, name: str, select: str, params: list[Any]) -> str | None:
+    """`name`, a temp table of `select` made at the connection's first call (None if it cannot hold one)."""
     try:
-        con.execute(f"CREATE TEMP TABLE IF NOT EXISTS {name} AS "
-                    f"{hourly_sql('(SELECT * FROM classifications WHERE ts >= ?)')}", [s.boundary])
+        found = con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?", [name])
+        if (found.fetchone() or (0,))[0] == 0:  # CREATE … IF NOT EXISTS … AS would run `select` all the same
+            con.execute(f"CREATE TEMP TABLE {name} AS {select}", params)
     except duckdb.Error:  # a connection that cannot hold temp tables: the raw rows, as before
         return None
     return name

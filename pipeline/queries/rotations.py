@@ -80,7 +80,8 @@ def _attributed(
                 FROM classifications WHERE {damage.replace("§", "classifications")} AND {where}"""
     params: list[Any] = [*added, *damage_params, *where_params]
     one_row = "d.event_id"  # what identifies one damage row (a rollup row has no event_id: its keys and hour)
-    tail = damage_tail(con, s.boundary) if s is not None and con is not None else None
+    ends_before = s is not None and filters.until is not None and filters.until <= s.boundary
+    tail = damage_tail(con, s.boundary) if s is not None and con is not None and not ends_before else None
     if tail is not None:
         source = source.replace("FROM classifications WHERE", f"FROM {tail} WHERE").replace("classifications.",
                                                                                             f"{tail}.")
@@ -119,13 +120,9 @@ def damage_tail(con: duckdb.DuckDBPyConnection, boundary: datetime) -> str | Non
     `_attributed` reads), made once per connection: the report attributes it four times. None when the
     connection cannot hold one (then the raw rows, as before)."""
     damage, params = rotation_damage()
-    name = f"damage_tail_{int(boundary.timestamp())}"
-    try:
-        con.execute(f"CREATE TEMP TABLE IF NOT EXISTS {name} AS SELECT event_id, client_id, confidence, ts, service, "
-                    f"cause, issuer, kid, attacks FROM classifications WHERE ts >= ? AND {damage}", [boundary, *params])
-    except duckdb.Error:
-        return None
-    return name
+    return rolled.temp_table(con, f"damage_tail_{int(boundary.timestamp())}",
+                             "SELECT event_id, client_id, confidence, ts, service, cause, issuer, kid, attacks "
+                             f"FROM classifications WHERE ts >= ? AND {damage}", [boundary, *params])
 
 
 def rotation_damage_count(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) -> int:
