@@ -80,6 +80,37 @@ def hits(s: Split, tail: str | None = None) -> tuple[str, list[Any]]:
     return sql, [s.boundary, *hourly_params, s.boundary, *raw_params]
 
 
+#: The rollup columns `counted` and `hits` read, rolled from raw rows as `hourly_sql` rolls them (no
+#: sketch, histogram or distinct count: a quarter of its cost on the open tail).
+_COUNTED_TAIL = f"""SELECT to_timestamp(hour_no * {HOUR_SECONDS}) AS hour, service, issuer, kid, client_id, cause,
+       confidence, attack, count(*) FILTER (WHERE label_no = 1)::BIGINT AS events,
+       count(attack)::BIGINT AS attack_events,
+       count(service_jwks_fetched_at) FILTER (WHERE label_no = 1)::BIGINT AS with_fetch_time,
+       min(ts) AS first_ts, max(ts) AS last_ts
+FROM (SELECT epoch_us(ts) // {HOUR_SECONDS * 1_000_000} AS hour_no, service, issuer, kid, client_id, cause, confidence,
+             attacks[label_no] AS attack, label_no, ts, service_jwks_fetched_at
+      FROM (SELECT *, unnest(generate_series(1, greatest(len(attacks), 1))) AS label_no
+            FROM classifications WHERE ts >= ?))
+GROUP BY ALL"""
+
+
+def counted_tail(con: duckdb.DuckDBPyConnection, s: Split, *cuts: datetime | float) -> str | None:
+    """`rolled_tail` with only what `counted` and `hits` read (made once per connection the same way)."""
+    if _cuts_an_hour(s, cuts):
+        return None
+    return temp_table(con, f"counted_tail_{int(s.boundary.timestamp())}", _COUNTED_TAIL, [s.boundary])
+
+
+def _cuts_an_hour(s: Split, cuts: tuple[datetime | float, ...]) -> bool:
+    """True when the tail cannot stand for the raw rows: the window ends before it (its raw part is empty), or
+    its end or a cut falls inside an hour."""
+    until = s.filters.until
+    if until is not None and until <= s.boundary:
+        return True
+    return any(e is not None and (e.timestamp() if isinstance(e, datetime) else e) % HOUR_SECONDS
+               for e in (until, *cuts))
+
+
 def rolled_tail(con: duckdb.DuckDBPyConnection, s: Split, *cuts: datetime | float) -> str | None:
     """A temp table of the raw rows from the split's boundary on, rolled up (`hourly_sql`) once per connection
     and shared by every question asked on it (a report asks a dozen; at 200 events/s the open tail is a
@@ -89,10 +120,7 @@ def rolled_tail(con: duckdb.DuckDBPyConnection, s: Split, *cuts: datetime | floa
     The table holds the raw rows as they were when first asked: a connection is one page run or one
     report (`dashboards.data`), so its questions agree with each other.
     """
-    until, edges = s.filters.until, [s.filters.until, *cuts]
-    if until is not None and until <= s.boundary:  # the window ends before the tail: its raw part is empty
-        return None
-    if any(e is not None and (e.timestamp() if isinstance(e, datetime) else e) % HOUR_SECONDS for e in edges):
+    if _cuts_an_hour(s, cuts):
         return None
     return temp_table(con, f"rolled_tail_{int(s.boundary.timestamp())}",
                       hourly_sql("(SELECT * FROM classifications WHERE ts >= ?)"), [s.boundary])
@@ -110,20 +138,20 @@ def temp_table(con: duckdb.DuckDBPyConnection, name: str, select: str, params: l
 
 
 def total_events(con: duckdb.DuckDBPyConnection, s: Split) -> int:
-    sql, params = counted(s, rolled_tail(con, s))
+    sql, params = counted(s, counted_tail(con, s))
     row = con.execute(f"{sql} SELECT coalesce(sum(events), 0)::BIGINT FROM counted", params).fetchone()
     return int(row[0]) if row else 0
 
 
 def time_span(con: duckdb.DuckDBPyConnection, s: Split) -> tuple[datetime | None, datetime | None]:
     """The first and last event time in the split."""
-    sql, params = counted(s, rolled_tail(con, s))
+    sql, params = counted(s, counted_tail(con, s))
     row = con.execute(f"{sql} SELECT min(first_ts), max(last_ts) FROM counted", params).fetchone()
     return (row[0], row[1]) if row else (None, None)
 
 
 def cause_counts(con: duckdb.DuckDBPyConnection, s: Split) -> list[dict[str, Any]]:
-    sql, params = counted(s, rolled_tail(con, s))
+    sql, params = counted(s, counted_tail(con, s))
     return rows(
         con,
         f"""{sql} SELECT cause, sum(events)::BIGINT AS events,
@@ -137,7 +165,7 @@ def cause_counts(con: duckdb.DuckDBPyConnection, s: Split) -> list[dict[str, Any
 
 
 def confidence_counts(con: duckdb.DuckDBPyConnection, s: Split) -> list[dict[str, Any]]:
-    sql, params = counted(s, rolled_tail(con, s))
+    sql, params = counted(s, counted_tail(con, s))
     return rows(
         con,
         f"""{sql} SELECT confidence, sum(events)::BIGINT AS events,
@@ -149,7 +177,7 @@ def confidence_counts(con: duckdb.DuckDBPyConnection, s: Split) -> list[dict[str
 
 def cause_counts_vs_previous(con: duckdb.DuckDBPyConnection, s: Split, since: datetime) -> list[dict[str, Any]]:
     """`s` covers the window and the one before it; `since` is where the window starts."""
-    sql, params = counted(s, rolled_tail(con, s, since))
+    sql, params = counted(s, counted_tail(con, s, since))
     return rows(
         con,
         f"""{sql} SELECT cause,
@@ -163,7 +191,7 @@ def cause_counts_vs_previous(con: duckdb.DuckDBPyConnection, s: Split, since: da
 
 
 def service_counts_vs_previous(con: duckdb.DuckDBPyConnection, s: Split, since: datetime) -> list[dict[str, Any]]:
-    sql, params = counted(s, rolled_tail(con, s, since))
+    sql, params = counted(s, counted_tail(con, s, since))
     return rows(
         con,
         f"""{sql}, per AS (
@@ -184,7 +212,7 @@ def same_window_by_day(
     con: duckdb.DuckDBPyConnection, s: Split, until: datetime, length: timedelta, days: int
 ) -> list[dict[str, Any]]:
     """`s` spans every day's window; each part counts its own."""
-    sql, params = counted(s, rolled_tail(con, s, until, length.total_seconds()))
+    sql, params = counted(s, counted_tail(con, s, until, length.total_seconds()))
     parts, part_params = [], list[Any]()
     for days_ago in range(days + 1):
         end = until - timedelta(days=days_ago)
@@ -199,7 +227,7 @@ def same_window_by_day(
 def failures_per_bucket(con: duckdb.DuckDBPyConnection, s: Split, bucket: str) -> list[dict[str, Any]]:
     """A rollup row falls in the bucket its hour starts in (finer buckets than an hour: the first of the hour)."""
     width = BUCKET_SECONDS[interval(bucket)]
-    sql, params = counted(s, rolled_tail(con, s, width))
+    sql, params = counted(s, counted_tail(con, s, width))
     return rows(
         con,
         f"""{sql} SELECT to_timestamp(k * {width}) AS bucket, cause, events, verified, with_attacks
@@ -213,7 +241,7 @@ def failures_per_bucket(con: duckdb.DuckDBPyConnection, s: Split, bucket: str) -
 
 
 def failures_over_time(con: duckdb.DuckDBPyConnection, s: Split, bucket: str) -> list[dict[str, Any]]:
-    sql, params = counted(s, rolled_tail(con, s, BUCKET_SECONDS[interval(bucket)]))
+    sql, params = counted(s, counted_tail(con, s, BUCKET_SECONDS[interval(bucket)]))
     return rows(
         con,
         f"""{sql} SELECT time_bucket(INTERVAL '{interval(bucket)}', ts) AS bucket, cause,
@@ -227,7 +255,7 @@ def window_buckets(
     con: duckdb.DuckDBPyConnection, s: Split, since: datetime, until: datetime, buckets: int, by: str
 ) -> list[dict[str, Any]]:
     width = (until - since).total_seconds() / buckets
-    tail = rolled_tail(con, s, since, width)
+    tail = counted_tail(con, s, since, width)
     sql, params = hits(s, tail) if by == "attack" else counted(s, tail)
     relation = "hits" if by == "attack" else "counted"
     return rows(
@@ -242,7 +270,7 @@ def window_buckets(
 
 def top(con: duckdb.DuckDBPyConnection, s: Split, column: str, limit: int) -> list[dict[str, Any]]:
     """`main_cause`: the cause with most events (ties: the first by name)."""
-    sql, params = counted(s, rolled_tail(con, s))
+    sql, params = counted(s, counted_tail(con, s))
     return rows(
         con,
         f"""{sql}, per AS (SELECT {column} AS value, cause, sum(events)::BIGINT AS n FROM counted
@@ -255,7 +283,7 @@ def top(con: duckdb.DuckDBPyConnection, s: Split, column: str, limit: int) -> li
 
 
 def top_by_cause(con: duckdb.DuckDBPyConnection, s: Split, column: str, limit: int) -> list[dict[str, Any]]:
-    sql, params = counted(s, rolled_tail(con, s))
+    sql, params = counted(s, counted_tail(con, s))
     return rows(
         con,
         f"""{sql}, scope AS (SELECT {column} AS value, cause, events FROM counted WHERE {column} IS NOT NULL),
@@ -269,7 +297,7 @@ def top_by_cause(con: duckdb.DuckDBPyConnection, s: Split, column: str, limit: i
 
 
 def filter_values(con: duckdb.DuckDBPyConnection, s: Split) -> tuple[Any, Any, Any] | None:
-    sql, params = counted(s, rolled_tail(con, s))
+    sql, params = counted(s, counted_tail(con, s))
     return con.execute(
         f"""{sql} SELECT list(DISTINCT service ORDER BY service), list(DISTINCT issuer ORDER BY issuer),
                    list(DISTINCT cause ORDER BY cause) FROM counted""",
@@ -278,7 +306,7 @@ def filter_values(con: duckdb.DuckDBPyConnection, s: Split) -> tuple[Any, Any, A
 
 
 def attacks(con: duckdb.DuckDBPyConnection, s: Split) -> list[dict[str, Any]]:
-    sql, params = hits(s, rolled_tail(con, s))
+    sql, params = hits(s, counted_tail(con, s))
     return rows(
         con,
         f"""{sql} SELECT attack, sum(events)::BIGINT AS events,
@@ -290,7 +318,7 @@ def attacks(con: duckdb.DuckDBPyConnection, s: Split) -> list[dict[str, Any]]:
 
 
 def attack_kinds_by_cause(con: duckdb.DuckDBPyConnection, s: Split) -> list[tuple[str, str]]:
-    sql, params = hits(s, rolled_tail(con, s))
+    sql, params = hits(s, counted_tail(con, s))
     return con.execute(
         f"""{sql} SELECT cause, attack FROM (SELECT cause, attack, sum(events) AS events FROM hits GROUP BY ALL)
             ORDER BY cause, events DESC, attack""",
@@ -300,7 +328,7 @@ def attack_kinds_by_cause(con: duckdb.DuckDBPyConnection, s: Split) -> list[tupl
 
 def attack_clients(con: duckdb.DuckDBPyConnection, s: Split, limit: int, nulls_apart: bool) -> list[dict[str, Any]]:
     """`tokens.attack_clients` (`nulls_apart` False) or `tokens.attack_client_ids` (True)."""
-    sql, params = hits(s, rolled_tail(con, s))
+    sql, params = hits(s, counted_tail(con, s))
     partition = "attack, client_id IS NULL" if nulls_apart else "attack"
     keep = "n <= ? OR client_id IS NULL" if nulls_apart else "n <= ?"
     order = "attack, client_id IS NULL, events DESC, client_id" if nulls_apart else "attack, events DESC, client_id"
@@ -316,7 +344,7 @@ def attack_clients(con: duckdb.DuckDBPyConnection, s: Split, limit: int, nulls_a
 
 
 def rotation_damage_count(con: duckdb.DuckDBPyConnection, s: Split) -> int:
-    sql, params = counted(s, rolled_tail(con, s))
+    sql, params = counted(s, counted_tail(con, s))
     damage, damage_params = rotation_damage()
     # `counted` has no attacks list: the damage condition's `len(attacks) = 0` is `NOT attacked` here
     damage = damage.replace("len(attacks) = 0", "NOT attacked")
