@@ -341,7 +341,7 @@ import json, sys
 sys.path[:0] = [sys.argv[1], sys.argv[1] + '/bench']
 import bench_retention as b
 runs = b.questions(sys.argv[2], sys.argv[3], sys.argv[4])
-print(json.dumps(b.timed(runs[sys.argv[5]], int(sys.argv[6]))))
+print("timed:", json.dumps(b.timed(runs[sys.argv[5]], int(sys.argv[6]))))
 """
 
 
@@ -354,7 +354,7 @@ def baseline_timed(tree: Path, path: str, old_week: str, last_week: str, name: s
     if done.returncode != 0:
         print(f"  baseline failed: {done.stderr.strip().splitlines()[-1:]}", flush=True)
         return None
-    p50, p95 = json.loads(done.stdout.strip().splitlines()[-1])
+    p50, p95 = json.loads([line for line in done.stdout.splitlines() if line.startswith("timed: ")][-1][7:])
     return float(p50), float(p95)
 
 
