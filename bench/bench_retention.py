@@ -354,7 +354,7 @@ def baseline_timed(tree: Path, path: str, old_week: str, last_week: str, name: s
     if done.returncode != 0:
         print(f"  baseline failed: {done.stderr.strip().splitlines()[-1:]}", flush=True)
         return None
-    p50, p95 = json.loads([line for line in done.stdout.splitlines() if line.startswith("timed: ")][-1][7:])
+    p50, p95 = json.loads(done.stdout.rsplit("timed: ", 1)[-1].splitlines()[0])
     return float(p50), float(p95)
 
 
@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse", action="store_true", help="time the --store a previous run built (no build)")
     parser.add_argument("--baseline", type=Path, help="a checkout whose code times the same questions beside")
     parser.add_argument("--baseline-repeat", type=int, help="timed runs a question, baseline")
-    parser.add_argument("--only", help="time only the questions whose name contains this")
+    parser.add_argument("--only", help="time only the questions whose name contains one of these (commas)")
     parser.add_argument("--quick", action="store_true", help="a tiny history (the smoke test); figures mean nothing")
     parser.add_argument("--summary", type=Path, help="write the headline figures here as JSON (run_all.py)")
     args = parser.parse_args(argv)
@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'question':<46} {'p50/p95 ms':>20} {'baseline p50/p95 ms':>21}")
     ok = True
     for name, run in questions(str(args.store), old_week, last_week).items():
-        if args.only and args.only not in name:
+        if args.only and not any(part in name for part in args.only.split(",")):
             continue
         p50, p95 = timed(run, args.repeat)
         base = (baseline_timed(args.baseline, str(args.store), old_week, last_week, name,
