@@ -46,6 +46,8 @@ period only; readers say so.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 #: The rollup's grain: an hour, in seconds.
 HOUR_SECONDS = 3600
 
@@ -92,6 +94,24 @@ HOURLY_COLUMNS: list[tuple[str, str]] = [
     ("max_lifetime_s", "DOUBLE"),
     ("cache_age_events", "BIGINT[]"),  # events with a fetch time per `CACHE_AGE_EDGES` bucket of their cache age
 ]
+
+
+#: How far past the wall clock an event's time may move retention: a hostile or mistaken `ts` (year 9999)
+#: must not make every real day "older than the retention" and drop it.
+FUTURE_SLACK = timedelta(days=1)
+_DAY_US = 86_400_000_000
+
+
+def newest_allowed(now: datetime) -> datetime:
+    """The latest event time retention may count from (the retention policy of every store: files and lake)."""
+    return now + FUTURE_SLACK
+
+
+def retention_cutoffs(newest_us: int, retention_days: int, rollup_retention_days: int) -> tuple[int, int]:
+    """The first UTC day numbers kept raw and kept rolled up, the newest event being at `newest_us` (µs since
+    the epoch, at most `newest_allowed`): whole days, the newest one's day counting as the first."""
+    day = newest_us // _DAY_US
+    return day - retention_days + 1, day - rollup_retention_days + 1
 
 
 def hourly_sql(source: str) -> str:

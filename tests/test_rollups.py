@@ -29,6 +29,8 @@ from pipeline.rollups import (
     histogram_median_sql,
     histogram_over_sql,
     hourly_sql,
+    newest_allowed,
+    retention_cutoffs,
 )
 
 START = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
@@ -435,3 +437,13 @@ def test_the_median_of_a_histogram_is_its_buckets_upper_edge() -> None:
         f"{histogram_over_sql('[1, 2, 3, 4]::BIGINT[]', edges, 15.0)}"
     ).fetchone()
     assert found == (25.0, 99.0, None, 7, 9)  # over 15 (no edge): the bucket holding it counts whole
+
+
+def test_retention_keeps_whole_days_counted_from_the_newest_event_never_far_in_the_future() -> None:
+    newest = datetime(2026, 1, 31, 23, 59, tzinfo=UTC)
+    newest_us = int(newest.timestamp() * 1_000_000)
+    raw_day, rollup_day = retention_cutoffs(newest_us, 30, 400)
+    jan_31 = (datetime(2026, 1, 31, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)).days
+    assert (raw_day, rollup_day) == (jan_31 - 29, jan_31 - 399)  # the newest event's day is the first of 30
+    now = datetime(2026, 2, 1, tzinfo=UTC)
+    assert newest_allowed(now) == datetime(2026, 2, 2, tzinfo=UTC)  # a ts in 9999 does not move retention

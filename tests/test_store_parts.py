@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from pipeline.errors import StoreError
 from pipeline.io import store_publish
 from pipeline.io.memory import ListSource
 from pipeline.io.store import WRITER_MEMORY_LIMIT, Store
-from pipeline.io.store_parts import FANOUT, part_files
+from pipeline.io.store_parts import FANOUT, part_files, rollup_name
 from pipeline.io.store_readers import connect_readonly, published_parts
 from pipeline.io.store_schema import parts_dir
 from pipeline.records import RecordKind
@@ -122,6 +124,61 @@ def test_retention_drops_whole_days_and_rollups_keep_the_counts(tmp_path: Path) 
     assert sum(hourly.values()) == 5 * 48 - 2  # every event of a closed hour, expired raw days included
     assert con.execute("SELECT count(*) FROM classifications").fetchone() == (96,)
     con.close()
+
+
+def test_readers_count_only_the_latest_version_of_an_hour_when_an_older_one_is_left(tmp_path: Path) -> None:
+    """A crash between writing an hour's new rollup and removing the old one leaves both: readers pick by name."""
+    db = tmp_path / "k.duckdb"
+    with Store(db, instance="c1", retention_days=2, rollup_retention_days=10) as store:
+        add_rows(store, 0, 48, DAY0, step=timedelta(minutes=30))
+        add_rows(store, 48, 1, DAY0 + timedelta(days=1))
+        store.publish()
+        assert store.publisher is not None
+        store.publisher.maintain()
+    folder = parts_dir(db) / "hourly" / "2026-01-01"
+    latest = sorted(folder.glob("c1-h*-v*.parquet"))[0]
+    hour_no, version = (int(x) for x in re.findall(r"-[hv](\d+)", latest.name))
+    total = "SELECT sum(events) FROM classifications_hourly"
+    con = connect_readonly(db)
+    (before,) = con.execute(total).fetchone()
+    (in_file,) = con.execute(f"SELECT sum(events) FROM '{latest}'").fetchone()
+    con.close()
+    assert in_file > 0
+    shutil.copyfile(latest, folder / rollup_name("c1", hour_no, version - 1))  # the old version, left behind
+    con = connect_readonly(db)
+    assert con.execute(total).fetchone() == (before,)
+    con.close()
+    shutil.copyfile(latest, folder / rollup_name("c1", hour_no + 9999, version - 1))  # another hour's latest: counted
+    con = connect_readonly(db)
+    assert con.execute(total).fetchone() == (before + in_file,)
+    con.close()
+
+
+def test_a_rolled_day_becomes_one_file_and_a_late_event_rewrites_it(tmp_path: Path) -> None:
+    db = tmp_path / "k.duckdb"
+    folder = parts_dir(db) / "hourly" / "2026-01-01"
+    total = "SELECT sum(events) FROM classifications_hourly WHERE hour < '2026-01-02'"
+    with Store(db, instance="c1", retention_days=5, rollup_retention_days=10) as store:
+        assert store.publisher is not None
+        add_rows(store, 0, 48, DAY0, step=timedelta(minutes=30))
+        add_rows(store, 48, 1, DAY0 + timedelta(days=1, hours=2))  # day 1 is closed and all its hours rolled
+        store.publish()
+        store.publisher.maintain()
+        day_no = (DAY0 - datetime(1970, 1, 1, tzinfo=UTC)).days
+        assert [p.name.split("-v")[0] for p in folder.glob("*.parquet")] == [f"c1-d{day_no}"]  # one file, no hours
+        assert count(db, total) == 48
+        add_rows(store, 49, 1, DAY0 + timedelta(hours=5, minutes=1))  # a late event of a merged day
+        store.publish()
+        store.publisher.maintain()
+        merged = list(folder.glob("*.parquet"))
+        assert len(merged) == 1 and "-d" in merged[0].name  # rewritten, not a file of the hour beside it
+        assert count(db, total) == 49
+        # a merge cut short before removing its inputs: an older hour file beside the merged day is not counted
+        shutil.copyfile(merged[0], folder / rollup_name("c1", 490901, 1))
+        assert count(db, total) == 49
+        store.publisher.maintain()  # and the next pass removes it
+        assert [p.name for p in folder.glob("*.parquet")] == [merged[0].name]
+    assert count(db, total) == 49
 
 
 def test_an_event_dated_in_9999_neither_crashes_publishing_nor_expires_real_days(tmp_path: Path) -> None:

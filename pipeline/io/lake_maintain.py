@@ -38,7 +38,14 @@ from typing import Any
 
 import duckdb
 
-from pipeline.rollups import HOUR_SECONDS, HOURLY_COLUMNS, create_hourly_sql, hourly_sql
+from pipeline.rollups import (
+    HOUR_SECONDS,
+    HOURLY_COLUMNS,
+    create_hourly_sql,
+    hourly_sql,
+    newest_allowed,
+    retention_cutoffs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -130,14 +137,15 @@ class LakeMaintenance:
         started = datetime.now(UTC)
         self.lost = []
         self._transaction(lambda: self._set("maintained_at", started.isoformat()))
-        # Retention counts from the newest event up to the wall clock: a hostile ts (year 9999) moves nothing.
-        row = self.con.execute("SELECT max(ts) FROM lake_rows WHERE ts <= ?", [started]).fetchone()
+        # Retention counts from the newest event (the same policy as the files' store: `newest_allowed`),
+        # so a hostile ts (year 9999) moves nothing.
+        row = self.con.execute("SELECT max(ts) FROM lake_rows WHERE ts <= ?", [newest_allowed(started)]).fetchone()
         if row is None or row[0] is None:
             return
         newest_us = _us(row[0])
-        raw_cutoff = (newest_us // _DAY_US - self.retention_days + 1) * _DAY_US
+        raw_day, rollup_day = retention_cutoffs(newest_us, self.retention_days, self.rollup_retention_days)
         self._transaction(lambda: self._roll(newest_us, started))
-        self._retention(raw_cutoff, (newest_us // _DAY_US - self.rollup_retention_days + 1) * _DAY_US)
+        self._retention(raw_day * _DAY_US, rollup_day * _DAY_US)
         self._bound_versions()
         self._lake_maintenance(expire_after)
         if self.lost:

@@ -7,7 +7,8 @@ in place, so a publish cut short by a crash is redone with the same number and f
 and each file is replaced by a superset of itself, never added twice.
 
 Maintenance, at most every `MAINTENANCE_SECONDS`: roll closed hours into `hourly/`
-(`pipeline.rollups.hourly_sql`), merge a closed day's small files, drop day folders older than
+(`pipeline.rollups.hourly_sql`), merge a day whose hours are all rolled into one rollup file
+(readers open a file a day, not 24), merge a closed day's small files, drop day folders older than
 the retention (`[store] retention_days` raw, `rollup_retention_days` rollups) and prune the live
 file to the rows re-judging and a restart can still need (`LIVE_HOURS`). Retention counts from the
 newest event this writer stored, not the wall clock, so a backfill of old traffic is kept.
@@ -16,6 +17,7 @@ newest event this writer stored, not the wall clock, so a backfill of old traffi
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -34,7 +36,10 @@ from pipeline.io.store_parts import (
     copy_atomically,
     day_name,
     day_number,
+    day_rollup_files,
+    day_rollup_name,
     drop_days_before,
+    hour_rollup_files,
     part_files,
     part_name,
     remove_covered,
@@ -43,7 +48,7 @@ from pipeline.io.store_parts import (
     write_schema_files,
 )
 from pipeline.io.store_schema import sql_path
-from pipeline.rollups import HOUR_SECONDS, hourly_sql
+from pipeline.rollups import HOUR_SECONDS, hourly_sql, newest_allowed, retention_cutoffs
 
 #: Seconds between maintenance passes (rollups, day close, retention, live pruning).
 MAINTENANCE_SECONDS = 60.0
@@ -77,9 +82,6 @@ def _lit(when: datetime) -> str:
 
 #: The last microsecond Python can date: a span that would end past it (an event dated in 9999) has no end.
 _MAX_US = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
-#: How far past the wall clock an event's time may move retention: a hostile or mistaken `ts` (year 9999)
-#: must not make every real day "older than the retention" and drop it.
-FUTURE_SLACK = timedelta(days=1)
 
 
 _MIN_US = FIRST_DAY * _DAY_US
@@ -154,7 +156,7 @@ class Publisher:
                 # Retention follows the newest traffic (a backfill of old days keeps them), never the future:
                 # an event dated past the wall clock (year 9999) would make every real day look expired.
                 (newest,) = self.con.execute(
-                    f"SELECT max(ts) FROM classifications WHERE {rows} AND ts <= ?", [datetime.now(UTC) + FUTURE_SLACK]
+                    f"SELECT max(ts) FROM classifications WHERE {rows} AND ts <= ?", [newest_allowed(datetime.now(UTC))]
                 ).fetchone() or (None,)
                 if newest is not None and newest > self.newest():
                     self._set("newest_ts", newest.isoformat())
@@ -250,7 +252,7 @@ class Publisher:
         if newest == _EPOCH:
             return
         newest_us = int((newest - _EPOCH).total_seconds() * 1_000_000)
-        raw_cutoff = newest_us // _DAY_US - self.retention_days + 1
+        raw_cutoff, rollup_cutoff = retention_cutoffs(newest_us, self.retention_days, self.rollup_retention_days)
         closed_before = (newest_us - _HOUR_US) // _DAY_US  # a day closes an hour after it ends
         for table in APPENDED:
             for folder in sorted((self.parts / table).iterdir()):
@@ -260,10 +262,11 @@ class Publisher:
                 if files and number is not None and number < closed_before:
                     compact_day(self.con, folder, self.instance, closed=True)
         self._roll(newest_us, raw_cutoff)
+        self._merge_rolled_days((newest_us - ROLL_AFTER_SECONDS * 1_000_000) // _HOUR_US)
         dropped = False
         for table in APPENDED:
             dropped |= drop_days_before(self.parts / table, raw_cutoff)
-        drop_days_before(self.parts / "hourly", newest_us // _DAY_US - self.rollup_retention_days + 1)
+        drop_days_before(self.parts / "hourly", rollup_cutoff)
         if dropped or self.meta("raw_since"):
             self._set("raw_since", _at(raw_cutoff * _DAY_US).isoformat())
         self._prune_live()
@@ -284,7 +287,8 @@ class Publisher:
         self._set("rolled_through", _at(boundary * _HOUR_US).isoformat())
 
     def _roll_hour(self, hour_no: int) -> None:
-        day = day_name(hour_no * _HOUR_US // _DAY_US)
+        day_no = hour_no * _HOUR_US // _DAY_US
+        day = day_name(day_no)
         rows = part_files(self.parts / "classifications" / day, self.instance)
         if not rows:
             return
@@ -295,13 +299,52 @@ class Publisher:
             f"ANTI JOIN read_parquet({_list(gone_paths)}, union_by_name = true) AS s USING (event_id, classified_at) "
             f"WHERE {_span('c.ts', hour_no * _HOUR_US, (hour_no + 1) * _HOUR_US)})"
         )
-        older = rollup_files(self.parts / "hourly" / day, self.instance, hour_no)
-        version = max(time.time_ns() // 1000, (older[-1][0] + 1) if older else 0)
-        target = self.parts / "hourly" / day / rollup_name(self.instance, hour_no, version)
-        copy_atomically(self.con, f"SELECT *, '{self.instance}' AS instance, {version}::BIGINT AS version "
-                        f"FROM ({hourly_sql(source)})", target)
-        for _, path in older:  # the view keeps the latest version anyway: removing these only saves space
+        folder = self.parts / "hourly" / day
+        merged = day_rollup_files(folder, self.instance)
+        older = rollup_files(folder, self.instance, hour_no)
+        version = max([time.time_ns() // 1000, *(v + 1 for v, _ in [*older, *merged])])
+        rolled = f"SELECT *, '{self.instance}' AS instance, {version}::BIGINT AS version FROM ({hourly_sql(source)})"
+        if merged:  # the day is merged already: a new version of the day's file, never a file of the hour beside it
+            copy_atomically(self.con, f"SELECT * FROM read_parquet('{sql_path(merged[-1][1])}', union_by_name = true) "
+                            f"WHERE epoch_us(hour) // {_HOUR_US} <> {hour_no} UNION ALL BY NAME {rolled}",
+                            folder / day_rollup_name(self.instance, day_no, version))
+        else:
+            copy_atomically(self.con, rolled, folder / rollup_name(self.instance, hour_no, version))
+        for _, path in [*older, *merged]:  # readers see the latest version anyway: removing these only saves space
             path.unlink(missing_ok=True)
+
+    def _merge_rolled_days(self, boundary_hour: int) -> None:
+        """Merge each day whose hours are all rolled into one file (readers then open a file a day, not 24).
+
+        The merged file is a newer version than every file it replaces, so readers (`store_parts`)
+        count it and not them from the moment it appears; the inputs are removed after.
+        """
+        for folder in sorted((self.parts / "hourly").iterdir()):
+            day_no = _day_of(folder)
+            if day_no is None or (day_no + 1) * 24 > boundary_hour:
+                continue
+            hours = hour_rollup_files(folder, self.instance)
+            if not hours:
+                continue
+            merged = day_rollup_files(folder, self.instance)
+            latest: dict[int, tuple[int, Path]] = {}
+            for path in hours:
+                hour_no, version = (int(x) for x in re.findall(r"-[hv](\d+)", path.name[len(self.instance):]))
+                if version > (merged[-1][0] if merged else -1) and version > latest.get(hour_no, (-1, path))[0]:
+                    latest[hour_no] = (version, path)
+            if not latest:  # only files a merged day already replaced (a merge cut short): remove them
+                for path in hours:
+                    path.unlink(missing_ok=True)
+                continue
+            parts = [f"SELECT * FROM read_parquet('{sql_path(p)}')" for _, p in latest.values()]
+            if merged:
+                parts.append(f"SELECT * FROM read_parquet('{sql_path(merged[-1][1])}') "
+                             f"WHERE epoch_us(hour) // {_HOUR_US} NOT IN ({', '.join(str(h) for h in latest)})")
+            version = max([time.time_ns() // 1000, *(v + 1 for v, _ in [*latest.values(), *merged])])
+            copy_atomically(self.con, f"SELECT * FROM ({' UNION ALL BY NAME '.join(parts)}) ORDER BY hour",
+                            folder / day_rollup_name(self.instance, day_no, version))
+            for path in [*hours, *(p for _, p in merged)]:
+                path.unlink(missing_ok=True)
 
     def _prune_live(self) -> None:
         """Drop published rows the live file no longer needs, so a restart reads only recent ones.

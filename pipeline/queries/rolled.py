@@ -8,6 +8,12 @@ answers, for a window that starts before `store_coverage.rolled_through`: hours 
 - `counted`: one row per raw event or per rollup row with `events > 0`: ts (the hour for a
   rollup row), the keys, `attacked`, `events`, `with_fetch_time`, `first_ts`, `last_ts`;
 - `hits`: one row per attack label of a raw event or per rollup row with `attack_events > 0`.
+
+The raw rows after the boundary (the open tail: at 200 events/s, up to a million rows) are
+rolled once per connection (`rolled_tail`, a temp table) and every question whose time cuts
+fall on hours reads that instead of the raw rows, so a report rolls its tail once, not a dozen
+times; a question that cuts an hour (5-minute buckets, a window ending at 10:37) reads the raw
+rows as before.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from pipeline.queries.base import BUCKET_SECONDS, interval, rotation_damage, row
 from pipeline.queries.coverage import Split
 from pipeline.rollups import (
     CACHE_AGE_EDGES,
+    HOUR_SECONDS,
     LIFETIME_EDGES,
     histogram_median_sql,
     histogram_over_sql,
@@ -29,14 +36,21 @@ from pipeline.rollups import (
 )
 
 
-def counted(s: Split) -> tuple[str, list[Any]]:
-    """SQL: `WITH counted AS (…)` over the split (see the module's docstring)."""
+def counted(s: Split, tail: str | None = None) -> tuple[str, list[Any]]:
+    """SQL: `WITH counted AS (…)` over the split (see the module's docstring). `tail`: the raw rows from the
+    boundary on, rolled (`rolled_tail`), read instead of the raw rows (only where no cut falls inside an hour)."""
     hourly, hourly_params = s.filters.where(hourly=True)
     raw, raw_params = s.filters.where()
+    rolled = """SELECT hour AS ts, service, issuer, kid, client_id, cause, confidence, attack IS NOT NULL AS attacked,
+               events, with_fetch_time, first_ts, last_ts"""
+    if tail is not None:
+        sql = f"""WITH counted AS (
+        {rolled} FROM classifications_hourly WHERE hour < ? AND events > 0 AND {hourly}
+        UNION ALL {rolled} FROM {tail} WHERE events > 0 AND {hourly}
+    )"""
+        return sql, [s.boundary, *hourly_params, *hourly_params]
     sql = f"""WITH counted AS (
-        SELECT hour AS ts, service, issuer, kid, client_id, cause, confidence, attack IS NOT NULL AS attacked,
-               events, with_fetch_time, first_ts, last_ts
-        FROM classifications_hourly WHERE hour < ? AND events > 0 AND {hourly}
+        {rolled} FROM classifications_hourly WHERE hour < ? AND events > 0 AND {hourly}
         UNION ALL
         SELECT ts, service, issuer, kid, client_id, cause, confidence, len(attacks) > 0, 1::BIGINT,
                (service_jwks_fetched_at IS NOT NULL)::BIGINT, ts, ts
@@ -45,13 +59,20 @@ def counted(s: Split) -> tuple[str, list[Any]]:
     return sql, [s.boundary, *hourly_params, s.boundary, *raw_params]
 
 
-def hits(s: Split) -> tuple[str, list[Any]]:
-    """SQL: `WITH hits AS (…)`: ts, service, client_id, cause, attack, events, first_ts, last_ts."""
+def hits(s: Split, tail: str | None = None) -> tuple[str, list[Any]]:
+    """SQL: `WITH hits AS (…)`: ts, service, client_id, cause, attack, events, first_ts, last_ts (`tail`: as in
+    `counted`)."""
     hourly, hourly_params = s.filters.where(hourly=True)
     raw, raw_params = s.filters.where("c")
+    rolled = "SELECT hour AS ts, service, client_id, cause, attack, attack_events AS events, first_ts, last_ts"
+    if tail is not None:
+        sql = f"""WITH hits AS (
+        {rolled} FROM classifications_hourly WHERE hour < ? AND attack_events > 0 AND {hourly}
+        UNION ALL {rolled} FROM {tail} WHERE attack_events > 0 AND {hourly}
+    )"""
+        return sql, [s.boundary, *hourly_params, *hourly_params]
     sql = f"""WITH hits AS (
-        SELECT hour AS ts, service, client_id, cause, attack, attack_events AS events, first_ts, last_ts
-        FROM classifications_hourly WHERE hour < ? AND attack_events > 0 AND {hourly}
+        {rolled} FROM classifications_hourly WHERE hour < ? AND attack_events > 0 AND {hourly}
         UNION ALL
         SELECT c.ts, c.service, c.client_id, c.cause, a.attack, 1::BIGINT, c.ts, c.ts
         FROM classifications c, unnest(c.attacks) AS a(attack) WHERE c.ts >= ? AND {raw}
@@ -59,21 +80,78 @@ def hits(s: Split) -> tuple[str, list[Any]]:
     return sql, [s.boundary, *hourly_params, s.boundary, *raw_params]
 
 
+#: The rollup columns `counted` and `hits` read, rolled from raw rows as `hourly_sql` rolls them (no
+#: sketch, histogram or distinct count: a quarter of its cost on the open tail).
+_COUNTED_TAIL = f"""SELECT to_timestamp(hour_no * {HOUR_SECONDS}) AS hour, service, issuer, kid, client_id, cause,
+       confidence, attack, count(*) FILTER (WHERE label_no = 1)::BIGINT AS events,
+       count(attack)::BIGINT AS attack_events,
+       count(service_jwks_fetched_at) FILTER (WHERE label_no = 1)::BIGINT AS with_fetch_time,
+       min(ts) AS first_ts, max(ts) AS last_ts
+FROM (SELECT epoch_us(ts) // {HOUR_SECONDS * 1_000_000} AS hour_no, service, issuer, kid, client_id, cause, confidence,
+             attacks[label_no] AS attack, label_no, ts, service_jwks_fetched_at
+      FROM (SELECT *, unnest(generate_series(1, greatest(len(attacks), 1))) AS label_no
+            FROM classifications WHERE ts >= ?))
+GROUP BY ALL"""
+
+
+def counted_tail(con: duckdb.DuckDBPyConnection, s: Split, *cuts: datetime | float) -> str | None:
+    """`rolled_tail` with only what `counted` and `hits` read (made once per connection the same way)."""
+    if _cuts_an_hour(s, cuts):
+        return None
+    return temp_table(con, f"counted_tail_{int(s.boundary.timestamp())}", _COUNTED_TAIL, [s.boundary])
+
+
+def _cuts_an_hour(s: Split, cuts: tuple[datetime | float, ...]) -> bool:
+    """True when the tail cannot stand for the raw rows: the window ends before it (its raw part is empty), or
+    its end or a cut falls inside an hour."""
+    until = s.filters.until
+    if until is not None and until <= s.boundary:
+        return True
+    return any(e is not None and (e.timestamp() if isinstance(e, datetime) else e) % HOUR_SECONDS
+               for e in (until, *cuts))
+
+
+def rolled_tail(con: duckdb.DuckDBPyConnection, s: Split, *cuts: datetime | float) -> str | None:
+    """A temp table of the raw rows from the split's boundary on, rolled up (`hourly_sql`) once per connection
+    and shared by every question asked on it (a report asks a dozen; at 200 events/s the open tail is a
+    million rows). None when it cannot stand for them exactly: when the window's end or one of `cuts` (a
+    time, or a bucket width in seconds) falls inside an hour, the raw rows answer as before.
+
+    The table holds the raw rows as they were when first asked: a connection is one page run or one
+    report (`dashboards.data`), so its questions agree with each other.
+    """
+    if _cuts_an_hour(s, cuts):
+        return None
+    return temp_table(con, f"rolled_tail_{int(s.boundary.timestamp())}",
+                      hourly_sql("(SELECT * FROM classifications WHERE ts >= ?)"), [s.boundary])
+
+
+def temp_table(con: duckdb.DuckDBPyConnection, name: str, select: str, params: list[Any]) -> str | None:
+    """`name`, a temp table of `select` made at the connection's first call (None if it cannot hold one)."""
+    try:
+        found = con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?", [name])
+        if (found.fetchone() or (0,))[0] == 0:  # CREATE … IF NOT EXISTS … AS would run `select` all the same
+            con.execute(f"CREATE TEMP TABLE {name} AS {select}", params)
+    except duckdb.Error:  # a connection that cannot hold temp tables: the raw rows, as before
+        return None
+    return name
+
+
 def total_events(con: duckdb.DuckDBPyConnection, s: Split) -> int:
-    sql, params = counted(s)
+    sql, params = counted(s, counted_tail(con, s))
     row = con.execute(f"{sql} SELECT coalesce(sum(events), 0)::BIGINT FROM counted", params).fetchone()
     return int(row[0]) if row else 0
 
 
 def time_span(con: duckdb.DuckDBPyConnection, s: Split) -> tuple[datetime | None, datetime | None]:
     """The first and last event time in the split."""
-    sql, params = counted(s)
+    sql, params = counted(s, counted_tail(con, s))
     row = con.execute(f"{sql} SELECT min(first_ts), max(last_ts) FROM counted", params).fetchone()
     return (row[0], row[1]) if row else (None, None)
 
 
 def cause_counts(con: duckdb.DuckDBPyConnection, s: Split) -> list[dict[str, Any]]:
-    sql, params = counted(s)
+    sql, params = counted(s, counted_tail(con, s))
     return rows(
         con,
         f"""{sql} SELECT cause, sum(events)::BIGINT AS events,
@@ -87,7 +165,7 @@ def cause_counts(con: duckdb.DuckDBPyConnection, s: Split) -> list[dict[str, Any
 
 
 def confidence_counts(con: duckdb.DuckDBPyConnection, s: Split) -> list[dict[str, Any]]:
-    sql, params = counted(s)
+    sql, params = counted(s, counted_tail(con, s))
     return rows(
         con,
         f"""{sql} SELECT confidence, sum(events)::BIGINT AS events,
@@ -99,7 +177,7 @@ def confidence_counts(con: duckdb.DuckDBPyConnection, s: Split) -> list[dict[str
 
 def cause_counts_vs_previous(con: duckdb.DuckDBPyConnection, s: Split, since: datetime) -> list[dict[str, Any]]:
     """`s` covers the window and the one before it; `since` is where the window starts."""
-    sql, params = counted(s)
+    sql, params = counted(s, counted_tail(con, s, since))
     return rows(
         con,
         f"""{sql} SELECT cause,
@@ -113,7 +191,7 @@ def cause_counts_vs_previous(con: duckdb.DuckDBPyConnection, s: Split, since: da
 
 
 def service_counts_vs_previous(con: duckdb.DuckDBPyConnection, s: Split, since: datetime) -> list[dict[str, Any]]:
-    sql, params = counted(s)
+    sql, params = counted(s, counted_tail(con, s, since))
     return rows(
         con,
         f"""{sql}, per AS (
@@ -134,7 +212,7 @@ def same_window_by_day(
     con: duckdb.DuckDBPyConnection, s: Split, until: datetime, length: timedelta, days: int
 ) -> list[dict[str, Any]]:
     """`s` spans every day's window; each part counts its own."""
-    sql, params = counted(s)
+    sql, params = counted(s, counted_tail(con, s, until, length.total_seconds()))
     parts, part_params = [], list[Any]()
     for days_ago in range(days + 1):
         end = until - timedelta(days=days_ago)
@@ -149,7 +227,7 @@ def same_window_by_day(
 def failures_per_bucket(con: duckdb.DuckDBPyConnection, s: Split, bucket: str) -> list[dict[str, Any]]:
     """A rollup row falls in the bucket its hour starts in (finer buckets than an hour: the first of the hour)."""
     width = BUCKET_SECONDS[interval(bucket)]
-    sql, params = counted(s)
+    sql, params = counted(s, counted_tail(con, s, width))
     return rows(
         con,
         f"""{sql} SELECT to_timestamp(k * {width}) AS bucket, cause, events, verified, with_attacks
@@ -163,7 +241,7 @@ def failures_per_bucket(con: duckdb.DuckDBPyConnection, s: Split, bucket: str) -
 
 
 def failures_over_time(con: duckdb.DuckDBPyConnection, s: Split, bucket: str) -> list[dict[str, Any]]:
-    sql, params = counted(s)
+    sql, params = counted(s, counted_tail(con, s, BUCKET_SECONDS[interval(bucket)]))
     return rows(
         con,
         f"""{sql} SELECT time_bucket(INTERVAL '{interval(bucket)}', ts) AS bucket, cause,
@@ -176,9 +254,10 @@ def failures_over_time(con: duckdb.DuckDBPyConnection, s: Split, bucket: str) ->
 def window_buckets(
     con: duckdb.DuckDBPyConnection, s: Split, since: datetime, until: datetime, buckets: int, by: str
 ) -> list[dict[str, Any]]:
-    sql, params = hits(s) if by == "attack" else counted(s)
-    relation = "hits" if by == "attack" else "counted"
     width = (until - since).total_seconds() / buckets
+    tail = counted_tail(con, s, since, width)
+    sql, params = hits(s, tail) if by == "attack" else counted(s, tail)
+    relation = "hits" if by == "attack" else "counted"
     return rows(
         con,
         f"""{sql} SELECT {by} AS key,
@@ -191,7 +270,7 @@ def window_buckets(
 
 def top(con: duckdb.DuckDBPyConnection, s: Split, column: str, limit: int) -> list[dict[str, Any]]:
     """`main_cause`: the cause with most events (ties: the first by name)."""
-    sql, params = counted(s)
+    sql, params = counted(s, counted_tail(con, s))
     return rows(
         con,
         f"""{sql}, per AS (SELECT {column} AS value, cause, sum(events)::BIGINT AS n FROM counted
@@ -204,7 +283,7 @@ def top(con: duckdb.DuckDBPyConnection, s: Split, column: str, limit: int) -> li
 
 
 def top_by_cause(con: duckdb.DuckDBPyConnection, s: Split, column: str, limit: int) -> list[dict[str, Any]]:
-    sql, params = counted(s)
+    sql, params = counted(s, counted_tail(con, s))
     return rows(
         con,
         f"""{sql}, scope AS (SELECT {column} AS value, cause, events FROM counted WHERE {column} IS NOT NULL),
@@ -218,7 +297,7 @@ def top_by_cause(con: duckdb.DuckDBPyConnection, s: Split, column: str, limit: i
 
 
 def filter_values(con: duckdb.DuckDBPyConnection, s: Split) -> tuple[Any, Any, Any] | None:
-    sql, params = counted(s)
+    sql, params = counted(s, counted_tail(con, s))
     return con.execute(
         f"""{sql} SELECT list(DISTINCT service ORDER BY service), list(DISTINCT issuer ORDER BY issuer),
                    list(DISTINCT cause ORDER BY cause) FROM counted""",
@@ -227,7 +306,7 @@ def filter_values(con: duckdb.DuckDBPyConnection, s: Split) -> tuple[Any, Any, A
 
 
 def attacks(con: duckdb.DuckDBPyConnection, s: Split) -> list[dict[str, Any]]:
-    sql, params = hits(s)
+    sql, params = hits(s, counted_tail(con, s))
     return rows(
         con,
         f"""{sql} SELECT attack, sum(events)::BIGINT AS events,
@@ -239,7 +318,7 @@ def attacks(con: duckdb.DuckDBPyConnection, s: Split) -> list[dict[str, Any]]:
 
 
 def attack_kinds_by_cause(con: duckdb.DuckDBPyConnection, s: Split) -> list[tuple[str, str]]:
-    sql, params = hits(s)
+    sql, params = hits(s, counted_tail(con, s))
     return con.execute(
         f"""{sql} SELECT cause, attack FROM (SELECT cause, attack, sum(events) AS events FROM hits GROUP BY ALL)
             ORDER BY cause, events DESC, attack""",
@@ -249,7 +328,7 @@ def attack_kinds_by_cause(con: duckdb.DuckDBPyConnection, s: Split) -> list[tupl
 
 def attack_clients(con: duckdb.DuckDBPyConnection, s: Split, limit: int, nulls_apart: bool) -> list[dict[str, Any]]:
     """`tokens.attack_clients` (`nulls_apart` False) or `tokens.attack_client_ids` (True)."""
-    sql, params = hits(s)
+    sql, params = hits(s, counted_tail(con, s))
     partition = "attack, client_id IS NULL" if nulls_apart else "attack"
     keep = "n <= ? OR client_id IS NULL" if nulls_apart else "n <= ?"
     order = "attack, client_id IS NULL, events DESC, client_id" if nulls_apart else "attack, events DESC, client_id"
@@ -265,7 +344,7 @@ def attack_clients(con: duckdb.DuckDBPyConnection, s: Split, limit: int, nulls_a
 
 
 def rotation_damage_count(con: duckdb.DuckDBPyConnection, s: Split) -> int:
-    sql, params = counted(s)
+    sql, params = counted(s, counted_tail(con, s))
     damage, damage_params = rotation_damage()
     # `counted` has no attacks list: the damage condition's `len(attacks) = 0` is `NOT attacked` here
     damage = damage.replace("len(attacks) = 0", "NOT attacked")
@@ -301,16 +380,23 @@ def services_seen(con: duckdb.DuckDBPyConnection, boundary: datetime) -> list[st
     return [row[0] for row in found]
 
 
-def rolled_rows(s: Split, columns: str) -> tuple[str, list[Any]]:
+def rolled_rows(s: Split, columns: str, tail: str | None = None) -> tuple[str, list[Any]]:
     """SQL: `WITH rolled AS (…)`: rollup rows (`HOURLY_COLUMNS`) before the boundary, and the raw rows from it on
-    rolled up the same way (`hourly_sql`), so a measure only rollups hold reads one relation. `columns`: the
-    rollup columns the reader needs (a sketch or a histogram not read is not scanned)."""
+    rolled up the same way (`hourly_sql`; `tail`: `rolled_tail`'s table of them), so a measure only rollups
+    hold reads one relation. `columns`: the rollup columns the reader needs (a sketch or a histogram not
+    read is not scanned)."""
     hourly, hourly_params = s.filters.where(hourly=True)
+    if tail is not None:
+        sql = f"""WITH rolled AS (
+        SELECT {columns} FROM classifications_hourly WHERE hour < ? AND {hourly}
+        UNION ALL SELECT {columns} FROM {tail} WHERE {hourly}
+    )"""
+        return sql, [s.boundary, *hourly_params, *hourly_params]
     raw, raw_params = s.filters.where()
-    tail = hourly_sql(f"(SELECT * FROM classifications WHERE ts >= ? AND {raw})")
+    tail_sql = hourly_sql(f"(SELECT * FROM classifications WHERE ts >= ? AND {raw})")
     sql = f"""WITH rolled AS (
         SELECT {columns} FROM classifications_hourly WHERE hour < ? AND {hourly}
-        UNION ALL SELECT {columns} FROM ({tail})
+        UNION ALL SELECT {columns} FROM ({tail_sql})
     )"""
     return sql, [s.boundary, *hourly_params, s.boundary, *raw_params]
 
@@ -319,7 +405,7 @@ def algorithms(con: duckdb.DuckDBPyConnection, s: Split) -> list[dict[str, Any]]
     """`tokens.algorithms_in_use` from rollups: `tokens` adds up the rows' distinct tokens (a token in several
     rows, hours or services, counts in each: an upper bound; merging the sketches instead reads every
     prefix of the week, seconds)."""
-    sql, params = rolled_rows(s, "alg, cause, events, tokens, with_key, issuer, attack")
+    sql, params = rolled_rows(s, "alg, cause, events, tokens, with_key, issuer, attack", rolled_tail(con, s))
     return rows(
         con,
         f"""{sql}, per AS (
@@ -348,7 +434,7 @@ def token_lifetimes(con: duckdb.DuckDBPyConnection, s: Split, max_seconds: float
     bound otherwise); the median is its bucket's upper edge.
     """
     columns = "issuer, client_id, with_key, tokens, lifetime_tokens, lifetime_events, max_lifetime_s"
-    sql, params = rolled_rows(s, columns)
+    sql, params = rolled_rows(s, columns, rolled_tail(con, s))
     tokens_hist = merged_histogram_sql("lifetime_tokens", LIFETIME_EDGES)
     events_hist = merged_histogram_sql("lifetime_events", LIFETIME_EDGES)
     return rows(
@@ -373,7 +459,7 @@ def cache_ages(con: duckdb.DuckDBPyConnection, s: Split, stale: str, by_issuer: 
     """`rotations.cache_age_by_service` (or `…_by_service_issuer`) from rollups; the median from the
     cache-age histogram (its bucket's upper edge, never above the max)."""
     sql, params = rolled_rows(s, "service, issuer, cause, events, with_fetch_time, cache_age_events, "
-                                 "max_cache_age_s, max_key_age_s")
+                                 "max_cache_age_s, max_key_age_s", rolled_tail(con, s))
     keys = "service, issuer" if by_issuer else "service"
     where = "issuer IS NOT NULL" if by_issuer else "TRUE"
     order = "service, issuer" if by_issuer else "stale_jwks DESC, service"

@@ -46,6 +46,7 @@ def _attributed(
     s: Split | None = None,
     after: datetime | None = None,
     near: list[tuple[datetime, datetime]] | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
 ) -> tuple[str, list[Any]]:
     """SQL (a WITH clause): `steps`, and `attributed`, every rotation-damage event in the filter with its step.
 
@@ -55,6 +56,8 @@ def _attributed(
     by its first event's time), so counts are `sum(w)`, times `min(first_ts)`/`max(last_ts)`.
     `after`: keep only the damage a step at or after it can own (`step_failure_counts`); `near`:
     only damage in one of these [from, to) ranges (each event is attributed among every step alike).
+    `con`: with a split, the raw rows after its boundary are read from `damage_tail`'s table (made once
+    per connection), not from every raw row of the open tail again.
     """
     damage, damage_params = rotation_damage()
     added = STEP_CAUSES["added"]
@@ -77,6 +80,11 @@ def _attributed(
                 FROM classifications WHERE {damage.replace("§", "classifications")} AND {where}"""
     params: list[Any] = [*added, *damage_params, *where_params]
     one_row = "d.event_id"  # what identifies one damage row (a rollup row has no event_id: its keys and hour)
+    ends_before = s is not None and filters.until is not None and filters.until <= s.boundary
+    tail = damage_tail(con, s.boundary) if s is not None and con is not None and not ends_before else None
+    if tail is not None:
+        source = source.replace("FROM classifications WHERE", f"FROM {tail} WHERE").replace("classifications.",
+                                                                                            f"{tail}.")
     if s is not None:
         # a rollup row has no event_id: a number of its own (rows of one key from two writers are two rows)
         one_row = "d.event_id, d.hour, d.row_no"
@@ -105,6 +113,16 @@ def _attributed(
                 ) = 1
             )"""
     return sql, [*params, _EARLY]
+
+
+def damage_tail(con: duckdb.DuckDBPyConnection, boundary: datetime) -> str | None:
+    """A temp table of the rotation damage among the raw rows from `boundary` on (the open tail; the columns
+    `_attributed` reads), made once per connection: the report attributes it four times. None when the
+    connection cannot hold one (then the raw rows, as before)."""
+    damage, params = rotation_damage()
+    return rolled.temp_table(con, f"damage_tail_{int(boundary.timestamp())}",
+                             "SELECT event_id, client_id, confidence, ts, service, cause, issuer, kid, attacks "
+                             f"FROM classifications WHERE ts >= ? AND {damage}", [boundary, *params])
 
 
 def rotation_damage_count(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) -> int:
@@ -146,7 +164,7 @@ def rotation_effects(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTE
     0 failures. Rows: issuer, kid, action, step_ts, service, cause, failures, first_failure,
     last_failure, in time order of the steps, most failures first.
     """
-    attributed, params = _attributed(filters, split(con, filters))
+    attributed, params = _attributed(filters, split(con, filters), con=con)
     step_where, step_params = "TRUE", list[Any]()
     for clause, value in (("step_ts >= ?", filters.since), ("step_ts < ?", filters.until)):
         if value is not None:
@@ -188,7 +206,7 @@ def rotation_impact(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTER
     'service cache' (stale_jwks), with ', issuer' when that step's key was also signed before
     it was published (no cache could have kept up at first).
     """
-    attributed, params = _attributed(filters, split(con, filters))
+    attributed, params = _attributed(filters, split(con, filters), con=con)
     return rows(
         con,
         f"""{attributed},
@@ -225,7 +243,7 @@ def rotation_services(
     the service's last stale_jwks failure on it, a lower bound on its cache lifetime.
     """
     window = Filters(since=since, until=until)
-    attributed, params = _attributed(window, split(con, window, fine=True))
+    attributed, params = _attributed(window, split(con, window, fine=True), con=con)
     where, where_params = window.where()
     return rows(
         con,
@@ -272,7 +290,7 @@ def step_failures_over_time(
 ) -> list[dict[str, Any]]:
     """The failures one rotation step caused (as `rotation_impact` attributes them), per time bucket and service."""
     window = Filters(since=since, until=until)
-    attributed, params = _attributed(window, split(con, window, fine=True))
+    attributed, params = _attributed(window, split(con, window, fine=True), con=con)
     which, which_params = _one_step(step)
     return rows(
         con,
@@ -298,7 +316,7 @@ def rotation_step_series(
     without failures are absent.
     """
     window = Filters(since=since, until=until, services=services)
-    attributed, params = _attributed(window, split(con, window, fine=True))
+    attributed, params = _attributed(window, split(con, window, fine=True), con=con)
     which, which_params = _one_step(step)
     return rows(
         con,
@@ -328,7 +346,8 @@ def rotation_step_series_many(
     if not steps:
         return {}
     window = Filters(since=min(s["ts"] for s in steps) - before, until=max(s["ts"] for s in steps) + after)
-    attributed, params = _attributed(window, split(con, window, fine=not hourly), near=_spans(steps, before, after))
+    attributed, params = _attributed(window, split(con, window, fine=not hourly), near=_spans(steps, before, after),
+                                     con=con)
     found = con.execute(
         f"""{attributed}
             SELECT issuer, kid, action, step_ts,
@@ -363,7 +382,7 @@ def step_failure_counts(
     step from `since` on can own is read: stale_jwks and retired_key belong to a step at or
     before them (so from `since` on), unpublished_key to the next addition (any time before).
     """
-    attributed, params = _attributed(NO_FILTERS, split(con, NO_FILTERS), after=since)
+    attributed, params = _attributed(NO_FILTERS, split(con, NO_FILTERS), after=since, con=con)
     clause = "" if since is None else "WHERE step_ts >= ?"
     found = con.execute(
         f"{attributed} SELECT issuer, kid, action, step_ts, sum(w)::BIGINT FROM attributed {clause} GROUP BY ALL",
@@ -382,7 +401,7 @@ def issuer_faults(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS)
     kind on the key (0 for flapping); `lead_s` is, for signing before publishing, how long
     before the publication the first such failure came.
     """
-    attributed, params = _attributed(filters, split(con, filters))
+    attributed, params = _attributed(filters, split(con, filters), con=con)
     window_where, window_params = "TRUE", []
     if filters.since is not None:
         window_where += " AND (removed_at IS NULL OR removed_at >= ?)"
