@@ -44,11 +44,7 @@ def counted(s: Split, tail: str | None = None) -> tuple[str, list[Any]]:
     rolled = """SELECT hour AS ts, service, issuer, kid, client_id, cause, confidence, attack IS NOT NULL AS attacked,
                events, with_fetch_time, first_ts, last_ts"""
     if tail is not None:
-        sql = f"""WITH counted AS (
-        {rolled} FROM classifications_hourly WHERE hour < ? AND events > 0 AND {hourly}
-        UNION ALL {rolled} FROM {tail} WHERE events > 0 AND {hourly}
-    )"""
-        return sql, [s.boundary, *hourly_params, *hourly_params]
+        return _with_tail("counted", rolled, "events > 0", tail, s, hourly, hourly_params)
     sql = f"""WITH counted AS (
         {rolled} FROM classifications_hourly WHERE hour < ? AND events > 0 AND {hourly}
         UNION ALL
@@ -59,6 +55,16 @@ def counted(s: Split, tail: str | None = None) -> tuple[str, list[Any]]:
     return sql, [s.boundary, *hourly_params, s.boundary, *raw_params]
 
 
+def _with_tail(name: str, rolled: str, keep: str, tail: str, s: Split, hourly: str, params: list[Any]
+               ) -> tuple[str, list[Any]]:
+    """SQL: `WITH <name> AS (…)` over the rollups before the boundary and the rolled tail after it."""
+    sql = f"""WITH {name} AS (
+        {rolled} FROM classifications_hourly WHERE hour < ? AND {keep} AND {hourly}
+        UNION ALL {rolled} FROM {tail} WHERE {keep} AND {hourly}
+    )"""
+    return sql, [s.boundary, *params, *params]
+
+
 def hits(s: Split, tail: str | None = None) -> tuple[str, list[Any]]:
     """SQL: `WITH hits AS (…)`: ts, service, client_id, cause, attack, events, first_ts, last_ts (`tail`: as in
     `counted`)."""
@@ -66,11 +72,7 @@ def hits(s: Split, tail: str | None = None) -> tuple[str, list[Any]]:
     raw, raw_params = s.filters.where("c")
     rolled = "SELECT hour AS ts, service, client_id, cause, attack, attack_events AS events, first_ts, last_ts"
     if tail is not None:
-        sql = f"""WITH hits AS (
-        {rolled} FROM classifications_hourly WHERE hour < ? AND attack_events > 0 AND {hourly}
-        UNION ALL {rolled} FROM {tail} WHERE attack_events > 0 AND {hourly}
-    )"""
-        return sql, [s.boundary, *hourly_params, *hourly_params]
+        return _with_tail("hits", rolled, "attack_events > 0", tail, s, hourly, hourly_params)
     sql = f"""WITH hits AS (
         {rolled} FROM classifications_hourly WHERE hour < ? AND attack_events > 0 AND {hourly}
         UNION ALL
