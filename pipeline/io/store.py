@@ -408,11 +408,11 @@ class Store:
         beat of several consumers is the greatest string.
         """
         when = (at or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
-        key = f"{HEARTBEAT_KEY}{self.instance or 'default'}"
-        self.con.execute("INSERT OR REPLACE INTO store_meta VALUES (?, ?)", [key, when])
+        name = self.instance or "default"
+        self.con.execute("INSERT OR REPLACE INTO store_meta VALUES (?, ?)", [f"{HEARTBEAT_KEY}{name}", when])
         if self.lag is not None:
-            self.con.execute("INSERT OR REPLACE INTO store_meta VALUES (?, ?)",
-                             [f"{LAG_KEY}{self.instance or 'default'}", lag_value(self.lag)])
+            note = lag_value(self.lag)
+            self.con.execute("INSERT OR REPLACE INTO store_meta VALUES (?, ?)", [f"{LAG_KEY}{name}", note])
 
     def note_lag(self, lag: ConsumerLag) -> None:
         """The consumer's latest lag, written with the next heartbeat: the Live page shows how far behind it is."""

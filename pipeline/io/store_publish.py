@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -50,6 +51,8 @@ from pipeline.io.store_parts import (
 from pipeline.io.store_schema import sql_path
 from pipeline.rollups import HOUR_SECONDS, hourly_sql, newest_allowed, retention_cutoffs
 
+log = logging.getLogger(__name__)
+
 #: Seconds between maintenance passes (rollups, day close, retention, live pruning).
 MAINTENANCE_SECONDS = 60.0
 #: DuckDB's memory limit during a maintenance pass only. Rolling up an hour and merging a day spill
@@ -65,7 +68,6 @@ ROLL_AFTER_SECONDS = 600
 LIVE_HOURS = 6
 
 _HOUR_US = HOUR_SECONDS * 1_000_000
-log = logging.getLogger(__name__)
 _DAY_US = 86_400_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: How each appended folder's files are sorted, and the column that dates a row into a day folder.
@@ -181,9 +183,9 @@ class Publisher:
         days = self.con.execute(
             f"SELECT epoch_us({column}) // {_DAY_US}, count(*) FROM {table} WHERE {where} GROUP BY 1"
         ).fetchall()
-        rows_by_day: dict[int, int] = {}
+        rows_by_day: Counter[int] = Counter()  # days past what Python can date share the clamped day's file
         for day, count in days:
-            rows_by_day[clamp_day(day)] = rows_by_day.get(clamp_day(day), 0) + count
+            rows_by_day[clamp_day(day)] += count
         for day, count in sorted(rows_by_day.items()):
             span = _span(column, day * _DAY_US, (day + 1) * _DAY_US)
             target = self.parts / table / day_name(day) / part_name(self.instance, 0, seq, seq)
