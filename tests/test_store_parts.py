@@ -16,7 +16,7 @@ from pipeline.errors import StoreError
 from pipeline.io import store_publish
 from pipeline.io.memory import ListSource
 from pipeline.io.store import WRITER_MEMORY_LIMIT, Store
-from pipeline.io.store_parts import FANOUT, part_files, rollup_name
+from pipeline.io.store_parts import APPENDED, FANOUT, part_files, rollup_name
 from pipeline.io.store_readers import connect_readonly, published_parts
 from pipeline.io.store_schema import parts_dir
 from pipeline.records import RecordKind
@@ -123,6 +123,38 @@ def test_retention_drops_whole_days_and_rollups_keep_the_counts(tmp_path: Path) 
     hourly = dict(con.execute("SELECT hour::DATE, sum(events) FROM classifications_hourly GROUP BY 1").fetchall())
     assert sum(hourly.values()) == 5 * 48 - 2  # every event of a closed hour, expired raw days included
     assert con.execute("SELECT count(*) FROM classifications").fetchone() == (96,)
+    con.close()
+
+
+def test_a_pass_killed_while_dropping_days_still_says_what_is_expired(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Coverage is noted before the days go: a pass cut short after the first folder went (a kill, a full
+    disk) leaves readers counting the expired hours from rollups, not from what is left of their raw rows."""
+    db = tmp_path / "k.duckdb"
+    with Store(db, instance="c1", retention_days=2, rollup_retention_days=10) as store:
+        for days in (range(2), range(2, 5)):  # the first publish's pass keeps both days; the second is due later
+            for day in days:
+                add_rows(store, day * 48, 48, DAY0 + timedelta(days=day), step=timedelta(minutes=30))
+            store.publish()
+        assert store.publisher is not None
+        real_drop = store_publish.drop_days_before
+
+        def killed_after_the_last_raw_day(folder: Path, day_no: int) -> bool:
+            dropped = real_drop(folder, day_no)
+            if folder.name == APPENDED[-1]:
+                raise OSError("killed")
+            return dropped
+
+        monkeypatch.setattr(store_publish, "drop_days_before", killed_after_the_last_raw_day)
+        with pytest.raises(OSError, match="killed"):
+            store.publisher.maintain()
+        monkeypatch.undo()
+    with Store(db, instance="c1", retention_days=2, rollup_retention_days=10) as store:  # the restart
+        assert store.publisher is not None
+        store.publisher.maintain()
+    con = connect_readonly(db)
+    assert con.execute("SELECT raw_since FROM store_coverage").fetchone() == (datetime(2026, 1, 4, tzinfo=UTC),)
+    assert con.execute("SELECT sum(events) FROM classifications_hourly").fetchone() == (5 * 48 - 2,)
     con.close()
 
 

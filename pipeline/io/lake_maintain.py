@@ -217,13 +217,14 @@ class LakeMaintenance:
     def _retention(self, raw_cutoff_us: int, rollup_cutoff_us: int) -> None:
         raw, rolled = _at(raw_cutoff_us), _at(rollup_cutoff_us)
         [(old,)] = self.con.execute("SELECT count(*) FROM lake_rows WHERE ts < ?", [raw]).fetchall()
+        if old or self.meta("raw_since"):
+            # Said before the rows go (their hours are rolled): a pass cut short in between still says it.
+            self._transaction(lambda: self._set("raw_since", raw.isoformat()))
         if old:
             self._delete("raw rows", "DELETE FROM lake_rows WHERE ts < ?", [raw])
         for table, column in (("lake_superseded", "ts"), ("lake_awaiting", "ts"), ("lake_dead_letters", "received_at")):
             self._delete(table, f"DELETE FROM {table} WHERE {column} < ?", [raw])
         self._delete("rollups", "DELETE FROM lake_hourly WHERE hour < ?", [rolled])
-        if old or self.meta("raw_since"):
-            self._transaction(lambda: self._set("raw_since", raw.isoformat()))
 
     def _bound_versions(self) -> None:
         """Every version but the latest of rollup hours, positions, meta keys, key timelines; forgotten index rows."""

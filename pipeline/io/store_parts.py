@@ -279,15 +279,18 @@ def compact_day(con: duckdb.DuckDBPyConnection, folder: Path, instance: str, clo
     return merges
 
 
+def days_before(folder: Path, day_no: int) -> list[Path]:
+    """The day folders of `folder` dated before `day_no`."""
+    return [child for child in (folder.iterdir() if folder.is_dir() else [])
+            if (number := day_number(child.name)) is not None and number < day_no]
+
+
 def drop_days_before(folder: Path, day_no: int) -> bool:
     """Remove whole day folders dated before `day_no` (retention: no row is rewritten). True if any went."""
-    dropped = False
-    for child in folder.iterdir() if folder.is_dir() else []:
-        number = day_number(child.name)
-        if number is not None and number < day_no:
-            shutil.rmtree(child, ignore_errors=True)  # another writer may be dropping it too
-            dropped = True
-    return dropped
+    days = days_before(folder, day_no)
+    for child in days:
+        shutil.rmtree(child, ignore_errors=True)  # another writer may be dropping it too
+    return bool(days)
 
 
 def rollup_files(folder: Path, instance: str, hour_no: int) -> list[tuple[int, Path]]:

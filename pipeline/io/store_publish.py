@@ -39,6 +39,7 @@ from pipeline.io.store_parts import (
     day_number,
     day_rollup_files,
     day_rollup_name,
+    days_before,
     drop_days_before,
     hour_rollup_files,
     part_files,
@@ -263,17 +264,19 @@ class Publisher:
                 remove_covered(files)  # a merge a crash cut short left its inputs: they are in the merged file
                 if files and number is not None and number < closed_before:
                     compact_day(self.con, folder, self.instance, closed=True)
-        self._roll(newest_us, raw_cutoff)
+        expired = self.meta("raw_since")  # what earlier passes dropped; this pass's cutoff is not applied yet
+        self._roll(newest_us, (datetime.fromisoformat(expired) - _EPOCH).days if expired else FIRST_DAY)
         self._merge_rolled_days((newest_us - ROLL_AFTER_SECONDS * 1_000_000) // _HOUR_US)
-        dropped = False
-        for table in APPENDED:
-            dropped |= drop_days_before(self.parts / table, raw_cutoff)
-        drop_days_before(self.parts / "hourly", rollup_cutoff)
-        if dropped or self.meta("raw_since"):
+        expiring = any(days_before(self.parts / table, raw_cutoff) for table in APPENDED)
+        if expiring or self.meta("raw_since"):
+            # Said before the days go (their hours are rolled above): a pass cut short in between still says it.
             self._set("raw_since", _at(raw_cutoff * _DAY_US).isoformat())
+        for table in APPENDED:
+            drop_days_before(self.parts / table, raw_cutoff)
+        drop_days_before(self.parts / "hourly", rollup_cutoff)
         self._prune_live()
 
-    def _roll(self, newest_us: int, raw_cutoff_day: int) -> None:
+    def _roll(self, newest_us: int, kept_from_day: int) -> None:
         """Roll every pending hour that has closed into `hourly/<day>/`, a new version each time."""
         boundary = (newest_us - ROLL_AFTER_SECONDS * 1_000_000) // _HOUR_US  # hours below are closed
         pending = [h for (h,) in self.con.execute(
@@ -281,9 +284,10 @@ class Publisher:
         ).fetchall()]
         for hour_no in pending:
             day = hour_no * _HOUR_US // _DAY_US
-            # A hostile ts (outside what Python can date) is in no rollup; past the raw cutoff the raw rows
-            # are gone and the rollup stands as it is.
-            if FIRST_DAY <= day < LAST_DAY and day >= raw_cutoff_day:
+            # A hostile ts (outside what Python can date) is in no rollup; before `kept_from_day` the raw
+            # rows are gone and the rollup stands as it is. Hours this pass is about to expire are rolled
+            # first (a backfill, or passes that failed for days, reach them unrolled).
+            if FIRST_DAY <= day < LAST_DAY and day >= kept_from_day:
                 self._roll_hour(hour_no)
             self.con.execute("DELETE FROM rollup_pending WHERE hour_no = ?", [hour_no])
         self._set("rolled_through", _at(boundary * _HOUR_US).isoformat())
