@@ -51,6 +51,7 @@ from pipeline.io.store_readers import timeline_from
 from pipeline.io.store_schema import create_statement
 from pipeline.models import AuthFailureEvent, Cause, Confidence
 from pipeline.records import Batch, Position
+from pipeline.rollups import newest_allowed
 
 LAKE_PREFIX = "ducklake:"
 #: (extension, the PyPI wheel's module that ships it)
@@ -402,7 +403,8 @@ class LakeStore:
                 SELECT event_id, ts, service, token_sha256, reported_error, service_jwks_fetched_at,
                        client_id, request_id, source, source_partition, source_offset, classified_at
                 FROM classifications
-                WHERE ts >= (SELECT max(ts) FROM lake_rows) - INTERVAL {WAITING_DAYS} DAY
+                WHERE ts >= (SELECT coalesce(max(ts) FILTER (WHERE ts <= ?), max(ts)) FROM lake_rows)
+                            - INTERVAL {WAITING_DAYS} DAY
                   AND (source, source_partition) IN (
                       SELECT (source, source_partition) FROM lake_positions WHERE instance = ?)
                   AND {WAITING_CONDITION}
@@ -410,7 +412,7 @@ class LakeStore:
                 LIMIT ?
             ) ORDER BY ts, source_offset
             """,
-            [self.instance, limit],
+            [newest_allowed(datetime.now(UTC)), self.instance, limit],  # a ts in year 9999 must not hide them
         ).fetchall()
         waiting = []
         for event_id, ts, service, sha, error, fetched_at, client, request, source, partition, offset, at in rows:

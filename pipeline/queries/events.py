@@ -4,7 +4,7 @@ dead letters, the consumer's positions."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -12,17 +12,25 @@ import duckdb
 from pipeline.queries import rolled
 from pipeline.queries.base import NO_FILTERS, Filters, marks, rows
 from pipeline.queries.coverage import coverage, split
+from pipeline.rollups import newest_allowed
 
 
-def store_summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-    """Events, the first and last event time, and the last write: one scan for a page header."""
+def store_summary(con: duckdb.DuckDBPyConnection, now: datetime | None = None) -> dict[str, Any]:
+    """Events, the first and last event time, and the last write: one scan for a page header.
+
+    The last event time is the newest one not past `newest_allowed(now)` (the wall clock by default):
+    one hostile or mistaken `ts` in year 9999 would otherwise make "the latest week" and "the last hour"
+    of every page and report a window with nothing in it. Only when every event is past it (this
+    machine's clock is behind the data's) is it the newest of all."""
+    cap = newest_allowed(now or datetime.now(UTC))
     if (rolled_through := coverage(con).rolled_through) is not None:
-        return rolled.store_totals(con, rolled_through)
+        return rolled.store_totals(con, rolled_through, cap)
     return rows(
         con,
-        """SELECT count(*) AS events, min(ts) AS first_ts, max(ts) AS last_ts,
+        """SELECT count(*) AS events, min(ts) AS first_ts, coalesce(max(ts) FILTER (WHERE ts <= ?), max(ts)) AS last_ts,
                   max(classified_at) AS last_classified_at
            FROM classifications""",
+        [cap],
     )[0]
 
 

@@ -9,16 +9,14 @@ import duckdb
 
 from pipeline.queries import rolled
 from pipeline.queries.base import BUCKET_SECONDS, NO_FILTERS, Filters, check_rankable, interval, rows
-from pipeline.queries.coverage import coverage, finer_than_an_hour, split
+from pipeline.queries.coverage import finer_than_an_hour, split
+from pipeline.queries.events import store_summary
 
 
-def time_range(con: duckdb.DuckDBPyConnection) -> tuple[datetime | None, datetime | None]:
-    """The first and last event time in the store (rollups included)."""
-    if (rolled_through := coverage(con).rolled_through) is not None:
-        summary = rolled.store_totals(con, rolled_through)
-        return summary["first_ts"], summary["last_ts"]
-    row = con.execute("SELECT min(ts), max(ts) FROM classifications").fetchone()
-    return (row[0], row[1]) if row else (None, None)
+def time_range(con: duckdb.DuckDBPyConnection, now: datetime | None = None) -> tuple[datetime | None, datetime | None]:
+    """The first and last event time in the store (rollups included; the last as `events.store_summary` says)."""
+    summary = store_summary(con, now)
+    return summary["first_ts"], summary["last_ts"]
 
 
 def window_time_range(con: duckdb.DuckDBPyConnection, filters: Filters) -> tuple[datetime | None, datetime | None]:

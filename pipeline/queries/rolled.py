@@ -356,20 +356,24 @@ def rotation_damage_count(con: duckdb.DuckDBPyConnection, s: Split) -> int:
     return int(row[0]) if row else 0
 
 
-def store_totals(con: duckdb.DuckDBPyConnection, boundary: datetime) -> dict[str, Any]:
-    """`events.store_summary` over rollups before `boundary` and raw rows from it on."""
+def store_totals(con: duckdb.DuckDBPyConnection, boundary: datetime, cap: datetime) -> dict[str, Any]:
+    """`events.store_summary` over rollups before `boundary` and raw rows from it on (its last event time
+    the newest not past `cap`, unless every event is past it)."""
     return rows(
         con,
         """WITH parts AS (
-                SELECT sum(events)::BIGINT AS events, min(first_ts) AS first_ts, max(last_ts) AS last_ts,
+                SELECT sum(events)::BIGINT AS events, min(first_ts) AS first_ts,
+                       max(last_ts) FILTER (WHERE last_ts <= ?) AS capped, max(last_ts) AS last_ts,
                        NULL::TIMESTAMPTZ AS last_classified_at
                 FROM classifications_hourly WHERE hour < ?
                 UNION ALL
-                SELECT count(*), min(ts), max(ts), max(classified_at) FROM classifications WHERE ts >= ?
+                SELECT count(*), min(ts), max(ts) FILTER (WHERE ts <= ?), max(ts), max(classified_at)
+                FROM classifications WHERE ts >= ?
             )
-            SELECT coalesce(sum(events), 0)::BIGINT AS events, min(first_ts) AS first_ts, max(last_ts) AS last_ts,
-                   max(last_classified_at) AS last_classified_at FROM parts""",
-        [boundary, boundary],
+            SELECT coalesce(sum(events), 0)::BIGINT AS events, min(first_ts) AS first_ts,
+                   coalesce(max(capped), max(last_ts)) AS last_ts, max(last_classified_at) AS last_classified_at
+            FROM parts""",
+        [cap, boundary, cap, boundary],
     )[0]
 
 

@@ -64,7 +64,7 @@ def build_report(
     """Everything the report shows for `week` (default: the latest week with events)."""
     con.execute("SET TimeZone = 'UTC'")
     generated_at = now or datetime.now(UTC)
-    first, last = queries.time_range(con)
+    first, last = queries.time_range(con, generated_at)
     week = week or (week_name(last) if last is not None else week_name(generated_at))
     since, until = parse_week(week)
     window = queries.Filters(since=since, until=until)

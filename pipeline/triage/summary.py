@@ -197,7 +197,7 @@ def summarize(
     """Everything triage shows, from the store; `now` is the wall clock (a parameter for tests)."""
     now = now or datetime.now(UTC)
     services = (service,) if service else None
-    first, last = queries.time_range(con)
+    first, last = queries.time_range(con, now)
     first, last = as_utc(first), as_utc(last)
     reference, source, note = _reference(now, last, window, until)
     end = reference + timedelta(microseconds=1) if source == "store_end" else reference
