@@ -342,3 +342,52 @@ def test_kafka_options_a_child_cannot_receive_keep_the_producer_in_a_thread(capl
     assert "cannot go to a child process" in caplog.text
     with Reporter("payments-api", in_process=True) as rep:
         assert not rep._process
+
+
+class Cluster:
+    """The two calls a partitioner makes of kafka-python's ClusterMetadata."""
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = set(range(partitions))
+
+    def topics(self) -> set[str]:
+        return {"auth.failures"}
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return self.partitions
+
+    def available_partitions_for_topic(self, topic: str) -> set[int]:
+        return self.partitions
+
+
+def test_the_remembered_partition_is_the_default_partitioners_and_follows_a_new_partition_count() -> None:
+    from kafka.partitioner import DefaultPartitioner
+
+    from pipeline.reporter_worker import KeyedPartitioner
+
+    default, keyed = DefaultPartitioner(), KeyedPartitioner(DefaultPartitioner())
+    cluster = Cluster(6)
+    keys = [f"service-{n}".encode() for n in range(200)]
+    for _ in range(2):  # the second time from memory
+        for key in keys:
+            args = ("auth.failures", key, key, b"v", b"v", cluster)
+            assert keyed.partition(*args) == default.partition(*args)
+    assert len({keyed.partition("auth.failures", k, k, b"", b"", cluster) for k in keys}) == 6
+    cluster.partitions = set(range(12))  # partitions added: the answer follows the new count
+    for key in keys:
+        args = ("auth.failures", key, key, b"v", b"v", cluster)
+        assert keyed.partition(*args) == default.partition(*args)
+    assert keyed.partition("auth.failures", None, None, b"v", b"v", cluster) in cluster.partitions  # no key
+
+
+def test_a_message_orjson_refuses_is_still_reported_and_a_repeated_tokens_client_id_is_read_once() -> None:
+    from pipeline.reporter_worker import RecordBuilder
+
+    builder = RecordBuilder("payments-api", "auth.failures", "auth.tokens.sampled", 0.0, 300.0)
+    token = mint("rsa-2", good_claims(datetime.now(UTC), azp="billing-ui"))
+    for error in ("bad \udc80 byte", "Signature verification failed"):
+        ((topic, key, value, _),) = builder.records(time.time(), token, error, None, None, None)
+        event = AuthFailureEvent.model_validate_json(value)
+        assert (topic, key, event.client_id) == ("auth.failures", b"payments-api", "billing-ui")
+        assert event.reported_error == error.replace("\udc80", "?")
+    assert list(builder.client_ids.values()) == ["billing-ui"]
