@@ -76,8 +76,8 @@ def hits(s: Split, tail: str | None = None) -> tuple[str, list[Any]]:
     sql = f"""WITH hits AS (
         {rolled} FROM classifications_hourly WHERE hour < ? AND attack_events > 0 AND {hourly}
         UNION ALL
-        SELECT c.ts, c.service, c.client_id, c.cause, a.attack, 1::BIGINT, c.ts, c.ts
-        FROM classifications c, unnest(c.attacks) AS a(attack) WHERE c.ts >= ? AND {raw}
+        SELECT c.ts, c.service, c.client_id, c.cause, unnest(c.attacks), 1::BIGINT, c.ts, c.ts
+        FROM classifications c WHERE c.ts >= ? AND len(c.attacks) > 0 AND {raw}
     )"""
     return sql, [s.boundary, *hourly_params, s.boundary, *raw_params]
 
