@@ -139,18 +139,19 @@ def view_sql(parts: Path) -> dict[str, str]:
     }
 
 
-def _rollup_files_sql(parts: Path) -> str:
-    """SQL: every rollup file by its name's parts (`rollup_name`, `day_rollup_name`, `open_rollup_name`)."""
+def _rollup_files_sql(parts: Path, folders: str = "*") -> str:
+    """SQL: the rollup files (of `folders`) by their names' parts (`rollup_name`, `day_rollup_name`,
+    `open_rollup_name`)."""
     name = "regexp_extract(file, '([^/]+)/([^/]+)-([hdo])([0-9]+)(?:-t([0-9]+))?-v([0-9]+)[.]parquet$', " \
            "['folder', 'inst', 'kind', 'no', 'through', 'version'])"
     return (f"SELECT file, n.folder, n.inst, n.kind, try_cast(n.no AS BIGINT) AS no, "
             f"try_cast(n.through AS BIGINT) AS through, try_cast(n.version AS BIGINT) AS v "
-            f"FROM (SELECT file, {name} AS n FROM glob('{_glob(parts, 'hourly/*/*.parquet')}'))")
+            f"FROM (SELECT file, {name} AS n FROM glob('{_glob(parts, f'hourly/{folders}/*.parquet')}'))")
 
 
 def _open_rollups_sql(parts: Path) -> str:
     """SQL: each writer's latest open rollup: inst, open_from (its first hour's number), through (microseconds)."""
-    return (f"SELECT inst, no AS open_from, through FROM ({_rollup_files_sql(parts)}) "
+    return (f"SELECT inst, no AS open_from, through FROM ({_rollup_files_sql(parts, OPEN_FOLDER)}) "
             "WHERE kind = 'o' AND v IS NOT NULL QUALIFY v = max(v) OVER (PARTITION BY inst)")
 
 

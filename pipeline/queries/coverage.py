@@ -46,15 +46,20 @@ def coverage(con: duckdb.DuckDBPyConnection) -> Coverage:
         found = con.execute("SELECT * FROM store_coverage LIMIT 1")
         names = [d[0] for d in found.description or []]
         row = found.fetchone()
-        if row is not None and row[1] is not None:
-            con.execute("SELECT 1 FROM classifications_hourly LIMIT 0")
     except (duckdb.CatalogException, duckdb.BinderException):  # an older store: no rollups, everything raw
         return Coverage()
-    if row is None:
+    if row is None or (row[1] is not None and not _has_rollups(con)):
         return Coverage()
     values = dict(zip(names, row, strict=True))  # a lake's or an older catalog's view has no closed_through
     rolled = values.get("rolled_through")
     return Coverage(values.get("raw_since"), rolled, values.get("closed_through", rolled))
+
+
+def _has_rollups(con: duckdb.DuckDBPyConnection) -> bool:
+    """Is there a `classifications_hourly`? From the catalog: binding the parts store's view lists its files."""
+    found = con.execute("SELECT count(*) FROM (SELECT view_name AS name FROM duckdb_views() UNION ALL "
+                        "SELECT table_name FROM duckdb_tables()) WHERE name = 'classifications_hourly'").fetchone()
+    return bool(found and found[0])
 
 
 @dataclass(frozen=True, slots=True)
