@@ -65,6 +65,10 @@ _DAY_ROLLUP = re.compile(r"^(?P<inst>.+)-d(?P<day>\d+)-v(?P<version>\d+)\.parque
 _OPEN_ROLLUP = re.compile(r"^(?P<inst>.+)-o(?P<hour>\d+)-t(?P<through>\d+)-v(?P<version>\d+)\.parquet$")
 #: The folder of the open hours' rollups (not a day: retention and day merges pass it by).
 OPEN_FOLDER = "open"
+#: A reader connection's DuckDB variable naming the open rollup (by its end, µs) it counts: set at its first
+#: look at `store_coverage` (`pin_open_rollup`), so a pass that writes a newer one meanwhile changes none of
+#: its answers (the writer keeps the one before the newest). Unset (plain DuckDB): the newest.
+OPEN_PIN = "jwtriage_open_through"
 
 #: The live DuckDB tables only a consumer keeps (not in the DDL: the demo's single file has no use for them).
 LIVE_DDL = """
@@ -150,9 +154,11 @@ def _rollup_files_sql(parts: Path, folders: str = "*") -> str:
 
 
 def _open_rollups_sql(parts: Path) -> str:
-    """SQL: each writer's latest open rollup: inst, open_from (its first hour's number), through (microseconds)."""
-    return (f"SELECT inst, no AS open_from, through FROM ({_rollup_files_sql(parts, OPEN_FOLDER)}) "
-            "WHERE kind = 'o' AND v IS NOT NULL QUALIFY v = max(v) OVER (PARTITION BY inst)")
+    """SQL: each writer's open rollup readers count (its latest, or the one the connection pinned): file, inst,
+    open_from (its first hour's number), through (microseconds)."""
+    return (f"SELECT file, inst, no AS open_from, through FROM ({_rollup_files_sql(parts, OPEN_FOLDER)}) "
+            f"WHERE kind = 'o' AND v IS NOT NULL AND coalesce(through = getvariable('{OPEN_PIN}'), true) "
+            "QUALIFY v = max(v) OVER (PARTITION BY inst)")
 
 
 def _coverage_sql(parts: Path) -> str:
@@ -172,7 +178,7 @@ def _coverage_sql(parts: Path) -> str:
         SELECT (SELECT max(value) FILTER (WHERE key = 'raw_since')::TIMESTAMPTZ FROM meta) AS raw_since,
                coalesce(to_timestamp(0) + to_microseconds((SELECT through FROM alone)), (SELECT closed_at FROM closed))
                    AS rolled_through,
-               (SELECT closed_at FROM closed) AS closed_through"""
+               (SELECT closed_at FROM closed) AS closed_through, (SELECT through FROM alone) AS open_through_us"""
 
 
 def _latest_rollups(parts: Path) -> str:
@@ -182,11 +188,16 @@ def _latest_rollups(parts: Path) -> str:
     of the whole day (a day's merged file replaces its hours' files, and is rewritten, never added to,
     when an hour of it is rolled again), so at every moment each hour is counted once; of its open
     rollups, the latest."""
-    return (f"SELECT file, CASE WHEN kind = 'o' THEN NULL ELSE o.open_from END AS open_from "
-            f"FROM ({_rollup_files_sql(parts)}) AS f LEFT JOIN ({_open_rollups_sql(parts)}) AS o USING (inst) "
-            "WHERE v IS NOT NULL QUALIFY v = max(v) OVER (PARTITION BY folder, inst, kind, CASE WHEN kind = 'o' THEN 0 "
-            "ELSE no END) AND (kind <> 'h' OR v > coalesce(max(v) FILTER (WHERE kind = 'd') OVER (PARTITION BY folder, "
-            "inst), -1))")
+    return (f"SELECT f.file, o.open_from FROM ({_rollup_files_sql(parts)}) AS f "
+            f"LEFT JOIN ({_open_rollups_sql(parts)}) AS o USING (inst) "
+            "WHERE v IS NOT NULL AND kind IN ('h', 'd') QUALIFY v = max(v) OVER (PARTITION BY folder, inst, kind, no) "
+            "AND (kind = 'd' OR v > coalesce(max(v) FILTER (WHERE kind = 'd') OVER (PARTITION BY folder, inst), -1)) "
+            f"UNION ALL SELECT file, NULL FROM ({_open_rollups_sql(parts)})")
+
+
+def pin_open_rollup(con: duckdb.DuckDBPyConnection, through_us: int) -> None:
+    """Count the open rollup ending at `through_us` on this connection from now on (`OPEN_PIN`)."""
+    con.execute(f"SET VARIABLE {OPEN_PIN} = {int(through_us)}::BIGINT")
 
 
 def create_views(con: duckdb.DuckDBPyConnection, parts: Path) -> None:

@@ -333,15 +333,15 @@ class Publisher:
             (count,) = self.con.execute(f"SELECT count(*) FROM {source}").fetchone() or (0,)
             if count > OPEN_ROLL_MAX_ROWS:
                 source = None
-        if source is None:  # nothing to roll, or too much: readers read the raw rows after the closed hours
-            for _, path in older:
-                path.unlink(missing_ok=True)
-            return
+        if source is None:  # nothing to roll, or too much: an empty one, so readers read raw rows from the closed hours
+            through_us = first_hour * _HOUR_US
+            empty = self.parts / "classifications" / "_schema" / "empty.parquet"
+            source = f"(SELECT * FROM read_parquet('{sql_path(empty)}'))"
         version = max([time.time_ns() // 1000, *(v + 1 for v, _ in older)])
         copy_atomically(self.con, f"SELECT *, '{self.instance}' AS instance, {version}::BIGINT AS version "
                         f"FROM ({hourly_sql(source)})", self.parts / "hourly" / OPEN_FOLDER
                         / open_rollup_name(self.instance, first_hour, through_us, version))
-        for _, path in older:
+        for _, path in older[:-1]:  # the one before stays a pass: a reader may have pinned it (`OPEN_PIN`)
             path.unlink(missing_ok=True)
 
     def _roll_hour(self, hour_no: int) -> None:

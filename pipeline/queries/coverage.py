@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 import duckdb
 
+from pipeline.io.store_parts import pin_open_rollup
 from pipeline.queries.base import Filters
 
 
@@ -51,6 +52,8 @@ def coverage(con: duckdb.DuckDBPyConnection) -> Coverage:
     if row is None or (row[1] is not None and not _has_rollups(con)):
         return Coverage()
     values = dict(zip(names, row, strict=True))  # a lake's or an older catalog's view has no closed_through
+    if values.get("open_through_us") is not None:  # this connection's questions count this open rollup
+        pin_open_rollup(con, values["open_through_us"])
     rolled = values.get("rolled_through")
     return Coverage(values.get("raw_since"), rolled, values.get("closed_through", rolled))
 
