@@ -389,6 +389,26 @@ def test_a_reader_keeps_counting_the_open_rollup_it_first_saw_while_passes_repla
         reader.close()
 
 
+def test_open_hours_too_big_to_roll_leave_readers_at_the_closed_hours(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """An outage's open hours would cost the writer seconds every pass: an empty open rollup ending where the
+    closed hours end, so readers roll the raw rows from there, as before."""
+    monkeypatch.setattr(store_publish, "OPEN_ROLL_MAX_ROWS", 50)
+    db = tmp_path / "k.duckdb"
+    with Store(db, instance="c1", retention_days=5, rollup_retention_days=10) as store:
+        assert store.publisher is not None
+        add_rows(store, 0, 200, DAY0 + timedelta(hours=10), step=timedelta(seconds=30))  # 76 in 11:00-11:38
+        store.publish()
+        store.publisher.maintain()
+    con = connect_readonly(db)
+    found = coverage(con)
+    con.close()
+    assert found.rolled_through == found.closed_through == DAY0 + timedelta(hours=11)
+    for since, until in OPEN_WINDOWS:
+        answers = _raw_answers(db, since, until)
+        assert answers["rolled"] == answers["raw"], (since, until)
+
+
 def test_with_two_writers_readers_stop_at_the_closed_hours(tmp_path: Path) -> None:
     """Raw rows carry no writer, so one cut per writer cannot be applied: with two, each one's open rollup is
     left out and raw rows answer from the earliest closed hour's end, as before the open hours were rolled."""
