@@ -213,12 +213,8 @@ def build(path: Path, days: int, rate: float, raw_days: int, raw_rate: float, fu
             built.raw[day.date().isoformat() + (" (full rate)" if full else "")] = (
                 rows, size, time.perf_counter() - begun)
         store.con.execute(KEYS_SQL, {"origin": start, "end": END, "last": days * 24 // ROTATE_HOURS + 1})
-        built.swept = sweep(store, parts)
-        # The writer rolls an hour ~10 min after it closes (`ROLL_AFTER_SECONDS`, at most a maintenance interval
-        # later): a tail of `tail_hours` is more than a reader meets. The sweep noted an hour; the tail is longer.
-        store.con.execute("INSERT OR REPLACE INTO store_meta VALUES ('rolled_through', ?)",
-                          [(END - timedelta(hours=tail_hours)).isoformat()])
-        store.publisher._write_state()  # type: ignore[union-attr]
+        built.swept = sweep(store, parts, tail_hours)
+        note_tail(store, tail_hours)
         figures = con.execute(
             f"SELECT count(*), sum(events) FROM read_parquet('{sql_path(parts / 'hourly')}/*/*.parquet')"
         ).fetchone()
@@ -266,13 +262,30 @@ def write_raw_day(con: duckdb.DuckDBPyConnection, parts: Path, day: datetime, ra
     return count, target.stat().st_size
 
 
-def sweep(store: Store, parts: Path) -> list[str]:
-    """The writer's maintenance pass (`Publisher.maintain`) as at the history's end: the day folders it removed."""
+def sweep(store: Store, parts: Path, tail_hours: int = TAIL_HOURS) -> list[str]:
+    """The writer's maintenance pass (`Publisher.maintain`) as at the history's end: the day folders it removed.
+
+    The tail's hours are marked as published since the last pass (the build wrote their raw rows
+    directly), so the pass rolls them as the writer would: the closed ones, and the open hours up to
+    a minute before the end into the open rollup (`hourly/open/`).
+    """
     before = {p for p in parts.glob("*/*") if p.is_dir()}
     store.con.execute("INSERT OR REPLACE INTO store_meta VALUES ('newest_ts', ?)",
                       [(END - timedelta(microseconds=1)).isoformat()])
+    end_hour = int(END.timestamp()) // HOUR_SECONDS
+    store.con.executemany("INSERT INTO rollup_pending VALUES (?)",
+                          [[h] for h in range(end_hour - tail_hours, end_hour)])
     store.publisher.maintain()  # type: ignore[union-attr]
     return sorted(str(p.relative_to(parts)) for p in before - {p for p in parts.glob("*/*") if p.is_dir()})
+
+
+def note_tail(store: Store, tail_hours: int = TAIL_HOURS) -> None:
+    """Say the closed hours end `tail_hours` before the end (the writer says one: it rolls an hour ~10 min after
+    it closes, `ROLL_AFTER_SECONDS`), so that readers without the open rollup (an older checkout, or a store
+    with several writers) roll a tail of `tail_hours` of raw rows, more than they meet."""
+    store.con.execute("INSERT OR REPLACE INTO store_meta VALUES ('rolled_through', ?)",
+                      [(END - timedelta(hours=tail_hours)).isoformat()])
+    store.publisher._write_state()  # type: ignore[union-attr]
 
 
 def folder_bytes(folder: Path) -> int:

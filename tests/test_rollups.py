@@ -245,6 +245,15 @@ def test_a_store_without_coverage_is_all_raw() -> None:
     assert expired_note(con, START) is None
 
 
+def test_a_store_whose_coverage_names_rollups_it_lacks_is_all_raw() -> None:
+    con = raw_store([])
+    con.execute("CREATE TABLE store_coverage AS "
+                "SELECT NULL::TIMESTAMPTZ AS raw_since, ?::TIMESTAMPTZ AS rolled_through", [START])
+    assert coverage(con).rolled_through is None
+    con.execute(create_hourly_sql())
+    assert coverage(con).rolled_through == START
+
+
 def test_a_window_before_the_raw_rows_says_they_expired() -> None:
     con = rolled_store([], rolled_hours=24, raw_hours=12)
     note = expired_note(con, START)

@@ -7,20 +7,24 @@ import re
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
 
+from pipeline import queries
 from pipeline.engine.tokens import fingerprint
 from pipeline.errors import StoreError
 from pipeline.io import store_publish
 from pipeline.io.memory import ListSource
 from pipeline.io.store import WRITER_MEMORY_LIMIT, Store
-from pipeline.io.store_parts import APPENDED, FANOUT, part_files, rollup_name
+from pipeline.io.store_parts import APPENDED, FANOUT, OPEN_FOLDER, part_files, rollup_name
 from pipeline.io.store_readers import connect_readonly, published_parts
 from pipeline.io.store_schema import parts_dir
+from pipeline.queries.coverage import coverage
 from pipeline.records import RecordKind
 from pipeline.runner import Pipeline, run
+from tests.test_rollups import _answers
 from tests.test_runner_store import Feed, ev, snapshot_envelopes
 from tests.world import World, good_claims, mint
 
@@ -119,9 +123,10 @@ def test_retention_drops_whole_days_and_rollups_keep_the_counts(tmp_path: Path) 
     con = connect_readonly(db)
     raw_since, rolled_through = con.execute("SELECT raw_since, rolled_through FROM store_coverage").fetchone()
     assert raw_since == datetime(2026, 1, 4, tzinfo=UTC)
-    assert rolled_through == datetime(2026, 1, 5, 23, tzinfo=UTC)  # the last hour is not closed yet
+    # the last hour is not closed yet: rolled (provisionally) up to a minute before the newest event, 23:30
+    assert rolled_through == datetime(2026, 1, 5, 23, 29, tzinfo=UTC)
     hourly = dict(con.execute("SELECT hour::DATE, sum(events) FROM classifications_hourly GROUP BY 1").fetchall())
-    assert sum(hourly.values()) == 5 * 48 - 2  # every event of a closed hour, expired raw days included
+    assert sum(hourly.values()) == 5 * 48 - 1  # every event before that, expired raw days included
     assert con.execute("SELECT count(*) FROM classifications").fetchone() == (96,)
     con.close()
 
@@ -154,7 +159,8 @@ def test_a_pass_killed_while_dropping_days_still_says_what_is_expired(tmp_path: 
         store.publisher.maintain()
     con = connect_readonly(db)
     assert con.execute("SELECT raw_since FROM store_coverage").fetchone() == (datetime(2026, 1, 4, tzinfo=UTC),)
-    assert con.execute("SELECT sum(events) FROM classifications_hourly").fetchone() == (5 * 48 - 2,)
+    # every event before 23:29 (the open rollup's end, a minute before the newest event): all but 23:30's
+    assert con.execute("SELECT sum(events) FROM classifications_hourly").fetchone() == (5 * 48 - 1,)
     con.close()
 
 
@@ -303,3 +309,120 @@ def test_a_failed_maintenance_pass_is_logged_and_the_consumer_goes_on(
         store.publish()  # the real pass now: the hours roll
     assert count(db) == 110
     assert count(db, "SELECT sum(events) FROM classifications_hourly") == 100  # hour 0 and 1 closed, not 2
+
+
+def _raw_answers(db: Path, since: datetime, until: datetime) -> dict[str, Any]:
+    """`test_rollups._answers` over the store's raw rows only, and over rollups where it has them."""
+    con = connect_readonly(db)
+    try:
+        with_rollups = _answers(con, since, until)
+        con.execute("CREATE OR REPLACE VIEW store_coverage AS "
+                    "SELECT NULL::TIMESTAMPTZ AS raw_since, NULL::TIMESTAMPTZ AS rolled_through")
+        return {"rolled": with_rollups, "raw": _answers(con, since, until)}
+    finally:
+        con.close()
+
+
+#: Windows over the rows `add_rows` writes from 10:00 on (a window's edge off the hour is exact only where no
+#: closed hour's rollup row straddles it: an hour counts where it starts).
+OPEN_WINDOWS = [(DAY0, DAY0 + timedelta(days=1)), (DAY0 + timedelta(hours=10), DAY0 + timedelta(hours=12)),
+                (DAY0 + timedelta(hours=11, minutes=15), DAY0 + timedelta(hours=23, minutes=15)),  # starts in 11:00-
+                (DAY0 + timedelta(hours=9, minutes=20), DAY0 + timedelta(hours=11, minutes=20))]  # ends in it
+
+
+def test_a_single_writers_open_hours_are_rolled_and_readers_count_as_over_raw_rows(tmp_path: Path) -> None:
+    """Each pass rolls the open hours up to a minute before the newest event into one file: readers roll
+    only the raw rows after it, and answer as raw rows do; a late row is counted at the next pass."""
+    db = tmp_path / "k.duckdb"
+    with Store(db, instance="c1", retention_days=5, rollup_retention_days=10) as store:
+        assert store.publisher is not None
+        add_rows(store, 0, 200, DAY0 + timedelta(hours=10), step=timedelta(seconds=30))  # 10:00 … 11:39:30
+        store.publish()
+        store.publisher.maintain()
+        opened = list((parts_dir(db) / "hourly" / OPEN_FOLDER).glob("*.parquet"))
+        assert 1 <= len(opened) <= 2 and all(p.name.startswith("c1-o") for p in opened)  # the newest, the one before
+        con = connect_readonly(db)
+        found = coverage(con)
+        con.close()
+        assert found.closed_through == DAY0 + timedelta(hours=11)  # 11:00 closes 10 minutes after noon
+        assert found.rolled_through == DAY0 + timedelta(hours=11, minutes=38)  # a minute before 11:39:30
+        assert count(db, "SELECT count(*) FROM classifications WHERE ts >= "
+                         "(SELECT rolled_through FROM store_coverage)") == 4  # what a reader rolls itself
+        for since, until in OPEN_WINDOWS:
+            answers = _raw_answers(db, since, until)
+            assert answers["rolled"] == answers["raw"], (since, until)
+        add_rows(store, 200, 1, DAY0 + timedelta(hours=11, minutes=5))  # late: before the open rollup's end
+        store.publish()
+        total = "SELECT sum(events) FROM classifications_hourly"
+        assert count(db, total) == 196  # provisional: the late row waits for the next pass, as a closed hour's does
+        store.publisher.maintain()
+        assert count(db, total) == 197
+        assert len(list((parts_dir(db) / "hourly" / OPEN_FOLDER).glob("*.parquet"))) == 2  # and the one before
+        answers = _raw_answers(db, DAY0, DAY0 + timedelta(days=1))
+        assert answers["rolled"] == answers["raw"]
+
+
+def test_a_reader_keeps_counting_the_open_rollup_it_first_saw_while_passes_replace_it(tmp_path: Path) -> None:
+    """A pass between a reader's look at the coverage and its question must not make it count a newer open
+    rollup (whose rows reach past the end the reader reads raw rows from): the connection pins its own."""
+    db = tmp_path / "k.duckdb"
+    total = "SELECT sum(events) FROM classifications_hourly"
+    with Store(db, instance="c1", retention_days=5, rollup_retention_days=10) as store:
+        assert store.publisher is not None
+        add_rows(store, 0, 200, DAY0 + timedelta(hours=10), step=timedelta(seconds=30))  # 10:00 … 11:39:30
+        store.publish()
+        store.publisher.maintain()
+        reader = connect_readonly(db)
+        first = coverage(reader).rolled_through
+        assert first == DAY0 + timedelta(hours=11, minutes=38)
+        add_rows(store, 200, 10, DAY0 + timedelta(hours=11, minutes=40), step=timedelta(seconds=30))
+        store.publish()
+        store.publisher.maintain()  # a newer open rollup, to 11:43
+        assert count(db, total) == 206
+        assert coverage(reader).rolled_through == first and reader.execute(total).fetchone() == (196,)
+        assert queries.total_events(reader, queries.Filters(since=DAY0)) == 210
+        add_rows(store, 210, 1, DAY0 + timedelta(hours=11, minutes=45))
+        store.publish()
+        store.publisher.maintain()  # the pinned one goes: the reader falls back on the closed hours
+        assert coverage(reader).rolled_through == DAY0 + timedelta(hours=11)
+        assert queries.total_events(reader, queries.Filters(since=DAY0)) == 211
+        reader.close()
+
+
+def test_open_hours_too_big_to_roll_leave_readers_at_the_closed_hours(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """An outage's open hours would cost the writer seconds every pass: an empty open rollup ending where the
+    closed hours end, so readers roll the raw rows from there, as before."""
+    monkeypatch.setattr(store_publish, "OPEN_ROLL_MAX_ROWS", 50)
+    db = tmp_path / "k.duckdb"
+    with Store(db, instance="c1", retention_days=5, rollup_retention_days=10) as store:
+        assert store.publisher is not None
+        add_rows(store, 0, 200, DAY0 + timedelta(hours=10), step=timedelta(seconds=30))  # 76 in 11:00-11:38
+        store.publish()
+        store.publisher.maintain()
+    con = connect_readonly(db)
+    found = coverage(con)
+    con.close()
+    assert found.rolled_through == found.closed_through == DAY0 + timedelta(hours=11)
+    for since, until in OPEN_WINDOWS:
+        answers = _raw_answers(db, since, until)
+        assert answers["rolled"] == answers["raw"], (since, until)
+
+
+def test_with_two_writers_readers_stop_at_the_closed_hours(tmp_path: Path) -> None:
+    """Raw rows carry no writer, so one cut per writer cannot be applied: with two, each one's open rollup is
+    left out and raw rows answer from the earliest closed hour's end, as before the open hours were rolled."""
+    db = tmp_path / "k.duckdb"
+    for number, instance in enumerate(("c1", "c2")):
+        with Store(db, instance=instance, retention_days=5, rollup_retention_days=10) as store:
+            assert store.publisher is not None
+            add_rows(store, number * 1000, 200, DAY0 + timedelta(hours=10, seconds=number), step=timedelta(seconds=30))
+            store.publish()
+            store.publisher.maintain()
+    con = connect_readonly(db)
+    found = coverage(con)
+    con.close()
+    assert found.rolled_through == found.closed_through == DAY0 + timedelta(hours=11)
+    for since, until in OPEN_WINDOWS:
+        answers = _raw_answers(db, since, until)
+        assert answers["rolled"] == answers["raw"], (since, until)

@@ -10,6 +10,7 @@ never the store's size (the old publish copied the whole file). Layout of `<db>.
     dead_letters/<day>/...                     dead letters, by the day they were received
     hourly/<day>/<inst>-h<hour>-v<version>.parquet      rollups of one closed hour (`pipeline.rollups`)
     hourly/<day>/<inst>-d<day>-v<version>.parquet       a closed day's rollups merged (one file a day, not 24)
+    hourly/open/<inst>-o<hour>-t<us>-v<version>.parquet the open hours from <hour> on, rolled up to <us> (provisional)
     state/<inst>/<table>.parquet               small tables rewritten whole (keys, positions, meta)
     <table>/_schema/..., state/_schema/...     empty files with the current columns (no glob is empty)
 
@@ -40,7 +41,7 @@ import duckdb
 
 from pipeline.errors import StoreError
 from pipeline.io.store_schema import sql_path
-from pipeline.rollups import HOURLY_COLUMNS
+from pipeline.rollups import HOUR_SECONDS, HOURLY_COLUMNS
 
 #: Folders of appended, day-partitioned files, and the column each writer's watermark follows.
 APPENDED = ("classifications", "superseded", "dead_letters")
@@ -54,12 +55,20 @@ DAY_LEVEL = 9
 #: writer holds a row group in memory, and the writer's DuckDB has 100 MB.
 ROW_GROUP_SIZE = 16_384
 #: Version of the views `write_catalog` puts in `<db>` (a writer rewrites an older catalog).
-CATALOG_VERSION = 3  # 2: rollups gained alg and the histograms; 3: latest rollups by file name, a closed day merged
+CATALOG_VERSION = 4  # 2: rollups gained alg and the histograms; 3: latest rollups by file name, a closed day merged;
+# 4: the open hours' provisional rollup (`open_rollup_name`)
 
 _DAY_US = 86_400_000_000
 _FILE = re.compile(r"^(?P<inst>.+)-L(?P<level>\d+)-(?P<first>\d+)-(?P<last>\d+)\.parquet$")
 _ROLLUP = re.compile(r"^(?P<inst>.+)-h(?P<hour>\d+)-v(?P<version>\d+)\.parquet$")
 _DAY_ROLLUP = re.compile(r"^(?P<inst>.+)-d(?P<day>\d+)-v(?P<version>\d+)\.parquet$")
+_OPEN_ROLLUP = re.compile(r"^(?P<inst>.+)-o(?P<hour>\d+)-t(?P<through>\d+)-v(?P<version>\d+)\.parquet$")
+#: The folder of the open hours' rollups (not a day: retention and day merges pass it by).
+OPEN_FOLDER = "open"
+#: A reader connection's DuckDB variable naming the open rollup (by its end, µs) it counts: set at its first
+#: look at `store_coverage` (`pin_open_rollup`), so a pass that writes a newer one meanwhile changes none of
+#: its answers (the writer keeps the one before the newest). Unset (plain DuckDB): the newest.
+OPEN_PIN = "jwtriage_open_through"
 
 #: The live DuckDB tables only a consumer keeps (not in the DDL: the demo's single file has no use for them).
 LIVE_DDL = """
@@ -106,7 +115,7 @@ def view_sql(parts: Path) -> dict[str, str]:
     """name → SELECT of every view readers see over the files in `parts` (the same in `<db>` and in memory)."""
     read = "read_parquet('{}', union_by_name = true)"
     state = {t: read.format(_glob(parts, f"state/*/{t}.parquet")) for t in STATE_TABLES}
-    hourly = ", ".join(name for name, _ in HOURLY_COLUMNS)
+    hourly = ", ".join(f"r.{name}" for name, _ in HOURLY_COLUMNS)
     return {
         "classifications": (
             f"SELECT c.* FROM {read.format(_glob(parts, 'classifications/*/*.parquet'))} AS c "
@@ -124,26 +133,71 @@ def view_sql(parts: Path) -> dict[str, str]:
         "store_meta": f"SELECT DISTINCT key, value FROM {state['store_meta']}",
         # One row per writer and key of an hour (its latest version): readers add rows up (`sum(events)`).
         # The latest version is chosen by file name (`rollup_name`), not by a window over every row: a
-        # listing of the files costs milliseconds where the window cost ~0.2 s a million rows.
+        # listing of the files costs milliseconds where the window cost ~0.2 s a million rows. A writer's
+        # closed hours count before its open rollup's first hour, the open rollup from it on.
         "classifications_hourly": f"SELECT {hourly} FROM "
-        f"read_parquet('{_glob(parts, 'hourly/*/*.parquet')}', union_by_name = true, filename = true) "
-        f"WHERE filename IN ({_latest_rollups(parts)})",
-        "store_coverage": "SELECT max(value) FILTER (WHERE key = 'raw_since')::TIMESTAMPTZ AS raw_since, "
-        "min(value) FILTER (WHERE key = 'rolled_through')::TIMESTAMPTZ AS rolled_through FROM store_meta",
+        f"read_parquet('{_glob(parts, 'hourly/*/*.parquet')}', union_by_name = true, filename = true) AS r "
+        f"JOIN ({_latest_rollups(parts)}) AS f ON f.file = r.filename "
+        f"WHERE f.open_from IS NULL OR r.hour < to_timestamp(f.open_from * {HOUR_SECONDS})",
+        "store_coverage": _coverage_sql(parts),
     }
 
 
+def _rollup_files_sql(parts: Path, folders: str = "*") -> str:
+    """SQL: the rollup files (of `folders`) by their names' parts (`rollup_name`, `day_rollup_name`,
+    `open_rollup_name`)."""
+    name = "regexp_extract(file, '([^/]+)/([^/]+)-([hdo])([0-9]+)(?:-t([0-9]+))?-v([0-9]+)[.]parquet$', " \
+           "['folder', 'inst', 'kind', 'no', 'through', 'version'])"
+    return (f"SELECT file, n.folder, n.inst, n.kind, try_cast(n.no AS BIGINT) AS no, "
+            f"try_cast(n.through AS BIGINT) AS through, try_cast(n.version AS BIGINT) AS v "
+            f"FROM (SELECT file, {name} AS n FROM glob('{_glob(parts, f'hourly/{folders}/*.parquet')}'))")
+
+
+def _open_rollups_sql(parts: Path) -> str:
+    """SQL: each writer's open rollup readers count (its latest, or the one the connection pinned): file, inst,
+    open_from (its first hour's number), through (microseconds)."""
+    return (f"SELECT file, inst, no AS open_from, through FROM ({_rollup_files_sql(parts, OPEN_FOLDER)}) "
+            f"WHERE kind = 'o' AND v IS NOT NULL AND coalesce(through = getvariable('{OPEN_PIN}'), true) "
+            "QUALIFY v = max(v) OVER (PARTITION BY inst)")
+
+
+def _coverage_sql(parts: Path) -> str:
+    """SQL: `store_coverage`. `closed_through`: where every writer's closed hours end (the earliest). With one
+    writer and its open rollup, `rolled_through` is where that rollup ends (readers roll minutes of raw rows,
+    not the open hours); with more, raw rows carry no writer to cut each at its own point, so the closed
+    hours' end."""
+    meta = f"read_parquet('{_glob(parts, 'state/*/store_meta.parquet')}', union_by_name = true, filename = true)"
+    return f"""WITH meta AS (SELECT regexp_extract(filename, '([^/]+)/store_meta[.]parquet$', 1) AS inst, key, value
+                      FROM {meta}),
+             opened AS ({_open_rollups_sql(parts)}),
+             closed AS (SELECT least(min(value) FILTER (WHERE key = 'rolled_through')::TIMESTAMPTZ,
+                                     (SELECT min(to_timestamp(open_from * {HOUR_SECONDS})) FROM opened)) AS closed_at
+                        FROM meta),
+             writers AS (SELECT count(DISTINCT inst) AS n FROM (SELECT inst FROM meta UNION SELECT inst FROM opened)),
+             alone AS (SELECT any_value(through) AS through FROM opened WHERE (SELECT n FROM writers) = 1)
+        SELECT (SELECT max(value) FILTER (WHERE key = 'raw_since')::TIMESTAMPTZ FROM meta) AS raw_since,
+               coalesce(to_timestamp(0) + to_microseconds((SELECT through FROM alone)), (SELECT closed_at FROM closed))
+                   AS rolled_through,
+               (SELECT closed_at FROM closed) AS closed_through, (SELECT through FROM alone) AS open_through_us"""
+
+
 def _latest_rollups(parts: Path) -> str:
-    """SQL: the rollup files readers count (names: `rollup_name`, `day_rollup_name`): of each writer's hour
-    or day, the latest version; an hour's file only if newer than its writer's file of the whole day
-    (a day's merged file replaces its hours' files, and is rewritten, never added to, when an hour of it
-    is rolled again), so at every moment each hour is counted once."""
-    name = "regexp_extract(file, '([^/]+)/([^/]+)-([hd])([0-9]+)-v([0-9]+)[.]parquet$', " \
-           "['folder', 'inst', 'kind', 'no', 'version'])"
-    return (f"SELECT file FROM (SELECT file, n.folder, n.inst, n.kind, n.no, try_cast(n.version AS BIGINT) AS v "
-            f"FROM (SELECT file, {name} AS n FROM glob('{_glob(parts, 'hourly/*/*.parquet')}'))) WHERE v IS NOT NULL "
-            "QUALIFY v = max(v) OVER (PARTITION BY folder, inst, kind, no) AND (kind = 'd' OR "
-            "v > coalesce(max(v) FILTER (WHERE kind = 'd') OVER (PARTITION BY folder, inst), -1))")
+    """SQL: the rollup files readers count (names: `rollup_name`, `day_rollup_name`, `open_rollup_name`) and, for
+    a closed one, the hour its writer's open rollup starts at (`open_from`: its rows from then on do not count).
+    Of each writer's hour or day, the latest version; an hour's file only if newer than its writer's file
+    of the whole day (a day's merged file replaces its hours' files, and is rewritten, never added to,
+    when an hour of it is rolled again), so at every moment each hour is counted once; of its open
+    rollups, the latest."""
+    return (f"SELECT f.file, o.open_from FROM ({_rollup_files_sql(parts)}) AS f "
+            f"LEFT JOIN ({_open_rollups_sql(parts)}) AS o USING (inst) "
+            "WHERE v IS NOT NULL AND kind IN ('h', 'd') QUALIFY v = max(v) OVER (PARTITION BY folder, inst, kind, no) "
+            "AND (kind = 'd' OR v > coalesce(max(v) FILTER (WHERE kind = 'd') OVER (PARTITION BY folder, inst), -1)) "
+            f"UNION ALL SELECT file, NULL FROM ({_open_rollups_sql(parts)})")
+
+
+def pin_open_rollup(con: duckdb.DuckDBPyConnection, through_us: int) -> None:
+    """Count the open rollup ending at `through_us` on this connection from now on (`OPEN_PIN`)."""
+    con.execute(f"SET VARIABLE {OPEN_PIN} = {int(through_us)}::BIGINT")
 
 
 def create_views(con: duckdb.DuckDBPyConnection, parts: Path) -> None:
@@ -301,6 +355,18 @@ def rollup_files(folder: Path, instance: str, hour_no: int) -> list[tuple[int, P
         if match and match["inst"] == instance and int(match["hour"]) == hour_no:
             found.append((int(match["version"]), path))
     return sorted(found)
+
+
+def open_rollup_name(instance: str, first_hour: int, through_us: int, version: int) -> str:
+    """The open hours' rollup: this writer's rows from hour `first_hour` on dated before `through_us`."""
+    return f"{instance}-o{first_hour}-t{through_us}-v{version}.parquet"
+
+
+def open_rollup_files(hourly: Path, instance: str) -> list[tuple[int, Path]]:
+    """(version, path) of this writer's open rollups in `hourly/open/`, oldest first."""
+    folder = hourly / OPEN_FOLDER
+    return sorted((int(m["version"]), p) for p in (folder.glob(f"{instance}-o*.parquet") if folder.is_dir() else [])
+                  if (m := _OPEN_ROLLUP.match(p.name)) and m["inst"] == instance)
 
 
 def rollup_name(instance: str, hour_no: int, version: int) -> str:

@@ -7,7 +7,9 @@ in place, so a publish cut short by a crash is redone with the same number and f
 and each file is replaced by a superset of itself, never added twice.
 
 Maintenance, at most every `MAINTENANCE_SECONDS`: roll closed hours into `hourly/`
-(`pipeline.rollups.hourly_sql`), merge a day whose hours are all rolled into one rollup file
+(`pipeline.rollups.hourly_sql`), roll the open hours up to a minute ago into one provisional file
+(`hourly/open/`, replaced at every pass: a reader of a single writer's store then rolls minutes of
+raw rows, not up to 70 minutes of them), merge a day whose hours are all rolled into one rollup file
 (readers open a file a day, not 24), merge a closed day's small files, drop day folders older than
 the retention (`[store] retention_days` raw, `rollup_retention_days` rollups) and prune the live
 file to the rows re-judging and a restart can still need (`LIVE_HOURS`). Retention counts from the
@@ -31,6 +33,7 @@ from pipeline.io.store_parts import (
     APPENDED,
     FIRST_DAY,
     LAST_DAY,
+    OPEN_FOLDER,
     STATE_TABLES,
     clamp_day,
     compact_day,
@@ -42,6 +45,8 @@ from pipeline.io.store_parts import (
     days_before,
     drop_days_before,
     hour_rollup_files,
+    open_rollup_files,
+    open_rollup_name,
     part_files,
     part_name,
     remove_covered,
@@ -64,6 +69,12 @@ MAINTENANCE_MEMORY_LIMIT = "1GB"
 MAINTENANCE_RETRY_SECONDS = 600.0
 #: An hour is rolled once the newest stored event is this far past its end (late events re-roll it).
 ROLL_AFTER_SECONDS = 600
+#: The open hours are rolled up to this long before the newest stored event (at a minute's edge), so that events
+#: arriving a little out of order are in the raw rows readers read, not missing from a rollup until the next pass.
+OPEN_ROLL_LAG_SECONDS = 60
+#: Open hours holding more rows than this (an outage) are not rolled provisionally (it would cost the writer
+#: seconds every pass): readers roll them from raw rows, as before.
+OPEN_ROLL_MAX_ROWS = 3_000_000
 #: Hours of written rows the live file keeps: re-judging reaches only events held in
 #: memory (at most 10,000 of each kind, minutes of traffic), a restart only the newest waiting ones.
 LIVE_HOURS = 6
@@ -267,6 +278,7 @@ class Publisher:
         expired = self.meta("raw_since")  # what earlier passes dropped; this pass's cutoff is not applied yet
         self._roll(newest_us, (datetime.fromisoformat(expired) - _EPOCH).days if expired else FIRST_DAY)
         self._merge_rolled_days((newest_us - ROLL_AFTER_SECONDS * 1_000_000) // _HOUR_US)
+        self._roll_open(newest_us)
         expiring = any(days_before(self.parts / table, raw_cutoff) for table in APPENDED)
         if expiring or self.meta("raw_since"):
             # Said before the days go (their hours are rolled above): a pass cut short in between still says it.
@@ -292,19 +304,52 @@ class Publisher:
             self.con.execute("DELETE FROM rollup_pending WHERE hour_no = ?", [hour_no])
         self._set("rolled_through", _at(boundary * _HOUR_US).isoformat())
 
+    def _rows(self, start_us: int, end_us: int) -> str | None:
+        """SQL: this writer's current rows dated in [start, end) (None: it has no file of those days)."""
+        days = [day_name(d) for d in range(clamp_day(start_us // _DAY_US), clamp_day((end_us - 1) // _DAY_US) + 1)]
+        rows = [f for day in days for f in part_files(self.parts / "classifications" / day, self.instance)]
+        if not rows:
+            return None
+        gone = [f for day in days for f in part_files(self.parts / "superseded" / day, self.instance)]
+        gone_paths = [f.path for f in gone] or [self.parts / "superseded" / "_schema" / "empty.parquet"]
+        return (
+            f"(SELECT c.* FROM read_parquet({_list(f.path for f in rows)}, union_by_name = true) AS c "
+            f"ANTI JOIN read_parquet({_list(gone_paths)}, union_by_name = true) AS s USING (event_id, classified_at) "
+            f"WHERE {_span('c.ts', start_us, end_us)})"
+        )
+
+    def _roll_open(self, newest_us: int) -> None:
+        """Roll the open hours (from `_roll`'s boundary on) up to a minute before the newest event into one file
+        that replaces the last pass's (`open_rollup_name`): readers count it and the raw rows dated after it.
+
+        Provisional: rows of those hours that arrive later (dated before its end) are counted by the next
+        pass's file, as a late event of a closed hour is by its hour's next version.
+        """
+        first_hour = (newest_us - ROLL_AFTER_SECONDS * 1_000_000) // _HOUR_US
+        through_us = (newest_us - OPEN_ROLL_LAG_SECONDS * 1_000_000) // 60_000_000 * 60_000_000
+        older = open_rollup_files(self.parts / "hourly", self.instance)
+        source = self._rows(first_hour * _HOUR_US, through_us) if through_us > first_hour * _HOUR_US else None
+        if source is not None:
+            (count,) = self.con.execute(f"SELECT count(*) FROM {source}").fetchone() or (0,)
+            if count > OPEN_ROLL_MAX_ROWS:
+                source = None
+        if source is None:  # nothing to roll, or too much: an empty one, so readers read raw rows from the closed hours
+            through_us = first_hour * _HOUR_US
+            empty = self.parts / "classifications" / "_schema" / "empty.parquet"
+            source = f"(SELECT * FROM read_parquet('{sql_path(empty)}'))"
+        version = max([time.time_ns() // 1000, *(v + 1 for v, _ in older)])
+        copy_atomically(self.con, f"SELECT *, '{self.instance}' AS instance, {version}::BIGINT AS version "
+                        f"FROM ({hourly_sql(source)})", self.parts / "hourly" / OPEN_FOLDER
+                        / open_rollup_name(self.instance, first_hour, through_us, version))
+        for _, path in older[:-1]:  # the one before stays a pass: a reader may have pinned it (`OPEN_PIN`)
+            path.unlink(missing_ok=True)
+
     def _roll_hour(self, hour_no: int) -> None:
         day_no = hour_no * _HOUR_US // _DAY_US
         day = day_name(day_no)
-        rows = part_files(self.parts / "classifications" / day, self.instance)
-        if not rows:
+        source = self._rows(hour_no * _HOUR_US, (hour_no + 1) * _HOUR_US)
+        if source is None:
             return
-        gone = part_files(self.parts / "superseded" / day, self.instance)
-        gone_paths = [f.path for f in gone] or [self.parts / "superseded" / "_schema" / "empty.parquet"]
-        source = (
-            f"(SELECT c.* FROM read_parquet({_list(f.path for f in rows)}, union_by_name = true) AS c "
-            f"ANTI JOIN read_parquet({_list(gone_paths)}, union_by_name = true) AS s USING (event_id, classified_at) "
-            f"WHERE {_span('c.ts', hour_no * _HOUR_US, (hour_no + 1) * _HOUR_US)})"
-        )
         folder = self.parts / "hourly" / day
         merged = day_rollup_files(folder, self.instance)
         older = rollup_files(folder, self.instance, hour_no)

@@ -1,9 +1,11 @@
 """What the store still holds raw, and where its hourly rollups take over (issue 21).
 
 `store_coverage` (one row) says `raw_since`, the earliest hour whose raw rows are all kept
-(NULL: everything), and `rolled_through`, the hour before which rollups are complete (NULL:
-none yet). A store written before rollups has no such view: everything is raw, and every
-query runs as it always did.
+(NULL: everything), and `rolled_through`, the time before which rollups are complete (NULL:
+none yet): the end of the closed hours (`closed_through`), or, in a store with one writer, the
+end of its provisional rollup of the open hours (a minute's edge inside the newest hour; the
+rollup row of that hour counts the events before it, raw rows the rest). A store written before
+rollups has no such view: everything is raw, and every query runs as it always did.
 
 A counting query whose window starts before `rolled_through` reads `classifications_hourly`
 for the hours before it and raw rows from it on (`Split`); one whose window starts at or after
@@ -20,6 +22,7 @@ from datetime import UTC, datetime
 
 import duckdb
 
+from pipeline.io.store_parts import pin_open_rollup
 from pipeline.queries.base import Filters
 
 
@@ -29,6 +32,7 @@ class Coverage:
 
     raw_since: datetime | None = None
     rolled_through: datetime | None = None
+    closed_through: datetime | None = None  # where the closed hours end (an hour's edge; <= rolled_through)
 
     def expired_before(self, since: datetime | None) -> datetime | None:
         """`raw_since` when a window starting at `since` (None: the beginning) reaches before it, else None."""
@@ -40,12 +44,25 @@ class Coverage:
 def coverage(con: duckdb.DuckDBPyConnection) -> Coverage:
     """The store's coverage; `Coverage()` when it has no `store_coverage` or no `classifications_hourly`."""
     try:
-        row = con.execute("SELECT raw_since, rolled_through FROM store_coverage LIMIT 1").fetchone()
-        if row is not None and row[1] is not None:
-            con.execute("SELECT 1 FROM classifications_hourly LIMIT 0")
+        found = con.execute("SELECT * FROM store_coverage LIMIT 1")
+        names = [d[0] for d in found.description or []]
+        row = found.fetchone()
     except (duckdb.CatalogException, duckdb.BinderException):  # an older store: no rollups, everything raw
         return Coverage()
-    return Coverage(row[0], row[1]) if row else Coverage()
+    if row is None or (row[1] is not None and not _has_rollups(con)):
+        return Coverage()
+    values = dict(zip(names, row, strict=True))  # a lake's or an older catalog's view has no closed_through
+    if values.get("open_through_us") is not None:  # this connection's questions count this open rollup
+        pin_open_rollup(con, values["open_through_us"])
+    rolled = values.get("rolled_through")
+    return Coverage(values.get("raw_since"), rolled, values.get("closed_through", rolled))
+
+
+def _has_rollups(con: duckdb.DuckDBPyConnection) -> bool:
+    """Is there a `classifications_hourly`? From the catalog: binding the parts store's view lists its files."""
+    found = con.execute("SELECT count(*) FROM (SELECT view_name AS name FROM duckdb_views() UNION ALL "
+                        "SELECT table_name FROM duckdb_tables()) WHERE name = 'classifications_hourly'").fetchone()
+    return bool(found and found[0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +71,15 @@ class Split:
 
     boundary: datetime
     filters: Filters
+    closed: datetime | None = None  # where the closed hours end, when `boundary` is inside an open hour
+
+    def settled(self, *cuts: datetime | None) -> Split:
+        """This split, or one at the closed hours' end when a cut (a window's edge) falls inside the open rollup's
+        last hour off an hour's edge: that hour's rollup row cannot be cut there, raw rows can."""
+        if self.closed is None or not any(c is not None and self.closed < c < self.boundary and c.timestamp() % 3600
+                                          for c in cuts):
+            return self
+        return Split(self.closed, self.filters)
 
 
 def split(con: duckdb.DuckDBPyConnection, filters: Filters, fine: bool = False) -> Split | None:
@@ -62,12 +88,17 @@ def split(con: duckdb.DuckDBPyConnection, filters: Filters, fine: bool = False) 
     `fine`: the query cuts time finer than an hour; rollups only where raw rows expired.
     """
     found = coverage(con)
-    boundary = found.rolled_through
+    boundary, closed = found.rolled_through, found.closed_through
     if fine and boundary is not None:
-        boundary = None if found.raw_since is None else min(found.raw_since, boundary)
+        boundary = None if found.raw_since is None else min(found.raw_since, closed or boundary)
     if boundary is None or (filters.since is not None and filters.since >= boundary):
         return None
-    return Split(boundary, filters)
+    if (filters.since is not None and closed is not None and filters.since > closed
+            and filters.since.timestamp() % 3600):
+        # a window starting inside an open hour: the open rollup's row of that hour would not count in it (an
+        # hour counts where it starts), so raw rows answer, as they did before the open hours were rolled
+        return None
+    return Split(boundary, filters, closed if closed is not None and closed < boundary else None).settled(filters.until)
 
 
 def finer_than_an_hour(seconds: float, since: datetime | None = None) -> bool:

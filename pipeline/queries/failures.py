@@ -218,18 +218,15 @@ def window_buckets(
     if (s := split(con, window, fine)) is not None:
         return rolled.window_buckets(con, s, since, until, buckets, by)
     width = (until - since).total_seconds() / buckets
-    if by == "attack":
-        where, params = window.where("c")
-        source, key = "classifications c, unnest(c.attacks) AS a(attack)", "a.attack"
-    else:
-        where, params = window.where("c")
-        source, key = "classifications c", f"c.{by}"
+    where, params = window.where("c")
+    # an event's labels unnested in the select list: a lateral unnest join materialises its whole input
+    key, source = ("unnest(c.attacks)", f"classifications c WHERE {where} AND len(c.attacks) > 0") \
+        if by == "attack" else (f"c.{by}", f"classifications c WHERE {where}")
     return rows(
         con,
-        f"""SELECT {key} AS key,
-                   least(CAST(floor((epoch(c.ts) - ?) / ?) AS INTEGER), ?) AS bucket,
-                   count(*) AS events
-            FROM {source} WHERE {where}
+        f"""SELECT key, bucket, count(*) AS events FROM (
+                SELECT {key} AS key, least(CAST(floor((epoch(c.ts) - ?) / ?) AS INTEGER), ?) AS bucket
+                FROM {source})
             GROUP BY ALL ORDER BY key, bucket""",
         [since.timestamp(), width, buckets - 1, *params],
     )

@@ -76,8 +76,8 @@ def hits(s: Split, tail: str | None = None) -> tuple[str, list[Any]]:
     sql = f"""WITH hits AS (
         {rolled} FROM classifications_hourly WHERE hour < ? AND attack_events > 0 AND {hourly}
         UNION ALL
-        SELECT c.ts, c.service, c.client_id, c.cause, a.attack, 1::BIGINT, c.ts, c.ts
-        FROM classifications c, unnest(c.attacks) AS a(attack) WHERE c.ts >= ? AND {raw}
+        SELECT c.ts, c.service, c.client_id, c.cause, unnest(c.attacks), 1::BIGINT, c.ts, c.ts
+        FROM classifications c WHERE c.ts >= ? AND len(c.attacks) > 0 AND {raw}
     )"""
     return sql, [s.boundary, *hourly_params, s.boundary, *raw_params]
 
@@ -179,6 +179,7 @@ def confidence_counts(con: duckdb.DuckDBPyConnection, s: Split) -> list[dict[str
 
 def cause_counts_vs_previous(con: duckdb.DuckDBPyConnection, s: Split, since: datetime) -> list[dict[str, Any]]:
     """`s` covers the window and the one before it; `since` is where the window starts."""
+    s = s.settled(since)
     sql, params = counted(s, counted_tail(con, s, since))
     return rows(
         con,
@@ -193,6 +194,7 @@ def cause_counts_vs_previous(con: duckdb.DuckDBPyConnection, s: Split, since: da
 
 
 def service_counts_vs_previous(con: duckdb.DuckDBPyConnection, s: Split, since: datetime) -> list[dict[str, Any]]:
+    s = s.settled(since)
     sql, params = counted(s, counted_tail(con, s, since))
     return rows(
         con,
@@ -214,6 +216,8 @@ def same_window_by_day(
     con: duckdb.DuckDBPyConnection, s: Split, until: datetime, length: timedelta, days: int
 ) -> list[dict[str, Any]]:
     """`s` spans every day's window; each part counts its own."""
+    s = s.settled(*(edge for k in range(days + 1) for edge in (until - timedelta(days=k),
+                                                                until - timedelta(days=k) - length)))
     sql, params = counted(s, counted_tail(con, s, until, length.total_seconds()))
     parts, part_params = [], list[Any]()
     for days_ago in range(days + 1):
@@ -257,6 +261,7 @@ def window_buckets(
     con: duckdb.DuckDBPyConnection, s: Split, since: datetime, until: datetime, buckets: int, by: str
 ) -> list[dict[str, Any]]:
     width = (until - since).total_seconds() / buckets
+    s = s.settled(since, until)
     tail = counted_tail(con, s, since, width)
     sql, params = hits(s, tail) if by == "attack" else counted(s, tail)
     relation = "hits" if by == "attack" else "counted"

@@ -1,4 +1,9 @@
-"""What the tokens say: attack patterns and who sends them, algorithms in use, token lifetimes."""
+"""What the tokens say: attack patterns and who sends them, algorithms in use, token lifetimes.
+
+An event's attack labels are unnested in the select list, never by a lateral join
+(`FROM classifications c, unnest(c.attacks)`): DuckDB materialises a lateral join's whole input
+and joins it back (3 s for an hour of raw rows at 200 events/s, against 0.14 s).
+"""
 
 from __future__ import annotations
 
@@ -21,13 +26,13 @@ def attacks(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) -> li
     where, params = filters.where()
     return rows(
         con,
-        f"""WITH hit AS (SELECT service, client_id, ts, attacks FROM classifications
+        f"""WITH hit AS (SELECT service, client_id, ts, unnest(attacks) AS attack FROM classifications
                          WHERE {where} AND len(attacks) > 0)
             SELECT attack, count(*) AS events,
                    list_distinct(list(hit.service ORDER BY hit.service)) AS services,
                    count(DISTINCT hit.client_id) AS clients,
                    min(hit.ts) AS first_seen, max(hit.ts) AS last_seen
-            FROM hit, unnest(hit.attacks) AS a(attack)
+            FROM hit
             GROUP BY attack ORDER BY events DESC, attack""",
         params,
     )
@@ -41,9 +46,9 @@ def attack_kinds_by_cause(con: duckdb.DuckDBPyConnection, filters: Filters = NO_
         where, params = filters.where("c")
         found = con.execute(
             f"""SELECT cause, attack FROM (
-                    SELECT c.cause, attack, count(*) AS events
-                    FROM classifications c, unnest(c.attacks) AS a(attack)
-                    WHERE {where} AND len(c.attacks) > 0 GROUP BY ALL
+                    SELECT cause, attack, count(*) AS events
+                    FROM (SELECT c.cause, unnest(c.attacks) AS attack FROM classifications c
+                          WHERE {where} AND len(c.attacks) > 0) GROUP BY ALL
                 ) ORDER BY cause, events DESC, attack""",
             params,
         ).fetchall()
@@ -63,10 +68,10 @@ def attack_clients(
     return rows(
         con,
         f"""SELECT attack, client_id, events FROM (
-                SELECT attack, c.client_id, count(*) AS events,
-                       row_number() OVER (PARTITION BY attack ORDER BY count(*) DESC, c.client_id) AS n
-                FROM classifications c, unnest(c.attacks) AS a(attack)
-                WHERE {where} GROUP BY attack, c.client_id
+                SELECT attack, client_id, count(*) AS events,
+                       row_number() OVER (PARTITION BY attack ORDER BY count(*) DESC, client_id) AS n
+                FROM (SELECT unnest(c.attacks) AS attack, c.client_id FROM classifications c
+                      WHERE {where} AND len(c.attacks) > 0) GROUP BY attack, client_id
             ) WHERE n <= ? ORDER BY attack, events DESC, client_id""",
         [*params, limit],
     )
@@ -85,11 +90,11 @@ def attack_client_ids(
     return rows(
         con,
         f"""SELECT attack, client_id, events FROM (
-                SELECT attack, c.client_id, count(*) AS events,
-                       row_number() OVER (PARTITION BY attack, c.client_id IS NULL
-                                          ORDER BY count(*) DESC, c.client_id) AS n
-                FROM classifications c, unnest(c.attacks) AS a(attack)
-                WHERE {where} AND len(c.attacks) > 0 GROUP BY attack, c.client_id
+                SELECT attack, client_id, count(*) AS events,
+                       row_number() OVER (PARTITION BY attack, client_id IS NULL
+                                          ORDER BY count(*) DESC, client_id) AS n
+                FROM (SELECT unnest(c.attacks) AS attack, c.client_id FROM classifications c
+                      WHERE {where} AND len(c.attacks) > 0) GROUP BY attack, client_id
             ) WHERE n <= ? OR client_id IS NULL
             ORDER BY attack, client_id IS NULL, events DESC, client_id""",
         [*params, limit],
