@@ -431,6 +431,8 @@ def without_tokens(verdict: Verdict) -> Verdict:
     here. Nearly always nothing matches: one regex search over the fields joined, and the
     verdict is returned as it is.
     """
+    if verdict.redacted:  # a verdict reused from a span (`engine.spans`): its fields were proven token-free
+        return verdict
     c = verdict.classification
     audience = c.audience
     if isinstance(audience, str):  # the usual `aud`; a tuple, not a union built anew, for the numbers below

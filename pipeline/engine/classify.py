@@ -41,6 +41,7 @@ from pipeline.engine.identifiers import hasher_from
 from pipeline.engine.keys import KeyTimeline, TimelineKey
 from pipeline.engine.reported import judge_reported
 from pipeline.engine.reuse import JudgementReuse
+from pipeline.engine.spans import VerdictSpans
 from pipeline.engine.tokens import (
     EncryptedToken,
     MalformedToken,
@@ -94,6 +95,8 @@ class Verdict:
     steps: dict[Step, StepOutcome] | None = None
     # set by `runner.without_tokens` once `classification`'s free-text fields are proven token-free
     redacted: bool = field(default=False, compare=False)
+    # the classification's JSON after its `event_id` (from `,"cause":` on), when reused from a span (`spans`)
+    line_tail: bytes | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +106,8 @@ class StaticJudgement:
     `findings`/`causes` are those steps' failed checks in order; `version` is the key timeline's
     version they were judged against (a new snapshot can change the keys a kid names);
     `kid` is the header's kid as the verdict prints it (`_header_text`), kept with them.
+    `tail_key` is everything of them a verdict prints, hashable (None when the `aud` claim is
+    not a string or null): what `spans` keys a reused verdict's tail by.
     """
 
     attacks: tuple[Attack, ...]
@@ -111,6 +116,7 @@ class StaticJudgement:
     causes: tuple[Cause, ...]
     version: int
     kid: str | None = None
+    tail_key: tuple[Any, ...] | None = None
 
 
 def _classification(**fields: Any) -> Classification:
@@ -229,6 +235,8 @@ class Classifier:
         self._hasher = hasher_from(config.store.hash_key)  # stored personal claims: keyed hashes
         # the time-independent checks of repeated tokens (None: every event judged afresh)
         self.reuse = JudgementReuse(self, self.parse_cache.capacity) if config.classify.reuse_judgements else None
+        # whole verdicts over spans of time in which none of their text changes (with reuse only)
+        self.spans = VerdictSpans(timeline) if self.reuse is not None else None
         self._asymmetric: dict[str, tuple[int, bool]] = {}  # service → (timeline version, answer)
         # (service, alg, kid) → (candidates, fitting) as of `_choices_version`; see `_key_choices`
         self._choices: dict[tuple[str, str, str | None], tuple[list[TimelineKey], list[TimelineKey]]] = {}
@@ -407,6 +415,14 @@ class Classifier:
         if trace is None and self.reuse is not None:
             findings = Findings()
             static = self.reuse.static(token, policy, findings)
+            spans = self.spans
+            if spans is not None and static.tail_key is not None:
+                reused = spans.verdict(event, token, policy, static)
+                if reused is not None:
+                    return reused
+                verdict = self.judge_at(event, token, policy, static, findings)
+                spans.learn(event, token, policy, static, verdict)
+                return verdict
         else:
             findings = Findings() if trace is None else trace
             if trace is not None:
@@ -428,9 +444,15 @@ class Classifier:
         check_issuer(claims, policy, key, findings)
         check_audience(claims, policy.service, findings)
         version = self.timeline.version
-        return StaticJudgement(
-            tuple(attacks), key, tuple(findings.items), tuple(findings.causes), version, _header_text(token.kid)
+        kid, aud = _header_text(token.kid), claims.get("aud")
+        items, causes = tuple(findings.items), tuple(findings.causes)
+        tail_key = (
+            (id(key), policy.service.name, tuple((f.cause, f.evidence) for f in items), causes, tuple(attacks),
+             kid, token.alg, aud)
+            if aud is None or isinstance(aud, str)
+            else None
         )
+        return StaticJudgement(tuple(attacks), key, items, causes, version, kid, tail_key)
 
     def judge_at(
         self,
