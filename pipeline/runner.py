@@ -202,6 +202,9 @@ class Pipeline:
             "token_headers": header_cache_usage(),
             **({"judgements": (len(reuse.cache), reuse.cache.bytes, reuse.cache.capacity, reuse.cache.max_bytes)}
                if (reuse := classifier.reuse) is not None else {}),
+            **({name: (len(cache), cache.bytes, cache.capacity, cache.max_bytes)
+                for name, cache in (("verdict_spans", spans.spans), ("verdict_tails", spans.tails))}
+               if (spans := classifier.spans) is not None else {}),
         }
 
     def process(self, envelopes: Iterable[Envelope]) -> Batch:
