@@ -409,25 +409,31 @@ class Classifier:
 
         Steps 2 to 5 and the attack labels depend on nothing but the token, the service and the
         key timeline (`judge_static`); the rest is judged at the event's time (`judge_at`). A
-        repeated token takes the first part from `reuse` (same token, service and timeline)
-        and always runs the second: the verdict is the one this fresh run gives.
+        repeated token takes the first part from `reuse` (same token, service and timeline);
+        an event whose time falls in a span where none of the verdict's text can change
+        takes the whole verdict from `spans`, and any other runs the second part afresh.
         """
-        if trace is None and self.reuse is not None:
-            findings = Findings()
-            static = self.reuse.static(token, policy, findings)
+        if trace is None and (reuse := self.reuse) is not None:
             spans = self.spans
-            if spans is not None and static.tail_key is not None:
+            static = reuse.cached(token, policy)
+            if static is not None and spans is not None and static.tail_key is not None:
                 reused = spans.verdict(event, token, policy, static)
                 if reused is not None:
                     return reused
-                verdict = self.judge_at(event, token, policy, static, findings)
+            findings = Findings()
+            if static is None:
+                static = reuse.judged(token, policy, findings)
+            else:
+                findings.items.extend(static.findings)
+                findings.causes.extend(static.causes)
+            verdict = self.judge_at(event, token, policy, static, findings)
+            if spans is not None and static.tail_key is not None:
                 spans.learn(event, token, policy, static, verdict)
-                return verdict
-        else:
-            findings = Findings() if trace is None else trace
-            if trace is not None:
-                trace.note(Step.PARSE, segments=3)
-            static = self.judge_static(token, policy, findings)
+            return verdict
+        findings = Findings() if trace is None else trace
+        if trace is not None:
+            trace.note(Step.PARSE, segments=3)
+        static = self.judge_static(token, policy, findings)
         return self.judge_at(event, token, policy, static, findings)
 
     def judge_static(self, token: ParsedToken, policy: ServicePolicy, findings: Findings) -> StaticJudgement:
