@@ -242,6 +242,8 @@ class Classifier:
         self._choices: dict[tuple[str, str, str | None], tuple[list[TimelineKey], list[TimelineKey]]] = {}
         self._choices_version = -1
         self._configured_urls = frozenset(i.issuer for i in config.issuers)
+        self._prepared: dict[int, ParsedToken | MalformedToken] = {}  # see `prepare`
+        self._prepared_tokens: list[str] = []
         self._policies = {
             s.name: ServicePolicy(
                 s,
@@ -269,7 +271,9 @@ class Classifier:
             raise KeyError(f"service {event.service!r} is not in the config")
         if token is None:
             return self._from_reported(event, policy)
-        parsed = self._parse(token)
+        parsed = self._prepared.get(id(token))  # the batch's own token object, parsed by `prepare`
+        if parsed is None:
+            parsed = self._parse(token)
         if isinstance(parsed, ParsedToken):
             return self._judge(event, parsed, policy, trace)
         # A JWE never parses (5 segments, not 3): `parse` tells it apart by its header's `enc`.
@@ -307,11 +311,18 @@ class Classifier:
         parsed: list[ParsedToken] = []
         policies: list[ServicePolicy] = []
         known = self.reuse.current() if self.reuse is not None else None  # the timeline does not change here
+        # Each event's token object → its parse, for `classify` to take without a second look-up in the
+        # parse cache. Keyed by `id`: the tokens are kept alive beside it, so no other object has their id.
+        prepared, alive = self._prepared, self._prepared_tokens
+        prepared.clear()
+        alive.clear()
         for service, token in itertools.islice(tokens, PARSE_CACHE_SIZE // 2):  # all stay cached until judged
             policy = self._policies.get(service)
             if policy is None:
                 continue
             result = self._parse(token)  # a JWE is cached as the MalformedToken it is, and skipped
+            prepared[id(token)] = result
+            alive.append(token)
             if isinstance(result, ParsedToken) and (known is None or (result.fingerprint, service) not in known):
                 parsed.append(result)
                 policies.append(policy)
