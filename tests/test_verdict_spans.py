@@ -170,3 +170,19 @@ def test_a_fetch_time_with_another_offset_keeps_its_own_sentence() -> None:
     reusing = _compare(_envelopes(drawn, 1), 40)
     memo = reusing.classifier.spans
     assert memo is not None and memo.hits > 60, memo.hits
+
+
+def test_events_at_the_end_of_time_are_judged_as_fresh_ones() -> None:
+    """Near year 9999 a duration of ~8,000 years loses microseconds to float rounding: a guessed span's end
+    prints another hour than its start, so the span is refused (and one past year 9999 could not be probed at
+    all); the verdicts are the fresh ones, and no event becomes a dead letter."""
+    token = mint("rsa-3", good_claims(iat=T - 86400, exp=10**15))
+    end = datetime(9999, 12, 31, 23, 59, 0, tzinfo=T0.tzinfo)
+    envelopes = [Envelope(RecordKind.SNAPSHOT, s.model_dump_json().encode(), Position("jwks", 0, n))
+                 for n, s in enumerate(SNAPSHOTS)]
+    for n in range(6):
+        event = {"event_id": f"x{n}", "ts": (end + timedelta(seconds=n)).isoformat(), "service": "payments-api",
+                 "token": token, "service_jwks_fetched_at": FETCHED[2].isoformat()}
+        envelopes.append(Envelope(RecordKind.EVENT, json.dumps(event).encode(), Position("events", 0, n)))
+    reusing = _compare(envelopes, 3)
+    assert not reusing.process([]).dead_letters

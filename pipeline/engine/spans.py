@@ -213,12 +213,15 @@ class VerdictSpans:
         guess = _guess_span(at_us, bases, _segment(key, at_us))
         if guess is None:
             return _MISS
-        found = _finding_at(at_us, fetched, event.service, key, timeline, policy)
         first, last = guess
-        if (
-            _finding_at(first, fetched, event.service, key, timeline, policy) != found
-            or _finding_at(last, fetched, event.service, key, timeline, policy) != found
-        ):
+        try:
+            found = _finding_at(at_us, fetched, event.service, key, timeline, policy)
+            if (
+                _finding_at(first, fetched, event.service, key, timeline, policy) != found
+                or _finding_at(last, fetched, event.service, key, timeline, policy) != found
+            ):
+                return _MISS
+        except OverflowError:  # a span's end past year 9999 (or before year 1): no span there
             return _MISS
         finding = _NO_FINDING if found is None else found
         spans.insert(0, (first, last, finding, key))
