@@ -85,7 +85,7 @@ METRIC_NAMES = (
 
 #: The join-state queues and caches (`Pipeline.cache_usage`), exported from the start.
 CACHES = ("samples", "awaiting_sample", "awaiting_key", "recent_with_token", "parsed_tokens", "signature_cache",
-          "token_headers", "judgements")
+          "token_headers", "judgements", "verdict_spans", "verdict_tails")
 
 _SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _RECORD_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000)

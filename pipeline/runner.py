@@ -202,6 +202,9 @@ class Pipeline:
             "token_headers": header_cache_usage(),
             **({"judgements": (len(reuse.cache), reuse.cache.bytes, reuse.cache.capacity, reuse.cache.max_bytes)}
                if (reuse := classifier.reuse) is not None else {}),
+            **({name: (len(cache), cache.bytes, cache.capacity, cache.max_bytes)
+                for name, cache in (("verdict_spans", spans.spans), ("verdict_tails", spans.tails))}
+               if (spans := classifier.spans) is not None else {}),
         }
 
     def process(self, envelopes: Iterable[Envelope]) -> Batch:
@@ -431,6 +434,8 @@ def without_tokens(verdict: Verdict) -> Verdict:
     here. Nearly always nothing matches: one regex search over the fields joined, and the
     verdict is returned as it is.
     """
+    if verdict.redacted:  # a verdict reused from a span (`engine.spans`): its fields were proven token-free
+        return verdict
     c = verdict.classification
     audience = c.audience
     if isinstance(audience, str):  # the usual `aud`; a tuple, not a union built anew, for the numbers below

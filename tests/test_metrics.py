@@ -385,4 +385,4 @@ def test_lag_is_measured_on_idle_ticks_and_reads_zero_once_caught_up(monkeypatch
     assert consume_module.LAG_INTERVAL_SECONDS <= consume_module.POLL_TIMEOUT_MS / 1000
     usage = {labels: value for (name, labels), value in samples(consumer.metrics).items()
              if name == "jwtriage_cache_budget_bytes"}
-    assert len(usage) == 8 and all(value > 0 for value in usage.values())
+    assert len(usage) == 10 and all(value > 0 for value in usage.values())

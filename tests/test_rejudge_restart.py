@@ -175,6 +175,30 @@ def test_the_awaiting_key_index_follows_the_rows(tmp_path: Path) -> None:
         assert store.con.execute("SELECT count(*) FROM awaiting_key").fetchone() == (0,)
 
 
+def test_the_awaiting_key_index_follows_a_rolled_back_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store skips the index's statements while it knows the index empty: a rollback must make it count again.
+
+    The failed batch takes "unknown" out of the index (judged again: unpublished_key), then
+    fails before its commit; the rollback puts the row back. Had the store kept its count
+    (0) from before the rollback, the next batch would skip the statements and leave it there.
+    """
+    first, late, _ = streams()
+    with Store(tmp_path / "rollback.duckdb") as store:
+        run(ListSource(first), Pipeline(World().cfg), store)
+        assert store.con.execute("SELECT count(*) FROM awaiting_key").fetchone() == (1,)
+
+        def disk_full(*args: Any) -> None:
+            raise OSError("disk full")
+
+        monkeypatch.setattr(store, "save_positions", disk_full)
+        with pytest.raises(OSError, match="disk full"):
+            run(ListSource(first + late), Pipeline(World().cfg), store)
+        monkeypatch.undo()
+        assert store.con.execute("SELECT count(*) FROM awaiting_key").fetchone() == (1,)
+        run(ListSource(first + late), Pipeline(World().cfg), store)
+        assert store.con.execute("SELECT count(*) FROM awaiting_key").fetchone() == (0,)
+
+
 def test_re_judging_keeps_no_token_in_the_store(tmp_path: Path) -> None:
     """What re-judging needs is the row's source position, never the token (nor its signature)."""
     db = tmp_path / "clean.duckdb"

@@ -176,3 +176,19 @@ def test_key_times_are_printed_with_their_own_offset() -> None:
     paris = T0.astimezone(timezone(timedelta(hours=1)))
     assert utc == paris
     assert (_key_stamp(utc), _key_stamp(paris)) == ("2026-11-20T12:00:00Z", "2026-11-20T13:00:00+01:00")
+
+
+def test_a_token_prepared_in_an_earlier_batch_is_never_taken_for_another() -> None:
+    """`prepare` hands `classify` each token's parse by the token object's id; it keeps those objects alive.
+
+    Were they let go, a new token of the same length would often get a freed token's address,
+    hence its id, and be judged with the other token's parse.
+    """
+    world = World()
+    first, second = mint("rsa-2"), mint("rsa-2", good_claims(aud="api://paymentz"))
+    assert len(first) == len(second) and first != second
+    for _ in range(50):
+        world.classifier.prepare([("payments-api", "".join(list(first)))])  # only `prepare` holds this copy
+        other = "".join(list(second))
+        got = world.classifier.classify(world.event(other), other).classification
+        assert got.cause.value == "audience_mismatch", got

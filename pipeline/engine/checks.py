@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from enum import StrEnum
 from functools import lru_cache
 from typing import Any
@@ -363,23 +363,41 @@ _FIXED_OFFSETS = (TzInfo, timezone)  # tzinfo types whose offset never changes
 _epoch_in: tuple[Any, datetime] = (UTC, _EPOCH)  # the latest (tzinfo, the epoch in it)
 
 
-def _timestamp(ts: datetime) -> float:
-    """`ts.timestamp()`, without asking `ts`'s tzinfo for its offset when it is a fixed offset.
+def since_epoch(ts: datetime) -> timedelta:
+    """`ts - epoch`, without asking `ts`'s tzinfo for its offset when it is a fixed offset.
 
-    An aware `timestamp()` is `(ts - epoch).total_seconds()` with the epoch in UTC; with the
-    epoch expressed in `ts`'s own fixed-offset tzinfo, the subtraction is of the naive fields
-    (the same tzinfo object) and gives the same exact timedelta. pydantic's `TzInfo` answers
-    `utcoffset` through Python, twice per `timestamp()`: this is ~0.4 µs less per event.
+    With the epoch expressed in `ts`'s own fixed-offset tzinfo, the subtraction is of the
+    naive fields (the same tzinfo object) and gives the same exact timedelta as with the
+    epoch in UTC. pydantic's `TzInfo` answers `utcoffset` through Python, twice per aware
+    `timestamp()`: this is ~0.4 µs less per event. Its `total_seconds()` is `ts.timestamp()`.
     """
     global _epoch_in
     tz = ts.tzinfo
     tz_seen, epoch = _epoch_in
     if tz is not tz_seen:
         if type(tz) not in _FIXED_OFFSETS:
-            return ts.timestamp()
+            return ts - _EPOCH
         epoch = _EPOCH.astimezone(tz)
         _epoch_in = (tz, epoch)
-    return (ts - epoch).total_seconds()
+    return ts - epoch
+
+
+def _timestamp(ts: datetime) -> float:
+    """`ts.timestamp()` (`since_epoch`)."""
+    return since_epoch(ts).total_seconds()
+
+
+def inside_time_bounds(bounds: tuple[float, float] | tuple[()], now: float, leeway: float) -> bool:
+    """Does no time claim fail at `now` (seconds from the epoch), as the claims' `time_bounds` tell at once?
+
+    The same float comparisons `check_times` makes for `exp` and for the latest of `nbf`/`iat`
+    (float subtraction is monotonic, so the latest start decides). False also when the
+    bounds cannot tell (`()`): then the claims are checked one by one.
+    """
+    if not bounds:
+        return False
+    start, end = bounds
+    return now - (end + leeway) < 0 and start - (now + leeway) <= 0
 
 
 def check_times(
@@ -400,7 +418,7 @@ def check_times(
     """
     now = _timestamp(ts)
     leeway = service.leeway_seconds
-    if bounds and not findings.tracing and now - (bounds[1] + leeway) < 0 and bounds[0] - (now + leeway) <= 0:
+    if not findings.tracing and inside_time_bounds(bounds, now, leeway):
         return None
     skew: float | None = None
     for claim in ("exp", "nbf", "iat"):

@@ -41,6 +41,7 @@ from pipeline.engine.identifiers import hasher_from
 from pipeline.engine.keys import KeyTimeline, TimelineKey
 from pipeline.engine.reported import judge_reported
 from pipeline.engine.reuse import JudgementReuse
+from pipeline.engine.spans import VerdictSpans
 from pipeline.engine.tokens import (
     EncryptedToken,
     MalformedToken,
@@ -94,6 +95,8 @@ class Verdict:
     steps: dict[Step, StepOutcome] | None = None
     # set by `runner.without_tokens` once `classification`'s free-text fields are proven token-free
     redacted: bool = field(default=False, compare=False)
+    # the classification's JSON after its `event_id` (from `,"cause":` on), when reused from a span (`spans`)
+    line_tail: bytes | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +106,8 @@ class StaticJudgement:
     `findings`/`causes` are those steps' failed checks in order; `version` is the key timeline's
     version they were judged against (a new snapshot can change the keys a kid names);
     `kid` is the header's kid as the verdict prints it (`_header_text`), kept with them.
+    `tail_key` is everything of them a verdict prints, hashable (None when the `aud` claim is
+    not a string or null): what `spans` keys a reused verdict's tail by.
     """
 
     attacks: tuple[Attack, ...]
@@ -111,6 +116,7 @@ class StaticJudgement:
     causes: tuple[Cause, ...]
     version: int
     kid: str | None = None
+    tail_key: tuple[Any, ...] | None = None
 
 
 def _classification(**fields: Any) -> Classification:
@@ -229,11 +235,15 @@ class Classifier:
         self._hasher = hasher_from(config.store.hash_key)  # stored personal claims: keyed hashes
         # the time-independent checks of repeated tokens (None: every event judged afresh)
         self.reuse = JudgementReuse(self, self.parse_cache.capacity) if config.classify.reuse_judgements else None
+        # whole verdicts over spans of time in which none of their text changes (with reuse only)
+        self.spans = VerdictSpans(timeline) if self.reuse is not None else None
         self._asymmetric: dict[str, tuple[int, bool]] = {}  # service → (timeline version, answer)
         # (service, alg, kid) → (candidates, fitting) as of `_choices_version`; see `_key_choices`
         self._choices: dict[tuple[str, str, str | None], tuple[list[TimelineKey], list[TimelineKey]]] = {}
         self._choices_version = -1
         self._configured_urls = frozenset(i.issuer for i in config.issuers)
+        self._prepared: dict[int, ParsedToken | MalformedToken] = {}  # see `prepare`
+        self._prepared_tokens: list[str] = []
         self._policies = {
             s.name: ServicePolicy(
                 s,
@@ -261,7 +271,9 @@ class Classifier:
             raise KeyError(f"service {event.service!r} is not in the config")
         if token is None:
             return self._from_reported(event, policy)
-        parsed = self._parse(token)
+        parsed = self._prepared.get(id(token))  # the batch's own token object, parsed by `prepare`
+        if parsed is None:
+            parsed = self._parse(token)
         if isinstance(parsed, ParsedToken):
             return self._judge(event, parsed, policy, trace)
         # A JWE never parses (5 segments, not 3): `parse` tells it apart by its header's `enc`.
@@ -299,11 +311,18 @@ class Classifier:
         parsed: list[ParsedToken] = []
         policies: list[ServicePolicy] = []
         known = self.reuse.current() if self.reuse is not None else None  # the timeline does not change here
+        # Each event's token object → its parse, for `classify` to take without a second look-up in the
+        # parse cache. Keyed by `id`: the tokens are kept alive beside it, so no other object has their id.
+        prepared, alive = self._prepared, self._prepared_tokens
+        prepared.clear()
+        alive.clear()
         for service, token in itertools.islice(tokens, PARSE_CACHE_SIZE // 2):  # all stay cached until judged
             policy = self._policies.get(service)
             if policy is None:
                 continue
             result = self._parse(token)  # a JWE is cached as the MalformedToken it is, and skipped
+            prepared[id(token)] = result
+            alive.append(token)
             if isinstance(result, ParsedToken) and (known is None or (result.fingerprint, service) not in known):
                 parsed.append(result)
                 policies.append(policy)
@@ -401,17 +420,31 @@ class Classifier:
 
         Steps 2 to 5 and the attack labels depend on nothing but the token, the service and the
         key timeline (`judge_static`); the rest is judged at the event's time (`judge_at`). A
-        repeated token takes the first part from `reuse` (same token, service and timeline)
-        and always runs the second: the verdict is the one this fresh run gives.
+        repeated token takes the first part from `reuse` (same token, service and timeline);
+        an event whose time falls in a span where none of the verdict's text can change
+        takes the whole verdict from `spans`, and any other runs the second part afresh.
         """
-        if trace is None and self.reuse is not None:
+        if trace is None and (reuse := self.reuse) is not None:
+            spans = self.spans
+            static = reuse.cached(token, policy)
+            if static is not None and spans is not None and static.tail_key is not None:
+                reused = spans.verdict(event, token, policy, static)
+                if reused is not None:
+                    return reused
             findings = Findings()
-            static = self.reuse.static(token, policy, findings)
-        else:
-            findings = Findings() if trace is None else trace
-            if trace is not None:
-                trace.note(Step.PARSE, segments=3)
-            static = self.judge_static(token, policy, findings)
+            if static is None:
+                static = reuse.judged(token, policy, findings)
+            else:
+                findings.items.extend(static.findings)
+                findings.causes.extend(static.causes)
+            verdict = self.judge_at(event, token, policy, static, findings)
+            if spans is not None and static.tail_key is not None:
+                spans.learn(event, token, policy, static, verdict)
+            return verdict
+        findings = Findings() if trace is None else trace
+        if trace is not None:
+            trace.note(Step.PARSE, segments=3)
+        static = self.judge_static(token, policy, findings)
         return self.judge_at(event, token, policy, static, findings)
 
     def judge_static(self, token: ParsedToken, policy: ServicePolicy, findings: Findings) -> StaticJudgement:
@@ -428,9 +461,15 @@ class Classifier:
         check_issuer(claims, policy, key, findings)
         check_audience(claims, policy.service, findings)
         version = self.timeline.version
-        return StaticJudgement(
-            tuple(attacks), key, tuple(findings.items), tuple(findings.causes), version, _header_text(token.kid)
+        kid, aud = _header_text(token.kid), claims.get("aud")
+        items, causes = tuple(findings.items), tuple(findings.causes)
+        tail_key = (
+            (id(key), policy.service.name, tuple((f.cause, f.evidence) for f in items), causes, tuple(attacks),
+             kid, token.alg, aud)
+            if aud is None or isinstance(aud, str)
+            else None
         )
+        return StaticJudgement(tuple(attacks), key, items, causes, version, kid, tail_key)
 
     def judge_at(
         self,

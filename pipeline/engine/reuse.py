@@ -13,10 +13,9 @@ key timeline alone (`Classifier.judge_static`): that part is cached here, keyed 
 (fingerprint, service) and valid for one timeline version (any snapshot clears it, since
 it can bring or remove the key a kid names). Steps 6 to 8 (times, required claims, key
 timing) and the verdict itself run for every event (`Classifier.judge_at`), the same code
-a fresh judgement runs. The interval of every time-dependent input is therefore the point
-itself: correct by construction, whatever the thresholds, leeway, skew window, key
-publication and removal times or cache-age window are. Events without a token are never
-reused (their reported message is judged at their time too).
+a fresh judgement runs, unless the event's time falls in a span over which `spans` has
+proven none of the verdict's text can change (it then takes the whole verdict from there).
+Events without a token are never reused (their reported message is judged at their time too).
 
 Bounded in entries and bytes (`pipeline.bounded`); `classify.reuse_judgements = false` (or
 `JWTRIAGE_CLASSIFY__REUSE_JUDGEMENTS=false`) turns it off, which is how the benchmark and
@@ -71,17 +70,18 @@ class JudgementReuse:
         self._current()
         return self.cache
 
-    def static(self, token: ParsedToken, policy: ServicePolicy, findings: Findings) -> StaticJudgement:
-        """Steps 2 to 5 of `token` for `policy`'s service, their findings appended to the (empty) `findings`."""
-        self._current()
-        key = (token.fingerprint, policy.service.name)
-        cached = self.cache.get(key)
+    def cached(self, token: ParsedToken, policy: ServicePolicy) -> StaticJudgement | None:
+        """Steps 2 to 5 of `token` for `policy`'s service as judged before (a hit), or None (`judged` then)."""
+        if self._classifier.timeline.version != self._version:
+            self._current()
+        cached = self.cache.get((token.fingerprint, policy.service.name))
         if cached is not None:
             self.hits += 1
-            findings.items.extend(cached.findings)
-            findings.causes.extend(cached.causes)
-            return cached
+        return cached
+
+    def judged(self, token: ParsedToken, policy: ServicePolicy, findings: Findings) -> StaticJudgement:
+        """Steps 2 to 5 judged afresh (a miss) into the (empty) `findings`, and kept."""
         self.misses += 1
         static = self._classifier.judge_static(token, policy, findings)
-        self.cache.put(key, static)
+        self.cache.put((token.fingerprint, policy.service.name), static)
         return static

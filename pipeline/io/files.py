@@ -20,6 +20,15 @@ from pipeline.records import Batch, Envelope, Position, RecordKind, iter_lines
 _SERIALIZER = Classification.__pydantic_serializer__
 
 
+def _plain(text: str) -> bool:
+    """Is `text` printable ASCII without a quote or backslash, i.e. its own JSON string between quotes?
+
+    The serializer escapes only `"`, `\\` and control characters; a reused verdict's line is
+    its `event_id` so quoted, then the JSON its span's first verdict was serialized to.
+    """
+    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
+
+
 def file_envelopes(path: Path, kind: RecordKind) -> Iterator[Envelope]:
     """Each non-blank line of a JSONL file; the position is (path, 0, line number)."""
     source = str(path)
@@ -86,7 +95,15 @@ class JsonlVerdictSink:
             print(f"jwtriage: {letter.position.source}:{letter.position.offset}: {letter.reason}", file=self.errors)
         if batch.judged:  # one serializer call per verdict, one decode and one write per batch
             to_json = _SERIALIZER.to_json
-            lines = [to_json(judged.verdict.classification) for judged in batch.judged]
+            lines = []
+            for judged in batch.judged:
+                verdict = judged.verdict
+                tail = verdict.line_tail
+                event_id = verdict.classification.event_id
+                if tail is not None and event_id is not None and _plain(event_id):
+                    lines.append(b'{"event_id":"' + event_id.encode() + b'"' + tail)
+                else:
+                    lines.append(to_json(verdict.classification))
             lines.append(b"")
             self.out.write(b"\n".join(lines).decode())
 

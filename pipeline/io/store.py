@@ -29,6 +29,7 @@ from pipeline.engine.tokens import has_token, redact_tokens, to_json
 from pipeline.errors import StoreError
 from pipeline.faults import crash_point
 from pipeline.io.consumer_health import HEARTBEAT_KEY, LAG_KEY, ConsumerLag, lag_value
+from pipeline.io.store_awaiting import AwaitingKeyIndex
 from pipeline.io.store_parts import LIVE_DDL, write_catalog
 from pipeline.io.store_publish import Publisher
 from pipeline.io.store_readers import timeline_from
@@ -41,7 +42,7 @@ from pipeline.io.store_schema import (
     sql_path,
     stored_version,
 )
-from pipeline.models import AuthFailureEvent, Cause, Classification, Confidence, JwksSnapshot
+from pipeline.models import AuthFailureEvent, Classification, JwksSnapshot
 from pipeline.records import Batch, DeadLetter, Judged, Position
 from pipeline.rollups import hourly_sql
 
@@ -100,8 +101,6 @@ _CLASSIFICATION_SCHEMA = pa.schema(
 )
 
 
-#: Stored unknown_kid events kept findable by kid (`awaiting_key`); past it the oldest are let go, with a warning.
-MAX_AWAITING_KEY = 100_000
 #: The stored events a later record can still judge again (`Store.awaiting_samples`; the lake's too).
 WAITING_CONDITION = "token_sha256 IS NOT NULL AND (confidence = 'reported' OR cause = 'unknown_kid')"
 
@@ -307,6 +306,7 @@ class Store:
         self.instance = instance
         self.publisher: Publisher | None = None
         self.lag: ConsumerLag | None = None
+        self._awaiting = AwaitingKeyIndex()
         self._last_at = datetime.min.replace(tzinfo=UTC)
         if instance is not None:
             if not instance.replace("-", "").replace("_", "").isalnum():
@@ -458,6 +458,7 @@ class Store:
             con.commit()
             crash_point("after_commit")
         except BaseException:
+            self._awaiting.rows = None  # the rollback may undo this batch's changes to awaiting_key
             con.rollback()
             raise
 
@@ -476,37 +477,12 @@ class Store:
         self.con.unregister("_batch")  # on failure the rollback drops the registration with the rest
 
     def _index_awaiting_key(self, rows: pa.Table) -> None:
-        """Keep `awaiting_key` (the stored unknown_kid events with a token) in step with a batch's rows.
-
-        Every event of the batch leaves it, those judged unknown_kid (again) come back in: a
-        snapshot that brings their kid finds them there (`pipeline.rejudge`). Past
-        `MAX_AWAITING_KEY` rows the oldest are let go, and said so.
-        """
-        self.con.register("_judged", rows)
-        try:
-            self.con.execute("DELETE FROM awaiting_key WHERE event_id IN (SELECT event_id FROM _judged)").fetchall()
-            self.con.execute(
-                "INSERT INTO awaiting_key SELECT event_id, ts, kid, source, source_partition, source_offset, "
-                "token_sha256 FROM _judged WHERE cause = ? AND kid IS NOT NULL AND confidence <> ?",
-                [Cause.UNKNOWN_KID.value, Confidence.REPORTED.value],
-            ).fetchall()
-        finally:
-            self.con.unregister("_judged")
-        [(count,)] = self.con.execute("SELECT count(*) FROM awaiting_key").fetchall()
-        over = count - MAX_AWAITING_KEY
-        if over > 0:
-            self.con.execute(
-                "DELETE FROM awaiting_key WHERE event_id IN (SELECT event_id FROM awaiting_key ORDER BY ts LIMIT ?)",
-                [over],
-            ).fetchall()
-            log.warning("awaiting_key holds over %d events: the oldest %d will not be judged again", MAX_AWAITING_KEY,
-                        over)
+        """Keep `awaiting_key` (the stored unknown_kid events with a token) in step with a batch's rows."""
+        self._awaiting.index(self.con, rows)
 
     def forget_awaiting_key(self, event_ids: list[str]) -> None:
         """Take events out of `awaiting_key` that cannot be judged again (their record or sample is gone)."""
-        if event_ids:
-            sql = "DELETE FROM awaiting_key WHERE event_id IN (SELECT unnest(?::VARCHAR[]))"
-            self.con.execute(sql, [event_ids]).fetchall()
+        self._awaiting.forget(self.con, event_ids)
 
     def _upsert_verdicts(self, table: pa.Table, now: datetime) -> None:
         """`_upsert` by event_id; a consumer also notes each replaced row's version in `superseded` for readers."""
