@@ -389,6 +389,17 @@ def test_a_reader_keeps_counting_the_open_rollup_it_first_saw_while_passes_repla
         reader.close()
 
 
+def assert_readers_stop_at_the_closed_hours(db: Path) -> None:
+    """Coverage ends where the closed hours do (11:00), and every open window answers as its raw rows."""
+    con = connect_readonly(db)
+    found = coverage(con)
+    con.close()
+    assert found.rolled_through == found.closed_through == DAY0 + timedelta(hours=11)
+    for since, until in OPEN_WINDOWS:
+        answers = _raw_answers(db, since, until)
+        assert answers["rolled"] == answers["raw"], (since, until)
+
+
 def test_open_hours_too_big_to_roll_leave_readers_at_the_closed_hours(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """An outage's open hours would cost the writer seconds every pass: an empty open rollup ending where the
@@ -400,13 +411,7 @@ def test_open_hours_too_big_to_roll_leave_readers_at_the_closed_hours(tmp_path: 
         add_rows(store, 0, 200, DAY0 + timedelta(hours=10), step=timedelta(seconds=30))  # 76 in 11:00-11:38
         store.publish()
         store.publisher.maintain()
-    con = connect_readonly(db)
-    found = coverage(con)
-    con.close()
-    assert found.rolled_through == found.closed_through == DAY0 + timedelta(hours=11)
-    for since, until in OPEN_WINDOWS:
-        answers = _raw_answers(db, since, until)
-        assert answers["rolled"] == answers["raw"], (since, until)
+    assert_readers_stop_at_the_closed_hours(db)
 
 
 def test_with_two_writers_readers_stop_at_the_closed_hours(tmp_path: Path) -> None:
@@ -419,10 +424,4 @@ def test_with_two_writers_readers_stop_at_the_closed_hours(tmp_path: Path) -> No
             add_rows(store, number * 1000, 200, DAY0 + timedelta(hours=10, seconds=number), step=timedelta(seconds=30))
             store.publish()
             store.publisher.maintain()
-    con = connect_readonly(db)
-    found = coverage(con)
-    con.close()
-    assert found.rolled_through == found.closed_through == DAY0 + timedelta(hours=11)
-    for since, until in OPEN_WINDOWS:
-        answers = _raw_answers(db, since, until)
-        assert answers["rolled"] == answers["raw"], (since, until)
+    assert_readers_stop_at_the_closed_hours(db)
