@@ -30,6 +30,10 @@ if [ ! -s "$STATE/pg/PG_VERSION" ]; then
   as_pg "$PGBIN/initdb" -D "$STATE/pg" -A trust -U jwtriage >/dev/null
 fi
 if ! as_pg "$PGBIN/pg_ctl" -D "$STATE/pg" status >/dev/null 2>&1; then
+  if (exec 3<>"/dev/tcp/127.0.0.1/$PG_PORT") 2>/dev/null; then  # not ours, yet something answers there
+    echo "lake-up: port $PG_PORT is taken by another server (another clone's lake? its scripts/lake-down.sh" \
+         "stops it; or set LAKE_PG_PORT and LAKE_S3_PORT)" >&2; exit 1
+  fi
   as_pg "$PGBIN/pg_ctl" -D "$STATE/pg" -l "$STATE/pg/server.log" -w -t 60 \
     -o "-p $PG_PORT -k $STATE/pg -c listen_addresses=127.0.0.1" start >/dev/null
 fi

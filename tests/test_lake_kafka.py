@@ -66,7 +66,8 @@ def started_lake() -> Iterator[Lake]:
     python = subprocess.run([str(ROOT / "scripts" / "lake-venv.sh")], check=True, capture_output=True, text=True,
                             timeout=900).stdout.strip().splitlines()[-1]
     env = {**os.environ, "LAKE_VENV": str(Path(python).parent.parent)}
-    subprocess.run([str(ROOT / "scripts" / "lake-up.sh")], check=True, capture_output=True, env=env, timeout=180)
+    up = subprocess.run([str(ROOT / "scripts" / "lake-up.sh")], capture_output=True, text=True, env=env, timeout=180)
+    assert up.returncode == 0, f"scripts/lake-up.sh failed: {up.stderr.strip()[-2000:]}"
     name = f"lake_{uuid.uuid4().hex[:10]}"
     _psql(f"CREATE DATABASE {name}")
     with contextlib.suppress(OSError):  # the bucket may be there already

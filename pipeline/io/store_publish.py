@@ -73,8 +73,9 @@ ROLL_AFTER_SECONDS = 600
 #: arriving a little out of order are in the raw rows readers read, not missing from a rollup until the next pass.
 OPEN_ROLL_LAG_SECONDS = 60
 #: Open hours holding more rows than this (an outage) are not rolled provisionally (it would cost the writer
-#: seconds every pass): readers roll them from raw rows, as before.
-OPEN_ROLL_MAX_ROWS = 3_000_000
+#: seconds every pass, when it is busiest): readers roll them from raw rows, as before. Steady traffic of a
+#: few hundred events/s stays under it (the open span is at most ~70 minutes).
+OPEN_ROLL_MAX_ROWS = 1_000_000
 #: Hours of written rows the live file keeps: re-judging reaches only events held in
 #: memory (at most 10,000 of each kind, minutes of traffic), a restart only the newest waiting ones.
 LIVE_HOURS = 6
