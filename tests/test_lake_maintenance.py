@@ -33,6 +33,8 @@ MAINTAIN = (
     "import sys\nfrom datetime import timedelta\nfrom pipeline.io.lake import LakeStore\n"
     "with LakeStore(sys.argv[1], 'maint', retention_days=30) as store:\n"
     "    store.con.execute('INSERT INTO lake_snapshots SELECT * FROM lake_snapshots LIMIT 1')\n"  # a repeat
+    "    store.con.execute(\"INSERT INTO lake_positions SELECT * REPLACE (updated_at - INTERVAL 1 HOUR AS updated_at) "
+    "FROM lake_positions LIMIT 1\")\n"  # an old version (the consumers' own passes may have bounded theirs)
     "    store.con.execute(\"INSERT INTO lake_rows BY NAME SELECT * REPLACE ('future' AS event_id, "
     "TIMESTAMPTZ '9999-01-01' AS ts) FROM lake_rows LIMIT 1\")\n"  # a hostile ts: must not move retention
     "    store.maintain(expire_after=timedelta(0))\n    print(store.maintenance.lost)\n"
@@ -103,10 +105,8 @@ def restart_and_maintain(lake: Lake, run: KafkaRun) -> None:
 
 
 def check_maintenance(lake: Lake) -> None:
-    before = int(one(lake, "SELECT count(*) FROM lake_positions"))
     keys_now = int(one(lake, "SELECT count(*) FROM (SELECT DISTINCT instance, source, source_partition "
                              "FROM lake_positions)"))
-    assert before > keys_now  # every batch appended a version
     snapshots_before = int(one(lake, "SELECT count(*) FROM ducklake_snapshots('lake')"))
     repeated = "SELECT count(*) - count(DISTINCT (issuer, fetched_at)) FROM lake_snapshots"
     result = subprocess.run([lake.python, "-c", MAINTAIN, lake.uri], env=lake.env, cwd=ROOT,
