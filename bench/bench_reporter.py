@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import socket
 import statistics
@@ -46,6 +47,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -274,17 +276,71 @@ def child_seconds(reporter: Reporter | None) -> float:
     return cpu_seconds(link.proc.pid) if link is not None else 0.0
 
 
-def broker_seconds() -> float:
-    """CPU seconds of the local Kafka brokers (every `kafka.Kafka` JVM on this machine) so far: on a
-    2-core machine the broker taking the reports competes with the app as much as the child does."""
-    total = 0.0
+def broker_pids() -> list[int]:
+    """Every local Kafka broker (a `kafka.Kafka` JVM on this machine)."""
+    pids = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             if b"kafka.Kafka" in cmdline.read_bytes():
-                total += cpu_seconds(int(cmdline.parent.name))
+                pids.append(int(cmdline.parent.name))
         except OSError:
             continue
-    return total
+    return pids
+
+
+@contextlib.contextmanager
+def broker_pinned(cpus: set[int] | None) -> Iterator[None]:
+    """Keep the local broker's JVM threads on `cpus` while the runs last, then give them back their CPUs.
+
+    In production the broker is another machine; on this 2-core one its CPU for the reports (as much
+    as the child's, bench/results.md) lands on the app's cores. Pinned, it competes only for its own
+    core, as a remote broker competes for none; the app and the child keep every core.
+    """
+    saved: dict[tuple[int, int], set[int]] = {}
+    if cpus:
+        for pid in broker_pids():
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                with contextlib.suppress(OSError, ValueError):
+                    tid = int(task.name)
+                    saved[pid, tid] = os.sched_getaffinity(tid)
+                    os.sched_setaffinity(tid, cpus)
+        if not saved:
+            print("warning: --broker-cpus: no local kafka.Kafka process found; nothing pinned", file=sys.stderr)
+    try:
+        yield
+    finally:
+        for (_, tid), mask in saved.items():
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(tid, mask)
+
+
+def broker_seconds() -> float:
+    """CPU seconds of the local Kafka brokers (every `kafka.Kafka` JVM on this machine) so far: on a
+    2-core machine the broker taking the reports competes with the app as much as the child does."""
+    return sum(map(cpu_seconds, broker_pids()))
+
+
+def request_path(args: argparse.Namespace, count: int = 2_000) -> None:
+    """The request path alone: CPU of the app's thread in `report_failure`, reports 1 ms apart (caches
+    as cold as between real requests), the flusher and the child left to run as they would."""
+    reporter = Reporter("orders-api", bootstrap_servers=args.bootstrap, failures_topic="bench-reporter-path.failures",
+                        samples_topic="bench-reporter-path.samples", sample_rate=args.sample_rate)
+    request = {"type": "http", "headers": [
+        (b"host", b"orders.example"), (b"user-agent", b"bench/1"), (b"accept", b"*/*"),
+        (b"authorization", f"Bearer {valid_token()}".encode()), (b"x-request-id", b"r-1"), (b"cookie", b"a=b")]}
+    exc = jwt.InvalidAudienceError("Audience doesn't match")
+    spent = []
+    for n in range(count + 200):  # the first 200 start the child and warm the path
+        started = time.thread_time_ns()
+        reporter.report_failure(request, exc)
+        if n >= 200:
+            spent.append((time.thread_time_ns() - started) / 1000)
+        time.sleep(0.001)
+    reporter.close(timeout=10)
+    spent.sort()
+    print(f"request path ({count:,} reports 1 ms apart, thread CPU in report_failure): median "
+          f"{statistics.median(spent):.1f} µs, p90 {spent[int(count * 0.9)]:.1f}, p99 {spent[int(count * 0.99)]:.1f}; "
+          f"counters {reporter.counters()}; {load_note()}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -302,11 +358,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hogs", type=int, default=0,
                         help="busy-looping processes (nice 0) competing for the CPUs while it runs: "
                         "a loaded machine on purpose rather than by chance")
+    parser.add_argument("--broker-cpus", type=lambda text: {int(c) for c in text.split(",")}, metavar="LIST",
+                        help="pin the local broker's JVM to these CPUs (e.g. 1) while it runs, as if it were "
+                        "another machine; the app and the reporter's child keep every CPU")
     parser.add_argument("--http", action="store_true",
                         help="serve each variant with uvicorn in a process of its own and time the requests at "
                         "an HTTP client (bench/reporter_http.py): the latency a client sees")
     parser.add_argument("--serve", help=argparse.SUPPRESS)  # a --http server process: the variant to serve
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--request-path", action="store_true",
+                        help="time only `report_failure` on the app's thread (CPU per report), then stop")
     parser.add_argument("--quick", action="store_true", help="a tiny run (smoke test; figures mean nothing)")
     parser.add_argument("--summary", type=Path, help="write the headline figures here as JSON (for run_all.py)")
     args = parser.parse_args(argv)
@@ -314,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
         import reporter_http
 
         reporter_http.serve(args.serve, args.port, args)
+        return 0
+    if args.request_path:
+        request_path(args)
         return 0
     chosen = ["without", *(v for v in VARIANTS if v != "without" and v in args.variants.split(","))]
     if args.quick:
@@ -331,14 +395,15 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, list[Result]] = {variant: [] for variant in chosen}
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.hogs)]
     try:
-        for round_ in range(max(1, args.runs)):
-            for n in range(len(chosen)):  # each round starts one variant later: no variant always follows another
-                variant = chosen[(n + round_) % len(chosen)]
-                result = (run_variant_http(variant, http_requests, args) if args.http
-                          else run_variant(variant, key, requests, args))
-                runs[variant].append(result)
-                if variant not in best or result.pct(0.99) < best[variant].pct(0.99):
-                    best[variant] = result
+        with broker_pinned(args.broker_cpus):
+            for round_ in range(max(1, args.runs)):
+                for n in range(len(chosen)):  # each round starts one variant later: no variant always follows another
+                    variant = chosen[(n + round_) % len(chosen)]
+                    result = (run_variant_http(variant, http_requests, args) if args.http
+                              else run_variant(variant, key, requests, args))
+                    runs[variant].append(result)
+                    if variant not in best or result.pct(0.99) < best[variant].pct(0.99):
+                        best[variant] = result
     finally:
         for hog in hogs:
             hog.kill()
@@ -371,6 +436,8 @@ def report(best: dict[str, Result], args: argparse.Namespace) -> None:
     base = best["without"]
     share = "every one" if args.reject_ratio >= 1 else f"{args.reject_ratio:.0%}"
     hogs = f"; {args.hogs} busy-looping process(es) competing" if args.hogs else ""
+    if args.broker_cpus:
+        hogs += f"; the local broker pinned to CPU {','.join(map(str, sorted(args.broker_cpus)))}"
     how = ("timed at an HTTP client, served by uvicorn (h11) in a process of its own" if args.http
            else "timed as the ASGI call in process")
     print(f"{len(base.service):,} requests per run at {args.rate:,.0f}/s, {share} rejected, {how}; sample rate "

@@ -33,7 +33,8 @@ holds the raw token (no log, no event).
 
 The request path only reads a few headers and hands a small tuple on: with Kafka, to a child
 process (`pipeline.reporter_worker`, started on the first report, again in each forked worker)
-through one non-blocking socket `send` (a few µs); the child builds the records and owns the
+by appending it to a list that a flusher thread sends every 20 ms as one message (no system
+call on the request path); the child builds the records and owns the
 Kafka producer, so kafka-python's ~110 µs of CPU per report never holds this interpreter's GIL
 (bench/results.md). A test's `transport`, `in_process=True`, or `kafka_options` that cannot be
 pickled keep the work in a daemon thread of this process instead. A full queue (`queue_size`
@@ -180,10 +181,10 @@ class Reporter:
     ) -> bool:
         """Queue one rejection; True when queued, False when dropped (counted). Never raises."""
         try:
-            token, header_client, header_request = self._read_source(source)
+            read = self._read_source(source)
             fetched = jwks_fetched_at or (pyjwk_client_fetched_at(self.jwks_client) if self.jwks_client else None)
-            item = (time.time(), token, f"{type(exc).__name__}: {exc}", rfc3339(fetched) if fetched else None,
-                    client_id or header_client, request_id or header_request)
+            item = (time.time(), read, f"{type(exc).__name__}: {exc}", rfc3339(fetched) if fetched else None,
+                    client_id, request_id)
         except Exception:  # a hostile request must not turn into a 500 here
             log.exception("jwtriage reporter: could not read the failed request")
             self._count("errors")
@@ -207,8 +208,9 @@ class Reporter:
             return False
         return True
 
-    def _read_source(self, source: Any) -> tuple[str | None, str | None, str | None]:
-        """(token, client-id header, request-id header) from whatever the app had at hand."""
+    def _read_source(self, source: Any) -> tuple[str | None, str | None, str | None] | list[Any]:
+        """(token, client-id header, request-id header) from whatever the app had at hand; for an ASGI
+        scope, its header list as it is, read off the request path by `finish` (the flusher's work)."""
         if type(source) is not dict:
             if isinstance(source, bytes):
                 return source.decode("latin-1"), None, None
@@ -218,14 +220,22 @@ class Reporter:
             if not isinstance(source, dict):
                 return None, None, None
         if "headers" in source and "type" in source:  # an ASGI scope
+            return list(source["headers"])  # a shallow copy: a later middleware may change the scope's list
+        return (_bearer(source.get("HTTP_AUTHORIZATION")), source.get(self._wsgi_client),  # a WSGI environ
+                source.get(self._wsgi_request))
+
+    def finish(self, item: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The report `RecordBuilder.records` takes: headers read, explicit ids before the headers' ones."""
+        at, read, message, fetched, client_id, request_id = item
+        if type(read) is list:
             found: list[str | None] = [None, None, None]
-            for name, value in source["headers"]:
+            for name, value in read:
                 slot = self._wanted.get(name) if name.islower() else self._wanted.get(name.lower())
                 if slot is not None:
                     found[slot] = value.decode("latin-1")
-            return _bearer(found[0]), found[1], found[2]
-        return (_bearer(source.get("HTTP_AUTHORIZATION")), source.get(self._wsgi_client),  # a WSGI environ
-                source.get(self._wsgi_request))
+            read = (_bearer(found[0]), found[1], found[2])
+        token, header_client, header_request = read
+        return at, token, message, fetched, client_id or header_client, request_id or header_request
 
     def _count(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -253,7 +263,7 @@ class Reporter:
                           "log_level": log.getEffectiveLevel(), "nice": self._child_nice,
                           "idle": self._child_idle}
                 try:
-                    self._link = ProcessLink(config, self._queue_size)
+                    self._link = ProcessLink(config, self._queue_size, self.finish)
                 except (OSError, ValueError) as exc:  # no fork/exec allowed, no /tmp, ...
                     log.warning("jwtriage reporter: no child process (%s); producing in a thread instead",
                                 type(exc).__name__)
@@ -284,7 +294,7 @@ class Reporter:
             if item is _STOP:
                 break
             try:
-                records = self._builder.records(*item)
+                records = self._builder.records(*self.finish(item))
                 if self._sender is not None and not self._sender.ready():
                     for *_, (_, dropped, _) in records:  # the broker is away: drop without waiting for it
                         self._count(dropped)

@@ -299,7 +299,7 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_with_kafka_the_app_process_gets_a_child_not_a_thread_and_a_stuck_child_never_blocks_it() -> None:
+def test_with_kafka_the_app_process_gets_a_child_and_only_a_flusher_thread_and_a_stuck_child_never_blocks_it() -> None:
     threads = threading.active_count()
     rep = Reporter("payments-api", bootstrap_servers=f"127.0.0.1:{closed_port()}", queue_size=5)
     exc = jwt.ExpiredSignatureError("Signature has expired")
@@ -307,7 +307,8 @@ def test_with_kafka_the_app_process_gets_a_child_not_a_thread_and_a_stuck_child_
     results = [rep.report_failure("a.b.c", exc) for _ in range(100)]  # the child sits in its 2 s bootstrap
     elapsed = time.perf_counter() - started
     assert rep._link is not None and rep._link.proc.poll() is None  # a process of its own, alive
-    assert threading.active_count() == threads  # and no thread in the app
+    added = [t.name for t in threading.enumerate()][threads:]
+    assert added == ["jwtriage-reporter-link"]  # the app holds one thread: it sends batches, never Kafka
     assert results.count(True) == 5 and results.count(False) == 95
     assert elapsed < 0.5
     started = time.monotonic()
@@ -391,3 +392,41 @@ def test_a_message_orjson_refuses_is_still_reported_and_a_repeated_tokens_client
         assert (topic, key, event.client_id) == ("auth.failures", b"payments-api", "billing-ui")
         assert event.reported_error == error.replace("\udc80", "?")
     assert list(builder.client_ids.values()) == ["billing-ui"]
+
+
+def test_the_request_path_hands_reports_to_a_flusher_that_sends_them_in_batches() -> None:
+    rep = Reporter("payments-api", bootstrap_servers=f"127.0.0.1:{closed_port()}")
+    exc = jwt.ExpiredSignatureError("Signature has expired")
+    assert rep.report_failure("a.b.c", exc)
+    link = rep._link
+    assert link is not None
+    sends: list[int] = []
+    real_send = link._send
+    link._send = lambda chunk: (sends.append(len(chunk)), real_send(chunk))[1]  # type: ignore[method-assign]
+    huge = "x" * (300 * 1024)  # more than the child reads in one message: dropped here, counted
+    results = [rep.report_failure("a.b.c", exc) for _ in range(199)] + [rep.report_failure(huge, exc)]
+    assert all(results)
+    rep.close(timeout=3)
+    assert sum(sends) in (199, 200)  # the first report may have gone before the wrapper: one batch each way
+    assert len(sends) < 20  # batches, not a send per report
+    assert link.dropped_here == 1 and link.slots[0] == 200  # the child received every other report
+    counts = rep.counters()
+    assert counts["sent"] == 0 and counts["dropped"] == 201 and counts["errors"] == 0
+
+
+def test_headers_are_read_off_the_request_path_and_a_hostile_one_is_an_error_not_a_500() -> None:
+    token = expired_token()
+    request = scope(token, (b"x-request-id", b"req-9"))
+    sink = Recorder()
+    with Reporter("payments-api", transport=sink) as rep:
+        assert rep.report_failure(request, failure(token))
+        request["headers"].clear()  # a later middleware reusing the scope's list changes nothing reported
+        assert rep.report_failure(scope(None, (b"x-request-id", 42)), jwt.DecodeError("Not enough segments"))  # type: ignore[arg-type]
+    (event,) = sink.events()
+    assert (event.request_id, event.token_sha256) == ("req-9", token_sha256(token))
+    assert rep.counters()["errors"] == 1 and rep.counters()["sent"] == 1
+    child = Reporter("payments-api", bootstrap_servers=f"127.0.0.1:{closed_port()}")
+    assert child.report_failure(scope(None, (b"x-request-id", 42)), jwt.DecodeError("x"))  # type: ignore[arg-type]
+    assert child.report_failure(scope(token), failure(token))
+    child.close(timeout=3)
+    assert child.counters() == {"sent": 0, "dropped": 1, "errors": 1, "sampled": 0, "samples_lost": 0}
