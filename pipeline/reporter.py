@@ -224,16 +224,30 @@ class Reporter:
         return (_bearer(source.get("HTTP_AUTHORIZATION")), source.get(self._wsgi_client),  # a WSGI environ
                 source.get(self._wsgi_request))
 
+    def _read_headers(self, headers: list[Any]) -> tuple[str | None, str | None, str | None]:
+        """ASGI servers send lowercase names (the spec's "should"); a header list with other names is
+        read one by one (the last of repeated headers wins either way)."""
+        found: list[bytes | None] = [None, None, None]
+        by_name = dict(headers)
+        try:
+            lowercase = b"".join(by_name).islower()
+        except TypeError:  # a name that is not bytes: one by one, as below
+            lowercase = False
+        if lowercase:
+            found = [by_name.get(name) for name in self._wanted]
+        else:
+            for name, value in headers:
+                slot = self._wanted.get(name.lower() if isinstance(name, bytes) else name)
+                if slot is not None:
+                    found[slot] = value
+        token, client, request = (None if v is None else v.decode("latin-1") for v in found)
+        return _bearer(token), client, request
+
     def finish(self, item: tuple[Any, ...]) -> tuple[Any, ...]:
         """The report `RecordBuilder.records` takes: headers read, explicit ids before the headers' ones."""
         at, read, message, fetched, client_id, request_id = item
         if type(read) is list:
-            found: list[str | None] = [None, None, None]
-            for name, value in read:
-                slot = self._wanted.get(name) if name.islower() else self._wanted.get(name.lower())
-                if slot is not None:
-                    found[slot] = value.decode("latin-1")
-            read = (_bearer(found[0]), found[1], found[2])
+            read = self._read_headers(read)
         token, header_client, header_request = read
         return at, token, message, fetched, client_id or header_client, request_id or header_request
 
