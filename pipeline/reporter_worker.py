@@ -62,6 +62,8 @@ _MAX_MESSAGE = 256 * 1024
 BATCH_PAUSE = 0.05
 #: The app's flusher sends the reports that gathered this often (seconds): one message a batch.
 FLUSH_PAUSE = 0.02
+#: Empty pauses in a row before the flusher parks (1 s): under steady rejections it never does.
+_PARK_AFTER = 50
 _JWT_SHAPED = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*)?")
 #: The counters a record's outcome goes to: (acknowledged, never handed over, failed).
 EVENT = ("sent", "dropped", "errors")
@@ -314,16 +316,21 @@ class ProcessLink:
                 self._flusher.start()
 
     def _flush_loop(self) -> None:
+        idle = 0  # pauses in a row with nothing to send
         while not self._closing:
-            if not self.pending:
-                self._parked = True
+            time.sleep(FLUSH_PAUSE)  # let reports gather: one send for all of them
+            if self.pending:
+                self.flush()
+                idle = 0
+                continue
+            idle += 1
+            if idle >= _PARK_AFTER:  # quiet for a while: park until a report wakes us (a system call on
+                self._parked = True  # the request path, once per quiet spell, not once per batch)
                 if not self.pending:  # a put between the check and the flag sets the event
                     self._wake.wait(1.0)
                 self._wake.clear()
                 self._parked = False
-                continue
-            time.sleep(FLUSH_PAUSE)  # let reports gather: one send for all of them
-            self.flush()
+                idle = 0
 
     def flush(self) -> None:
         """Send what is pending, in messages the child can read; what cannot go is dropped here (counted)."""
