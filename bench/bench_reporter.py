@@ -15,7 +15,7 @@ arrival rate, one request at a time, interleaved run by run (each round in a rot
   broker down   the middleware, its reporter pointed at a closed port (every report dropped, counted)
   thread        the middleware with `in_process=True`: Kafka produced by a thread of the app (the old way)
   thread down   the same, pointed at a closed port
-  idle child    the middleware, its child process under SCHED_IDLE (`child_idle=True`) instead of nice 10
+  nice child    the middleware, its child process at nice 10 (`child_idle=False`) instead of SCHED_IDLE
   noop          the middleware with a reporter that reports nothing: the floor of the middleware's own path
 
 Without `in_process`, the reporter produces in a child process (`pipeline.reporter_worker`);
@@ -63,11 +63,11 @@ from starlette.routing import Route
 
 from pipeline.reporter import Reporter, ReporterMiddleware
 
-VARIANTS = ("without", "middleware", "explicit", "broker down", "thread", "thread down", "idle child", "noop")
+VARIANTS = ("without", "middleware", "explicit", "broker down", "thread", "thread down", "nice child", "noop")
 #: Variants whose reporter produces in a thread of the app's process (`in_process=True`, the old way).
 THREADED = ("thread", "thread down")
 #: Variants whose app lets the PyJWT error escape to `ReporterMiddleware`.
-ESCAPING = ("middleware", "broker down", *THREADED, "idle child", "noop")
+ESCAPING = ("middleware", "broker down", *THREADED, "nice child", "noop")
 
 
 class NoopReporter(Reporter):
@@ -188,7 +188,7 @@ def new_reporter(variant: str, args: argparse.Namespace) -> Reporter | None:
     return kind("orders-api", bootstrap_servers=bootstrap, failures_topic=f"{topic}.failures",
                 samples_topic=f"{topic}.samples", sample_rate=args.sample_rate,
                 kafka_options={"linger_ms": args.linger_ms} if args.linger_ms is not None else None,
-                in_process=variant in THREADED, child_idle=variant == "idle child")
+                in_process=variant in THREADED, child_idle=variant != "nice child")
 
 
 def run_variant(variant: str, key: Any, requests: list[dict[str, Any]], args: argparse.Namespace) -> Result:

@@ -40,8 +40,10 @@ Kafka producer, so kafka-python's ~110 µs of CPU per report never holds this in
 pickled keep the work in a daemon thread of this process instead. A full queue (`queue_size`
 reports in hand) or an unreachable broker drops the event and counts it (`counters()`); nothing
 waits for Kafka. `close()` (also run at exit) flushes for a bounded time, then stops the child.
-The child runs at nice 10; `child_idle=True` puts it under SCHED_IDLE (Linux) instead, so on a
-machine with few cores it takes only CPU time the app leaves idle (bench/results.md, "Reporter").
+The child runs under SCHED_IDLE (Linux), so it takes only CPU time the app leaves idle: in every
+in-process run its p99 beat nice 10 (bench/results.md, "Reporter"). On a saturated machine it falls
+behind and drops (counted) rather than take a core from requests; `child_idle=False` runs it at
+nice `child_nice` instead, and where SCHED_IDLE is refused it stays at that nice level.
 """
 
 from __future__ import annotations
@@ -120,7 +122,7 @@ class Reporter:
         resample_after_seconds: float = 60.0,
         in_process: bool = False,
         child_nice: int = 10,
-        child_idle: bool = False,
+        child_idle: bool = True,
     ) -> None:
         if not 0.0 <= sample_rate <= 1.0:
             raise ValueError(f"sample_rate must be between 0 and 1, got {sample_rate}")
@@ -140,9 +142,7 @@ class Reporter:
             bootstrap_servers = [s.strip() for s in bootstrap_servers.split(",") if s.strip()]
         self._kafka_options.setdefault("bootstrap_servers", bootstrap_servers)
         self.close_timeout = close_timeout
-        self._child_nice = child_nice  # 10: yields to the app, yet not starved in a rejection storm
-        # SCHED_IDLE (Linux): the child runs only on CPU time the app leaves; in a rejection storm on a
-        # saturated machine it falls behind and drops (counted) rather than take a core from requests.
+        self._child_nice = child_nice  # with child_idle=False: yields to the app, yet not starved in a storm
         self._child_idle = child_idle
         self._builder = RecordBuilder(service, failures_topic, samples_topic, sample_rate, resample_after_seconds)
         self._process = transport is None and not in_process and self._picklable(self._kafka_options)

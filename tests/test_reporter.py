@@ -318,9 +318,11 @@ def test_with_kafka_the_app_process_gets_a_child_and_only_a_flusher_thread_and_a
     assert rep.counters() == {"sent": 0, "dropped": 100, "errors": 0, "sampled": 0, "samples_lost": 0}
 
 
-@pytest.mark.parametrize("idle", [False, True])
-def test_the_child_runs_at_a_lower_priority_than_the_app(idle: bool) -> None:
-    rep = Reporter("payments-api", bootstrap_servers=f"127.0.0.1:{closed_port()}", child_idle=idle)
+@pytest.mark.parametrize("idle", [False, True, None])
+def test_the_child_runs_at_a_lower_priority_than_the_app(idle: bool | None) -> None:
+    options = {} if idle is None else {"child_idle": idle}
+    rep = Reporter("payments-api", bootstrap_servers=f"127.0.0.1:{closed_port()}", **options)
+    idle = idle is not False  # SCHED_IDLE unless asked otherwise
     try:
         rep.report_failure("a.b.c", jwt.ExpiredSignatureError("Signature has expired"))
         assert rep._link is not None
