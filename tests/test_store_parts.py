@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import shutil
@@ -29,6 +30,8 @@ from tests.test_runner_store import Feed, ev, snapshot_envelopes
 from tests.world import World, good_claims, mint
 
 DAY0 = datetime(2026, 1, 1, tzinfo=UTC)
+#: The module (the package exports its function of the same name).
+coverage_module = importlib.import_module("pipeline.queries.coverage")
 
 
 def count(db: Path, sql: str = "SELECT count(*) FROM classifications") -> int:
@@ -387,6 +390,35 @@ def test_a_reader_keeps_counting_the_open_rollup_it_first_saw_while_passes_repla
         assert coverage(reader).rolled_through == DAY0 + timedelta(hours=11)
         assert queries.total_events(reader, queries.Filters(since=DAY0)) == 211
         reader.close()
+
+
+def test_a_reader_reads_the_coverage_again_only_when_its_files_change(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A report asks the coverage before each of its ~19 questions: a reader connection reads it once and again
+    only when a writer's pass rewrote what it follows (its store_meta, the open rollups)."""
+    db = tmp_path / "k.duckdb"
+    read: list[Any] = []
+    real = coverage_module._coverage
+    monkeypatch.setattr(coverage_module, "_coverage", lambda con: read.append(con) or real(con))
+    with Store(db, instance="c1", retention_days=5, rollup_retention_days=10) as store:
+        assert store.publisher is not None
+        add_rows(store, 0, 200, DAY0 + timedelta(hours=10), step=timedelta(seconds=30))  # 10:00 … 11:39:30
+        store.publish()
+        store.publisher.maintain()
+        reader, other = connect_readonly(db), connect_readonly(db)
+        first = coverage(reader)
+        assert [coverage(reader) for _ in range(3)] == [first] * 3 and len(read) == 1
+        assert coverage(other) == first and len(read) == 2  # per connection
+        add_rows(store, 200, 1, DAY0 + timedelta(hours=12))
+        store.publish()
+        store.publisher.maintain()  # a newer open rollup: read again (and the reader keeps its pinned one)
+        assert coverage(reader).rolled_through == first.rolled_through and len(read) == 3
+        add_rows(store, 201, 1, DAY0 + timedelta(hours=12, minutes=5))
+        store.publish()
+        store.publisher.maintain()  # the pinned one goes: read again, the closed hours
+        assert coverage(reader).rolled_through == first.closed_through and len(read) == 4
+        reader.close()
+        other.close()
 
 
 def assert_readers_stop_at_the_closed_hours(db: Path) -> None:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -198,6 +199,33 @@ def _latest_rollups(parts: Path) -> str:
 def pin_open_rollup(con: duckdb.DuckDBPyConnection, through_us: int) -> None:
     """Count the open rollup ending at `through_us` on this connection from now on (`OPEN_PIN`)."""
     con.execute(f"SET VARIABLE {OPEN_PIN} = {int(through_us)}::BIGINT")
+
+
+#: Reader connections over a parts store (`store_readers.connect_readonly`) → the folder they read.
+_READERS: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, Path] = weakref.WeakKeyDictionary()
+
+
+def mark_reader(con: duckdb.DuckDBPyConnection, parts: Path) -> None:
+    """Note that `con` reads the files in `parts` through the views (so `coverage_signature` applies to it)."""
+    _READERS[con] = parts
+
+
+def coverage_signature(con: duckdb.DuckDBPyConnection) -> tuple[str, ...] | None:
+    """What `store_coverage` follows on a reader connection, as file names and stats: the writers' `store_meta`
+    files (rewritten whole, so a new inode or time) and the open rollups' names. The same signature, the
+    same coverage. None for any other connection (a writer's, the demo's single file)."""
+    parts = _READERS.get(con)
+    if parts is None:
+        return None
+    found = []
+    for meta in sorted((parts / "state").glob("*/store_meta.parquet")):
+        try:
+            st = meta.stat()
+        except FileNotFoundError:  # a writer replacing it this instant: no signature, no reuse
+            return None
+        found.append(f"{meta}:{st.st_ino}:{st.st_mtime_ns}:{st.st_size}")
+    opened = parts / "hourly" / OPEN_FOLDER
+    return (*found, "|", *sorted(p.name for p in (opened.iterdir() if opened.is_dir() else [])))
 
 
 def create_views(con: duckdb.DuckDBPyConnection, parts: Path) -> None:

@@ -14,7 +14,7 @@ import duckdb
 
 from pipeline.engine.keys import KeyTimeline
 from pipeline.errors import StoreError
-from pipeline.io.store_parts import create_views, is_parts_store, schema_version_of
+from pipeline.io.store_parts import create_views, is_parts_store, mark_reader, schema_version_of
 from pipeline.io.store_schema import parts_dir, refuse_newer, sql_path, stored_version
 from pipeline.models import JwksSnapshot
 
@@ -62,6 +62,7 @@ def _part_views(con: duckdb.DuckDBPyConnection, path: str | Path) -> duckdb.Duck
     try:
         create_views(con, parts_dir(path).resolve())
         refuse_newer(schema_version_of(con), path)
+        mark_reader(con, parts_dir(path).resolve())
     except duckdb.Error as exc:
         con.close()
         raise StoreError(f"cannot open the store {path}: {str(exc).strip().splitlines()[0]}") from None

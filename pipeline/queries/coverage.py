@@ -17,12 +17,13 @@ hour (a chart of 5-minute buckets) reads rollups only where raw rows expired (be
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import duckdb
 
-from pipeline.io.store_parts import pin_open_rollup
+from pipeline.io.store_parts import coverage_signature, pin_open_rollup
 from pipeline.queries.base import Filters
 
 
@@ -41,8 +42,27 @@ class Coverage:
         return self.raw_since
 
 
+#: A reader connection's last coverage and the files' signature it was read at (`store_parts.coverage_signature`).
+_SEEN: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, tuple[tuple[str, ...], Coverage]] = (
+    weakref.WeakKeyDictionary())
+
+
 def coverage(con: duckdb.DuckDBPyConnection) -> Coverage:
-    """The store's coverage; `Coverage()` when it has no `store_coverage` or no `classifications_hourly`."""
+    """The store's coverage; `Coverage()` when it has no `store_coverage` or no `classifications_hourly`.
+
+    Every question asks it first (a report ~19 times): on a reader connection it is read again only
+    when the files it follows changed (a look at two or three files, not a query over them).
+    """
+    signature = coverage_signature(con)
+    if signature is not None and (seen := _SEEN.get(con)) is not None and seen[0] == signature:
+        return seen[1]
+    found = _coverage(con)
+    if signature is not None:
+        _SEEN[con] = (signature, found)
+    return found
+
+
+def _coverage(con: duckdb.DuckDBPyConnection) -> Coverage:
     try:
         found = con.execute("SELECT * FROM store_coverage LIMIT 1")
         names = [d[0] for d in found.description or []]
