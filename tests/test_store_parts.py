@@ -19,7 +19,7 @@ from pipeline.errors import StoreError
 from pipeline.io import store_publish
 from pipeline.io.memory import ListSource
 from pipeline.io.store import WRITER_MEMORY_LIMIT, Store
-from pipeline.io.store_parts import APPENDED, FANOUT, OPEN_FOLDER, part_files, rollup_name
+from pipeline.io.store_parts import APPENDED, FANOUT, OPEN_FOLDER, part_files, rollup_name, rollup_relation
 from pipeline.io.store_readers import connect_readonly, published_parts
 from pipeline.io.store_schema import parts_dir
 from pipeline.queries.coverage import coverage
@@ -419,6 +419,48 @@ def test_a_reader_reads_the_coverage_again_only_when_its_files_change(tmp_path: 
         assert coverage(reader).rolled_through == first.closed_through and len(read) == 4
         reader.close()
         other.close()
+
+
+def test_a_reader_reads_only_the_rollup_files_of_its_window_and_the_rows_the_view_gives(tmp_path: Path) -> None:
+    """`rollup_relation`: the latest files whose hours can fall in a window, cut at the open rollup as the view
+    cuts them, give the view's rows of that window; a window of one day names that day's file only."""
+    db = tmp_path / "k.duckdb"
+    with Store(db, instance="c1", retention_days=5, rollup_retention_days=10) as store:
+        assert store.publisher is not None
+        add_rows(store, 0, 48, DAY0, step=timedelta(minutes=30))  # day 0: merged into one file
+        add_rows(store, 48, 1200, DAY0 + timedelta(days=1, hours=2), step=timedelta(seconds=29))  # to 11:39:31
+        store.publish()
+        store.publisher.maintain()  # day 1: hour files to 11:00, the open rollup from there
+        assert writer_relation(store) == "classifications_hourly"  # a writer's connection reads the view
+    hourly = parts_dir(db) / "hourly"
+    assert [p.name[:3] for p in (hourly / "2026-01-01").glob("*.parquet")] == ["c1-"]
+    assert {p.name[:4] for p in (hourly / "2026-01-02").glob("*.parquet")} == {"c1-h"}
+    assert len(list((hourly / OPEN_FOLDER).glob("*.parquet"))) >= 1
+    late = DAY0 + timedelta(days=1, hours=11)  # a closed file of an hour the open rollup holds: cut, as in the view
+    shutil.copyfile(sorted((hourly / OPEN_FOLDER).glob("*.parquet"))[-1], hourly / "2026-01-02" / rollup_name(
+        "c1", int(late.timestamp()) // 3600, 1))
+    con = connect_readonly(db)
+    try:
+        coverage(con)  # pins the open rollup, as every question does first
+        day = rollup_relation(con, DAY0, DAY0 + timedelta(days=1))
+        assert "2026-01-01/" in day and "2026-01-02/" not in day and "/open/" not in day
+        windows = [(DAY0, DAY0 + timedelta(days=1)), (DAY0 + timedelta(hours=5), DAY0 + timedelta(hours=30)),
+                   (late - timedelta(hours=1), late + timedelta(hours=1)), (None, None), (None, late),
+                   (late + timedelta(minutes=15), None), (DAY0 - timedelta(days=3), DAY0),
+                   (DAY0, DAY0 + timedelta(hours=1)),
+                   (DAY0 + timedelta(hours=23), DAY0 + timedelta(hours=25))]  # fmt: skip
+        for since, until in windows:
+            where = "hour >= coalesce(?, '-infinity'::TIMESTAMPTZ) AND hour < coalesce(?, 'infinity'::TIMESTAMPTZ)"
+            rows = "SELECT * EXCLUDE (token_sketch) FROM {} WHERE " + where + " ORDER BY ALL"
+            mine = con.execute(rows.format(rollup_relation(con, since, until)), [since, until]).fetchall()
+            assert mine == con.execute(rows.format("classifications_hourly"), [since, until]).fetchall(), (since, until)
+            assert since is not None or until != late or sum(r[9] for r in mine) == 48 + 1118  # each once: before 11:00
+    finally:
+        con.close()
+
+
+def writer_relation(store: Store) -> str:
+    return rollup_relation(store.con, None, None)
 
 
 def assert_readers_stop_at_the_closed_hours(db: Path) -> None:

@@ -18,12 +18,12 @@ hour (a chart of 5-minute buckets) reads rollups only where raw rows expired (be
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import duckdb
 
-from pipeline.io.store_parts import coverage_signature, pin_open_rollup
+from pipeline.io.store_parts import coverage_signature, pin_open_rollup, rollup_relation
 from pipeline.queries.base import Filters
 
 
@@ -92,6 +92,7 @@ class Split:
     boundary: datetime
     filters: Filters
     closed: datetime | None = None  # where the closed hours end, when `boundary` is inside an open hour
+    hourly: str = "classifications_hourly"  # the rollups to read (a FROM item of that name: `rollup_relation`)
 
     def settled(self, *cuts: datetime | None) -> Split:
         """This split, or one at the closed hours' end when a cut (a window's edge) falls inside the open rollup's
@@ -99,7 +100,7 @@ class Split:
         if self.closed is None or not any(c is not None and self.closed < c < self.boundary and c.timestamp() % 3600
                                           for c in cuts):
             return self
-        return Split(self.closed, self.filters)
+        return replace(self, boundary=self.closed, closed=None)
 
 
 def split(con: duckdb.DuckDBPyConnection, filters: Filters, fine: bool = False) -> Split | None:
@@ -118,7 +119,9 @@ def split(con: duckdb.DuckDBPyConnection, filters: Filters, fine: bool = False) 
         # a window starting inside an open hour: the open rollup's row of that hour would not count in it (an
         # hour counts where it starts), so raw rows answer, as they did before the open hours were rolled
         return None
-    return Split(boundary, filters, closed if closed is not None and closed < boundary else None).settled(filters.until)
+    until = boundary if filters.until is None else min(filters.until, boundary)
+    return Split(boundary, filters, closed if closed is not None and closed < boundary else None,
+                 rollup_relation(con, filters.since, until)).settled(filters.until)
 
 
 def finer_than_an_hour(seconds: float, since: datetime | None = None) -> bool:

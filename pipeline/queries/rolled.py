@@ -23,6 +23,7 @@ from typing import Any
 
 import duckdb
 
+from pipeline.io.store_parts import rollup_relation
 from pipeline.queries.base import BUCKET_SECONDS, interval, rotation_damage, rows
 from pipeline.queries.coverage import Split
 from pipeline.rollups import (
@@ -46,7 +47,7 @@ def counted(s: Split, tail: str | None = None) -> tuple[str, list[Any]]:
     if tail is not None:
         return _with_tail("counted", rolled, "events > 0", tail, s, hourly, hourly_params)
     sql = f"""WITH counted AS (
-        {rolled} FROM classifications_hourly WHERE hour < ? AND events > 0 AND {hourly}
+        {rolled} FROM {s.hourly} WHERE hour < ? AND events > 0 AND {hourly}
         UNION ALL
         SELECT ts, service, issuer, kid, client_id, cause, confidence, len(attacks) > 0, 1::BIGINT,
                (service_jwks_fetched_at IS NOT NULL)::BIGINT, ts, ts
@@ -59,7 +60,7 @@ def _with_tail(name: str, rolled: str, keep: str, tail: str, s: Split, hourly: s
                ) -> tuple[str, list[Any]]:
     """SQL: `WITH <name> AS (…)` over the rollups before the boundary and the rolled tail after it."""
     sql = f"""WITH {name} AS (
-        {rolled} FROM classifications_hourly WHERE hour < ? AND {keep} AND {hourly}
+        {rolled} FROM {s.hourly} WHERE hour < ? AND {keep} AND {hourly}
         UNION ALL {rolled} FROM {tail} WHERE {keep} AND {hourly}
     )"""
     return sql, [s.boundary, *params, *params]
@@ -74,7 +75,7 @@ def hits(s: Split, tail: str | None = None) -> tuple[str, list[Any]]:
     if tail is not None:
         return _with_tail("hits", rolled, "attack_events > 0", tail, s, hourly, hourly_params)
     sql = f"""WITH hits AS (
-        {rolled} FROM classifications_hourly WHERE hour < ? AND attack_events > 0 AND {hourly}
+        {rolled} FROM {s.hourly} WHERE hour < ? AND attack_events > 0 AND {hourly}
         UNION ALL
         SELECT c.ts, c.service, c.client_id, c.cause, unnest(c.attacks), 1::BIGINT, c.ts, c.ts
         FROM classifications c WHERE c.ts >= ? AND len(c.attacks) > 0 AND {raw}
@@ -366,11 +367,11 @@ def store_totals(con: duckdb.DuckDBPyConnection, boundary: datetime, cap: dateti
     the newest not past `cap`, unless every event is past it)."""
     return rows(
         con,
-        """WITH parts AS (
+        f"""WITH parts AS (
                 SELECT sum(events)::BIGINT AS events, min(first_ts) AS first_ts,
                        max(last_ts) FILTER (WHERE last_ts <= ?) AS capped, max(last_ts) AS last_ts,
                        NULL::TIMESTAMPTZ AS last_classified_at
-                FROM classifications_hourly WHERE hour < ?
+                FROM {rollup_relation(con, None, boundary)} WHERE hour < ?
                 UNION ALL
                 SELECT count(*), min(ts), max(ts) FILTER (WHERE ts <= ?), max(ts), max(classified_at)
                 FROM classifications WHERE ts >= ?
@@ -384,7 +385,7 @@ def store_totals(con: duckdb.DuckDBPyConnection, boundary: datetime, cap: dateti
 
 def services_seen(con: duckdb.DuckDBPyConnection, boundary: datetime) -> list[str]:
     found = con.execute(
-        """SELECT service FROM classifications_hourly WHERE hour < ? AND events > 0
+        f"""SELECT service FROM {rollup_relation(con, None, boundary)} WHERE hour < ? AND events > 0
            UNION SELECT service FROM classifications ORDER BY service""",
         [boundary],
     ).fetchall()
@@ -399,14 +400,14 @@ def rolled_rows(s: Split, columns: str, tail: str | None = None) -> tuple[str, l
     hourly, hourly_params = s.filters.where(hourly=True)
     if tail is not None:
         sql = f"""WITH rolled AS (
-        SELECT {columns} FROM classifications_hourly WHERE hour < ? AND {hourly}
+        SELECT {columns} FROM {s.hourly} WHERE hour < ? AND {hourly}
         UNION ALL SELECT {columns} FROM {tail} WHERE {hourly}
     )"""
         return sql, [s.boundary, *hourly_params, *hourly_params]
     raw, raw_params = s.filters.where()
     tail_sql = hourly_sql(f"(SELECT * FROM classifications WHERE ts >= ? AND {raw})")
     sql = f"""WITH rolled AS (
-        SELECT {columns} FROM classifications_hourly WHERE hour < ? AND {hourly}
+        SELECT {columns} FROM {s.hourly} WHERE hour < ? AND {hourly}
         UNION ALL SELECT {columns} FROM ({tail_sql})
     )"""
     return sql, [s.boundary, *hourly_params, s.boundary, *raw_params]

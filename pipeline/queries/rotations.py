@@ -101,7 +101,7 @@ def _attributed(
         source = f"""SELECT NULL AS event_id, hour, row_number() OVER () AS row_no, client_id, confidence,
                        first_ts AS ts, first_ts, last_ts,
                        events AS w, service, cause, issuer, kid, {action}
-                FROM classifications_hourly
+                FROM {s.hourly}
                 WHERE hour < ? AND events > 0 AND {rolled_damage} AND {hourly}
                 UNION ALL {source} AND ts >= ?"""
         params = [*added, s.boundary, *damage_params, *hourly_params, *params, s.boundary]
