@@ -19,7 +19,15 @@ from pipeline.errors import StoreError
 from pipeline.io import store_publish
 from pipeline.io.memory import ListSource
 from pipeline.io.store import WRITER_MEMORY_LIMIT, Store
-from pipeline.io.store_parts import APPENDED, FANOUT, OPEN_FOLDER, part_files, rollup_name, rollup_relation
+from pipeline.io.store_parts import (
+    APPENDED,
+    FANOUT,
+    OPEN_FOLDER,
+    part_files,
+    raw_relation,
+    rollup_name,
+    rollup_relation,
+)
 from pipeline.io.store_readers import connect_readonly, published_parts
 from pipeline.io.store_schema import parts_dir
 from pipeline.queries.coverage import coverage
@@ -455,6 +463,40 @@ def test_a_reader_reads_only_the_rollup_files_of_its_window_and_the_rows_the_vie
             mine = con.execute(rows.format(rollup_relation(con, since, until)), [since, until]).fetchall()
             assert mine == con.execute(rows.format("classifications_hourly"), [since, until]).fetchall(), (since, until)
             assert since is not None or until != late or sum(r[9] for r in mine) == 48 + 1118  # each once: before 11:00
+    finally:
+        con.close()
+
+
+def test_a_reader_reads_only_the_raw_days_of_its_window_and_anti_joins_only_replaced_rows(tmp_path: Path) -> None:
+    """`raw_relation`: the day folders a window can reach, anti-joined with those days' superseded rows, and not
+    at all when they have none (a replaced row and its replacement carry the same ts), give the view's rows."""
+    db = tmp_path / "k.duckdb"
+    with Store(db, instance="c1", retention_days=5, rollup_retention_days=10) as store:
+        add_rows(store, 0, 96, DAY0, step=timedelta(minutes=30))  # two days
+        store.publish()
+        replaced = store.con.execute("SELECT event_id, ts, classified_at FROM classifications WHERE event_id = 'e60'"
+                                     ).fetchone()  # fmt: skip
+        assert replaced is not None
+        now = store._now()  # a re-judge: the row again with a later version, the old version superseded
+        store.con.execute("""INSERT INTO classifications SELECT * REPLACE ('stale_jwks' AS cause, ? AS classified_at)
+                             FROM classifications WHERE event_id = 'e60'""", [now])
+        store.con.execute("INSERT INTO superseded VALUES (?, ?, ?, ?)", [*replaced, now])
+        store.publish()
+        assert raw_relation(store.con, None, None) == "classifications"  # a writer's connection reads the view
+    day1 = DAY0 + timedelta(days=1)
+    con = connect_readonly(db)
+    try:
+        first_day = raw_relation(con, DAY0, day1)
+        assert "2026-01-01/" in first_day and "2026-01-02/" not in first_day and "ANTI JOIN" not in first_day
+        assert "ANTI JOIN" in raw_relation(con, day1 + timedelta(hours=3), None)
+        for since, until in [(DAY0, day1), (day1, day1 + timedelta(days=1)), (None, None), (None, day1),
+                             (DAY0 + timedelta(hours=12), day1 + timedelta(hours=12)),
+                             (day1 + timedelta(hours=6), None), (DAY0 - timedelta(days=2), DAY0)]:  # fmt: skip
+            where = "ts >= coalesce(?, '-infinity'::TIMESTAMPTZ) AND ts < coalesce(?, 'infinity'::TIMESTAMPTZ)"
+            rows = "SELECT event_id, ts, classified_at, cause FROM {} WHERE " + where + " ORDER BY ALL"
+            mine = con.execute(rows.format(raw_relation(con, since, until)), [since, until]).fetchall()
+            assert mine == con.execute(rows.format("classifications"), [since, until]).fetchall(), (since, until)
+        assert queries.total_events(con, queries.Filters(since=day1, until=day1 + timedelta(days=1))) == 48  # once
     finally:
         con.close()
 

@@ -250,6 +250,39 @@ def rollup_relation(con: duckdb.DuckDBPyConnection, since: datetime | None, unti
     return f"({' UNION ALL '.join(reads)}) AS classifications_hourly"
 
 
+def raw_relation(con: duckdb.DuckDBPyConnection, since: datetime | None, until: datetime | None) -> str:
+    """SQL, a FROM item named `classifications`: the view's rows, but on a reader connection read from only the day
+    folders [since, until) can reach (None: no bound), and anti-joined with only those days' `superseded` files,
+    not at all when they have none (a row and the rows replacing it are dated by the same `ts`).
+
+    The view reads every day's files and, to anti-join them, every row's event_id (a 32-character string):
+    the day at 200 events/s, 17M rows, took 1.5 s through the view and 0.7 s without the anti-join.
+    Any other connection reads the view.
+    """
+    parts = _READERS.get(con)
+    if parts is None or not (parts / "classifications" / "_schema" / "empty.parquet").is_file():
+        return "classifications"
+    first = -math.inf if since is None else since.timestamp() // 86400
+    end = math.inf if until is None else -(-until.timestamp() // 86400)
+
+    def files(table: str) -> list[str]:
+        found = []
+        with os.scandir(parts / table) as folders:
+            for folder in folders:
+                day = day_number(folder.name)
+                if folder.is_dir() and (day is None or first <= day < end or day in (FIRST_DAY, LAST_DAY)):
+                    with os.scandir(folder.path) as names:  # `_schema` (no day): every column binds, as in the view
+                        found += [f.path for f in names if f.name.endswith(".parquet")]
+        return sorted(found)
+
+    rows = f"SELECT c.* FROM read_parquet({_list_sql(files('classifications'))}, union_by_name = true) AS c"
+    replaced = [f for f in files("superseded") if Path(f).parent.name != "_schema"]
+    if replaced:
+        rows += (f" ANTI JOIN read_parquet({_list_sql(replaced)}, union_by_name = true) AS s "
+                 "USING (event_id, classified_at)")
+    return f"({rows}) AS classifications"
+
+
 def _listing(hourly: Path) -> list[str]:
     """The names of the files in `hourly`'s folders (os.scandir: a report asks for it ~19 times)."""
     found = []

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 
 import duckdb
 
-from pipeline.io.store_parts import coverage_signature, pin_open_rollup, rollup_relation
+from pipeline.io.store_parts import coverage_signature, pin_open_rollup, raw_relation, rollup_relation
 from pipeline.queries.base import Filters
 
 
@@ -93,6 +93,7 @@ class Split:
     filters: Filters
     closed: datetime | None = None  # where the closed hours end, when `boundary` is inside an open hour
     hourly: str = "classifications_hourly"  # the rollups to read (a FROM item of that name: `rollup_relation`)
+    raw: str = "classifications"  # the raw rows to read from the boundary on (`raw_relation`)
 
     def settled(self, *cuts: datetime | None) -> Split:
         """This split, or one at the closed hours' end when a cut (a window's edge) falls inside the open rollup's
@@ -120,8 +121,10 @@ def split(con: duckdb.DuckDBPyConnection, filters: Filters, fine: bool = False) 
         # hour counts where it starts), so raw rows answer, as they did before the open hours were rolled
         return None
     until = boundary if filters.until is None else min(filters.until, boundary)
-    return Split(boundary, filters, closed if closed is not None and closed < boundary else None,
-                 rollup_relation(con, filters.since, until)).settled(filters.until)
+    closed = closed if closed is not None and closed < boundary else None
+    # raw rows from the closed hours' end on, should a cut move the boundary there (`settled`)
+    return Split(boundary, filters, closed, rollup_relation(con, filters.since, until),
+                 raw_relation(con, closed or boundary, filters.until)).settled(filters.until)
 
 
 def finer_than_an_hour(seconds: float, since: datetime | None = None) -> bool:

@@ -23,7 +23,7 @@ from typing import Any
 
 import duckdb
 
-from pipeline.io.store_parts import rollup_relation
+from pipeline.io.store_parts import raw_relation, rollup_relation
 from pipeline.queries.base import BUCKET_SECONDS, interval, rotation_damage, rows
 from pipeline.queries.coverage import Split
 from pipeline.rollups import (
@@ -51,7 +51,7 @@ def counted(s: Split, tail: str | None = None) -> tuple[str, list[Any]]:
         UNION ALL
         SELECT ts, service, issuer, kid, client_id, cause, confidence, len(attacks) > 0, 1::BIGINT,
                (service_jwks_fetched_at IS NOT NULL)::BIGINT, ts, ts
-        FROM classifications WHERE ts >= ? AND {raw}
+        FROM {s.raw} WHERE ts >= ? AND {raw}
     )"""
     return sql, [s.boundary, *hourly_params, s.boundary, *raw_params]
 
@@ -93,7 +93,7 @@ _COUNTED_TAIL = f"""SELECT to_timestamp(hour_no * {HOUR_SECONDS}) AS hour, servi
 FROM (SELECT epoch_us(ts) // {HOUR_SECONDS * 1_000_000} AS hour_no, service, issuer, kid, client_id, cause, confidence,
              attacks[label_no] AS attack, label_no, ts, service_jwks_fetched_at
       FROM (SELECT *, unnest(generate_series(1, greatest(len(attacks), 1))) AS label_no
-            FROM classifications WHERE ts >= ?))
+            FROM {{raw}} WHERE ts >= ?))
 GROUP BY ALL"""
 
 
@@ -101,7 +101,8 @@ def counted_tail(con: duckdb.DuckDBPyConnection, s: Split, *cuts: datetime | flo
     """`rolled_tail` with only what `counted` and `hits` read (made once per connection the same way)."""
     if _cuts_an_hour(s, cuts):
         return None
-    return temp_table(con, f"counted_tail_{int(s.boundary.timestamp())}", _COUNTED_TAIL, [s.boundary])
+    return temp_table(con, f"counted_tail_{int(s.boundary.timestamp())}",
+                      _COUNTED_TAIL.replace("{raw}", raw_relation(con, s.boundary, None)), [s.boundary])
 
 
 def _cuts_an_hour(s: Split, cuts: tuple[datetime | float, ...]) -> bool:
@@ -126,7 +127,7 @@ def rolled_tail(con: duckdb.DuckDBPyConnection, s: Split, *cuts: datetime | floa
     if _cuts_an_hour(s, cuts):
         return None
     return temp_table(con, f"rolled_tail_{int(s.boundary.timestamp())}",
-                      hourly_sql("(SELECT * FROM classifications WHERE ts >= ?)"), [s.boundary])
+                      hourly_sql(f"(SELECT * FROM {raw_relation(con, s.boundary, None)} WHERE ts >= ?)"), [s.boundary])
 
 
 def temp_table(con: duckdb.DuckDBPyConnection, name: str, select: str, params: list[Any]) -> str | None:
@@ -374,7 +375,7 @@ def store_totals(con: duckdb.DuckDBPyConnection, boundary: datetime, cap: dateti
                 FROM {rollup_relation(con, None, boundary)} WHERE hour < ?
                 UNION ALL
                 SELECT count(*), min(ts), max(ts) FILTER (WHERE ts <= ?), max(ts), max(classified_at)
-                FROM classifications WHERE ts >= ?
+                FROM {raw_relation(con, boundary, None)} WHERE ts >= ?
             )
             SELECT coalesce(sum(events), 0)::BIGINT AS events, min(first_ts) AS first_ts,
                    coalesce(max(capped), max(last_ts)) AS last_ts, max(last_classified_at) AS last_classified_at
@@ -405,7 +406,7 @@ def rolled_rows(s: Split, columns: str, tail: str | None = None) -> tuple[str, l
     )"""
         return sql, [s.boundary, *hourly_params, *hourly_params]
     raw, raw_params = s.filters.where()
-    tail_sql = hourly_sql(f"(SELECT * FROM classifications WHERE ts >= ? AND {raw})")
+    tail_sql = hourly_sql(f"(SELECT * FROM {s.raw} WHERE ts >= ? AND {raw})")
     sql = f"""WITH rolled AS (
         SELECT {columns} FROM {s.hourly} WHERE hour < ? AND {hourly}
         UNION ALL SELECT {columns} FROM ({tail_sql})

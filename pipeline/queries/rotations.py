@@ -26,6 +26,7 @@ from typing import Any
 import duckdb
 
 from pipeline.causes import STEP_CAUSES, Cause
+from pipeline.io.store_parts import raw_relation
 from pipeline.queries import rolled
 from pipeline.queries.base import NO_FILTERS, Filters, interval, marks, rotation_damage, rows
 from pipeline.queries.coverage import Split, split
@@ -143,7 +144,8 @@ def damage_tail(con: duckdb.DuckDBPyConnection, boundary: datetime) -> str | Non
     damage, params = rotation_damage()
     return rolled.temp_table(con, f"damage_tail_{int(boundary.timestamp())}",
                              "SELECT event_id, client_id, confidence, ts, service, cause, issuer, kid, attacks "
-                             f"FROM classifications WHERE ts >= ? AND {damage}", [boundary, *params])
+                             f"FROM {raw_relation(con, boundary, None)} WHERE ts >= ? AND {damage}",
+                             [boundary, *params])
 
 
 def rotation_damage_count(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) -> int:
