@@ -87,6 +87,25 @@ def _report(db: Path, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[i
     return status, captured.out + captured.err
 
 
+def test_a_report_of_a_given_week_with_events_reads_no_store_time_range(simulated_db: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store's time range scans every rollup row: a report asks it only to choose the week, or to say where
+    the events are when its week has none."""
+    con = connect_readonly(simulated_db)
+    try:
+        _, last = queries.time_range(con)
+        assert last is not None
+        asked: list[Any] = []
+        real = queries.time_range
+        monkeypatch.setattr(queries, "time_range", lambda *a: asked.append(a) or real(*a))
+        assert build_report(con, week_name(last)).events > 0 and asked == []
+        assert build_report(con).week == week_name(last) and len(asked) == 1
+        empty = build_report(con, week_name(last + timedelta(days=28)))
+        assert empty.no_data and week_name(last) in empty.no_data and len(asked) == 2
+    finally:
+        con.close()
+
+
 def test_markdown_report_of_the_latest_week(simulated_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status, text = _report(simulated_db, capsys=capsys)
     assert status == 0
