@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import re
 import shutil
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -452,6 +454,7 @@ def test_a_reader_reads_only_the_rollup_files_of_its_window_and_the_rows_the_vie
         coverage(con)  # pins the open rollup, as every question does first
         day = rollup_relation(con, DAY0, DAY0 + timedelta(days=1))
         assert "2026-01-01/" in day and "2026-01-02/" not in day and "/open/" not in day
+        assert_naive_times_are_utc(lambda since, until: rollup_relation(con, since, until), day)
         windows = [(DAY0, DAY0 + timedelta(days=1)), (DAY0 + timedelta(hours=5), DAY0 + timedelta(hours=30)),
                    (late - timedelta(hours=1), late + timedelta(hours=1)), (None, None), (None, late),
                    (late + timedelta(minutes=15), None), (DAY0 - timedelta(days=3), DAY0),
@@ -488,6 +491,7 @@ def test_a_reader_reads_only_the_raw_days_of_its_window_and_anti_joins_only_repl
     try:
         first_day = raw_relation(con, DAY0, day1)
         assert "2026-01-01/" in first_day and "2026-01-02/" not in first_day and "ANTI JOIN" not in first_day
+        assert_naive_times_are_utc(lambda since, until: raw_relation(con, since, until), first_day)
         assert "ANTI JOIN" in raw_relation(con, day1 + timedelta(hours=3), None)
         for since, until in [(DAY0, day1), (day1, day1 + timedelta(days=1)), (None, None), (None, day1),
                              (DAY0 + timedelta(hours=12), day1 + timedelta(hours=12)),
@@ -499,6 +503,21 @@ def test_a_reader_reads_only_the_raw_days_of_its_window_and_anti_joins_only_repl
         assert queries.total_events(con, queries.Filters(since=day1, until=day1 + timedelta(days=1))) == 48  # once
     finally:
         con.close()
+
+
+def assert_naive_times_are_utc(relation: Any, of_day_0: str) -> None:
+    """A window given without a time zone is UTC, as the readers' DuckDB sessions take it, whatever the machine's."""
+    zone = os.environ.get("TZ")
+    os.environ["TZ"] = "America/New_York"
+    time.tzset()
+    try:
+        assert relation(DAY0.replace(tzinfo=None), (DAY0 + timedelta(days=1)).replace(tzinfo=None)) == of_day_0
+    finally:
+        if zone is None:
+            os.environ.pop("TZ")
+        else:
+            os.environ["TZ"] = zone
+        time.tzset()
 
 
 def writer_relation(store: Store) -> str:

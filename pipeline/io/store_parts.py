@@ -233,8 +233,8 @@ def rollup_relation(con: duckdb.DuckDBPyConnection, since: datetime | None, unti
         latest = con.execute(f"SELECT file, open_from FROM ({_latest_rollups(parts)})").fetchall()
         seen = (key, [(str(f), o, *_rollup_hours(Path(f))) for f, o in latest])
         _LATEST[con] = seen
-    first = -math.inf if since is None else since.timestamp() // HOUR_SECONDS
-    end = math.inf if until is None else -(-until.timestamp() // HOUR_SECONDS)
+    first = -math.inf if since is None else _epoch(since) // HOUR_SECONDS
+    end = math.inf if until is None else -(-_epoch(until) // HOUR_SECONDS)
     whole, cut = [str(schema)], dict[int, list[str]]()  # the empty schema file: every column binds, as in the view
     for file, open_from, start, stop in seen[1]:
         if start >= end or stop <= first:
@@ -262,8 +262,8 @@ def raw_relation(con: duckdb.DuckDBPyConnection, since: datetime | None, until: 
     parts = _READERS.get(con)
     if parts is None or not (parts / "classifications" / "_schema" / "empty.parquet").is_file():
         return "classifications"
-    first = -math.inf if since is None else since.timestamp() // 86400
-    end = math.inf if until is None else -(-until.timestamp() // 86400)
+    first = -math.inf if since is None else _epoch(since) // 86400
+    end = math.inf if until is None else -(-_epoch(until) // 86400)
 
     def files(table: str) -> list[str]:
         found = []
@@ -281,6 +281,11 @@ def raw_relation(con: duckdb.DuckDBPyConnection, since: datetime | None, until: 
         rows += (f" ANTI JOIN read_parquet({_list_sql(replaced)}, union_by_name = true) AS s "
                  "USING (event_id, classified_at)")
     return f"({rows}) AS classifications"
+
+
+def _epoch(moment: datetime) -> float:
+    """Seconds since the epoch; a time without a zone is UTC, as readers' DuckDB sessions take it (`TimeZone`)."""
+    return (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _listing(hourly: Path) -> list[str]:
