@@ -266,7 +266,9 @@ def raw_relation(con: duckdb.DuckDBPyConnection, since: datetime | None, until: 
     end = math.inf if until is None else -(-_epoch(until) // 86400)
 
     def files(table: str) -> list[str]:
-        found = []
+        found: list[str] = []
+        if not (parts / table).is_dir():
+            return found
         with os.scandir(parts / table) as folders:
             for folder in folders:
                 day = day_number(folder.name)
