@@ -29,6 +29,7 @@ from pipeline.io.store_parts import (
     raw_relation,
     rollup_name,
     rollup_relation,
+    view_sql,
 )
 from pipeline.io.store_readers import connect_readonly, published_parts
 from pipeline.io.store_schema import parts_dir
@@ -501,6 +502,40 @@ def test_a_reader_reads_only_the_raw_days_of_its_window_and_anti_joins_only_repl
             mine = con.execute(rows.format(raw_relation(con, since, until)), [since, until]).fetchall()
             assert mine == con.execute(rows.format("classifications"), [since, until]).fetchall(), (since, until)
         assert queries.total_events(con, queries.Filters(since=day1, until=day1 + timedelta(days=1))) == 48  # once
+    finally:
+        con.close()
+
+
+def test_opening_a_reader_reads_no_raw_days_file_and_its_view_still_reads_every_one(tmp_path: Path) -> None:
+    """A reader's connection creates the `classifications` view without parsing a raw day's footer (a full-rate
+    day's takes tens of ms, a connection paid it for every day kept); the view still reads every day at use,
+    an older file's missing column included, with the columns and rows of the view over the glob."""
+    db = tmp_path / "k.duckdb"
+    with Store(db, instance="c1", retention_days=5, rollup_retention_days=10) as store:
+        add_rows(store, 0, 96, DAY0, step=timedelta(minutes=30))  # two days
+        store.publish()
+    parts = parts_dir(db)
+    older = parts / "classifications" / (DAY0 - timedelta(days=1)).date().isoformat()
+    older.mkdir()
+    with duckdb.connect() as plain:  # a file from before a column was added: the union binds it as NULL
+        plain.execute(f"COPY (SELECT * EXCLUDE (findings) REPLACE ('old' AS event_id, ?::TIMESTAMPTZ AS ts) "
+                      f"FROM read_parquet('{parts}/classifications/2026-01-01/*.parquet') LIMIT 1) "
+                      f"TO '{older}/old-L0-000000000001-000000000001.parquet'", [DAY0 - timedelta(hours=1)])
+    broken = parts / "classifications" / "2025-12-01"
+    broken.mkdir()
+    (broken / "x-L0-000000000001-000000000001.parquet").write_bytes(b"not parquet")
+    con = connect_readonly(db)  # would fail binding the view if it parsed that file
+    try:
+        day1 = DAY0 + timedelta(days=1)
+        assert queries.total_events(con, queries.Filters(since=day1, until=day1 + timedelta(days=1))) == 48
+        with pytest.raises(duckdb.Error):
+            con.execute("SELECT count(*) FROM classifications").fetchone()
+        shutil.rmtree(broken)
+        eager = view_sql(parts)["classifications"]
+        assert con.execute("DESCRIBE classifications").fetchall() == con.execute(f"DESCRIBE {eager}").fetchall()
+        assert (con.execute("SELECT * FROM classifications ORDER BY event_id").fetchall()
+                == con.execute(f"SELECT * FROM ({eager}) ORDER BY event_id").fetchall())
+        assert con.execute("SELECT count(*), count(findings) FROM classifications").fetchone() == (97, 96)
     finally:
         con.close()
 

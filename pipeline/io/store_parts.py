@@ -72,6 +72,8 @@ OPEN_FOLDER = "open"
 #: look at `store_coverage` (`pin_open_rollup`), so a pass that writes a newer one meanwhile changes none of
 #: its answers (the writer keeps the one before the newest). Unset (plain DuckDB): the newest.
 OPEN_PIN = "jwtriage_open_through"
+#: A reader connection's DuckDB variable naming the files its `classifications` view reads (`create_views`).
+RAW_FILES = "jwtriage_raw_files"
 
 #: The live DuckDB tables only a consumer keeps (not in the DDL: the demo's single file has no use for them).
 LIVE_DDL = """
@@ -114,14 +116,18 @@ def _glob(parts: Path, pattern: str) -> str:
     return sql_path(parts / pattern)
 
 
-def view_sql(parts: Path) -> dict[str, str]:
-    """name → SELECT of every view readers see over the files in `parts` (the same in `<db>` and in memory)."""
+def view_sql(parts: Path, raw_files: str | None = None) -> dict[str, str]:
+    """name → SELECT of every view readers see over the files in `parts` (the same in `<db>` and in memory).
+
+    `raw_files`: an SQL expression naming the `classifications` files (default: the glob of every day folder).
+    """
     read = "read_parquet('{}', union_by_name = true)"
     state = {t: read.format(_glob(parts, f"state/*/{t}.parquet")) for t in STATE_TABLES}
     hourly = ", ".join(f"r.{name}" for name, _ in HOURLY_COLUMNS)
+    raw = f"'{_glob(parts, 'classifications/*/*.parquet')}'" if raw_files is None else raw_files
     return {
         "classifications": (
-            f"SELECT c.* FROM {read.format(_glob(parts, 'classifications/*/*.parquet'))} AS c "
+            f"SELECT c.* FROM read_parquet({raw}, union_by_name = true) AS c "
             f"ANTI JOIN {read.format(_glob(parts, 'superseded/*/*.parquet'))} AS s USING (event_id, classified_at)"
         ),
         "dead_letters": "SELECT DISTINCT ON (source, source_partition, source_offset) * "
@@ -349,11 +355,25 @@ def coverage_signature(con: duckdb.DuckDBPyConnection) -> tuple[str, ...] | None
     return (*found, "|", *sorted(p.name for p in (opened.iterdir() if opened.is_dir() else [])))
 
 
-def create_views(con: duckdb.DuckDBPyConnection, parts: Path) -> None:
+def create_views(con: duckdb.DuckDBPyConnection, parts: Path, lazy: bool = False) -> None:
+    """The views of `view_sql` on `con`. `lazy` (a reader's connection): creating them reads no raw day's file.
+
+    DuckDB binds a view when it is created, and binding `read_parquet(…, union_by_name = true)` parses every
+    file's footer: a full-rate day's file has thousands of row groups, so a connection paid for every raw day
+    kept although its questions read only their window's folders (`raw_relation`). A lazy `classifications`
+    reads the files the variable `RAW_FILES` names: at creation the empty schema file, then every day folder.
+    A view is bound again at each use, so it answers the same; the first question through it pays the footers.
+    """
     # Every question reads the footers of every rollup file (a file an hour): read each once per connection.
     con.execute("SET parquet_metadata_cache = true")
-    for name, select in view_sql(parts).items():
+    schema_file = parts / "classifications" / "_schema" / "empty.parquet"
+    lazy = lazy and schema_file.is_file()
+    if lazy:
+        con.execute(f"SET VARIABLE {RAW_FILES} = ['{sql_path(schema_file)}']")
+    for name, select in view_sql(parts, f"getvariable('{RAW_FILES}')" if lazy else None).items():
         con.execute(f"CREATE OR REPLACE VIEW {name} AS {select}")
+    if lazy:
+        con.execute(f"SET VARIABLE {RAW_FILES} = ['{_glob(parts, 'classifications/*/*.parquet')}']")
 
 
 def write_catalog(db: Path, parts: Path) -> None:

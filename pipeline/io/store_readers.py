@@ -60,7 +60,7 @@ def published_parts(path: str | Path) -> list[Path]:
 def _part_views(con: duckdb.DuckDBPyConnection, path: str | Path) -> duckdb.DuckDBPyConnection:
     """`con` (in memory) with the views over the Parquet files consumers append (`store_parts.view_sql`)."""
     try:
-        create_views(con, parts_dir(path).resolve())
+        create_views(con, parts_dir(path).resolve(), lazy=True)
         refuse_newer(schema_version_of(con), path)
         mark_reader(con, parts_dir(path).resolve())
     except duckdb.Error as exc:
