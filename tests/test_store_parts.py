@@ -23,8 +23,11 @@ from pipeline.io.memory import ListSource
 from pipeline.io.store import WRITER_MEMORY_LIMIT, Store
 from pipeline.io.store_parts import (
     APPENDED,
+    DAY_LEVEL,
     FANOUT,
+    MERGED_ROW_GROUP_SIZE,
     OPEN_FOLDER,
+    ROW_GROUP_SIZE,
     part_files,
     raw_relation,
     rollup_name,
@@ -204,6 +207,29 @@ def test_readers_count_only_the_latest_version_of_an_hour_when_an_older_one_is_l
     con = connect_readonly(db)
     assert con.execute(total).fetchone() == (before + in_file,)
     con.close()
+
+
+def test_a_closed_days_merged_file_has_row_groups_of_the_merged_size(tmp_path: Path) -> None:
+    """A merged day's rows are in MERGED_ROW_GROUP_SIZE row groups (a short footer for readers to parse), not in
+    the small groups of the files a publish writes."""
+    db = tmp_path / "k.duckdb"
+    rows = ROW_GROUP_SIZE * 2 + 100
+    assert rows < MERGED_ROW_GROUP_SIZE
+    with Store(db, instance="c1", retention_days=5, rollup_retention_days=10) as store:
+        assert store.publisher is not None
+        add_rows(store, 0, rows // 2, DAY0, step=timedelta(seconds=1))
+        store.publish()
+        add_rows(store, rows // 2, rows - rows // 2, DAY0 + timedelta(hours=12), step=timedelta(seconds=1))
+        add_rows(store, rows, 1, DAY0 + timedelta(days=1, hours=2))  # day 0 is closed
+        store.publish()
+        store.publisher.maintain()
+    files = part_files(parts_dir(db) / "classifications" / "2026-01-01", "c1")
+    assert [f.level for f in files] == [DAY_LEVEL]
+    with duckdb.connect() as con:
+        groups = con.execute("SELECT row_group_id, any_value(row_group_num_rows) FROM parquet_metadata(?) "
+                             "GROUP BY 1", [str(files[0].path)]).fetchall()
+    assert [n for _, n in groups] == [rows]
+    assert count(db) == rows + 1
 
 
 def test_a_rolled_day_becomes_one_file_and_a_late_event_rewrites_it(tmp_path: Path) -> None:
