@@ -53,7 +53,14 @@ from common import CACHE, Summary, load  # noqa: E402
 
 from dashboards import data  # noqa: E402
 from pipeline.io.store import Store  # noqa: E402
-from pipeline.io.store_parts import DAY_LEVEL, copy_atomically, day_name, part_name, rollup_name  # noqa: E402
+from pipeline.io.store_parts import (  # noqa: E402
+    DAY_LEVEL,
+    MERGED_ROW_GROUP_SIZE,
+    copy_atomically,
+    day_name,
+    part_name,
+    rollup_name,
+)
 from pipeline.io.store_readers import connect_readonly  # noqa: E402
 from pipeline.io.store_schema import parts_dir, sql_path  # noqa: E402
 from pipeline.report.build import build_report  # noqa: E402
@@ -257,8 +264,8 @@ def write_raw_day(con: duckdb.DuckDBPyConnection, parts: Path, day: datetime, ra
     count = int(86400 * rate)
     day_no = int(day.timestamp()) // 86400
     target = parts / "classifications" / day_name(day_no) / part_name(INSTANCE, DAY_LEVEL, day_no, day_no)
-    copy_atomically(con, RAW_SQL, target,
-                    {"start": day, "rate": rate, "count": count, "origin": origin, "salt": salt})  # fmt: skip
+    copy_atomically(con, RAW_SQL, target, {"start": day, "rate": rate, "count": count, "origin": origin, "salt": salt},
+                    row_group_size=MERGED_ROW_GROUP_SIZE)  # fmt: skip
     return count, target.stat().st_size
 
 

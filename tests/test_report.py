@@ -31,6 +31,7 @@ from pipeline.commands.report import (
 from pipeline.io.base import chunked
 from pipeline.io.store import Store
 from pipeline.io.store_readers import connect_readonly
+from pipeline.io.store_schema import create_statement
 from pipeline.models import CAUSE_LABELS, Cause
 from pipeline.runner import Pipeline
 from pipeline.simulator import simulate
@@ -85,6 +86,25 @@ def _report(db: Path, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[i
     status = main(["report", "--db", str(db), *args])
     captured = capsys.readouterr()
     return status, captured.out + captured.err
+
+
+def test_a_report_of_a_given_week_with_events_reads_no_store_time_range(simulated_db: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store's time range scans every rollup row: a report asks it only to choose the week, or to say where
+    the events are when its week has none."""
+    con = connect_readonly(simulated_db)
+    try:
+        _, last = queries.time_range(con)
+        assert last is not None
+        asked: list[Any] = []
+        real = queries.time_range
+        monkeypatch.setattr(queries, "time_range", lambda *a: asked.append(a) or real(*a))
+        assert build_report(con, week_name(last)).events > 0 and asked == []
+        assert build_report(con).week == week_name(last) and len(asked) == 1
+        empty = build_report(con, week_name(last + timedelta(days=28)))
+        assert empty.no_data and week_name(last) in empty.no_data and len(asked) == 2
+    finally:
+        con.close()
 
 
 def test_markdown_report_of_the_latest_week(simulated_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -379,6 +399,26 @@ def test_render_functions_take_a_report(simulated_db: Path) -> None:
     md, page = render_markdown(report), render_html(report)
     assert "Generated 2026-12-01 09:30 UTC from `x.duckdb`." in md
     assert "Generated 2026-12-01 09:30 UTC from <code>x.duckdb</code>." in page
+
+
+def test_a_store_without_dead_letters_reads_no_raw_rows_to_date_them(tmp_path: Path) -> None:
+    """Dating dead letters reads every raw row's position (their neighbours): with none to date, nothing is read."""
+    raw = tmp_path / "raw.parquet"
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute(create_statement("dead_letters"))
+        con.execute(f"COPY (SELECT 't' AS source, 0 AS source_partition, 1::BIGINT AS source_offset, now() AS ts) "
+                    f"TO '{raw}'")
+        con.execute(f"CREATE VIEW classifications AS SELECT * FROM read_parquet('{raw}')")
+        raw.unlink()  # reading the raw rows now fails
+        week = datetime(2026, 3, 2, tzinfo=UTC)
+        assert queries.dead_letters_in(con, week, week + timedelta(days=7)) == []
+        con.execute("INSERT INTO dead_letters (source, source_partition, source_offset, received_at, kind, reason, "
+                    "excerpt) VALUES ('t', 0, 5, ?, 'event', 'bad json', '{')", [week])
+        with pytest.raises(duckdb.Error):  # with one, its neighbours are read
+            queries.dead_letters_in(con, week, week + timedelta(days=7))
+    finally:
+        con.close()
 
 
 def test_dead_letters_are_filed_by_event_time_not_wall_clock(simulated_store: Any) -> None:

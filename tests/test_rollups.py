@@ -364,6 +364,24 @@ def test_rotation_figures_from_rollups_match_raw_rows_for_steps_on_the_hour(
         assert many.get(key, {}) == {point["bucket"]: point["failures"] for point in one}
 
 
+def test_a_rotation_attribution_asked_again_on_a_connection_is_read_from_its_first_ask() -> None:
+    """The report asks `rotation_effects`, `rotation_impact` and `issuer_faults` of one week: the damage is
+    attributed to its steps once per connection (a temp table), and the answers stay the raw rows' ones."""
+    events = [{"minute": 60 * h + 7, "service": "a", "issuer": "i1", "kid": "k1" if h < 30 else "k2",
+               "client_id": "c1", "cause": ["stale_jwks", "retired_key", "unpublished_key"][h % 3],
+               "confidence": "verified", "attacks": [], "fetched": True, "token": 1, "skew": None}
+              for h in range(HOURS)]  # fmt: skip
+    raw = with_keys(raw_store(events), [6, 30, 20])
+    rolled = with_keys(rolled_store(events, HOURS - 6, 0), [6, 30, 20])
+    window = queries.Filters(since=START + timedelta(hours=4), until=START + timedelta(hours=HOURS))
+    shared = "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name LIKE 'attributed_%'"
+    for question in (queries.rotation_effects, queries.rotation_impact, queries.issuer_faults):
+        assert question(rolled, window) == question(raw, window)
+        assert rolled.execute(shared).fetchone() == (1,)  # one attribution, made at the first question
+    assert raw.execute(shared).fetchone() == (0,)  # raw rows alone: attributed in each query, as before
+    assert sum(r["failures"] for r in queries.rotation_effects(rolled, window)) > 0
+
+
 def _by(rows: list[dict[str, Any]], *keys: str) -> dict[tuple[Any, ...], dict[str, Any]]:
     return {tuple(r[k] for k in keys): r for r in rows}
 

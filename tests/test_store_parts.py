@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import re
 import shutil
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,19 @@ from pipeline.errors import StoreError
 from pipeline.io import store_publish
 from pipeline.io.memory import ListSource
 from pipeline.io.store import WRITER_MEMORY_LIMIT, Store
-from pipeline.io.store_parts import APPENDED, FANOUT, OPEN_FOLDER, part_files, rollup_name
+from pipeline.io.store_parts import (
+    APPENDED,
+    DAY_LEVEL,
+    FANOUT,
+    MERGED_ROW_GROUP_SIZE,
+    OPEN_FOLDER,
+    ROW_GROUP_SIZE,
+    part_files,
+    raw_relation,
+    rollup_name,
+    rollup_relation,
+    view_sql,
+)
 from pipeline.io.store_readers import connect_readonly, published_parts
 from pipeline.io.store_schema import parts_dir
 from pipeline.queries.coverage import coverage
@@ -29,6 +44,8 @@ from tests.test_runner_store import Feed, ev, snapshot_envelopes
 from tests.world import World, good_claims, mint
 
 DAY0 = datetime(2026, 1, 1, tzinfo=UTC)
+#: The module (the package exports its function of the same name).
+coverage_module = importlib.import_module("pipeline.queries.coverage")
 
 
 def count(db: Path, sql: str = "SELECT count(*) FROM classifications") -> int:
@@ -190,6 +207,29 @@ def test_readers_count_only_the_latest_version_of_an_hour_when_an_older_one_is_l
     con = connect_readonly(db)
     assert con.execute(total).fetchone() == (before + in_file,)
     con.close()
+
+
+def test_a_closed_days_merged_file_has_row_groups_of_the_merged_size(tmp_path: Path) -> None:
+    """A merged day's rows are in MERGED_ROW_GROUP_SIZE row groups (a short footer for readers to parse), not in
+    the small groups of the files a publish writes."""
+    db = tmp_path / "k.duckdb"
+    rows = ROW_GROUP_SIZE * 2 + 100
+    assert rows < MERGED_ROW_GROUP_SIZE
+    with Store(db, instance="c1", retention_days=5, rollup_retention_days=10) as store:
+        assert store.publisher is not None
+        add_rows(store, 0, rows // 2, DAY0, step=timedelta(seconds=1))
+        store.publish()
+        add_rows(store, rows // 2, rows - rows // 2, DAY0 + timedelta(hours=12), step=timedelta(seconds=1))
+        add_rows(store, rows, 1, DAY0 + timedelta(days=1, hours=2))  # day 0 is closed
+        store.publish()
+        store.publisher.maintain()
+    files = part_files(parts_dir(db) / "classifications" / "2026-01-01", "c1")
+    assert [f.level for f in files] == [DAY_LEVEL]
+    with duckdb.connect() as con:
+        groups = con.execute("SELECT row_group_id, any_value(row_group_num_rows) FROM parquet_metadata(?) "
+                             "GROUP BY 1", [str(files[0].path)]).fetchall()
+    assert [n for _, n in groups] == [rows]
+    assert count(db) == rows + 1
 
 
 def test_a_rolled_day_becomes_one_file_and_a_late_event_rewrites_it(tmp_path: Path) -> None:
@@ -387,6 +427,162 @@ def test_a_reader_keeps_counting_the_open_rollup_it_first_saw_while_passes_repla
         assert coverage(reader).rolled_through == DAY0 + timedelta(hours=11)
         assert queries.total_events(reader, queries.Filters(since=DAY0)) == 211
         reader.close()
+
+
+def test_a_reader_reads_the_coverage_again_only_when_its_files_change(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A report asks the coverage before each of its ~19 questions: a reader connection reads it once and again
+    only when a writer's pass rewrote what it follows (its store_meta, the open rollups)."""
+    db = tmp_path / "k.duckdb"
+    read: list[Any] = []
+    real = coverage_module._coverage
+    monkeypatch.setattr(coverage_module, "_coverage", lambda con: read.append(con) or real(con))
+    with Store(db, instance="c1", retention_days=5, rollup_retention_days=10) as store:
+        assert store.publisher is not None
+        add_rows(store, 0, 200, DAY0 + timedelta(hours=10), step=timedelta(seconds=30))  # 10:00 … 11:39:30
+        store.publish()
+        store.publisher.maintain()
+        reader, other = connect_readonly(db), connect_readonly(db)
+        first = coverage(reader)
+        assert [coverage(reader) for _ in range(3)] == [first] * 3 and len(read) == 1
+        assert coverage(other) == first and len(read) == 2  # per connection
+        add_rows(store, 200, 1, DAY0 + timedelta(hours=12))
+        store.publish()
+        store.publisher.maintain()  # a newer open rollup: read again (and the reader keeps its pinned one)
+        assert coverage(reader).rolled_through == first.rolled_through and len(read) == 3
+        add_rows(store, 201, 1, DAY0 + timedelta(hours=12, minutes=5))
+        store.publish()
+        store.publisher.maintain()  # the pinned one goes: read again, the closed hours
+        assert coverage(reader).rolled_through == first.closed_through and len(read) == 4
+        reader.close()
+        other.close()
+
+
+def test_a_reader_reads_only_the_rollup_files_of_its_window_and_the_rows_the_view_gives(tmp_path: Path) -> None:
+    """`rollup_relation`: the latest files whose hours can fall in a window, cut at the open rollup as the view
+    cuts them, give the view's rows of that window; a window of one day names that day's file only."""
+    db = tmp_path / "k.duckdb"
+    with Store(db, instance="c1", retention_days=5, rollup_retention_days=10) as store:
+        assert store.publisher is not None
+        add_rows(store, 0, 48, DAY0, step=timedelta(minutes=30))  # day 0: merged into one file
+        add_rows(store, 48, 1200, DAY0 + timedelta(days=1, hours=2), step=timedelta(seconds=29))  # to 11:39:31
+        store.publish()
+        store.publisher.maintain()  # day 1: hour files to 11:00, the open rollup from there
+        assert writer_relation(store) == "classifications_hourly"  # a writer's connection reads the view
+    hourly = parts_dir(db) / "hourly"
+    assert [p.name[:3] for p in (hourly / "2026-01-01").glob("*.parquet")] == ["c1-"]
+    assert {p.name[:4] for p in (hourly / "2026-01-02").glob("*.parquet")} == {"c1-h"}
+    assert len(list((hourly / OPEN_FOLDER).glob("*.parquet"))) >= 1
+    late = DAY0 + timedelta(days=1, hours=11)  # a closed file of an hour the open rollup holds: cut, as in the view
+    shutil.copyfile(sorted((hourly / OPEN_FOLDER).glob("*.parquet"))[-1], hourly / "2026-01-02" / rollup_name(
+        "c1", int(late.timestamp()) // 3600, 1))
+    con = connect_readonly(db)
+    try:
+        coverage(con)  # pins the open rollup, as every question does first
+        day = rollup_relation(con, DAY0, DAY0 + timedelta(days=1))
+        assert "2026-01-01/" in day and "2026-01-02/" not in day and "/open/" not in day
+        assert_naive_times_are_utc(lambda since, until: rollup_relation(con, since, until), day)
+        windows = [(DAY0, DAY0 + timedelta(days=1)), (DAY0 + timedelta(hours=5), DAY0 + timedelta(hours=30)),
+                   (late - timedelta(hours=1), late + timedelta(hours=1)), (None, None), (None, late),
+                   (late + timedelta(minutes=15), None), (DAY0 - timedelta(days=3), DAY0),
+                   (DAY0, DAY0 + timedelta(hours=1)),
+                   (DAY0 + timedelta(hours=23), DAY0 + timedelta(hours=25))]  # fmt: skip
+        for since, until in windows:
+            where = "hour >= coalesce(?, '-infinity'::TIMESTAMPTZ) AND hour < coalesce(?, 'infinity'::TIMESTAMPTZ)"
+            rows = "SELECT * EXCLUDE (token_sketch) FROM {} WHERE " + where + " ORDER BY ALL"
+            mine = con.execute(rows.format(rollup_relation(con, since, until)), [since, until]).fetchall()
+            assert mine == con.execute(rows.format("classifications_hourly"), [since, until]).fetchall(), (since, until)
+            assert since is not None or until != late or sum(r[9] for r in mine) == 48 + 1118  # each once: before 11:00
+    finally:
+        con.close()
+
+
+def test_a_reader_reads_only_the_raw_days_of_its_window_and_anti_joins_only_replaced_rows(tmp_path: Path) -> None:
+    """`raw_relation`: the day folders a window can reach, anti-joined with those days' superseded rows, and not
+    at all when they have none (a replaced row and its replacement carry the same ts), give the view's rows."""
+    db = tmp_path / "k.duckdb"
+    with Store(db, instance="c1", retention_days=5, rollup_retention_days=10) as store:
+        add_rows(store, 0, 96, DAY0, step=timedelta(minutes=30))  # two days
+        store.publish()
+        replaced = store.con.execute("SELECT event_id, ts, classified_at FROM classifications WHERE event_id = 'e60'"
+                                     ).fetchone()  # fmt: skip
+        assert replaced is not None
+        now = store._now()  # a re-judge: the row again with a later version, the old version superseded
+        store.con.execute("""INSERT INTO classifications SELECT * REPLACE ('stale_jwks' AS cause, ? AS classified_at)
+                             FROM classifications WHERE event_id = 'e60'""", [now])
+        store.con.execute("INSERT INTO superseded VALUES (?, ?, ?, ?)", [*replaced, now])
+        store.publish()
+        assert raw_relation(store.con, None, None) == "classifications"  # a writer's connection reads the view
+    day1 = DAY0 + timedelta(days=1)
+    con = connect_readonly(db)
+    try:
+        first_day = raw_relation(con, DAY0, day1)
+        assert "2026-01-01/" in first_day and "2026-01-02/" not in first_day and "ANTI JOIN" not in first_day
+        assert_naive_times_are_utc(lambda since, until: raw_relation(con, since, until), first_day)
+        assert "ANTI JOIN" in raw_relation(con, day1 + timedelta(hours=3), None)
+        for since, until in [(DAY0, day1), (day1, day1 + timedelta(days=1)), (None, None), (None, day1),
+                             (DAY0 + timedelta(hours=12), day1 + timedelta(hours=12)),
+                             (day1 + timedelta(hours=6), None), (DAY0 - timedelta(days=2), DAY0)]:  # fmt: skip
+            where = "ts >= coalesce(?, '-infinity'::TIMESTAMPTZ) AND ts < coalesce(?, 'infinity'::TIMESTAMPTZ)"
+            rows = "SELECT event_id, ts, classified_at, cause FROM {} WHERE " + where + " ORDER BY ALL"
+            mine = con.execute(rows.format(raw_relation(con, since, until)), [since, until]).fetchall()
+            assert mine == con.execute(rows.format("classifications"), [since, until]).fetchall(), (since, until)
+        assert queries.total_events(con, queries.Filters(since=day1, until=day1 + timedelta(days=1))) == 48  # once
+    finally:
+        con.close()
+
+
+def test_opening_a_reader_reads_no_raw_days_file_and_its_view_still_reads_every_one(tmp_path: Path) -> None:
+    """A reader's connection creates the `classifications` view without parsing a raw day's footer (a full-rate
+    day's takes tens of ms, a connection paid it for every day kept); the view still reads every day at use,
+    an older file's missing column included, with the columns and rows of the view over the glob."""
+    db = tmp_path / "k.duckdb"
+    with Store(db, instance="c1", retention_days=5, rollup_retention_days=10) as store:
+        add_rows(store, 0, 96, DAY0, step=timedelta(minutes=30))  # two days
+        store.publish()
+    parts = parts_dir(db)
+    older = parts / "classifications" / (DAY0 - timedelta(days=1)).date().isoformat()
+    older.mkdir()
+    with duckdb.connect() as plain:  # a file from before a column was added: the union binds it as NULL
+        plain.execute(f"COPY (SELECT * EXCLUDE (findings) REPLACE ('old' AS event_id, ?::TIMESTAMPTZ AS ts) "
+                      f"FROM read_parquet('{parts}/classifications/2026-01-01/*.parquet') LIMIT 1) "
+                      f"TO '{older}/old-L0-000000000001-000000000001.parquet'", [DAY0 - timedelta(hours=1)])
+    broken = parts / "classifications" / "2025-12-01"
+    broken.mkdir()
+    (broken / "x-L0-000000000001-000000000001.parquet").write_bytes(b"not parquet")
+    con = connect_readonly(db)  # would fail binding the view if it parsed that file
+    try:
+        day1 = DAY0 + timedelta(days=1)
+        assert queries.total_events(con, queries.Filters(since=day1, until=day1 + timedelta(days=1))) == 48
+        with pytest.raises(duckdb.Error):
+            con.execute("SELECT count(*) FROM classifications").fetchone()
+        shutil.rmtree(broken)
+        eager = view_sql(parts)["classifications"]
+        assert con.execute("DESCRIBE classifications").fetchall() == con.execute(f"DESCRIBE {eager}").fetchall()
+        assert (con.execute("SELECT * FROM classifications ORDER BY event_id").fetchall()
+                == con.execute(f"SELECT * FROM ({eager}) ORDER BY event_id").fetchall())
+        assert con.execute("SELECT count(*), count(findings) FROM classifications").fetchone() == (97, 96)
+    finally:
+        con.close()
+
+
+def assert_naive_times_are_utc(relation: Any, of_day_0: str) -> None:
+    """A window given without a time zone is UTC, as the readers' DuckDB sessions take it, whatever the machine's."""
+    zone = os.environ.get("TZ")
+    os.environ["TZ"] = "America/New_York"
+    time.tzset()
+    try:
+        assert relation(DAY0.replace(tzinfo=None), (DAY0 + timedelta(days=1)).replace(tzinfo=None)) == of_day_0
+    finally:
+        if zone is None:
+            os.environ.pop("TZ")
+        else:
+            os.environ["TZ"] = zone
+        time.tzset()
+
+
+def writer_relation(store: Store) -> str:
+    return rollup_relation(store.con, None, None)
 
 
 def assert_readers_stop_at_the_closed_hours(db: Path) -> None:

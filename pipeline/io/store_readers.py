@@ -14,7 +14,7 @@ import duckdb
 
 from pipeline.engine.keys import KeyTimeline
 from pipeline.errors import StoreError
-from pipeline.io.store_parts import create_views, is_parts_store, schema_version_of
+from pipeline.io.store_parts import create_views, is_parts_store, mark_reader, schema_version_of
 from pipeline.io.store_schema import parts_dir, refuse_newer, sql_path, stored_version
 from pipeline.models import JwksSnapshot
 
@@ -60,8 +60,9 @@ def published_parts(path: str | Path) -> list[Path]:
 def _part_views(con: duckdb.DuckDBPyConnection, path: str | Path) -> duckdb.DuckDBPyConnection:
     """`con` (in memory) with the views over the Parquet files consumers append (`store_parts.view_sql`)."""
     try:
-        create_views(con, parts_dir(path).resolve())
+        create_views(con, parts_dir(path).resolve(), lazy=True)
         refuse_newer(schema_version_of(con), path)
+        mark_reader(con, parts_dir(path).resolve())
     except duckdb.Error as exc:
         con.close()
         raise StoreError(f"cannot open the store {path}: {str(exc).strip().splitlines()[0]}") from None

@@ -17,12 +17,13 @@ hour (a chart of 5-minute buckets) reads rollups only where raw rows expired (be
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import duckdb
 
-from pipeline.io.store_parts import pin_open_rollup
+from pipeline.io.store_parts import coverage_signature, pin_open_rollup, raw_relation, rollup_relation
 from pipeline.queries.base import Filters
 
 
@@ -41,8 +42,27 @@ class Coverage:
         return self.raw_since
 
 
+#: A reader connection's last coverage and the files' signature it was read at (`store_parts.coverage_signature`).
+_SEEN: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, tuple[tuple[str, ...], Coverage]] = (
+    weakref.WeakKeyDictionary())
+
+
 def coverage(con: duckdb.DuckDBPyConnection) -> Coverage:
-    """The store's coverage; `Coverage()` when it has no `store_coverage` or no `classifications_hourly`."""
+    """The store's coverage; `Coverage()` when it has no `store_coverage` or no `classifications_hourly`.
+
+    Every question asks it first (a report ~19 times): on a reader connection it is read again only
+    when the files it follows changed (a look at two or three files, not a query over them).
+    """
+    signature = coverage_signature(con)
+    if signature is not None and (seen := _SEEN.get(con)) is not None and seen[0] == signature:
+        return seen[1]
+    found = _coverage(con)
+    if signature is not None:
+        _SEEN[con] = (signature, found)
+    return found
+
+
+def _coverage(con: duckdb.DuckDBPyConnection) -> Coverage:
     try:
         found = con.execute("SELECT * FROM store_coverage LIMIT 1")
         names = [d[0] for d in found.description or []]
@@ -72,6 +92,8 @@ class Split:
     boundary: datetime
     filters: Filters
     closed: datetime | None = None  # where the closed hours end, when `boundary` is inside an open hour
+    hourly: str = "classifications_hourly"  # the rollups to read (a FROM item of that name: `rollup_relation`)
+    raw: str = "classifications"  # the raw rows to read from the boundary on (`raw_relation`)
 
     def settled(self, *cuts: datetime | None) -> Split:
         """This split, or one at the closed hours' end when a cut (a window's edge) falls inside the open rollup's
@@ -79,7 +101,7 @@ class Split:
         if self.closed is None or not any(c is not None and self.closed < c < self.boundary and c.timestamp() % 3600
                                           for c in cuts):
             return self
-        return Split(self.closed, self.filters)
+        return replace(self, boundary=self.closed, closed=None)
 
 
 def split(con: duckdb.DuckDBPyConnection, filters: Filters, fine: bool = False) -> Split | None:
@@ -98,7 +120,11 @@ def split(con: duckdb.DuckDBPyConnection, filters: Filters, fine: bool = False) 
         # a window starting inside an open hour: the open rollup's row of that hour would not count in it (an
         # hour counts where it starts), so raw rows answer, as they did before the open hours were rolled
         return None
-    return Split(boundary, filters, closed if closed is not None and closed < boundary else None).settled(filters.until)
+    until = boundary if filters.until is None else min(filters.until, boundary)
+    closed = closed if closed is not None and closed < boundary else None
+    # raw rows from the closed hours' end on, should a cut move the boundary there (`settled`)
+    return Split(boundary, filters, closed, rollup_relation(con, filters.since, until),
+                 raw_relation(con, closed or boundary, filters.until)).settled(filters.until)
 
 
 def finer_than_an_hour(seconds: float, since: datetime | None = None) -> bool:

@@ -9,6 +9,7 @@ from typing import Any
 
 import duckdb
 
+from pipeline.io.store_parts import raw_relation
 from pipeline.queries import rolled
 from pipeline.queries.base import NO_FILTERS, Filters, marks, rows
 from pipeline.queries.coverage import coverage, split
@@ -81,7 +82,7 @@ def events(
         con,
         f"""SELECT ts, event_id, service, cause, confidence, attacks, issuer, kid, alg, client_id,
                    skew_seconds, detail, left(token_sha256, 12) AS token_fp
-            FROM classifications WHERE {where} ORDER BY ts DESC, event_id LIMIT ?""",
+            FROM {raw_relation(con, filters.since, filters.until)} WHERE {where} ORDER BY ts DESC, event_id LIMIT ?""",
         [*params, limit],
     )
 
@@ -149,6 +150,9 @@ def dead_letters_in(con: duckdb.DuckDBPyConnection, since: datetime, until: date
     were received); `example` is one redacted excerpt (never a token: excerpts are redacted
     when stored).
     """
+    found = con.execute("SELECT EXISTS (SELECT 1 FROM dead_letters)").fetchone()
+    if not (found and found[0]):  # none to date: the neighbours' positions would be read from every raw row
+        return []
     return rows(
         con,
         f"""{_DEAD_LETTER_TIME}

@@ -7,6 +7,7 @@ from typing import Any
 
 import duckdb
 
+from pipeline.io.store_parts import raw_relation
 from pipeline.queries import rolled
 from pipeline.queries.base import BUCKET_SECONDS, NO_FILTERS, Filters, check_rankable, interval, rows
 from pipeline.queries.coverage import finer_than_an_hour, split
@@ -41,7 +42,8 @@ def total_events(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) 
     if (s := split(con, filters)) is not None:
         return rolled.total_events(con, s)
     where, params = filters.where()
-    row = con.execute(f"SELECT count(*) FROM classifications WHERE {where}", params).fetchone()
+    row = con.execute(f"SELECT count(*) FROM {raw_relation(con, filters.since, filters.until)} WHERE {where}",
+                      params).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -186,7 +188,7 @@ def failures_per_bucket(
             FROM (SELECT epoch_us(ts) // {width * 1_000_000} AS k, cause, count(*) AS events,
                          sum((confidence = 'verified')::INTEGER) AS verified,
                          sum((len(attacks) > 0)::INTEGER) AS with_attacks
-                  FROM classifications WHERE {where} GROUP BY k, cause)
+                  FROM {raw_relation(con, filters.since, filters.until)} WHERE {where} GROUP BY k, cause)
             ORDER BY bucket, cause""",
         params,
     )

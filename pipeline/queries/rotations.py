@@ -19,12 +19,14 @@ One definition of each rotation figure, used by the demo, the report, the dashbo
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
 
 from pipeline.causes import STEP_CAUSES, Cause
+from pipeline.io.store_parts import raw_relation
 from pipeline.queries import rolled
 from pipeline.queries.base import NO_FILTERS, Filters, interval, marks, rotation_damage, rows
 from pipeline.queries.coverage import Split, split
@@ -32,6 +34,9 @@ from pipeline.queries.coverage import Split, split
 #: How the stale_jwks evidence of a service's cache lifetime is counted (a parameter, never typed into SQL).
 _STALE = Cause.STALE_JWKS.value
 _EARLY = Cause.UNPUBLISHED_KEY.value
+
+#: Every rotation step (a key added or removed), as `_attributed` matches damage to them.
+_STEPS = "SELECT DISTINCT issuer, kid, action, ts AS step_ts FROM key_rotations"
 
 #: The cache-age columns (one definition); `?` twice for `_STALE`.
 _CACHE_AGE = """count(service_jwks_fetched_at) AS events_with_fetch_time,
@@ -57,7 +62,8 @@ def _attributed(
     `after`: keep only the damage a step at or after it can own (`step_failure_counts`); `near`:
     only damage in one of these [from, to) ranges (each event is attributed among every step alike).
     `con`: with a split, the raw rows after its boundary are read from `damage_tail`'s table (made once
-    per connection), not from every raw row of the open tail again.
+    per connection), not from every raw row of the open tail again, and an attribution asked again on the
+    connection (neither `after` nor `near`) reads the rows of its first ask (`_shared`).
     """
     damage, damage_params = rotation_damage()
     added = STEP_CAUSES["added"]
@@ -96,11 +102,11 @@ def _attributed(
         source = f"""SELECT NULL AS event_id, hour, row_number() OVER () AS row_no, client_id, confidence,
                        first_ts AS ts, first_ts, last_ts,
                        events AS w, service, cause, issuer, kid, {action}
-                FROM classifications_hourly
+                FROM {s.hourly}
                 WHERE hour < ? AND events > 0 AND {rolled_damage} AND {hourly}
                 UNION ALL {source} AND ts >= ?"""
         params = [*added, s.boundary, *damage_params, *hourly_params, *params, s.boundary]
-    sql = f"""WITH steps AS (SELECT DISTINCT issuer, kid, action, ts AS step_ts FROM key_rotations),
+    sql = f"""WITH steps AS ({_STEPS}),
             damage AS ({source}),
             attributed AS (
                 SELECT d.event_id, d.ts, d.first_ts, d.last_ts, d.w, d.service, d.cause, d.issuer, d.kid, d.action,
@@ -112,7 +118,23 @@ def _attributed(
                     ORDER BY ((d.cause = ?) <> (s.step_ts > d.ts)), abs(epoch(s.step_ts) - epoch(d.ts))
                 ) = 1
             )"""
-    return sql, [*params, _EARLY]
+    params = [*params, _EARLY]
+    asked_again = after is None and not near  # the step series and the step counts are asked once each
+    if s is not None and con is not None and asked_again and (shared := _shared(con, sql, params)) is not None:
+        return shared
+    return sql, params
+
+
+def _shared(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> tuple[str, list[Any]] | None:
+    """`_attributed`'s clause reading a temp table of its `attributed` rows, made at the connection's first ask of
+    the same attribution (SQL and parameters): the report asks `rotation_effects`, `rotation_impact` and
+    `issuer_faults` of one week, and the attribution (a window over every damage row) is most of each.
+    None when the connection cannot hold one (then the query attributes, as before)."""
+    key = hashlib.sha256(repr((sql, params)).encode()).hexdigest()[:16]
+    table = rolled.temp_table(con, f"attributed_{key}", f"{sql} SELECT * FROM attributed", params)
+    if table is None:
+        return None
+    return f"WITH steps AS ({_STEPS}), attributed AS (SELECT * FROM {table})", []
 
 
 def damage_tail(con: duckdb.DuckDBPyConnection, boundary: datetime) -> str | None:
@@ -122,7 +144,8 @@ def damage_tail(con: duckdb.DuckDBPyConnection, boundary: datetime) -> str | Non
     damage, params = rotation_damage()
     return rolled.temp_table(con, f"damage_tail_{int(boundary.timestamp())}",
                              "SELECT event_id, client_id, confidence, ts, service, cause, issuer, kid, attacks "
-                             f"FROM classifications WHERE ts >= ? AND {damage}", [boundary, *params])
+                             f"FROM {raw_relation(con, boundary, None)} WHERE ts >= ? AND {damage}",
+                             [boundary, *params])
 
 
 def rotation_damage_count(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) -> int:

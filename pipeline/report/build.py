@@ -64,8 +64,9 @@ def build_report(
     """Everything the report shows for `week` (default: the latest week with events)."""
     con.execute("SET TimeZone = 'UTC'")
     generated_at = now or datetime.now(UTC)
-    first, last = queries.time_range(con, generated_at)
-    week = week or (week_name(last) if last is not None else week_name(generated_at))
+    if week is None:  # the store's time range (a scan of every rollup row) only when the week is not given
+        _, last = queries.time_range(con, generated_at)
+        week = week_name(last) if last is not None else week_name(generated_at)
     since, until = parse_week(week)
     window = queries.Filters(since=since, until=until)
     causes = queries.cause_counts_vs_previous(con, window)
@@ -73,6 +74,7 @@ def build_report(
     previous = sum(int(r["previous"]) for r in causes)
     report = Report(week, since, until, generated_at, store, events, previous)
     if events == 0:
+        first, last = queries.time_range(con, generated_at)
         if first is None or last is None:
             report.no_data = "The store holds no events yet: run `jwtriage consume` (or `jwtriage demo`) first."
         else:
