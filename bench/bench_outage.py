@@ -315,12 +315,17 @@ def burst_case(files: OutageFiles, capacity: float, burst: float, summary: Summa
         watcher = threading.Thread(target=_watch_lag_notes, args=(workdir, notes, done), daemon=True)
         watcher.start()
         try:
-            launch("jwtriage", 1, workdir, topics, int(total * 0.9), config_toml=files.config.read_text(),
+            # What must be read is what the producer managed to send, known only once it is done: a producer
+            # slower than the plan (10x a fast consumer's share) sends less than `total`.
+            launch("jwtriage", 1, workdir, topics, 0, config_toml=files.config.read_text(),
                    causes=None, results_out=results, idle=max(15.0, burst))  # a loaded machine's producer pauses
         except RuntimeError as exc:
             if "the store holds" not in str(exc):  # the causes of a cycled stream are not checked here
                 raise
         producer.join()
+        read, produced = sum(r["events"] for r in results), log[-1][1]
+        if read < 0.9 * produced:
+            raise RuntimeError(f"jwtriage: read {read} of the {produced} events produced")
     finally:
         delete_topics(topics)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -333,7 +338,8 @@ def burst_case(files: OutageFiles, capacity: float, burst: float, summary: Summa
     drained = next((t for t, lag in curve if start + t >= burst_end and lag <= before + 2_000), None)
     after = (start + drained - burst_end) if drained is not None else None
     made = log[-1][1] / (log[-1][0] - start)
-    print(f"burst: steady {steady:,.0f}/s, 10x for {burst:g} s (produced {log[-1][1]:,}, {made:,.0f}/s on average); "
+    print(f"burst: steady {steady:,.0f}/s, 10x for {burst:g} s (produced {log[-1][1]:,} of {total:,} planned, "
+          f"{made:,.0f}/s on average); "
           f"peak lag {peak:,}; drained {f'{after:.1f} s' if after is not None else 'NOT'} after the burst "
           f"(target <= {burst:g} s); {load_note()}")
     print("lag curve: " + ", ".join(f"{t:.0f}s {lag:,}" for t, lag in curve[:: max(1, len(curve) // 24)]))

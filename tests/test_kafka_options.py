@@ -112,7 +112,7 @@ def test_pass_through_options_reach_the_clients_that_take_them_typed(
         assert options["check_crcs"] is True and options["metrics_enabled"] is False
         assert options["enable_auto_commit"] is False  # jwtriage's own, whatever the config
         assert "compression_type" not in options and "linger_ms" not in options
-    assert consumers[0]["group_id"] == config.group_id and consumers[0]["max_poll_records"] == 2_000
+    assert consumers[0]["group_id"] == config.group_id and consumers[0]["max_poll_records"] == kafka_io.BATCH_RECORDS
     assert producer["compression_type"] == "gzip" and producer["linger_ms"] == 5 and producer["acks"] == 1
     assert "fetch_min_bytes" not in producer and "fetch_min_bytes" not in admin
     assert admin["request_timeout_ms"] == 7000 and producer["request_timeout_ms"] == 15_000  # jwtriage's default

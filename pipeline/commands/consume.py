@@ -28,7 +28,7 @@ from pipeline.engine.identifiers import hasher_from
 from pipeline.errors import ConfigError
 from pipeline.faults import crash_point
 from pipeline.io.consumer_health import ConsumerLag
-from pipeline.io.kafka import POLL_TIMEOUT_MS, DeadLetterPublisher, KafkaSource, source_formats
+from pipeline.io.kafka import BATCH_RECORDS, POLL_TIMEOUT_MS, DeadLetterPublisher, KafkaSource, source_formats
 from pipeline.io.lake import open_writer
 from pipeline.io.store import Store
 from pipeline.metrics import Metrics
@@ -193,7 +193,7 @@ def consume(
     instance: str,
     exit_when_idle: float | None = None,
     publish_interval: float = 5.0,
-    batch_size: int = 2_000,
+    batch_size: int = BATCH_RECORDS,
     stopper: Stopper | None = None,
     on_batch: Callable[[Batch, KafkaSource], None] | None = None,
     metrics: Metrics | None = None,
@@ -316,7 +316,10 @@ def register(commands: Any) -> None:
         default=5.0,
         help="seconds between read snapshots for the dashboard and reports (default 5)",
     )
-    parser.add_argument("--batch-size", type=int, default=2_000, help="records per transaction (default 2000)")
+    parser.add_argument(
+        "--batch-size", type=int, default=BATCH_RECORDS,
+        help=f"records per transaction at most (default {BATCH_RECORDS}; fewer when keeping up)",
+    )
     parser.add_argument(
         "--metrics-port",
         type=int,

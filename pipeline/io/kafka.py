@@ -51,6 +51,17 @@ log = logging.getLogger(__name__)
 #: How long one poll waits for records; also the granularity of shutdown and idle checks.
 POLL_TIMEOUT_MS = 500
 
+#: How long the broker may hold a fetch that finds nothing new (see `fetch_options`).
+FETCH_MAX_WAIT_MS = 100
+
+#: Records per poll, and so per transaction, when the consumer is behind (`consume --batch-size`).
+#: Each batch pays fixed costs (a DuckDB commit, the DELETE half of the upsert, a synchronous
+#: group commit, the followers' polls) and a poll takes at most what one fetch brought (a few
+#: thousand ~800-byte events from 1 MiB per partition): at 2,000 a poll often left part of a
+#: partition in the buffer, which kept that partition out of the next fetch. Keeping up, a
+#: poll returns what came, so batches stay small and latency low.
+BATCH_RECORDS = 5_000
+
 
 def bootstrap_list(bootstrap_servers: str) -> list[str]:
     """`host:port,host:port` (spaces allowed) as the list kafka-python expects."""
@@ -129,10 +140,20 @@ def fetch_options(kafka: KafkaConfig) -> dict[str, Any]:
     broker has already verified every batch's CRC when it was produced, and TCP checksums the
     wire; a value corrupted on the way would most likely fail its wire model (a dead letter)
     or its signature check rather than pass unnoticed.
+
+    The broker holds a fetch that finds no new data for `fetch_max_wait_ms` (kafka-python's
+    default 500 ms), and a client sends the next fetch to that broker only after the last one
+    returned. kafka-python does not ask again for a partition whose fetched records it is
+    still handing out, so when the backlog sits on one partition (an outage: the broken
+    services' events, keyed by service) that fetch asks only for partitions with nothing
+    new, the broker holds it, and the busy partition waits behind it: on the outage
+    backlog the consumer spent about a quarter of its time in such waits. 100 ms bounds the
+    wait and costs an idle consumer a few empty fetches a second.
     """
     return {
         "max_partition_fetch_bytes": max(kafka.max_message_bytes * 2, 1_048_576),
         "fetch_max_bytes": max(kafka.max_message_bytes * 4, 52_428_800),
+        "fetch_max_wait_ms": FETCH_MAX_WAIT_MS,
         "check_crcs": crc32c_in_c(),
     }
 
@@ -295,7 +316,7 @@ class KafkaSource:
         kafka: KafkaConfig,
         stored_positions: dict[tuple[str, int], int],
         instance: str = "consumer",
-        max_records: int = 2_000,
+        max_records: int = BATCH_RECORDS,
         sample_replay: int = 10_000,
         exit_when_idle: float | None = None,
     ) -> None:
@@ -324,6 +345,10 @@ class KafkaSource:
         # The key topic gets its own follower, drained before every batch of events: a
         # busy samples topic must never hold back the keys the events need.
         self.keys_follower = KafkaConsumer(**_settings(kafka, "consumer", fetch, fixed | {"group_id": None}))
+        # Lag is asked of a client that never fetches: the broker answers a connection's requests
+        # in order, so offsets asked on a follower's connection waited behind the fetch the broker
+        # was holding for it (up to fetch_max_wait_ms; twice per measurement, one per follower).
+        self.offsets = KafkaConsumer(**_settings(kafka, "consumer", fetch, fixed | {"group_id": None}))
         self._unreachable_since: float | None = None
         ensure_topics(kafka)
         self._assign_follower()
@@ -336,7 +361,7 @@ class KafkaSource:
         """The topic's partitions; asking for them creates the topic when it does not exist yet."""
         deadline = time.monotonic() + timeout
         while True:
-            partitions = self.follower.partitions_for_topic(topic)
+            partitions = self.offsets.partitions_for_topic(topic)
             if partitions:
                 return [TopicPartition(topic, p) for p in sorted(partitions)]
             if time.monotonic() > deadline:
@@ -466,22 +491,21 @@ class KafkaSource:
         group's committed offset. So "caught up" means the group has read everything.
         """
         try:
-            result: dict[tuple[str, int], int] = {}
-            for follower in (self.keys_follower, self.follower):
-                side = list(follower.assignment())
-                for tp, end in follower.end_offsets(side).items():
-                    result[(tp.topic, tp.partition)] = max(0, end - follower.position(tp))
+            sides = [(follower, list(follower.assignment())) for follower in (self.keys_follower, self.follower)]
             failures = [tp for topic in self.event_topics for tp in self._partitions(topic, timeout=15)]
+            ends = self.offsets.end_offsets([tp for _, side in sides for tp in side] + failures)
+            result: dict[tuple[str, int], int] = {}
+            for follower, side in sides:
+                for tp in side:
+                    result[(tp.topic, tp.partition)] = max(0, ends[tp] - follower.position(tp))
             mine = self.group.assignment()
-            ends = self.follower.end_offsets(failures)
-            beginnings = self.follower.beginning_offsets(failures)
+            done: dict[TopicPartition, int | None] = {
+                tp: self.group.position(tp) if tp in mine else self.group.committed(tp) for tp in failures
+            }
+            never = [tp for tp, offset in done.items() if offset is None]  # no member has committed yet
+            done.update(self.offsets.beginning_offsets(never) if never else {})
             for tp in failures:
-                if tp in mine:
-                    done = self.group.position(tp)
-                else:
-                    committed = self.group.committed(tp)
-                    done = committed if committed is not None else beginnings[tp]
-                result[(tp.topic, tp.partition)] = max(0, ends[tp] - done)
+                result[(tp.topic, tp.partition)] = max(0, ends[tp] - (done[tp] or 0))
         except KafkaError as exc:
             self._note_unreachable(exc)
             return None
@@ -507,7 +531,7 @@ class KafkaSource:
             self._unreachable_since = None
 
     def close(self) -> None:
-        for consumer in (self.group, self.follower, self.keys_follower):
+        for consumer in (self.group, self.follower, self.keys_follower, self.offsets):
             try:
                 consumer.close(autocommit=False)
             except KafkaError as exc:
