@@ -98,3 +98,25 @@ def test_the_reporter_benchmark_runs_in_process_and_over_http(mode: list[str], c
     assert {f"reporter: p99 latency, middleware{suffix}", f"reporter: p50 latency, noop{suffix}"} <= names
     assert ("timed at an HTTP client" if mode else "timed as the ASGI call") in stdout
     assert "'sent': 1000" in stdout  # the middleware's reports reached the broker (warm-up and run)
+
+
+def test_the_day_files_benchmark_merges_a_day_and_opens_a_store(tmp_path: Path) -> None:
+    """`bench_day_files.py` (no --quick: it measures the files it is given) on a tiny consumer's store."""
+    from datetime import UTC, datetime
+
+    from pipeline.io.store import Store
+    from pipeline.io.store_schema import parts_dir
+    from tests.test_store_parts import add_rows
+
+    db = tmp_path / "k.duckdb"
+    with Store(db, instance="c1") as store:
+        add_rows(store, 0, 100, datetime(2026, 1, 1, tzinfo=UTC))
+        store.publish()
+    (day_file,) = (parts_dir(db) / "classifications" / "2026-01-01").glob("*.parquet")
+    for args in (["merge", str(day_file), "--sizes", "16384,65536", "--out", str(tmp_path / "merged")],
+                 ["open", str(db), "--repeat", "2"]):
+        done = subprocess.run([sys.executable, str(BENCH / "bench_day_files.py"), *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert done.stdout.count("(load ") == (2 if args[0] == "merge" else 1), done.stdout
