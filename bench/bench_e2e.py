@@ -195,7 +195,10 @@ def make_topics(prefix: str) -> Topics:
     topics = Topics(f"{prefix}-failures-{tag}", f"{prefix}-samples-{tag}", f"{prefix}-jwks-{tag}")
     admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP.split(","))
     try:
-        admin.create_topics([NewTopic(t, num_partitions=PARTITIONS, replication_factor=1)
+        # No size retention on a bench topic (deleted after the run): the dev broker keeps 256 MB a
+        # partition, and a burst's backlog outgrew it, so the broker deleted records before they were read.
+        admin.create_topics([NewTopic(t, num_partitions=PARTITIONS, replication_factor=1,
+                                      topic_configs={"retention.bytes": "-1"})
                              for t in (topics.failures, topics.samples, topics.jwks)])
     finally:
         admin.close()
