@@ -121,6 +121,15 @@ def _glob(parts: Path, pattern: str) -> str:
     return sql_path(parts / pattern)
 
 
+def raw_files_sql(parts: Path) -> str:
+    """Every day folder's files, the schema file first: `union_by_name` orders columns by the first file
+    holding each, so a day written before a column was added must not come first (DuckDB 1.4 refuses a
+    lazy view whose columns came out in another order than when it was created)."""
+    schema_file = parts / "classifications" / "_schema" / "empty.parquet"
+    every_day = _glob(parts, "classifications/*/*.parquet")
+    return f"['{sql_path(schema_file)}', '{every_day}']" if schema_file.is_file() else f"'{every_day}'"
+
+
 def view_sql(parts: Path, raw_files: str | None = None) -> dict[str, str]:
     """name → SELECT of every view readers see over the files in `parts` (the same in `<db>` and in memory).
 
@@ -129,7 +138,7 @@ def view_sql(parts: Path, raw_files: str | None = None) -> dict[str, str]:
     read = "read_parquet('{}', union_by_name = true)"
     state = {t: read.format(_glob(parts, f"state/*/{t}.parquet")) for t in STATE_TABLES}
     hourly = ", ".join(f"r.{name}" for name, _ in HOURLY_COLUMNS)
-    raw = f"'{_glob(parts, 'classifications/*/*.parquet')}'" if raw_files is None else raw_files
+    raw = raw_files_sql(parts) if raw_files is None else raw_files
     return {
         "classifications": (
             f"SELECT c.* FROM read_parquet({raw}, union_by_name = true) AS c "
@@ -378,7 +387,7 @@ def create_views(con: duckdb.DuckDBPyConnection, parts: Path, lazy: bool = False
     for name, select in view_sql(parts, f"getvariable('{RAW_FILES}')" if lazy else None).items():
         con.execute(f"CREATE OR REPLACE VIEW {name} AS {select}")
     if lazy:
-        con.execute(f"SET VARIABLE {RAW_FILES} = ['{_glob(parts, 'classifications/*/*.parquet')}']")
+        con.execute(f"SET VARIABLE {RAW_FILES} = {raw_files_sql(parts)}")
 
 
 def write_catalog(db: Path, parts: Path) -> None:
