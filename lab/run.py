@@ -58,6 +58,7 @@ class Lab:
         self.traffic: Traffic | None = None
         self.topics_created = False
         self.keys: dict[str, KeyLife] = {}
+        self.mismatches = 0  # checks where the report/dashboard queries disagree with the stored verdicts
 
     def run(self) -> float:
         shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -105,8 +106,10 @@ class Lab:
         report.print_table(judged)
         report.print_disagreements(judged)
         print("\nwhat the report/dashboard queries say:")
-        for line in report.check_queries(judged, queries, self.keys):
+        checks = report.check_queries(judged, queries, self.keys)
+        for line in checks:
             print(line)
+        self.mismatches = sum(1 for line in checks if line.lstrip().startswith("MISMATCH"))
         coarse = sum(1 for j in judged if j.message_level)
         print(
             f"\n{coarse} of the agreeing verdicts had no sampled token and agree as far as the library's "

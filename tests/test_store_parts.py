@@ -40,7 +40,7 @@ from pipeline.queries.coverage import coverage
 from pipeline.records import RecordKind
 from pipeline.runner import Pipeline, run
 from tests.test_rollups import _answers
-from tests.test_runner_store import Feed, ev, snapshot_envelopes
+from tests.test_runner_store import T0, Feed, ev, snapshot_envelopes
 from tests.world import World, good_claims, mint
 
 DAY0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -400,6 +400,50 @@ def test_a_single_writers_open_hours_are_rolled_and_readers_count_as_over_raw_ro
         assert len(list((parts_dir(db) / "hourly" / OPEN_FOLDER).glob("*.parquet"))) == 2  # and the one before
         answers = _raw_answers(db, DAY0, DAY0 + timedelta(days=1))
         assert answers["rolled"] == answers["raw"]
+
+
+def test_a_writer_that_stops_leaves_rollups_that_count_its_late_rows(tmp_path: Path) -> None:
+    """A stopped writer's next pass is at its restart: its last publish rolls what the last pass has not, so
+    readers of a stopped consumer's store do not count a late row the old way until then."""
+    db = tmp_path / "k.duckdb"
+    total = "SELECT sum(events) FROM classifications_hourly"
+    with Store(db, instance="c1", retention_days=5, rollup_retention_days=10) as store:
+        assert store.publisher is not None
+        add_rows(store, 0, 200, DAY0 + timedelta(hours=10), step=timedelta(seconds=30))  # 10:00 … 11:39:30
+        store.publish()
+        store.publisher.maintain()
+        add_rows(store, 200, 1, DAY0 + timedelta(hours=11, minutes=5))  # in the open rollup's span
+        add_rows(store, 201, 1, DAY0 + timedelta(hours=9))  # in a closed hour
+        store.publish()
+        assert count(db, total) == 196  # provisional while the writer runs (the next pass is due in a minute)
+        store.publish(final=True)
+    assert count(db, total) == 198
+    answers = _raw_answers(db, DAY0, DAY0 + timedelta(days=1))
+    assert answers["rolled"] == answers["raw"]
+
+
+def test_a_verdict_rejudged_at_the_end_is_counted_as_rejudged_once_the_writer_stops(tmp_path: Path) -> None:
+    """The lab's case: a late sample re-judges a row the open rollup already counts, in the consumer's last
+    batch; the dashboard's cause counts must then be the stored verdicts' (they were a pass behind)."""
+    feed, db = Feed(), tmp_path / "k.duckdb"
+    token = mint("rsa-2", claims=good_claims(aud="api://orders"))
+    pipeline = Pipeline(World().cfg)
+    with Store(db, instance="c1", retention_days=5, rollup_retention_days=10) as store:
+        assert store.publisher is not None
+        run(ListSource([*snapshot_envelopes(feed), feed(RecordKind.EVENT, ev("a", token_sha256=fingerprint(token)))]),
+            pipeline, store)  # dated T0, 12:00
+        add_rows(store, 0, 100, T0, step=timedelta(seconds=12))  # to 12:19:48: the open rollup runs to 12:18
+        store.publish()
+        store.publisher.maintain()  # ... and counts "a" as reported
+        run(ListSource([feed(RecordKind.SAMPLE, json.dumps({"token": token}).encode())]), pipeline, store)
+        store.publish(final=True)
+    con = connect_readonly(db)
+    try:
+        stored = dict(con.execute("SELECT cause, count(*) FROM classifications GROUP BY 1").fetchall())
+        assert stored["audience_mismatch"] == 1
+        assert {row["cause"]: row["events"] for row in queries.cause_counts(con)} == stored
+    finally:
+        con.close()
 
 
 def test_a_reader_keeps_counting_the_open_rollup_it_first_saw_while_passes_replace_it(tmp_path: Path) -> None:

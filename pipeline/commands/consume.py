@@ -178,7 +178,7 @@ class _Consumer:
 
     def close(self) -> None:
         try:
-            self.store.publish()
+            self.store.publish(final=True)
         finally:
             self.store.close()
             self.source.close()

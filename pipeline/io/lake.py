@@ -252,11 +252,12 @@ class LakeStore:
         """The consumer's latest lag, written with the next heartbeat (`Store.note_lag`)."""
         self.lag = lag
 
-    def publish(self) -> float:
+    def publish(self, final: bool = False) -> float:
         """Committed batches are visible to readers at once: a heartbeat, and maintenance when due (`lake_maintain`).
 
         Returns the heartbeat's seconds: a maintenance pass, once a minute over all writers, does not
-        space out the heartbeats the caller paces by it.
+        space out the heartbeats the caller paces by it. `final` (the writer is stopping) changes nothing
+        here yet: a late row in a closed hour waits for any writer's next pass (noted on issue 21).
         """
         started = time.perf_counter()
         self.beat()

@@ -387,7 +387,7 @@ class Store:
     def close(self) -> None:
         self.con.close()
 
-    def publish(self) -> float:
+    def publish(self, final: bool = False) -> float:
         """Append what committed since the last publish to where readers look; returns seconds spent.
 
         Called between batches (the writer is idle). Only the new rows are written (as Parquet,
@@ -397,7 +397,7 @@ class Store:
         if self.publisher is None:
             return 0.0
         started = time.perf_counter()
-        self.publisher.publish(in_transaction=self.beat)
+        self.publisher.publish(in_transaction=self.beat, final=final)
         return time.perf_counter() - started
 
     def beat(self, at: datetime | None = None) -> None:

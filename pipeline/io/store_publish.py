@@ -124,6 +124,7 @@ class Publisher:
         self.retention_days, self.rollup_retention_days = retention_days, rollup_retention_days
         self.keys_dirty = True  # the key tables are rewritten at the first publish, then when they change
         self._last_maintenance = float("-inf")
+        self._published_since_pass = False  # rows a rollup may count the old way until the next pass
         write_schema_files(con, parts)
 
     # -- the writer's bookkeeping, in its live file's store_meta --------------------------------
@@ -142,9 +143,10 @@ class Publisher:
 
     # -- publish ----------------------------------------------------------------------------------
 
-    def publish(self, in_transaction: Callable[[], None] | None = None) -> None:
+    def publish(self, in_transaction: Callable[[], None] | None = None, final: bool = False) -> None:
         """Append what committed since the last publish; `in_transaction` runs in the bookkeeping's transaction
-        (the heartbeat: each commit of the live file costs a WAL sync, one is enough)."""
+        (the heartbeat: each commit of the live file costs a WAL sync, one is enough). `final`: the writer is
+        stopping, so its rollups are brought up to its rows now (`settle`)."""
         seq = int(self.meta("publish_seq") or 1)
         since = self.watermark()
         dead_since = datetime.fromisoformat(self.meta("dead_letters_through") or _EPOCH.isoformat())
@@ -184,10 +186,14 @@ class Publisher:
         except BaseException:
             self.con.rollback()
             raise
+        if rows:
+            self._published_since_pass = True
         if rows or dead_through:
             self._compact_recent(seq)
         if time.monotonic() - self._last_maintenance >= MAINTENANCE_SECONDS:
             self._maintain_or_wait()
+        elif final:
+            self._settle()
         self._write_state()
 
     def _append(self, table: str, where: str, seq: int) -> None:
@@ -260,6 +266,30 @@ class Publisher:
         finally:
             self.con.execute(f"SET memory_limit = '{self.memory_limit}'")
 
+    def _settle(self) -> None:
+        """Roll what was published since the last pass, without the pass's merges and retention.
+
+        Readers count a rollup where there is one: a late or re-judged row in a span already rolled is
+        counted the old way until the next pass rolls it again, and a stopped writer's next pass is at its
+        restart. So a writer that stops leaves rollups that agree with its rows.
+        """
+        if not self._published_since_pass or self.newest() == _EPOCH:
+            return
+        try:
+            with self._roomy():
+                newest_us = int((self.newest() - _EPOCH).total_seconds() * 1_000_000)
+                self._roll(newest_us, self._kept_from_day())
+                self._roll_open(newest_us)
+            self._published_since_pass = False
+        except (duckdb.Error, OSError) as exc:
+            log.error("rolling up at stop failed (%s: %s); the rows are published, and the next start rolls "
+                      "them", type(exc).__name__, str(exc).splitlines()[0][:200])
+
+    def _kept_from_day(self) -> int:
+        """The first day whose raw rows earlier passes kept (this pass's cutoff is not applied yet)."""
+        expired = self.meta("raw_since")
+        return (datetime.fromisoformat(expired) - _EPOCH).days if expired else FIRST_DAY
+
     def _maintain(self) -> None:
         """Roll closed hours, close old days, apply retention, prune the live file."""
         self._last_maintenance = time.monotonic()
@@ -276,8 +306,7 @@ class Publisher:
                 remove_covered(files)  # a merge a crash cut short left its inputs: they are in the merged file
                 if files and number is not None and number < closed_before:
                     compact_day(self.con, folder, self.instance, closed=True)
-        expired = self.meta("raw_since")  # what earlier passes dropped; this pass's cutoff is not applied yet
-        self._roll(newest_us, (datetime.fromisoformat(expired) - _EPOCH).days if expired else FIRST_DAY)
+        self._roll(newest_us, self._kept_from_day())
         self._merge_rolled_days((newest_us - ROLL_AFTER_SECONDS * 1_000_000) // _HOUR_US)
         self._roll_open(newest_us)
         expiring = any(days_before(self.parts / table, raw_cutoff) for table in APPENDED)
@@ -288,6 +317,7 @@ class Publisher:
             drop_days_before(self.parts / table, raw_cutoff)
         drop_days_before(self.parts / "hourly", rollup_cutoff)
         self._prune_live()
+        self._published_since_pass = False
 
     def _roll(self, newest_us: int, kept_from_day: int) -> None:
         """Roll every pending hour that has closed into `hourly/<day>/`, a new version each time."""
