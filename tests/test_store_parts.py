@@ -392,9 +392,9 @@ def test_a_single_writers_open_hours_are_rolled_and_readers_count_as_over_raw_ro
             answers = _raw_answers(db, since, until)
             assert answers["rolled"] == answers["raw"], (since, until)
         add_rows(store, 200, 1, DAY0 + timedelta(hours=11, minutes=5))  # late: before the open rollup's end
-        store.publish()
+        store.publish()  # rolls the open hours again (`_settle`): readers count from that rollup
         total = "SELECT sum(events) FROM classifications_hourly"
-        assert count(db, total) == 196  # provisional: the late row waits for the next pass, as a closed hour's does
+        assert count(db, total) == 197
         store.publisher.maintain()
         assert count(db, total) == 197
         assert len(list((parts_dir(db) / "hourly" / OPEN_FOLDER).glob("*.parquet"))) == 2  # and the one before
@@ -402,20 +402,30 @@ def test_a_single_writers_open_hours_are_rolled_and_readers_count_as_over_raw_ro
         assert answers["rolled"] == answers["raw"]
 
 
-def test_a_writer_that_stops_leaves_rollups_that_count_its_late_rows(tmp_path: Path) -> None:
-    """A stopped writer's next pass is at its restart: its last publish rolls what the last pass has not, so
-    readers of a stopped consumer's store do not count a late row the old way until then."""
+def test_late_rows_in_rolled_hours_are_rolled_again_within_seconds_and_at_once_when_the_writer_stops(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Readers count rolled hours from rollups: a late or re-judged row there is rolled again at the next
+    publish, at most every `SETTLE_SECONDS`, and by the last publish of a writer that stops (its next pass
+    is at its restart). Rows after the rolled span cost no roll."""
+    monkeypatch.setattr(store_publish, "SETTLE_SECONDS", 3600.0)  # the second roll waits, however slow the machine
     db = tmp_path / "k.duckdb"
     total = "SELECT sum(events) FROM classifications_hourly"
+    opened = parts_dir(db) / "hourly" / OPEN_FOLDER
     with Store(db, instance="c1", retention_days=5, rollup_retention_days=10) as store:
         assert store.publisher is not None
         add_rows(store, 0, 200, DAY0 + timedelta(hours=10), step=timedelta(seconds=30))  # 10:00 … 11:39:30
         store.publish()
         store.publisher.maintain()
-        add_rows(store, 200, 1, DAY0 + timedelta(hours=11, minutes=5))  # in the open rollup's span
-        add_rows(store, 201, 1, DAY0 + timedelta(hours=9))  # in a closed hour
+        files = sorted(opened.iterdir())
+        add_rows(store, 300, 1, DAY0 + timedelta(hours=11, minutes=39, seconds=45))  # after the open rollup's end
         store.publish()
-        assert count(db, total) == 196  # provisional while the writer runs (the next pass is due in a minute)
+        assert sorted(opened.iterdir()) == files  # nothing rolled again
+        add_rows(store, 200, 1, DAY0 + timedelta(hours=11, minutes=5))  # in the open rollup's span
+        store.publish()
+        assert count(db, total) == 197
+        add_rows(store, 201, 1, DAY0 + timedelta(hours=9))  # in a closed hour, right after
+        store.publish()
+        assert count(db, total) == 197  # provisional: the last roll was less than `SETTLE_SECONDS` ago
         store.publish(final=True)
     assert count(db, total) == 198
     answers = _raw_answers(db, DAY0, DAY0 + timedelta(days=1))

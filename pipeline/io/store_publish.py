@@ -76,6 +76,11 @@ OPEN_ROLL_LAG_SECONDS = 60
 #: seconds every pass, when it is busiest): readers roll them from raw rows, as before. Steady traffic of a
 #: few hundred events/s stays under it (the open span is at most ~70 minutes).
 OPEN_ROLL_MAX_ROWS = 1_000_000
+#: Rows published into hours already rolled (re-judged on a late sample or key, or late events) are rolled
+#: again this soon, not at the next pass: readers count those hours from rollups. At most this share of
+#: the writer's time, though: an outage hour rolled again costs seconds.
+SETTLE_SECONDS = 5.0
+SETTLE_COST_SHARE = 10
 #: Hours of written rows the live file keeps: re-judging reaches only events held in
 #: memory (at most 10,000 of each kind, minutes of traffic), a restart only the newest waiting ones.
 LIVE_HOURS = 6
@@ -124,7 +129,11 @@ class Publisher:
         self.retention_days, self.rollup_retention_days = retention_days, rollup_retention_days
         self.keys_dirty = True  # the key tables are rewritten at the first publish, then when they change
         self._last_maintenance = float("-inf")
-        self._published_since_pass = False  # rows a rollup may count the old way until the next pass
+        # Rows published into the span readers count from rollups (`_rolled_until_us`, unknown until a pass
+        # rolled): a rollup counts them the old way until they are rolled again (`_settle`).
+        self._behind = False
+        self._rolled_until_us: int | None = None
+        self._last_settle, self._settle_cost = float("-inf"), 0.0
         write_schema_files(con, parts)
 
     # -- the writer's bookkeeping, in its live file's store_meta --------------------------------
@@ -150,9 +159,9 @@ class Publisher:
         seq = int(self.meta("publish_seq") or 1)
         since = self.watermark()
         dead_since = datetime.fromisoformat(self.meta("dead_letters_through") or _EPOCH.isoformat())
-        (through,) = self.con.execute(
-            "SELECT max(classified_at) FROM classifications WHERE classified_at > ?", [since]
-        ).fetchone() or (None,)
+        (through, earliest_us) = self.con.execute(
+            "SELECT max(classified_at), min(epoch_us(ts)) FROM classifications WHERE classified_at > ?", [since]
+        ).fetchone() or (None, None)
         (dead_through,) = self.con.execute(
             "SELECT max(received_at) FROM dead_letters WHERE received_at > ?", [dead_since]
         ).fetchone() or (None,)
@@ -186,13 +195,14 @@ class Publisher:
         except BaseException:
             self.con.rollback()
             raise
-        if rows:
-            self._published_since_pass = True
+        if rows and (self._rolled_until_us is None or earliest_us is None or earliest_us < self._rolled_until_us):
+            self._behind = True
         if rows or dead_through:
             self._compact_recent(seq)
         if time.monotonic() - self._last_maintenance >= MAINTENANCE_SECONDS:
             self._maintain_or_wait()
-        elif final:
+        elif self._behind and (final or time.monotonic() - self._last_settle
+                               >= max(SETTLE_SECONDS, SETTLE_COST_SHARE * self._settle_cost)):
             self._settle()
         self._write_state()
 
@@ -267,23 +277,26 @@ class Publisher:
             self.con.execute(f"SET memory_limit = '{self.memory_limit}'")
 
     def _settle(self) -> None:
-        """Roll what was published since the last pass, without the pass's merges and retention.
+        """Roll the hours rows were published into since the last roll, without a pass's merges and retention.
 
-        Readers count a rollup where there is one: a late or re-judged row in a span already rolled is
-        counted the old way until the next pass rolls it again, and a stopped writer's next pass is at its
-        restart. So a writer that stops leaves rollups that agree with its rows.
+        Readers count a rollup where there is one, so a late or re-judged row in a span already rolled (a
+        sample arriving after its event's verdict was rolled) is counted the old way until it is rolled
+        again: at most `SETTLE_SECONDS` later while the writer runs, at once when it stops (a stopped
+        writer's next pass is at its restart).
         """
-        if not self._published_since_pass or self.newest() == _EPOCH:
+        self._last_settle = started = time.monotonic()
+        if self.newest() == _EPOCH:
             return
         try:
             with self._roomy():
                 newest_us = int((self.newest() - _EPOCH).total_seconds() * 1_000_000)
                 self._roll(newest_us, self._kept_from_day())
                 self._roll_open(newest_us)
-            self._published_since_pass = False
+            self._behind = False
         except (duckdb.Error, OSError) as exc:
-            log.error("rolling up at stop failed (%s: %s); the rows are published, and the next start rolls "
-                      "them", type(exc).__name__, str(exc).splitlines()[0][:200])
+            log.error("rolling up re-judged or late rows failed (%s: %s); the rows are published, and the next "
+                      "pass rolls them", type(exc).__name__, str(exc).splitlines()[0][:200])
+        self._settle_cost = time.monotonic() - started
 
     def _kept_from_day(self) -> int:
         """The first day whose raw rows earlier passes kept (this pass's cutoff is not applied yet)."""
@@ -317,7 +330,7 @@ class Publisher:
             drop_days_before(self.parts / table, raw_cutoff)
         drop_days_before(self.parts / "hourly", rollup_cutoff)
         self._prune_live()
-        self._published_since_pass = False
+        self._behind = False
 
     def _roll(self, newest_us: int, kept_from_day: int) -> None:
         """Roll every pending hour that has closed into `hourly/<day>/`, a new version each time."""
@@ -372,6 +385,7 @@ class Publisher:
         copy_atomically(self.con, f"SELECT *, '{self.instance}' AS instance, {version}::BIGINT AS version "
                         f"FROM ({hourly_sql(source)})", self.parts / "hourly" / OPEN_FOLDER
                         / open_rollup_name(self.instance, first_hour, through_us, version))
+        self._rolled_until_us = through_us
         for _, path in older[:-1]:  # the one before stays a pass: a reader may have pinned it (`OPEN_PIN`)
             path.unlink(missing_ok=True)
 
