@@ -77,10 +77,11 @@ OPEN_ROLL_LAG_SECONDS = 60
 #: few hundred events/s stays under it (the open span is at most ~70 minutes).
 OPEN_ROLL_MAX_ROWS = 1_000_000
 #: Rows published into hours already rolled (re-judged on a late sample or key, or late events) are rolled
-#: again this soon, not at the next pass: readers count those hours from rollups. At most this share of
-#: the writer's time, though: an outage hour rolled again costs seconds.
+#: again this soon, not at the next pass: readers count those hours from rollups. But never more often
+#: than every SETTLE_COST_SHARE times what the last such roll cost (1/20 of the writer's time): an outage
+#: hour rolled again costs seconds.
 SETTLE_SECONDS = 5.0
-SETTLE_COST_SHARE = 10
+SETTLE_COST_SHARE = 20
 #: Hours of written rows the live file keeps: re-judging reaches only events held in
 #: memory (at most 10,000 of each kind, minutes of traffic), a restart only the newest waiting ones.
 LIVE_HOURS = 6
