@@ -28,6 +28,9 @@ from tests.world import CONFIG_TOML, T0, default_snapshots, good_claims, mint
 pytestmark = [pytest.mark.kafka, pytest.mark.lake]
 
 EARLY = event("early", at=T0 - timedelta(hours=3), token=mint("rsa-2", claims=good_claims(T0 - timedelta(hours=3))))
+#: Late into EARLY's hour, closed and rolled by the first consumer: the restart must roll it again by its stop.
+LATE = event("late", at=T0 - timedelta(hours=2, minutes=55),
+             token=mint("rsa-2", claims=good_claims(T0 - timedelta(hours=2, minutes=55))))
 OLD = event("old", at=T0 - timedelta(days=40), token=mint("rsa-2", claims=good_claims(T0 - timedelta(days=40))))
 MAINTAIN = (
     "import sys\nfrom datetime import timedelta\nfrom pipeline.io.lake import LakeStore\n"
@@ -90,6 +93,7 @@ def restart_and_maintain(lake: Lake, run: KafkaRun) -> None:
     assert one(lake, "SELECT count(*) FROM awaiting_key WHERE event_id = 'unknown'") == "1"
 
     keys(run, LATE_WHILE_DOWN)  # while it is down: the restart judges stored rows again
+    produce_tracked(run.kafka, [(run.kafka.failures_topic, "payments-api", json.dumps(LATE).encode())])
     again = consume(lake, run, "again", "--exit-when-idle", "8")
     wait_for(lambda: causes(lake).get("retired") == "retired_key", 120, "the restart to judge stored rows again")
     keys(run, AFTER_RESTART)  # publishes the kid of the stored unknown_kid event
@@ -97,11 +101,24 @@ def restart_and_maintain(lake: Lake, run: KafkaRun) -> None:
     log = (run.tmp / "again.log").read_text()
     assert "judged again and changed" in log, log[-3000:]
     assert "not judged again" not in log
-    assert {k: v for k, v in causes(lake).items() if k not in {"old", "early"}} == EXPECTED, log[-3000:]
+    assert {k: v for k, v in causes(lake).items() if k not in {"old", "early", "late"}} == EXPECTED, log[-3000:]
+    # The stopped consumer left rollups that count the late row (a pass, or its last publish, rolled it).
+    rolled, raw = closed_hours_rolled_and_raw(lake)  # ("old" too, if no pass has expired it yet)
+    assert rolled == raw and int(raw) >= 2, (rolled, raw)
     stored = [r["event_id"] for r in lake.rows("SELECT event_id FROM classifications")]
     assert len(stored) == len(set(stored))  # every event once: the re-judged versions replaced theirs
     assert one(lake, "SELECT count(*) FROM awaiting_key") == "0"  # unknown is unpublished_key now
     check_maintenance(lake)
+
+
+def closed_hours_rolled_and_raw(lake: Lake) -> tuple[str, str]:
+    """Events of the raw period's closed hours: in their rollups, and as raw rows."""
+    rolled = one(lake, "SELECT coalesce(sum(events), 0) FROM classifications_hourly WHERE hour >= coalesce("
+                       "(SELECT raw_since FROM store_coverage), '-infinity') "
+                       "AND hour < (SELECT rolled_through FROM store_coverage)")
+    raw = one(lake, "SELECT count(*) FROM classifications WHERE ts < (SELECT rolled_through FROM store_coverage) "
+                    "AND ts >= coalesce((SELECT raw_since FROM store_coverage), '-infinity')")
+    return rolled, raw
 
 
 def check_maintenance(lake: Lake) -> None:
@@ -127,9 +144,6 @@ def check_maintenance(lake: Lake) -> None:
                          "WHERE hour < (SELECT raw_since FROM store_coverage)")[0]
     assert old_hour == {"n": "1", "service": "payments-api"}, old_hour
     # The closed hours of the raw period are rolled: their events add up to the raw rows of those hours.
-    rolled = one(lake, "SELECT coalesce(sum(events), 0) FROM classifications_hourly WHERE hour >= "
-                       "(SELECT raw_since FROM store_coverage) AND hour < (SELECT rolled_through FROM store_coverage)")
-    raw = one(lake, "SELECT count(*) FROM classifications WHERE ts < (SELECT rolled_through FROM store_coverage)")
-    assert rolled == raw == "1", (rolled, raw)  # "early", 3 hours before the rest
+    assert closed_hours_rolled_and_raw(lake) == ("2", "2")  # "early" and "late", 3 hours before the rest
     versions = lake.rows("SELECT hour, count(DISTINCT version) AS n FROM lake_hourly GROUP BY hour")
     assert versions and all(v["n"] == "1" for v in versions), versions

@@ -256,13 +256,14 @@ class LakeStore:
         """Committed batches are visible to readers at once: a heartbeat, and maintenance when due (`lake_maintain`).
 
         Returns the heartbeat's seconds: a maintenance pass, once a minute over all writers, does not
-        space out the heartbeats the caller paces by it. `final` (the writer is stopping) changes nothing
-        here yet: a late row in a closed hour waits for any writer's next pass (noted on issue 21).
+        space out the heartbeats the caller paces by it. `final`: the writer is stopping, so the closed
+        hours changed since the last pass are rolled now (`LakeMaintenance.settle`).
         """
         started = time.perf_counter()
         self.beat()
         spent = time.perf_counter() - started
-        self.maintenance.when_due()
+        if not self.maintenance.when_due() and final:
+            self.maintenance.settle()
         return spent
 
     def maintain(self, expire_after: timedelta | None = None) -> None:

@@ -132,6 +132,23 @@ class LakeMaintenance:
             log.warning("lake maintenance stopped: %s; the next pass tries again", str(exc).strip().splitlines()[0])
         return True
 
+    def settle(self) -> None:
+        """Roll the closed hours changed since the last pass, without retention or compaction.
+
+        Readers count a closed hour from its rollup, so a late or re-judged row in one is counted the old
+        way until a pass rolls it again; when every writer has stopped, none comes. A writer calls this
+        at its stop.
+        """
+        started = datetime.now(UTC)
+        row = self.con.execute("SELECT max(ts) FROM lake_rows WHERE ts <= ?", [newest_allowed(started)]).fetchone()
+        if row is None or row[0] is None:
+            return
+        newest_us = _us(row[0])
+        try:
+            self._transaction(lambda: self._roll(newest_us, started))
+        except duckdb.Error as exc:  # a conflict, a server away: the next pass (any writer's) rolls them
+            log.warning("lake rollups at stop: %s; the next pass rolls them", str(exc).strip().splitlines()[0])
+
     def run(self, expire_after: timedelta = EXPIRE_AFTER) -> None:
         """Roll changed closed hours, apply retention, bound the version tables, then DuckLake's own maintenance."""
         started = datetime.now(UTC)
