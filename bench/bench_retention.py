@@ -112,11 +112,12 @@ rows AS (
     SELECT to_timestamp(epoch($origin) + h * 3600) AS hour, 'svc-' || s AS service, 'https://idp' || i || '.test'
                AS issuer, kid, 'client-' || c AS client_id, cause, {CONFIDENCE} AS confidence,
            CASE WHEN r % 97 = 0 THEN 'alg_none' WHEN r % 89 = 0 THEN 'kid_injection' END AS attack,
-           greatest(1, round($mean * (0.25 + 1.5 * ((r >> 8) % 1000) / 1000.0)))::BIGINT AS n, r
+           greatest(1, round($mean * (0.25 + 1.5 * ((r >> 8) % 1000) / 1000.0)))::BIGINT AS n, r, c
     FROM keyed
 )
 SELECT hour, service, issuer, kid, client_id, cause, confidence, attack,
-       CASE WHEN attack = 'alg_none' THEN 'none' ELSE 'RS256' END AS alg, n AS events,
+       CASE WHEN attack = 'alg_none' THEN 'none' ELSE 'RS256' END AS alg,
+       'thumb-' || substr(kid, 2) AS key_thumbprint, n AS events,
        CASE WHEN attack IS NULL THEN 0 ELSE n END AS attack_events,
        CASE WHEN service < 'svc-2' THEN n ELSE 0 END AS with_fetch_time, n AS with_key,
        hour + to_seconds((r >> 20) % 60) AS first_ts, hour + to_seconds(3540 + (r >> 26) % 60) AS last_ts,
@@ -128,6 +129,7 @@ SELECT hour, service, issuer, kid, client_id, cause, confidence, attack,
        {_one_bucket("n", "lb", len(LIFETIME_EDGES))} AS lifetime_events,
        CASE WHEN lb = {LIFETIME_EDGES.index(86400)} THEN 86400.0 ELSE 3600.0 END AS max_lifetime_s,
        {_one_bucket("with_fetch", str(CACHE_AGE_EDGES.index(300)), len(CACHE_AGE_EDGES))} AS cache_age_events,
+       epoch(first_ts) - 3600 * (1 + c % 3) AS min_iat, epoch(last_ts) - 3600 * (1 + c % 3) AS max_iat,
        '{INSTANCE}' AS instance, $version::BIGINT AS version,
        epoch_us(hour) // {HOUR_SECONDS * 1_000_000} AS hour_no
 FROM (SELECT *, CASE WHEN client_id LIKE '%0' THEN {LIFETIME_EDGES.index(86400)} ELSE {LIFETIME_EDGES.index(3600)} END
@@ -162,7 +164,7 @@ SELECT md5(n::VARCHAR || $salt) AS event_id, ts, 'svc-' || ((c * 7 + j * 11) % {
        ('{{"iss": "https://idp' || (c % {ISSUERS}) || '.test", "sub": "' || left(token_sha256, 12) ||
         '", "aud": "api", "azp": "client-' || c || '", "iat": ' || iat || ', "exp": ' ||
         (iat + CASE WHEN c % 10 = 0 THEN 86400 ELSE 3600 END) || '}}')::JSON AS token_claims,
-       'thumb-' || (c % {ISSUERS}) AS key_thumbprint, ts - INTERVAL 2 HOUR AS key_first_seen,
+       'thumb-' || substr({_kid(f"(c % {ISSUERS})", "h")}, 2) AS key_thumbprint, ts - INTERVAL 2 HOUR AS key_first_seen,
        ts - to_seconds(r % 600) AS service_jwks_fetched_at,
        'exp claim timestamp check failed' AS reported_error, 'bench' AS source, (r % 12)::INTEGER AS source_partition,
        n AS source_offset, ts + INTERVAL 1 SECOND AS classified_at
