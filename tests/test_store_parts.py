@@ -626,3 +626,43 @@ def test_with_two_writers_readers_stop_at_the_closed_hours(tmp_path: Path) -> No
             store.publisher.maintain()
     assert_readers_stop_at_the_closed_hours(db)
 
+
+def test_the_attack_tail_services_and_key_uses_read_no_raw_day_outside_their_window(tmp_path: Path) -> None:
+    """`rolled.hits` (a window ending inside an hour: the raw tail, not a rolled one), `services_seen` and key
+    hygiene read the day folders from the rollups' boundary on, not the `classifications` view over every day
+    (which parses each day's footer, a full-rate day's in tens of ms): a broken file in an old folder is not
+    read, and the answers are those of the raw rows."""
+    db = tmp_path / "k.duckdb"
+    day1 = DAY0 + timedelta(days=1)
+    with Store(db, instance="c1", retention_days=5, rollup_retention_days=10) as store:
+        assert store.publisher is not None
+        add_rows(store, 0, 96, DAY0, step=timedelta(minutes=30))  # two days
+        store.con.execute("UPDATE classifications SET attacks = ['alg_none'], client_id = 'c' || (source_offset % 3) "
+                          "WHERE source_offset % 4 = 0")
+        store.con.execute("UPDATE classifications SET issuer = 'i', key_thumbprint = 't', token_sha256 = 'ab', "
+                          """token_claims = '{"iat": 1}' WHERE source_offset % 2 = 1""")
+        store.con.execute("INSERT INTO jwks_keys VALUES ('i', 'k', 't', 'RSA', NULL, 0, ?, ?, NULL, true)",
+                          [DAY0, day1])
+        store.publisher.keys_dirty = True
+        store.publish()
+        store.publisher.maintain()
+    broken = parts_dir(db) / "classifications" / "2025-12-01"
+    broken.mkdir()
+    (broken / "x-L0-000000000001-000000000001.parquet").write_bytes(b"not parquet")
+    con = connect_readonly(db)
+    try:
+        boundary = coverage(con).rolled_through
+        assert boundary is not None and boundary > day1
+        window = queries.Filters(since=day1 + timedelta(hours=20), until=day1 + timedelta(hours=23, minutes=50))
+        attacks = queries.attacks(con, window)
+        assert [(r["attack"], r["events"]) for r in attacks] == [("alg_none", 2)]  # 20:00 and 22:00
+        named = queries.attack_client_ids(con, window, 5)
+        assert sorted((r["client_id"], r["events"]) for r in named) == [("c1", 1), ("c2", 1)]
+        assert queries.services_seen(con) == ["payments-api"]
+        hygiene = queries.key_hygiene(con, DAY0, day1 + timedelta(days=1))
+        assert [(k["kid"], k["uses"], k["first_use"], k["last_use"]) for k in hygiene] == [
+            ("k", 48, DAY0 + timedelta(minutes=30), day1 + timedelta(hours=23, minutes=30))]
+        with pytest.raises(duckdb.Error):  # the view reads every day folder
+            con.execute("SELECT count(*) FROM classifications").fetchone()
+    finally:
+        con.close()
