@@ -128,3 +128,12 @@ def test_hours_rolled_before_the_rollups_had_the_key_read_their_raw_rows() -> No
                 "WHERE hour < ?", [START + timedelta(hours=6)])
     expected = queries.key_hygiene(hygiene_store(MANY_USES, 5 * 60 + 30), START, UNTIL)
     assert queries.key_hygiene(con, START, UNTIL) == expected
+
+
+def test_rollups_without_the_key_columns_at_all_read_the_raw_rows() -> None:
+    """A lake whose views an older writer made has no `key_thumbprint` to read: the raw query answers."""
+    con = rolled(MANY_USES, 5 * 60 + 30, 8, 0)
+    for column in ("key_thumbprint", "min_iat", "max_iat"):
+        con.execute(f"ALTER TABLE classifications_hourly DROP COLUMN {column}")
+    expected = queries.key_hygiene(hygiene_store(MANY_USES, 5 * 60 + 30), START, UNTIL)
+    assert queries.key_hygiene(con, START, UNTIL) == expected
