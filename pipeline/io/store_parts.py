@@ -172,17 +172,14 @@ def hourly_select(parts: Path, prefix: str = "") -> str:
     """SQL, the select list of `HOURLY_COLUMNS` over the rollup files: a column none of them has yet (the store's
     writer is an older jwtriage, whose schema file lacks it) reads as NULL rather than failing every question."""
     schema = parts / "hourly" / "_schema" / "empty.parquet"
-    try:
-        have = _parquet_columns(str(schema), schema.stat().st_mtime_ns)
-    except OSError:  # no schema file yet: the names as they are
-        have = frozenset(name for name, _ in HOURLY_COLUMNS)
-    return ", ".join(f"{prefix}{name}" if name in have else f"NULL::{kind} AS {name}" for name, kind in HOURLY_COLUMNS)
+    have = _parquet_columns(str(schema), schema.stat().st_mtime_ns) if schema.is_file() else None
+    return ", ".join(f"{prefix}{name}" if have is None or name in have else f"NULL::{kind} AS {name}"
+                     for name, kind in HOURLY_COLUMNS)
 
 
 @functools.lru_cache(maxsize=64)
 def _parquet_columns(path: str, mtime_ns: int) -> frozenset[str]:
-    """The column names of a Parquet file (cached by its time: a schema file is rewritten, never edited)."""
-    del mtime_ns  # the cache key only
+    """A Parquet file's column names, cached by its time (`mtime_ns`: a schema file is rewritten, never edited)."""
     return frozenset(pq.read_schema(path).names)
 
 
