@@ -39,9 +39,11 @@ Algorithms are a key (`alg`). Token lifetimes and cache ages are histograms over
 (`LIFETIME_EDGES`, `CACHE_AGE_EDGES`): counts over a lifetime policy are exact when the policy
 is an edge; medians are the upper edge of the bucket holding them (`histogram_median_sql`);
 "tokens" in a lifetime bucket are the row's distinct tokens, added up across rows and hours (a
-token rejected in several hours counts in each). What rollups cannot answer (per-event tables,
-evidence, token claims, key hygiene's uses, charts finer than an hour) is available for the raw
-period only; readers say so.
+token rejected in several hours counts in each). Key hygiene's uses of a key come from the rows of its
+`key_thumbprint` (a key column): counts and times exact, the signed-at range from `min_iat`/`max_iat`
+(`queries.rotations.key_hygiene`); uses after a removal are exact except in the removal's own hour once
+its raw rows expired. What rollups cannot answer (per-event tables, evidence, token claims, charts finer
+than an hour) is available for the raw period only; readers say so.
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ HOUR_SECONDS = 3600
 TOKEN_SKETCH = 32
 
 #: The key columns of a rollup row, in order (after `hour`).
-KEY_COLUMNS: tuple[str, ...] = ("service", "issuer", "kid", "client_id", "cause", "confidence", "attack", "alg")
+KEY_COLUMNS: tuple[str, ...] = ("service", "issuer", "kid", "client_id", "cause", "confidence", "attack", "alg",
+                                "key_thumbprint")
 
 #: Upper edges (seconds) of the token-lifetime histogram's buckets: bucket k holds lifetimes in
 #: (edge k-1, edge k], the last bucket everything longer. Lifetime policies that are an edge
@@ -76,6 +79,8 @@ HOURLY_COLUMNS: list[tuple[str, str]] = [
     ("confidence", "VARCHAR"),
     ("attack", "VARCHAR"),
     ("alg", "VARCHAR"),  # the token header's alg as sent (NULL: none readable, or a rollup older than alg)
+    # the key that verified the signature (NULL: none, or a rollup older than it: then `with_key` > 0 says so)
+    ("key_thumbprint", "VARCHAR"),
     ("events", "BIGINT"),  # each event once (the double-count rule)
     ("attack_events", "BIGINT"),  # events carrying `attack` (0 when attack IS NULL)
     ("with_fetch_time", "BIGINT"),  # of `events`: the service reported its JWKS fetch time
@@ -93,6 +98,10 @@ HOURLY_COLUMNS: list[tuple[str, str]] = [
     ("lifetime_events", "BIGINT[]"),
     ("max_lifetime_s", "DOUBLE"),
     ("cache_age_events", "BIGINT[]"),  # events with a fetch time per `CACHE_AGE_EDGES` bucket of their cache age
+    # The signed-at (`iat`) range of the row's tokens whose key verified (key hygiene): the oldest, and the newest
+    # not after the time it was rejected at (a token claiming a later iat says nothing of when the key signed)
+    ("min_iat", "DOUBLE"),
+    ("max_iat", "DOUBLE"),
 ]
 
 
@@ -149,13 +158,16 @@ SELECT to_timestamp(hour_no * {HOUR_SECONDS}) AS hour, {keys},
        [{lifetime_tokens}]::BIGINT[] AS lifetime_tokens,
        [{lifetime_events}]::BIGINT[] AS lifetime_events,
        max(lifetime_s) AS max_lifetime_s,
-       [{cache_sums}]::BIGINT[] AS cache_age_events
+       [{cache_sums}]::BIGINT[] AS cache_age_events,
+       min(iat) AS min_iat, max(iat) FILTER (WHERE iat <= epoch(last_ts)) AS max_iat
 FROM (
     SELECT *, {bucket_sql("lifetime_s", LIFETIME_EDGES)} AS lifetime_bucket,
            {token_prefix_sql("token_sha256")} AS token_prefix
     FROM (
-        SELECT * EXCLUDE (token_lifetime_s),
-               CASE WHEN issuer IS NOT NULL AND with_key > 0 THEN token_lifetime_s END AS lifetime_s
+        SELECT * EXCLUDE (token_lifetime_s, token_iat),
+               CASE WHEN issuer IS NOT NULL AND with_key > 0 THEN token_lifetime_s END AS lifetime_s,
+               -- every label's row of the token's events (the key is a key column: the row's events all verified)
+               CASE WHEN issuer IS NOT NULL AND key_thumbprint IS NOT NULL THEN token_iat END AS iat
         FROM ({_per_token_sql("rollup_events")}) LEFT JOIN rollup_lifetimes USING (token_sha256)
     )
 )
@@ -163,10 +175,11 @@ GROUP BY hour_no, {keys}"""
 
 
 def _lifetimes_sql(events: str) -> str:
-    """SQL: (token_sha256, token_lifetime_s) for the tokens of `events` that verified with a key. Its own
-    narrow aggregation: a claims text as the state of the wide one below does not spill."""
+    """SQL: (token_sha256, token_lifetime_s, token_iat) for the tokens of `events` that verified with a key. Its
+    own narrow aggregation: a claims text as the state of the wide one below does not spill. A token's claims
+    are the same in each of its events, so its `iat` is parsed once, not per event."""
     return f"""SELECT token_sha256, try_cast(claims->>'exp' AS DOUBLE) - try_cast(claims->>'iat' AS DOUBLE)
-               AS token_lifetime_s
+               AS token_lifetime_s, try_cast(claims->>'iat' AS DOUBLE) AS token_iat
         FROM (SELECT token_sha256, max(token_claims) AS claims FROM {events}
               WHERE issuer IS NOT NULL AND key_thumbprint IS NOT NULL AND token_sha256 IS NOT NULL
               GROUP BY token_sha256)"""

@@ -46,7 +46,8 @@ def _hourly_sql_reference(source: str) -> str:
        {_histogram("lifetime_bucket", LIFETIME_EDGES, "token_first")} AS lifetime_tokens,
        {_histogram("lifetime_bucket", LIFETIME_EDGES)} AS lifetime_events,
        max(lifetime_s) FILTER (WHERE label_no = 1) AS max_lifetime_s,
-       {_histogram("cache_bucket", CACHE_AGE_EDGES)} AS cache_age_events
+       {_histogram("cache_bucket", CACHE_AGE_EDGES)} AS cache_age_events,
+       min(iat) AS min_iat, max(iat) FILTER (WHERE iat <= epoch(ts)) AS max_iat
 FROM (
     SELECT *, {_bucket_sql("lifetime_s", LIFETIME_EDGES)} AS lifetime_bucket,
            {_bucket_sql("cache_age_s", CACHE_AGE_EDGES)} AS cache_bucket,
@@ -61,6 +62,9 @@ FROM (
                CASE WHEN c.issuer IS NOT NULL AND c.key_thumbprint IS NOT NULL AND c.token_sha256 IS NOT NULL
                     THEN try_cast(c.token_claims->>'exp' AS DOUBLE) - try_cast(c.token_claims->>'iat' AS DOUBLE)
                END AS lifetime_s,
+               -- key hygiene's signed-at range, per event as its raw query reads it
+               CASE WHEN c.issuer IS NOT NULL AND c.key_thumbprint IS NOT NULL
+                    THEN try_cast(c.token_claims->>'iat' AS DOUBLE) END AS iat,
                {token_prefix_sql("c.token_sha256")} AS token_prefix
         FROM {source} AS c, unnest(generate_series(1, greatest(len(c.attacks), 1))) AS n(label_no)
     )
@@ -189,11 +193,16 @@ def test_a_token_counts_in_its_lifetime_bucket_when_any_of_its_events_verified(k
                        ?, ?)""",
             [f"e{n}", START, key, n, START],
         )
-    (tokens, lifetime_tokens, lifetime_events, longest), = con.execute(
+    # the key is a key column (key hygiene): events with and without it are rows of their own, the token in each
+    found = con.execute(
         f"SELECT tokens, lifetime_tokens, lifetime_events, max_lifetime_s FROM ({hourly_sql('classifications')})"
     ).fetchall()
+    assert len(found) == len(set(keys))
+    assert all(tokens == 1 for tokens, *_ in found)
+    lifetime_tokens = [sum(cells) for cells in zip(*(row[1] for row in found), strict=True)]
+    lifetime_events = [sum(cells) for cells in zip(*(row[2] for row in found), strict=True)]
+    longest = max((row[3] for row in found if row[3] is not None), default=None)
     verified = sum(key is not None for key in keys)
-    assert tokens == 1
     assert lifetime_tokens == [0] * 5 + [1 if verified else 0] + [0] * 7  # 3600 s: bucket (1800, 3600]
     assert lifetime_events == [0] * 5 + [verified] + [0] * 7
     assert longest == (3600.0 if verified else None)

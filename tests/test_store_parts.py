@@ -38,6 +38,7 @@ from pipeline.io.store_readers import connect_readonly, published_parts
 from pipeline.io.store_schema import parts_dir
 from pipeline.queries.coverage import coverage
 from pipeline.records import RecordKind
+from pipeline.rollups import HOURLY_COLUMNS
 from pipeline.runner import Pipeline, run
 from tests.test_rollups import _answers
 from tests.test_runner_store import T0, Feed, ev, snapshot_envelopes
@@ -46,6 +47,9 @@ from tests.world import World, good_claims, mint
 DAY0 = datetime(2026, 1, 1, tzinfo=UTC)
 #: The module (the package exports its function of the same name).
 coverage_module = importlib.import_module("pipeline.queries.coverage")
+
+#: Where `events` is in a rollup row without its sketch (`SELECT * EXCLUDE (token_sketch)`).
+EVENTS = [name for name, _ in HOURLY_COLUMNS if name != "token_sketch"].index("events")
 
 
 def count(db: Path, sql: str = "SELECT count(*) FROM classifications") -> int:
@@ -546,7 +550,7 @@ def test_a_reader_reads_only_the_rollup_files_of_its_window_and_the_rows_the_vie
             rows = "SELECT * EXCLUDE (token_sketch) FROM {} WHERE " + where + " ORDER BY ALL"
             mine = con.execute(rows.format(rollup_relation(con, since, until)), [since, until]).fetchall()
             assert mine == con.execute(rows.format("classifications_hourly"), [since, until]).fetchall(), (since, until)
-            assert since is not None or until != late or sum(r[9] for r in mine) == 48 + 1118  # each once: before 11:00
+            assert since is not None or until != late or sum(r[EVENTS] for r in mine) == 48 + 1118  # once: before 11:00
     finally:
         con.close()
 
@@ -675,3 +679,44 @@ def test_with_two_writers_readers_stop_at_the_closed_hours(tmp_path: Path) -> No
             store.publish()
             store.publisher.maintain()
     assert_readers_stop_at_the_closed_hours(db)
+
+
+def test_the_attack_tail_services_and_key_uses_read_no_raw_day_outside_their_window(tmp_path: Path) -> None:
+    """`rolled.hits` (a window ending inside an hour: the raw tail, not a rolled one), `services_seen` and key
+    hygiene read the day folders from the rollups' boundary on, not the `classifications` view over every day
+    (which parses each day's footer, a full-rate day's in tens of ms): a broken file in an old folder is not
+    read, and the answers are those of the raw rows."""
+    db = tmp_path / "k.duckdb"
+    day1 = DAY0 + timedelta(days=1)
+    with Store(db, instance="c1", retention_days=5, rollup_retention_days=10) as store:
+        assert store.publisher is not None
+        add_rows(store, 0, 96, DAY0, step=timedelta(minutes=30))  # two days
+        store.con.execute("UPDATE classifications SET attacks = ['alg_none'], client_id = 'c' || (source_offset % 3) "
+                          "WHERE source_offset % 4 = 0")
+        store.con.execute("UPDATE classifications SET issuer = 'i', key_thumbprint = 't', token_sha256 = 'ab', "
+                          """token_claims = '{"iat": 1}' WHERE source_offset % 2 = 1""")
+        store.con.execute("INSERT INTO jwks_keys VALUES ('i', 'k', 't', 'RSA', NULL, 0, ?, ?, NULL, true)",
+                          [DAY0, day1])
+        store.publisher.keys_dirty = True
+        store.publish()
+        store.publisher.maintain()
+    broken = parts_dir(db) / "classifications" / "2025-12-01"
+    broken.mkdir()
+    (broken / "x-L0-000000000001-000000000001.parquet").write_bytes(b"not parquet")
+    con = connect_readonly(db)
+    try:
+        boundary = coverage(con).rolled_through
+        assert boundary is not None and boundary > day1
+        window = queries.Filters(since=day1 + timedelta(hours=20), until=day1 + timedelta(hours=23, minutes=50))
+        attacks = queries.attacks(con, window)
+        assert [(r["attack"], r["events"]) for r in attacks] == [("alg_none", 2)]  # 20:00 and 22:00
+        named = queries.attack_client_ids(con, window, 5)
+        assert sorted((r["client_id"], r["events"]) for r in named) == [("c1", 1), ("c2", 1)]
+        assert queries.services_seen(con) == ["payments-api"]
+        hygiene = queries.key_hygiene(con, DAY0, day1 + timedelta(days=1))
+        assert [(k["kid"], k["uses"], k["first_use"], k["last_use"]) for k in hygiene] == [
+            ("k", 48, DAY0 + timedelta(minutes=30), day1 + timedelta(hours=23, minutes=30))]
+        with pytest.raises(duckdb.Error):  # the view reads every day folder
+            con.execute("SELECT count(*) FROM classifications").fetchone()
+    finally:
+        con.close()

@@ -30,6 +30,7 @@ views (`view_sql`) in memory, wherever the folder was moved.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -41,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow.parquet as pq
 
 from pipeline.errors import StoreError
 from pipeline.io.store_schema import sql_path
@@ -63,8 +65,8 @@ ROW_GROUP_SIZE = 16_384
 #: at ~30 MB more resident memory than with 16,384 (DuckDB's default, 122,880: ~120 MB more).
 MERGED_ROW_GROUP_SIZE = 65_536
 #: Version of the views `write_catalog` puts in `<db>` (a writer rewrites an older catalog).
-CATALOG_VERSION = 4  # 2: rollups gained alg and the histograms; 3: latest rollups by file name, a closed day merged;
-# 4: the open hours' provisional rollup (`open_rollup_name`)
+CATALOG_VERSION = 5  # 2: rollups gained alg and the histograms; 3: latest rollups by file name, a closed day merged;
+# 4: the open hours' provisional rollup (`open_rollup_name`); 5: rollups gained the key and the signed-at range
 
 _DAY_US = 86_400_000_000
 _FILE = re.compile(r"^(?P<inst>.+)-L(?P<level>\d+)-(?P<first>\d+)-(?P<last>\d+)\.parquet$")
@@ -137,7 +139,7 @@ def view_sql(parts: Path, raw_files: str | None = None) -> dict[str, str]:
     """
     read = "read_parquet('{}', union_by_name = true)"
     state = {t: read.format(_glob(parts, f"state/*/{t}.parquet")) for t in STATE_TABLES}
-    hourly = ", ".join(f"r.{name}" for name, _ in HOURLY_COLUMNS)
+    hourly = hourly_select(parts, "r.")
     raw = raw_files_sql(parts) if raw_files is None else raw_files
     return {
         "classifications": (
@@ -164,6 +166,21 @@ def view_sql(parts: Path, raw_files: str | None = None) -> dict[str, str]:
         f"WHERE f.open_from IS NULL OR r.hour < to_timestamp(f.open_from * {HOUR_SECONDS})",
         "store_coverage": _coverage_sql(parts),
     }
+
+
+def hourly_select(parts: Path, prefix: str = "") -> str:
+    """SQL, the select list of `HOURLY_COLUMNS` over the rollup files: a column none of them has yet (the store's
+    writer is an older jwtriage, whose schema file lacks it) reads as NULL rather than failing every question."""
+    schema = parts / "hourly" / "_schema" / "empty.parquet"
+    have = _parquet_columns(str(schema), schema.stat().st_mtime_ns) if schema.is_file() else None
+    return ", ".join(f"{prefix}{name}" if have is None or name in have else f"NULL::{kind} AS {name}"
+                     for name, kind in HOURLY_COLUMNS)
+
+
+@functools.lru_cache(maxsize=64)
+def _parquet_columns(path: str, mtime_ns: int) -> frozenset[str]:
+    """A Parquet file's column names, cached by its time (`mtime_ns`: a schema file is rewritten, never edited)."""
+    return frozenset(pq.read_schema(path).names)
 
 
 def _rollup_files_sql(parts: Path, folders: str = "*") -> str:
@@ -263,7 +280,7 @@ def rollup_relation(con: duckdb.DuckDBPyConnection, since: datetime | None, unti
             whole.append(file)
         else:  # a closed file its writer's open rollup overlaps: its hours before that count, as in the view
             cut.setdefault(open_from, []).append(file)
-    names = ", ".join(name for name, _ in HOURLY_COLUMNS)
+    names = hourly_select(parts)
     reads = [f"SELECT {names} FROM read_parquet({_list_sql(whole)}, union_by_name = true)"]
     reads += [f"SELECT {names} FROM read_parquet({_list_sql(files)}, union_by_name = true) "
               f"WHERE hour < to_timestamp({open_from * HOUR_SECONDS})" for open_from, files in cut.items()]

@@ -13,6 +13,7 @@ Cause lists reach SQL as parameters, from `pipeline.causes`.
 | failures | counts per cause, service or bucket; comparisons with earlier windows; top lists |
 | events | the newest events, one event's evidence, a token's history, filter values, dead letters, positions |
 | rotations | rotation damage, each step's failures, time to recover, issuer faults, cache ages (one query each) |
+| keys | key hygiene (each key's life and uses, from rollups where they exist), one key's use per service |
 | tokens | attack patterns and their clients, algorithms in use, token lifetimes |
 """
 
@@ -50,12 +51,11 @@ from pipeline.queries.failures import (
     window_buckets,
     window_time_range,
 )
+from pipeline.queries.keys import key_hygiene, key_usage
 from pipeline.queries.rotations import (
     cache_age_by_service,
     cache_lifetime_by_service_issuer,
     issuer_faults,
-    key_hygiene,
-    key_usage,
     rotation_damage_count,
     rotation_effects,
     rotation_impact,

@@ -70,15 +70,18 @@ def hits(s: Split, tail: str | None = None) -> tuple[str, list[Any]]:
     """SQL: `WITH hits AS (…)`: ts, service, client_id, cause, attack, events, first_ts, last_ts (`tail`: as in
     `counted`)."""
     hourly, hourly_params = s.filters.where(hourly=True)
-    raw, raw_params = s.filters.where("c")
+    # the raw rows from the boundary on, of the window's day folders only (`Split.raw`, a FROM item named
+    # `classifications`: the filter's columns carry that name)
+    raw, raw_params = s.filters.where("classifications")
     rolled = "SELECT hour AS ts, service, client_id, cause, attack, attack_events AS events, first_ts, last_ts"
     if tail is not None:
         return _with_tail("hits", rolled, "attack_events > 0", tail, s, hourly, hourly_params)
     sql = f"""WITH hits AS (
         {rolled} FROM {s.hourly} WHERE hour < ? AND attack_events > 0 AND {hourly}
         UNION ALL
-        SELECT c.ts, c.service, c.client_id, c.cause, unnest(c.attacks), 1::BIGINT, c.ts, c.ts
-        FROM classifications c WHERE c.ts >= ? AND len(c.attacks) > 0 AND {raw}
+        SELECT classifications.ts, classifications.service, classifications.client_id, classifications.cause,
+               unnest(classifications.attacks), 1::BIGINT, classifications.ts, classifications.ts
+        FROM {s.raw} WHERE classifications.ts >= ? AND len(classifications.attacks) > 0 AND {raw}
     )"""
     return sql, [s.boundary, *hourly_params, s.boundary, *raw_params]
 
@@ -385,10 +388,12 @@ def store_totals(con: duckdb.DuckDBPyConnection, boundary: datetime, cap: dateti
 
 
 def services_seen(con: duckdb.DuckDBPyConnection, boundary: datetime) -> list[str]:
+    """The services of the rollups before `boundary` and of the raw rows from it on (the raw rows before it are
+    rolled: reading them would read every raw day's files)."""
     found = con.execute(
         f"""SELECT service FROM {rollup_relation(con, None, boundary)} WHERE hour < ? AND events > 0
-           UNION SELECT service FROM classifications ORDER BY service""",
-        [boundary],
+           UNION SELECT service FROM {raw_relation(con, boundary, None)} WHERE ts >= ? ORDER BY service""",
+        [boundary, boundary],
     ).fetchall()
     return [row[0] for row in found]
 

@@ -457,64 +457,6 @@ def issuer_faults(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS)
     )
 
 
-def key_usage(con: duckdb.DuckDBPyConnection, kid: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
-    """Rejected tokens signed with `kid` in `[since, until)`, per service (e.g. a retired key still in use)."""
-    return rows(
-        con,
-        """SELECT service, count(*) AS events, count(DISTINCT token_sha256) AS tokens,
-                  count(DISTINCT client_id) AS clients, mode(cause) AS main_cause,
-                  list_distinct(list(client_id ORDER BY client_id) FILTER (WHERE client_id IS NOT NULL))[1:5]
-                      AS some_clients,
-                  min(ts) AS first_seen, max(ts) AS last_seen
-           FROM classifications WHERE kid = ? AND ts >= ? AND ts < ?
-           GROUP BY service ORDER BY events DESC, service""",
-        [kid, since, until],
-    )
-
-
-def key_hygiene(con: duckdb.DuckDBPyConnection, since: datetime, until: datetime) -> list[dict[str, Any]]:
-    """Each signing key published at some time in `[since, until)`, with its life and its use.
-
-    From the key timeline: `first_seen` (with `initial` when it was there when history
-    began, so its real age is longer), `removed_at` (of its last publication interval).
-    From verified events whose token it signed (any time, not only the window): `first_use`
-    and `last_use` (event times), `uses`, `uses_after_removal`, and `first_signed` /
-    `last_signed` (the tokens' `iat`).
-    """
-    return rows(
-        con,
-        """WITH keys AS (
-                SELECT issuer, kid, thumbprint, any_value(kty) AS kty, any_value(crv) AS crv,
-                       min(first_seen) AS first_seen, max(last_seen) AS last_seen,
-                       arg_max_null(removed_at, interval_no) AS removed_at,
-                       bool_or("initial") AS "initial", count(*) AS intervals
-                FROM jwks_keys GROUP BY issuer, kid, thumbprint
-                HAVING min(first_seen) < ? AND (arg_max_null(removed_at, interval_no) IS NULL
-                                                OR arg_max_null(removed_at, interval_no) >= ?)
-            ),
-            usage AS (
-                SELECT k.issuer, k.thumbprint, min(c.ts) AS first_use, max(c.ts) AS last_use, count(*) AS uses,
-                       count(*) FILTER (WHERE k.removed_at IS NOT NULL AND c.ts >= k.removed_at)
-                           AS uses_after_removal,
-                       to_timestamp(min(try_cast(c.token_claims->>'iat' AS DOUBLE))) AS first_signed,
-                       -- a token claiming to be issued after it was rejected (clock trouble) says nothing here
-                       to_timestamp(max(try_cast(c.token_claims->>'iat' AS DOUBLE))
-                                    FILTER (WHERE try_cast(c.token_claims->>'iat' AS DOUBLE) <= epoch(c.ts)))
-                           AS last_signed
-                FROM keys k JOIN classifications c
-                  ON c.key_thumbprint = k.thumbprint AND c.issuer = k.issuer
-                     AND c.confidence IN ('verified', 'inferred')
-                GROUP BY k.issuer, k.thumbprint
-            )
-            SELECT k.issuer, k.kid, k.thumbprint, k.kty, k.crv, k.first_seen, k.last_seen, k.removed_at,
-                   k."initial", k.intervals, u.first_use, u.last_use, coalesce(u.uses, 0) AS uses,
-                   coalesce(u.uses_after_removal, 0) AS uses_after_removal, u.first_signed, u.last_signed
-            FROM keys k LEFT JOIN usage u USING (issuer, thumbprint)
-            ORDER BY k.issuer, k.first_seen, k.kid""",
-        [until, since],
-    )
-
-
 def cache_age_by_service(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILTERS) -> list[dict[str, Any]]:
     """Each service's JWKS cache age as the events show it (`_CACHE_AGE`, the one definition).
 

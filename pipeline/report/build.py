@@ -195,8 +195,8 @@ def _summary(
     lines = []
     if note := queries.expired_note(con, window.since):
         lines.append(
-            note[0].upper() + note[1:] + " (rotations to the hour); key hygiene's key uses cover only events "
-            "from then on."
+            note[0].upper() + note[1:] + " (rotations to the hour; key hygiene's uses too, those after a key's "
+            "removal in the hour of it as at least one)."
         )
     if split(con, window) is not None:
         lines.append(
