@@ -28,7 +28,8 @@ from pipeline.engine.identifiers import hasher_from
 from pipeline.errors import ConfigError
 from pipeline.faults import crash_point
 from pipeline.io.consumer_health import ConsumerLag, RecordsLost
-from pipeline.io.kafka import BATCH_RECORDS, POLL_TIMEOUT_MS, DeadLetterPublisher, KafkaSource, source_formats
+from pipeline.io.kafka import BATCH_RECORDS, POLL_TIMEOUT_MS, KafkaSource, source_formats
+from pipeline.io.kafka_producers import DeadLetterPublisher
 from pipeline.io.lake import open_writer
 from pipeline.io.store import Store
 from pipeline.metrics import Metrics
