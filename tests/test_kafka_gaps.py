@@ -139,6 +139,9 @@ def test_gaps_wait_for_a_broker_that_cannot_answer() -> None:
     broker.down = True
     with pytest.raises(ConnectionError):
         gaps.check()
+    assert not gaps.due()  # asked again a second later, not at every poll
+    clock.now = 2.5
+    assert gaps.due()
     broker.down, broker.starts[P0] = False, 40
     assert gaps.check() == [Hole("auth.failures", 0, 0, 39)]
 

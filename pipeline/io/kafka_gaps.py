@@ -151,9 +151,9 @@ class GapWatch:
         """Ask the log starts of the partitions with waiting gaps; the holes found (also kept for `take_holes`)."""
         if not self._waiting:
             return []
+        self._last_check = self._clock()  # a broker that cannot answer is asked again a second later, not every poll
         starts = self._log_starts(sorted({partition for partition, _, _ in self._waiting}))
         waiting, self._waiting = self._waiting, []
-        self._last_check = self._clock()
         found: list[Hole] = []
         for partition, first, after in waiting:
             start = starts.get(partition)
