@@ -23,7 +23,7 @@ body together; `pipeline.jwks_http`), issuers are polled concurrently (`run`: on
 each; `poll_all`: all at once), so a server that stalls or drips delays only its own issuer,
 and `stop()` abandons fetches in flight, so SIGTERM ends the command within a second or two.
 
-Snapshots go to a `SnapshotSink` (`pipeline.io.base`): Kafka (`io.kafka.KafkaSnapshotSink`,
+Snapshots go to a `SnapshotSink` (`pipeline.io.base`): Kafka (`io.kafka_producers.KafkaSnapshotSink`,
 keyed by issuer, to `kafka.jwks_topic`), a JSONL file that `jwtriage classify --jwks` reads
 (`io.files.JsonlSnapshotSink`), or a list in tests (`io.memory.ListSnapshotSink`). The
 consumer stays the store's only writer; `pipeline/commands/jwks_watch.py` is the command.

@@ -25,6 +25,9 @@ Exported (all prefixed `jwtriage_`; the alert rules in deploy/prometheus/alerts.
     jwtriage_classification_seconds                     histogram  seconds to classify one batch
     jwtriage_batch_records                              histogram  records per batch
     jwtriage_consumer_lag{topic,partition}              gauge    records behind the end of the partition
+    jwtriage_records_lost_total{topic,partition}        counter  records the broker deleted (retention) before the
+                                                                 consumer read them; every consumer counts the
+                                                                 samples and keys topics' losses it sees
     jwtriage_last_batch_timestamp_seconds               gauge    when the last batch was written
     jwtriage_jwks_snapshot_age_seconds{issuer}          gauge    now - newest snapshot's fetched_at, computed at
                                                                  scrape time; +Inf for a configured issuer with none
@@ -72,6 +75,7 @@ METRIC_NAMES = (
     "jwtriage_classification_seconds",
     "jwtriage_batch_records",
     "jwtriage_consumer_lag",
+    "jwtriage_records_lost",
     "jwtriage_last_batch_timestamp_seconds",
     "jwtriage_jwks_snapshot_age_seconds",
     "jwtriage_jwks_snapshot_timestamp_seconds",
@@ -201,6 +205,12 @@ class Metrics:
         self.consumer_lag = Gauge(
             "jwtriage_consumer_lag", "Records behind the end of the partition", ["topic", "partition"], registry=r
         )
+        self.records_lost = Counter(
+            "jwtriage_records_lost",
+            "Records the broker deleted before the consumer read them (the topic's retention is shorter than the lag)",
+            ["topic", "partition"],
+            registry=r,
+        )
         self.last_batch = Gauge(
             "jwtriage_last_batch_timestamp_seconds", "When the last batch was written, as a Unix time", registry=r
         )
@@ -273,9 +283,17 @@ class Metrics:
         self.last_batch.set(self.clock().timestamp())
 
     def set_lag(self, lag_by_partition: Mapping[tuple[str, int], int]) -> None:
-        """Records behind per (topic, partition); also worth calling while idle, when no batch comes."""
+        """Records behind per (topic, partition); also worth calling while idle, when no batch comes.
+
+        Each partition's lost-records counter starts here, at 0, so a first loss counts in increase().
+        """
         for (topic, partition), lag in lag_by_partition.items():
             self.consumer_lag.labels(topic, str(partition)).set(max(0, lag))
+            self.records_lost.labels(topic, str(partition))
+
+    def count_lost(self, topic: str, partition: int, records: int) -> None:
+        """Records of a partition the broker deleted before the consumer read them (`kafka_gaps.Hole`)."""
+        self.records_lost.labels(topic, str(partition)).inc(records)
 
     def set_cache_usage(self, usage: Mapping[str, tuple[int, int, int, int]]) -> None:
         """Each cache's (entries, bytes, entry cap, byte cap), as `Pipeline.cache_usage` gives them."""

@@ -24,7 +24,7 @@ from pipeline import queries
 from pipeline.cli import build_parser
 from pipeline.commands import dashboard as dashboard_cmd
 from pipeline.errors import UsageError
-from pipeline.io.consumer_health import ConsumerLag
+from pipeline.io.consumer_health import ConsumerLag, RecordsLost
 from pipeline.io.store import Store
 from pipeline.io.store_readers import connect_readonly
 from pipeline.io.store_schema import parts_dir
@@ -460,6 +460,38 @@ def test_live_says_when_a_running_consumer_is_far_behind_its_topics(
     at.run()
     assert any(m.label == "Behind its topics" and m.value == "900 records" for m in at.metric)
     assert not any("records behind" in w.value for w in at.warning)
+
+
+def test_live_says_how_many_records_the_broker_deleted_before_the_consumer_read_them(
+    simulated_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 22: retention deleted 12.5% of a burst before it was read, and every page looked whole."""
+    db = tmp_path / "holed.duckdb"
+    shutil.copy(simulated_db, db)
+    at = open_app(db, monkeypatch, "views/live.py")
+    assert not any("lost to broker retention" in m.value for m in [*at.warning, *at.caption])  # none noted: none said
+    now = datetime.now(UTC)
+    with Store(db) as writer:
+        for instance, partition, records, first in (("c0", 0, 201_684, 392_018), ("c1", 2, 190_498, 403_240)):
+            writer.instance = instance
+            writer.note_lost(RecordsLost(now - timedelta(minutes=partition + 1), records, "auth.failures", partition,
+                                         first, first + records - 1))
+            writer.beat(now)
+    at.run()
+    assert_clean(at, "views/live.py")
+    warning = next(w.value for w in at.warning if "lost to broker retention" in w.value)
+    assert warning.startswith("392,182 records lost to broker retention")
+    assert "201,684 records of auth.failures[0], offsets 392,018–593,701" in warning  # the newest hole
+    assert "raise retention.ms/bytes or add consumers" in warning
+    with Store(db) as writer:  # two days later the hole is history: said, but no longer a warning
+        for instance in ("c0", "c1"):
+            writer.instance = instance
+            writer.note_lost(RecordsLost(now - timedelta(days=2), 5, "auth.failures", 0 if instance == "c0" else 2,
+                                         1, 5))
+            writer.beat(now)
+    at.run()
+    assert not any("lost to broker retention" in w.value for w in at.warning)
+    assert any(c.value.startswith("10 records lost to broker retention") for c in at.caption)
 
 
 def test_no_page_keeps_the_store_open(simulated_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

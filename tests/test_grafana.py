@@ -58,6 +58,7 @@ REQUIRED_PANELS = (
     "Throughput",
     "Classification time per batch",
     "Dead letters by kind",
+    "Records lost to broker retention",
 )
 ROTATION_CAUSES = {"unpublished_key", "stale_jwks", "retired_key"}
 

@@ -14,6 +14,7 @@ import pytest
 
 from pipeline.config import KafkaConfig
 from pipeline.io import kafka as kafka_io
+from pipeline.io import kafka_producers
 from pipeline.io.base import CommittingSource
 from pipeline.io.files import FileSource
 from pipeline.io.memory import ListSource
@@ -57,8 +58,8 @@ def test_a_comma_separated_bootstrap_list_reaches_every_client_the_same_way(
     builders = {
         "the consumer's source": lambda: kafka_io.KafkaSource(config, {}),
         "the scenario producer": lambda: kafka_io.produce(config, []),
-        "the dead-letter publisher": lambda: kafka_io.DeadLetterPublisher(config),
-        "jwks-watch's snapshot sink": lambda: kafka_io.KafkaSnapshotSink(config),
+        "the dead-letter publisher": lambda: kafka_producers.DeadLetterPublisher(config),
+        "jwks-watch's snapshot sink": lambda: kafka_producers.KafkaSnapshotSink(config),
         "the topic admin": lambda: kafka_io.ensure_topics(config),
     }
     for what, build in builders.items():

@@ -17,7 +17,7 @@ import streamlit as st
 
 from dashboards import charts, data, ui
 from pipeline.errors import StoreError
-from pipeline.io.consumer_health import ConsumerLag, consumer_heartbeat, consumer_lag
+from pipeline.io.consumer_health import ConsumerLag, RecordsLost, consumer_heartbeat, consumer_lag, records_lost
 
 INTERVALS = {"every 5 s": 5, "every 10 s": 10, "every 30 s": 30, "every minute": 60}
 WINDOWS = {"last 15 minutes": timedelta(minutes=15), "last hour": timedelta(hours=1)}
@@ -27,6 +27,9 @@ SILENT_AFTER = timedelta(minutes=1)
 #: A consumer further behind its topics than this (at its own pace) is said to be behind: what the page
 #: shows is that much older than what the services are rejecting now.
 BEHIND_AFTER = timedelta(seconds=30)
+#: Records lost to the broker's retention are a warning for this long after the newest loss, then a caption:
+#: the hole stays in the store's history, but is no longer news.
+LOST_NEWS_FOR = timedelta(days=1)
 
 st.title("Live")
 with st.sidebar:
@@ -66,7 +69,7 @@ def refresh() -> None:
     cols[0].metric(f"Failures, {last_5}", f"{live.last_5_min:,}")
     cols[1].metric("Failures per minute", f"{live.last_5_min / 5:,.1f}", help=f"Over the {last_5}.")
     cols[2].metric("Newest event", f"{ui.fmt_seconds((now - newest).total_seconds())} ago")
-    beat, lag = consumer_word(path)
+    beat, lag, lost = consumer_word(path)
     seen = beat if beat is not None else written
     cols[3].metric("Last word from the consumer", f"{ui.fmt_seconds((now - seen).total_seconds())} ago",
                    help="Its heartbeat, written at every publish, idle or not (or, for a store without one, "
@@ -80,6 +83,11 @@ def refresh() -> None:
     behind = falling_behind(lag, now, beat)
     if behind:
         st.warning(behind, icon=":material/speed:")
+    if lost is not None:
+        if now - lost.noted_at <= LOST_NEWS_FOR:
+            st.warning(lost_words(lost, now), icon=":material/delete_sweep:")
+        else:
+            st.caption(lost_words(lost, now))
     if kind == "running":
         st.caption(text)
     elif kind == "silent":
@@ -109,13 +117,22 @@ def refresh() -> None:
             st.dataframe(positions[["source", "source_partition", "next_offset", "updated"]], hide_index=True)
 
 
-def consumer_word(path: str) -> tuple[datetime | None, ConsumerLag | None]:
-    """The consumer's newest heartbeat and lag note in the published store (None: no consumer wrote one)."""
+def consumer_word(path: str) -> tuple[datetime | None, ConsumerLag | None, RecordsLost | None]:
+    """The consumers' newest heartbeat, lag and loss notes in the published store (None: no consumer wrote one)."""
     try:
         with data.reading(path) as con:
-            return consumer_heartbeat(con), consumer_lag(con)
+            return consumer_heartbeat(con), consumer_lag(con), records_lost(con)
     except (StoreError, duckdb.Error):
-        return None, None
+        return None, None, None
+
+
+def lost_words(lost: RecordsLost, now: datetime) -> str:
+    """One line on records the broker deleted before the consumer read them: the picture has a hole."""
+    ago = ui.fmt_seconds(max(0.0, (now - lost.noted_at).total_seconds()))
+    return (f"{lost.records:,} records lost to broker retention: the broker deleted them before jwtriage read them, "
+            f"so no verdict here counts them (the latest: {lost.last - lost.first + 1:,} records of "
+            f"{lost.topic}[{lost.partition}], offsets {lost.first:,}–{lost.last:,}, noticed {ago} ago). "
+            "The topic's retention is shorter than the consumer's lag: raise retention.ms/bytes or add consumers.")
 
 
 def falling_behind(lag: ConsumerLag | None, now: datetime, beat: datetime | None) -> str | None:

@@ -27,8 +27,9 @@ from pipeline.config import Config
 from pipeline.engine.identifiers import hasher_from
 from pipeline.errors import ConfigError
 from pipeline.faults import crash_point
-from pipeline.io.consumer_health import ConsumerLag
-from pipeline.io.kafka import BATCH_RECORDS, POLL_TIMEOUT_MS, DeadLetterPublisher, KafkaSource, source_formats
+from pipeline.io.consumer_health import ConsumerLag, RecordsLost
+from pipeline.io.kafka import BATCH_RECORDS, POLL_TIMEOUT_MS, KafkaSource, source_formats
+from pipeline.io.kafka_producers import DeadLetterPublisher
 from pipeline.io.lake import open_writer
 from pipeline.io.store import Store
 from pipeline.metrics import Metrics
@@ -49,6 +50,7 @@ class ConsumeStats:
     events: int = 0
     dead_letters: int = 0
     skipped: int = 0  # gateway lines that were no JWT rejection
+    lost: int = 0  # records the broker deleted before this run read them (`kafka_gaps`)
     batches: int = 0
     seconds: float = 0.0
 
@@ -84,6 +86,7 @@ class _Consumer:
         self.publish_interval = 5.0
         self._last_publish, self._publish_cost, self._last_lag = 0.0, 0.0, 0.0
         self._events = self._events_at_lag = 0  # events stored so far, and when the lag was last measured
+        self.lost = store.records_lost()  # per partition, in all: the store's notes go on counting across restarts
 
     def restore(self, stored: dict[tuple[str, int], int]) -> None:
         """Before the loop: the key timeline to the end of the JWKS topic, then the join state as it was."""
@@ -137,9 +140,26 @@ class _Consumer:
             self.on_batch(batch, self.source)
 
     def on_tick(self) -> None:
-        """The loop's `on_tick`, after every unit, empty or not: measure lag when due, publish when due."""
+        """The loop's `on_tick`, after every unit, empty or not: note lost records, measure lag, publish when due."""
+        self.note_holes()
         self.measure_when_due()
         self.publish_when_due()
+
+    def note_holes(self) -> None:
+        """Records the broker deleted before they were read (the source logged each hole): count and note them.
+
+        Into the run's stats, the `jwtriage_records_lost_total` counter, and the store's note per
+        partition (written with the next heartbeat), where the Live page finds it.
+        """
+        for hole in self.source.take_holes():
+            self.stats.lost += hole.records
+            if self.metrics is not None:
+                self.metrics.count_lost(hole.topic, hole.partition, hole.records)
+            before = self.lost.get((hole.topic, hole.partition))
+            note = RecordsLost(datetime.now(UTC), hole.records + (before.records if before else 0),
+                               hole.topic, hole.partition, hole.first, hole.last)
+            self.lost[(hole.topic, hole.partition)] = note
+            self.store.note_lost(note)
 
     def measure_when_due(self) -> None:
         """Lag and cache usage into the metrics, at most every LAG_INTERVAL_SECONDS, idle included.
@@ -178,6 +198,8 @@ class _Consumer:
 
     def close(self) -> None:
         try:
+            self.source.check_gaps()  # gaps seen in the last second are confirmed before the last heartbeat
+            self.note_holes()
             self.store.publish(final=True)
         finally:
             self.store.close()
@@ -208,8 +230,10 @@ def consume(
     try:
         _note_hash_key(store, config)
         stored = store.positions()
+        lost = store.records_lost()
         source = KafkaSource(
-            config.kafka, stored, instance=instance, max_records=batch_size, exit_when_idle=exit_when_idle
+            config.kafka, stored, instance=instance, max_records=batch_size, exit_when_idle=exit_when_idle,
+            counted_lost={partition: note.last for partition, note in lost.items()},
         )
     except BaseException:
         store.close()
@@ -276,9 +300,11 @@ def cmd_consume(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> 
         stopper=stopper,
         metrics=metrics,
     )
+    lost = (f"; {stats.lost:,} records deleted by the broker before they were read (see the warnings above)"
+            if stats.lost else "")
     print(
         f"jwtriage consume: {stats.events:,} events, {stats.dead_letters:,} dead letters, {stats.skipped:,} skipped "
-        f"(not a JWT rejection) in {stats.batches:,} batches, {stats.seconds:.1f} s → {config.store.path}",
+        f"(not a JWT rejection) in {stats.batches:,} batches, {stats.seconds:.1f} s → {config.store.path}{lost}",
         file=stdout,
     )
     return 0

@@ -72,7 +72,7 @@ def _open_sink(config: Config, out: str | None) -> tuple[SnapshotSink, dict[str,
     if out:
         jsonl = JsonlSnapshotSink(Path(out))
         return jsonl, jsonl.last_snapshots()
-    from pipeline.io.kafka import KafkaSnapshotSink  # kafka-python only when it is used
+    from pipeline.io.kafka_producers import KafkaSnapshotSink  # kafka-python only when it is used
 
     try:
         return KafkaSnapshotSink(config.kafka), {}

@@ -1,4 +1,4 @@
-"""Kafka on both sides: the consumer's source of envelopes, the producers (a scenario, dead letters, key snapshots).
+"""Kafka on both sides: the consumer's source of envelopes, and producers (a scenario; `kafka_producers`: the rest).
 
 Every client is built from `client_options`, the one place that turns the `[kafka]` config
 into kafka-python settings (bootstrap servers, SASL/SSL, timeouts, and every pass-through
@@ -17,13 +17,11 @@ the group's offsets are what another member left behind after a rebalance.
 from __future__ import annotations
 
 import heapq
-import json
 import logging
 import time
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC
 from typing import Any
 
 with warnings.catch_warnings():
@@ -43,8 +41,8 @@ from pipeline.config import KafkaConfig
 from pipeline.errors import ConfigError
 from pipeline.faults import crash_point
 from pipeline.io import kafka_options
-from pipeline.models import JwksSnapshot
-from pipeline.records import DeadLetter, Envelope, Position, RecordKind
+from pipeline.io.kafka_gaps import GapWatch, Hole, Partition
+from pipeline.records import Envelope, Position, RecordKind
 
 log = logging.getLogger(__name__)
 
@@ -290,14 +288,23 @@ def fetch_by_position(
 
 
 class _LogAssignments(ConsumerRebalanceListener):
-    """Logs rebalances (the listener runs on kafka-python's IO thread: no blocking calls here)."""
+    """Logs rebalances (the listener runs on kafka-python's IO thread: no blocking calls here).
+
+    Partitions that move are forgotten by the gap watch: another member may read them meanwhile,
+    so where this one should resume is asked again (the group's committed offset) when they come back.
+    """
+
+    def __init__(self, gaps: GapWatch) -> None:
+        self.gaps = gaps
 
     def on_partitions_revoked(self, revoked: Any) -> None:
         if revoked:
+            self.gaps.forget(revoked)
             log.info("partitions revoked: %s", sorted(f"{tp.topic}-{tp.partition}" for tp in revoked))
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         if assigned:
+            self.gaps.forget(assigned)
             log.info("partitions assigned: %s", sorted(f"{tp.topic}-{tp.partition}" for tp in assigned))
 
 
@@ -309,6 +316,10 @@ class KafkaSource:
     `batches()` polls until the loop stops asking, or, with `exit_when_idle`, until nothing
     new came for that many seconds and the group has read everything (a backfill, a test).
     Start-up reads (`read_jwks_to_end`, `replay_samples`) come before it.
+
+    Records the broker deleted before they were read (retention outran the lag) are found by
+    `gaps` (`kafka_gaps.GapWatch`): logged, counted in `gaps.lost`, handed out by `take_holes`;
+    `counted_lost` is the last offset per partition that an earlier run already counted so.
     """
 
     def __init__(
@@ -319,6 +330,7 @@ class KafkaSource:
         max_records: int = BATCH_RECORDS,
         sample_replay: int = 10_000,
         exit_when_idle: float | None = None,
+        counted_lost: dict[Partition, int] | None = None,
     ) -> None:
         self.kafka = kafka
         self.exit_when_idle = exit_when_idle
@@ -350,10 +362,11 @@ class KafkaSource:
         # was holding for it (up to fetch_max_wait_ms; twice per measurement, one per follower).
         self.offsets = KafkaConsumer(**_settings(kafka, "consumer", fetch, fixed | {"group_id": None}))
         self._unreachable_since: float | None = None
+        self.gaps = GapWatch(self._log_starts, counted_through=counted_lost)
         ensure_topics(kafka)
         self._assign_follower()
         self.event_topics = event_topics(kafka)
-        self.group.subscribe(self.event_topics, listener=_LogAssignments())
+        self.group.subscribe(self.event_topics, listener=_LogAssignments(self.gaps))
 
     # -- start-up ------------------------------------------------------------------------
 
@@ -377,12 +390,16 @@ class KafkaSource:
             for tp in partitions:
                 stored = self.stored_positions.get((tp.topic, tp.partition))
                 if stored is None:
-                    consumer.seek(tp, beginnings[tp])
+                    start = beginnings[tp]
                 elif tp.topic == self.kafka.samples_topic:
                     # Re-read recent samples: the join state is memory, and a restart emptied it.
-                    consumer.seek(tp, max(beginnings[tp], stored - self.sample_replay))
+                    start = max(beginnings[tp], stored - self.sample_replay)
                 else:
-                    consumer.seek(tp, stored)
+                    start = stored
+                if stored is not None:
+                    self.gaps.deleted(tp, stored, beginnings[tp] - 1)  # gone while this consumer was down
+                consumer.seek(tp, start)
+                self.gaps.expect(tp, start)
         self._jwks_partitions = jwks
 
     def read_jwks_to_end(self) -> list[Envelope]:
@@ -429,6 +446,7 @@ class KafkaSource:
     def _envelopes(self, polled: dict[Any, list[Any]]) -> list[Envelope]:
         out: list[Envelope] = []
         for tp, messages in polled.items():
+            self.gaps.observe(tp, messages)
             kind, topic, partition = self.kinds[tp.topic], tp.topic, tp.partition
             out.extend([Envelope(kind, m.value or b"", Position(topic, partition, m.offset)) for m in messages])
         return out
@@ -444,6 +462,7 @@ class KafkaSource:
                 idle_since = idle_since or time.monotonic()
                 if time.monotonic() - idle_since >= self.exit_when_idle and self.caught_up():
                     log.info("caught up and idle for %.0f s: exiting", self.exit_when_idle)
+                    self.check_gaps()
                     return
             yield envelopes
 
@@ -457,6 +476,8 @@ class KafkaSource:
         polled = self.group.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=self.max_records)
         for tp in list(polled):
             stored = self.stored_positions.get((tp.topic, tp.partition))
+            if not self.gaps.knows(tp):
+                self._expect_from_group(tp, stored)
             if stored is not None and polled[tp] and polled[tp][0].offset < stored:
                 polled[tp] = [m for m in polled[tp] if m.offset >= stored]
                 if not polled[tp]:
@@ -464,7 +485,43 @@ class KafkaSource:
         events = self._envelopes(polled)
         # Keys and samples are read after the events were fetched, so they are at least as recent.
         samples = self._envelopes(self.follower.poll(timeout_ms=0, max_records=self.max_records))
-        return self._drain_keys() + samples + events
+        envelopes = self._drain_keys() + samples + events
+        if self.gaps.due():
+            self.check_gaps()
+        return envelopes
+
+    def _expect_from_group(self, tp: Any, stored: int | None) -> None:
+        """Where a newly assigned partition should resume: max(stored, the group's committed offset).
+
+        Asked once per assignment, when its first records come: kafka-python started it at the
+        committed offset, or, that offset being deleted, at the earliest one left. With neither
+        (a new group) the consumer starts at the earliest offset by design: nothing to compare.
+        """
+        try:
+            committed = self.group.committed(tp)
+        except KafkaError as exc:
+            log.debug("committed offset of %s-%d not known (%s): compared with the stored one only",
+                      tp.topic, tp.partition, exc)
+            committed = None
+        known = [offset for offset in (stored, committed) if offset is not None]
+        if known:
+            self.gaps.expect(tp, max(known))
+
+    def _log_starts(self, partitions: list[Partition]) -> dict[Partition, int]:
+        """The earliest offset still in each partition's log (asked of the client that never fetches)."""
+        starts = self.offsets.beginning_offsets([TopicPartition(topic, p) for topic, p in partitions])
+        return {(tp.topic, tp.partition): int(offset) for tp, offset in starts.items()}
+
+    def check_gaps(self) -> None:
+        """Confirm the gaps seen so far against the broker now (a broker that cannot answer: they wait)."""
+        try:
+            self.gaps.check()
+        except KafkaError as exc:
+            log.debug("log start offsets not known (%s): gaps checked later", exc)
+
+    def take_holes(self) -> list[Hole]:
+        """Holes (records the broker deleted before they were read) confirmed since the last call."""
+        return self.gaps.take_holes()
 
     def commit(self, positions: dict[tuple[str, int], int]) -> None:
         """Tell the group how far this member got (after the store committed; for lag and rebalances)."""
@@ -536,59 +593,3 @@ class KafkaSource:
                 consumer.close(autocommit=False)
             except KafkaError as exc:
                 log.debug("closing a consumer: %s", exc)
-
-
-class DeadLetterPublisher:
-    """Sends dead letters to a DLQ topic: the reason and a redacted excerpt, never the raw value."""
-
-    def __init__(self, kafka: KafkaConfig) -> None:
-        if kafka.dead_letter_topic is None:
-            raise ValueError("no dead_letter_topic configured")
-        self.topic = kafka.dead_letter_topic
-        self.producer = make_producer(kafka)
-
-    def send(self, letters: Iterable[DeadLetter]) -> None:
-        for letter in letters:
-            body = {
-                "kind": letter.kind.value,
-                "source": letter.position.source,
-                "partition": letter.position.partition,
-                "offset": letter.position.offset,
-                "reason": letter.reason,
-                "excerpt": letter.excerpt,
-                "received_at": letter.received_at.astimezone(UTC).isoformat(),
-            }
-            self.producer.send(self.topic, key=letter.position.source.encode(), value=json.dumps(body).encode())
-
-    def close(self) -> None:
-        self.producer.flush(timeout=30)
-        self.producer.close(timeout=30)
-
-
-class KafkaSnapshotSink:
-    """A `SnapshotSink`: each snapshot to `kafka.jwks_topic`, keyed by issuer (one partition per issuer keeps order).
-
-    `publish` waits for the broker's acknowledgement, so a snapshot is durable when it returns.
-    """
-
-    def __init__(self, kafka: KafkaConfig, send_timeout: float = 30.0) -> None:
-        self.topic = kafka.jwks_topic
-        self.send_timeout = send_timeout
-        self._producer = make_producer(
-            kafka,
-            client_id="jwtriage-jwks-watch",
-            retries=5,
-            linger_ms=0,
-            batch_size=16_384,
-            max_request_size=kafka.max_message_bytes,
-        )
-
-    def publish(self, snapshot: JwksSnapshot) -> None:
-        future = self._producer.send(
-            self.topic, key=snapshot.issuer.encode("utf-8"), value=snapshot.model_dump_json().encode("utf-8")
-        )
-        future.get(timeout=self.send_timeout)
-
-    def close(self) -> None:
-        self._producer.flush(timeout=self.send_timeout)
-        self._producer.close(timeout=5)

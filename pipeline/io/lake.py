@@ -37,7 +37,17 @@ import pyarrow as pa
 from pipeline.engine.keys import KeyTimeline
 from pipeline.errors import StoreError
 from pipeline.faults import crash_point
-from pipeline.io.consumer_health import HEARTBEAT_KEY, LAG_KEY, ConsumerLag, lag_value
+from pipeline.io.consumer_health import (
+    HEARTBEAT_KEY,
+    LAG_KEY,
+    ConsumerLag,
+    RecordsLost,
+    lag_value,
+    lost_key,
+    lost_prefix,
+    lost_value,
+    parse_lost,
+)
 from pipeline.io.lake_maintain import COVERAGE_VIEW, HOURLY_VIEW, LakeMaintenance, migrate_hourly
 from pipeline.io.store import (
     WAITING_CONDITION,
@@ -186,6 +196,7 @@ class LakeStore:
                              "(hint: --instance consumer-1)")
         self.db_path, self.instance, self.path = str(path), instance, str(path)
         self.lag: ConsumerLag | None = None
+        self.lost: dict[tuple[str, int], RecordsLost] = {}  # notes for the next heartbeat
         self.con = connect_lake(path, data_path)
         self._versions: OrderedDict[str, tuple[datetime, datetime]] = OrderedDict()  # event_id → (ts, classified_at)
         self._last_at = datetime.min.replace(tzinfo=UTC)
@@ -247,10 +258,26 @@ class LakeStore:
         if self.lag is not None:
             self._meta(f"{LAG_KEY}{self.instance}", lag_value(self.lag))
             self.lag = None  # one note per measurement
+        for (topic, partition), lost in self.lost.items():
+            self._meta(lost_key(self.instance, topic, partition), lost_value(lost))
+        self.lost = {}
 
     def note_lag(self, lag: ConsumerLag) -> None:
         """The consumer's latest lag, written with the next heartbeat (`Store.note_lag`)."""
         self.lag = lag
+
+    def note_lost(self, lost: RecordsLost) -> None:
+        """A partition's records lost to retention, written with the next heartbeat (`Store.note_lost`)."""
+        self.lost[(lost.topic, lost.partition)] = lost
+
+    def records_lost(self) -> dict[tuple[str, int], RecordsLost]:
+        """This consumer's own loss notes per partition (`Store.records_lost`)."""
+        rows = self.con.execute(
+            "SELECT arg_max(value, updated_at) FROM lake_meta WHERE instance = ? AND starts_with(key, ?) GROUP BY key",
+            [self.instance, lost_prefix(self.instance)],
+        ).fetchall()
+        notes = [lost for (value,) in rows if (lost := parse_lost(str(value))) is not None]
+        return {(note.topic, note.partition): note for note in notes}
 
     def publish(self, final: bool = False) -> float:
         """Committed batches are visible to readers at once: a heartbeat, and maintenance when due (`lake_maintain`).

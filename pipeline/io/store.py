@@ -28,7 +28,17 @@ from pipeline.engine.keys import KeyTimeline, load_public_key
 from pipeline.engine.tokens import has_token, redact_tokens, to_json
 from pipeline.errors import StoreError
 from pipeline.faults import crash_point
-from pipeline.io.consumer_health import HEARTBEAT_KEY, LAG_KEY, ConsumerLag, lag_value
+from pipeline.io.consumer_health import (
+    HEARTBEAT_KEY,
+    LAG_KEY,
+    ConsumerLag,
+    RecordsLost,
+    lag_value,
+    lost_key,
+    lost_prefix,
+    lost_value,
+    parse_lost,
+)
 from pipeline.io.store_awaiting import AwaitingKeyIndex
 from pipeline.io.store_parts import LIVE_DDL, write_catalog
 from pipeline.io.store_publish import Publisher
@@ -306,6 +316,7 @@ class Store:
         self.instance = instance
         self.publisher: Publisher | None = None
         self.lag: ConsumerLag | None = None
+        self.lost: dict[tuple[str, int], RecordsLost] = {}  # notes for the next heartbeat
         self._awaiting = AwaitingKeyIndex()
         self._last_at = datetime.min.replace(tzinfo=UTC)
         if instance is not None:
@@ -413,10 +424,25 @@ class Store:
         if self.lag is not None:
             note = lag_value(self.lag)
             self.con.execute("INSERT OR REPLACE INTO store_meta VALUES (?, ?)", [f"{LAG_KEY}{name}", note])
+        for (topic, partition), lost in self.lost.items():
+            self.con.execute("INSERT OR REPLACE INTO store_meta VALUES (?, ?)",
+                             [lost_key(name, topic, partition), lost_value(lost)])
+        self.lost = {}
 
     def note_lag(self, lag: ConsumerLag) -> None:
         """The consumer's latest lag, written with the next heartbeat: the Live page shows how far behind it is."""
         self.lag = lag
+
+    def note_lost(self, lost: RecordsLost) -> None:
+        """Records of a partition lost to the broker's retention (in all), written with the next heartbeat."""
+        self.lost[(lost.topic, lost.partition)] = lost
+
+    def records_lost(self) -> dict[tuple[str, int], RecordsLost]:
+        """This consumer's own loss notes per partition, as the last run left them (it adds to them)."""
+        prefix = lost_prefix(self.instance or "default")
+        rows = self.con.execute("SELECT value FROM store_meta WHERE starts_with(key, ?)", [prefix]).fetchall()
+        notes = [lost for (value,) in rows if (lost := parse_lost(str(value))) is not None]
+        return {(note.topic, note.partition): note for note in notes}
 
     def __enter__(self) -> Store:
         return self
