@@ -720,3 +720,30 @@ def test_the_attack_tail_services_and_key_uses_read_no_raw_day_outside_their_win
             con.execute("SELECT count(*) FROM classifications").fetchone()
     finally:
         con.close()
+
+
+def test_a_reader_of_rollups_an_older_writer_wrote_reads_the_new_columns_as_null(tmp_path: Path) -> None:
+    """Rollup files (and their schema file) from before `key_thumbprint`, `min_iat` and `max_iat`: the counts
+    still answer from them, and key hygiene reads those hours' raw rows."""
+    db = tmp_path / "k.duckdb"
+    with Store(db, instance="c1", retention_days=5, rollup_retention_days=10) as store:
+        assert store.publisher is not None
+        add_rows(store, 0, 96, DAY0, step=timedelta(minutes=30))
+        store.con.execute("UPDATE classifications SET issuer = 'i', key_thumbprint = 't'")
+        store.con.execute("INSERT INTO jwks_keys VALUES ('i', 'k', 't', 'RSA', NULL, 0, ?, ?, NULL, true)",
+                          [DAY0, DAY0 + timedelta(days=2)])
+        store.publisher.keys_dirty = True
+        store.publish()
+        store.publisher.maintain()
+    with duckdb.connect() as plain:
+        for file in (parts_dir(db) / "hourly").rglob("*.parquet"):
+            plain.execute(f"COPY (SELECT * EXCLUDE (key_thumbprint, min_iat, max_iat) FROM read_parquet('{file}')) "
+                          f"TO '{file}.old' (FORMAT parquet)")
+            os.replace(f"{file}.old", file)
+    con = connect_readonly(db)
+    try:
+        assert queries.total_events(con, queries.Filters(since=DAY0, until=DAY0 + timedelta(days=2))) == 96
+        hygiene = queries.key_hygiene(con, DAY0, DAY0 + timedelta(days=2))
+        assert [(k["kid"], k["uses"]) for k in hygiene] == [("k", 96)]
+    finally:
+        con.close()

@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow.parquet as pq
 
 from pipeline.errors import StoreError
 from pipeline.io.store_schema import sql_path
@@ -180,7 +179,8 @@ def hourly_select(parts: Path, prefix: str = "") -> str:
 @functools.lru_cache(maxsize=64)
 def _parquet_columns(path: str, mtime_ns: int) -> frozenset[str]:
     """A Parquet file's column names, cached by its time (`mtime_ns`: a schema file is rewritten, never edited)."""
-    return frozenset(pq.read_schema(path).names)
+    with duckdb.connect() as con:  # not pyarrow.parquet: importing it costs every writer ~40 MB resident
+        return frozenset(n for (n,) in con.execute("SELECT name FROM parquet_schema(?)", [path]).fetchall())
 
 
 def _rollup_files_sql(parts: Path, folders: str = "*") -> str:
