@@ -82,12 +82,13 @@ def jwtriage_classify(files: OutageFiles, reuse: bool) -> tuple[float, str, dict
 
     config = Config.model_validate(tomllib.loads(files.config.read_text()))
     config = config.model_copy(update={"classify": ClassifyConfig(reuse_judgements=reuse)})
-    pipeline = Pipeline(config)
+    source = FileSource(files.events, snapshots=files.jwks)
+    pipeline = Pipeline(config, snapshots_first=source.snapshots_first)  # as cmd_classify builds it
     out, errors = io.StringIO(), io.StringIO()
     sink = JsonlVerdictSink(out, errors)
     elapsed = 0.0
     with streaming_gc():  # as cmd_classify does
-        for envelopes in FileSource(files.events, snapshots=files.jwks).batches():
+        for envelopes in source.batches():
             timed = any(envelope.kind is RecordKind.EVENT for envelope in envelopes)
             started = time.perf_counter()
             sink.write(pipeline.process(envelopes), pipeline.timeline)

@@ -130,6 +130,28 @@ def test_a_removal_snapshot_that_comes_after_its_events_rejudges_them() -> None:
     assert pipeline.process([snapshots[3]]).judged == []  # a snapshot that changes no verdict writes nothing
 
 
+def test_a_source_with_snapshots_first_holds_no_judged_event(caplog: pytest.LogCaptureFixture) -> None:
+    """`classify` (a `FileSource`) sends every snapshot before any event: nothing is held for a later one.
+
+    The verdicts are those of a pipeline that holds them. Should a snapshot come after events
+    all the same, the pipeline says so and holds events from then on.
+    """
+    feed = Feed()
+    snapshots = snapshot_envelopes(feed)
+    kids = ("rsa-1", "rsa-2", "rsa-nope")  # the last is no published kid: unknown_kid, held for a key
+    events = [feed(RecordKind.EVENT, ev(f"e{n}", token=mint(kids[n % 3], signer="rsa-2"))) for n in range(6)]
+    holding, first = Pipeline(World().cfg), Pipeline(World().cfg, snapshots_first=FileSource.snapshots_first)
+    mine, theirs = first.process([*snapshots, *events]), holding.process([*snapshots, *events])
+    verdicts = [[(j.event.event_id, j.verdict) for j in batch.judged] for batch in (mine, theirs)]
+    assert verdicts[0] == verdicts[1]
+    assert holding.state_sizes["recent_with_token"] == 4 and holding.state_sizes["awaiting_key"] == 2
+    assert first.state_sizes["recent_with_token"] == first.state_sizes["awaiting_key"] == 0
+    first.process([snapshots[0]])
+    assert "after events" in caplog.text
+    first.process([feed(RecordKind.EVENT, ev("late", token=mint("rsa-2")))])
+    assert first.state_sizes["recent_with_token"] == 1
+
+
 def test_events_waiting_for_a_sample_survive_a_restart(tmp_path: Path) -> None:
     """A new process on the same store takes back the events still waiting (the consumer's restart)."""
     feed, db = Feed(), tmp_path / "s.duckdb"

@@ -186,3 +186,27 @@ def test_events_at_the_end_of_time_are_judged_as_fresh_ones() -> None:
         envelopes.append(Envelope(RecordKind.EVENT, json.dumps(event).encode(), Position("events", 0, n)))
     reusing = _compare(envelopes, 3)
     assert not reusing.process([]).dead_letters
+
+
+def test_a_retry_in_its_tokens_last_span_reuses_it_up_to_the_tokens_expiry() -> None:
+    """A token's last span is kept on its judgement (`last_span`) only where its time claims pass at both ends.
+
+    A token of rsa-3 (published at T0+1h, after both fetch times: stale_jwks) retried every
+    second across its `exp` plus the leeway and the minute edges of the key's age, under one
+    fetch time, then under another: the kept span serves the retries inside it, never one
+    past `exp` or under the other fetch time (the verdicts are the fresh ones).
+    """
+    expires = T0 + timedelta(seconds=5417 + 30)  # off the grid of the sentence's durations; leeway 30 s
+    token = mint("rsa-3", good_claims(iat=T + 3600, exp=T + 5417))
+    envelopes = [Envelope(RecordKind.SNAPSHOT, s.model_dump_json().encode(), Position("jwks", 0, n))
+                 for n, s in enumerate(SNAPSHOTS)]
+    for n in range(300):
+        event = {"event_id": f"m{n}", "ts": (expires - timedelta(seconds=200 - n, microseconds=n)).isoformat(),
+                 "service": "payments-api", "token": token,
+                 "service_jwks_fetched_at": FETCHED[1 + n // 150].isoformat()}
+        envelopes.append(Envelope(RecordKind.EVENT, json.dumps(event).encode(), Position("events", 0, n)))
+    reusing = _compare(envelopes, 37)
+    memo, reuse = reusing.classifier.spans, reusing.classifier.reuse
+    assert memo is not None and reuse is not None and memo.hits > 150, memo.hits
+    kept = [static.last_span for static in reuse.cache.values() if static.last_span]
+    assert kept and all(span[1] < spans._micros(expires) for span in kept)

@@ -22,8 +22,9 @@ def cmd_classify(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) ->
     events = Path("/dev/stdin") if args.events == "-" else Path(args.events)
     check_readable(jwks, samples, None if args.events == "-" else events)
     sink = JsonlVerdictSink(stdout, errors=sys.stderr)
-    pipeline = Pipeline(config, event_format=args.format)
-    run(FileSource(events, snapshots=jwks, samples=samples), pipeline, sink)
+    source = FileSource(events, snapshots=jwks, samples=samples)
+    pipeline = Pipeline(config, event_format=args.format, snapshots_first=source.snapshots_first)
+    run(source, pipeline, sink)
     stdout.flush()
     if args.format != DEFAULT_EVENT_FORMAT:  # a gateway log: say what was read, judged and skipped
         counts = pipeline.counts

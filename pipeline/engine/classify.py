@@ -107,7 +107,8 @@ class StaticJudgement:
     version they were judged against (a new snapshot can change the keys a kid names);
     `kid` is the header's kid as the verdict prints it (`_header_text`), kept with them.
     `tail_key` is everything of them a verdict prints, hashable (None when the `aud` claim is
-    not a string or null): what `spans` keys a reused verdict's tail by.
+    not a string or null): what `spans` keys a reused verdict's tail by. `last_span` is
+    `spans`' memo of this token's latest span (its own list, the judgement being frozen).
     """
 
     attacks: tuple[Attack, ...]
@@ -117,6 +118,7 @@ class StaticJudgement:
     version: int
     kid: str | None = None
     tail_key: tuple[Any, ...] | None = None
+    last_span: list[Any] = field(default_factory=list, compare=False, repr=False)
 
 
 def _classification(**fields: Any) -> Classification:

@@ -186,7 +186,7 @@ class VerdictSpans:
     def _key_timing(
         self, event: AuthFailureEvent, key: TimelineKey, at_us: int, policy: ServicePolicy, make: bool
     ) -> Any:
-        """The finding of the span covering `at_us` (`_NO_FINDING` for none), or `_MISS`.
+        """The span covering `at_us`, (first µs, last µs, its finding or `_NO_FINDING`, key), or `_MISS`.
 
         With `make`, a missing span is made, from the second event of its (key, fetch time,
         service) on: a stream whose every event has its own fetch time never pays for one.
@@ -199,7 +199,7 @@ class VerdictSpans:
         if spans is not None:
             for span in spans:
                 if span[0] <= at_us <= span[1]:
-                    return span[2]
+                    return span
         if not make:
             return _MISS
         if spans is None:  # first sight of this fetch time: a stream of unique ones never pays for spans
@@ -223,11 +223,11 @@ class VerdictSpans:
                 return _MISS
         except OverflowError:  # a span's end past year 9999 (or before year 1): no span there
             return _MISS
-        finding = _NO_FINDING if found is None else found
-        spans.insert(0, (first, last, finding, key))
+        span = (first, last, _NO_FINDING if found is None else found, key)
+        spans.insert(0, span)
         del spans[_SPANS_PER_KEY:]
         self.spans.put(memo_key, spans)
-        return finding
+        return span
 
     def _fast_checks(self, event: AuthFailureEvent, token: ParsedToken, policy: ServicePolicy) -> int | None:
         """The event's time in µs when steps 6 and 7 pass at it (as `check_times`' shortcut decides); else None."""
@@ -245,22 +245,58 @@ class VerdictSpans:
     def verdict(
         self, event: AuthFailureEvent, token: ParsedToken, policy: ServicePolicy, static: StaticJudgement
     ) -> Verdict | None:
-        """The event's verdict from a learned tail, or None (judge it in full, then `learn`)."""
+        """The event's verdict from a learned tail, or None (judge it in full, then `learn`).
+
+        A retry usually falls in the span its token's previous event took its tail from: that
+        span, with the tail, is kept on the token's static judgement (`last_span`) when the
+        token's time claims pass at both of its ends (each check is monotonic in `ts`, so they
+        pass everywhere between), and an event of the same fetch time inside it takes the tail
+        after one comparison, without the span and tail look-ups.
+        """
         if self._timeline.version != self._version:
             self._current()
+        fetched = event.service_jwks_fetched_at
+        last = static.last_span
+        if last and static.version == self._version:
+            now_us = since_epoch(event.ts) // _US
+            first, final, tail, was_fetched = last
+            if first <= now_us <= final and (
+                fetched is was_fetched
+                or (fetched is not None and was_fetched is not None
+                    and fetched.tzinfo is was_fetched.tzinfo and fetched == was_fetched)
+            ):
+                return self._reused(event, token, static, tail)
         if not self.tails:
             return None
         at_us = self._fast_checks(event, token, policy)
         if at_us is None:
             return None
         key = static.key
-        finding = _NO_FINDING if key is None else self._key_timing(event, key, at_us, policy, False)
-        if finding is _MISS:
-            return None
-        tail = self.tails.get((static.tail_key, id(finding), event.service_jwks_fetched_at is None))
+        if key is None:
+            span, finding = None, _NO_FINDING
+        else:
+            span = self._key_timing(event, key, at_us, policy, False)
+            if span is _MISS:
+                return None
+            finding = span[2]
+        tail = self.tails.get((static.tail_key, id(finding), fetched is None))
         if tail is None:
             return None
+        if span is not None and static.version == self._version:
+            first, final = span[0], span[1]
+            bounds, leeway = token.time_bounds, policy.service.leeway_seconds  # set by `_fast_checks`
+            if (
+                bounds is not None
+                and inside_time_bounds(bounds, first / 1_000_000, leeway)
+                and inside_time_bounds(bounds, final / 1_000_000, leeway)
+            ):
+                static.last_span[:] = (first, final, tail, fetched)
+        return self._reused(event, token, static, tail)
+
+    def _reused(self, event: AuthFailureEvent, token: ParsedToken, static: StaticJudgement, tail: _Tail) -> Verdict:
+        """The event's verdict: `tail`'s fields, the event's id, the token's own facts."""
         self.hits += 1
+        key = static.key
         return self._verdict(
             self._classification(
                 event.event_id,
@@ -305,9 +341,13 @@ class VerdictSpans:
         if at_us is None:
             return
         key = static.key
-        finding = _NO_FINDING if key is None else self._key_timing(event, key, at_us, policy, True)
-        if finding is _MISS:
-            return
+        if key is None:
+            finding = _NO_FINDING
+        else:
+            span = self._key_timing(event, key, at_us, policy, True)
+            if span is _MISS:
+                return
+            finding = span[2]
         # What steps 6 to 8 added after the static findings must be exactly the span's finding.
         added = verdict.findings[len(static.findings):]
         if finding is _NO_FINDING:

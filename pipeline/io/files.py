@@ -41,6 +41,9 @@ def file_envelopes(path: Path, kind: RecordKind) -> Iterator[Envelope]:
 class FileSource:
     """A backfill from files: snapshots first, then samples, then events (so joins find their partner)."""
 
+    #: Every snapshot comes before any event (`Pipeline(snapshots_first=...)` then holds no event for one).
+    snapshots_first = True
+
     events: Path
     snapshots: Path | None = None
     samples: Path | None = None
