@@ -30,10 +30,14 @@ def task_cpu(pid: int, tid: int | None = None) -> float | None:
     """User + system CPU seconds of a process or thread so far; None once it is gone."""
     path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
     try:
-        text = Path(path).read_text()
+        return stat_cpu(Path(path).read_text())
     except OSError:
         return None
-    fields = text[text.rindex(")") + 2:].split()  # the command name may hold spaces
+
+
+def stat_cpu(text: str) -> float:
+    """User + system CPU seconds from a `/proc/.../stat` line."""
+    fields = text[text.rindex(")") + 2:].split()  # the command name may hold spaces and parentheses
     return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
 
 
@@ -67,9 +71,11 @@ def children(pid: int, marker: str) -> list[int]:
 class CpuSampler:
     """Samples every role's CPU seconds once a `period`; a role's tasks may come and go."""
 
-    def __init__(self, roles: Roles, period: float = 1.0) -> None:
+    def __init__(self, roles: Roles, period: float = 1.0, read: Callable[[int, int | None], float | None] = task_cpu,
+                 busy: Callable[[], float] = machine_busy) -> None:
         self._roles = roles
         self._period = period
+        self._read, self._busy = read, busy
         self._last: dict[tuple[str, Task], float] = {}  # a task that exited keeps its last reading
         self.samples: list[tuple[float, dict[str, float]]] = []
         self._stop = threading.Event()
@@ -91,13 +97,13 @@ class CpuSampler:
     def _sample(self) -> None:
         for role, tasks in self._roles().items():
             for task in tasks:
-                seconds = task_cpu(*task)
+                seconds = self._read(*task)
                 if seconds is not None:
                     self._last[(role, task)] = seconds
         totals: dict[str, float] = {}
         for (role, _), seconds in self._last.items():
             totals[role] = totals.get(role, 0.0) + seconds
-        totals["machine"] = machine_busy()
+        totals["machine"] = self._busy()
         self.samples.append((time.time(), totals))
 
     def cores(self, start: float, end: float) -> dict[str, float]:
