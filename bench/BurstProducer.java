@@ -9,45 +9,52 @@
 // Every 100 ms it prints "<epoch ms> <sent> <acknowledged>"; at the end, after a flush, "done <sent>
 // <acknowledged> <failed>". It exits 1 if the broker refused a record.
 
-import java.io.BufferedReader;
-import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Arrays;
 import java.util.Properties;
 import java.util.concurrent.atomic.AtomicLong;
 
+import org.apache.kafka.clients.producer.Callback;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 
 public final class BurstProducer {
-    private static final String ID = "\"event_id\":\"o";
-    private static final String SERVICE = "\"service\":\"";
+    private static final byte[] ID = "\"event_id\":\"o".getBytes(StandardCharsets.US_ASCII);
+    private static final byte[] NEW_ID = "\"event_id\":\"b".getBytes(StandardCharsets.US_ASCII);
+    private static final byte[] SERVICE = "\"service\":\"".getBytes(StandardCharsets.US_ASCII);
 
-    private final Path events;
-    private BufferedReader reader;
-
-    private BurstProducer(Path events) throws IOException {
-        this.events = events;
-        this.reader = Files.newBufferedReader(events, StandardCharsets.UTF_8);
-    }
-
-    /** The next line of the file, from the top again at its end. */
-    private String next() throws IOException {
-        String line = reader.readLine();
-        if (line == null) {
-            reader.close();
-            reader = Files.newBufferedReader(events, StandardCharsets.UTF_8);
-            line = reader.readLine();
+    /** Where `needle` starts in data[from, to), or -1. */
+    private static int find(byte[] data, int from, int to, byte[] needle) {
+        outer:
+        for (int i = from; i <= to - needle.length; i++) {
+            for (int j = 0; j < needle.length; j++) {
+                if (data[i + j] != needle[j]) {
+                    continue outer;
+                }
+            }
+            return i;
         }
-        return line;
+        return -1;
     }
 
     public static void main(String[] args) throws Exception {
         String bootstrap = args[0];
         String topic = args[1];
-        BurstProducer source = new BurstProducer(Path.of(args[2]));
+        // The whole file in memory, as bytes: a record is then two copies, no decoding (the outage stream is ~300 MB).
+        byte[] data = Files.readAllBytes(Path.of(args[2]));
+        int lines = 0;
+        for (byte b : data) {
+            lines += b == '\n' ? 1 : 0;
+        }
+        int[] starts = new int[lines + 1];
+        for (int i = 0, n = 1; i < data.length && n <= lines; i++) {
+            if (data[i] == '\n') {
+                starts[n++] = i + 1;
+            }
+        }
         boolean keyed = args[3].equals("1");
         String[] phases = args[4].split(",");
 
@@ -61,6 +68,7 @@ public final class BurstProducer {
         props.put("buffer.memory", Long.toString(64L * 1024 * 1024));
         AtomicLong acked = new AtomicLong();
         AtomicLong failed = new AtomicLong();
+        Callback onAck = (metadata, error) -> (error == null ? acked : failed).incrementAndGet();
         long sent = 0;
         try (KafkaProducer<byte[], byte[]> producer =
                 new KafkaProducer<>(props, new ByteArraySerializer(), new ByteArraySerializer())) {
@@ -75,17 +83,32 @@ public final class BurstProducer {
                 while ((now = System.currentTimeMillis()) < start + (long) (seconds * 1000)) {
                     long due = (long) ((now - start) / 1000.0 * rate) - phaseSent;
                     for (long i = 0; i < due; i++) {
-                        String line = source.next();
-                        int at = line.indexOf(ID);
-                        String value = at < 0 ? line
-                                : line.substring(0, at) + "\"event_id\":\"b" + sent + "-" + line.substring(at + ID.length());
+                        int n = (int) (sent % lines);
+                        int from = starts[n];
+                        int to = starts[n + 1] - 1;  // without its newline
+                        int at = find(data, from, to, ID);
+                        byte[] value;
+                        if (at < 0) {
+                            value = Arrays.copyOfRange(data, from, to);
+                        } else {
+                            byte[] id = (sent + "-").getBytes(StandardCharsets.US_ASCII);
+                            int tail = at + ID.length;
+                            value = new byte[(at - from) + NEW_ID.length + id.length + (to - tail)];
+                            System.arraycopy(data, from, value, 0, at - from);
+                            System.arraycopy(NEW_ID, 0, value, at - from, NEW_ID.length);
+                            System.arraycopy(id, 0, value, at - from + NEW_ID.length, id.length);
+                            System.arraycopy(data, tail, value, at - from + NEW_ID.length + id.length, to - tail);
+                        }
                         byte[] key = null;
                         if (keyed) {
-                            int from = line.indexOf(SERVICE) + SERVICE.length();
-                            key = line.substring(from, line.indexOf('"', from)).getBytes(StandardCharsets.UTF_8);
+                            int service = find(data, from, to, SERVICE) + SERVICE.length;
+                            int end = service;
+                            while (data[end] != '"') {
+                                end++;
+                            }
+                            key = Arrays.copyOfRange(data, service, end);
                         }
-                        producer.send(new ProducerRecord<>(topic, key, value.getBytes(StandardCharsets.UTF_8)),
-                                (metadata, error) -> (error == null ? acked : failed).incrementAndGet());
+                        producer.send(new ProducerRecord<>(topic, key, value), onAck);
                         sent++;
                         phaseSent++;
                     }

@@ -185,7 +185,7 @@ def _run_java(load: Load, events: Path, topic: str, plan: Plan, keyed: bool, cpu
 
     try:
         classes, lib = _java_classes()
-        command = ["java", "-Xmx256m", "-XX:+UseSerialGC", "-cp", f"{classes}:{lib}/*", "BurstProducer", BOOTSTRAP,
+        command = ["java", "-Xmx1g", "-XX:+UseSerialGC", "-cp", f"{classes}:{lib}/*", "BurstProducer", BOOTSTRAP,
                    topic, str(events), "1" if keyed else "0", ",".join(f"{s:g}:{r:.3f}" for s, r in plan)]
         proc = subprocess.Popen((["taskset", "-c", cpus] if cpus else []) + command, stdout=subprocess.PIPE,
                                 text=True)
