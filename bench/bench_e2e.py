@@ -154,7 +154,7 @@ def jwtriage_worker(args: argparse.Namespace) -> None:
 
         from stack_sampler import StackSampler
 
-        sampler = StackSampler(threading.get_ident())
+        sampler = StackSampler(threading.get_ident(), period=0.01)
         sampler.start()
     if profile:
         import cProfile
