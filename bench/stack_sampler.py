@@ -5,8 +5,8 @@
 
 A daemon thread reads `sys._current_frames()` every `period` seconds and keeps (time, stack) for
 the thread it watches: a profile that, unlike cProfile, adds no cost to each call, so the watched
-thread runs at its own pace (every 10 ms in the bench worker, it takes the GIL ~100 times a second for a few µs). A sample
-counts wall time, waits included. The report gives, for a window of time (say a burst's drain),
+thread runs at about its own pace (the bench worker samples every 10 ms: the GIL taken ~100 times a
+second for a few µs). A sample counts wall time, waits included. The report gives, for a window of time (say a burst's drain),
 each function's share of the samples: its own (the leaf) and with what it called.
 """
 
