@@ -6,8 +6,8 @@
 A daemon thread reads `sys._current_frames()` every `period` seconds and keeps (time, stack) for
 the thread it watches: a profile that, unlike cProfile, adds no cost to each call, so the watched
 thread runs at about its own pace (the bench worker samples every 10 ms: the GIL taken ~100 times a
-second for a few µs). A sample counts wall time, waits included. The report gives, for a window of time (say a burst's drain),
-each function's share of the samples: its own (the leaf) and with what it called.
+second for a few µs). A sample counts wall time, waits included. The report gives, for a window of
+time (say a burst's drain), each function's share of it: its own (the leaf) and with what it called.
 """
 
 from __future__ import annotations
@@ -67,23 +67,32 @@ class StackSampler:
 
 
 def report(paths: list[Path], start: float = 0.0, end: float = float("inf"), top: int = 30) -> str:
-    """Each function's share of the samples in [start, end]: leaf (own) and inclusive."""
+    """Each function's share of the time in [start, end]: leaf (own) and inclusive.
+
+    A sample stands for the time since the one before (at most 5 periods): the sampler waits for
+    the GIL while the watched thread runs Python and gets it at once while it is inside C (DuckDB,
+    a socket), so counting samples alone would over-weigh the C calls.
+    """
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
-    total = 0
+    total, count = 0.0, 0
     for path in paths:
         data = json.loads(path.read_text())
+        period, previous = data["period"], None
         for at, index in data["samples"]:
+            weight = min(at - previous, 5 * period) if previous is not None else period
+            previous = at
             stack = data["stacks"][index]
             if not start <= at <= end or not stack:
                 continue
-            total += 1
-            own[stack[0]] += 1
+            total += weight
+            count += 1
+            own[stack[0]] += weight
             for name in set(stack):
-                inclusive[name] += 1
-    if not total:
+                inclusive[name] += weight
+    if not count:
         return "no samples in the window"
-    lines = [f"{total:,} samples", "own (leaf):"]
+    lines = [f"{count:,} samples over {total:,.1f} s", "own (leaf):"]
     lines += [f"  {n / total:6.1%}  {name}" for name, n in own.most_common(top)]
     lines.append("inclusive (with what it called):")
     lines += [f"  {n / total:6.1%}  {name}" for name, n in inclusive.most_common(top)]
