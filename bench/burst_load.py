@@ -10,7 +10,7 @@ its service when `keyed`, else unkeyed (as the burst always was: spread over the
 Two generators, so that their cost can be compared in one run:
 
 - `python`: a thread of the launcher calling kafka-python's `send()` per record (the original).
-  At a 10x burst of a fast consumer's share (~35,000/s) it wants most of a core, taken from the
+  At a 10x burst of a fast consumer's share it wants most of a core (bench/results.md), taken from the
   consumer it is measuring on a 2-core machine.
 - `java`: bench/BurstProducer.java in its own JVM, built once with `javac` against the broker's own
   kafka-clients jar (`.kafka/lib`, as scripts/kafka-up.sh fetched it), sending in 256 KiB batches.
