@@ -147,6 +147,15 @@ def jwtriage_worker(args: argparse.Namespace) -> None:
     _barrier(folder, args.name)
     idle = float(args.idle or 1.0)
     profile = os.environ.get("JWTRIAGE_BENCH_PROFILE")  # a folder: the consumer's cProfile lands there
+    sampled = os.environ.get("JWTRIAGE_BENCH_SAMPLE")  # a folder: its main thread's sampled stacks land there
+    sampler = None
+    if sampled:
+        import threading
+
+        from stack_sampler import StackSampler
+
+        sampler = StackSampler(threading.get_ident(), period=0.01)
+        sampler.start()
     if profile:
         import cProfile
 
@@ -156,6 +165,9 @@ def jwtriage_worker(args: argparse.Namespace) -> None:
         profiler.dump_stats(str(Path(profile) / f"consume-{args.name}-{os.getpid()}.prof"))
     else:
         stats = consume_module.consume(config, instance=args.name, exit_when_idle=idle, on_batch=on_batch)
+    if sampler is not None and sampled:
+        sampler.stop()
+        sampler.dump(Path(sampled) / f"stacks-{args.name}-{os.getpid()}.json")
     _report(folder, args.name, {
         "first": times.get("first"), "last": times.get("last"), "events": counts["events"],
         "batches": stats.batches, "assigned": assignments, "per_batch": per_batch,

@@ -1,7 +1,8 @@
 """Benchmark: the outage stream, where every request of some services fails and users retry the same token.
 
     python bench/bench_outage.py [--users 3000] [--minutes 8] [--runs 2] [--burst 120] [--quick] [--no-broker]
-                                 [--cases classify,broker,burst,parts]
+                                 [--cases classify,broker,burst,parts] [--capacity EVENTS_PER_S]
+                                 [--producer java|python] [--keyed] [--producer-cpus 1]
 
 The stream (bench/outage.py): a steady baseline of ordinary failures, then a key rotation
 that breaks three services' JWKS caches so all their traffic fails for `--minutes`
@@ -18,9 +19,14 @@ increasing), then recovery. Three measurements, each beside its baseline from th
              consumer's capacity), then one `jwtriage consume` against a bare kafka-python loop
              (bench/bench_e2e.py's workers): sustained events/s, the lag curve, time to drain,
              CPU per event, peak RSS. Target >= 15,000/s and >= 0.3x the bare loop.
-  burst      a paced producer: the steady rate, then 10x it for `--burst` seconds, then steady
-             again, with one consumer running throughout; the lag (produced - stored) is sampled
-             every second from the store's offsets: does it drain within the burst's length after?
+  burst      a paced producer: the steady rate (the broker case's rate / 6, or `--capacity` / 6),
+             then 10x it for `--burst` seconds, then steady again, with one consumer running
+             throughout; the lag (produced - stored) is sampled every second from the store's
+             offsets: does it drain within the burst's length after? The producer (bench/burst_load.py)
+             is its own JVM by default, so that it takes little of the consumer's 2 cores;
+             `--producer python` is the original kafka-python thread of this process. The CPU each
+             process took in each phase is printed (bench/cpu_share.py), and every record sent must
+             be acknowledged and stored exactly once.
 """
 
 from __future__ import annotations
@@ -261,74 +267,39 @@ def broker_case(files: OutageFiles, runs: int, summary: Summary) -> float:
     return ours.rate
 
 
-def _paced_producer(lines: list[bytes], topic: str, plan: list[tuple[float, float]], log: list[tuple[float, int]],
-                    done: Any, acked_log: list[tuple[float, int]] | None = None) -> None:
-    """Send `lines` (cycled, fresh event ids) at each (seconds, events/s) phase of `plan`; log (time, sent).
+def burst_case(files: OutageFiles, capacity: float, burst: float, summary: Summary, producer: str = "java",
+               keyed: bool = False, producer_cpus: str | None = None) -> None:
+    """Steady, then 10x steady for `burst` seconds, then steady: does the lag drain within `burst` seconds after?
 
-    `acked_log` gets (time, records the broker has acknowledged): a producer asked for more than its
-    thread can push holds the difference in its own buffer, where no consumer can see it.
+    The load comes from bench/burst_load.py (`producer`: its own JVM by default, or the original
+    kafka-python thread); the CPU each process took is sampled throughout (bench/cpu_share.py).
     """
-    acked = [0]
-
-    def on_ack(_: Any) -> None:
-        acked[0] += 1
-
-    from bench_e2e import BOOTSTRAP
-
-    from pipeline.config import KafkaConfig
-    from pipeline.io.kafka import make_producer
-
-    producer = make_producer(KafkaConfig(bootstrap_servers=BOOTSTRAP))
-    sent, tick = 0, 0.05
-    try:
-        for seconds, rate in plan:
-            phase_start = time.time()
-            phase_sent = 0
-            while (now := time.time()) < phase_start + seconds:
-                due = int((now - phase_start) * rate) - phase_sent
-                for _ in range(max(0, due)):
-                    line = lines[sent % len(lines)]
-                    producer.send(topic, key=None, value=line.replace(b'"event_id":"o', b'"event_id":"b%d-' % sent, 1)
-                                  ).add_callback(on_ack)
-                    sent += 1
-                    phase_sent += 1
-                log.append((time.time(), sent))
-                if acked_log is not None:
-                    acked_log.append((time.time(), acked[0]))
-                time.sleep(tick)
-        producer.flush(timeout=120)
-        log.append((time.time(), sent))
-        if acked_log is not None:
-            acked_log.append((time.time(), acked[0]))
-    finally:
-        producer.close(timeout=30)
-        done.set()
-
-
-def burst_case(files: OutageFiles, capacity: float, burst: float, summary: Summary) -> None:
-    """Steady, then 10x steady for `burst` seconds, then steady: does the lag drain within `burst` seconds after?"""
     import shutil
     import tempfile
     import threading
 
     from bench_e2e import delete_topics, launch, make_topics
+    from burst_load import java_available, start_load
+    from cpu_share import CpuSampler
 
+    if producer == "java" and not java_available():
+        print("burst: no java/javac or .kafka/lib here: the Python producer instead")
+        producer = "python"
     steady = max(50.0, capacity / 6)  # drains in `burst` s only if capacity >= 5.5x steady: one consumer's share
     plan = [(burst, steady), (burst, 10 * steady), (2 * burst, steady)]
     total = int(sum(seconds * rate for seconds, rate in plan))
-    lines = files.events.read_bytes().splitlines()
     topics = make_topics("bench-burst")
     workdir = Path(tempfile.mkdtemp(prefix="jwtriage-burst-"))
-    log: list[tuple[float, int]] = []
-    acked: list[tuple[float, int]] = []
     results: list[dict[str, Any]] = []
     notes: list[tuple[float, float, int]] = []  # (read at, measured at, records): what the Live page showed
-    done = threading.Event()
+    print(f"burst: producer {producer} ({'keyed by service' if keyed else 'unkeyed'}"
+          f"{f', pinned to CPUs {producer_cpus}' if producer_cpus else ''}); {load_note()}", flush=True)
     try:
         _produce_stream(files, topics, count=0)  # the snapshots
-        producer = threading.Thread(target=_paced_producer, args=(lines, topics.failures, plan, log, done, acked))
-        producer.start()
-        watcher = threading.Thread(target=_watch_lag_notes, args=(workdir, notes, done), daemon=True)
+        generator = start_load(producer, files.events, topics.failures, plan, keyed=keyed, cpus=producer_cpus)
+        sampler = CpuSampler(_cpu_roles(generator))
+        sampler.start()
+        watcher = threading.Thread(target=_watch_lag_notes, args=(workdir, notes, generator.done), daemon=True)
         watcher.start()
         try:
             # What must be read is what the producer managed to send, known only once it is done: a producer
@@ -338,10 +309,12 @@ def burst_case(files: OutageFiles, capacity: float, burst: float, summary: Summa
         except RuntimeError as exc:
             if "the store holds" not in str(exc):  # the causes of a cycled stream are not checked here
                 raise
-        producer.join()
-        read, produced = sum(r["events"] for r in results), log[-1][1]
-        if read < 0.9 * produced:
-            raise RuntimeError(f"jwtriage: read {read} of the {produced} events produced")
+        generator.join()
+        sampler.stop()
+        log, acked = generator.sent, generator.acked
+        read, produced, acknowledged = sum(r["events"] for r in results), log[-1][1], acked[-1][1]
+        rows, distinct = _stored_rows(workdir)
+        check_every_record_stored(produced, acknowledged, read, rows, distinct)
     finally:
         delete_topics(topics)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -354,15 +327,83 @@ def burst_case(files: OutageFiles, capacity: float, burst: float, summary: Summa
     drained = next((t for t, lag in curve if start + t >= burst_end and lag <= before + 2_000), None)
     after = (start + drained - burst_end) if drained is not None else None
     made = log[-1][1] / (log[-1][0] - start)
+    drain_end = start + drained if drained is not None else max(t for t, _ in per_batch)
+    drain_stored = sum(n for t, n in per_batch if burst_end < t <= drain_end)
+    drain_rate = drain_stored / (drain_end - burst_end) if drain_end > burst_end else 0.0
     print(f"burst: steady {steady:,.0f}/s, 10x for {burst:g} s (produced {log[-1][1]:,} of {total:,} planned, "
-          f"{made:,.0f}/s on average); "
+          f"{made:,.0f}/s on average; every one acknowledged and stored once); "
           f"peak lag {peak:,}; drained {f'{after:.1f} s' if after is not None else 'NOT'} after the burst "
-          f"(target <= {burst:g} s); {load_note()}")
+          f"(target <= {burst:g} s); the consumer stored {drain_rate:,.0f} events/s from the burst's end until "
+          f"drained; {load_note()}")
     print("lag curve: " + ", ".join(f"{t:.0f}s {lag:,}" for t, lag in curve[:: max(1, len(curve) // 24)]))
+    _report_cpu(sampler, [("steady before", start, start + burst), ("burst", start + burst, burst_end),
+                          ("drain", burst_end, drain_end), ("steady after", drain_end, log[-1][0])], per_batch, log)
     summary.add("outage: burst 10x drained after", after if after is not None else float("inf"), "s",
                 target=f"<= {burst:g} s", met=after is not None and after <= burst)
     _report_lag_notes(notes, per_batch, log)
     _report_lag_notes(notes, per_batch, acked, "against what the broker had acknowledged")
+
+
+def check_every_record_stored(produced: int, acknowledged: int, read: int, rows: int, distinct: int) -> None:
+    """Every record the burst's producer sent was acknowledged, read and stored once, or the run fails.
+
+    (A consumer may read a record twice, after a rebalance; the store keeps it once.)
+    """
+    if not (acknowledged == produced and read >= produced and rows == distinct == produced):
+        raise RuntimeError(f"jwtriage: {produced} events produced, {acknowledged} acknowledged, {read} read, "
+                           f"{rows} rows stored ({distinct} distinct event ids)")
+
+
+def _stored_rows(workdir: Path) -> tuple[int, int]:
+    """Rows and distinct event ids in the burst consumer's store (read before the work folder goes)."""
+    from pipeline.io.store_readers import connect_readonly
+
+    con = connect_readonly(next(workdir.glob("jwtriage-*/store.duckdb")))
+    try:
+        row = con.execute("SELECT count(*), count(DISTINCT event_id) FROM classifications").fetchone()
+    finally:
+        con.close()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+def _cpu_roles(load: Any) -> Any:
+    """Who to watch: the consumer (a child process), the generator, the rest of this launcher, the broker."""
+    import os
+
+    from burst_load import broker_pid
+    from cpu_share import children
+
+    me, broker = os.getpid(), broker_pid()
+
+    def roles() -> dict[str, list[tuple[int, int | None]]]:
+        producer = list(load.tasks)
+        ours = {tid for pid, tid in producer if pid == me}
+        threads = [int(task.name) for task in Path(f"/proc/{me}/task").iterdir()]
+        return {
+            "consumer": [(pid, None) for pid in children(me, "--jwtriage-worker")],
+            "producer": producer,
+            "launcher": [(me, tid) for tid in threads if tid not in ours],
+            "broker": [(broker, None)] if broker else [],
+        }
+
+    return roles
+
+
+def _report_cpu(sampler: Any, phases: list[tuple[str, float, float]], per_batch: Series, sent: Series) -> None:
+    """Cores per role in each phase, and what a record cost its producer and an event the consumer."""
+    roles = ("consumer", "producer", "broker", "launcher", "other", "machine")
+    print("CPU by phase (cores of the machine's 2; 'other' is busy time no role accounts for):")
+    for name, start, end in phases:
+        used = sampler.cores(start, end)
+        if not used or end - start < 2:
+            continue
+        span = end - start
+        stored = sum(n for t, n in per_batch if start < t <= end)
+        made = max((n for t, n in sent if t <= end), default=0) - max((n for t, n in sent if t <= start), default=0)
+        costs = (f"; consumer {used['consumer'] * span / stored * 1e6:.0f} us CPU/event" if stored else "") + (
+            f", producer {used['producer'] * span / made * 1e6:.1f} us CPU/record" if made else "")
+        print(f"  {name:<13} {span:6.1f} s: " + " | ".join(f"{role} {used.get(role, 0.0):4.2f}" for role in roles)
+              + f"; stored {stored / span:,.0f}/s, sent {made / span:,.0f}/s{costs}", flush=True)
 
 
 def _watch_lag_notes(workdir: Path, notes: list[tuple[float, float, int]], done: Any) -> None:
@@ -413,6 +454,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-broker", action="store_true", help="only the in-process classify comparison")
     parser.add_argument("--cases", default="classify,broker,burst",
                         help="cases to run, comma-separated (PYTHONPATH=<another tree>: its baseline)")
+    parser.add_argument("--producer", choices=("java", "python"), default="java",
+                        help="the burst's load generator (bench/burst_load.py): its own JVM, or kafka-python in a "
+                             "thread of this process (the original)")
+    parser.add_argument("--keyed", action="store_true", help="key the burst's records by service (default unkeyed)")
+    parser.add_argument("--producer-cpus", help="pin the burst's producer to these CPUs (taskset list, e.g. 1)")
+    parser.add_argument("--capacity", type=float,
+                        help="the consumer's events/s that sets the burst's steady rate (capacity / 6), instead of "
+                             "measuring it with the broker case first")
     parser.add_argument("--summary", type=Path, help="write the headline figures here as JSON (for run_all.py)")
     args = parser.parse_args(argv)
     users, minutes = (60, 1.0) if args.quick else (args.users, args.minutes)
@@ -426,10 +475,12 @@ def main(argv: list[str] | None = None) -> int:
         classify_case(files, runs, summary)
     if "parts" in cases:
         parts_case(files, runs)
-    if cases & {"broker", "burst"}:  # the burst's steady rate is a share of the backlog run's rate
+    capacity = args.capacity or 0.0
+    if "broker" in cases or ("burst" in cases and not capacity):  # the burst's steady rate is a share of it
         capacity = broker_case(files, runs, summary)
-        if "burst" in cases:
-            burst_case(files, capacity, 3.0 if args.quick else args.burst, summary)
+    if "burst" in cases:
+        burst_case(files, args.capacity or capacity, 3.0 if args.quick else args.burst, summary,
+                   producer=args.producer, keyed=args.keyed, producer_cpus=args.producer_cpus)
     summary.write(args.summary)
     return 0
 

@@ -1,0 +1,83 @@
+"""The burst benchmark's parts that decide what it reports: the loss check and the CPU accounting.
+
+No timing is asserted: the samples here are made up, so the arithmetic is what is tested.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+@pytest.fixture(scope="module")
+def bench() -> Iterator[dict[str, Any]]:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_outage
+        import burst_load
+        import cpu_share
+
+        yield {"outage": bench_outage, "load": burst_load, "cpu": cpu_share}
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+@pytest.mark.parametrize(
+    ("produced", "acknowledged", "read", "rows", "distinct"),
+    [
+        (1000, 1000, 999, 999, 999),  # one record never read (the old check let 10% go)
+        (1000, 1000, 1000, 999, 999),  # read but not stored
+        (1000, 1000, 1000, 1000, 999),  # stored twice under one id, one missing
+        (1000, 999, 1000, 1000, 1000),  # the broker never acknowledged one
+    ],
+)
+def test_a_burst_that_lost_a_record_fails(bench: dict[str, Any], produced: int, acknowledged: int, read: int,
+                                          rows: int, distinct: int) -> None:
+    with pytest.raises(RuntimeError, match="produced"):
+        bench["outage"].check_every_record_stored(produced, acknowledged, read, rows, distinct)
+
+
+def test_a_burst_that_stored_every_record_passes_even_if_some_were_read_twice(bench: dict[str, Any]) -> None:
+    bench["outage"].check_every_record_stored(1000, 1000, 1003, 1000, 1000)
+
+
+def test_a_stat_line_is_read_past_a_command_name_with_spaces_and_parentheses(bench: dict[str, Any]) -> None:
+    cpu = bench["cpu"]
+    fields = ["S", "1"] + ["0"] * 9 + [str(3 * cpu.TICK), str(cpu.TICK)] + ["0"] * 30
+    assert cpu.stat_cpu("4242 (java (x) y) " + " ".join(fields)) == 4.0
+
+
+def test_cores_per_role_keep_an_exited_task_and_leave_the_rest_to_other(
+    bench: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cpu = bench["cpu"]
+    step = {"n": 0}
+    readings = {(1, None): [0.0, 1.0, None], (2, 7): [0.0, 0.5, 1.0]}  # task 1 exits before the last sample
+
+    def read(pid: int, tid: int | None) -> float | None:
+        return readings[(pid, tid)][step["n"]]
+
+    sampler = cpu.CpuSampler(lambda: {"consumer": [(1, None)], "producer": [(2, 7)]}, read=read,
+                             busy=lambda: [0.0, 1.8, 3.6][step["n"]])
+    monkeypatch.setattr(cpu.time, "time", lambda: 100.0 + step["n"])
+    for n in range(3):
+        step["n"] = n
+        sampler._sample()
+    used = sampler.cores(100.0, 102.0)
+    assert used["consumer"] == pytest.approx(0.5)  # 1 s in 2 s, kept after it exited
+    assert used["producer"] == pytest.approx(0.5)
+    assert used["machine"] == pytest.approx(1.8)
+    assert used["other"] == pytest.approx(0.8)
+    assert sampler.cores(100.0, 100.5) == {}  # one sample is no interval
+
+
+def test_the_python_generator_keys_a_record_by_its_service(bench: dict[str, Any]) -> None:
+    line = b'{"event_id":"o000000001","ts":"2026-11-23T09:00:00Z","service":"payments-api","token":"x"}'
+    assert bench["load"]._service(line) == b"payments-api"
+    assert bench["load"]._parse_cpus("0,2-3") == {0, 2, 3}
