@@ -236,6 +236,14 @@ def test_a_closed_days_merged_file_has_row_groups_of_the_merged_size(tmp_path: P
     assert count(db) == rows + 1
 
 
+@pytest.fixture
+def retire_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replaced rollup files removed at the next publish, not `RETIRE_AFTER_SECONDS` later: tests of what a
+    folder holds once they are gone."""
+    monkeypatch.setattr(store_publish, "RETIRE_AFTER_SECONDS", -1.0)
+
+
+@pytest.mark.usefixtures("retire_at_once")
 def test_a_rolled_day_becomes_one_file_and_a_late_event_rewrites_it(tmp_path: Path) -> None:
     db = tmp_path / "k.duckdb"
     folder = parts_dir(db) / "hourly" / "2026-01-01"
@@ -436,6 +444,28 @@ def test_late_rows_in_rolled_hours_are_rolled_again_within_seconds_and_at_once_w
     assert answers["rolled"] == answers["raw"]
 
 
+def test_a_rollup_file_a_newer_version_replaced_stays_readable_for_a_while(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader lists its question's rollup files, then reads them: a re-roll (within seconds of a late row)
+    removing the version it listed failed its question ("Cannot open file"). Replaced files go later."""
+    db = tmp_path / "k.duckdb"
+    with Store(db, instance="c1", retention_days=5, rollup_retention_days=10) as store:
+        assert store.publisher is not None
+        add_rows(store, 0, 200, DAY0 + timedelta(hours=10), step=timedelta(seconds=30))  # 10:00 … 11:39:30
+        store.publish()
+        store.publisher.maintain()
+        (listed,) = list((parts_dir(db) / "hourly" / "2026-01-01").glob("c1-h*.parquet"))  # 10:00's rollup
+        reader = duckdb.connect()
+        add_rows(store, 200, 1, DAY0 + timedelta(hours=10, minutes=7))  # late into 10:00: rolled again
+        store.publish()
+        assert len(list(listed.parent.glob("c1-h*.parquet"))) == 2  # the new version, and the one a reader listed
+        assert reader.execute(f"SELECT sum(events) FROM read_parquet('{listed}')").fetchone() == (120,)
+        monkeypatch.setattr(store_publish, "RETIRE_AFTER_SECONDS", -1.0)
+        store.publish()
+        assert not listed.exists()
+    assert count(db, "SELECT sum(events) FROM classifications_hourly WHERE hour < '2026-01-01 11:00:00'") == 121
+
+
 def test_a_verdict_rejudged_at_the_end_is_counted_as_rejudged_once_the_writer_stops(tmp_path: Path) -> None:
     """The lab's case: a late sample re-judges a row the open rollup already counts, in the consumer's last
     batch; the dashboard's cause counts must then be the stored verdicts' (they were a pass behind)."""
@@ -516,6 +546,7 @@ def test_a_reader_reads_the_coverage_again_only_when_its_files_change(tmp_path: 
         other.close()
 
 
+@pytest.mark.usefixtures("retire_at_once")
 def test_a_reader_reads_only_the_rollup_files_of_its_window_and_the_rows_the_view_gives(tmp_path: Path) -> None:
     """`rollup_relation`: the latest files whose hours can fall in a window, cut at the open rollup as the view
     cuts them, give the view's rows of that window; a window of one day names that day's file only."""

@@ -82,6 +82,9 @@ OPEN_ROLL_MAX_ROWS = 1_000_000
 #: hour rolled again costs seconds.
 SETTLE_SECONDS = 5.0
 SETTLE_COST_SHARE = 20
+#: A rollup file a newer version replaced is removed this long after (a reader's question lists its files
+#: first and reads them after).
+RETIRE_AFTER_SECONDS = 120.0
 #: Hours of written rows the live file keeps: re-judging reaches only events held in
 #: memory (at most 10,000 of each kind, minutes of traffic), a restart only the newest waiting ones.
 LIVE_HOURS = 6
@@ -135,6 +138,7 @@ class Publisher:
         self._behind = False
         self._rolled_until_us: int | None = None
         self._last_settle, self._settle_cost = float("-inf"), 0.0
+        self._retired: list[tuple[float, Path]] = []  # (when, file) of rollups replaced: removed later
         write_schema_files(con, parts)
 
     # -- the writer's bookkeeping, in its live file's store_meta --------------------------------
@@ -205,6 +209,7 @@ class Publisher:
         elif self._behind and (final or time.monotonic() - self._last_settle
                                >= max(SETTLE_SECONDS, SETTLE_COST_SHARE * self._settle_cost)):
             self._settle()
+        self._remove_retired()
         self._write_state()
 
     def _append(self, table: str, where: str, seq: int) -> None:
@@ -248,6 +253,7 @@ class Publisher:
         """Maintenance now (tests, a backfill's end), then the state readers see."""
         with self._roomy():
             self._maintain()
+        self._remove_retired()
         self._write_state()
 
     def _maintain_or_wait(self) -> None:
@@ -407,8 +413,7 @@ class Publisher:
                             folder / day_rollup_name(self.instance, day_no, version))
         else:
             copy_atomically(self.con, rolled, folder / rollup_name(self.instance, hour_no, version))
-        for _, path in [*older, *merged]:  # readers see the latest version anyway: removing these only saves space
-            path.unlink(missing_ok=True)
+        self._retire([p for _, p in [*older, *merged]])  # readers count the latest version: these only take space
 
     def _merge_rolled_days(self, boundary_hour: int) -> None:
         """Merge each day whose hours are all rolled into one file (readers then open a file a day, not 24).
@@ -429,9 +434,8 @@ class Publisher:
                 hour_no, version = (int(x) for x in re.findall(r"-[hv](\d+)", path.name[len(self.instance):]))
                 if version > (merged[-1][0] if merged else -1) and version > latest.get(hour_no, (-1, path))[0]:
                     latest[hour_no] = (version, path)
-            if not latest:  # only files a merged day already replaced (a merge cut short): remove them
-                for path in hours:
-                    path.unlink(missing_ok=True)
+            if not latest:  # only files a merged day already replaced (retired, or a merge cut short)
+                self._retire(hours)
                 continue
             parts = [f"SELECT * FROM read_parquet('{sql_path(p)}')" for _, p in latest.values()]
             if merged:
@@ -440,8 +444,21 @@ class Publisher:
             version = max([time.time_ns() // 1000, *(v + 1 for v, _ in [*latest.values(), *merged])])
             copy_atomically(self.con, f"SELECT * FROM ({' UNION ALL BY NAME '.join(parts)}) ORDER BY hour",
                             folder / day_rollup_name(self.instance, day_no, version))
-            for path in [*hours, *(p for _, p in merged)]:
-                path.unlink(missing_ok=True)
+            self._retire([*hours, *(p for _, p in merged)])
+
+    def _retire(self, paths: Iterable[Path]) -> None:
+        """Remove rollup files a newer version replaced, but only `RETIRE_AFTER_SECONDS` later: a reader that
+        listed one a moment ago is still reading it (removing it at once failed its question: "Cannot open
+        file"). Files a crash left before their time are retired again by the next roll or merge of their day."""
+        now = time.monotonic()
+        self._retired += [(now, path) for path in paths]
+
+    def _remove_retired(self) -> None:
+        due = time.monotonic() - RETIRE_AFTER_SECONDS
+        for _, path in (gone := [(t, p) for t, p in self._retired if t <= due]):
+            path.unlink(missing_ok=True)
+        if gone:
+            self._retired = [(t, p) for t, p in self._retired if t > due]
 
     def _prune_live(self) -> None:
         """Drop published rows the live file no longer needs, so a restart reads only recent ones.
