@@ -384,7 +384,7 @@ OPEN_WINDOWS = [(DAY0, DAY0 + timedelta(days=1)), (DAY0 + timedelta(hours=10), D
 
 def test_a_single_writers_open_hours_are_rolled_and_readers_count_as_over_raw_rows(tmp_path: Path) -> None:
     """Each pass rolls the open hours up to a minute before the newest event into one file: readers roll
-    only the raw rows after it, and answer as raw rows do; a late row is counted at the next pass."""
+    only the raw rows after it, and answer as raw rows do; a late row is counted at the next publish."""
     db = tmp_path / "k.duckdb"
     with Store(db, instance="c1", retention_days=5, rollup_retention_days=10) as store:
         assert store.publisher is not None

@@ -160,7 +160,7 @@ class Publisher:
     def publish(self, in_transaction: Callable[[], None] | None = None, final: bool = False) -> None:
         """Append what committed since the last publish; `in_transaction` runs in the bookkeeping's transaction
         (the heartbeat: each commit of the live file costs a WAL sync, one is enough). `final`: the writer is
-        stopping, so its rollups are brought up to its rows now (`settle`)."""
+        stopping, so its rollups are brought up to its rows now (`_settle`)."""
         seq = int(self.meta("publish_seq") or 1)
         since = self.watermark()
         dead_since = datetime.fromisoformat(self.meta("dead_letters_through") or _EPOCH.isoformat())
@@ -292,11 +292,12 @@ class Publisher:
         writer's next pass is at its restart).
         """
         self._last_settle = started = time.monotonic()
-        if self.newest() == _EPOCH:
+        newest = self.newest()
+        if newest == _EPOCH:
             return
         try:
             with self._roomy():
-                newest_us = int((self.newest() - _EPOCH).total_seconds() * 1_000_000)
+                newest_us = int((newest - _EPOCH).total_seconds() * 1_000_000)
                 self._roll(newest_us, self._kept_from_day())
                 self._roll_open(newest_us)
             self._behind = False
@@ -455,10 +456,13 @@ class Publisher:
 
     def _remove_retired(self) -> None:
         due = time.monotonic() - RETIRE_AFTER_SECONDS
-        for _, path in (gone := [(t, p) for t, p in self._retired if t <= due]):
-            path.unlink(missing_ok=True)
-        if gone:
-            self._retired = [(t, p) for t, p in self._retired if t > due]
+        waiting: list[tuple[float, Path]] = []
+        for when, path in self._retired:
+            if when <= due:
+                path.unlink(missing_ok=True)
+            else:
+                waiting.append((when, path))
+        self._retired = waiting
 
     def _prune_live(self) -> None:
         """Drop published rows the live file no longer needs, so a restart reads only recent ones.
