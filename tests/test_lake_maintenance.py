@@ -6,7 +6,8 @@ snapshot arrives, and the restart judges the stored rows that snapshot changes (
 the lake's awaiting_key and classifications, re-read from Kafka by offset); a snapshot after the
 restart publishes the kid of a stored unknown_kid event. Then a maintenance pass with 30 days of
 raw retention: hourly rollups and store_coverage filled, the old day's raw rows gone but counted
-in its rollup, one row per key left in the version tables, old snapshots expired.
+in its rollup, one row per key left in the version tables, old snapshots expired. Last, the notes of
+records the broker deleted, as two writers leave them and a reader sums them.
 """
 
 from __future__ import annotations
@@ -41,6 +42,25 @@ MAINTAIN = (
     "    store.con.execute(\"INSERT INTO lake_rows BY NAME SELECT * REPLACE ('future' AS event_id, "
     "TIMESTAMPTZ '9999-01-01' AS ts) FROM lake_rows LIMIT 1\")\n"  # a hostile ts: must not move retention
     "    store.maintain(expire_after=timedelta(0))\n    print(store.maintenance.lost)\n"
+)
+#: Two writers note records the broker deleted (`LakeStore.note_lost`, written with a heartbeat); a reader sums
+#: the largest note per partition (both read samples[0]), a restarted writer reads its own notes back, and a
+#: later running total replaces the earlier one.
+LOST = (
+    "import json, sys\nfrom datetime import UTC, datetime\nfrom pipeline.io.consumer_health import RecordsLost, "
+    "records_lost\nfrom pipeline.io.lake import LakeStore\nfrom pipeline.io.store_readers import connect_readonly\n"
+    "def note(instance, *losses):\n    with LakeStore(sys.argv[1], instance) as store:\n"
+    "        for records, topic, partition, second in losses:\n"
+    "            at = datetime(2026, 12, 6, 9, 0, second, tzinfo=UTC)\n"
+    "            store.note_lost(RecordsLost(at, records, topic, partition, 100, 99 + records))\n"
+    "        store.beat()\n"
+    "def read():\n    con = connect_readonly(sys.argv[1])\n    lost = records_lost(con)\n    con.close()\n"
+    "    return [lost.records, lost.topic, lost.partition, lost.first, lost.last]\n"
+    "note('la', (25, 'failures', 0, 1), (7, 'samples', 0, 2))\n"
+    "note('lb', (7, 'samples', 0, 3), (5, 'failures', 1, 4))\n"
+    "out = {'first': read()}\nwith LakeStore(sys.argv[1], 'la') as again:\n"
+    "    out['own'] = sorted([t, p, n.records] for (t, p), n in again.records_lost().items())\n"
+    "note('la', (40, 'failures', 0, 5))\nout['later'] = read()\nprint(json.dumps(out))\n"
 )
 
 
@@ -147,3 +167,16 @@ def check_maintenance(lake: Lake) -> None:
     assert closed_hours_rolled_and_raw(lake) == ("2", "2")  # "early" and "late", 3 hours before the rest
     versions = lake.rows("SELECT hour, count(DISTINCT version) AS n FROM lake_hourly GROUP BY hour")
     assert versions and all(v["n"] == "1" for v in versions), versions
+    check_records_lost(lake)
+
+
+def check_records_lost(lake: Lake) -> None:
+    """The lake keeps the consumers' notes of records the broker deleted, as the Parquet-parts store does."""
+    assert one(lake, "SELECT count(*) FROM store_meta WHERE starts_with(key, 'lost:')") == "0"  # c0 lost none
+    result = subprocess.run([lake.python, "-c", LOST, lake.uri], env=lake.env, cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["first"] == [25 + 7 + 5, "failures", 1, 100, 104], out  # samples[0] once; the newest hole is lb's
+    assert out["own"] == [["failures", 0, 25], ["samples", 0, 7]], out
+    assert out["later"] == [40 + 7 + 5, "failures", 0, 100, 139], out
