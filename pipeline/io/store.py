@@ -39,6 +39,7 @@ from pipeline.io.consumer_health import (
     lost_value,
     parse_lost,
 )
+from pipeline.io.live_verdicts import LiveVerdicts
 from pipeline.io.store_awaiting import AwaitingKeyIndex
 from pipeline.io.store_parts import LIVE_DDL, write_catalog
 from pipeline.io.store_publish import Publisher
@@ -315,6 +316,7 @@ class Store:
         self.db_path = Path(path)
         self.instance = instance
         self.publisher: Publisher | None = None
+        self.live: LiveVerdicts | None = None  # a consumer's live table (`_open_parts`)
         self.lag: ConsumerLag | None = None
         self.lost: dict[tuple[str, int], RecordsLost] = {}  # notes for the next heartbeat
         self._awaiting = AwaitingKeyIndex()
@@ -352,6 +354,7 @@ class Store:
     def _open_parts(self, instance: str, retention_days: int, rollup_retention_days: int) -> None:
         """A consumer: its live-only tables, its publisher, and `<db>` as a catalog of views plain DuckDB opens."""
         self.con.execute(LIVE_DDL)
+        self.live = LiveVerdicts(self.con)
         self.publisher = Publisher(self.con, parts_dir(self.db_path), instance, retention_days, rollup_retention_days,
                                    memory_limit=WRITER_MEMORY_LIMIT)
         write_catalog(self.db_path, parts_dir(self.db_path))
@@ -511,26 +514,11 @@ class Store:
         self._awaiting.forget(self.con, event_ids)
 
     def _upsert_verdicts(self, table: pa.Table, now: datetime) -> None:
-        """`_upsert` by event_id; a consumer also notes each replaced row's version in `superseded` for readers."""
-        if self.publisher is None:
+        """`_upsert` by event_id; a consumer's live table also notes replaced versions (`LiveVerdicts`)."""
+        if self.live is None:
             self._upsert(table, "classifications", ("event_id", "ts"))
-            return
-        self.con.register("_batch", table)
-        replaced = self.con.execute(
-            "DELETE FROM classifications USING _batch WHERE classifications.event_id = _batch.event_id "
-            "AND classifications.ts = _batch.ts RETURNING classifications.event_id, classifications.ts, "
-            "classifications.classified_at"
-        ).fetchall()
-        self.con.execute("INSERT INTO classifications BY NAME SELECT * FROM _batch")
-        self.con.unregister("_batch")
-        if replaced:
-            ts = pa.timestamp("us", tz="UTC")
-            self._insert(pa.table({
-                "event_id": [r[0] for r in replaced],
-                "ts": pa.array([r[1] for r in replaced], ts),
-                "classified_at": pa.array([r[2] for r in replaced], ts),
-                "superseded_at": pa.repeat(pa.scalar(now, ts), len(replaced)),
-            }), "superseded")
+        else:
+            self.live.upsert(table, now)
 
     def _insert(self, table: pa.Table, into: str) -> None:
         self.con.register("_batch", table)
