@@ -81,3 +81,19 @@ def test_the_python_generator_keys_a_record_by_its_service(bench: dict[str, Any]
     line = b'{"event_id":"o000000001","ts":"2026-11-23T09:00:00Z","service":"payments-api","token":"x"}'
     assert bench["load"]._service(line) == b"payments-api"
     assert bench["load"]._parse_cpus("0,2-3") == {0, 2, 3}
+
+
+def test_a_later_cycle_of_the_stream_is_dated_later_and_otherwise_unchanged(bench: dict[str, Any]) -> None:
+    load = bench["load"]
+    line = b'{"event_id":"o000000001","ts":"2026-11-23T09:00:00.012000Z","service":"payments-api","token":"x"}'
+    moved = load.shifted(line, 2 * 780.0)
+    assert moved == line.replace(b"09:00:00.012000Z", b"09:26:00.012000Z")
+    assert load.shifted(line, 0.0) is line  # the first cycle goes out as the file has it
+
+
+def test_the_cycle_shift_is_the_streams_span_rounded_up_to_a_minute(bench: dict[str, Any], tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b'{"event_id":"o1","ts":"2026-11-23T09:00:00Z"}\n'
+                       + b'{"event_id":"o2","ts":"2026-11-23T09:05:00Z","token":"' + b"x" * 70_000 + b'"}\n'
+                       + b'{"event_id":"o3","ts":"2026-11-23T09:12:00.500Z"}\n')
+    assert bench["load"].cycle_shift(events) == 780.0  # 12 min 0.5 s: no two cycles share a minute
