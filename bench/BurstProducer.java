@@ -1,17 +1,20 @@
 // The burst benchmark's load generator (bench/bench_outage.py --producer java): a paced producer cheap
 // enough that the bench measures the consumer, not its own producer.
 //
-//   java -cp <dir>:<kafka lib>/* BurstProducer BOOTSTRAP TOPIC EVENTS.jsonl KEYED PLAN
+//   java -cp <dir>:<kafka lib>/* BurstProducer BOOTSTRAP TOPIC EVENTS.jsonl KEYED PLAN [SHIFT]
 //
 // PLAN is "seconds:events_per_s,..." run one phase after another. Each record is the next line of
 // EVENTS.jsonl (cycled) with its event id made unique exactly as the Python producer does
 // ("event_id":"o... -> "event_id":"b<n>-...); KEYED 1 keys it by its service, 0 sends it unkeyed.
+// SHIFT (seconds, default 0) moves the `ts` of the n-th cycle's records n * SHIFT later, so that event
+// time keeps moving forward as in a real outage instead of repeating the file's minutes every cycle.
 // Every 100 ms it prints "<epoch ms> <sent> <acknowledged>"; at the end, after a flush, "done <sent>
 // <acknowledged> <failed>". It exits 1 if the broker refused a record.
 
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Instant;
 import java.util.Arrays;
 import java.util.Properties;
 import java.util.concurrent.atomic.AtomicLong;
@@ -25,6 +28,7 @@ public final class BurstProducer {
     private static final byte[] ID = "\"event_id\":\"o".getBytes(StandardCharsets.US_ASCII);
     private static final byte[] NEW_ID = "\"event_id\":\"b".getBytes(StandardCharsets.US_ASCII);
     private static final byte[] SERVICE = "\"service\":\"".getBytes(StandardCharsets.US_ASCII);
+    private static final byte[] TS = "\"ts\":\"".getBytes(StandardCharsets.US_ASCII);
 
     /** Where `needle` starts in data[from, to), or -1. */
     private static int find(byte[] data, int from, int to, byte[] needle) {
@@ -38,6 +42,26 @@ public final class BurstProducer {
             return i;
         }
         return -1;
+    }
+
+    /** `value` with its `ts` moved `nanos` later (the same RFC 3339 instant, as Instant prints it). */
+    static byte[] shiftTs(byte[] value, long nanos) {
+        int at = find(value, 0, value.length, TS);
+        if (at < 0) {
+            return value;
+        }
+        int from = at + TS.length;
+        int to = from;
+        while (to < value.length && value[to] != '"') {
+            to++;
+        }
+        String stamp = new String(value, from, to - from, StandardCharsets.US_ASCII);
+        byte[] moved = Instant.parse(stamp).plusNanos(nanos).toString().getBytes(StandardCharsets.US_ASCII);
+        byte[] out = new byte[value.length - (to - from) + moved.length];
+        System.arraycopy(value, 0, out, 0, from);
+        System.arraycopy(moved, 0, out, from, moved.length);
+        System.arraycopy(value, to, out, from + moved.length, value.length - to);
+        return out;
     }
 
     public static void main(String[] args) throws Exception {
@@ -57,6 +81,7 @@ public final class BurstProducer {
         }
         boolean keyed = args[3].equals("1");
         String[] phases = args[4].split(",");
+        long shiftNanos = args.length > 5 ? (long) (Double.parseDouble(args[5]) * 1e9) : 0L;
 
         Properties props = new Properties();
         props.put("bootstrap.servers", bootstrap);
@@ -98,6 +123,10 @@ public final class BurstProducer {
                             System.arraycopy(NEW_ID, 0, value, at - from, NEW_ID.length);
                             System.arraycopy(id, 0, value, at - from + NEW_ID.length, id.length);
                             System.arraycopy(data, tail, value, at - from + NEW_ID.length + id.length, to - tail);
+                        }
+                        long cycle = sent / lines;
+                        if (cycle > 0 && shiftNanos != 0) {
+                            value = shiftTs(value, cycle * shiftNanos);
                         }
                         byte[] key = null;
                         if (keyed) {

@@ -148,6 +148,10 @@ def jwtriage_worker(args: argparse.Namespace) -> None:
     idle = float(args.idle or 1.0)
     profile = os.environ.get("JWTRIAGE_BENCH_PROFILE")  # a folder: the consumer's cProfile lands there
     sampled = os.environ.get("JWTRIAGE_BENCH_SAMPLE")  # a folder: its main thread's sampled stacks land there
+    if os.environ.get("JWTRIAGE_BENCH_BATCHES"):  # a folder: each batch's CPU by part lands there
+        from batch_timing import install
+
+        install(Path(os.environ["JWTRIAGE_BENCH_BATCHES"]))
     sampler = None
     if sampled:
         import threading

@@ -2,7 +2,7 @@
 
     python bench/bench_outage.py [--users 3000] [--minutes 8] [--runs 2] [--burst 120] [--quick] [--no-broker]
                                  [--cases classify,broker,burst,parts] [--capacity EVENTS_PER_S]
-                                 [--producer java|python] [--keyed] [--producer-cpus 1]
+                                 [--producer java|python] [--keyed] [--producer-cpus 1] [--ts shifted|cycled]
 
 The stream (bench/outage.py): a steady baseline of ordinary failures, then a key rotation
 that breaks three services' JWKS caches so all their traffic fails for `--minutes`
@@ -26,7 +26,10 @@ increasing), then recovery. Three measurements, each beside its baseline from th
              is its own JVM by default, so that it takes little of the consumer's 2 cores;
              `--producer python` is the original kafka-python thread of this process. The CPU each
              process took in each phase is printed (bench/cpu_share.py), and every record sent must
-             be acknowledged and stored exactly once.
+             be acknowledged and stored exactly once. The stream is cycled (the burst needs ~20 times
+             its events); each cycle is dated one stream span later (`--ts shifted`, the default), as a
+             real outage's time moves on; `--ts cycled` repeats the stream's own minutes every cycle,
+             which made each batch's upsert scan every earlier cycle's rows (bench/results.md).
 """
 
 from __future__ import annotations
@@ -268,7 +271,7 @@ def broker_case(files: OutageFiles, runs: int, summary: Summary) -> float:
 
 
 def burst_case(files: OutageFiles, capacity: float, burst: float, summary: Summary, producer: str = "java",
-               keyed: bool = False, producer_cpus: str | None = None) -> None:
+               keyed: bool = False, producer_cpus: str | None = None, ts: str = "shifted") -> None:
     """Steady, then 10x steady for `burst` seconds, then steady: does the lag drain within `burst` seconds after?
 
     The load comes from bench/burst_load.py (`producer`: its own JVM by default, or the original
@@ -279,7 +282,7 @@ def burst_case(files: OutageFiles, capacity: float, burst: float, summary: Summa
     import threading
 
     from bench_e2e import delete_topics, launch, make_topics
-    from burst_load import java_available, start_load
+    from burst_load import cycle_shift, java_available, start_load
     from cpu_share import CpuSampler
 
     if producer == "java" and not java_available():
@@ -292,11 +295,15 @@ def burst_case(files: OutageFiles, capacity: float, burst: float, summary: Summa
     workdir = Path(tempfile.mkdtemp(prefix="jwtriage-burst-"))
     results: list[dict[str, Any]] = []
     notes: list[tuple[float, float, int]] = []  # (read at, measured at, records): what the Live page showed
+    shift = cycle_shift(files.events) if ts == "shifted" else 0.0
     print(f"burst: producer {producer} ({'keyed by service' if keyed else 'unkeyed'}"
-          f"{f', pinned to CPUs {producer_cpus}' if producer_cpus else ''}); {load_note()}", flush=True)
+          f"{f', pinned to CPUs {producer_cpus}' if producer_cpus else ''}; "
+          f"{f'each cycle of the stream dated {shift:g} s after the last' if shift else 'ts cycled as in the file'}"
+          f"); {load_note()}", flush=True)
     try:
         _produce_stream(files, topics, count=0)  # the snapshots
-        generator = start_load(producer, files.events, topics.failures, plan, keyed=keyed, cpus=producer_cpus)
+        generator = start_load(producer, files.events, topics.failures, plan, keyed=keyed, cpus=producer_cpus,
+                               ts_shift=shift)
         sampler = CpuSampler(_cpu_roles(generator))
         sampler.start()
         watcher = threading.Thread(target=_watch_lag_notes, args=(workdir, notes, generator.done), daemon=True)
@@ -459,6 +466,9 @@ def main(argv: list[str] | None = None) -> int:
                              "thread of this process (the original)")
     parser.add_argument("--keyed", action="store_true", help="key the burst's records by service (default unkeyed)")
     parser.add_argument("--producer-cpus", help="pin the burst's producer to these CPUs (taskset list, e.g. 1)")
+    parser.add_argument("--ts", choices=("shifted", "cycled"), default="shifted",
+                        help="the burst's event time: each cycle of the stream dated a stream span later (default), "
+                             "or every cycle repeating the stream's own ts (the bench before 2026-12-06)")
     parser.add_argument("--capacity", type=float,
                         help="the consumer's events/s that sets the burst's steady rate (capacity / 6), instead of "
                              "measuring it with the broker case first")
@@ -480,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
         capacity = broker_case(files, runs, summary)
     if "burst" in cases:
         burst_case(files, args.capacity or capacity, 3.0 if args.quick else args.burst, summary,
-                   producer=args.producer, keyed=args.keyed, producer_cpus=args.producer_cpus)
+                   producer=args.producer, keyed=args.keyed, producer_cpus=args.producer_cpus, ts=args.ts)
     summary.write(args.summary)
     return 0
 

@@ -1,11 +1,15 @@
 """The burst benchmark's load generators: paced producers of the outage stream's records.
 
-    load = start_load("java" | "python", events_path, topic, plan, keyed=False, cpus=None)
+    load = start_load("java" | "python", events_path, topic, plan, keyed=False, cpus=None, ts_shift=0.0)
     load.done.wait(); load.join()      # load.sent, load.acked: [(time, records)], sampled as it runs
 
 `plan` is [(seconds, events/s), ...], one phase after another. Each record is the next line of the
 stream (cycled) with its event id made unique (`"event_id":"o…` -> `"event_id":"b<n>-…`), keyed by
 its service when `keyed`, else unkeyed (as the burst always was: spread over the partitions).
+`ts_shift` (seconds; `cycle_shift(events)` is the stream's own span) dates the n-th cycle's records
+n * ts_shift later. Without it every cycle repeats the same minutes of event time, which no real
+outage does and which costs the consumer work a real one does not cause (bench/results.md, "the
+burst's excess CPU per event"): each batch's upsert then scans the rows of every earlier cycle.
 
 Two generators, so that their cost can be compared in one run:
 
@@ -22,11 +26,14 @@ thread and kafka-python's sender thread with `sched_setaffinity`.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+import re
 import shutil
 import subprocess
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +43,7 @@ Plan = list[tuple[float, float]]
 Series = list[tuple[float, int]]
 ID = b'"event_id":"o'
 SERVICE = b'"service":"'
+TS = re.compile(rb'"ts":"([^"]*)"')
 JAVA_SOURCE = Path(__file__).resolve().parent / "BurstProducer.java"
 
 
@@ -76,6 +84,34 @@ def _parse_cpus(cpus: str) -> set[int]:
     return chosen
 
 
+def _ts(line: bytes) -> datetime:
+    match = TS.search(line)
+    if match is None:
+        raise ValueError("a stream line without a ts")
+    return datetime.fromisoformat(match.group(1).decode())
+
+
+def cycle_shift(events: Path) -> float:
+    """Seconds from the stream's first `ts` to its last, rounded up to a whole minute: how much later each
+    cycle of it is dated, so that no two cycles share a minute of event time (the lines are in `ts` order)."""
+    with events.open("rb") as f:
+        first = f.readline()
+        end = f.seek(0, os.SEEK_END)
+        f.seek(max(0, end - 65_536))  # a line is a few KB: the last one is in the file's last 64 KiB
+        last = f.read().rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    span = (_ts(last) - _ts(first)).total_seconds()
+    return 60.0 * max(1, math.ceil(span / 60.0))
+
+
+def shifted(line: bytes, seconds: float) -> bytes:
+    """`line` with its `ts` moved `seconds` later (what BurstProducer.java does to a later cycle's records)."""
+    match = TS.search(line)
+    if match is None or not seconds:
+        return line
+    moved = (datetime.fromisoformat(match.group(1).decode()) + timedelta(seconds=seconds)).astimezone(UTC)
+    return line[: match.start(1)] + moved.isoformat().replace("+00:00", "Z").encode() + line[match.end(1) :]
+
+
 def _service(line: bytes) -> bytes:
     start = line.index(SERVICE) + len(SERVICE)
     return line[start:line.index(b'"', start)]
@@ -99,15 +135,18 @@ class Load:
             raise RuntimeError(f"the burst's producer failed: {self.error}")
 
 
-def start_load(kind: str, events: Path, topic: str, plan: Plan, keyed: bool = False, cpus: str | None = None) -> Load:
+def start_load(kind: str, events: Path, topic: str, plan: Plan, keyed: bool = False, cpus: str | None = None,
+               ts_shift: float = 0.0) -> Load:
     load = Load()
     target = _run_java if kind == "java" else _run_python
-    load._thread = threading.Thread(target=target, args=(load, events, topic, plan, keyed, cpus), daemon=True)
+    load._thread = threading.Thread(target=target, args=(load, events, topic, plan, keyed, cpus, ts_shift),
+                                    daemon=True)
     load._thread.start()
     return load
 
 
-def _run_python(load: Load, events: Path, topic: str, plan: Plan, keyed: bool, cpus: str | None) -> None:
+def _run_python(load: Load, events: Path, topic: str, plan: Plan, keyed: bool, cpus: str | None,
+                ts_shift: float) -> None:
     """kafka-python's `send()` per record, paced every 50 ms, on this thread (the original generator)."""
     from bench_e2e import BOOTSTRAP
 
@@ -141,8 +180,9 @@ def _run_python(load: Load, events: Path, topic: str, plan: Plan, keyed: bool, c
             while (now := time.time()) < phase_start + seconds:
                 due = int((now - phase_start) * rate) - phase_sent
                 for _ in range(max(0, due)):
-                    n = sent % len(lines)
-                    producer.send(topic, key=keys[n], value=lines[n].replace(ID, b'"event_id":"b%d-' % sent, 1)
+                    cycle, n = divmod(sent, len(lines))
+                    value = lines[n].replace(ID, b'"event_id":"b%d-' % sent, 1)
+                    producer.send(topic, key=keys[n], value=shifted(value, cycle * ts_shift) if cycle else value
                                   ).add_callback(on_ack)
                     sent += 1
                     phase_sent += 1
@@ -179,14 +219,16 @@ def _java_classes() -> tuple[Path, Path]:
     return out, home / "lib"
 
 
-def _run_java(load: Load, events: Path, topic: str, plan: Plan, keyed: bool, cpus: str | None) -> None:
+def _run_java(load: Load, events: Path, topic: str, plan: Plan, keyed: bool, cpus: str | None,
+              ts_shift: float) -> None:
     """bench/BurstProducer.java in its own JVM; its progress lines become `sent` and `acked`."""
     from bench_e2e import BOOTSTRAP
 
     try:
         classes, lib = _java_classes()
         command = ["java", "-Xmx1g", "-XX:+UseSerialGC", "-cp", f"{classes}:{lib}/*", "BurstProducer", BOOTSTRAP,
-                   topic, str(events), "1" if keyed else "0", ",".join(f"{s:g}:{r:.3f}" for s, r in plan)]
+                   topic, str(events), "1" if keyed else "0", ",".join(f"{s:g}:{r:.3f}" for s, r in plan),
+                   f"{ts_shift:g}"]
         proc = subprocess.Popen((["taskset", "-c", cpus] if cpus else []) + command, stdout=subprocess.PIPE,
                                 text=True)
     except Exception as exc:

@@ -5,6 +5,7 @@ No timing is asserted: the samples here are made up, so the arithmetic is what i
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,11 +20,12 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 def bench() -> Iterator[dict[str, Any]]:
     sys.path.insert(0, str(BENCH))
     try:
+        import batch_timing
         import bench_outage
         import burst_load
         import cpu_share
 
-        yield {"outage": bench_outage, "load": burst_load, "cpu": cpu_share}
+        yield {"outage": bench_outage, "load": burst_load, "cpu": cpu_share, "batches": batch_timing}
     finally:
         sys.path.remove(str(BENCH))
 
@@ -81,3 +83,32 @@ def test_the_python_generator_keys_a_record_by_its_service(bench: dict[str, Any]
     line = b'{"event_id":"o000000001","ts":"2026-11-23T09:00:00Z","service":"payments-api","token":"x"}'
     assert bench["load"]._service(line) == b"payments-api"
     assert bench["load"]._parse_cpus("0,2-3") == {0, 2, 3}
+
+
+def test_a_later_cycle_of_the_stream_is_dated_later_and_otherwise_unchanged(bench: dict[str, Any]) -> None:
+    load = bench["load"]
+    line = b'{"event_id":"o000000001","ts":"2026-11-23T09:00:00.012000Z","service":"payments-api","token":"x"}'
+    moved = load.shifted(line, 2 * 780.0)
+    assert moved == line.replace(b"09:00:00.012000Z", b"09:26:00.012000Z")
+    assert load.shifted(line, 0.0) is line  # the first cycle goes out as the file has it
+
+
+def test_the_cycle_shift_is_the_streams_span_rounded_up_to_a_minute(bench: dict[str, Any], tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b'{"event_id":"o1","ts":"2026-11-23T09:00:00Z"}\n'
+                       + b'{"event_id":"o2","ts":"2026-11-23T09:05:00Z","token":"' + b"x" * 70_000 + b'"}\n'
+                       + b'{"event_id":"o3","ts":"2026-11-23T09:12:00.500Z"}\n')
+    assert bench["load"].cycle_shift(events) == 780.0  # 12 min 0.5 s: no two cycles share a minute
+
+
+def test_batch_timing_reports_cpu_per_event_of_each_part_per_step(bench: dict[str, Any], tmp_path: Path) -> None:
+    log = tmp_path / "batches-1.jsonl"
+    rows = [{"events": 5000, "process_cpu": 0.1, "write_cpu": 0.2, "upsert_cpu": 0.05},
+            {"events": 5000, "process_cpu": 0.1, "write_cpu": 0.2, "upsert_cpu": 0.15},
+            {"events": 0, "publish_cpu": 9.0},  # a batch of snapshots only: no events, not counted
+            {"events": 2000, "process_cpu": 0.1, "write_cpu": 0.1, "upsert_cpu": 0.02}]
+    log.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    first, second = bench["batches"].summarize([log], step=10_000).splitlines()
+    assert "+10,000" in first and "process  20.0" in first and "upsert  20.0)" in first
+    assert "upsert 100.0 ms CPU per batch" in first  # the median of 50 and 150 ms
+    assert "+2,000" in second and "process  50.0" in second and "publish  0.0" in second
