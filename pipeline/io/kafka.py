@@ -41,6 +41,7 @@ from pipeline.config import KafkaConfig
 from pipeline.errors import ConfigError
 from pipeline.faults import crash_point
 from pipeline.io import kafka_options
+from pipeline.io.base import handed_over
 from pipeline.io.kafka_gaps import GapWatch, Hole, Partition
 from pipeline.records import Envelope, Position, RecordKind
 
@@ -408,7 +409,7 @@ class KafkaSource:
         envelopes: list[Envelope] = []
         while any(self.keys_follower.position(tp) < end for tp, end in ends.items()):
             envelopes.extend(self._envelopes(self.keys_follower.poll(timeout_ms=POLL_TIMEOUT_MS)))
-        return envelopes
+        return handed_over(envelopes)
 
     def replay_samples(self) -> list[Envelope]:
         """The recent samples this store had already read (its last `sample_replay` per partition).
@@ -427,7 +428,7 @@ class KafkaSource:
         envelopes: list[Envelope] = []
         while any(self.follower.position(tp) < end for tp, end in ends.items()):
             envelopes.extend(self._envelopes(self.follower.poll(timeout_ms=POLL_TIMEOUT_MS)))
-        return envelopes
+        return handed_over(envelopes)
 
     def fetch(self, positions: Sequence[Position], max_bytes: int) -> dict[Position, bytes]:
         """Records read again by position (a `pipeline.rejudge.RecordFetcher`)."""
@@ -438,17 +439,19 @@ class KafkaSource:
         while True:
             polled = self._envelopes(self.keys_follower.poll(timeout_ms=0))
             if not polled:
-                return envelopes
+                return handed_over(envelopes)
             envelopes.extend(polled)
 
     # -- the loop ------------------------------------------------------------------------
 
     def _envelopes(self, polled: dict[Any, list[Any]]) -> list[Envelope]:
+        """A poll's records as envelopes; `polled` is left empty (a frame may keep it: `handed_over`)."""
         out: list[Envelope] = []
         for tp, messages in polled.items():
             self.gaps.observe(tp, messages)
             kind, topic, partition = self.kinds[tp.topic], tp.topic, tp.partition
             out.extend([Envelope(kind, m.value or b"", Position(topic, partition, m.offset)) for m in messages])
+        polled.clear()
         return out
 
     def batches(self) -> Iterator[list[Envelope]]:
@@ -485,10 +488,10 @@ class KafkaSource:
         events = self._envelopes(polled)
         # Keys and samples are read after the events were fetched, so they are at least as recent.
         samples = self._envelopes(self.follower.poll(timeout_ms=0, max_records=self.max_records))
-        envelopes = self._drain_keys() + samples + events
+        keys = self._drain_keys()
         if self.gaps.due():
             self.check_gaps()
-        return envelopes
+        return handed_over(keys, samples, events)
 
     def _expect_from_group(self, tp: Any, stored: int | None) -> None:
         """Where a newly assigned partition should resume: max(stored, the group's committed offset).
