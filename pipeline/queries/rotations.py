@@ -79,18 +79,18 @@ def _attributed(
         damage_params = [*damage_params, *(edge for span in near for edge in span)]
     where, where_params = filters.where()
     action = f"CASE WHEN cause IN ({marks(added)}) THEN 'added' ELSE 'removed' END AS action"
+    ends_before = s is not None and filters.until is not None and filters.until <= s.boundary
+    tail = damage_tail(con, s.boundary) if s is not None and con is not None and not ends_before else None
+    # the raw rows: the open tail's table, else only the day folders the window reaches (the view would read every
+    # raw day's footers: a third of a second on 30 full-rate days, for a week that may have no raw row at all)
+    raw, alias = (tail, tail) if tail is not None else (_raw_rows(con, filters, s), "classifications")
     source = f"""SELECT event_id, NULL::TIMESTAMPTZ AS hour, NULL::BIGINT AS row_no, client_id, confidence,
                        ts, ts AS first_ts, ts AS last_ts,
                        1::BIGINT AS w, service, cause, issuer, kid,
                        {action}
-                FROM classifications WHERE {damage.replace("§", "classifications")} AND {where}"""
+                FROM {raw} WHERE {damage.replace("§", alias)} AND {where}"""
     params: list[Any] = [*added, *damage_params, *where_params]
     one_row = "d.event_id"  # what identifies one damage row (a rollup row has no event_id: its keys and hour)
-    ends_before = s is not None and filters.until is not None and filters.until <= s.boundary
-    tail = damage_tail(con, s.boundary) if s is not None and con is not None and not ends_before else None
-    if tail is not None:
-        source = source.replace("FROM classifications WHERE", f"FROM {tail} WHERE").replace("classifications.",
-                                                                                            f"{tail}.")
     if s is not None:
         # a rollup row has no event_id: a number of its own (rows of one key from two writers are two rows)
         one_row = "d.event_id, d.hour, d.row_no"
@@ -123,6 +123,14 @@ def _attributed(
     if s is not None and con is not None and asked_again and (shared := _shared(con, sql, params)) is not None:
         return shared
     return sql, params
+
+
+def _raw_rows(con: duckdb.DuckDBPyConnection | None, filters: Filters, s: Split | None) -> str:
+    """The FROM item (named `classifications`) of the raw rows `_attributed` reads without a tail table: the split's
+    (its boundary's day on), or the filter's window's day folders (`raw_relation`)."""
+    if s is not None:
+        return s.raw
+    return "classifications" if con is None else raw_relation(con, filters.since, filters.until)
 
 
 def _shared(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> tuple[str, list[Any]] | None:
