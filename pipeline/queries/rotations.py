@@ -106,16 +106,23 @@ def _attributed(
                 WHERE hour < ? AND events > 0 AND {rolled_damage} AND {hourly}
                 UNION ALL {source} AND ts >= ?"""
         params = [*added, s.boundary, *damage_params, *hourly_params, *params, s.boundary]
+    # a damage row with one step of its key and action is that step's; only the others are ranked (the ranking
+    # sorts every row it sees: most of the attribution's time when it saw them all)
     sql = f"""WITH steps AS ({_STEPS}),
             damage AS ({source}),
-            attributed AS (
-                SELECT d.event_id, d.ts, d.first_ts, d.last_ts, d.w, d.service, d.cause, d.issuer, d.kid, d.action,
-                       s.step_ts
-                FROM damage d JOIN steps s
+            candidates AS (
+                SELECT d.event_id, d.hour, d.row_no, d.ts, d.first_ts, d.last_ts, d.w, d.service, d.cause, d.issuer,
+                       d.kid, d.action, s.step_ts, s.n
+                FROM damage d JOIN (SELECT *, count(*) OVER (PARTITION BY issuer, kid, action) AS n FROM steps) s
                   ON s.issuer = d.issuer AND s.kid = d.kid AND s.action = d.action
+            ),
+            attributed AS (
+                SELECT * EXCLUDE (hour, row_no, n) FROM candidates WHERE n = 1
+                UNION ALL
+                SELECT * EXCLUDE (hour, row_no, n) FROM candidates d WHERE n > 1
                 QUALIFY row_number() OVER (
                     PARTITION BY {one_row}
-                    ORDER BY ((d.cause = ?) <> (s.step_ts > d.ts)), abs(epoch(s.step_ts) - epoch(d.ts))
+                    ORDER BY ((d.cause = ?) <> (d.step_ts > d.ts)), abs(epoch(d.step_ts) - epoch(d.ts))
                 ) = 1
             )"""
     params = [*params, _EARLY]
