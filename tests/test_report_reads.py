@@ -19,7 +19,7 @@ from pipeline.io.store_readers import connect_readonly
 from pipeline.io.store_schema import create_statement, parts_dir
 from pipeline.queries.coverage import coverage
 from pipeline.report.model import SPARK_AFTER, SPARK_BEFORE, SPARK_BUCKET
-from tests.test_rollups import HOURS, KEY_ROTATIONS, START, damage_event, raw_store
+from tests.test_rollups import HOURS, KEY_ROTATIONS, START, damage_event, raw_event, raw_store, rolled_store
 from tests.test_store_parts import DAY0, add_rows
 
 DAY1 = DAY0 + timedelta(days=1)
@@ -134,3 +134,39 @@ def test_each_damage_event_is_attributed_to_the_step_the_rule_names(
     found = {(r["issuer"], r["kid"], r["action"], r["step_ts"], r["service"], r["cause"]): r["failures"]
              for r in queries.rotation_effects(con) if r["failures"]}
     assert found == expected
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(raw_event, max_size=60), st.integers(0, HOURS), st.integers(0, HOURS))
+def test_questions_of_whole_days_answer_from_one_day_table_as_from_the_rows(
+    events: list[dict[str, Any]], rolled_hours: int, raw_hours: int
+) -> None:
+    """A report's counting questions of whole UTC days (a week, the week before, its daily chart) read one temp table
+    of the rows summed per day, made at the first and read by every question whose window lies inside it; the
+    answers are the raw rows'. A window or cut off a day's edge, or a question that filters more than time, reads
+    the rows as before."""
+    raw, rolled = raw_store(events), rolled_store(events, rolled_hours, min(raw_hours, rolled_hours))
+    day = timedelta(days=1)
+    second = queries.Filters(since=START + day, until=START + 2 * day)  # with the day before: the whole store
+
+    def answers(con: duckdb.DuckDBPyConnection) -> list[Any]:
+        first = queries.Filters(since=START, until=START + day)
+        return [
+            queries.cause_counts_vs_previous(con, second),
+            queries.service_counts_vs_previous(con, second),
+            queries.window_buckets(con, START, START + 2 * day, 2, "service"),
+            queries.window_buckets(con, second.since, second.until, 1, "cause"),  # type: ignore[arg-type]
+            queries.confidence_counts(con, first),
+            queries.rotation_damage_count(con, first),
+            queries.window_time_range(con, second),
+            queries.total_events(con, first),
+            queries.cause_counts(con, second),
+            queries.cause_counts(con, queries.Filters(since=START, until=START + timedelta(hours=30))),  # off a day
+            queries.total_events(con, queries.Filters(since=START, until=START + day, services=("a",))),
+        ]
+
+    assert answers(rolled) == answers(raw)
+    tables = "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name LIKE 'counted_days_%'"
+    # one day table, of the first question's two days, when any hour was rolled (else raw rows answer: no split)
+    assert rolled.execute(tables).fetchone() == ((1 if rolled_hours else 0),)
+    assert raw.execute(tables).fetchone() == (0,)
