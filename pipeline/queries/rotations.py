@@ -106,9 +106,21 @@ def _attributed(
                 WHERE hour < ? AND events > 0 AND {rolled_damage} AND {hourly}
                 UNION ALL {source} AND ts >= ?"""
         params = [*added, s.boundary, *damage_params, *hourly_params, *params, s.boundary]
-    # a damage row with one step of its key and action is that step's; only the others are ranked (the ranking
-    # sorts every row it sees: most of the attribution's time when it saw them all)
-    sql = f"""WITH steps AS ({_STEPS}),
+    sql = _ranked(source, one_row)
+    params = [*params, _EARLY]
+    asked_again = after is None and not near  # the step series and the step counts are asked once each
+    if s is not None and con is not None and asked_again and (shared := _shared(con, sql, params)) is not None:
+        return shared
+    return sql, params
+
+
+def _ranked(source: str, one_row: str) -> str:
+    """`_attributed`'s WITH clause over its damage rows `source` (one `?`: `_EARLY`, after the source's own).
+
+    A damage row with one step of its key and action is that step's; only the others are ranked (the ranking
+    sorts every row it sees: most of the attribution's time when it saw them all). `one_row`: what identifies
+    one damage row (a rollup row has no event_id: its hour and a row number)."""
+    return f"""WITH steps AS ({_STEPS}),
             damage AS ({source}),
             candidates AS (
                 SELECT d.event_id, d.hour, d.row_no, d.ts, d.first_ts, d.last_ts, d.w, d.service, d.cause, d.issuer,
@@ -125,11 +137,6 @@ def _attributed(
                     ORDER BY ((d.cause = ?) <> (d.step_ts > d.ts)), abs(epoch(d.step_ts) - epoch(d.ts))
                 ) = 1
             )"""
-    params = [*params, _EARLY]
-    asked_again = after is None and not near  # the step series and the step counts are asked once each
-    if s is not None and con is not None and asked_again and (shared := _shared(con, sql, params)) is not None:
-        return shared
-    return sql, params
 
 
 def _raw_rows(con: duckdb.DuckDBPyConnection | None, filters: Filters, s: Split | None) -> str:
