@@ -170,3 +170,37 @@ def test_questions_of_whole_days_answer_from_one_day_table_as_from_the_rows(
     # one day table, of the first question's two days, when any hour was rolled (else raw rows answer: no split)
     assert rolled.execute(tables).fetchone() == ((1 if rolled_hours else 0),)
     assert raw.execute(tables).fetchone() == (0,)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(damage_event, max_size=40), st.lists(key_life, min_size=1, max_size=5), st.integers(1, HOURS),
+       st.integers(0, HOURS - 1), st.integers(1, HOURS))
+def test_the_step_series_reads_the_weeks_attribution_and_answers_as_its_own_query(
+    events: list[dict[str, Any]], lives: list[tuple[str, int, int | None, bool]], rolled_hours: int, start: int,
+    length: int
+) -> None:
+    """The report's step series reads the damage inside its week from the week's shared attribution and attributes
+    only the rest of its windows (2 h before a step to 12 h after, steps anywhere): the same series as a connection
+    that attributed nothing before it."""
+    def store() -> duckdb.DuckDBPyConnection:
+        con = rolled_store(events, rolled_hours, 0)
+        con.execute(create_statement("jwks_keys"))
+        con.execute(KEY_ROTATIONS)
+        for n, (kid, added, lasted, initial) in enumerate(lives):
+            first = START + timedelta(minutes=added)
+            removed = None if lasted is None else first + timedelta(minutes=lasted)
+            con.execute("INSERT INTO jwks_keys VALUES ('i1', ?, ?, 'RSA', NULL, 0, ?, ?, ?, ?)",
+                        [kid, f"t{n}", first, removed or first, removed, initial])
+        con.execute("SET TimeZone = 'UTC'")
+        return con
+
+    week = queries.Filters(since=START + timedelta(hours=start), until=START + timedelta(hours=start + length))
+    shared, alone = store(), store()
+    effects = queries.rotation_effects(shared, week)  # makes the week's attribution on `shared`
+    steps = [{"issuer": r["issuer"], "kid": r["kid"], "action": r["action"], "ts": r["step_ts"]} for r in effects]
+    series = queries.rotation_step_series_many(shared, steps, SPARK_BEFORE, SPARK_AFTER, SPARK_BUCKET, hourly=True)
+    assert series == queries.rotation_step_series_many(alone, steps, SPARK_BEFORE, SPARK_AFTER, SPARK_BUCKET,
+                                                       hourly=True)
+    made = "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name LIKE 'attributed_%'"
+    assert shared.execute(made).fetchone() == (1 if start < rolled_hours else 0,)  # a week after the rollups: raw
+    assert alone.execute(made).fetchone() == (0,)
