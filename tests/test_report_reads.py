@@ -18,6 +18,7 @@ from pipeline.io.store import Store
 from pipeline.io.store_readers import connect_readonly
 from pipeline.io.store_schema import create_statement, parts_dir
 from pipeline.queries.coverage import coverage
+from pipeline.queries.daily import share_days
 from pipeline.report.model import SPARK_AFTER, SPARK_BEFORE, SPARK_BUCKET
 from tests.test_rollups import HOURS, KEY_ROTATIONS, START, damage_event, raw_event, raw_store, rolled_store
 from tests.test_store_parts import DAY0, add_rows
@@ -165,8 +166,12 @@ def test_questions_of_whole_days_answer_from_one_day_table_as_from_the_rows(
             queries.total_events(con, queries.Filters(since=START, until=START + day, services=("a",))),
         ]
 
-    assert answers(rolled) == answers(raw)
     tables = "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name LIKE 'counted_days_%'"
+    assert answers(rolled) == answers(raw)
+    assert rolled.execute(tables).fetchone() == (0,)  # a connection that does not share days (a dashboard page's)
+    for con in (rolled, raw):
+        share_days(con)  # as the report does
+    assert answers(rolled) == answers(raw)
     # one day table, of the first question's two days, when any hour was rolled (else raw rows answer: no split)
     assert rolled.execute(tables).fetchone() == ((1 if rolled_hours else 0),)
     assert raw.execute(tables).fetchone() == (0,)

@@ -4,10 +4,11 @@ The weekly report asks eight questions of `rolled.counted` (causes and services 
 daily chart, confidence, rotation damage, the time span): each read the same week's rollup files again. When a
 question filters nothing but time, and its window and every cut it makes (a bucket width, a comparison's
 start) fall on whole UTC days, its answer depends on `counted` only through sums, minima and maxima per day,
-cause, service, confidence and attack flag. So the first such question on a connection makes a temp table of
-its split's `counted` rows summed per day; a later one whose window lies inside that table's (the same split
-boundary) reads it instead of the files. The table holds the rows as they were when first asked, as
-`rolled.rolled_tail` does: a connection is one report or one page run.
+cause, service, confidence and attack flag. So on a connection that asks many of them (`share_days`: the
+report's) the first such question makes a temp table of its split's `counted` rows summed per day; a later one
+whose window lies inside that table's (the same split boundary) reads it instead of the files. Elsewhere (a
+dashboard page asks one or two, over up to every day kept) making the table costs more than it saves. The
+table holds the rows as they were when first asked, as `rolled.rolled_tail` does: a connection is one report.
 """
 
 from __future__ import annotations
@@ -25,6 +26,15 @@ DAY_SECONDS = 86_400
 
 #: The columns of `counted` a day table keeps (the others, issuer, kid and client_id, are NULL in it).
 BY_DAY_COLUMNS = ("ts", "service", "cause", "confidence", "attacked")
+
+#: The connections whose day-aligned counting questions share day tables (`share_days`).
+_SHARING: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
+
+
+def share_days(con: duckdb.DuckDBPyConnection) -> None:
+    """Let `con`'s counting questions of whole days share day tables (a caller that asks many: the report)."""
+    _SHARING.add(con)
+
 
 #: A connection's day tables: (split boundary, window start, window end, table name).
 _TABLES: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, list[tuple[datetime, datetime, datetime, str]]] = (
@@ -49,9 +59,10 @@ def whole_days(s: Split, *cuts: datetime | float) -> bool:
 def counted_by_day(con: duckdb.DuckDBPyConnection, s: Split, counted: tuple[str, list[Any]], *cuts: datetime | float
                    ) -> tuple[str, list[Any]] | None:
     """`WITH counted AS (…)` over a day table of the connection (made here from `counted`, the question's own
-    clause, when none holds the window), or None when the question cannot be answered per day (`whole_days`) or
-    the connection cannot hold a temp table. Only for questions that read no issuer, kid or client_id."""
-    if not whole_days(s, *cuts):
+    clause, when none holds the window), or None when the connection does not share them (`share_days`), the
+    question cannot be answered per day (`whole_days`) or the connection cannot hold a temp table. Only for
+    questions that read no issuer, kid or client_id."""
+    if con not in _SHARING or not whole_days(s, *cuts):
         return None
     since, until = s.filters.since, s.filters.until
     assert since is not None and until is not None  # whole_days
