@@ -26,6 +26,7 @@ import duckdb
 from pipeline.io.store_parts import raw_relation, rollup_relation
 from pipeline.queries.base import BUCKET_SECONDS, interval, rotation_damage, rows
 from pipeline.queries.coverage import Split
+from pipeline.queries.daily import counted_by_day
 from pipeline.rollups import (
     CACHE_AGE_EDGES,
     HOUR_SECONDS,
@@ -54,6 +55,14 @@ def counted(s: Split, tail: str | None = None) -> tuple[str, list[Any]]:
         FROM {s.raw} WHERE ts >= ? AND {raw}
     )"""
     return sql, [s.boundary, *hourly_params, s.boundary, *raw_params]
+
+
+def counted_or_by_day(con: duckdb.DuckDBPyConnection, s: Split, *cuts: datetime | float) -> tuple[str, list[Any]]:
+    """`counted` with the open tail rolled (`counted_tail`), or its per-day sums when the question's window and cuts
+    are whole days (`daily.counted_by_day`: one pass for all of a report's such questions). For questions that read
+    no issuer, kid or client_id."""
+    clause = counted(s, counted_tail(con, s, *cuts))
+    return counted_by_day(con, s, clause, *cuts) or clause
 
 
 def _with_tail(name: str, rolled: str, keep: str, tail: str, s: Split, hourly: str, params: list[Any]
@@ -145,20 +154,20 @@ def temp_table(con: duckdb.DuckDBPyConnection, name: str, select: str, params: l
 
 
 def total_events(con: duckdb.DuckDBPyConnection, s: Split) -> int:
-    sql, params = counted(s, counted_tail(con, s))
+    sql, params = counted_or_by_day(con, s)
     row = con.execute(f"{sql} SELECT coalesce(sum(events), 0)::BIGINT FROM counted", params).fetchone()
     return int(row[0]) if row else 0
 
 
 def time_span(con: duckdb.DuckDBPyConnection, s: Split) -> tuple[datetime | None, datetime | None]:
     """The first and last event time in the split."""
-    sql, params = counted(s, counted_tail(con, s))
+    sql, params = counted_or_by_day(con, s)
     row = con.execute(f"{sql} SELECT min(first_ts), max(last_ts) FROM counted", params).fetchone()
     return (row[0], row[1]) if row else (None, None)
 
 
 def cause_counts(con: duckdb.DuckDBPyConnection, s: Split) -> list[dict[str, Any]]:
-    sql, params = counted(s, counted_tail(con, s))
+    sql, params = counted_or_by_day(con, s)
     return rows(
         con,
         f"""{sql} SELECT cause, sum(events)::BIGINT AS events,
@@ -172,7 +181,7 @@ def cause_counts(con: duckdb.DuckDBPyConnection, s: Split) -> list[dict[str, Any
 
 
 def confidence_counts(con: duckdb.DuckDBPyConnection, s: Split) -> list[dict[str, Any]]:
-    sql, params = counted(s, counted_tail(con, s))
+    sql, params = counted_or_by_day(con, s)
     return rows(
         con,
         f"""{sql} SELECT confidence, sum(events)::BIGINT AS events,
@@ -185,7 +194,7 @@ def confidence_counts(con: duckdb.DuckDBPyConnection, s: Split) -> list[dict[str
 def cause_counts_vs_previous(con: duckdb.DuckDBPyConnection, s: Split, since: datetime) -> list[dict[str, Any]]:
     """`s` covers the window and the one before it; `since` is where the window starts."""
     s = s.settled(since)
-    sql, params = counted(s, counted_tail(con, s, since))
+    sql, params = counted_or_by_day(con, s, since)
     return rows(
         con,
         f"""{sql} SELECT cause,
@@ -200,7 +209,7 @@ def cause_counts_vs_previous(con: duckdb.DuckDBPyConnection, s: Split, since: da
 
 def service_counts_vs_previous(con: duckdb.DuckDBPyConnection, s: Split, since: datetime) -> list[dict[str, Any]]:
     s = s.settled(since)
-    sql, params = counted(s, counted_tail(con, s, since))
+    sql, params = counted_or_by_day(con, s, since)
     return rows(
         con,
         f"""{sql}, per AS (
@@ -267,8 +276,11 @@ def window_buckets(
 ) -> list[dict[str, Any]]:
     width = (until - since).total_seconds() / buckets
     s = s.settled(since, until)
-    tail = counted_tail(con, s, since, width)
-    sql, params = hits(s, tail) if by == "attack" else counted(s, tail)
+    if by in ("cause", "service"):  # the columns a day table keeps
+        sql, params = counted_or_by_day(con, s, since, width)
+    else:
+        tail = counted_tail(con, s, since, width)
+        sql, params = hits(s, tail) if by == "attack" else counted(s, tail)
     relation = "hits" if by == "attack" else "counted"
     return rows(
         con,
@@ -356,7 +368,7 @@ def attack_clients(con: duckdb.DuckDBPyConnection, s: Split, limit: int, nulls_a
 
 
 def rotation_damage_count(con: duckdb.DuckDBPyConnection, s: Split) -> int:
-    sql, params = counted(s, counted_tail(con, s))
+    sql, params = counted_or_by_day(con, s)
     damage, damage_params = rotation_damage()
     # `counted` has no attacks list: the damage condition's `len(attacks) = 0` is `NOT attacked` here
     damage = damage.replace("len(attacks) = 0", "NOT attacked")

@@ -20,6 +20,7 @@ One definition of each rotation figure, used by the demo, the report, the dashbo
 from __future__ import annotations
 
 import hashlib
+import weakref
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -78,23 +79,29 @@ def _attributed(
         damage = f"{damage} AND ({' OR '.join('(ts >= ? AND ts < ?)' for _ in near)})"
         damage_params = [*damage_params, *(edge for span in near for edge in span)]
     where, where_params = filters.where()
+    # the step series: damage inside a window already attributed on this connection is read from its table
+    known = _covering(con, s, filters) if near and s is not None and con is not None else None
+    if known is not None:
+        where, where_params = f"{where} AND NOT (ts >= ? AND ts < ?)", [*where_params, known[1], known[2]]
     action = f"CASE WHEN cause IN ({marks(added)}) THEN 'added' ELSE 'removed' END AS action"
+    ends_before = s is not None and filters.until is not None and filters.until <= s.boundary
+    tail = damage_tail(con, s.boundary) if s is not None and con is not None and not ends_before else None
+    # the raw rows: the open tail's table, else only the day folders the window reaches (the view would read every
+    # raw day's footers: a third of a second on 30 full-rate days, for a week that may have no raw row at all)
+    raw, alias = (tail, tail) if tail is not None else (_raw_rows(con, filters, s), "classifications")
     source = f"""SELECT event_id, NULL::TIMESTAMPTZ AS hour, NULL::BIGINT AS row_no, client_id, confidence,
                        ts, ts AS first_ts, ts AS last_ts,
                        1::BIGINT AS w, service, cause, issuer, kid,
                        {action}
-                FROM classifications WHERE {damage.replace("§", "classifications")} AND {where}"""
+                FROM {raw} WHERE {damage.replace("§", alias)} AND {where}"""
     params: list[Any] = [*added, *damage_params, *where_params]
     one_row = "d.event_id"  # what identifies one damage row (a rollup row has no event_id: its keys and hour)
-    ends_before = s is not None and filters.until is not None and filters.until <= s.boundary
-    tail = damage_tail(con, s.boundary) if s is not None and con is not None and not ends_before else None
-    if tail is not None:
-        source = source.replace("FROM classifications WHERE", f"FROM {tail} WHERE").replace("classifications.",
-                                                                                            f"{tail}.")
     if s is not None:
         # a rollup row has no event_id: a number of its own (rows of one key from two writers are two rows)
         one_row = "d.event_id, d.hour, d.row_no"
         hourly, hourly_params = s.filters.where(hourly=True)
+        if known is not None:
+            hourly, hourly_params = f"{hourly} AND NOT (hour >= ? AND hour < ?)", [*hourly_params, known[1], known[2]]
         # a rollup row has no attacks list (its `attack`) and no ts (its first event's time stands for it)
         rolled_damage = (damage.replace("len(attacks) = 0", "attack IS NULL").replace("(ts >= ?", "(first_ts >= ?")
                          .replace("AND ts < ?)", "AND first_ts < ?)").replace("OR ts < (", "OR first_ts < (")
@@ -106,35 +113,85 @@ def _attributed(
                 WHERE hour < ? AND events > 0 AND {rolled_damage} AND {hourly}
                 UNION ALL {source} AND ts >= ?"""
         params = [*added, s.boundary, *damage_params, *hourly_params, *params, s.boundary]
-    sql = f"""WITH steps AS ({_STEPS}),
-            damage AS ({source}),
-            attributed AS (
-                SELECT d.event_id, d.ts, d.first_ts, d.last_ts, d.w, d.service, d.cause, d.issuer, d.kid, d.action,
-                       s.step_ts
-                FROM damage d JOIN steps s
-                  ON s.issuer = d.issuer AND s.kid = d.kid AND s.action = d.action
-                QUALIFY row_number() OVER (
-                    PARTITION BY {one_row}
-                    ORDER BY ((d.cause = ?) <> (s.step_ts > d.ts)), abs(epoch(s.step_ts) - epoch(d.ts))
-                ) = 1
-            )"""
+    sql = _ranked(source, one_row, "fresh" if known is not None else "attributed")
     params = [*params, _EARLY]
+    if known is not None and near:  # the rows of the known window the series' own query would have read
+        spans = " OR ".join("(ts >= ? AND ts < ?)" for _ in near)
+        sql += f""", attributed AS (
+            SELECT * FROM fresh UNION ALL
+            SELECT * FROM {known[3]} WHERE ({spans})
+              AND CASE WHEN hour IS NULL THEN ts >= ? AND ts < ? ELSE hour >= ? AND hour < ? END)"""
+        params += [*(edge for span in near for edge in span), *(2 * [filters.since, filters.until])]
     asked_again = after is None and not near  # the step series and the step counts are asked once each
-    if s is not None and con is not None and asked_again and (shared := _shared(con, sql, params)) is not None:
+    if s is not None and con is not None and asked_again and (shared := _shared(con, sql, params, s, filters)):
         return shared
     return sql, params
 
 
-def _shared(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> tuple[str, list[Any]] | None:
+def _ranked(source: str, one_row: str, name: str) -> str:
+    """`_attributed`'s WITH clause over its damage rows `source` (one `?`: `_EARLY`, after the source's own).
+
+    A damage row with one step of its key and action is that step's; only the others are ranked (the ranking
+    sorts every row it sees: most of the attribution's time when it saw them all). `one_row`: what identifies
+    one damage row (a rollup row has no event_id: its hour and a row number). `name`: the CTE of the attributed
+    rows (their columns: `_attributed`'s and `hour`, the rollup row's, NULL for a raw row)."""
+    return f"""WITH steps AS ({_STEPS}),
+            damage AS ({source}),
+            candidates AS (
+                SELECT d.event_id, d.hour, d.row_no, d.ts, d.first_ts, d.last_ts, d.w, d.service, d.cause, d.issuer,
+                       d.kid, d.action, s.step_ts, s.n
+                FROM damage d JOIN (SELECT *, count(*) OVER (PARTITION BY issuer, kid, action) AS n FROM steps) s
+                  ON s.issuer = d.issuer AND s.kid = d.kid AND s.action = d.action
+            ),
+            {name} AS (
+                SELECT * EXCLUDE (row_no, n) FROM candidates WHERE n = 1
+                UNION ALL
+                SELECT * EXCLUDE (row_no, n) FROM candidates d WHERE n > 1
+                QUALIFY row_number() OVER (
+                    PARTITION BY {one_row}
+                    ORDER BY ((d.cause = ?) <> (d.step_ts > d.ts)), abs(epoch(d.step_ts) - epoch(d.ts))
+                ) = 1
+            )"""
+
+
+def _raw_rows(con: duckdb.DuckDBPyConnection | None, filters: Filters, s: Split | None) -> str:
+    """The FROM item (named `classifications`) of the raw rows `_attributed` reads without a tail table: the split's
+    (its boundary's day on), or the filter's window's day folders (`raw_relation`)."""
+    if s is not None:
+        return s.raw
+    return "classifications" if con is None else raw_relation(con, filters.since, filters.until)
+
+
+def _shared(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any], s: Split, filters: Filters
+            ) -> tuple[str, list[Any]] | None:
     """`_attributed`'s clause reading a temp table of its `attributed` rows, made at the connection's first ask of
     the same attribution (SQL and parameters): the report asks `rotation_effects`, `rotation_impact` and
-    `issuer_faults` of one week, and the attribution (a window over every damage row) is most of each.
-    None when the connection cannot hold one (then the query attributes, as before)."""
+    `issuer_faults` of one week, and the attribution (a window over every damage row) is most of each; its
+    step series reads the week's part of its windows from it too (`_covering`). None when the connection
+    cannot hold one (then the query attributes, as before)."""
     key = hashlib.sha256(repr((sql, params)).encode()).hexdigest()[:16]
     table = rolled.temp_table(con, f"attributed_{key}", f"{sql} SELECT * FROM attributed", params)
     if table is None:
         return None
+    if filters.since is not None and filters.until is not None and filters == Filters(filters.since, filters.until):
+        known = _KNOWN.setdefault(con, [])
+        if (entry := (s.boundary, filters.since, filters.until, table)) not in known:
+            known.append(entry)
     return f"WITH steps AS ({_STEPS}), attributed AS (SELECT * FROM {table})", []
+
+
+#: A connection's shared attributions of time-only windows: (split boundary, since, until, table).
+_KNOWN: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, list[tuple[datetime, datetime, datetime, str]]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _covering(con: duckdb.DuckDBPyConnection, s: Split, filters: Filters
+              ) -> tuple[datetime, datetime, datetime, str] | None:
+    """A shared attribution of this connection whose damage `filters` (a time-only window) can take from it: the
+    same split boundary, so its rows are those the window's own query reads in the shared window."""
+    if filters.since is None or filters.until is None or filters != Filters(filters.since, filters.until):
+        return None
+    return next((k for k in _KNOWN.get(con, []) if k[0] == s.boundary), None)
 
 
 def damage_tail(con: duckdb.DuckDBPyConnection, boundary: datetime) -> str | None:

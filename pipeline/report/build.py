@@ -19,6 +19,7 @@ from pipeline.causes import (
     issuer_fault_text,
 )
 from pipeline.queries.coverage import split
+from pipeline.queries.daily import share_days
 from pipeline.report.model import (
     DEFAULT_MAX_KEY_AGE,
     DEFAULT_MAX_TOKEN_LIFETIME,
@@ -63,6 +64,7 @@ def build_report(
 ) -> Report:
     """Everything the report shows for `week` (default: the latest week with events)."""
     con.execute("SET TimeZone = 'UTC'")
+    share_days(con)  # a dozen counting questions of the week and the week before: one pass over their days
     generated_at = now or datetime.now(UTC)
     if week is None:  # the store's time range (a scan of every rollup row) only when the week is not given
         _, last = queries.time_range(con, generated_at)
