@@ -17,7 +17,6 @@ are jwtriage's own wire models.
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import time
 import traceback
@@ -33,14 +32,14 @@ from pipeline.bounded import BoundedCache
 from pipeline.config import Config
 from pipeline.engine.classify import Classifier, Verdict
 from pipeline.engine.keys import KeyTimeline
+from pipeline.engine.line_reuse import LineReuse
+from pipeline.engine.redaction import without_tokens
 from pipeline.engine.tokens import (
     MAX_TOKEN_BYTES,
     excerpt,
     fingerprint,
-    has_token,
     header_cache_usage,
     redact_tokens,
-    to_json,
 )
 from pipeline.io.base import CommittingSource, Sink, Source
 from pipeline.io.formats import DEFAULT_EVENT_FORMAT, event_decoder
@@ -71,6 +70,7 @@ _OWN_MODELS: dict[RecordKind, type[SampledToken] | type[JwksSnapshot]] = {
 _EVENT_OVERHEAD = 400
 _UNKNOWN_KID = Cause.UNKNOWN_KID  # read per event: a module constant skips the enum's member lookup
 _MIB = 1024 * 1024
+_REUSED: Any = object()  # a record whose output line `engine.line_reuse` made: nothing to decode or judge
 
 
 def event_bytes(event: AuthFailureEvent, token: str | None = None) -> int:
@@ -143,12 +143,15 @@ class Pipeline:
         event_format: str = DEFAULT_EVENT_FORMAT,
         source_formats: Mapping[str, str] | None = None,
         snapshots_first: bool = False,
+        reused_lines: bool = False,
     ) -> None:
         """`snapshots_first`: the source delivers every key snapshot before any event (`FileSource`).
 
         Then no snapshot can come to change a verdict already given, so judged events are not
         held for one (`_hold`): in `classify` on an outage stream that bookkeeping was a
-        sixth of the CPU per event, and never used.
+        sixth of the CPU per event, and never used. `reused_lines` (with it, for a sink that
+        prints `batch.lines` in order with the judged events: `classify`'s): a retry's line
+        whose verdict is a learned tail goes straight to its output line (`engine.line_reuse`).
         """
         self.config = config
         self._hold_judged = not snapshots_first
@@ -161,6 +164,12 @@ class Pipeline:
         self.limits = limits or PipelineLimits()
         self.timeline = timeline or KeyTimeline()
         self.classifier = Classifier(config, self.timeline)
+        self._lines = (
+            LineReuse(self.classifier, self.limits.max_record_bytes)
+            if reused_lines and snapshots_first and self.classifier.spans is not None
+            and event_format == DEFAULT_EVENT_FORMAT and not source_formats
+            else None
+        )
         self._clock = clock
         limits = self.limits
         # fingerprint → token
@@ -224,7 +233,31 @@ class Pipeline:
         letters), finding the parses and signature results in the caches.
         """
         envelopes = list(envelopes)
-        decoded = [self._decode(envelope) for envelope in envelopes]
+        if self._lines is not None and not self._hold_judged:
+            return self._process_reusing_lines(envelopes)
+        return self._process(envelopes, [self._decode(envelope) for envelope in envelopes])
+
+    def _process_reusing_lines(self, envelopes: list[Envelope]) -> Batch:
+        """`process` when retries go from their line to their output line (`engine.line_reuse`).
+
+        A line whose rest is known is not decoded up front: in order, it becomes its output
+        line, or (no tail for its time yet) is decoded and judged in full. The other records
+        take the usual path; a line of the strict form whose rest was new is learned from
+        once its event is judged without error.
+        """
+        assert self._lines is not None
+        heads, learn = self._lines.scan(envelopes)
+        decoded = [self._decode(e) if head is None else _REUSED for e, head in zip(envelopes, heads, strict=True)]
+        return self._process(envelopes, decoded, heads, learn)
+
+    def _process(
+        self,
+        envelopes: list[Envelope],
+        decoded: list[Any],
+        heads: list[Any] | None = None,
+        learn: dict[int, tuple[bytes, bytes, int]] | None = None,
+    ) -> Batch:
+        """`process` of decoded records; with line reuse, `heads`/`learn` are `LineReuse.scan`'s (`_REUSED`: a head)."""
         try:
             self.classifier.prepare(
                 (record.service, record.token)
@@ -234,9 +267,16 @@ class Pipeline:
         except Exception as exc:  # only a head start: judging below parses and verifies again, record by record
             _log_bug("preparing a batch failed; its records are judged one by one", exc)
         batch = Batch()
-        for envelope, record in zip(envelopes, decoded, strict=True):
+        for index, (envelope, record) in enumerate(zip(envelopes, decoded, strict=True)):
             position = envelope.position
             batch.positions[(position.source, position.partition)] = position.offset + 1
+            if record is _REUSED:
+                line = self._lines.line(envelope.value, heads[index]) if not self._hold_judged else None  # type: ignore
+                if line is not None:
+                    batch.lines.append((len(batch.judged), line))
+                    self.counts["events"] += 1
+                    continue
+                record = self._decode(envelope)  # no tail for its time yet: judged in full
             if isinstance(record, str):
                 self._dead_letter(envelope, record, batch)
                 continue
@@ -250,6 +290,8 @@ class Pipeline:
             try:
                 if isinstance(record, AuthFailureEvent):
                     self._on_event(record, position, batch)
+                    if learn and index in learn:
+                        self._lines.learn(*learn[index], record)  # type: ignore[union-attr]
                 elif isinstance(record, SampledToken):
                     self._on_sample(record, batch)
                 else:
@@ -434,51 +476,6 @@ class Pipeline:
         batch.dead_letters.append(
             DeadLetter(envelope.kind, envelope.position, redact_tokens(reason), excerpt(envelope.value), self._clock())
         )
-
-
-#: The verdict's free-text and header-derived fields: where a token-shaped value could be quoted.
-_QUOTING_FIELDS = ("detail", "kid", "issuer", "alg")
-
-
-def without_tokens(verdict: Verdict) -> Verdict:
-    """The verdict, with any token-shaped string its fields quote (a claim value, a kid) redacted.
-
-    Every sink (the store, `classify`'s JSON lines) and the metrics see verdicts through
-    here. Nearly always nothing matches: one regex search over the fields joined, and the
-    verdict is returned as it is.
-    """
-    if verdict.redacted:  # a verdict reused from a span (`engine.spans`): its fields were proven token-free
-        return verdict
-    c = verdict.classification
-    audience = c.audience
-    if isinstance(audience, str):  # the usual `aud`; a tuple, not a union built anew, for the numbers below
-        audience_text: str | None = audience
-    elif audience is None or isinstance(audience, (int, float, bool)):
-        audience_text = ""
-    elif isinstance(audience, list) and all(isinstance(a, str) for a in audience):
-        audience_text = "\x00".join(audience)
-    else:
-        audience_text = None  # another shape: checked through its JSON below
-    if audience_text is not None and not has_token(
-        "\x00".join((c.detail or "", c.kid or "", c.issuer or "", c.alg or "", audience_text))
-    ):
-        verdict.redacted = True  # the store trusts this: it does not scan these fields again
-        return verdict
-    changes: dict[str, Any] = {}
-    for name in _QUOTING_FIELDS:
-        value = getattr(c, name)
-        if value and (redacted := redact_tokens(value)) is not value:
-            changes[name] = redacted
-    if c.audience is not None and not isinstance(c.audience, str | int | float | bool):
-        audience = json.loads(to_json(c.audience, by_orjson=False))
-        if audience != c.audience:
-            changes["audience"] = audience
-    elif isinstance(c.audience, str) and (redacted := redact_tokens(c.audience)) is not c.audience:
-        changes["audience"] = redacted
-    if changes:
-        verdict.classification = c.model_copy(update=changes)
-    verdict.redacted = True
-    return verdict
 
 
 def _internal_error(exc: Exception) -> str:

@@ -1,0 +1,168 @@
+"""`jwtriage classify`'s retries, from the raw line straight to the output line: no record, no verdict built.
+
+In an outage most event lines repeat an earlier line but for `event_id` and `ts`: the same
+user retries the same token at the same service, with the same message and fetch time.
+`spans` already proves when such a retry's verdict is a learned tail (every field but
+`event_id`); the full path still decodes the line into a model, finds the token's parse and
+static judgement, and builds a `Classification`, a `Verdict` and a `Judged` only for the sink
+to print `event_id` and that tail. Here a line that starts `{"event_id":"…","ts":"…Z",`
+(a plain id, a UTC time with at most microseconds) and whose rest (every byte after that
+head) is one a line already decoded and judged had, is answered from the rest's judgement:
+the same parse, service policy, static judgement and fetch time, so the same `spans.tail`
+question the full path asks, at the time read from the head.
+
+Why the rest stands for the decoded record: a rest is learned only from a line that the wire
+model accepted and that was judged without error, with an inline token, whose decoded
+`event_id` and `ts` are the head's (checked), and whose rest holds no backslash (so no
+escaped key) and no `"event_id"` or `"ts"` string (so no duplicate key can override the
+head). Another line with that rest and a head of the strict form decodes to the same record
+but for those two fields: its id is printable ASCII without a quote or backslash (JSON that
+decodes to itself, and the sink's own condition for printing a tail), its time's minute was
+validated by the wire model's own datetime validator. Anything else (a miss, a time outside
+the token's span, a line over the size limit, a batch after a late snapshot) takes the full
+path, which then learns the rest. Entries are forgotten when the key timeline changes.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from pydantic import AwareDatetime, TypeAdapter, ValidationError
+
+from pipeline.engine.checks import since_epoch
+from pipeline.engine.tokens import ParsedToken
+from pipeline.records import RecordKind
+
+if TYPE_CHECKING:
+    from pipeline.engine.classify import Classifier
+    from pipeline.models import AuthFailureEvent
+    from pipeline.records import Envelope
+
+#: `{"event_id":"ID","ts":"YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z",` — ID printable ASCII without `"` or `\`.
+_HEAD = re.compile(rb'\{"event_id":"([ !#-\[\]-~]+)","ts":"(\d{4}-\d\d-\d\dT\d\d:\d\d):([0-5]\d)(?:\.(\d{1,6}))?Z",')
+#: A fraction of 1 to 6 digits, times this, is microseconds.
+_SCALE = {n: 10 ** (6 - n) for n in range(1, 7)}
+_TS = TypeAdapter(AwareDatetime)
+_US_PER_S = 1_000_000
+_US = timedelta(microseconds=1)
+#: Rests (about a KB each: the token is most of it) and minutes kept; past either, the oldest go.
+MAX_RESTS = 5_000
+MAX_REST_BYTES = 16 * 1024 * 1024
+MAX_MINUTES = 10_000
+_INVALID = -1  # a minute the wire model refuses (e.g. month 13): never answered here
+
+
+class LineReuse:
+    """Raw event lines that repeat a judged line's rest → their output lines, for one key timeline version."""
+
+    def __init__(self, classifier: Classifier, max_record_bytes: int) -> None:
+        self._classifier = classifier
+        self._max_record_bytes = max_record_bytes
+        self._version = classifier.timeline.version
+        # rest → (static judgement, parse, policy, fetch time, service)
+        self._rests: dict[bytes, tuple[Any, ...]] = {}
+        self.rest_bytes = 0
+        self._minutes: dict[bytes, int] = {}  # "YYYY-MM-DDTHH:MM" → its µs from the epoch, or _INVALID
+        self.hits = 0
+
+    def __len__(self) -> int:
+        return len(self._rests)
+
+    def scan(self, envelopes: list[Envelope]) -> tuple[list[Any], dict[int, tuple[bytes, bytes, int]]]:
+        """Per envelope, what `line` needs when its rest is known (else None); and the lines to learn from.
+
+        The second part maps an envelope's index to (rest, id, µs) for lines of the strict
+        form whose rest is new: once judged in full, `learn` keeps their rest. Only the head
+        is read here; whether a known rest's verdict is a learned tail is asked in order
+        (`line`), so a tail the batch's earlier events taught is found by its later ones.
+        """
+        classifier = self._classifier
+        if classifier.timeline.version != self._version:
+            self._rests.clear()
+            self.rest_bytes = 0
+            self._version = classifier.timeline.version
+        known: list[Any] = [None] * len(envelopes)
+        learn: dict[int, tuple[bytes, bytes, int]] = {}
+        rests, minutes, match = self._rests, self._minutes, _HEAD.match
+        event, scale, limit = RecordKind.EVENT, _SCALE, self._max_record_bytes
+        for index, envelope in enumerate(envelopes):
+            if envelope.kind is not event:
+                continue
+            raw = envelope.value
+            head = match(raw)
+            if head is None or len(raw) > limit:
+                continue
+            minute = head[2]
+            base = minutes.get(minute)
+            if base is None:
+                base = self._minute(minute)
+            if base < 0:
+                continue
+            fraction = head[4]
+            at_us = base + int(head[3]) * _US_PER_S + (int(fraction) * scale[len(fraction)] if fraction else 0)
+            rest = raw[head.end():]
+            entry = rests.get(rest)
+            if entry is None:
+                learn[index] = (rest, head[1], at_us)
+            else:
+                known[index] = (head.end(1) + 1, at_us, entry)
+        return known, learn
+
+    def line(self, raw: bytes, known: tuple[int, int, tuple[Any, ...]]) -> bytes | None:
+        """The output line of `raw` (a line `scan` found a known rest in), or None when it must be judged in full.
+
+        None when the key timeline changed since the rest was learned (a snapshot in the batch)
+        or when `spans` has no tail for its time yet.
+        """
+        head_end, at_us, (static, token, policy, fetched, service) = known
+        classifier = self._classifier
+        spans = classifier.spans
+        if spans is None or static.version != classifier.timeline.version:
+            return None
+        tail = spans.tail(at_us, fetched, service, token, policy, static)
+        if tail is None:
+            return None
+        self.hits += 1
+        classifier.reuse.hits += 1  # type: ignore[union-attr]  # a reused static judgement, as on the full path
+        return raw[:head_end] + tail.line_tail
+
+    def _minute(self, minute: bytes) -> int:
+        """The minute's µs from the epoch as the wire model reads `minute:00Z`, or _INVALID when it refuses it."""
+        try:
+            at: int = since_epoch(_TS.validate_json(b'"' + minute + b':00Z"')) // _US
+        except (ValidationError, OverflowError):
+            at = _INVALID
+        if len(self._minutes) >= MAX_MINUTES:
+            self._minutes.clear()
+        self._minutes[minute] = at
+        return at
+
+    def learn(self, rest: bytes, event_id: bytes, at_us: int, event: AuthFailureEvent) -> None:
+        """Keep `rest` after its line was decoded into `event` and judged without error (see the module's why)."""
+        if (
+            event.token is None
+            or b"\\" in rest
+            or b'"event_id"' in rest
+            or b'"ts"' in rest
+            or event.event_id != event_id.decode()
+            or since_epoch(event.ts) // _US != at_us
+        ):
+            return
+        classifier = self._classifier
+        reuse, policy = classifier.reuse, classifier._policies.get(event.service)
+        token = classifier.parse_cache.get(event.token)
+        if reuse is None or policy is None or not isinstance(token, ParsedToken):
+            return
+        static = reuse.cache.get((token.fingerprint, event.service))
+        if static is None or static.tail_key is None or static.version != classifier.timeline.version:
+            return
+        size = len(rest) + 200
+        while self._rests and (len(self._rests) >= MAX_RESTS or self.rest_bytes + size > MAX_REST_BYTES):
+            oldest = next(iter(self._rests))
+            self.rest_bytes -= len(oldest) + 200
+            del self._rests[oldest]
+        self._rests[rest] = (static, token, policy, event.service_jwks_fetched_at, event.service)
+        self.rest_bytes += size
+
