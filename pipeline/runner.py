@@ -30,6 +30,7 @@ from typing import Any
 
 from pipeline.bounded import BoundedCache
 from pipeline.config import Config
+from pipeline.engine import line_reuse
 from pipeline.engine.classify import Classifier, Verdict
 from pipeline.engine.keys import KeyTimeline
 from pipeline.engine.line_reuse import LineReuse
@@ -222,6 +223,8 @@ class Pipeline:
             **({name: (len(cache), cache.bytes, cache.capacity, cache.max_bytes)
                 for name, cache in (("verdict_spans", spans.spans), ("verdict_tails", spans.tails))}
                if (spans := classifier.spans) is not None else {}),
+            **({"line_rests": (len(lines), lines.rest_bytes, line_reuse.MAX_RESTS, line_reuse.MAX_REST_BYTES)}
+               if (lines := self._lines) is not None else {}),
         }
 
     def process(self, envelopes: Iterable[Envelope]) -> Batch:

@@ -172,8 +172,10 @@ def test_a_snapshot_after_events_turns_the_fast_path_off() -> None:
     assert _same(lines, 25, late_at=120) < 120
 
 
-def test_the_rests_kept_are_bounded(monkeypatch: Any) -> None:
-    monkeypatch.setattr(line_reuse, "MAX_RESTS", 3)
+@pytest.mark.parametrize(("entries", "held"), [(3, 32 * 1024 * 1024), (10_000, 9_000)])
+def test_the_rests_kept_are_bounded_in_entries_and_bytes(monkeypatch: Any, entries: int, held: int) -> None:
+    monkeypatch.setattr(line_reuse, "MAX_RESTS", entries)
+    monkeypatch.setattr(line_reuse, "MAX_REST_BYTES", held)
     lines = [line for n in range(8) for line in _retries(count=3, first=10 * n,
                                                            token=mint("rsa-2", good_claims(jti=str(n))))]
     cfg = config()
@@ -182,4 +184,9 @@ def test_the_rests_kept_are_bounded(monkeypatch: Any) -> None:
                       for n, s in enumerate(SNAPSHOTS)])
     for n, line in enumerate(lines):
         pipeline.process([Envelope(RecordKind.EVENT, line, Position("events", 0, n))])
-    assert pipeline._lines is not None and 0 < len(pipeline._lines) <= 3
+    kept, size, max_entries, max_bytes = pipeline.cache_usage()["line_rests"]
+    assert (max_entries, max_bytes) == (entries, held)
+    assert 0 < kept <= entries and size <= held and kept < 8, (kept, size)
+    assert pipeline._lines is not None and size == sum(
+        line_reuse._entry_bytes(rest, entry[1]) for rest, entry in pipeline._lines._rests.items()
+    )

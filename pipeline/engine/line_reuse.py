@@ -47,9 +47,10 @@ _SCALE = {n: 10 ** (6 - n) for n in range(1, 7)}
 _TS = TypeAdapter(AwareDatetime)
 _US_PER_S = 1_000_000
 _US = timedelta(microseconds=1)
-#: Rests (about a KB each: the token is most of it) and minutes kept; past either, the oldest go.
-MAX_RESTS = 5_000
-MAX_REST_BYTES = 16 * 1024 * 1024
+#: Rests kept (an outage stream of 4,500 tokens has ~5,700) and their bytes, with the parse and the judgement
+#: each keeps alive (~2.5 KB in all for a 700-byte token); past either cap the oldest go.
+MAX_RESTS = 10_000
+MAX_REST_BYTES = 32 * 1024 * 1024
 MAX_MINUTES = 10_000
 _INVALID = -1  # a minute the wire model refuses (e.g. month 13): never answered here
 
@@ -158,11 +159,16 @@ class LineReuse:
         static = reuse.cache.get((token.fingerprint, event.service))
         if static is None or static.tail_key is None or static.version != classifier.timeline.version:
             return
-        size = len(rest) + 200
+        size = _entry_bytes(rest, token)
         while self._rests and (len(self._rests) >= MAX_RESTS or self.rest_bytes + size > MAX_REST_BYTES):
             oldest = next(iter(self._rests))
-            self.rest_bytes -= len(oldest) + 200
+            self.rest_bytes -= _entry_bytes(oldest, self._rests[oldest][1])
             del self._rests[oldest]
         self._rests[rest] = (static, token, policy, event.service_jwks_fetched_at, event.service)
         self.rest_bytes += size
+
+
+def _entry_bytes(rest: bytes, token: ParsedToken) -> int:
+    """A rest's bytes, and its parse's (`classify._parsed_bytes`) and judgement's (`reuse`'s ~500 B)."""
+    return len(rest) + len(token.signing_input) + len(token.header_json) + 2 * len(token.claims_json) + 1_100
 
