@@ -33,7 +33,7 @@ from pipeline.config import Config
 from pipeline.engine import line_reuse
 from pipeline.engine.classify import Classifier, Verdict
 from pipeline.engine.keys import KeyTimeline
-from pipeline.engine.line_reuse import LineReuse
+from pipeline.engine.line_reuse import LineReuse, Scan
 from pipeline.engine.redaction import without_tokens
 from pipeline.engine.tokens import (
     MAX_TOKEN_BYTES,
@@ -243,24 +243,23 @@ class Pipeline:
     def _process_reusing_lines(self, envelopes: list[Envelope]) -> Batch:
         """`process` when retries go from their line to their output line (`engine.line_reuse`).
 
-        A line whose rest is known is not decoded up front: in order, it becomes its output
-        line, or (no tail for its time yet) is decoded and judged in full. The other records
-        take the usual path; a line of the strict form whose rest was new is learned from
-        once its event is judged without error.
+        The lines `scan` answered are left out of the loop; the others go through it in order:
+        a line whose rest is known is not decoded up front, but becomes its output line there
+        (`line`) or, when no tail for its time is known yet, is decoded and judged in full. A
+        line of the strict form whose rest was new is learned from once judged without error.
         """
         assert self._lines is not None
-        heads, learn = self._lines.scan(envelopes)
-        decoded = [self._decode(e) if head is None else _REUSED for e, head in zip(envelopes, heads, strict=True)]
-        return self._process(envelopes, decoded, heads, learn)
+        scan = self._lines.scan(envelopes)
+        loop = [envelopes[index] for index in scan.rest]
+        decoded = [self._decode(e) if head is None else _REUSED for e, head in zip(loop, scan.heads, strict=True)]
+        batch = self._process(loop, decoded, scan)
+        scan.place(batch.lines)
+        batch.positions = {(e.position.source, e.position.partition): e.position.offset + 1 for e in envelopes}
+        self.counts["events"] += len(envelopes) - len(loop)
+        return batch
 
-    def _process(
-        self,
-        envelopes: list[Envelope],
-        decoded: list[Any],
-        heads: list[Any] | None = None,
-        learn: dict[int, tuple[bytes, bytes, int]] | None = None,
-    ) -> Batch:
-        """`process` of decoded records; with line reuse, `heads`/`learn` are `LineReuse.scan`'s (`_REUSED`: a head)."""
+    def _process(self, envelopes: list[Envelope], decoded: list[Any], scan: Scan | None = None) -> Batch:
+        """`process` of decoded records; with line reuse, `scan` is `LineReuse.scan`'s (`_REUSED`: a known rest)."""
         try:
             self.classifier.prepare(
                 (record.service, record.token)
@@ -271,12 +270,14 @@ class Pipeline:
             _log_bug("preparing a batch failed; its records are judged one by one", exc)
         batch = Batch()
         for index, (envelope, record) in enumerate(zip(envelopes, decoded, strict=True)):
+            if scan is not None:
+                scan.marks.append(len(batch.judged))
             position = envelope.position
             batch.positions[(position.source, position.partition)] = position.offset + 1
-            if record is _REUSED:
-                line = self._lines.line(envelope.value, heads[index]) if not self._hold_judged else None  # type: ignore
+            if record is _REUSED and scan is not None and self._lines is not None:
+                line = self._lines.line(envelope.value, scan.heads[index]) if not self._hold_judged else None
                 if line is not None:
-                    batch.lines.append((len(batch.judged), line))
+                    scan.reused[index] = line
                     self.counts["events"] += 1
                     continue
                 record = self._decode(envelope)  # no tail for its time yet: judged in full
@@ -293,8 +294,8 @@ class Pipeline:
             try:
                 if isinstance(record, AuthFailureEvent):
                     self._on_event(record, position, batch)
-                    if learn and index in learn:
-                        self._lines.learn(*learn[index], record)  # type: ignore[union-attr]
+                    if scan is not None and index in scan.learn and self._lines is not None:
+                        self._lines.learn(*scan.learn[index], record)
                 elif isinstance(record, SampledToken):
                     self._on_sample(record, batch)
                 else:
@@ -304,6 +305,8 @@ class Pipeline:
             except Exception as exc:  # a bug met by one record: that record's dead letter, never the stream's end
                 del batch.judged[judged:]  # nothing half-judged is stored for it
                 self._dead_letter(envelope, _internal_error(exc), batch)
+        if scan is not None:
+            scan.marks.append(len(batch.judged))
         if batch.timeline_changed:
             self._rejudge_unknown_kids(batch)
             self._rejudge_overtaken(batch)

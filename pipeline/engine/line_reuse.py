@@ -26,6 +26,7 @@ path, which then learns the rest. Entries are forgotten when the key timeline ch
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +56,30 @@ MAX_MINUTES = 10_000
 _INVALID = -1  # a minute the wire model refuses (e.g. month 13): never answered here
 
 
+@dataclass(slots=True)
+class Scan:
+    """One batch as `LineReuse.scan` read it, and what `runner.Pipeline`'s loop adds for `place`."""
+
+    made: list[bytes | None]  # per envelope: its output line made from its head, or None (it goes through the loop)
+    rest: list[int]  # the envelopes that go through the loop, in order
+    heads: list[Any]  # per loop record: what `LineReuse.line` needs (its rest is known), or None
+    learn: dict[int, tuple[bytes, bytes, int]]  # per loop record: (rest, id, µs) to learn from once judged
+    marks: list[int] = field(default_factory=list)  # judged events before each loop record, then after them all
+    reused: dict[int, bytes] = field(default_factory=dict)  # the output lines `line` made in the loop
+
+    def place(self, lines: list[tuple[int, bytes]]) -> None:
+        """Every output line made, after the judged events of the records before it (`Batch.lines`)."""
+        marks, reused, loop = self.marks, self.reused, 0
+        for line in self.made:
+            if line is None:
+                line = reused.get(loop)
+                if line is not None:
+                    lines.append((marks[loop], line))
+                loop += 1
+            else:
+                lines.append((marks[loop], line))
+
+
 class LineReuse:
     """Raw event lines that repeat a judged line's rest → their output lines, for one key timeline version."""
 
@@ -71,25 +96,32 @@ class LineReuse:
     def __len__(self) -> int:
         return len(self._rests)
 
-    def scan(self, envelopes: list[Envelope]) -> tuple[list[Any], dict[int, tuple[bytes, bytes, int]]]:
-        """Per envelope, what `line` needs when its rest is known (else None); and the lines to learn from.
+    def scan(self, envelopes: list[Envelope]) -> Scan:
+        """Read every event line's head: output lines made here, and what the loop needs for the others.
 
-        The second part maps an envelope's index to (rest, id, µs) for lines of the strict
-        form whose rest is new: once judged in full, `learn` keeps their rest. Only the head
-        is read here; whether a known rest's verdict is a learned tail is asked in order
-        (`line`), so a tail the batch's earlier events taught is found by its later ones.
+        A line whose rest is known and whose time lies in its token's last span (`spans`'
+        `last_span` memo, with the same fetch time) gets its output line here. Another known
+        rest gets what `line` needs, asked in order so that a tail the batch's earlier events
+        teach is found by its later ones. A line of the strict form whose rest is new maps to
+        (rest, id, µs): once judged in full, `learn` keeps its rest. A snapshot ends the scan:
+        the events after it are judged after it, in full.
         """
         classifier = self._classifier
-        if classifier.timeline.version != self._version:
+        version = classifier.timeline.version
+        if version != self._version:
             self._rests.clear()
             self.rest_bytes = 0
-            self._version = classifier.timeline.version
-        known: list[Any] = [None] * len(envelopes)
+            self._version = version
+        lines: list[bytes | None] = [None] * len(envelopes)
+        heads: list[Any] = [None] * len(envelopes)
         learn: dict[int, tuple[bytes, bytes, int]] = {}
         rests, minutes, match = self._rests, self._minutes, _HEAD.match
         event, scale, limit = RecordKind.EVENT, _SCALE, self._max_record_bytes
+        hits = 0
         for index, envelope in enumerate(envelopes):
             if envelope.kind is not event:
+                if envelope.kind is RecordKind.SNAPSHOT:
+                    break
                 continue
             raw = envelope.value
             head = match(raw)
@@ -107,9 +139,25 @@ class LineReuse:
             entry = rests.get(rest)
             if entry is None:
                 learn[index] = (rest, head[1], at_us)
+                continue
+            last = entry[0].last_span  # as `spans.tail` reads it first: (first µs, last µs, tail, fetch time)
+            if last and entry[0].version == version and last[0] <= at_us <= last[1] and (
+                (fetched := entry[3]) is (was_fetched := last[3])
+                or (fetched is not None and was_fetched is not None
+                    and fetched.tzinfo is was_fetched.tzinfo and fetched == was_fetched)
+            ):
+                lines[index] = raw[: head.end(1) + 1] + last[2].line_tail
+                hits += 1
             else:
-                known[index] = (head.end(1) + 1, at_us, entry)
-        return known, learn
+                heads[index] = (head.end(1) + 1, at_us, entry)
+        if hits:
+            self.hits += hits
+            for counter in (classifier.reuse, classifier.spans):  # as on the full path: each is a hit of both
+                if counter is not None:
+                    counter.hits += hits
+        loop = [index for index, line in enumerate(lines) if line is None]
+        return Scan(lines, loop, [heads[index] for index in loop],
+                    {place: learn[index] for place, index in enumerate(loop) if index in learn})
 
     def line(self, raw: bytes, known: tuple[int, int, tuple[Any, ...]]) -> bytes | None:
         """The output line of `raw` (a line `scan` found a known rest in), or None when it must be judged in full.
