@@ -52,7 +52,7 @@ _US = timedelta(microseconds=1)
 MAX_RESTS = 10_000
 MAX_REST_BYTES = 32 * 1024 * 1024
 MAX_MINUTES = 10_000
-_INVALID = -1  # a minute the wire model refuses (e.g. month 13): never answered here
+_INVALID = -1  # a minute the wire model refuses (month 13); one before 1970 is negative too: both take the full path
 
 
 @dataclass(slots=True)
