@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import io
 import json
 import sys
@@ -92,7 +93,9 @@ def jwtriage_classify(files: OutageFiles, reuse: bool) -> tuple[float, str, dict
     config = Config.model_validate(tomllib.loads(files.config.read_text()))
     config = config.model_copy(update={"classify": ClassifyConfig(reuse_judgements=reuse)})
     source = FileSource(files.events, snapshots=files.jwks)
-    pipeline = Pipeline(config, snapshots_first=source.snapshots_first)  # as cmd_classify builds it
+    known = inspect.signature(Pipeline).parameters  # as cmd_classify builds it (an older tree: what it knows)
+    pipeline = Pipeline(config, snapshots_first=source.snapshots_first,
+                        **({"reused_lines": True} if "reused_lines" in known else {}))
     out, errors = io.StringIO(), io.StringIO()
     sink = JsonlVerdictSink(out, errors)
     elapsed = 0.0

@@ -8,7 +8,8 @@ its events). `read` only reads the event batches; `full` also runs them through 
 printing sink, as `classify` does. (full − read) / events is the path's cost per event. On a 2-core
 machine shared by other sessions, wall and CPU times move by 10–50% from one minute to the next;
 instruction counts move by well under 1% (a valgrind run is ~50x slower: use a slice of ~30,000 events).
-TREE (another checkout, say main's) is imported instead of this one; one without `snapshots_first` runs without it.
+TREE (another checkout, say main's) is imported instead of this one; one without `snapshots_first` or `reused_lines`
+runs without it (each is switched on as `classify` does where the tree knows it).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def main(stream: Path, mode: str) -> None:
     config = Config.model_validate(tomllib.loads((stream / "jwtriage.toml").read_text()))
     source = FileSource(stream / "events.jsonl", snapshots=stream / "jwks.jsonl")
     known = inspect.signature(Pipeline).parameters
-    pipeline = Pipeline(config, **({"snapshots_first": True} if "snapshots_first" in known else {}))
+    pipeline = Pipeline(config, **{name: True for name in ("snapshots_first", "reused_lines") if name in known})
     sink = JsonlVerdictSink(io.StringIO(), io.StringIO())
     with streaming_gc():
         for envelopes in source.batches():

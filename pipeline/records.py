@@ -84,9 +84,12 @@ class Batch:
     positions: dict[tuple[str, int], int] = field(default_factory=dict)
     timeline_changed: bool = False
     skipped: dict[str, int] = field(default_factory=dict)  # event format → records it skipped (no JWT rejection)
+    # (how many `judged` come before it, its output line): verdicts printed straight from their event's line
+    # (`Pipeline(reused_lines=True)`, for `classify`'s JSON lines only; see `engine.line_reuse`)
+    lines: list[tuple[int, bytes]] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.judged) + len(self.dead_letters) + len(self.snapshots)
+        return len(self.judged) + len(self.lines) + len(self.dead_letters) + len(self.snapshots)
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -17,7 +17,6 @@ are jwtriage's own wire models.
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import time
 import traceback
@@ -31,16 +30,17 @@ from typing import Any
 
 from pipeline.bounded import BoundedCache
 from pipeline.config import Config
+from pipeline.engine import line_reuse
 from pipeline.engine.classify import Classifier, Verdict
 from pipeline.engine.keys import KeyTimeline
+from pipeline.engine.line_reuse import LineReuse, Scan
+from pipeline.engine.redaction import without_tokens
 from pipeline.engine.tokens import (
     MAX_TOKEN_BYTES,
     excerpt,
     fingerprint,
-    has_token,
     header_cache_usage,
     redact_tokens,
-    to_json,
 )
 from pipeline.io.base import CommittingSource, Sink, Source
 from pipeline.io.formats import DEFAULT_EVENT_FORMAT, event_decoder
@@ -71,6 +71,7 @@ _OWN_MODELS: dict[RecordKind, type[SampledToken] | type[JwksSnapshot]] = {
 _EVENT_OVERHEAD = 400
 _UNKNOWN_KID = Cause.UNKNOWN_KID  # read per event: a module constant skips the enum's member lookup
 _MIB = 1024 * 1024
+_REUSED: Any = object()  # a record whose output line `engine.line_reuse` made: nothing to decode or judge
 
 
 def event_bytes(event: AuthFailureEvent, token: str | None = None) -> int:
@@ -143,12 +144,15 @@ class Pipeline:
         event_format: str = DEFAULT_EVENT_FORMAT,
         source_formats: Mapping[str, str] | None = None,
         snapshots_first: bool = False,
+        reused_lines: bool = False,
     ) -> None:
         """`snapshots_first`: the source delivers every key snapshot before any event (`FileSource`).
 
         Then no snapshot can come to change a verdict already given, so judged events are not
         held for one (`_hold`): in `classify` on an outage stream that bookkeeping was a
-        sixth of the CPU per event, and never used.
+        sixth of the CPU per event, and never used. `reused_lines` (with it, for a sink that
+        prints `batch.lines` in order with the judged events: `classify`'s): a retry's line
+        whose verdict is a learned tail goes straight to its output line (`engine.line_reuse`).
         """
         self.config = config
         self._hold_judged = not snapshots_first
@@ -161,6 +165,12 @@ class Pipeline:
         self.limits = limits or PipelineLimits()
         self.timeline = timeline or KeyTimeline()
         self.classifier = Classifier(config, self.timeline)
+        self._lines = (
+            LineReuse(self.classifier, self.limits.max_record_bytes)
+            if reused_lines and snapshots_first and self.classifier.spans is not None
+            and event_format == DEFAULT_EVENT_FORMAT and not source_formats
+            else None
+        )
         self._clock = clock
         limits = self.limits
         # fingerprint → token
@@ -213,6 +223,8 @@ class Pipeline:
             **({name: (len(cache), cache.bytes, cache.capacity, cache.max_bytes)
                 for name, cache in (("verdict_spans", spans.spans), ("verdict_tails", spans.tails))}
                if (spans := classifier.spans) is not None else {}),
+            **({"line_rests": (len(lines), lines.rest_bytes, line_reuse.MAX_RESTS, line_reuse.MAX_REST_BYTES)}
+               if (lines := self._lines) is not None else {}),
         }
 
     def process(self, envelopes: Iterable[Envelope]) -> Batch:
@@ -224,7 +236,30 @@ class Pipeline:
         letters), finding the parses and signature results in the caches.
         """
         envelopes = list(envelopes)
-        decoded = [self._decode(envelope) for envelope in envelopes]
+        if self._lines is not None and not self._hold_judged:
+            return self._process_reusing_lines(envelopes)
+        return self._process(envelopes, [self._decode(envelope) for envelope in envelopes])
+
+    def _process_reusing_lines(self, envelopes: list[Envelope]) -> Batch:
+        """`process` when retries go from their line to their output line (`engine.line_reuse`).
+
+        The lines `scan` answered are left out of the loop; the others go through it in order:
+        a line whose rest is known is not decoded up front, but becomes its output line there
+        (`line`) or, when no tail for its time is known yet, is decoded and judged in full. A
+        line of the strict form whose rest was new is learned from once judged without error.
+        """
+        assert self._lines is not None
+        scan = self._lines.scan(envelopes)
+        loop = [envelopes[index] for index in scan.rest]
+        decoded = [self._decode(e) if head is None else _REUSED for e, head in zip(loop, scan.heads, strict=True)]
+        batch = self._process(loop, decoded, scan)
+        scan.place(batch.lines)
+        batch.positions = {(e.position.source, e.position.partition): e.position.offset + 1 for e in envelopes}
+        self.counts["events"] += len(envelopes) - len(loop)
+        return batch
+
+    def _process(self, envelopes: list[Envelope], decoded: list[Any], scan: Scan | None = None) -> Batch:
+        """`process` of decoded records; with line reuse, `scan` is `LineReuse.scan`'s (`_REUSED`: a known rest)."""
         try:
             self.classifier.prepare(
                 (record.service, record.token)
@@ -234,9 +269,18 @@ class Pipeline:
         except Exception as exc:  # only a head start: judging below parses and verifies again, record by record
             _log_bug("preparing a batch failed; its records are judged one by one", exc)
         batch = Batch()
-        for envelope, record in zip(envelopes, decoded, strict=True):
+        for index, (envelope, record) in enumerate(zip(envelopes, decoded, strict=True)):
+            if scan is not None:
+                scan.marks.append(len(batch.judged))
             position = envelope.position
             batch.positions[(position.source, position.partition)] = position.offset + 1
+            if record is _REUSED and scan is not None and self._lines is not None:
+                line = self._lines.line(envelope.value, scan.heads[index]) if not self._hold_judged else None
+                if line is not None:
+                    scan.reused[index] = line
+                    self.counts["events"] += 1
+                    continue
+                record = self._decode(envelope)  # no tail for its time yet: judged in full
             if isinstance(record, str):
                 self._dead_letter(envelope, record, batch)
                 continue
@@ -250,6 +294,8 @@ class Pipeline:
             try:
                 if isinstance(record, AuthFailureEvent):
                     self._on_event(record, position, batch)
+                    if scan is not None and index in scan.learn and self._lines is not None:
+                        self._lines.learn(*scan.learn[index], record)
                 elif isinstance(record, SampledToken):
                     self._on_sample(record, batch)
                 else:
@@ -259,6 +305,8 @@ class Pipeline:
             except Exception as exc:  # a bug met by one record: that record's dead letter, never the stream's end
                 del batch.judged[judged:]  # nothing half-judged is stored for it
                 self._dead_letter(envelope, _internal_error(exc), batch)
+        if scan is not None:
+            scan.marks.append(len(batch.judged))
         if batch.timeline_changed:
             self._rejudge_unknown_kids(batch)
             self._rejudge_overtaken(batch)
@@ -434,51 +482,6 @@ class Pipeline:
         batch.dead_letters.append(
             DeadLetter(envelope.kind, envelope.position, redact_tokens(reason), excerpt(envelope.value), self._clock())
         )
-
-
-#: The verdict's free-text and header-derived fields: where a token-shaped value could be quoted.
-_QUOTING_FIELDS = ("detail", "kid", "issuer", "alg")
-
-
-def without_tokens(verdict: Verdict) -> Verdict:
-    """The verdict, with any token-shaped string its fields quote (a claim value, a kid) redacted.
-
-    Every sink (the store, `classify`'s JSON lines) and the metrics see verdicts through
-    here. Nearly always nothing matches: one regex search over the fields joined, and the
-    verdict is returned as it is.
-    """
-    if verdict.redacted:  # a verdict reused from a span (`engine.spans`): its fields were proven token-free
-        return verdict
-    c = verdict.classification
-    audience = c.audience
-    if isinstance(audience, str):  # the usual `aud`; a tuple, not a union built anew, for the numbers below
-        audience_text: str | None = audience
-    elif audience is None or isinstance(audience, (int, float, bool)):
-        audience_text = ""
-    elif isinstance(audience, list) and all(isinstance(a, str) for a in audience):
-        audience_text = "\x00".join(audience)
-    else:
-        audience_text = None  # another shape: checked through its JSON below
-    if audience_text is not None and not has_token(
-        "\x00".join((c.detail or "", c.kid or "", c.issuer or "", c.alg or "", audience_text))
-    ):
-        verdict.redacted = True  # the store trusts this: it does not scan these fields again
-        return verdict
-    changes: dict[str, Any] = {}
-    for name in _QUOTING_FIELDS:
-        value = getattr(c, name)
-        if value and (redacted := redact_tokens(value)) is not value:
-            changes[name] = redacted
-    if c.audience is not None and not isinstance(c.audience, str | int | float | bool):
-        audience = json.loads(to_json(c.audience, by_orjson=False))
-        if audience != c.audience:
-            changes["audience"] = audience
-    elif isinstance(c.audience, str) and (redacted := redact_tokens(c.audience)) is not c.audience:
-        changes["audience"] = redacted
-    if changes:
-        verdict.classification = c.model_copy(update=changes)
-    verdict.redacted = True
-    return verdict
 
 
 def _internal_error(exc: Exception) -> str:

@@ -23,7 +23,9 @@ def cmd_classify(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) ->
     check_readable(jwks, samples, None if args.events == "-" else events)
     sink = JsonlVerdictSink(stdout, errors=sys.stderr)
     source = FileSource(events, snapshots=jwks, samples=samples)
-    pipeline = Pipeline(config, event_format=args.format, snapshots_first=source.snapshots_first)
+    pipeline = Pipeline(
+        config, event_format=args.format, snapshots_first=source.snapshots_first, reused_lines=True
+    )
     run(source, pipeline, sink)
     stdout.flush()
     if args.format != DEFAULT_EVENT_FORMAT:  # a gateway log: say what was read, judged and skipped

@@ -93,7 +93,7 @@ class Verdict:
     key_first_seen: datetime | None = None
     findings: list[Finding] = field(default_factory=list)  # every failed check, in check order
     steps: dict[Step, StepOutcome] | None = None
-    # set by `runner.without_tokens` once `classification`'s free-text fields are proven token-free
+    # set by `engine.redaction.without_tokens` once `classification`'s free-text fields are proven token-free
     redacted: bool = field(default=False, compare=False)
     # the classification's JSON after its `event_id` (from `,"cause":` on), when reused from a span (`spans`)
     line_tail: bytes | None = field(default=None, compare=False, repr=False)

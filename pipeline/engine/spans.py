@@ -184,17 +184,17 @@ class VerdictSpans:
             self._version = version
 
     def _key_timing(
-        self, event: AuthFailureEvent, key: TimelineKey, at_us: int, policy: ServicePolicy, make: bool
+        self, fetched: datetime | None, service: str, key: TimelineKey, at_us: int, policy: ServicePolicy, make: bool
     ) -> Any:
         """The span covering `at_us`, (first µs, last µs, its finding or `_NO_FINDING`, key), or `_MISS`.
 
-        With `make`, a missing span is made, from the second event of its (key, fetch time,
-        service) on: a stream whose every event has its own fetch time never pays for one.
+        `fetched` and `service` are the event's fetch time and service. With `make`, a missing
+        span is made, from the second event of its (key, fetch time, service) on: a stream
+        whose every event has its own fetch time never pays for one.
         """
-        fetched = event.service_jwks_fetched_at
         # the fetch time and its tzinfo (the sentence prints its offset); the same tzinfo as `ts`'s is cheap
         since = None if fetched is None else since_epoch(fetched)
-        memo_key = (id(key), since, None if fetched is None else fetched.tzinfo, event.service)
+        memo_key = (id(key), since, None if fetched is None else fetched.tzinfo, service)
         spans = self.spans.get(memo_key)
         if spans is not None:
             for span in spans:
@@ -215,10 +215,10 @@ class VerdictSpans:
             return _MISS
         first, last = guess
         try:
-            found = _finding_at(at_us, fetched, event.service, key, timeline, policy)
+            found = _finding_at(at_us, fetched, service, key, timeline, policy)
             if (
-                _finding_at(first, fetched, event.service, key, timeline, policy) != found
-                or _finding_at(last, fetched, event.service, key, timeline, policy) != found
+                _finding_at(first, fetched, service, key, timeline, policy) != found
+                or _finding_at(last, fetched, service, key, timeline, policy) != found
             ):
                 return _MISS
         except OverflowError:  # a span's end past year 9999 (or before year 1): no span there
@@ -229,53 +229,62 @@ class VerdictSpans:
         self.spans.put(memo_key, spans)
         return span
 
-    def _fast_checks(self, event: AuthFailureEvent, token: ParsedToken, policy: ServicePolicy) -> int | None:
-        """The event's time in µs when steps 6 and 7 pass at it (as `check_times`' shortcut decides); else None."""
-        at_us = since_epoch(event.ts) // _US
+    @staticmethod
+    def _fast_checks(at_us: int, token: ParsedToken, policy: ServicePolicy) -> bool:
+        """Do steps 6 and 7 pass at `at_us` (the event's time in µs), as `check_times`' shortcut decides?"""
         bounds = token.time_bounds
         if bounds is None:
             bounds = token.time_bounds = time_bounds(token.claims)
         # `at_us / 10**6` is `total_seconds()` itself: the timedelta's microseconds over 10**6, one division
         if not inside_time_bounds(bounds, at_us / 1_000_000, policy.service.leeway_seconds):
-            return None
-        if not token.claims.keys() >= policy.required_claims:
-            return None
-        return at_us
+            return False
+        return token.claims.keys() >= policy.required_claims
 
     def verdict(
         self, event: AuthFailureEvent, token: ParsedToken, policy: ServicePolicy, static: StaticJudgement
     ) -> Verdict | None:
-        """The event's verdict from a learned tail, or None (judge it in full, then `learn`).
+        """The event's verdict from a learned tail, or None (judge it in full, then `learn`)."""
+        tail = self.tail(since_epoch(event.ts) // _US, event.service_jwks_fetched_at, event.service, token, policy,
+                         static)
+        return None if tail is None else self._reused(event, token, static, tail)
+
+    def tail(
+        self,
+        at_us: int,
+        fetched: datetime | None,
+        service: str,
+        token: ParsedToken,
+        policy: ServicePolicy,
+        static: StaticJudgement,
+    ) -> _Tail | None:
+        """The learned tail of an event at `at_us` (µs from the epoch) with this fetch time and service, or None.
 
         A retry usually falls in the span its token's previous event took its tail from: that
         span, with the tail, is kept on the token's static judgement (`last_span`) when the
         token's time claims pass at both of its ends (each check is monotonic in `ts`, so they
         pass everywhere between), and an event of the same fetch time inside it takes the tail
-        after one comparison, without the span and tail look-ups.
+        after one comparison, without the span and tail look-ups. `line_reuse` asks here
+        without building the event.
         """
         if self._timeline.version != self._version:
             self._current()
-        fetched = event.service_jwks_fetched_at
         last = static.last_span
         if last and static.version == self._version:
-            now_us = since_epoch(event.ts) // _US
             first, final, tail, was_fetched = last
-            if first <= now_us <= final and (
+            if first <= at_us <= final and (
                 fetched is was_fetched
                 or (fetched is not None and was_fetched is not None
                     and fetched.tzinfo is was_fetched.tzinfo and fetched == was_fetched)
             ):
-                return self._reused(event, token, static, tail)
-        if not self.tails:
-            return None
-        at_us = self._fast_checks(event, token, policy)
-        if at_us is None:
+                self.hits += 1
+                return tail
+        if not self.tails or not self._fast_checks(at_us, token, policy):
             return None
         key = static.key
         if key is None:
             span, finding = None, _NO_FINDING
         else:
-            span = self._key_timing(event, key, at_us, policy, False)
+            span = self._key_timing(fetched, service, key, at_us, policy, False)
             if span is _MISS:
                 return None
             finding = span[2]
@@ -291,11 +300,11 @@ class VerdictSpans:
                 and inside_time_bounds(bounds, final / 1_000_000, leeway)
             ):
                 static.last_span[:] = (first, final, tail, fetched)
-        return self._reused(event, token, static, tail)
+        self.hits += 1
+        return tail
 
     def _reused(self, event: AuthFailureEvent, token: ParsedToken, static: StaticJudgement, tail: _Tail) -> Verdict:
         """The event's verdict: `tail`'s fields, the event's id, the token's own facts."""
-        self.hits += 1
         key = static.key
         return self._verdict(
             self._classification(
@@ -337,14 +346,14 @@ class VerdictSpans:
         if c.cause is _VALID or c.skew_seconds is not None or static.tail_key is None:
             return
         self._current()
-        at_us = self._fast_checks(event, token, policy)
-        if at_us is None:
+        at_us = since_epoch(event.ts) // _US
+        if not self._fast_checks(at_us, token, policy):
             return
         key = static.key
         if key is None:
             finding = _NO_FINDING
         else:
-            span = self._key_timing(event, key, at_us, policy, True)
+            span = self._key_timing(event.service_jwks_fetched_at, event.service, key, at_us, policy, True)
             if span is _MISS:
                 return
             finding = span[2]
@@ -357,7 +366,7 @@ class VerdictSpans:
             return
         aud = c.audience
         if has_token("\x00".join((c.detail or "", c.kid or "", c.issuer or "", c.alg or "", aud or ""))):
-            return  # `runner.without_tokens` would redact it: judged in full every time
+            return  # `engine.redaction.without_tokens` would redact it: judged in full every time
         line = _SERIALIZER.to_json(c)
         self.tails.put(
             (static.tail_key, id(finding), event.service_jwks_fetched_at is None),

@@ -96,10 +96,15 @@ class JsonlVerdictSink:
         for letter in batch.dead_letters:
             self.bad += 1
             print(f"jwtriage: {letter.position.source}:{letter.position.offset}: {letter.reason}", file=self.errors)
-        if batch.judged:  # one serializer call per verdict, one decode and one write per batch
+        if batch.judged or batch.lines:  # one serializer call per verdict, one decode and one write per batch
             to_json = _SERIALIZER.to_json
-            lines = []
-            for judged in batch.judged:
+            lines: list[bytes] = []
+            made = iter(batch.lines)  # lines made straight from their event's (`engine.line_reuse`), in order
+            at, line = next(made, (-1, b""))
+            for index, judged in enumerate(batch.judged):
+                while at == index:
+                    lines.append(line)
+                    at, line = next(made, (-1, b""))
                 verdict = judged.verdict
                 tail = verdict.line_tail
                 event_id = verdict.classification.event_id
@@ -107,6 +112,9 @@ class JsonlVerdictSink:
                     lines.append(b'{"event_id":"' + event_id.encode() + b'"' + tail)
                 else:
                     lines.append(to_json(verdict.classification))
+            if at >= 0:
+                lines.append(line)
+                lines.extend(line for _, line in made)
             lines.append(b"")
             self.out.write(b"\n".join(lines).decode())
 

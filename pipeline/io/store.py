@@ -150,7 +150,7 @@ def public_jwks(snapshot: JwksSnapshot) -> tuple[list[str], dict[str, Any]]:
 def _has_tokens(events: list[AuthFailureEvent], verdicts: list[Verdict]) -> bool:
     """False when one C regex search over the batch's free text finds no token (so nothing needs redacting).
 
-    Verdict fields `runner.without_tokens` cleared (`Verdict.redacted`) are not scanned twice; the
+    Verdict fields `engine.redaction.without_tokens` cleared (`Verdict.redacted`) are not scanned twice; the
     events' client/request id and reported error are. A token anywhere: every field is redacted.
     """
     texts: list[str] = []
