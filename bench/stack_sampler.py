@@ -37,7 +37,9 @@ class StackSampler:
         self._period = period
         self._stop = threading.Event()
         self.stacks: dict[tuple[str, ...], int] = {}  # each distinct stack once (a long run repeats them)
-        self.samples: list[tuple[float, int]] = []  # (time, index into the stacks)
+        self.samples: list[tuple[float, int]] = []  # (time, index into the stacks) of the watched thread
+        self.others: dict[str, list[tuple[float, int]]] = {}  # the same for every other thread, by its name
+        self.cpu: list[tuple[float, dict[str, float]]] = []  # (time, each thread's CPU seconds so far)
         self._thread = threading.Thread(target=self._run, name="stack-sampler", daemon=True)
 
     def start(self) -> None:
@@ -49,24 +51,45 @@ class StackSampler:
 
     def _run(self) -> None:
         names: dict[object, str] = {}  # code object -> its name, computed once
+        next_cpu = 0.0
         while not self._stop.wait(self._period):
-            frame = sys._current_frames().get(self._target)
-            stack: list[str] = []
-            while frame is not None:
-                code = frame.f_code
-                name = names.get(code)
-                if name is None:
-                    name = names[code] = _frame_name(frame)
-                stack.append(name)
-                frame = frame.f_back
-            key = tuple(stack)  # leaf first
-            self.samples.append((time.time(), self.stacks.setdefault(key, len(self.stacks))))
+            now = time.time()
+            threads = {t.ident: t.name for t in threading.enumerate() if t.ident is not None}
+            for ident, top in sys._current_frames().items():
+                if ident == threading.get_ident():
+                    continue  # the sampler itself
+                stack: list[str] = []
+                frame: FrameType | None = top
+                while frame is not None:
+                    code = frame.f_code
+                    name = names.get(code)
+                    if name is None:
+                        name = names[code] = _frame_name(frame)
+                    stack.append(name)
+                    frame = frame.f_back
+                index = self.stacks.setdefault(tuple(stack), len(self.stacks))  # leaf first
+                if ident == self._target:
+                    self.samples.append((now, index))
+                else:
+                    self.others.setdefault(threads.get(ident, str(ident)), []).append((now, index))
+            if now >= next_cpu:  # each thread's CPU seconds so far, once a second
+                next_cpu = now + 1.0
+                self.cpu.append((now, {name: _thread_cpu(ident) for ident, name in threads.items()}))
 
     def dump(self, path: Path) -> None:
-        path.write_text(json.dumps({"period": self._period, "stacks": list(self.stacks), "samples": self.samples}))
+        path.write_text(json.dumps({"period": self._period, "stacks": list(self.stacks), "samples": self.samples,
+                                    "others": self.others, "cpu": self.cpu}))
 
 
-def report(paths: list[Path], start: float = 0.0, end: float = float("inf"), top: int = 30) -> str:
+def _thread_cpu(ident: int) -> float:
+    try:
+        return time.clock_gettime(time.pthread_getcpuclockid(ident))
+    except (OSError, ValueError):  # the thread ended between the listing and the read
+        return 0.0
+
+
+def report(paths: list[Path], start: float = 0.0, end: float = float("inf"), top: int = 30,
+           thread: str | None = None) -> str:
     """Each function's share of the time in [start, end]: leaf (own) and inclusive.
 
     A sample stands for the time since the one before (at most 5 periods): the sampler waits for
@@ -79,7 +102,8 @@ def report(paths: list[Path], start: float = 0.0, end: float = float("inf"), top
     for path in paths:
         data = json.loads(path.read_text())
         period, previous = data["period"], None
-        for at, index in data["samples"]:
+        samples = data["samples"] if thread is None else data.get("others", {}).get(thread, [])
+        for at, index in samples:
             weight = min(at - previous, 5 * period) if previous is not None else period
             previous = at
             stack = data["stacks"][index]
@@ -92,11 +116,25 @@ def report(paths: list[Path], start: float = 0.0, end: float = float("inf"), top
                 inclusive[name] += weight
     if not count:
         return "no samples in the window"
-    lines = [f"{count:,} samples over {total:,.1f} s", "own (leaf):"]
+    lines = [f"{count:,} samples over {total:,.1f} s of {thread or 'the watched thread'}"]
+    for path in paths:
+        lines += thread_cpu(json.loads(path.read_text()).get("cpu", []), start, end)
+    lines.append("own (leaf):")
     lines += [f"  {n / total:6.1%}  {name}" for name, n in own.most_common(top)]
     lines.append("inclusive (with what it called):")
     lines += [f"  {n / total:6.1%}  {name}" for name, n in inclusive.most_common(top)]
     return "\n".join(lines)
+
+
+def thread_cpu(readings: list[tuple[float, dict[str, float]]], start: float, end: float) -> list[str]:
+    """Each thread's CPU in the window, in cores (from the first to the last reading inside it)."""
+    inside = [(at, cpu) for at, cpu in readings if start <= at <= end]
+    if len(inside) < 2:
+        return []
+    (first_at, first), (last_at, last) = inside[0], inside[-1]
+    used = {name: last[name] - first.get(name, 0.0) for name in last}
+    return [f"  CPU {cores / (last_at - first_at):5.2f} cores  thread {name}"
+            for name, cores in sorted(used.items(), key=lambda item: -item[1]) if cores > 0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,8 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from", dest="start", type=float, default=0.0, help="epoch seconds")
     parser.add_argument("--to", dest="end", type=float, default=float("inf"), help="epoch seconds")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--thread", help="another thread's stacks, by its name (e.g. kafka-io-…)")
     args = parser.parse_args(argv)
-    print(report(args.paths, args.start, args.end, args.top))
+    print(report(args.paths, args.start, args.end, args.top, args.thread))
     return 0
 
 
