@@ -8,6 +8,11 @@ the thread it watches: a profile that, unlike cProfile, adds no cost to each cal
 thread runs at about its own pace (the bench worker samples every 10 ms: the GIL taken ~100 times a
 second for a few µs). A sample counts wall time, waits included. The report gives, for a window of
 time (say a burst's drain), each function's share of it: its own (the leaf) and with what it called.
+It also keeps every other thread's stacks (`--thread NAME`) and each thread's CPU once a second.
+
+Bias: the sampler runs when it gets the GIL, which is most often when the watched thread releases it
+(a lock wait, a socket), so a thread busy in code that holds the GIL shows up as its next wait. A
+thread's real busy time is its `/proc/<pid>/task/<tid>/stat` ticks (bench/results.md, the burst's drain).
 """
 
 from __future__ import annotations
