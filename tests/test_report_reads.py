@@ -16,12 +16,12 @@ from hypothesis import strategies as st
 from pipeline import queries
 from pipeline.io.store import Store
 from pipeline.io.store_readers import connect_readonly
-from pipeline.io.store_schema import create_statement, parts_dir
+from pipeline.io.store_schema import create_statement
 from pipeline.queries.coverage import coverage
 from pipeline.queries.daily import share_days
 from pipeline.report.model import SPARK_AFTER, SPARK_BEFORE, SPARK_BUCKET
 from tests.test_rollups import HOURS, KEY_ROTATIONS, START, damage_event, raw_event, raw_store, rolled_store
-from tests.test_store_parts import DAY0, add_rows
+from tests.test_store_parts import DAY0, add_rows, plant_unreadable_day
 
 DAY1 = DAY0 + timedelta(days=1)
 
@@ -80,9 +80,7 @@ def test_the_rotation_questions_read_no_raw_day_outside_their_window(tmp_path: P
     assert sum(r["failures"] for r in expected["old"]["effects"]) == 2 + 5  # unpublished, stale (one attacked)
     assert sum(r["failures"] for r in expected["across"]["effects"]) == 7 + 18  # and retired_key from offset 60
     assert expected["across"]["series"]
-    broken = parts_dir(db) / "classifications" / "2025-12-01"
-    broken.mkdir()
-    (broken / "x-L0-000000000001-000000000001.parquet").write_bytes(b"not parquet")
+    plant_unreadable_day(db)
     con = connect_readonly(db)
     try:
         boundary = coverage(con).rolled_through

@@ -636,9 +636,7 @@ def test_opening_a_reader_reads_no_raw_days_file_and_its_view_still_reads_every_
         plain.execute(f"COPY (SELECT * EXCLUDE (findings) REPLACE ('old' AS event_id, ?::TIMESTAMPTZ AS ts) "
                       f"FROM read_parquet('{parts}/classifications/2026-01-01/*.parquet') LIMIT 1) "
                       f"TO '{older}/old-L0-000000000001-000000000001.parquet'", [DAY0 - timedelta(hours=1)])
-    broken = parts / "classifications" / "2025-12-01"
-    broken.mkdir()
-    (broken / "x-L0-000000000001-000000000001.parquet").write_bytes(b"not parquet")
+    broken = plant_unreadable_day(db)
     con = connect_readonly(db)  # would fail binding the view if it parsed that file
     try:
         day1 = DAY0 + timedelta(days=1)
@@ -731,9 +729,7 @@ def test_the_attack_tail_services_and_key_uses_read_no_raw_day_outside_their_win
         store.publisher.keys_dirty = True
         store.publish()
         store.publisher.maintain()
-    broken = parts_dir(db) / "classifications" / "2025-12-01"
-    broken.mkdir()
-    (broken / "x-L0-000000000001-000000000001.parquet").write_bytes(b"not parquet")
+    plant_unreadable_day(db)
     con = connect_readonly(db)
     try:
         boundary = coverage(con).rolled_through
@@ -778,3 +774,12 @@ def test_a_reader_of_rollups_an_older_writer_wrote_reads_the_new_columns_as_null
         assert [(k["kid"], k["uses"]) for k in hygiene] == [("k", 96)]
     finally:
         con.close()
+
+
+def plant_unreadable_day(db: Path) -> Path:
+    """A raw day folder long before any window, holding a file that is not Parquet: a question that opens
+    every day's files (the `classifications` view) fails on it, one that reads its window's folders does not."""
+    broken = parts_dir(db) / "classifications" / "2025-12-01"
+    broken.mkdir()
+    (broken / "x-L0-000000000001-000000000001.parquet").write_bytes(b"not parquet")
+    return broken
