@@ -3,10 +3,14 @@
     python bench/batch_timing.py DIR/batches-*.jsonl [--step 200000]     # CPU per event by part, per step
 
 Each batch the consumer stores adds one JSON line: its events, the CPU (`time.process_time`) and wall seconds
-of `KafkaSource.poll`, `Pipeline.process`, `Store.write` and, inside it, `Store._upsert_verdicts`, and of any
-`Store.publish` since the batch before, with the batch's `ts` range and each partition's offsets. Why: the
-burst's consumer spent more CPU per event as its live table grew, and only the Kafka delivery order showed it
-(bench/results.md); stack samples give shares of wall time, this gives each part's CPU against rows stored.
+of `KafkaSource.poll`, `Pipeline.process`, `Store.write` and, inside it, the Arrow build
+(`classification_table`) and `Store._upsert_verdicts` (of it the Bloom filter's `StoredIds` work and
+rebuilds), of the group commit and the lag measurement, and of any `Store.publish` since the batch before
+(of it the appends, the compactions, the maintenance passes, settles and state files), with the batch's `ts`
+range, each partition's offsets, and the process's and the main thread's CPU since the line before (`loop`,
+`main`: what no part names is their difference from the parts). Why: the burst's consumer spent more CPU per
+event than the backlog's, and only the Kafka delivery order showed some of it (bench/results.md); stack
+samples give shares of wall time, this gives each part's CPU against rows stored.
 """
 
 from __future__ import annotations
@@ -21,21 +25,32 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+#: The parts a report line shows, in order: (label, key), each as CPU µs per event.
+PARTS = (("process", "process_cpu"), ("write", "write_cpu"), ("table", "table_cpu"), ("upsert", "upsert_cpu"),
+         ("filter", "filter_cpu"), ("rebuild", "rebuild_cpu"), ("poll", "poll_cpu"), ("commit", "commit_cpu"),
+         ("lag", "lag_cpu"), ("publish", "publish_cpu"), ("append", "append_cpu"), ("compact", "compact_cpu"),
+         ("maintain", "maintain_cpu"), ("settle", "settle_cpu"), ("state", "state_cpu"))
+#: Parts that lie inside another one (not added again for the unnamed rest).
+_NESTED = {"table_cpu", "upsert_cpu", "filter_cpu", "rebuild_cpu", "append_cpu", "compact_cpu", "maintain_cpu",
+           "settle_cpu", "state_cpu"}
+
 
 def install(folder: Path) -> None:
     """Wrap the consumer's parts; each stored batch appends a line to `folder/batches-<pid>.jsonl`."""
     import pyarrow.compute as pc
 
+    from pipeline.io import store as store_module
     from pipeline.io.kafka import KafkaSource
+    from pipeline.io.live_verdicts import StoredIds
     from pipeline.io.store import Store
+    from pipeline.io.store_publish import Publisher
     from pipeline.runner import Pipeline
 
     log = (folder / f"batches-{os.getpid()}.jsonl").open("w")
     spent: dict[str, Any] = {}
+    last = {"loop": time.process_time(), "main": time.thread_time()}
 
-    def timed(owner: type, name: str, key: str, note: Callable[..., None] | None = None) -> None:
-        original = getattr(owner, name)
-
+    def timing(original: Callable[..., Any], key: str, note: Callable[..., None] | None = None) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if note is not None:
                 note(*args)
@@ -46,7 +61,10 @@ def install(folder: Path) -> None:
                 spent[key] = spent.get(key, 0.0) + time.perf_counter() - wall
                 spent[key + "_cpu"] = spent.get(key + "_cpu", 0.0) + time.process_time() - cpu
 
-        setattr(owner, name, wrapper)
+        return wrapper
+
+    def timed(owner: Any, name: str, key: str, note: Callable[..., None] | None = None) -> None:
+        setattr(owner, name, timing(getattr(owner, name), key, note))
 
     def note_rows(store: Any, table: Any, now: Any) -> None:
         span = pc.min_max(table["ts"]).as_py()
@@ -61,14 +79,28 @@ def install(folder: Path) -> None:
         spent["events"] = len(batch.judged)
 
     timed(KafkaSource, "poll", "poll")
+    timed(KafkaSource, "commit", "commit")
+    timed(KafkaSource, "lag", "lag")
     timed(Pipeline, "process", "process")
+    timed(store_module, "classification_table", "table")
     timed(Store, "_upsert_verdicts", "upsert", note_rows)
+    timed(StoredIds, "may_hold", "filter")
+    timed(StoredIds, "add", "filter")  # a rebuild happens inside `add`: counted here and as `rebuild`
+    timed(StoredIds, "rebuild", "rebuild")
     timed(Store, "publish", "publish")
+    timed(Publisher, "_append", "append")
+    timed(Publisher, "_compact_recent", "compact")
+    timed(Publisher, "_maintain_or_wait", "maintain")
+    timed(Publisher, "_settle", "settle")
+    timed(Publisher, "_write_state", "state")
     timed(Store, "write", "write", note_write)
     original_write = Store.write
 
     def write_and_log(self: Any, batch: Any, timeline: Any) -> None:
         original_write(self, batch, timeline)
+        loop, main = time.process_time(), time.thread_time()
+        spent.update(loop_cpu=loop - last["loop"], main_cpu=main - last["main"])
+        last.update(loop=loop, main=main)
         log.write(json.dumps({"at": time.time(), **spent}) + "\n")
         log.flush()
         spent.clear()
@@ -77,30 +109,38 @@ def install(folder: Path) -> None:
 
 
 def summarize(paths: list[Path], step: int = 200_000) -> str:
+    """One line per `step` events: CPU µs per event of each part; a batch without events adds to the next."""
     rows = [json.loads(line) for path in paths for line in path.read_text().splitlines()]
-    rows = [row for row in rows if row.get("events")]
-    lines, chunk, done = [], [], 0
+    lines: list[str] = []
+    chunk: list[dict[str, Any]] = []
+    done = 0
 
     def flush() -> None:
-        events = sum(row["events"] for row in chunk)
+        events = sum(row.get("events", 0) for row in chunk)
         if not events:
             return
 
         def per_event(key: str) -> float:
             return sum(row.get(key, 0.0) for row in chunk) / events * 1e6
 
-        sizes = sorted(row["events"] for row in chunk)
-        upsert_ms = statistics.median(row.get("upsert_cpu", 0.0) for row in chunk) * 1e3
+        counted = [row for row in chunk if row.get("events")]
+        sizes = sorted(row["events"] for row in counted)
+        upsert_ms = statistics.median(row.get("upsert_cpu", 0.0) for row in counted) * 1e3
         median = sizes[len(sizes) // 2]
-        lines.append(f"{done - events:>10,} +{events:<8,} {len(chunk):4d} batches (median {median:,}) | "
-                     f"CPU us/event: process {per_event('process_cpu'):5.1f}, write {per_event('write_cpu'):5.1f} "
-                     f"(upsert {per_event('upsert_cpu'):5.1f}), poll {per_event('poll_cpu'):4.1f}, publish "
-                     f"{per_event('publish_cpu'):4.1f} | upsert {upsert_ms:5.1f} ms CPU per batch (median)")
+        parts = ", ".join(f"{label} {per_event(key):5.1f}" for label, key in PARTS
+                          if label in ("process", "write", "upsert", "poll", "publish") or per_event(key) >= 0.05)
+        line = (f"{done - events:>10,} +{events:<8,} {len(counted):4d} batches (median {median:,}) | "
+                f"CPU us/event: {parts} | upsert {upsert_ms:5.1f} ms CPU per batch (median)")
+        if any("loop_cpu" in row for row in chunk):
+            named = sum(per_event(key) for _, key in PARTS if key not in _NESTED)
+            line += (f" | all {per_event('loop_cpu'):5.1f} (main thread {per_event('main_cpu'):5.1f}), "
+                     f"unnamed {per_event('loop_cpu') - named:4.1f}")
+        lines.append(line)
 
     for row in rows:
         chunk.append(row)
-        done += row["events"]
-        if sum(r["events"] for r in chunk) >= step:
+        done += row.get("events", 0)
+        if sum(r.get("events", 0) for r in chunk) >= step:
             flush()
             chunk = []
     flush()

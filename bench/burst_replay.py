@@ -104,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=1_000_000, help="report every this many events")
     parser.add_argument("--drift", type=int, default=0, help="records the lagging half of the partitions is behind")
     parser.add_argument("--keep", type=Path, help="the store's folder (kept); default a temporary one, removed")
+    parser.add_argument("--batches", type=Path, help="also log each batch's CPU by part here (bench/batch_timing.py) "
+                        "and report it per --step events at the end, as bench/burst_backlog.py does for Kafka")
+    parser.add_argument("--step", type=int, default=200_000, help="events per line of the --batches report")
     args = parser.parse_args(argv)
 
     from pipeline.commands import consume as consume_module
@@ -128,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("_append", "_compact_recent", "_maintain", "_settle", "_roll_open", "_roll", "_prune_live",
                  "_write_state", "_merge_rolled_days"):
         timers.wrap(store_publish.Publisher, name)
+    if args.batches is not None:
+        from batch_timing import install
+
+        args.batches.mkdir(parents=True, exist_ok=True)
+        install(args.batches)
     gc_time: Counter[int] = Counter()
     gc_started: list[float] = []
 
@@ -244,6 +252,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"total: {stats.events:,} events in {wall:.1f} s, {cpu / max(1, stats.events) * 1e6:.1f} us CPU/event; "
           f"calls {dict(timers.calls)}; load {os.getloadavg()[0]:.1f}")
     print("causes: " + ", ".join(f"{k} {v:,}" for k, v in causes.most_common()))
+    if args.batches is not None:
+        from batch_timing import summarize
+
+        print(summarize(sorted(args.batches.glob(f"batches-{os.getpid()}.jsonl")), args.step))
     if args.keep is None:
         import shutil
 

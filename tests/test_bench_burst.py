@@ -105,10 +105,14 @@ def test_batch_timing_reports_cpu_per_event_of_each_part_per_step(bench: dict[st
     log = tmp_path / "batches-1.jsonl"
     rows = [{"events": 5000, "process_cpu": 0.1, "write_cpu": 0.2, "upsert_cpu": 0.05},
             {"events": 5000, "process_cpu": 0.1, "write_cpu": 0.2, "upsert_cpu": 0.15},
-            {"events": 0, "publish_cpu": 9.0},  # a batch of snapshots only: no events, not counted
-            {"events": 2000, "process_cpu": 0.1, "write_cpu": 0.1, "upsert_cpu": 0.02}]
+            {"events": 0, "publish_cpu": 0.01},  # a batch of snapshots only: its publish counts with the next
+            {"events": 2000, "process_cpu": 0.1, "write_cpu": 0.1, "upsert_cpu": 0.02, "loop_cpu": 0.25,
+             "main_cpu": 0.24, "filter_cpu": 0.01}]
     log.write_text("".join(json.dumps(row) + "\n" for row in rows))
     first, second = bench["batches"].summarize([log], step=10_000).splitlines()
-    assert "+10,000" in first and "process  20.0" in first and "upsert  20.0)" in first
+    assert "+10,000" in first and "process  20.0" in first and "upsert  20.0," in first
     assert "upsert 100.0 ms CPU per batch" in first  # the median of 50 and 150 ms
-    assert "+2,000" in second and "process  50.0" in second and "publish  0.0" in second
+    assert "filter" not in first and "all" not in first  # parts not logged are not shown
+    assert "+2,000" in second and "1 batches" in second and "process  50.0" in second and "publish   5.0" in second
+    assert "filter   5.0" in second  # nested in the upsert: not added again for the unnamed rest
+    assert "all 125.0 (main thread 120.0), unnamed 20.0" in second  # 125 - (50 + 50 + 5)
