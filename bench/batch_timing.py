@@ -27,12 +27,12 @@ from typing import Any
 
 #: The parts a report line shows, in order: (label, key), each as CPU µs per event.
 PARTS = (("process", "process_cpu"), ("write", "write_cpu"), ("table", "table_cpu"), ("upsert", "upsert_cpu"),
-         ("filter", "filter_cpu"), ("rebuild", "rebuild_cpu"), ("poll", "poll_cpu"), ("commit", "commit_cpu"),
-         ("lag", "lag_cpu"), ("publish", "publish_cpu"), ("append", "append_cpu"), ("compact", "compact_cpu"),
-         ("maintain", "maintain_cpu"), ("settle", "settle_cpu"), ("state", "state_cpu"))
+         ("filter", "filter_cpu"), ("hash", "hash_cpu"), ("rebuild", "rebuild_cpu"), ("poll", "poll_cpu"),
+         ("commit", "commit_cpu"), ("lag", "lag_cpu"), ("publish", "publish_cpu"), ("append", "append_cpu"),
+         ("compact", "compact_cpu"), ("maintain", "maintain_cpu"), ("settle", "settle_cpu"), ("state", "state_cpu"))
 #: Parts that lie inside another one (not added again for the unnamed rest).
-_NESTED = {"table_cpu", "upsert_cpu", "filter_cpu", "rebuild_cpu", "append_cpu", "compact_cpu", "maintain_cpu",
-           "settle_cpu", "state_cpu"}
+_NESTED = {"table_cpu", "upsert_cpu", "filter_cpu", "hash_cpu", "rebuild_cpu", "append_cpu", "compact_cpu",
+           "maintain_cpu", "settle_cpu", "state_cpu"}
 
 
 def install(folder: Path) -> None:
@@ -87,6 +87,8 @@ def install(folder: Path) -> None:
     timed(StoredIds, "may_hold", "filter")
     timed(StoredIds, "add", "filter")  # a rebuild happens inside `add`: counted here and as `rebuild`
     timed(StoredIds, "rebuild", "rebuild")
+    if hasattr(StoredIds, "hashes"):  # the ids' hashes, asked of DuckDB once a batch (and by a rebuild)
+        timed(StoredIds, "hashes", "hash")
     timed(Store, "publish", "publish")
     timed(Publisher, "_append", "append")
     timed(Publisher, "_compact_recent", "compact")

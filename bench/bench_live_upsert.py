@@ -7,17 +7,24 @@ in the burst), and `--repeat` of each batch's rows re-sent (a re-judge). Prints 
 batch of each upsert by rows stored, and checks both files hold the same rows.
 
     python bench/bench_live_upsert.py --rows 2000000 --spread 12
+    python bench/bench_live_upsert.py --rows 2000000 --baseline /work/main   # this tree's filter against another's
+
+With `--baseline TREE` the first file is upserted by TREE's `LiveVerdicts` instead of a DELETE per batch
+(A/B of two versions of the filter, interleaved, their order swapped every batch); the mean per batch
+is printed beside the median, since the filter's rebuilds are rare and long.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import random
 import statistics
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -57,6 +64,15 @@ def delete_every_batch(con: duckdb.DuckDBPyConnection, table: pa.Table, now: dat
         con.execute("INSERT INTO superseded VALUES (?, ?, ?, ?)", [event_id, ts, classified_at, now])
 
 
+def baseline_upsert(tree: Path, con: duckdb.DuckDBPyConnection) -> Any:
+    """`LiveVerdicts(con).upsert` as another tree's `pipeline/io/live_verdicts.py` has it."""
+    spec = importlib.util.spec_from_file_location("baseline_live_verdicts", tree / "pipeline/io/live_verdicts.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.LiveVerdicts(con).upsert
+
+
 def batches(rows: int, size: int, spread_minutes: float, repeat: int, seed: int = 7):  # type: ignore[no-untyped-def]
     rng = random.Random(seed)
     sent: list[tuple[str, datetime]] = []
@@ -83,26 +99,28 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5_000)
     parser.add_argument("--spread", type=float, default=12.0, help="minutes of ts one batch spans")
     parser.add_argument("--repeat", type=int, default=0, help="rows of each batch re-judged (already stored)")
+    parser.add_argument("--baseline", type=Path, help="a tree whose LiveVerdicts upserts the first file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         old, new = open_live(Path(tmp) / "old.duckdb"), open_live(Path(tmp) / "new.duckdb")
         live = LiveVerdicts(new)
-        cost: dict[str, dict[int, list[float]]] = {"delete every batch": {}, "Bloom filter": {}}
+        first = (f"baseline {args.baseline}", baseline_upsert(args.baseline, old)) if args.baseline else (
+            "delete every batch", lambda t, n: delete_every_batch(old, t, n))
+        contenders = [(first[0], old, first[1]), ("Bloom filter", new, live.upsert)]
+        cost: dict[str, dict[int, list[float]]] = {name: {} for name, _, _ in contenders}
         step = max(args.rows // 5, args.batch)
         for start, now, table in batches(args.rows, args.batch, args.spread, args.repeat):
-            for name, con, upsert in (("delete every batch", old, lambda t, n: delete_every_batch(old, t, n)),
-                                      ("Bloom filter", new, live.upsert)):
+            for name, con, upsert in contenders if start // args.batch % 2 else contenders[::-1]:
                 con.begin()
                 began = time.process_time()
                 upsert(table, now)
                 con.commit()
                 cost[name].setdefault(start // step, []).append(time.process_time() - began)
         print(f"{args.rows:,} rows in batches of {args.batch:,}, ts spread {args.spread} min, "
-              f"{args.repeat} re-judged a batch; median CPU ms per batch (per event) by rows stored:")
+              f"{args.repeat} re-judged a batch; CPU ms per batch, median / mean (mean per event) by rows stored:")
         for name, by_size in cost.items():
-            medians = {k * step / 1e6: statistics.median(v) for k, v in sorted(by_size.items())}
-            cells = [f"{rows:.1f}M+: {cpu * 1e3:6.1f} ({cpu / args.batch * 1e6:4.1f} us)"
-                     for rows, cpu in medians.items()]
+            cells = [f"{k * step / 1e6:.1f}M+: {statistics.median(v) * 1e3:5.1f} / {statistics.mean(v) * 1e3:5.1f} "
+                     f"({statistics.mean(v) / args.batch * 1e6:4.2f} us)" for k, v in sorted(by_size.items())]
             print(f"  {name:20} " + "  ".join(cells))
         same = old.execute("SELECT count(*), sum(hash(event_id, ts, classified_at)) FROM classifications").fetchone()
         assert same == new.execute("SELECT count(*), sum(hash(event_id, ts, classified_at)) FROM classifications"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
@@ -111,5 +112,23 @@ def test_new_ids_are_ruled_out_so_their_batch_runs_no_delete() -> None:
     ids = StoredIds(con, "classifications")
     con.register("_new", pa.table({"event_id": [f"new-{n}" for n in range(100_000)]}))
     con.register("_old", pa.table({"event_id": [f"e{n}" for n in range(20_000)]}))
-    assert ids.may_hold("_old").all()  # never a false "not stored"
-    assert ids.may_hold("_new").sum() <= 5  # ~1 in 10^7 this empty; at its fullest ~1 in 10^5
+    assert ids.may_hold(ids.hashes("_old")).all()  # never a false "not stored"
+    assert ids.may_hold(ids.hashes("_new")).sum() <= 5  # ~1 in 10^7 this empty; at its fullest ~1 in 10^5
+
+
+def test_setting_bits_keeps_every_id_whose_bits_share_a_byte() -> None:
+    """Many ids into a 64-bit filter: their bits collide in every byte, and each must still be set."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(live_verdicts, "MIN_BITS", 64)
+        con = connection()
+        ids = StoredIds(con, "classifications")
+        hashes = np.random.default_rng(7).integers(0, 2**63, size=3, dtype=np.uint64)
+        ids.add(hashes)
+        reference = np.zeros(8, dtype=np.uint8)
+        for h in hashes.tolist():
+            first, step = h & 0xFFFFFFFF, (h >> 32) | 1
+            for i in range(live_verdicts.HASHES):
+                index = (first + i * step) % 64
+                reference[index >> 3] |= 1 << (index & 7)
+        assert ids.bits.tolist() == reference.tolist()
+        assert ids.may_hold(hashes).all()

@@ -39,7 +39,8 @@ class LiveVerdicts:
     def upsert(self, table: pa.Table, now: datetime) -> None:
         """Replace the stored rows of the batch's (event_id, ts), then append it; inside the caller's transaction."""
         self.con.register("_batch", table)
-        maybe = self.ids.may_hold("_batch")
+        hashes = self.ids.hashes("_batch")  # once: the probe and the note after the INSERT use the same
+        maybe = self.ids.may_hold(hashes)
         replaced = []
         if maybe.any():
             self.con.register("_maybe", table.filter(pa.array(maybe)))
@@ -50,7 +51,7 @@ class LiveVerdicts:
             ).fetchall()
             self.con.unregister("_maybe")
         self.con.execute("INSERT INTO classifications BY NAME SELECT * FROM _batch")
-        self.ids.add("_batch")
+        self.ids.add(hashes)
         self.con.unregister("_batch")  # on failure the rollback drops the registrations with the rest
         if replaced:
             self.con.register("_replaced", pa.table({
@@ -74,7 +75,7 @@ class StoredIds:
 
     def rebuild(self) -> None:
         """The filter again from the table: at start-up, and when the ids set outgrow its size."""
-        hashes = self._hashes(self.table)
+        hashes = self.hashes(self.table)
         size = MIN_BITS
         while size < BITS_PER_ID * 2 * len(hashes):  # room to double before the next rebuild
             size *= 2
@@ -82,32 +83,31 @@ class StoredIds:
         self.ids = 0
         self._set(hashes)
 
-    def may_hold(self, relation: str) -> np.ndarray:
-        """Per row of `relation` (a registered batch), whether its event_id may be in the table."""
-        hashes = self._hashes(relation)
-        found = np.ones(len(hashes), dtype=bool)
-        for index in self._indexes(hashes):
-            found &= (self.bits[index >> np.uint64(3)] >> (index & np.uint64(7)).astype(np.uint8)) & 1 == 1
-        return found
+    def hashes(self, relation: str) -> np.ndarray:
+        """The event ids' 64-bit hashes, per row of `relation` (a table or a registered batch)."""
+        column = self.con.execute(f"SELECT hash(event_id) AS h FROM {relation}").fetchnumpy()["h"]
+        return np.asarray(column, dtype=np.uint64)
 
-    def add(self, relation: str) -> None:
-        """Note the event ids of `relation` (a batch going into the table)."""
-        hashes = self._hashes(relation)
+    def may_hold(self, hashes: np.ndarray) -> np.ndarray:
+        """Per id (its hash from `hashes`), whether it may be in the table: every one of its bits is set."""
+        byte, bit = self._positions(hashes)
+        return ((self.bits[byte] >> bit) & 1).all(axis=0)
+
+    def add(self, hashes: np.ndarray) -> None:
+        """Note ids (their `hashes`) going into the table."""
         if (self.ids + len(hashes)) * BITS_PER_ID > self.bits.size * 8:
             self.rebuild()  # sized to what the table holds now: pruned rows have left it
         self._set(hashes)  # (again, after a rebuild that read them: cheap, and right before the INSERT too)
 
     def _set(self, hashes: np.ndarray) -> None:
-        for index in self._indexes(hashes):
-            bit = np.left_shift(np.uint8(1), (index & np.uint64(7)).astype(np.uint8))
-            np.bitwise_or.at(self.bits, index >> np.uint64(3), bit)
+        byte, bit = self._positions(hashes)
+        # `.at`, not `bits[byte] |= …`: ids whose bits share a byte would keep only one of them.
+        np.bitwise_or.at(self.bits, byte.ravel(), np.left_shift(np.uint8(1), bit.ravel()))
         self.ids += len(hashes)
 
-    def _indexes(self, hashes: np.ndarray) -> list[np.ndarray]:
+    def _positions(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(byte, bit) of each id's HASHES bits, as HASHES x ids arrays (double hashing of the 64-bit hash)."""
         mask = np.uint64(self.bits.size * 8 - 1)
         first, step = hashes & np.uint64(0xFFFFFFFF), (hashes >> np.uint64(32)) | np.uint64(1)
-        return [(first + np.uint64(i) * step) & mask for i in range(HASHES)]
-
-    def _hashes(self, relation: str) -> np.ndarray:
-        column = self.con.execute(f"SELECT hash(event_id) AS h FROM {relation}").fetchnumpy()["h"]
-        return np.asarray(column, dtype=np.uint64)
+        index = (first + np.arange(HASHES, dtype=np.uint64)[:, None] * step) & mask
+        return index >> np.uint64(3), (index & np.uint64(7)).astype(np.uint8)
