@@ -7,15 +7,17 @@ of `KafkaSource.poll`, `Pipeline.process`, `Store.write` and, inside it, the Arr
 (`classification_table`) and `Store._upsert_verdicts` (of it the Bloom filter's `StoredIds` work and
 rebuilds), of the group commit and the lag measurement, and of any `Store.publish` since the batch before
 (of it the appends, the compactions, the maintenance passes, settles and state files), with the batch's `ts`
-range, each partition's offsets, and the process's and the main thread's CPU since the line before (`loop`,
-`main`: what no part names is their difference from the parts). Why: the burst's consumer spent more CPU per
-event than the backlog's, and only the Kafka delivery order showed some of it (bench/results.md); stack
-samples give shares of wall time, this gives each part's CPU against rows stored.
+range, each partition's offsets, the cyclic GC's CPU by generation (inside whichever part ran it), and the
+process's and the main thread's CPU since the line before (`loop`, `main`: what no part names is their
+difference from the parts). Why: the burst's consumer spent more CPU per event than the backlog's, and only
+the Kafka delivery order showed some of it (bench/results.md); stack samples give shares of wall time, this
+gives each part's CPU against rows stored.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -29,10 +31,11 @@ from typing import Any
 PARTS = (("process", "process_cpu"), ("write", "write_cpu"), ("table", "table_cpu"), ("upsert", "upsert_cpu"),
          ("filter", "filter_cpu"), ("hash", "hash_cpu"), ("rebuild", "rebuild_cpu"), ("poll", "poll_cpu"),
          ("commit", "commit_cpu"), ("lag", "lag_cpu"), ("publish", "publish_cpu"), ("append", "append_cpu"),
-         ("compact", "compact_cpu"), ("maintain", "maintain_cpu"), ("settle", "settle_cpu"), ("state", "state_cpu"))
+         ("compact", "compact_cpu"), ("maintain", "maintain_cpu"), ("settle", "settle_cpu"), ("state", "state_cpu"),
+         ("gc0", "gc0_cpu"), ("gc1", "gc1_cpu"), ("gc2", "gc2_cpu"))
 #: Parts that lie inside another one (not added again for the unnamed rest).
 _NESTED = {"table_cpu", "upsert_cpu", "filter_cpu", "hash_cpu", "rebuild_cpu", "append_cpu", "compact_cpu",
-           "maintain_cpu", "settle_cpu", "state_cpu"}
+           "maintain_cpu", "settle_cpu", "state_cpu", "gc0_cpu", "gc1_cpu", "gc2_cpu"}
 
 
 def install(folder: Path) -> None:
@@ -48,6 +51,17 @@ def install(folder: Path) -> None:
 
     log = (folder / f"batches-{os.getpid()}.jsonl").open("w")
     spent: dict[str, Any] = {}
+    collecting: list[float] = []
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        """The cyclic GC's CPU, wherever it ran (inside the parts): `gc<generation>_cpu`."""
+        if phase == "start":
+            collecting.append(time.process_time())
+        elif collecting:
+            key = f"gc{info['generation']}_cpu"
+            spent[key] = spent.get(key, 0.0) + time.process_time() - collecting.pop()
+
+    gc.callbacks.append(on_gc)
     last = {"loop": time.process_time(), "main": time.thread_time()}
 
     def timing(original: Callable[..., Any], key: str, note: Callable[..., None] | None = None) -> Callable[..., Any]:
