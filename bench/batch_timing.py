@@ -124,14 +124,17 @@ def install(folder: Path) -> None:
     Store.write = write_and_log  # type: ignore[method-assign]
 
 
-def summarize(paths: list[Path], step: int = 200_000) -> str:
-    """One line per `step` events: CPU µs per event of each part; a batch without events adds to the next."""
+def summarize(paths: list[Path], step: int = 200_000, whole: bool = False) -> str:
+    """One line per `step` events: CPU µs per event of each part; a batch without events adds to the next.
+
+    `whole`: a last line for all of it (its first batch, holding the start-up's CPU, left out).
+    """
     rows = [json.loads(line) for path in paths for line in path.read_text().splitlines()]
     lines: list[str] = []
     chunk: list[dict[str, Any]] = []
     done = 0
 
-    def flush() -> None:
+    def flush(label: str | None = None) -> None:
         events = sum(row.get("events", 0) for row in chunk)
         if not events:
             return
@@ -145,7 +148,8 @@ def summarize(paths: list[Path], step: int = 200_000) -> str:
         median = sizes[len(sizes) // 2]
         parts = ", ".join(f"{label} {per_event(key):5.1f}" for label, key in PARTS
                           if label in ("process", "write", "upsert", "poll", "publish") or per_event(key) >= 0.05)
-        line = (f"{done - events:>10,} +{events:<8,} {len(counted):4d} batches (median {median:,}) | "
+        where = f"{label:>10}" if label else f"{done - events:>10,}"
+        line = (f"{where} +{events:<8,} {len(counted):4d} batches (median {median:,}) | "
                 f"CPU us/event: {parts} | upsert {upsert_ms:5.1f} ms CPU per batch (median)")
         if any("loop_cpu" in row for row in chunk):
             named = sum(per_event(key) for _, key in PARTS if key not in _NESTED)
@@ -160,6 +164,9 @@ def summarize(paths: list[Path], step: int = 200_000) -> str:
             flush()
             chunk = []
     flush()
+    if whole and len(rows) > 1:
+        chunk = rows[1:]
+        flush("whole run")
     return "\n".join(lines)
 
 
@@ -167,8 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", type=Path, nargs="+")
     parser.add_argument("--step", type=int, default=200_000, help="events per line of the report")
+    parser.add_argument("--whole", action="store_true", help="and a line for the whole run (but its first batch)")
     args = parser.parse_args(argv)
-    print(summarize(args.paths, args.step))
+    print(summarize(args.paths, args.step, args.whole))
     return 0
 
 

@@ -1,6 +1,6 @@
 """The burst's records as a Kafka backlog, drained by one consumer that logs each batch's CPU by part.
 
-    python bench/burst_backlog.py [--seconds 60] [--rate 35000] [--ts shifted|cycled] [--step 200000]
+    python bench/burst_backlog.py [--seconds 60] [--rate 35000] [--ts shifted|cycled] [--step 200000] [--keep DIR]
 
 The burst (bench_outage.py --cases burst) takes 15 minutes and measures the drain only while the producer
 and the broker share the machine. This is its drain alone, in ~6 minutes for 2.1M records: the burst's
@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=35_000.0, help="records a second it sends")
     parser.add_argument("--ts", choices=("shifted", "cycled"), default="shifted")
     parser.add_argument("--step", type=int, default=200_000, help="events per line of the report")
+    parser.add_argument("--keep", type=Path, help="copy the per-batch logs here (bench/batch_timing.py reads them)")
     args = parser.parse_args(argv)
 
     from batch_timing import summarize
@@ -66,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         done = results[0]
         print(f"drained {done['events']:,} events in {done['last'] - done['first']:.1f} s, "
               f"{done['cpu'] / max(1, done['events']) * 1e6:.1f} us CPU/event; {load_note()}")
-        print(summarize(sorted(batches.glob("batches-*.jsonl")), args.step))
+        print(summarize(sorted(batches.glob("batches-*.jsonl")), args.step, whole=True))
+        if args.keep is not None:
+            shutil.copytree(batches, args.keep, dirs_exist_ok=True)
     finally:
         delete_topics(topics)
         shutil.rmtree(workdir, ignore_errors=True)

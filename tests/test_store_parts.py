@@ -697,6 +697,26 @@ def test_open_hours_too_big_to_roll_leave_readers_at_the_closed_hours(tmp_path: 
     assert_readers_stop_at_the_closed_hours(db)
 
 
+def test_open_hours_filling_faster_than_the_rate_cap_are_not_rolled(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backlog drained at thousands of rows a second fills the open span past the row cap within minutes: rolling
+    it meanwhile only cost the writer. 200 rows in one publish at a cap of 10 rows/s (50 in a settle's 5 s): the
+    publish's pass leaves the same empty open rollup as for too many rows; the next, with nothing new, rolls."""
+    monkeypatch.setattr(store_publish, "OPEN_ROLL_MAX_RATE", 10)
+    db = tmp_path / "k.duckdb"
+    with Store(db, instance="c1", retention_days=5, rollup_retention_days=10) as store:
+        assert store.publisher is not None
+        add_rows(store, 0, 200, DAY0 + timedelta(hours=10), step=timedelta(seconds=30))  # 76 in 11:00-11:38
+        store.publish()  # the first publish runs a maintenance pass
+        assert_readers_stop_at_the_closed_hours(db)
+        store.publisher.maintain()
+    con = connect_readonly(db)
+    found = coverage(con)
+    con.close()
+    assert found.closed_through == DAY0 + timedelta(hours=11)
+    assert found.rolled_through == DAY0 + timedelta(hours=11, minutes=38)  # the open hour rolled
+
+
 def test_with_two_writers_readers_stop_at_the_closed_hours(tmp_path: Path) -> None:
     """Raw rows carry no writer, so one cut per writer cannot be applied: with two, each one's open rollup is
     left out and raw rows answer from the earliest closed hour's end, as before the open hours were rolled."""

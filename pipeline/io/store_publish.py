@@ -76,6 +76,10 @@ OPEN_ROLL_LAG_SECONDS = 60
 #: seconds every pass, when it is busiest): readers roll them from raw rows, as before. Steady traffic of a
 #: few hundred events/s stays under it (the open span is at most ~70 minutes).
 OPEN_ROLL_MAX_ROWS = 1_000_000
+#: Nor while rows come faster than this (rows published per second since the last open roll): a backlog drained
+#: at thousands a second fills the open span past OPEN_ROLL_MAX_ROWS within minutes, and rolling it meanwhile
+#: (and at every settle, as each publish brings late rows) cost the burst's drain 3-15 µs of CPU per event.
+OPEN_ROLL_MAX_RATE = 2_000
 #: Rows published into hours already rolled (re-judged on a late sample or key, or late events) are rolled
 #: again this soon, not at the next pass: readers count those hours from rollups. But never more often
 #: than every SETTLE_COST_SHARE times what the last such roll cost (1/20 of the writer's time): an outage
@@ -138,6 +142,7 @@ class Publisher:
         self._behind = False
         self._rolled_until_us: int | None = None
         self._last_settle, self._settle_cost = float("-inf"), 0.0
+        self._open_rolled_at, self._published_since_open = time.monotonic(), 0  # the open roll's rate check
         self._retired: list[tuple[float, Path]] = []  # (when, file) of rollups replaced: removed later
         write_schema_files(con, parts)
 
@@ -172,7 +177,7 @@ class Publisher:
         ).fetchone() or (None,)
         rows = f"classified_at > {_lit(since)} AND classified_at <= {_lit(through)}" if through else None
         if rows:
-            self._append("classifications", rows, seq)
+            self._published_since_open += self._append("classifications", rows, seq)
             self._append("superseded", rows.replace("classified_at", "superseded_at"), seq)
         if dead_through:
             self._append("dead_letters", f"received_at > {_lit(dead_since)} AND received_at <= {_lit(dead_through)}",
@@ -212,8 +217,8 @@ class Publisher:
         self._remove_retired()
         self._write_state()
 
-    def _append(self, table: str, where: str, seq: int) -> None:
-        """This publish's rows of `table`, one file per day they fall in (usually one)."""
+    def _append(self, table: str, where: str, seq: int) -> int:
+        """This publish's rows of `table`, one file per day they fall in (usually one); returns how many."""
         column = _ORDER[table]
         days = self.con.execute(
             f"SELECT epoch_us({column}) // {_DAY_US}, count(*) FROM {table} WHERE {where} GROUP BY 1"
@@ -226,6 +231,7 @@ class Publisher:
             target = self.parts / table / day_name(day) / part_name(self.instance, 0, seq, seq)
             order = f" ORDER BY {column}" if count <= SORTED_APPEND_ROWS else ""
             copy_atomically(self.con, f"SELECT * FROM {table} WHERE {where} AND {span}{order}", target)
+        return sum(rows_by_day.values())
 
     def _compact_recent(self, seq: int) -> None:
         """Merge FANOUT files of a level in the day folders this publish wrote to."""
@@ -375,17 +381,23 @@ class Publisher:
         that replaces the last pass's (`open_rollup_name`): readers count it and the raw rows dated after it.
 
         Provisional: rows of those hours that arrive later (dated before its end) are counted by the next
-        pass's file, as a late event of a closed hour is by its hour's next version.
+        pass's file, as a late event of a closed hour is by its hour's next version. Not rolled while they hold
+        over OPEN_ROLL_MAX_ROWS or rows came faster than OPEN_ROLL_MAX_RATE since the last pass (a backlog).
         """
         first_hour = (newest_us - ROLL_AFTER_SECONDS * 1_000_000) // _HOUR_US
         through_us = (newest_us - OPEN_ROLL_LAG_SECONDS * 1_000_000) // 60_000_000 * 60_000_000
         older = open_rollup_files(self.parts / "hourly", self.instance)
-        source = self._rows(first_hour * _HOUR_US, through_us) if through_us > first_hour * _HOUR_US else None
+        now = time.monotonic()
+        busy = self._published_since_open > OPEN_ROLL_MAX_RATE * max(now - self._open_rolled_at, SETTLE_SECONDS)
+        self._open_rolled_at, self._published_since_open = now, 0
+        source = (self._rows(first_hour * _HOUR_US, through_us)
+                  if through_us > first_hour * _HOUR_US and not busy else None)
         if source is not None:
             (count,) = self.con.execute(f"SELECT count(*) FROM {source}").fetchone() or (0,)
             if count > OPEN_ROLL_MAX_ROWS:
                 source = None
-        if source is None:  # nothing to roll, or too much: an empty one, so readers read raw rows from the closed hours
+        # Nothing to roll, too much or coming too fast: an empty one, so readers read raw rows from the closed hours.
+        if source is None:
             through_us = first_hour * _HOUR_US
             empty = self.parts / "classifications" / "_schema" / "empty.parquet"
             source = f"(SELECT * FROM read_parquet('{sql_path(empty)}'))"
