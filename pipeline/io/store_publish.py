@@ -78,7 +78,7 @@ OPEN_ROLL_LAG_SECONDS = 60
 OPEN_ROLL_MAX_ROWS = 1_000_000
 #: Nor while rows come faster than this (rows published per second since the last open roll): a backlog drained
 #: at thousands a second fills the open span past OPEN_ROLL_MAX_ROWS within minutes, and rolling it meanwhile
-#: (and at every settle, as each publish brings late rows) cost the burst's drain 3-15 µs of CPU per event.
+#: (again at every settle, as each publish brought late rows) took a large share of a drain's publishing.
 OPEN_ROLL_MAX_RATE = 2_000
 #: Rows published into hours already rolled (re-judged on a late sample or key, or late events) are rolled
 #: again this soon, not at the next pass: readers count those hours from rollups. But never more often
@@ -209,6 +209,8 @@ class Publisher:
             self._behind = True
         if rows or dead_through:
             self._compact_recent(seq)
+        if final:
+            self._published_since_open = 0  # stopping: rolling the open hours no longer competes with the stream
         if time.monotonic() - self._last_maintenance >= MAINTENANCE_SECONDS:
             self._maintain_or_wait()
         elif self._behind and (final or time.monotonic() - self._last_settle
