@@ -36,6 +36,11 @@ def share_days(con: duckdb.DuckDBPyConnection) -> None:
     _SHARING.add(con)
 
 
+def shares(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether `con` asks many questions of one window (`share_days`), so tables made once for all of them pay."""
+    return con in _SHARING
+
+
 #: A connection's day tables: (split boundary, window start, window end, table name).
 _TABLES: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, list[tuple[datetime, datetime, datetime, str]]] = (
     weakref.WeakKeyDictionary())
@@ -62,7 +67,7 @@ def counted_by_day(con: duckdb.DuckDBPyConnection, s: Split, counted: tuple[str,
     clause, when none holds the window), or None when the connection does not share them (`share_days`), the
     question cannot be answered per day (`whole_days`) or the connection cannot hold a temp table. Only for
     questions that read no issuer, kid or client_id."""
-    if con not in _SHARING or not whole_days(s, *cuts):
+    if not shares(con) or not whole_days(s, *cuts):
         return None
     since, until = s.filters.since, s.filters.until
     assert since is not None and until is not None  # whole_days

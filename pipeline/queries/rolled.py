@@ -18,15 +18,17 @@ rows as before.
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
 
 from pipeline.io.store_parts import raw_relation, rollup_relation
-from pipeline.queries.base import BUCKET_SECONDS, interval, rotation_damage, rows
+from pipeline.queries.base import BUCKET_SECONDS, Filters, interval, rotation_damage, rows
 from pipeline.queries.coverage import Split
-from pipeline.queries.daily import counted_by_day
+from pipeline.queries.daily import counted_by_day, shares
 from pipeline.rollups import (
     CACHE_AGE_EDGES,
     HOUR_SECONDS,
@@ -95,6 +97,26 @@ def hits(s: Split, tail: str | None = None) -> tuple[str, list[Any]]:
     return sql, [s.boundary, *hourly_params, s.boundary, *raw_params]
 
 
+def shared_hits(con: duckdb.DuckDBPyConnection, s: Split) -> tuple[str, list[Any]]:
+    """`hits` of the split with its open tail rolled (`counted_tail`); on a connection that shares its tables
+    (`daily.shares`: the report, whose attack table and attack kinds per cause read the same week's hits) from a
+    temp table of the hits of the split's time window summed per service, client_id, cause and attack, made by
+    the first such question. Every reader of `hits` sums, counts distinct or takes extremes of those columns, so
+    the sums answer as the rows do. A question that filters issuers or events without attacks reads the rows."""
+    f = s.filters
+    tail = counted_tail(con, s)
+    if not shares(con) or f.since is None or f.until is None or f.issuers or f.without_attacks:
+        return hits(s, tail)
+    sql, params = hits(replace(s, filters=Filters(since=f.since, until=f.until)), tail)
+    name = "hits_" + hashlib.sha256(repr((sql, params)).encode()).hexdigest()[:16]
+    summed = f"""{sql} SELECT min(ts) AS ts, service, client_id, cause, attack, sum(events)::BIGINT AS events,
+                      min(first_ts) AS first_ts, max(last_ts) AS last_ts FROM hits GROUP BY ALL"""
+    if (table := temp_table(con, name, summed, params)) is None:
+        return hits(s, tail)
+    where, where_params = Filters(services=f.services, causes=f.causes).where()
+    return f"WITH hits AS (SELECT * FROM {table} WHERE {where})", where_params
+
+
 #: The rollup columns `counted` and `hits` read, rolled from raw rows as `hourly_sql` rolls them (no
 #: sketch, histogram or distinct count: a quarter of its cost on the open tail).
 _COUNTED_TAIL = f"""SELECT to_timestamp(hour_no * {HOUR_SECONDS}) AS hour, service, issuer, kid, client_id, cause,
@@ -109,12 +131,25 @@ FROM (SELECT epoch_us(ts) // {HOUR_SECONDS * 1_000_000} AS hour_no, service, iss
 GROUP BY ALL"""
 
 
+#: `_COUNTED_TAIL`'s rows from `rolled_tail`'s table: its rows are finer (alg and key_thumbprint are keys too) and
+#: every column `counted` and `hits` read is a sum, a minimum or a maximum of them.
+_COUNTED_FROM_ROLLED = """SELECT hour, service, issuer, kid, client_id, cause, confidence, attack,
+       sum(events)::BIGINT AS events, sum(attack_events)::BIGINT AS attack_events,
+       sum(with_fetch_time)::BIGINT AS with_fetch_time, min(first_ts) AS first_ts, max(last_ts) AS last_ts
+FROM {rolled} GROUP BY ALL"""
+
+
 def counted_tail(con: duckdb.DuckDBPyConnection, s: Split, *cuts: datetime | float) -> str | None:
-    """`rolled_tail` with only what `counted` and `hits` read (made once per connection the same way)."""
+    """`rolled_tail` with only what `counted` and `hits` read (made once per connection the same way).
+
+    On a connection that shares its tables (`daily.shares`: the report, which rolls the tail for its histograms
+    anyway) it is summed from `rolled_tail`'s table, so the raw tail is read and rolled once, not twice."""
     if _cuts_an_hour(s, cuts):
         return None
-    return temp_table(con, f"counted_tail_{int(s.boundary.timestamp())}",
-                      _COUNTED_TAIL.replace("{raw}", raw_relation(con, s.boundary, None)), [s.boundary])
+    name = f"counted_tail_{int(s.boundary.timestamp())}"
+    if shares(con) and (whole := rolled_tail(con, s, *cuts)) is not None:
+        return temp_table(con, name, _COUNTED_FROM_ROLLED.replace("{rolled}", whole), [])
+    return temp_table(con, name, _COUNTED_TAIL.replace("{raw}", raw_relation(con, s.boundary, None)), [s.boundary])
 
 
 def _cuts_an_hour(s: Split, cuts: tuple[datetime | float, ...]) -> bool:
@@ -330,7 +365,7 @@ def filter_values(con: duckdb.DuckDBPyConnection, s: Split) -> tuple[Any, Any, A
 
 
 def attacks(con: duckdb.DuckDBPyConnection, s: Split) -> list[dict[str, Any]]:
-    sql, params = hits(s, counted_tail(con, s))
+    sql, params = shared_hits(con, s)
     return rows(
         con,
         f"""{sql} SELECT attack, sum(events)::BIGINT AS events,
@@ -342,7 +377,7 @@ def attacks(con: duckdb.DuckDBPyConnection, s: Split) -> list[dict[str, Any]]:
 
 
 def attack_kinds_by_cause(con: duckdb.DuckDBPyConnection, s: Split) -> list[tuple[str, str]]:
-    sql, params = hits(s, counted_tail(con, s))
+    sql, params = shared_hits(con, s)
     return con.execute(
         f"""{sql} SELECT cause, attack FROM (SELECT cause, attack, sum(events) AS events FROM hits GROUP BY ALL)
             ORDER BY cause, events DESC, attack""",
