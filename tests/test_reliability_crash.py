@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from kafka import KafkaAdminClient
 
 from pipeline.engine.tokens import fingerprint
 from tests.reliability.kafka_run import KafkaRun, produce_tracked, wait_for
@@ -39,7 +40,9 @@ BATCH = ["--batch-size", "500", "--publish-interval", "0.2"]
 
 #: The kill plan, in order. A crash point is `name:n` (the consumer kills itself the n-th time it
 #: gets there, counted from its restart; the store write at start-up, of the key snapshots, counts
-#: as a batch); a float is an outside SIGKILL once the store holds that share of the stream.
+#: as a batch); a float is an outside SIGKILL once the store holds that share of the stream (by the
+#: group's committed offsets, which follow each stored batch: published rows move a publish at a time,
+#: tens of thousands of events apart, and a fast consumer went past the end between two).
 PLAN: list[str | float] = [
     "batch_start:5",  # before the transaction of the 4th batch of events begins
     "after_rows:8",  # rows inserted, dead letters and positions not yet: rolled back
@@ -75,10 +78,20 @@ class Kill:
     seconds: float
 
 
+def committed(run: KafkaRun, admin: KafkaAdminClient) -> int:
+    """Records of the failures topic the group has committed: each batch's, once the store holds it."""
+    offsets = admin.list_group_offsets(run.kafka.group_id).get(run.kafka.group_id, {})
+    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == run.kafka.failures_topic and meta.offset > 0)
+
+
 def crash_and_restart(run: KafkaRun, plan: list[str | float], total: int, rng: random.Random,
                       script: tuple[str, ...] = ("-m", "pipeline.cli")) -> list[Kill]:
-    """Run the consumer once per step of `plan`, each run ending in a SIGKILL; returns what happened."""
+    """Run the consumer once per step of `plan`, each run ending in a SIGKILL; returns what happened.
+
+    `total`: the failures topic's records (a float step's share is of those).
+    """
     kills: list[Kill] = []
+    admin = KafkaAdminClient(bootstrap_servers=run.kafka.bootstrap_servers.split(","))
     for step in plan:
         before, started = run.stored_rows(), time.monotonic()
         if isinstance(step, str):
@@ -90,15 +103,16 @@ def crash_and_restart(run: KafkaRun, plan: list[str | float], total: int, rng: r
             how = f"crash point {step}"
         else:
             proc = run.consumer(*BATCH, "--exit-when-idle", "5", script=script)
-            target = max(int(step * total), before + 1)
-            wait_for(lambda t=target, p=proc: run.stored_rows() >= t or p.process.poll() is not None, 240,
-                     f"{target:,} stored rows")
+            target = max(int(step * total), committed(run, admin) + 1)
+            wait_for(lambda t=target, p=proc: committed(run, admin) >= t or p.process.poll() is not None, 240,
+                     f"{target:,} committed records")
             time.sleep(rng.uniform(0.0, 0.4))  # somewhere in a batch, or between two
             assert proc.process.poll() is None, f"the consumer ended before the kill:\n{proc.output()[-2000:]}"
             proc.kill()
             status = proc.process.returncode
             how = f"SIGKILL from outside at {step:.0%}"
         kills.append(Kill(how, before, run.stored_rows(), status, time.monotonic() - started))
+    admin.close()
     return kills
 
 
@@ -107,10 +121,11 @@ def test_kill_9_over_100k_events_then_every_event_is_stored_exactly_once(run: Ka
     sc = scenario(EVENTS, SEED)
     expected = Expected.of(sc)
     total = len(expected.causes) + expected.dead_letters
-    produce_tracked(run.kafka, ((r.topic, r.key, r.value) for r in tagged_records(sc, run.kafka)))
+    sent = produce_tracked(run.kafka, ((r.topic, r.key, r.value) for r in tagged_records(sc, run.kafka)))
     produced = time.monotonic()
 
-    kills = crash_and_restart(run, PLAN, total, random.Random(8))
+    failures = sum(1 for topic, _, _ in sent if topic == run.kafka.failures_topic)
+    kills = crash_and_restart(run, PLAN, failures, random.Random(8))
     killed = time.monotonic()
     last = run.consumer(*BATCH, "--exit-when-idle", "2")
     assert last.wait(timeout=300) == 0, last.output()[-3000:]
