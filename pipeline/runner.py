@@ -57,7 +57,6 @@ from pipeline.records import (
     decode_record,
 )
 from pipeline.rejudge import StoredRejudge
-from pipeline.write_behind import HandOver
 
 log = logging.getLogger(__name__)
 
@@ -564,31 +563,29 @@ def run(
     An empty unit (a waiting source's poll that brought nothing) skips those steps. After every
     unit, empty or not, `on_tick()` does periodic work (publishing for readers), then the loop
     ends if `stop()` says so: a stop request finishes the batch in hand, its commit included.
-    With a `write_behind.WriteBehind` as the sink, step 2 runs on a writer thread while the loop
-    polls and processes the next unit; steps 3 and 4 follow once it finished (`HandOver`).
     """
     stats = RunStats()
     started = time.perf_counter()
     commit = source.commit if isinstance(source, CommittingSource) else None
-    hand_over = HandOver(sink, pipeline.timeline, commit, on_batch, stats)
     units = iter(source.batches())
     with streaming_gc():
-        try:
-            while stop is None or not stop():
-                envelopes = next(units, None)
-                if envelopes is None:
-                    break
-                if envelopes:
-                    processing = time.perf_counter()
-                    batch = pipeline.process(envelopes)
-                    stats.process_seconds = time.perf_counter() - processing
-                    events = sum(1 for envelope in envelopes if envelope.kind is RecordKind.EVENT)
-                    hand_over.write(batch, len(envelopes), events)
-                else:
-                    hand_over.finish()  # idle: the batch in flight is committed now, not at the next one
-                if on_tick is not None:
-                    on_tick()
-        finally:
-            hand_over.finish()
+        while stop is None or not stop():
+            envelopes = next(units, None)
+            if envelopes is None:
+                break
+            if envelopes:
+                processing = time.perf_counter()
+                batch = pipeline.process(envelopes)
+                stats.process_seconds = time.perf_counter() - processing
+                sink.write(batch, pipeline.timeline)
+                if commit is not None:
+                    commit(batch.positions)
+                stats.batches += 1
+                stats.records += len(envelopes)
+                stats.events += sum(1 for envelope in envelopes if envelope.kind is RecordKind.EVENT)
+                if on_batch is not None:
+                    on_batch(batch, stats)
+            if on_tick is not None:
+                on_tick()
     stats.seconds = time.perf_counter() - started
     return stats

@@ -36,7 +36,6 @@ from pipeline.metrics import Metrics
 from pipeline.records import Batch
 from pipeline.rejudge import StoredRejudge
 from pipeline.runner import Pipeline, PipelineLimits, RunStats, run
-from pipeline.write_behind import WriteBehind, guarded
 
 log = logging.getLogger(__name__)
 
@@ -220,14 +219,8 @@ def consume(
     stopper: Stopper | None = None,
     on_batch: Callable[[Batch, KafkaSource], None] | None = None,
     metrics: Metrics | None = None,
-    write_behind: bool = True,
 ) -> ConsumeStats:
-    """Run the consumer until stopped (or idle for `exit_when_idle` seconds once caught up).
-
-    `write_behind`: the store writes a batch on a thread of its own while the next one is polled
-    and judged (`pipeline.write_behind`); everything else reaches the store through `guarded`,
-    which waits for that write first. False: the strictly sequential loop.
-    """
+    """Run the consumer until stopped (or idle for `exit_when_idle` seconds once caught up)."""
     stopper = stopper or Stopper()
     started = time.perf_counter()
     store = open_writer(  # refuses a bad instance name, a held or newer store
@@ -245,25 +238,20 @@ def consume(
     except BaseException:
         store.close()
         raise
-    writer = WriteBehind(store) if write_behind else None
-    consumer = _Consumer(config, guarded(store, writer) if writer is not None else store, source, metrics)
+    consumer = _Consumer(config, store, source, metrics)
     consumer.on_batch, consumer.publish_interval = on_batch, publish_interval
     try:
         consumer.restore(stored)
         looped = run(
             source,
             consumer.pipeline,
-            writer if writer is not None else store,
+            store,
             on_batch=consumer.after_batch,
             on_tick=consumer.on_tick,
             stop=lambda: stopper.requested,
         )
     finally:
-        try:
-            if writer is not None:
-                writer.close()  # the loop waited for its last write; this ends the writer thread
-        finally:
-            consumer.close()
+        consumer.close()
     stats = consumer.stats
     stats.batches, stats.events = looped.batches, looped.events
     stats.skipped = consumer.pipeline.counts["skipped"]
@@ -311,7 +299,6 @@ def cmd_consume(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> 
         batch_size=args.batch_size,
         stopper=stopper,
         metrics=metrics,
-        write_behind=args.write_behind,
     )
     lost = (f"; {stats.lost:,} records deleted by the broker before they were read (see the warnings above)"
             if stats.lost else "")
@@ -358,11 +345,6 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--batch-size", type=int, default=BATCH_RECORDS,
         help=f"records per transaction at most (default {BATCH_RECORDS}; fewer when keeping up)",
-    )
-    parser.add_argument(
-        "--no-write-behind", dest="write_behind", action="store_false",
-        help="write each batch before polling the next (by default the store writes a batch on a thread of its "
-        "own while the next is polled and judged)",
     )
     parser.add_argument(
         "--metrics-port",
