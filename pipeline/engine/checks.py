@@ -363,6 +363,12 @@ _FIXED_OFFSETS = (TzInfo, timezone)  # tzinfo types whose offset never changes
 _epoch_in: tuple[Any, datetime] = (UTC, _EPOCH)  # the latest (tzinfo, the epoch in it)
 
 
+def epoch_in(tz: Any) -> datetime:
+    """The epoch in `tz` when `tz` is a fixed offset, else in UTC: subtracting it from a datetime of the same
+    tzinfo object is of the naive fields, asking no offset, and gives the same exact timedelta."""
+    return _EPOCH.astimezone(tz) if type(tz) in _FIXED_OFFSETS else _EPOCH
+
+
 def since_epoch(ts: datetime) -> timedelta:
     """`ts - epoch`, without asking `ts`'s tzinfo for its offset when it is a fixed offset.
 
@@ -375,9 +381,7 @@ def since_epoch(ts: datetime) -> timedelta:
     tz = ts.tzinfo
     tz_seen, epoch = _epoch_in
     if tz is not tz_seen:
-        if type(tz) not in _FIXED_OFFSETS:
-            return ts - _EPOCH
-        epoch = _EPOCH.astimezone(tz)
+        epoch = epoch_in(tz)
         _epoch_in = (tz, epoch)
     return ts - epoch
 

@@ -9,7 +9,7 @@ Built for a batch at once, with as little Python per event as the table allows:
   once per field.
 - **Timestamps** go in as microseconds from the epoch. pyarrow converts an aware `datetime`
   by asking its tzinfo for the offset, and pydantic's `TzInfo` answers through Python; the
-  subtraction `engine.checks.since_epoch` uses (the epoch in the value's own fixed-offset
+  subtraction `engine.checks.since_epoch` uses (`epoch_in`: the epoch in the value's own fixed-offset
   tzinfo) needs no offset, and one cast makes the column.
 
 No raw token is stored: the verdict's fields were redacted (`engine.redaction`) before they
@@ -20,13 +20,13 @@ in it (`_has_tokens`, `_scrubbed`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-from pydantic_core import TzInfo
 
+from pipeline.engine.checks import epoch_in
 from pipeline.engine.tokens import has_token, redact_tokens, to_json
 
 if TYPE_CHECKING:
@@ -78,9 +78,6 @@ _EVENT_FIELDS = itemgetter(
     "ts", "service", "client_id", "request_id", "reported_error", "token_sha256", "service_jwks_fetched_at"
 )
 _VERDICT_FIELDS = attrgetter("fingerprint", "header_json", "claims_json", "key_thumbprint", "key_first_seen")
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_FIXED_OFFSETS = (TzInfo, type(UTC))  # tzinfo types whose offset never changes
 
 
 def without_tokens(text: str | None) -> str | None:
@@ -143,8 +140,7 @@ def timestamp_array(values: Sequence[datetime | None]) -> pa.Array:
     first = next((value for value in values if value is not None), None)
     if first is None:
         return pa.array(values, _TIMESTAMP)
-    tz = first.tzinfo
-    epoch = _EPOCH.astimezone(tz) if type(tz) in _FIXED_OFFSETS else _EPOCH
+    epoch = epoch_in(first.tzinfo)
     try:
         since = [None if value is None else value - epoch for value in values]
     except TypeError:  # a naive datetime: pyarrow's own reading of it
