@@ -17,7 +17,6 @@ is printed beside the median, since the filter's rebuilds are rare and long.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import random
 import statistics
 import tempfile
@@ -28,6 +27,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+from common import module_from_tree
 
 from pipeline.io.live_verdicts import LiveVerdicts
 
@@ -66,11 +66,7 @@ def delete_every_batch(con: duckdb.DuckDBPyConnection, table: pa.Table, now: dat
 
 def baseline_upsert(tree: Path, con: duckdb.DuckDBPyConnection) -> Any:
     """`LiveVerdicts(con).upsert` as another tree's `pipeline/io/live_verdicts.py` has it."""
-    spec = importlib.util.spec_from_file_location("baseline_live_verdicts", tree / "pipeline/io/live_verdicts.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.LiveVerdicts(con).upsert
+    return module_from_tree(tree, "pipeline/io/live_verdicts.py", "baseline_live_verdicts").LiveVerdicts(con).upsert
 
 
 def batches(rows: int, size: int, spread_minutes: float, repeat: int, seed: int = 7):  # type: ignore[no-untyped-def]

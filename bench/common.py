@@ -9,6 +9,7 @@ tokens are signed once, in a process pool, and cached as JSONL under `bench/.cac
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -53,6 +54,16 @@ audience = "{AUDIENCE}"
 leeway_seconds = 30
 required_claims = ["exp", "iat", "sub"]
 """
+
+
+def module_from_tree(tree: Path, path: str, name: str) -> Any:
+    """Another checkout's module (`path` inside `tree`) under `name`, beside this tree's `pipeline` (which its
+    own imports then use): one function of a baseline tree measured against this tree's in the same process."""
+    spec = importlib.util.spec_from_file_location(name, Path(tree) / path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 # -- the machine ------------------------------------------------------------------------------

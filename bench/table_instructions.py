@@ -34,13 +34,9 @@ def main(stream: Path, mode: str, tree: str | None) -> None:
     source = FileSource(stream / "events.jsonl", snapshots=stream / "jwks.jsonl", batch_size=2_900)
     batches = [batch for batch in map(pipeline.process, source.batches()) if batch.judged]
     if tree is not None:  # the other tree's build, under its own module name (this tree's `pipeline` is loaded)
-        import importlib.util
+        from common import module_from_tree
 
-        spec = importlib.util.spec_from_file_location("other_store", Path(tree) / "pipeline/io/store.py")
-        assert spec is not None and spec.loader is not None
-        other = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(other)
-        build = other.classification_table
+        build = module_from_tree(Path(tree), "pipeline/io/store.py", "other_store").classification_table
     else:
         from pipeline.io.store import classification_table as build
     now = datetime.now(UTC)
