@@ -74,6 +74,7 @@ class Kill:
     how: str
     stored_before: int
     stored_after: int
+    committed_after: int  # the group's committed failures records: what the float steps aim by
     exit_status: int | None
     seconds: float
 
@@ -111,7 +112,7 @@ def crash_and_restart(run: KafkaRun, plan: list[str | float], total: int, rng: r
             proc.kill()
             status = proc.process.returncode
             how = f"SIGKILL from outside at {step:.0%}"
-        kills.append(Kill(how, before, run.stored_rows(), status, time.monotonic() - started))
+        kills.append(Kill(how, before, run.stored_rows(), committed(run, admin), status, time.monotonic() - started))
     admin.close()
     return kills
 
@@ -134,14 +135,16 @@ def test_kill_9_over_100k_events_then_every_event_is_stored_exactly_once(run: Ka
     print(f"\n{len(kills)} kills, {len(kills) + 1} restarts over {EVENTS:,} events:")
     for kill in kills:
         print(f"  {kill.how:<40} published {kill.stored_before:>7,} -> {kill.stored_after:>7,} rows, "
-              f"exit {kill.exit_status}, {kill.seconds:.1f} s")
+              f"committed {kill.committed_after:>7,}, exit {kill.exit_status}, {kill.seconds:.1f} s")
     print(f"  final: {check}")
     print(f"  {produced - started:.0f} s producing, {killed - produced:.0f} s in the killed runs, "
           f"{time.monotonic() - killed:.0f} s in the last run")
     assert len(kills) >= 10
     assert all(k.exit_status == -signal.SIGKILL for k in kills)
-    # The kills were spread over the stream, not bunched at its start.
-    assert max(k.stored_after for k in kills) >= 0.65 * total
+    # The kills were spread over the stream, not bunched at its start. Judged by the committed offsets the
+    # kills aim by: the published rows lag them by up to a publish (a run killed before its next publish
+    # leaves them behind), which once failed this check at 63,607 published with 70% committed.
+    assert max(k.committed_after for k in kills) >= 0.65 * failures
 
 
 def test_negative_control_positions_committed_before_the_rows_lose_events(run: KafkaRun) -> None:
