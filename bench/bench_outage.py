@@ -274,11 +274,13 @@ def broker_case(files: OutageFiles, runs: int, summary: Summary) -> float:
 
 
 def burst_case(files: OutageFiles, capacity: float, burst: float, summary: Summary, producer: str = "java",
-               keyed: bool = False, producer_cpus: str | None = None, ts: str = "shifted") -> None:
+               keyed: bool = False, producer_cpus: str | None = None, ts: str = "shifted", consumers: int = 1) -> None:
     """Steady, then 10x steady for `burst` seconds, then steady: does the lag drain within `burst` seconds after?
 
     The load comes from bench/burst_load.py (`producer`: its own JVM by default, or the original
     kafka-python thread); the CPU each process took is sampled throughout (bench/cpu_share.py).
+    `consumers`: jwtriage instances in one group (the README's scale-out), one store; the load is the same
+    (`capacity` is still one consumer's).
     """
     import shutil
     import tempfile
@@ -299,7 +301,8 @@ def burst_case(files: OutageFiles, capacity: float, burst: float, summary: Summa
     results: list[dict[str, Any]] = []
     notes: list[tuple[float, float, int]] = []  # (read at, measured at, records): what the Live page showed
     shift = cycle_shift(files.events) if ts == "shifted" else 0.0
-    print(f"burst: producer {producer} ({'keyed by service' if keyed else 'unkeyed'}"
+    print(f"burst: {consumers} consumer{'s' if consumers > 1 else ''} in one group; "
+          f"producer {producer} ({'keyed by service' if keyed else 'unkeyed'}"
           f"{f', pinned to CPUs {producer_cpus}' if producer_cpus else ''}; "
           f"{f'each cycle of the stream dated {shift:g} s after the last' if shift else 'ts cycled as in the file'}"
           f"); {load_note()}", flush=True)
@@ -314,7 +317,7 @@ def burst_case(files: OutageFiles, capacity: float, burst: float, summary: Summa
         try:
             # What must be read is what the producer managed to send, known only once it is done: a producer
             # slower than the plan (10x a fast consumer's share) sends less than `total`.
-            launch("jwtriage", 1, workdir, topics, 0, config_toml=files.config.read_text(),
+            launch("jwtriage", consumers, workdir, topics, 0, config_toml=files.config.read_text(),
                    causes=None, results_out=results, idle=max(15.0, burst))  # a loaded machine's producer pauses
         except RuntimeError as exc:
             if "the store holds" not in str(exc):  # the causes of a cycled stream are not checked here
@@ -343,12 +346,13 @@ def burst_case(files: OutageFiles, capacity: float, burst: float, summary: Summa
     print(f"burst: steady {steady:,.0f}/s, 10x for {burst:g} s (produced {log[-1][1]:,} of {total:,} planned, "
           f"{made:,.0f}/s on average; every one acknowledged and stored once); "
           f"peak lag {peak:,}; drained {f'{after:.1f} s' if after is not None else 'NOT'} after the burst "
-          f"(target <= {burst:g} s); the consumer stored {drain_rate:,.0f} events/s from the burst's end until "
+          f"(target <= {burst:g} s); the consumer{'s' if consumers > 1 else ''} stored {drain_rate:,.0f} events/s "
+          f"from the burst's end until "
           f"drained; {load_note()}")
     print("lag curve: " + ", ".join(f"{t:.0f}s {lag:,}" for t, lag in curve[:: max(1, len(curve) // 24)]))
     _report_cpu(sampler, [("steady before", start, start + burst), ("burst", start + burst, burst_end),
                           ("drain", burst_end, drain_end), ("steady after", drain_end, log[-1][0])], per_batch, log)
-    summary.add("outage: burst 10x drained after", after if after is not None else float("inf"), "s",
+    summary.add("outage: burst 10x drained after" + (f" ({consumers} consumers)" if consumers > 1 else ""), after if after is not None else float("inf"), "s",
                 target=f"<= {burst:g} s", met=after is not None and after <= burst)
     _report_lag_notes(notes, per_batch, log)
     _report_lag_notes(notes, per_batch, acked, "against what the broker had acknowledged")
@@ -475,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--capacity", type=float,
                         help="the consumer's events/s that sets the burst's steady rate (capacity / 6), instead of "
                              "measuring it with the broker case first")
+    parser.add_argument("--consumers", type=int, default=1,
+                        help="jwtriage instances in one group for the burst (the README's scale-out; default 1)")
     parser.add_argument("--summary", type=Path, help="write the headline figures here as JSON (for run_all.py)")
     args = parser.parse_args(argv)
     users, minutes = (60, 1.0) if args.quick else (args.users, args.minutes)
@@ -493,7 +499,8 @@ def main(argv: list[str] | None = None) -> int:
         capacity = broker_case(files, runs, summary)
     if "burst" in cases:
         burst_case(files, args.capacity or capacity, 3.0 if args.quick else args.burst, summary,
-                   producer=args.producer, keyed=args.keyed, producer_cpus=args.producer_cpus, ts=args.ts)
+                   producer=args.producer, keyed=args.keyed, producer_cpus=args.producer_cpus, ts=args.ts,
+                   consumers=args.consumers)
     summary.write(args.summary)
     return 0
 
