@@ -26,7 +26,7 @@ lint: $(STAMP) ## ruff and mypy on pipeline/
 	$(BIN)/mypy
 
 test: lint kafka-up validators-build ## lint, then every test (starts the local Kafka broker itself)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15  # the slowest tests, so CI shows where its 20 minutes go
 
 test-fast: $(STAMP) ## unit tests only, no broker, browser or validator toolchains
 	$(BIN)/pytest -q -m "not kafka and not browser and not validators"
