@@ -352,7 +352,8 @@ def burst_case(files: OutageFiles, capacity: float, burst: float, summary: Summa
     print("lag curve: " + ", ".join(f"{t:.0f}s {lag:,}" for t, lag in curve[:: max(1, len(curve) // 24)]))
     _report_cpu(sampler, [("steady before", start, start + burst), ("burst", start + burst, burst_end),
                           ("drain", burst_end, drain_end), ("steady after", drain_end, log[-1][0])], per_batch, log)
-    summary.add("outage: burst 10x drained after" + (f" ({consumers} consumers)" if consumers > 1 else ""), after if after is not None else float("inf"), "s",
+    label = "outage: burst 10x drained after" + (f" ({consumers} consumers)" if consumers > 1 else "")
+    summary.add(label, after if after is not None else float("inf"), "s",
                 target=f"<= {burst:g} s", met=after is not None and after <= burst)
     _report_lag_notes(notes, per_batch, log)
     _report_lag_notes(notes, per_batch, acked, "against what the broker had acknowledged")

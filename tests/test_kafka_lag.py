@@ -96,3 +96,12 @@ def test_the_consumers_fetch_wait_is_short_unless_the_config_sets_it() -> None:
     assert defaults["fetch_max_wait_ms"] < 500  # kafka-python's own default held the busy partition back
     chosen = KafkaConfig.model_validate({"consumer": {"fetch_max_wait_ms": 400}})
     assert kafka_io._settings(chosen, "consumer", kafka_io.fetch_options(chosen), {})["fetch_max_wait_ms"] == 400
+
+
+def test_a_fetch_gathers_a_batch_worth_its_fixed_costs_unless_the_config_says_otherwise() -> None:
+    defaults = kafka_io.fetch_options(KafkaConfig())
+    # kafka-python's 1 byte answered steady traffic in batches of ~70 events (bench/results.md)
+    assert defaults["fetch_min_bytes"] >= 64 * 1024
+    assert defaults["fetch_min_bytes"] <= defaults["max_partition_fetch_bytes"]  # one partition's fetch can fill it
+    chosen = KafkaConfig.model_validate({"consumer": {"fetch_min_bytes": 1}})
+    assert kafka_io._settings(chosen, "consumer", kafka_io.fetch_options(chosen), {})["fetch_min_bytes"] == 1

@@ -121,7 +121,6 @@ def test_kill_9_over_100k_events_then_every_event_is_stored_exactly_once(run: Ka
     started = time.monotonic()
     sc = scenario(EVENTS, SEED)
     expected = Expected.of(sc)
-    total = len(expected.causes) + expected.dead_letters
     sent = produce_tracked(run.kafka, ((r.topic, r.key, r.value) for r in tagged_records(sc, run.kafka)))
     produced = time.monotonic()
 
