@@ -301,11 +301,10 @@ def burst_case(files: OutageFiles, capacity: float, burst: float, summary: Summa
     results: list[dict[str, Any]] = []
     notes: list[tuple[float, float, int]] = []  # (read at, measured at, records): what the Live page showed
     shift = cycle_shift(files.events) if ts == "shifted" else 0.0
-    print(f"burst: {consumers} consumer{'s' if consumers > 1 else ''} in one group; "
-          f"producer {producer} ({'keyed by service' if keyed else 'unkeyed'}"
+    print(f"burst: producer {producer} ({'keyed by service' if keyed else 'unkeyed'}"
           f"{f', pinned to CPUs {producer_cpus}' if producer_cpus else ''}; "
           f"{f'each cycle of the stream dated {shift:g} s after the last' if shift else 'ts cycled as in the file'}"
-          f"); {load_note()}", flush=True)
+          f"); {consumers} consumer{'s' if consumers > 1 else ''} in one group; {load_note()}", flush=True)
     try:
         _produce_stream(files, topics, count=0)  # the snapshots
         generator = start_load(producer, files.events, topics.failures, plan, keyed=keyed, cpus=producer_cpus,
