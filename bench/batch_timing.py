@@ -14,7 +14,8 @@ the Kafka delivery order showed some of it (bench/results.md); stack samples giv
 gives each part's CPU against rows stored. Each part is also logged by the main thread's CPU (`--thread`):
 the process's clock counts kafka-python's IO threads in whichever part the main thread was running. With
 the reuse counters' moves per batch and, with JWTRIAGE_BENCH_ORDER=1, each batch's records as
-`partition:n` (`order-<pid>.txt`, which `burst_replay.py --order` delivers again in process).
+`partition:n` (`order-<pid>.txt`, which `burst_replay.py --order` delivers again in process); with
+JWTRIAGE_BENCH_THREADS=1, every thread's CPU so far (kafka-python's IO threads apart, by thread id).
 """
 
 from __future__ import annotations
@@ -144,12 +145,28 @@ def install(folder: Path) -> None:
         original_write(self, batch, timeline)
         loop, main = time.process_time(), time.thread_time()
         spent.update(loop_cpu=loop - last["loop"], main_cpu=main - last["main"])
+        if os.environ.get("JWTRIAGE_BENCH_THREADS"):  # every thread's CPU so far, by thread id (creation order)
+            spent["threads"] = _threads_cpu()
         last.update(loop=loop, main=main)
         log.write(json.dumps({"at": time.time(), **spent}) + "\n")
         log.flush()
         spent.clear()
 
     Store.write = write_and_log  # type: ignore[method-assign]
+
+
+def _threads_cpu() -> dict[str, float]:
+    """CPU seconds of each thread of this process so far: `tid name` → seconds (/proc/self/task)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[f"{task.name} {stat[stat.index('(') + 1 : stat.rindex(')')]}"] = (int(fields[11]) + int(fields[12])) / ticks
+    return out
 
 
 def summarize(paths: list[Path], step: int = 200_000, whole: bool = False, thread: bool = False) -> str:

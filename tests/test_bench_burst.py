@@ -129,3 +129,26 @@ def test_batch_timing_by_the_main_threads_cpu_and_the_reuse_counts(bench: dict[s
     assert "process  20.0" in by_process and "unnamed 10.0" in by_process  # 70 - (20 + 40)
     assert "process  16.0" in by_thread and "unnamed  4.0" in by_thread  # the main thread's 60 - (16 + 40)
     assert "judgement hits 0.980, misses 0.020, span hits 0.800; partitions per batch 3" in by_thread
+
+
+def test_batch_timing_names_every_thread_by_its_id(bench: dict[str, Any]) -> None:
+    import threading
+
+    started = threading.Event()
+    stop = threading.Event()
+
+    def spin() -> None:
+        started.set()
+        stop.wait(5)
+
+    other = threading.Thread(target=spin)
+    other.start()
+    started.wait(5)
+    try:
+        threads = bench["batches"]._threads_cpu()
+    finally:
+        stop.set()
+        other.join()
+    ids = {int(key.split()[0]) for key in threads}
+    assert {threading.get_native_id(), other.native_id} <= ids
+    assert all(seconds >= 0 for seconds in threads.values())
