@@ -11,7 +11,11 @@ range, each partition's offsets, the cyclic GC's CPU by generation (inside which
 process's and the main thread's CPU since the line before (`loop`, `main`: what no part names is their
 difference from the parts). Why: the burst's consumer spent more CPU per event than the backlog's, and only
 the Kafka delivery order showed some of it (bench/results.md); stack samples give shares of wall time, this
-gives each part's CPU against rows stored.
+gives each part's CPU against rows stored. Each part is also logged by the main thread's CPU (`--thread`):
+the process's clock counts kafka-python's IO threads in whichever part the main thread was running. With
+the reuse counters' moves per batch and, with JWTRIAGE_BENCH_ORDER=1, each batch's records as
+`partition:n` (`order-<pid>.txt`, which `burst_replay.py --order` delivers again in process); with
+JWTRIAGE_BENCH_THREADS=1, every thread's CPU so far (kafka-python's IO threads apart, by thread id).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ def install(folder: Path) -> None:
     from pipeline.io.live_verdicts import StoredIds
     from pipeline.io.store import Store
     from pipeline.io.store_publish import Publisher
+    from pipeline.records import RecordKind
     from pipeline.runner import Pipeline
 
     log = (folder / f"batches-{os.getpid()}.jsonl").open("w")
@@ -68,12 +73,13 @@ def install(folder: Path) -> None:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if note is not None:
                 note(*args)
-            wall, cpu = time.perf_counter(), time.process_time()
+            wall, cpu, thread = time.perf_counter(), time.process_time(), time.thread_time()
             try:
                 return original(*args, **kwargs)
             finally:
                 spent[key] = spent.get(key, 0.0) + time.perf_counter() - wall
                 spent[key + "_cpu"] = spent.get(key + "_cpu", 0.0) + time.process_time() - cpu
+                spent[key + "_thread"] = spent.get(key + "_thread", 0.0) + time.thread_time() - thread
 
         return wrapper
 
@@ -92,6 +98,29 @@ def install(folder: Path) -> None:
     def note_write(store: Any, batch: Any, timeline: Any) -> None:
         spent["events"] = len(batch.judged)
 
+    order = (folder / f"order-{os.getpid()}.txt").open("w") if os.environ.get("JWTRIAGE_BENCH_ORDER") else None
+    original_process = Pipeline.process
+
+    def process_counted(self: Any, envelopes: Any) -> Any:
+        """`process` with the reuse counters' moves and the batch's partitions (and its records' order)."""
+        envelopes = list(envelopes)
+        classifier = self.classifier
+        reuse, spans = classifier.reuse, classifier.spans
+        before = (reuse.hits, reuse.misses, spans.hits) if reuse is not None and spans is not None else (0, 0, 0)
+        try:
+            return original_process(self, envelopes)
+        finally:
+            if reuse is not None and spans is not None:
+                for key, was, now in zip(("reuse_hits", "reuse_misses", "span_hits"), before,
+                                         (reuse.hits, reuse.misses, spans.hits), strict=True):
+                    spent[key] = spent.get(key, 0) + now - was
+            spent["partitions"] = len({e.position.partition for e in envelopes if e.kind is RecordKind.EVENT})
+            if order is not None:  # each event's partition and its producer's sequence number (`b<n>-`)
+                order.write(" ".join(f"{e.position.partition}:{e.value[14:e.value.index(b'-', 14)].decode()}"
+                                     for e in envelopes if e.kind is RecordKind.EVENT) + "\n")
+                order.flush()
+
+    Pipeline.process = process_counted  # type: ignore[method-assign]
     timed(KafkaSource, "poll", "poll")
     timed(KafkaSource, "commit", "commit")
     timed(KafkaSource, "lag", "lag")
@@ -116,6 +145,8 @@ def install(folder: Path) -> None:
         original_write(self, batch, timeline)
         loop, main = time.process_time(), time.thread_time()
         spent.update(loop_cpu=loop - last["loop"], main_cpu=main - last["main"])
+        if os.environ.get("JWTRIAGE_BENCH_THREADS"):  # every thread's CPU so far, by thread id (creation order)
+            spent["threads"] = _threads_cpu()
         last.update(loop=loop, main=main)
         log.write(json.dumps({"at": time.time(), **spent}) + "\n")
         log.flush()
@@ -124,10 +155,26 @@ def install(folder: Path) -> None:
     Store.write = write_and_log  # type: ignore[method-assign]
 
 
-def summarize(paths: list[Path], step: int = 200_000, whole: bool = False) -> str:
+def _threads_cpu() -> dict[str, float]:
+    """CPU seconds of each thread of this process so far: `tid name` → seconds (/proc/self/task)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[f"{task.name} {stat[stat.index('(') + 1 : stat.rindex(')')]}"] = (int(fields[11]) + int(fields[12])) / ticks
+    return out
+
+
+def summarize(paths: list[Path], step: int = 200_000, whole: bool = False, thread: bool = False) -> str:
     """One line per `step` events: CPU µs per event of each part; a batch without events adds to the next.
 
-    `whole`: a last line for all of it (its first batch, holding the start-up's CPU, left out).
+    `whole`: a last line for all of it (its first batch, holding the start-up's CPU, left out). `thread`:
+    each part by the main thread's CPU, not the process's (which counts kafka-python's IO threads'
+    CPU in whichever part the main thread was running meanwhile).
     """
     rows = [json.loads(line) for path in paths for line in path.read_text().splitlines()]
     lines: list[str] = []
@@ -140,6 +187,8 @@ def summarize(paths: list[Path], step: int = 200_000, whole: bool = False) -> st
             return
 
         def per_event(key: str) -> float:
+            if thread and key.endswith("_cpu") and any(key[:-4] + "_thread" in row for row in chunk):
+                key = key[:-4] + "_thread"
             return sum(row.get(key, 0.0) for row in chunk) / events * 1e6
 
         counted = [row for row in chunk if row.get("events")]
@@ -151,10 +200,16 @@ def summarize(paths: list[Path], step: int = 200_000, whole: bool = False) -> st
         where = f"{label:>10}" if label else f"{done - events:>10,}"
         line = (f"{where} +{events:<8,} {len(counted):4d} batches (median {median:,}) | "
                 f"CPU us/event: {parts} | upsert {upsert_ms:5.1f} ms CPU per batch (median)")
+        if any("reuse_hits" in row for row in chunk):
+            total = {key: sum(row.get(key, 0) for row in chunk) for key in ("reuse_hits", "reuse_misses", "span_hits")}
+            parts_seen = statistics.median(row.get("partitions", 0) for row in counted)
+            line += (f" | per event: judgement hits {total['reuse_hits'] / events:.3f}, misses "
+                     f"{total['reuse_misses'] / events:.3f}, span hits {total['span_hits'] / events:.3f}; "
+                     f"partitions per batch {parts_seen:g} (median)")
         if any("loop_cpu" in row for row in chunk):
             named = sum(per_event(key) for _, key in PARTS if key not in _NESTED)
             line += (f" | all {per_event('loop_cpu'):5.1f} (main thread {per_event('main_cpu'):5.1f}), "
-                     f"unnamed {per_event('loop_cpu') - named:4.1f}")
+                     f"unnamed {per_event('main_cpu' if thread else 'loop_cpu') - named:4.1f}")
         lines.append(line)
 
     for row in rows:
@@ -175,8 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("paths", type=Path, nargs="+")
     parser.add_argument("--step", type=int, default=200_000, help="events per line of the report")
     parser.add_argument("--whole", action="store_true", help="and a line for the whole run (but its first batch)")
+    parser.add_argument("--thread", action="store_true", help="parts by the main thread's CPU (not the process's)")
     args = parser.parse_args(argv)
-    print(summarize(args.paths, args.step, args.whole))
+    print(summarize(args.paths, args.step, args.whole, args.thread))
     return 0
 
 

@@ -166,7 +166,9 @@ def jwtriage_worker(args: argparse.Namespace) -> None:
     if profile:
         import cProfile
 
-        profiler = cProfile.Profile()
+        # JWTRIAGE_BENCH_PROFILE_CLOCK=thread: the main thread's CPU, not wall time (which counts its waits for the GIL)
+        clock = time.thread_time if os.environ.get("JWTRIAGE_BENCH_PROFILE_CLOCK") == "thread" else None
+        profiler = cProfile.Profile(clock) if clock is not None else cProfile.Profile()
         stats = profiler.runcall(consume_module.consume, config, instance=args.name, exit_when_idle=idle,
                                  on_batch=on_batch)
         profiler.dump_stats(str(Path(profile) / f"consume-{args.name}-{os.getpid()}.prof"))

@@ -1,7 +1,7 @@
 """The burst's consumer in process: `consume()` itself, fed from memory instead of Kafka.
 
     python bench/burst_replay.py [--events 5400000] [--ts cycled|shifted] [--batch 5000] [--every 1000000]
-                                 [--drift RECORDS]
+                                 [--drift RECORDS] [--order FILE] [--batches DIR] [--profile FILE]
 
 Why: the 120 s burst (bench_outage.py --cases burst) costs the consumer ~80 µs of CPU per event
 where draining the outage backlog alone costs ~50. A burst run takes 15 minutes and shares the
@@ -18,6 +18,7 @@ differ from the cycled run's, and are printed).
 `--drift N` delivers the records as a Kafka consumer of an unkeyed topic did (bench/results.md): half
 the partitions N records behind the other half, each batch half from each. Without it the batches
 are the stream in order, and each batch's upsert finds the rows it might replace in a few row groups.
+`--order FILE` delivers the very batches a Kafka consumer was given (bench/batch_timing.py's log).
 """
 
 from __future__ import annotations
@@ -103,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=5_000)
     parser.add_argument("--every", type=int, default=1_000_000, help="report every this many events")
     parser.add_argument("--drift", type=int, default=0, help="records the lagging half of the partitions is behind")
+    parser.add_argument("--order", type=Path, help="deliver the batches a Kafka consumer got, as logged by "
+                        "bench/batch_timing.py with JWTRIAGE_BENCH_ORDER=1 (order-*.txt: a line per batch of "
+                        "partition:n); --ts cycled only")
+    parser.add_argument("--profile", type=Path, help="write a cProfile of the consumer (main thread CPU) here")
     parser.add_argument("--keep", type=Path, help="the store's folder (kept); default a temporary one, removed")
     parser.add_argument("--batches", type=Path, help="also log each batch's CPU by part here (bench/batch_timing.py) "
                         "and report it per --step events at the end, as bench/burst_backlog.py does for Kafka")
@@ -166,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
             return {}
 
         def batches(self) -> Iterator[list[Envelope]]:
+            if args.order is not None:
+                yield from self.logged(args.order)
+                return
             # The producer's sticky batches, unkeyed: 250 records to a partition, then the next one.
             sent = ((n // 250 % partitions, value) for n, value in enumerate(records(lines, total, args.ts,
                                                                                       args.shift)))
@@ -191,6 +199,22 @@ def main(argv: list[str] | None = None) -> int:
                     offsets[partition] += 1
                 self.done += len(batch)
                 yield batch
+
+        def logged(self, path: Path) -> Iterator[list[Envelope]]:
+            """The batches a Kafka consumer of the burst's records was given, each record rebuilt from its `n`."""
+            offsets: Counter[int] = Counter()
+            for text in path.read_text().splitlines():
+                batch = []
+                for item in text.split():
+                    partition, n = map(int, item.split(":"))
+                    value = lines[n % len(lines)].replace(_ID, b'"event_id":"b%d-' % n, 1)
+                    batch.append(Envelope(RecordKind.EVENT, value, Position("auth.failures", partition,
+                                                                            offsets[partition])))
+                    offsets[partition] += 1
+                if batch:
+                    self.done += len(batch)
+                    yield batch
+            self.done = total
 
         def commit(self, positions: Any) -> None:
             pass
@@ -243,8 +267,16 @@ def main(argv: list[str] | None = None) -> int:
           f"load {os.getloadavg()[0]:.1f}", flush=True)
     mark()
     started = time.perf_counter(), time.process_time()
-    stats = consume_module.consume(config, instance="c0", exit_when_idle=1.0, batch_size=batch_size,
-                                   on_batch=on_batch)
+    if args.profile is not None:  # the main thread's CPU by function, as bench_e2e's worker with PROFILE_CLOCK=thread
+        import cProfile
+
+        profiler = cProfile.Profile(time.thread_time)
+        stats = profiler.runcall(consume_module.consume, config, instance="c0", exit_when_idle=1.0,
+                                 batch_size=batch_size, on_batch=on_batch)
+        profiler.dump_stats(str(args.profile))
+    else:
+        stats = consume_module.consume(config, instance="c0", exit_when_idle=1.0, batch_size=batch_size,
+                                       on_batch=on_batch)
     mark()
     if marks[-1][0] != marks[-2][0]:
         report(marks[-2], marks[-1])

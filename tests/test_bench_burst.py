@@ -116,3 +116,39 @@ def test_batch_timing_reports_cpu_per_event_of_each_part_per_step(bench: dict[st
     assert "+2,000" in second and "1 batches" in second and "process  50.0" in second and "publish   5.0" in second
     assert "filter   5.0" in second  # nested in the upsert: not added again for the unnamed rest
     assert "all 125.0 (main thread 120.0), unnamed 20.0" in second  # 125 - (50 + 50 + 5)
+
+
+def test_batch_timing_by_the_main_threads_cpu_and_the_reuse_counts(bench: dict[str, Any], tmp_path: Path) -> None:
+    log = tmp_path / "batches-1.jsonl"
+    rows = [{"events": 5000, "process_cpu": 0.1, "process_thread": 0.08, "write_cpu": 0.2, "write_thread": 0.2,
+             "loop_cpu": 0.35, "main_cpu": 0.3, "reuse_hits": 4900, "reuse_misses": 100, "span_hits": 4000,
+             "partitions": 3}]
+    log.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    by_process = bench["batches"].summarize([log], step=10_000)
+    by_thread = bench["batches"].summarize([log], step=10_000, thread=True)
+    assert "process  20.0" in by_process and "unnamed 10.0" in by_process  # 70 - (20 + 40)
+    assert "process  16.0" in by_thread and "unnamed  4.0" in by_thread  # the main thread's 60 - (16 + 40)
+    assert "judgement hits 0.980, misses 0.020, span hits 0.800; partitions per batch 3" in by_thread
+
+
+def test_batch_timing_names_every_thread_by_its_id(bench: dict[str, Any]) -> None:
+    import threading
+
+    started = threading.Event()
+    stop = threading.Event()
+
+    def spin() -> None:
+        started.set()
+        stop.wait(5)
+
+    other = threading.Thread(target=spin)
+    other.start()
+    started.wait(5)
+    try:
+        threads = bench["batches"]._threads_cpu()
+    finally:
+        stop.set()
+        other.join()
+    ids = {int(key.split()[0]) for key in threads}
+    assert {threading.get_native_id(), other.native_id} <= ids
+    assert all(seconds >= 0 for seconds in threads.values())
