@@ -65,7 +65,7 @@ from pipeline.io.store_parts import (  # noqa: E402
 )
 from pipeline.io.store_publish import MAINTENANCE_MEMORY_LIMIT  # noqa: E402
 from pipeline.io.store_readers import connect_readonly  # noqa: E402
-from pipeline.io.store_rollups import add_daily  # noqa: E402
+from pipeline.io.store_rollups import DAILY, add_daily  # noqa: E402
 from pipeline.io.store_schema import parts_dir, sql_path  # noqa: E402
 from pipeline.report.build import build_report  # noqa: E402
 from pipeline.report.model import week_name  # noqa: E402
@@ -198,6 +198,7 @@ class Built:
     rollup_rows: int = 0
     rolled_events: float = 0.0
     rollup_bytes: int = 0
+    daily_bytes: int = 0  # the daily rows of the closed days (`daily/`), in rollup_bytes too
     rollup_s: float = 0.0
     raw: dict[str, tuple[int, int, float]] = field(default_factory=dict)  # day → (rows, bytes, seconds)
     swept: list[str] = field(default_factory=list)  # what the retention sweep removed (folders)
@@ -238,7 +239,8 @@ def build(path: Path, days: int, rate: float, raw_days: int, raw_rate: float, fu
         ).fetchone()
         assert figures is not None
         built.rollup_rows, built.rolled_events = int(figures[0]), float(figures[1] or 0)
-        built.rollup_bytes = folder_bytes(parts / "hourly")
+        built.daily_bytes = folder_bytes(parts / DAILY)
+        built.rollup_bytes = folder_bytes(parts / "hourly") + built.daily_bytes
         built.kept_bytes = folder_bytes(parts)
         return built
     finally:
@@ -498,7 +500,8 @@ def report_build(built: Built, args: argparse.Namespace) -> None:
     rolled_day = built.rollup_bytes / args.days
     print(f"rollups: {built.rollup_rows:,} rows for {built.rolled_events:,.0f} events, "
           f"{built.rollup_bytes / 1e9:.2f} GB kept ({rolled_day / 1e6:.1f} MB a day), "
-          f"written in {built.rollup_s:.0f} s")
+          f"written in {built.rollup_s:.0f} s; of them daily rows {built.daily_bytes / 1e6:.0f} MB "
+          f"({built.daily_bytes / max(1, args.days - 1) / 1e6:.2f} MB a closed day)")
     for day, (rows, size, took) in built.raw.items():
         print(f"raw {day}: {rows:,} rows, {size / 1e6:,.1f} MB ({size / max(1, rows):.1f} B a row), {took:.0f} s")
     print(f"retention sweep removed: {', '.join(built.swept) or 'nothing'}")
