@@ -280,7 +280,7 @@ ROW_FLAGS: tuple[str, ...] = ("events", "attack_events", "with_fetch_time", "wit
 def daily_sql(source: str) -> str:
     """A SELECT over `source` (`HOURLY_COLUMNS` rows of one or more closed days) giving the same columns with the
     rows of a day summed per key (`hour`: the day's start): the daily level readers read a whole closed day from
-    (`pipeline.io.store_rollups`), a row where the hours had ~24.
+    (`pipeline.io.store_rollups`), a row where the hours had up to 24.
 
     Every measure aggregates across hours as readers aggregate it across rows: counts and histograms add up,
     extremes take the extreme, sketches merge (`merged_sketch_sql`: the smallest k of the union, the same

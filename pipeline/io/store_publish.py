@@ -11,7 +11,7 @@ Maintenance, at most every `MAINTENANCE_SECONDS`: roll closed hours into `hourly
 (`hourly/open/`, replaced at every pass: a reader of a single writer's store then rolls minutes of
 raw rows, not up to 70 minutes of them), merge a day whose hours are all rolled into one rollup file
 (readers open a file a day, not 24) and sum that day's rows per key (`daily/`, `store_rollups`: the
-report's questions over whole days read ~24x fewer rows), merge a closed day's small files, drop day folders
+report's questions over whole days read up to 24x fewer rows), merge a closed day's small files, drop day folders
 older than
 the retention (`[store] retention_days` raw, `rollup_retention_days` rollups) and prune the live
 file to the rows re-judging and a restart can still need (`LIVE_HOURS`). Retention counts from the
@@ -474,8 +474,9 @@ class Publisher:
         """Remove rollup files a newer version replaced, but only `RETIRE_AFTER_SECONDS` later: a reader that
         listed one a moment ago is still reading it (removing it at once failed its question: "Cannot open
         file"). Files a crash left before their time are retired again by the next roll or merge of their day."""
-        now = time.monotonic()  # a day file's daily rows go with it (readers count them only beside it; an hour's
-        self._retired += [(now, p) for path in paths for p in (path, daily_file(self.parts, path))]  # has none)
+        now = time.monotonic()
+        # a day file's daily rows go with it (readers count them only beside it; an hour's file has none)
+        self._retired += [(now, p) for path in paths for p in (path, daily_file(self.parts, path))]
 
     def _remove_retired(self) -> None:
         due = time.monotonic() - RETIRE_AFTER_SECONDS

@@ -1,10 +1,10 @@
 """The rollup files a reader reads, and the daily level a writer adds for closed days (issue 21).
 
-Hourly rollups (`pipeline.rollups`) are one row per hour and key: a week at 200 events/s is ~400k
+Hourly rollups (`pipeline.rollups`) are one row per hour and key: a busy week is hundreds of thousands of
 rows, and the report's histogram and per-client questions read every one of them. Most of its
 questions are over whole days and only add rows up, so a writer also keeps, for each closed day whose
 hours are merged into one file (`store_parts.day_rollup_name`), that day's rows summed per key
-(`rollups.daily_sql`), ~24x fewer:
+(`rollups.daily_sql`), up to 24x fewer:
 
     daily/<day>/<inst>-d<day>-v<version>.parquet     the daily rows of hourly/<day>/ of the same name
 

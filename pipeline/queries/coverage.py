@@ -130,7 +130,7 @@ def split(con: duckdb.DuckDBPyConnection, filters: Filters, fine: bool = False) 
 
 def by_day(con: duckdb.DuckDBPyConnection, s: Split, hours_on: frozenset[int] = frozenset()) -> Split:
     """`s` reading the closed days wholly inside its window (and before its boundary) from their daily rows where
-    the writer wrote them (`store_rollups`), ~24x fewer rows than their hours, but the days numbered (since the
+    the writer wrote them (`store_rollups`), up to 24x fewer rows than their hours, but the days numbered (since the
     epoch) in `hours_on`. Only for a question whose answer is a sum, an extreme or a merge of the rows its filter
     keeps (by key columns and `rollups.ROW_FLAGS`): no hour buckets, no cut inside a day, no row placed by its
     own time (but in the days `hours_on` names)."""
