@@ -10,10 +10,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 from hypothesis import example, given
 
 from pipeline import queries
-from pipeline.io import store_publish
+from pipeline.io import store_publish, store_rollups
 from pipeline.io.store import Store
 from pipeline.io.store_readers import connect_readonly
 from pipeline.io.store_rollups import DAILY
@@ -232,3 +233,20 @@ def test_retention_sweeps_the_daily_rows_with_the_hourly_ones(tmp_path: Path) ->
         store.publisher.maintain()
         assert sorted(p.name for p in (parts / DAILY).iterdir()) == ["2026-01-07"]
         assert sorted(p.name for p in (parts / "hourly").iterdir() if p.name[0] == "2") == ["2026-01-07"]
+
+
+def test_a_daily_file_that_cannot_be_written_holds_up_no_pass(tmp_path: Path, monkeypatch: Any,
+                                                              caplog: Any) -> None:
+    """The daily level only saves readers work: a day it cannot sum (out of memory, a full disk) is logged and its
+    hours read, and the rest of the pass (the open rollup, retention) goes on."""
+    def fail(*_: Any) -> Path:
+        raise duckdb.OutOfMemoryException("no room")
+
+    monkeypatch.setattr(store_rollups, "write_daily", fail)
+    db = tmp_path / "k.duckdb"
+    with store_of_three_days(db):
+        assert not (parts_dir(db) / DAILY).exists()
+        assert list((parts_dir(db) / "hourly" / "open").glob("*.parquet"))  # rolled after the failure
+        assert "daily rollup rows failed" in caplog.text
+    monkeypatch.undo()
+    assert answers(db)["report"].count("svc-1") > 0

@@ -344,7 +344,11 @@ class Publisher:
                     compact_day(self.con, folder, self.instance, closed=True)
         self._roll(newest_us, self._kept_from_day())
         self._merge_rolled_days((newest_us - ROLL_AFTER_SECONDS * 1_000_000) // _HOUR_US)
-        add_daily(self.con, self.parts, self.instance, daily_limit)
+        try:  # an optimisation for readers, who read a day's hours without it: it must not hold up the pass
+            add_daily(self.con, self.parts, self.instance, daily_limit)
+        except (duckdb.Error, OSError) as exc:
+            log.error("writing a closed day's daily rollup rows failed (%s: %s); readers read its hourly rows, and "
+                      "the next pass tries again", type(exc).__name__, str(exc).splitlines()[0][:200])
         self._roll_open(newest_us)
         expiring = any(days_before(self.parts / table, raw_cutoff) for table in APPENDED)
         if expiring or self.meta("raw_since"):
