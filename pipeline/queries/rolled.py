@@ -19,7 +19,6 @@ rows as before.
 from __future__ import annotations
 
 import hashlib
-import weakref
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -181,23 +180,14 @@ def rolled_tail(con: duckdb.DuckDBPyConnection, s: Split, *cuts: datetime | floa
                       hourly_sql(f"(SELECT * FROM {raw_relation(con, s.boundary, None)} WHERE ts >= ?)"), [s.boundary])
 
 
-#: The temp tables `temp_table` made on each connection: a report asks for them ~30 times, and the catalog need not
-#: be asked again for one this module made.
-_MADE: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, set[str]] = weakref.WeakKeyDictionary()
-
-
 def temp_table(con: duckdb.DuckDBPyConnection, name: str, select: str, params: list[Any]) -> str | None:
     """`name`, a temp table of `select` made at the connection's first call (None if it cannot hold one)."""
-    made = _MADE.setdefault(con, set())
-    if name in made:
-        return name
     try:
         found = con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?", [name])
         if (found.fetchone() or (0,))[0] == 0:  # CREATE … IF NOT EXISTS … AS would run `select` all the same
             con.execute(f"CREATE TEMP TABLE {name} AS {select}", params)
     except duckdb.Error:  # a connection that cannot hold temp tables: the raw rows, as before
         return None
-    made.add(name)
     return name
 
 
