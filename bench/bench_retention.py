@@ -9,14 +9,16 @@ leaves it (`pipeline.io.store_parts`), written directly with DuckDB's `range()` 
 one rollup file per closed hour under `hourly/<day>/` (tens of services, issuers whose key ids
 rotate every three days, hundreds of clients, a handful of causes per client, service and hour,
 rare attacks; event counts summing to --rate events/s), the writer's own maintenance pass then
-merging each rolled day into one file; raw rows as one merged file per day under
-`classifications/<day>/` for the last --raw-days: the latest --full-days at --rate (a request
-id, a verdict sentence, a token per client and minute with its fingerprint and claims: ~56 B a
-row on disk), older days at --raw-rate; plus one raw day and one rollup day past the retention,
-which the writer's maintenance (`Publisher.maintain`) must remove. `store_coverage` then says
-raw_since = end - raw-days and rolled_through = end - 2 h: the open tail readers roll on read
-is 2 h of raw rows (1.44M at 200/s). Disk per day is measured from the files; the bound for
---raw-days at --rate is extrapolated from it.
+merging each rolled day into one file and writing its daily rows (`daily/`, `store_rollups`); raw
+rows as one merged file per day under `classifications/<day>/` for the last --raw-days: the latest
+--full-days at --rate (a request id, a verdict sentence, a token per client and minute with its
+fingerprint and claims: ~56 B a row on disk), older days at --raw-rate; plus one raw day and one
+rollup day past the retention, which the writer's maintenance (`Publisher.maintain`) must remove.
+`store_coverage` then says raw_since = end - raw-days and rolled_through = end - 2 h: the open tail
+readers roll on read is 2 h of raw rows (1.44M at 200/s). Disk per day is measured from the files;
+the bound for --raw-days at --rate is extrapolated from it. `--add-daily` gives a store built before
+the daily level (`--reuse`) the daily rows its writer would now have written, as the writer's pass
+writes them (one thread, its maintenance memory limit), and says what that cost per day.
 
 Timed, each --repeat times after a warm-up, uncached, one read-only connection per run: the
 weekly report (`build_report`) of an old week (before raw_since: rollups only) and of the
@@ -52,7 +54,7 @@ from bench_dashboard import percentile  # noqa: E402
 from common import CACHE, Summary, load  # noqa: E402
 
 from dashboards import data  # noqa: E402
-from pipeline.io.store import Store  # noqa: E402
+from pipeline.io.store import WRITER_THREADS, Store  # noqa: E402
 from pipeline.io.store_parts import (  # noqa: E402
     DAY_LEVEL,
     MERGED_ROW_GROUP_SIZE,
@@ -61,7 +63,9 @@ from pipeline.io.store_parts import (  # noqa: E402
     part_name,
     rollup_name,
 )
+from pipeline.io.store_publish import MAINTENANCE_MEMORY_LIMIT  # noqa: E402
 from pipeline.io.store_readers import connect_readonly  # noqa: E402
+from pipeline.io.store_rollups import DAILY, add_daily  # noqa: E402
 from pipeline.io.store_schema import parts_dir, sql_path  # noqa: E402
 from pipeline.report.build import build_report  # noqa: E402
 from pipeline.report.model import week_name  # noqa: E402
@@ -194,6 +198,7 @@ class Built:
     rollup_rows: int = 0
     rolled_events: float = 0.0
     rollup_bytes: int = 0
+    daily_bytes: int = 0  # the daily rows of the closed days (`daily/`), in rollup_bytes too
     rollup_s: float = 0.0
     raw: dict[str, tuple[int, int, float]] = field(default_factory=dict)  # day → (rows, bytes, seconds)
     swept: list[str] = field(default_factory=list)  # what the retention sweep removed (folders)
@@ -234,7 +239,8 @@ def build(path: Path, days: int, rate: float, raw_days: int, raw_rate: float, fu
         ).fetchone()
         assert figures is not None
         built.rollup_rows, built.rolled_events = int(figures[0]), float(figures[1] or 0)
-        built.rollup_bytes = folder_bytes(parts / "hourly")
+        built.daily_bytes = folder_bytes(parts / DAILY)
+        built.rollup_bytes = folder_bytes(parts / "hourly") + built.daily_bytes
         built.kept_bytes = folder_bytes(parts)
         return built
     finally:
@@ -300,6 +306,36 @@ def note_tail(store: Store, tail_hours: int = TAIL_HOURS) -> None:
     store.con.execute("INSERT OR REPLACE INTO store_meta VALUES ('rolled_through', ?)",
                       [(END - timedelta(hours=tail_hours)).isoformat()])
     store.publisher._write_state()  # type: ignore[union-attr]
+
+
+def add_daily_level(path: Path) -> None:
+    """Write the daily rows the store's closed days lack, as the writer's maintenance pass does, and print what
+    they took: the writer's extra work per closed day, and the disk beside the day's hourly file."""
+    parts = parts_dir(path)
+    con = duckdb.connect()
+    try:
+        con.execute(f"SET threads = {WRITER_THREADS}")
+        con.execute(f"SET memory_limit = '{MAINTENANCE_MEMORY_LIMIT}'")
+        seconds, written = [], []
+        while True:
+            started = time.perf_counter()
+            found = add_daily(con, parts, INSTANCE, 1)
+            if not found:
+                break
+            seconds.append(time.perf_counter() - started)
+            written += found
+        if not written:
+            print("daily rows: every closed day has them already")
+            return
+        hourly = [parts / "hourly" / f.parent.name / f.name for f in written]
+        rows = [(con.execute(f"SELECT count(*) FROM read_parquet({[str(f) for f in files]})").fetchone() or (0,))[0]
+                for files in (written, hourly)]
+    finally:
+        con.close()
+    daily_bytes, hourly_bytes = [f.stat().st_size for f in written], [f.stat().st_size for f in hourly]
+    print(f"daily rows written for {len(written)} closed days: {rows[0]:,} rows from {rows[1]:,} hourly ones; "
+          f"{statistics.mean(daily_bytes) / 1e6:.2f} MB a day beside {statistics.mean(hourly_bytes) / 1e6:.2f} MB of "
+          f"hourly rows; {statistics.median(seconds) * 1e3:.0f} ms a day (median; max {max(seconds) * 1e3:.0f})")
 
 
 def folder_bytes(folder: Path) -> int:
@@ -410,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=10, help="timed runs per question (default 10)")
     parser.add_argument("--store", type=Path, default=CACHE / "retention.duckdb")
     parser.add_argument("--reuse", action="store_true", help="time the --store a previous run built (no build)")
+    parser.add_argument("--add-daily", action="store_true",
+                        help="with --reuse: first write the daily rows the store's closed days lack")
     parser.add_argument("--baseline", type=Path, help="a checkout whose code times the same questions beside")
     parser.add_argument("--baseline-repeat", type=int, help="timed runs a question, baseline")
     parser.add_argument("--only", help="time only the questions whose name contains one of these (commas)")
@@ -425,6 +463,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{parts_dir(args.store)} …", flush=True)  # fmt: skip
     if args.reuse and args.store.exists():
         print("reusing it as built before (disk and build figures: that run's)")
+        if args.add_daily:
+            add_daily_level(args.store)
     else:
         report_build(build(args.store, args.days, args.rate, args.raw_days, args.raw_rate, args.full_days), args)
     old_week = week_name(END - timedelta(days=args.raw_days + 7))
@@ -460,7 +500,8 @@ def report_build(built: Built, args: argparse.Namespace) -> None:
     rolled_day = built.rollup_bytes / args.days
     print(f"rollups: {built.rollup_rows:,} rows for {built.rolled_events:,.0f} events, "
           f"{built.rollup_bytes / 1e9:.2f} GB kept ({rolled_day / 1e6:.1f} MB a day), "
-          f"written in {built.rollup_s:.0f} s")
+          f"written in {built.rollup_s:.0f} s; of them daily rows {built.daily_bytes / 1e6:.0f} MB "
+          f"({built.daily_bytes / max(1, args.days - 1) / 1e6:.2f} MB a closed day)")
     for day, (rows, size, took) in built.raw.items():
         print(f"raw {day}: {rows:,} rows, {size / 1e6:,.1f} MB ({size / max(1, rows):.1f} B a row), {took:.0f} s")
     print(f"retention sweep removed: {', '.join(built.swept) or 'nothing'}")

@@ -273,6 +273,39 @@ def sketch_count_sql(sketch: str) -> str:
         END)::BIGINT"""
 
 
+#: A rollup row's counts whose sign a reader filters rows by (`events > 0`, `with_key > 0 AND tokens > 0`, …).
+ROW_FLAGS: tuple[str, ...] = ("events", "attack_events", "with_fetch_time", "with_key", "tokens")
+
+
+def daily_sql(source: str) -> str:
+    """A SELECT over `source` (`HOURLY_COLUMNS` rows of one or more closed days) giving the same columns with the
+    rows of a day summed per key (`hour`: the day's start): the daily level readers read a whole closed day from
+    (`pipeline.io.store_rollups`), a row where the hours had up to 24.
+
+    Every measure aggregates across hours as readers aggregate it across rows: counts and histograms add up,
+    extremes take the extreme, sketches merge (`merged_sketch_sql`: the smallest k of the union, the same
+    whichever way the rows are grouped first). Hours whose rows differ in the sign of a `ROW_FLAGS` count stay
+    apart (an attack row with `events` 0 is not summed into one with events), so a reader's row filter on those
+    keeps what it kept of the hours. What it loses is the hour: a question that cuts a day, charts hours or
+    places a row by its first event's time reads hours."""
+    keys = ", ".join(KEY_COLUMNS)
+    flags = ", ".join(f"{name} > 0" for name in ROW_FLAGS)
+    return f"""SELECT to_timestamp(epoch_us(hour) // {_DAY_US} * 86400) AS hour, {keys},
+       sum(events)::BIGINT AS events, sum(attack_events)::BIGINT AS attack_events,
+       sum(with_fetch_time)::BIGINT AS with_fetch_time, sum(with_key)::BIGINT AS with_key,
+       min(first_ts) AS first_ts, max(last_ts) AS last_ts,
+       min(min_skew_seconds) AS min_skew_seconds, max(max_skew_seconds) AS max_skew_seconds,
+       max(max_cache_age_s) AS max_cache_age_s, max(max_key_age_s) AS max_key_age_s,
+       {merged_sketch_sql()} AS token_sketch, sum(tokens)::BIGINT AS tokens,
+       {merged_histogram_sql("lifetime_tokens", LIFETIME_EDGES)} AS lifetime_tokens,
+       {merged_histogram_sql("lifetime_events", LIFETIME_EDGES)} AS lifetime_events,
+       max(max_lifetime_s) AS max_lifetime_s,
+       {merged_histogram_sql("cache_age_events", CACHE_AGE_EDGES)} AS cache_age_events,
+       min(min_iat) AS min_iat, max(max_iat) AS max_iat
+FROM {source}
+GROUP BY epoch_us(hour) // {_DAY_US}, {keys}, {flags}"""
+
+
 def create_hourly_sql(table: str = "classifications_hourly") -> str:
     """`CREATE TABLE` for the rollups with `HOURLY_COLUMNS` (the writer's, and the tests' stand-in stores)."""
     columns = ",\n    ".join(f"{name} {kind}" for name, kind in HOURLY_COLUMNS)

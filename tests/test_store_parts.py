@@ -31,10 +31,10 @@ from pipeline.io.store_parts import (
     part_files,
     raw_relation,
     rollup_name,
-    rollup_relation,
     view_sql,
 )
 from pipeline.io.store_readers import connect_readonly, published_parts
+from pipeline.io.store_rollups import rollup_relation
 from pipeline.io.store_schema import parts_dir
 from pipeline.queries.coverage import coverage
 from pipeline.records import RecordKind

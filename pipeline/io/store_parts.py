@@ -11,6 +11,7 @@ never the store's size (the old publish copied the whole file). Layout of `<db>.
     hourly/<day>/<inst>-h<hour>-v<version>.parquet      rollups of one closed hour (`pipeline.rollups`)
     hourly/<day>/<inst>-d<day>-v<version>.parquet       a closed day's rollups merged (one file a day, not 24)
     hourly/open/<inst>-o<hour>-t<us>-v<version>.parquet the open hours from <hour> on, rolled up to <us> (provisional)
+    daily/<day>/<inst>-d<day>-v<version>.parquet        a merged day's rollups summed per day (`store_rollups`)
     state/<inst>/<table>.parquet               small tables rewritten whole (keys, positions, meta)
     <table>/_schema/..., state/_schema/...     empty files with the current columns (no glob is empty)
 
@@ -39,7 +40,6 @@ import weakref
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import duckdb
 
@@ -105,8 +105,10 @@ def day_name(day_no: int) -> str:
     return (date(1970, 1, 1) + timedelta(days=clamp_day(day_no))).isoformat()
 
 
+@functools.lru_cache(maxsize=4096)
 def day_number(name: str) -> int | None:
-    """The day number of a day folder's name, None for any other folder (`_schema`)."""
+    """The day number of a day folder's name, None for any other folder (`_schema`). Cached: a report's questions
+    ask it of every day folder ~30 times, and `strptime` is ~12 µs a call."""
     try:
         return (datetime.strptime(name, "%Y-%m-%d").replace(tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)).days
     except ValueError:
@@ -243,50 +245,6 @@ def pin_open_rollup(con: duckdb.DuckDBPyConnection, through_us: int) -> None:
 
 #: The open rollup each connection pinned (`pin_open_rollup`): the latest files depend on it.
 _PINS: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, int] = weakref.WeakKeyDictionary()
-#: A reader connection's latest rollup files (file, its writer's open_from, its hours) and the listing and pin
-#: they follow.
-_LATEST: weakref.WeakKeyDictionary[
-    duckdb.DuckDBPyConnection, tuple[Any, list[tuple[str, int | None, float, float]]]] = weakref.WeakKeyDictionary()
-
-
-def rollup_relation(con: duckdb.DuckDBPyConnection, since: datetime | None, until: datetime | None) -> str:
-    """SQL, a FROM item named `classifications_hourly`: the view's rows, but on a reader connection read from only
-    the latest files (`_latest_rollups`, the one rule) whose hours can fall in [since, until) (None: no bound).
-
-    The view lists and ranks every rollup file and matches each row to its file by name, in every query:
-    ~40 ms before a row of a week is counted, a dozen times a report. Here the ranking is evaluated once per
-    connection and again when the files or the pinned open rollup change, and a week reads its ~8 day files.
-    A file's hours are taken from its name (`rollup_name`, `day_rollup_name`, `open_rollup_name`: a writer
-    rolls an hour into its day's folder, under its number). Any other connection (a writer's, the demo's
-    single file, a lake) reads the view.
-    """
-    parts = _READERS.get(con)
-    schema = None if parts is None else parts / "hourly" / "_schema" / "empty.parquet"
-    if parts is None or schema is None or not schema.is_file():
-        return "classifications_hourly"
-    key = (_listing(parts / "hourly"), _PINS.get(con))
-    seen = _LATEST.get(con)
-    if seen is None or seen[0] != key:
-        latest = con.execute(f"SELECT file, open_from FROM ({_latest_rollups(parts)})").fetchall()
-        seen = (key, [(str(f), o, *_rollup_hours(Path(f))) for f, o in latest])
-        _LATEST[con] = seen
-    first = -math.inf if since is None else _epoch(since) // HOUR_SECONDS
-    end = math.inf if until is None else -(-_epoch(until) // HOUR_SECONDS)
-    whole, cut = [str(schema)], dict[int, list[str]]()  # the empty schema file: every column binds, as in the view
-    for file, open_from, start, stop in seen[1]:
-        if start >= end or stop <= first:
-            continue
-        if open_from is None or stop <= open_from:  # the open rollup itself has no open_from: whole
-            whole.append(file)
-        else:  # a closed file its writer's open rollup overlaps: its hours before that count, as in the view
-            cut.setdefault(open_from, []).append(file)
-    names = hourly_select(parts)
-    reads = [f"SELECT {names} FROM read_parquet({_list_sql(whole)}, union_by_name = true)"]
-    reads += [f"SELECT {names} FROM read_parquet({_list_sql(files)}, union_by_name = true) "
-              f"WHERE hour < to_timestamp({open_from * HOUR_SECONDS})" for open_from, files in cut.items()]
-    return f"({' UNION ALL '.join(reads)}) AS classifications_hourly"
-
-
 def raw_relation(con: duckdb.DuckDBPyConnection, since: datetime | None, until: datetime | None) -> str:
     """SQL, a FROM item named `classifications`: the view's rows, but on a reader connection read from only the day
     folders [since, until) can reach (None: no bound), and anti-joined with only those days' `superseded` files,
@@ -325,34 +283,6 @@ def raw_relation(con: duckdb.DuckDBPyConnection, since: datetime | None, until: 
 def _epoch(moment: datetime) -> float:
     """Seconds since the epoch; a time without a zone is UTC, as readers' DuckDB sessions take it (`TimeZone`)."""
     return (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).timestamp()
-
-
-def _listing(hourly: Path) -> list[str]:
-    """The names of the files in `hourly`'s folders (os.scandir: a report asks for it ~19 times)."""
-    found = []
-    with os.scandir(hourly) as folders:
-        for folder in folders:
-            if folder.is_dir():
-                with os.scandir(folder.path) as files:
-                    found += [f"{folder.name}/{f.name}" for f in files]
-    return sorted(found)
-
-
-def _rollup_hours(file: Path) -> tuple[float, float]:
-    """The hours [first, end) a rollup file's rows can have, by its name (a day folder clamped to the first or last
-    day Python can date may hold any hour: unbounded)."""
-    folder = day_number(file.parent.name)
-    if (m := _ROLLUP.match(file.name)) is not None:
-        first, end = int(m["hour"]), int(m["hour"]) + 1
-    elif (m := _DAY_ROLLUP.match(file.name)) is not None:
-        first, end = int(m["day"]) * 24, int(m["day"]) * 24 + 24
-    elif (m := _OPEN_ROLLUP.match(file.name)) is not None:
-        return int(m["hour"]), math.inf
-    else:
-        return -math.inf, math.inf
-    if folder is None or folder != first // 24 or folder in (FIRST_DAY, LAST_DAY):
-        return -math.inf, math.inf
-    return first, end
 
 
 def _list_sql(files: list[str]) -> str:

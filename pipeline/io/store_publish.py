@@ -10,7 +10,9 @@ Maintenance, at most every `MAINTENANCE_SECONDS`: roll closed hours into `hourly
 (`pipeline.rollups.hourly_sql`), roll the open hours up to a minute ago into one provisional file
 (`hourly/open/`, replaced at every pass: a reader of a single writer's store then rolls minutes of
 raw rows, not up to 70 minutes of them), merge a day whose hours are all rolled into one rollup file
-(readers open a file a day, not 24), merge a closed day's small files, drop day folders older than
+(readers open a file a day, not 24) and sum that day's rows per key (`daily/`, `store_rollups`: the
+report's questions over whole days read up to 24x fewer rows), merge a closed day's small files, drop day folders
+older than
 the retention (`[store] retention_days` raw, `rollup_retention_days` rollups) and prune the live
 file to the rows re-judging and a restart can still need (`LIVE_HOURS`). Retention counts from the
 newest event this writer stored, not the wall clock, so a backfill of old traffic is kept.
@@ -54,6 +56,7 @@ from pipeline.io.store_parts import (
     rollup_name,
     write_schema_files,
 )
+from pipeline.io.store_rollups import DAILY, add_daily, daily_file
 from pipeline.io.store_schema import sql_path
 from pipeline.rollups import HOUR_SECONDS, hourly_sql, newest_allowed, retention_cutoffs
 
@@ -89,6 +92,9 @@ SETTLE_COST_SHARE = 20
 #: A rollup file a newer version replaced is removed this long after (a reader's question lists its files
 #: first and reads them after).
 RETIRE_AFTER_SECONDS = 120.0
+#: Closed days a maintenance pass writes the daily rows of at most (`store_rollups.add_daily`), newest first: a day
+#: closes once a day, and a store upgraded with a year of rollups is filled in over some passes, not in one long one.
+DAILY_PER_PASS = 4
 #: Hours of written rows the live file keeps: re-judging reaches only events held in
 #: memory (at most 10,000 of each kind, minutes of traffic), a restart only the newest waiting ones.
 LIVE_HOURS = 6
@@ -260,7 +266,7 @@ class Publisher:
     def maintain(self) -> None:
         """Maintenance now (tests, a backfill's end), then the state readers see."""
         with self._roomy():
-            self._maintain()
+            self._maintain(daily_limit=None)
         self._remove_retired()
         self._write_state()
 
@@ -271,7 +277,7 @@ class Publisher:
         (a merge, an hour's rollup) is complete or not done at all."""
         try:
             with self._roomy():
-                self._maintain()
+                self._maintain(daily_limit=DAILY_PER_PASS)
         except (duckdb.Error, OSError) as exc:
             self.maintenance_failures += 1
             self._last_maintenance = time.monotonic() - MAINTENANCE_SECONDS + MAINTENANCE_RETRY_SECONDS
@@ -319,8 +325,9 @@ class Publisher:
         expired = self.meta("raw_since")
         return (datetime.fromisoformat(expired) - _EPOCH).days if expired else FIRST_DAY
 
-    def _maintain(self) -> None:
-        """Roll closed hours, close old days, apply retention, prune the live file."""
+    def _maintain(self, daily_limit: int | None) -> None:
+        """Roll closed hours, close old days (`daily_limit`: days given their daily rows at most), apply retention,
+        prune the live file."""
         self._last_maintenance = time.monotonic()
         newest = self.newest()
         if newest == _EPOCH:
@@ -337,6 +344,11 @@ class Publisher:
                     compact_day(self.con, folder, self.instance, closed=True)
         self._roll(newest_us, self._kept_from_day())
         self._merge_rolled_days((newest_us - ROLL_AFTER_SECONDS * 1_000_000) // _HOUR_US)
+        try:  # an optimisation for readers, who read a day's hours without it: it must not hold up the pass
+            add_daily(self.con, self.parts, self.instance, daily_limit)
+        except (duckdb.Error, OSError) as exc:
+            log.error("writing a closed day's daily rollup rows failed (%s: %s); readers read its hourly rows, and "
+                      "the next pass tries again", type(exc).__name__, str(exc).splitlines()[0][:200])
         self._roll_open(newest_us)
         expiring = any(days_before(self.parts / table, raw_cutoff) for table in APPENDED)
         if expiring or self.meta("raw_since"):
@@ -345,6 +357,7 @@ class Publisher:
         for table in APPENDED:
             drop_days_before(self.parts / table, raw_cutoff)
         drop_days_before(self.parts / "hourly", rollup_cutoff)
+        drop_days_before(self.parts / DAILY, rollup_cutoff)
         self._prune_live()
         self._behind = False
 
@@ -466,7 +479,8 @@ class Publisher:
         listed one a moment ago is still reading it (removing it at once failed its question: "Cannot open
         file"). Files a crash left before their time are retired again by the next roll or merge of their day."""
         now = time.monotonic()
-        self._retired += [(now, path) for path in paths]
+        # a day file's daily rows go with it (readers count them only beside it; an hour's file has none)
+        self._retired += [(now, p) for path in paths for p in (path, daily_file(self.parts, path))]
 
     def _remove_retired(self) -> None:
         due = time.monotonic() - RETIRE_AFTER_SECONDS

@@ -23,7 +23,8 @@ from datetime import UTC, datetime
 
 import duckdb
 
-from pipeline.io.store_parts import coverage_signature, pin_open_rollup, raw_relation, rollup_relation
+from pipeline.io.store_parts import coverage_signature, pin_open_rollup, raw_relation
+from pipeline.io.store_rollups import rollup_relation
 from pipeline.queries.base import Filters
 
 
@@ -125,6 +126,16 @@ def split(con: duckdb.DuckDBPyConnection, filters: Filters, fine: bool = False) 
     # raw rows from the closed hours' end on, should a cut move the boundary there (`settled`)
     return Split(boundary, filters, closed, rollup_relation(con, filters.since, until),
                  raw_relation(con, closed or boundary, filters.until)).settled(filters.until)
+
+
+def by_day(con: duckdb.DuckDBPyConnection, s: Split, hours_on: frozenset[int] = frozenset()) -> Split:
+    """`s` reading the closed days wholly inside its window (and before its boundary) from their daily rows where
+    the writer wrote them (`store_rollups`), up to 24x fewer rows than their hours, but the days numbered (since the
+    epoch) in `hours_on`. Only for a question whose answer is a sum, an extreme or a merge of the rows its filter
+    keeps (by key columns and `rollups.ROW_FLAGS`): no hour buckets, no cut inside a day, no row placed by its
+    own time (but in the days `hours_on` names)."""
+    until = s.boundary if s.filters.until is None else min(s.filters.until, s.boundary)
+    return replace(s, hourly=rollup_relation(con, s.filters.since, until, days=True, hours_on=hours_on))
 
 
 def finer_than_an_hour(seconds: float, since: datetime | None = None) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import weakref
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -61,9 +62,9 @@ def whole_days(s: Split, *cuts: datetime | float) -> bool:
     return True
 
 
-def counted_by_day(con: duckdb.DuckDBPyConnection, s: Split, counted: tuple[str, list[Any]], *cuts: datetime | float
-                   ) -> tuple[str, list[Any]] | None:
-    """`WITH counted AS (…)` over a day table of the connection (made here from `counted`, the question's own
+def counted_by_day(con: duckdb.DuckDBPyConnection, s: Split, counted: Callable[[], tuple[str, list[Any]]],
+                   *cuts: datetime | float) -> tuple[str, list[Any]] | None:
+    """`WITH counted AS (…)` over a day table of the connection (made here from `counted()`, the question's own
     clause, when none holds the window), or None when the connection does not share them (`share_days`), the
     question cannot be answered per day (`whole_days`) or the connection cannot hold a temp table. Only for
     questions that read no issuer, kid or client_id."""
@@ -75,7 +76,7 @@ def counted_by_day(con: duckdb.DuckDBPyConnection, s: Split, counted: tuple[str,
     found = next((name for boundary, first, end, name in tables
                   if boundary == s.boundary and first <= since and until <= end), None)
     if found is None:
-        sql, params = counted
+        sql, params = counted()
         found = "counted_days_" + hashlib.sha256(repr((sql, params)).encode()).hexdigest()[:16]
         try:
             con.execute(

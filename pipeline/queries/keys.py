@@ -14,8 +14,10 @@ import duckdb
 
 from pipeline.io.store_parts import raw_relation
 from pipeline.queries.base import NO_FILTERS, rows
-from pipeline.queries.coverage import Split, coverage, split
+from pipeline.queries.coverage import Split, by_day, coverage, split
 from pipeline.rollups import HOUR_SECONDS
+
+DAY_US = 86_400_000_000
 
 
 def key_usage(con: duckdb.DuckDBPyConnection, kid: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
@@ -103,12 +105,19 @@ def _rolled_hygiene(con: duckdb.DuckDBPyConnection, s: Split, since: datetime, u
     with uses on both sides of the removal is counted from that hour's raw rows, or, once they expired, as one
     use (a lower bound: the key was used after its removal). Hours rolled before the rollups had the key
     (`with_key` without a `key_thumbprint`: an older writer's) are read from their raw rows while those are kept.
+
+    The closed days' daily rows (`coverage.by_day`) stand for their hours but on the day of a listed key's
+    removal, where a row's hour places its uses before or after it: every other measure is a sum or an extreme.
     """
     kept = coverage(con).raw_since
-    legacy = con.execute(f"SELECT max(hour) FROM {s.hourly} WHERE hour < ? AND with_key > 0 "
-                         "AND key_thumbprint IS NULL AND issuer IS NOT NULL", [s.boundary]).fetchone()
-    legacy_end = None if legacy is None or legacy[0] is None else legacy[0] + timedelta(hours=1)
-    found = _hygiene_rows(con, s, since, until, legacy_end, kept)
+    removals = frozenset(day for (day,) in con.execute(
+        f"SELECT DISTINCT epoch_us(removed_at) // {DAY_US} FROM ({_HYGIENE_KEYS}) WHERE removed_at IS NOT NULL",
+        [until, since]).fetchall())
+    days = by_day(con, s, hours_on=removals)
+    # a day has a daily row rolled without the key when one of its hours has one: then the hours say which hour
+    legacy_end = _legacy_end(con, days) and _legacy_end(con, s)
+    # the uses from the daily rows only when no hour needs its raw rows (an older writer's, cut by the hour)
+    found = _hygiene_rows(con, days if legacy_end is None else s, since, until, legacy_end, kept)
     for key in found:
         in_hour = key.pop("after_in_hour")
         if key.pop("straddles"):
@@ -121,6 +130,13 @@ def _rolled_hygiene(con: duckdb.DuckDBPyConnection, s: Split, since: datetime, u
                 in_hour = int(exact[0]) if exact else 0
         key["uses_after_removal"] = key.pop("after_later") + in_hour if key["removed_at"] is not None else 0
     return [{name: key[name] for name in _HYGIENE_COLUMNS} for key in found]
+
+
+def _legacy_end(con: duckdb.DuckDBPyConnection, s: Split) -> datetime | None:
+    """Where the hours rolled before the rollups had the key end (None: there are none)."""
+    legacy = con.execute(f"SELECT max(hour) FROM {s.hourly} WHERE hour < ? AND with_key > 0 "
+                         "AND key_thumbprint IS NULL AND issuer IS NOT NULL", [s.boundary]).fetchone()
+    return None if legacy is None or legacy[0] is None else legacy[0] + timedelta(hours=1)
 
 
 def _hygiene_rows(con: duckdb.DuckDBPyConnection, s: Split, since: datetime, until: datetime,

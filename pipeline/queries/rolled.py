@@ -25,9 +25,10 @@ from typing import Any
 
 import duckdb
 
-from pipeline.io.store_parts import raw_relation, rollup_relation
+from pipeline.io.store_parts import raw_relation
+from pipeline.io.store_rollups import rollup_relation
 from pipeline.queries.base import BUCKET_SECONDS, Filters, interval, rotation_damage, rows
-from pipeline.queries.coverage import Split
+from pipeline.queries.coverage import Split, by_day
 from pipeline.queries.daily import counted_by_day, shares
 from pipeline.rollups import (
     CACHE_AGE_EDGES,
@@ -62,9 +63,9 @@ def counted(s: Split, tail: str | None = None) -> tuple[str, list[Any]]:
 def counted_or_by_day(con: duckdb.DuckDBPyConnection, s: Split, *cuts: datetime | float) -> tuple[str, list[Any]]:
     """`counted` with the open tail rolled (`counted_tail`), or its per-day sums when the question's window and cuts
     are whole days (`daily.counted_by_day`: one pass for all of a report's such questions). For questions that read
-    no issuer, kid or client_id."""
-    clause = counted(s, counted_tail(con, s, *cuts))
-    return counted_by_day(con, s, clause, *cuts) or clause
+    no issuer, kid or client_id. The day table is made from the closed days' daily rows (`coverage.by_day`)."""
+    tail = counted_tail(con, s, *cuts)
+    return counted_by_day(con, s, lambda: counted(by_day(con, s), tail), *cuts) or counted(s, tail)
 
 
 def _with_tail(name: str, rolled: str, keep: str, tail: str, s: Split, hourly: str, params: list[Any]
@@ -101,15 +102,17 @@ def shared_hits(con: duckdb.DuckDBPyConnection, s: Split) -> tuple[str, list[Any
     """`hits` of the split with its open tail rolled (`counted_tail`); on a connection that shares its tables
     (`daily.shares`: the report, whose attack table and attack kinds per cause read the same week's hits) from a
     temp table of the hits of the split's time window summed per service, client_id, cause and attack, made by
-    the first such question. Every reader of `hits` sums, counts distinct or takes extremes of those columns, so
-    the sums answer as the rows do. A question that filters issuers or events without attacks reads the rows."""
+    the first such question from the closed days' daily rows (`coverage.by_day`). Every reader of `hits` sums,
+    counts distinct or takes extremes of those columns, so the sums answer as the rows do; the table has no `ts`
+    (a day's rows have the day's). A question that filters issuers or events without attacks reads the rows."""
     f = s.filters
     tail = counted_tail(con, s)
     if not shares(con) or f.since is None or f.until is None or f.issuers or f.without_attacks:
         return hits(s, tail)
-    sql, params = hits(replace(s, filters=Filters(since=f.since, until=f.until)), tail)
+    window = replace(s, filters=Filters(since=f.since, until=f.until))
+    sql, params = hits(by_day(con, window), tail)
     name = "hits_" + hashlib.sha256(repr((sql, params)).encode()).hexdigest()[:16]
-    summed = f"""{sql} SELECT min(ts) AS ts, service, client_id, cause, attack, sum(events)::BIGINT AS events,
+    summed = f"""{sql} SELECT service, client_id, cause, attack, sum(events)::BIGINT AS events,
                       min(first_ts) AS first_ts, max(last_ts) AS last_ts FROM hits GROUP BY ALL"""
     if (table := temp_table(con, name, summed, params)) is None:
         return hits(s, tail)
@@ -470,7 +473,8 @@ def algorithms(con: duckdb.DuckDBPyConnection, s: Split) -> list[dict[str, Any]]
     """`tokens.algorithms_in_use` from rollups: `tokens` adds up the rows' distinct tokens (a token in several
     rows, hours or services, counts in each: an upper bound; merging the sketches instead reads every
     prefix of the week, seconds)."""
-    sql, params = rolled_rows(s, "alg, cause, events, tokens, with_key, issuer, attack", rolled_tail(con, s))
+    sql, params = rolled_rows(by_day(con, s), "alg, cause, events, tokens, with_key, issuer, attack",
+                              rolled_tail(con, s))
     # summed per alg, cause, issuer and attacked first: the join and the lists then see dozens of rows, not every
     # rollup row of the window (4x quicker over a week at 200 events/s)
     return rows(
@@ -503,7 +507,7 @@ def token_lifetimes(con: duckdb.DuckDBPyConnection, s: Split, max_seconds: float
     bound otherwise); the median is its bucket's upper edge.
     """
     columns = "issuer, client_id, with_key, tokens, lifetime_tokens, lifetime_events, max_lifetime_s"
-    sql, params = rolled_rows(s, columns, rolled_tail(con, s))
+    sql, params = rolled_rows(by_day(con, s), columns, rolled_tail(con, s))
     tokens_hist = merged_histogram_sql("lifetime_tokens", LIFETIME_EDGES)
     events_hist = merged_histogram_sql("lifetime_events", LIFETIME_EDGES)
     return rows(
@@ -527,8 +531,8 @@ def token_lifetimes(con: duckdb.DuckDBPyConnection, s: Split, max_seconds: float
 def cache_ages(con: duckdb.DuckDBPyConnection, s: Split, stale: str, by_issuer: bool) -> list[dict[str, Any]]:
     """`rotations.cache_age_by_service` (or `…_by_service_issuer`) from rollups; the median from the
     cache-age histogram (its bucket's upper edge, never above the max)."""
-    sql, params = rolled_rows(s, "service, issuer, cause, events, with_fetch_time, cache_age_events, "
-                                 "max_cache_age_s, max_key_age_s", rolled_tail(con, s))
+    sql, params = rolled_rows(by_day(con, s), "service, issuer, cause, events, with_fetch_time, cache_age_events, "
+                                             "max_cache_age_s, max_key_age_s", rolled_tail(con, s))
     keys = "service, issuer" if by_issuer else "service"
     where = "issuer IS NOT NULL" if by_issuer else "TRUE"
     order = "service, issuer" if by_issuer else "stale_jwks DESC, service"
