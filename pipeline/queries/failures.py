@@ -244,10 +244,12 @@ def top(
     where, params = filters.where()
     return rows(
         con,
-        f"""SELECT {column} AS value, count(*) AS events, mode(cause) AS main_cause,
-                   count(DISTINCT cause) AS causes
-            FROM classifications WHERE {where} AND {column} IS NOT NULL
-            GROUP BY {column} ORDER BY events DESC, value LIMIT ?""",
+        # main_cause as `rolled.top` picks it (ties: the first by name); `mode()` breaks ties at random
+        f"""SELECT value, sum(n)::BIGINT AS events, (list(cause ORDER BY n DESC, cause))[1] AS main_cause,
+                   count(*) AS causes
+            FROM (SELECT {column} AS value, cause, count(*) AS n
+                  FROM classifications WHERE {where} AND {column} IS NOT NULL GROUP BY ALL)
+            GROUP BY value ORDER BY events DESC, value LIMIT ?""",
         [*params, limit],
     )
 

@@ -26,8 +26,9 @@ def key_usage(con: duckdb.DuckDBPyConnection, kid: str, since: datetime, until: 
     Raw rows of the window's day folders only (`raw_relation`): distinct tokens and clients are per event."""
     return rows(
         con,
+        # main_cause: the cause with most events, ties the first by name (`mode()` breaks ties at random)
         f"""SELECT service, count(*) AS events, count(DISTINCT token_sha256) AS tokens,
-                  count(DISTINCT client_id) AS clients, mode(cause) AS main_cause,
+                  count(DISTINCT client_id) AS clients, mode(cause ORDER BY cause) AS main_cause,
                   list_distinct(list(client_id ORDER BY client_id) FILTER (WHERE client_id IS NOT NULL))[1:5]
                       AS some_clients,
                   min(ts) AS first_seen, max(ts) AS last_seen

@@ -110,16 +110,22 @@ def algorithms_in_use(con: duckdb.DuckDBPyConnection, filters: Filters = NO_FILT
     if (s := split(con, filters)) is not None:
         return rolled.algorithms(con, s)
     where, params = filters.where()
+    # main_cause as `rolled.algorithms` picks it (ties: the first by name); `mode()` breaks ties at random
     return rows(
         con,
-        f"""SELECT alg, count(*) AS events, count(DISTINCT token_sha256) AS tokens,
-                   count(*) FILTER (WHERE key_thumbprint IS NOT NULL) AS verified,
-                   list_sort(list_distinct(list(issuer) FILTER (WHERE issuer IS NOT NULL))) AS issuers,
-                   mode(cause) AS main_cause,
-                   count(*) FILTER (WHERE len(attacks) > 0) AS attack_events
-            FROM classifications WHERE {where}
-            GROUP BY alg ORDER BY alg IS NULL, events DESC, alg""",
-        params,
+        f"""WITH per AS (SELECT alg, cause, count(*) AS n FROM classifications WHERE {where} GROUP BY ALL),
+            main AS (SELECT alg, (list(cause ORDER BY n DESC, cause))[1] AS main_cause FROM per GROUP BY alg),
+            counted AS (
+                SELECT alg, count(*) AS events, count(DISTINCT token_sha256) AS tokens,
+                       count(*) FILTER (WHERE key_thumbprint IS NOT NULL) AS verified,
+                       list_sort(list_distinct(list(issuer) FILTER (WHERE issuer IS NOT NULL))) AS issuers,
+                       count(*) FILTER (WHERE len(attacks) > 0) AS attack_events
+                FROM classifications WHERE {where} GROUP BY alg
+            )
+            SELECT c.alg, c.events, c.tokens, c.verified, c.issuers, m.main_cause, c.attack_events
+            FROM counted c JOIN main m ON m.alg IS NOT DISTINCT FROM c.alg
+            ORDER BY c.alg IS NULL, c.events DESC, c.alg""",
+        [*params, *params],
     )
 
 
