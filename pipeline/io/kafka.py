@@ -135,27 +135,18 @@ def crc32c_in_c() -> bool:
 def fetch_options(kafka: KafkaConfig) -> dict[str, Any]:
     """How the consumers fetch (bench/bench_e2e.py gives its bare baseline loop the same).
 
-    kafka-python checks each fetched batch's CRC32C, in C when the `crc32c` package is
-    installed and otherwise in pure Python, at about 170 us per 800-byte event: more than
-    classifying it, and alone enough to hold a consumer under 5,000 events/s. Without the C
-    checksum the check is skipped, as librdkafka does by default (`check.crcs=false`): the
-    broker has already verified every batch's CRC when it was produced, and TCP checksums the
-    wire; a value corrupted on the way would most likely fail its wire model (a dead letter)
-    or its signature check rather than pass unnoticed.
+    CRC32C checks only when the `crc32c` package does them in C: kafka-python's pure-Python check
+    costs more than classifying the event. librdkafka skips it by default too (`check.crcs=false`):
+    the broker verified each batch when it was produced, TCP checksums the wire, and a corrupted
+    value would most likely fail its wire model or its signature check rather than pass.
 
-    The broker holds a fetch that finds no new data for `fetch_max_wait_ms` (kafka-python's
-    default 500 ms), and a client sends the next fetch to that broker only after the last one
-    returned. kafka-python does not ask again for a partition whose fetched records it is
-    still handing out, so when the backlog sits on one partition (an outage: the broken
-    services' events, keyed by service) that fetch asks only for partitions with nothing
-    new, the broker holds it, and the busy partition waits behind it: on the outage
-    backlog the consumer spent about a quarter of its time in such waits. 100 ms bounds the
-    wait and costs an idle consumer a few empty fetches a second.
-
-    Within that bound the broker gathers 256 KiB before it answers: at steady traffic a fetch
-    otherwise answers with whatever a few milliseconds brought, and every such small batch pays
-    a batch's fixed costs (a DuckDB transaction, the upsert, the group commit). A consumer
-    behind its topic finds that much waiting at once and is not held.
+    `fetch_max_wait_ms` 100, not kafka-python's 500: a client sends a broker its next fetch only
+    after the last returned, and kafka-python leaves out a partition whose records it is still
+    handing out, so with the backlog on one partition (an outage keyed by service) the broker held
+    a fetch for the idle ones while the busy one waited behind it. Within that bound the broker
+    gathers `fetch_min_bytes` (256 KiB) before it answers: at steady traffic a fetch would otherwise
+    bring a few milliseconds' events, each small batch paying a transaction, the upsert and a group
+    commit. A consumer behind its topic finds that much at once and is not held (bench/results.md).
     """
     return {
         "max_partition_fetch_bytes": max(kafka.max_message_bytes * 2, 1_048_576),
