@@ -108,7 +108,8 @@ HOURLY_COLUMNS: list[tuple[str, str]] = [
 #: How far past the wall clock an event's time may move retention: a hostile or mistaken `ts` (year 9999)
 #: must not make every real day "older than the retention" and drop it.
 FUTURE_SLACK = timedelta(days=1)
-_DAY_US = 86_400_000_000
+#: Microseconds in a day (`epoch_us(ts) // DAY_US` is its day number).
+DAY_US = 86_400_000_000
 
 
 def newest_allowed(now: datetime) -> datetime:
@@ -119,7 +120,7 @@ def newest_allowed(now: datetime) -> datetime:
 def retention_cutoffs(newest_us: int, retention_days: int, rollup_retention_days: int) -> tuple[int, int]:
     """The first UTC day numbers kept raw and kept rolled up, the newest event being at `newest_us` (µs since
     the epoch, at most `newest_allowed`): whole days, the newest one's day counting as the first."""
-    day = newest_us // _DAY_US
+    day = newest_us // DAY_US
     return day - retention_days + 1, day - rollup_retention_days + 1
 
 
@@ -290,7 +291,7 @@ def daily_sql(source: str) -> str:
     places a row by its first event's time reads hours."""
     keys = ", ".join(KEY_COLUMNS)
     flags = ", ".join(f"{name} > 0" for name in ROW_FLAGS)
-    return f"""SELECT to_timestamp(epoch_us(hour) // {_DAY_US} * 86400) AS hour, {keys},
+    return f"""SELECT to_timestamp(epoch_us(hour) // {DAY_US} * 86400) AS hour, {keys},
        sum(events)::BIGINT AS events, sum(attack_events)::BIGINT AS attack_events,
        sum(with_fetch_time)::BIGINT AS with_fetch_time, sum(with_key)::BIGINT AS with_key,
        min(first_ts) AS first_ts, max(last_ts) AS last_ts,
@@ -303,7 +304,7 @@ def daily_sql(source: str) -> str:
        {merged_histogram_sql("cache_age_events", CACHE_AGE_EDGES)} AS cache_age_events,
        min(min_iat) AS min_iat, max(max_iat) AS max_iat
 FROM {source}
-GROUP BY epoch_us(hour) // {_DAY_US}, {keys}, {flags}"""
+GROUP BY epoch_us(hour) // {DAY_US}, {keys}, {flags}"""
 
 
 def create_hourly_sql(table: str = "classifications_hourly") -> str:

@@ -39,6 +39,7 @@ from typing import Any
 import duckdb
 
 from pipeline.rollups import (
+    DAY_US,
     HOUR_SECONDS,
     HOURLY_COLUMNS,
     create_hourly_sql,
@@ -64,7 +65,6 @@ DELETE_ATTEMPTS = 8
 LAKE_INSTANCE = "*lake"
 
 _HOUR_US = HOUR_SECONDS * 1_000_000
-_DAY_US = 86_400_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HOURLY = ", ".join(name for name, _ in HOURLY_COLUMNS)
 
@@ -162,7 +162,7 @@ class LakeMaintenance:
         newest_us = _us(row[0])
         raw_day, rollup_day = retention_cutoffs(newest_us, self.retention_days, self.rollup_retention_days)
         self._transaction(lambda: self._roll(newest_us, started))
-        self._retention(raw_day * _DAY_US, rollup_day * _DAY_US)
+        self._retention(raw_day * DAY_US, rollup_day * DAY_US)
         self._bound_versions()
         self._lake_maintenance(expire_after)
         if self.lost:

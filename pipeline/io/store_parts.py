@@ -67,7 +67,6 @@ MERGED_ROW_GROUP_SIZE = 65_536
 CATALOG_VERSION = 5  # 2: rollups gained alg and the histograms; 3: latest rollups by file name, a closed day merged;
 # 4: the open hours' provisional rollup (`open_rollup_name`); 5: rollups gained the key and the signed-at range
 
-_DAY_US = 86_400_000_000
 _FILE = re.compile(r"^(?P<inst>.+)-L(?P<level>\d+)-(?P<first>\d+)-(?P<last>\d+)\.parquet$")
 _ROLLUP = re.compile(r"^(?P<inst>.+)-h(?P<hour>\d+)-v(?P<version>\d+)\.parquet$")
 _DAY_ROLLUP = re.compile(r"^(?P<inst>.+)-d(?P<day>\d+)-v(?P<version>\d+)\.parquet$")

@@ -11,9 +11,8 @@ Maintenance, at most every `MAINTENANCE_SECONDS`: roll closed hours into `hourly
 (`hourly/open/`, replaced at every pass: a reader of a single writer's store then rolls minutes of
 raw rows, not up to 70 minutes of them), merge a day whose hours are all rolled into one rollup file
 (readers open a file a day, not 24) and sum that day's rows per key (`daily/`, `store_rollups`: the
-report's questions over whole days read up to 24x fewer rows), merge a closed day's small files, drop day folders
-older than
-the retention (`[store] retention_days` raw, `rollup_retention_days` rollups) and prune the live
+report's questions over whole days read up to 24x fewer rows), merge a closed day's small files, drop day
+folders older than the retention (`[store] retention_days` raw, `rollup_retention_days` rollups) and prune the live
 file to the rows re-judging and a restart can still need (`LIVE_HOURS`). Retention counts from the
 newest event this writer stored, not the wall clock, so a backfill of old traffic is kept.
 """
@@ -58,7 +57,7 @@ from pipeline.io.store_parts import (
 )
 from pipeline.io.store_rollups import DAILY, add_daily, daily_file
 from pipeline.io.store_schema import sql_path
-from pipeline.rollups import HOUR_SECONDS, hourly_sql, newest_allowed, retention_cutoffs
+from pipeline.rollups import DAY_US, HOUR_SECONDS, hourly_sql, newest_allowed, retention_cutoffs
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +99,6 @@ DAILY_PER_PASS = 4
 LIVE_HOURS = 6
 
 _HOUR_US = HOUR_SECONDS * 1_000_000
-_DAY_US = 86_400_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: How each appended folder's files are sorted, and the column that dates a row into a day folder.
 _ORDER = {"classifications": "ts", "superseded": "ts", "dead_letters": "received_at"}
@@ -118,7 +116,7 @@ def _lit(when: datetime) -> str:
 _MAX_US = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
 
 
-_MIN_US = FIRST_DAY * _DAY_US
+_MIN_US = FIRST_DAY * DAY_US
 
 
 def _at(us: int) -> datetime:
@@ -229,13 +227,13 @@ class Publisher:
         """This publish's rows of `table`, one file per day they fall in (usually one); returns how many."""
         column = _ORDER[table]
         days = self.con.execute(
-            f"SELECT epoch_us({column}) // {_DAY_US}, count(*) FROM {table} WHERE {where} GROUP BY 1"
+            f"SELECT epoch_us({column}) // {DAY_US}, count(*) FROM {table} WHERE {where} GROUP BY 1"
         ).fetchall()
         rows_by_day: Counter[int] = Counter()  # days past what Python can date share the clamped day's file
         for day, count in days:
             rows_by_day[clamp_day(day)] += count
         for day, count in sorted(rows_by_day.items()):
-            span = _span(column, day * _DAY_US, (day + 1) * _DAY_US)
+            span = _span(column, day * DAY_US, (day + 1) * DAY_US)
             target = self.parts / table / day_name(day) / part_name(self.instance, 0, seq, seq)
             order = f" ORDER BY {column}" if count <= SORTED_APPEND_ROWS else ""
             copy_atomically(self.con, f"SELECT * FROM {table} WHERE {where} AND {span}{order}", target)
@@ -334,7 +332,7 @@ class Publisher:
             return
         newest_us = int((newest - _EPOCH).total_seconds() * 1_000_000)
         raw_cutoff, rollup_cutoff = retention_cutoffs(newest_us, self.retention_days, self.rollup_retention_days)
-        closed_before = (newest_us - _HOUR_US) // _DAY_US  # a day closes an hour after it ends
+        closed_before = (newest_us - _HOUR_US) // DAY_US  # a day closes an hour after it ends
         for table in APPENDED:
             for folder in sorted((self.parts / table).iterdir()):
                 number = _day_of(folder)
@@ -353,7 +351,7 @@ class Publisher:
         expiring = any(days_before(self.parts / table, raw_cutoff) for table in APPENDED)
         if expiring or self.meta("raw_since"):
             # Said before the days go (their hours are rolled above): a pass cut short in between still says it.
-            self._set("raw_since", _at(raw_cutoff * _DAY_US).isoformat())
+            self._set("raw_since", _at(raw_cutoff * DAY_US).isoformat())
         for table in APPENDED:
             drop_days_before(self.parts / table, raw_cutoff)
         drop_days_before(self.parts / "hourly", rollup_cutoff)
@@ -368,7 +366,7 @@ class Publisher:
             "SELECT DISTINCT hour_no FROM rollup_pending WHERE hour_no < ? ORDER BY 1", [boundary]
         ).fetchall()]
         for hour_no in pending:
-            day = hour_no * _HOUR_US // _DAY_US
+            day = hour_no * _HOUR_US // DAY_US
             # A hostile ts (outside what Python can date) is in no rollup; before `kept_from_day` the raw
             # rows are gone and the rollup stands as it is. Hours this pass is about to expire are rolled
             # first (a backfill, or passes that failed for days, reach them unrolled).
@@ -379,7 +377,7 @@ class Publisher:
 
     def _rows(self, start_us: int, end_us: int) -> str | None:
         """SQL: this writer's current rows dated in [start, end) (None: it has no file of those days)."""
-        days = [day_name(d) for d in range(clamp_day(start_us // _DAY_US), clamp_day((end_us - 1) // _DAY_US) + 1)]
+        days = [day_name(d) for d in range(clamp_day(start_us // DAY_US), clamp_day((end_us - 1) // DAY_US) + 1)]
         rows = [f for day in days for f in part_files(self.parts / "classifications" / day, self.instance)]
         if not rows:
             return None
@@ -425,7 +423,7 @@ class Publisher:
             path.unlink(missing_ok=True)
 
     def _roll_hour(self, hour_no: int) -> None:
-        day_no = hour_no * _HOUR_US // _DAY_US
+        day_no = hour_no * _HOUR_US // DAY_US
         day = day_name(day_no)
         source = self._rows(hour_no * _HOUR_US, (hour_no + 1) * _HOUR_US)
         if source is None:

@@ -15,9 +15,7 @@ import duckdb
 from pipeline.io.store_parts import raw_relation
 from pipeline.queries.base import NO_FILTERS, rows
 from pipeline.queries.coverage import Split, by_day, coverage, split
-from pipeline.rollups import HOUR_SECONDS
-
-DAY_US = 86_400_000_000
+from pipeline.rollups import DAY_US, HOUR_SECONDS
 
 
 def key_usage(con: duckdb.DuckDBPyConnection, kid: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
