@@ -94,6 +94,11 @@ def test_while_the_raw_rows_are_kept_the_rollups_give_the_raw_rows_answer(
 @SETTINGS
 @given(st.lists(used_event, max_size=40), st.integers(0, HOURS * 60 - 1), st.integers(1, HOURS))
 @example(MANY_USES, 2 * 60 + 30, 8)
+# the event after the removal is counted in its first label's row; its second label's row spans it too
+@example([{"minute": 0, "second": 0, "key": "old", "confidence": "verified", "attacks": ["alg_none"], "token": 0,
+           "iat_before": 0},
+          {"minute": 0, "second": 17, "key": "old", "confidence": "verified", "attacks": ["kid_injection", "alg_none"],
+           "token": 0, "iat_before": 0}], 0, 1)
 def test_after_the_raw_rows_expired_the_uses_are_still_counted(
     events: list[dict[str, Any]], removed_minute: int, rolled_hours: int
 ) -> None:

@@ -102,8 +102,10 @@ def _rolled_hygiene(con: duckdb.DuckDBPyConnection, s: Split, since: datetime, u
     The same answers as the raw rows give while they are kept. Uses after a removal: every use in the hours
     after the removal's hour, and in that hour each row's events as its first and last times place them; a row
     with uses on both sides of the removal is counted from that hour's raw rows, or, once they expired, as one
-    use (a lower bound: the key was used after its removal). Hours rolled before the rollups had the key
-    (`with_key` without a `key_thumbprint`: an older writer's) are read from their raw rows while those are kept.
+    use (a lower bound: the key was used after its removal; an attack row's times also span events counted in
+    another row, so its straddling adds nothing to those rows' count but that there was at least one). Hours
+    rolled before the rollups had the key (`with_key` without a `key_thumbprint`: an older writer's) are read from
+    their raw rows while those are kept.
 
     The closed days' daily rows (`coverage.by_day`) stand for their hours but on the day of a listed key's
     removal, where a row's hour places its uses before or after it: every other measure is a sum or an extreme.
@@ -127,6 +129,8 @@ def _rolled_hygiene(con: duckdb.DuckDBPyConnection, s: Split, since: datetime, u
                     f"WHERE ts >= ? AND ts < ? AND issuer = ? AND key_thumbprint = ? AND {_USED}",
                     [key["removed_at"], hour + timedelta(hours=1), key["issuer"], key["thumbprint"]]).fetchone()
                 in_hour = int(exact[0]) if exact else 0
+            else:  # a row on both sides of the removal: at least one use after it, maybe counted in another row
+                in_hour = max(in_hour, 1)
         key["uses_after_removal"] = key.pop("after_later") + in_hour if key["removed_at"] is not None else 0
     return [{name: key[name] for name in _HYGIENE_COLUMNS} for key in found]
 
@@ -143,7 +147,10 @@ def _hygiene_rows(con: duckdb.DuckDBPyConnection, s: Split, since: datetime, unt
     """`_rolled_hygiene`'s rows, with the parts of the uses after a removal apart. `legacy_end`: where the hours
     rolled without the key end (their uses: the raw rows kept of them)."""
     hour_us = HOUR_SECONDS * 1_000_000
-    rolled = f"""SELECT hour, issuer, key_thumbprint, events, first_ts, last_ts, min_iat, max_iat FROM {s.hourly}
+    # an attack row's first and last times span every event with its label, some counted in another row (their
+    # first label's): only a row without attacks spans just its own events
+    rolled = f"""SELECT hour, issuer, key_thumbprint, events, first_ts, last_ts, min_iat, max_iat,
+                        attack IS NULL AS own_span FROM {s.hourly}
                  WHERE hour < ? AND events > 0 AND {_USED}"""
     params: list[Any] = [until, since, s.boundary]
     if legacy_end is not None:
@@ -152,7 +159,7 @@ def _hygiene_rows(con: duckdb.DuckDBPyConnection, s: Split, since: datetime, unt
     # a token's events per hour: its iat (the same claims in each) parsed once
     tail = f"""SELECT to_timestamp(hour_no * {HOUR_SECONDS}) AS hour, issuer, key_thumbprint, sum(n) AS events,
                       min(first_ts) AS first_ts, max(last_ts) AS last_ts, min(iat) AS min_iat,
-                      max(iat) FILTER (WHERE iat <= epoch(last_ts)) AS max_iat
+                      max(iat) FILTER (WHERE iat <= epoch(last_ts)) AS max_iat, true AS own_span
                FROM (SELECT epoch_us(ts) // {hour_us} AS hour_no, issuer, key_thumbprint, count(*) AS n,
                             min(ts) AS first_ts, max(ts) AS last_ts,
                             try_cast(any_value(token_claims)->>'iat' AS DOUBLE) AS iat
@@ -175,7 +182,7 @@ def _hygiene_rows(con: duckdb.DuckDBPyConnection, s: Split, since: datetime, unt
                        sum(u.events)::BIGINT AS uses,
                        coalesce(sum(u.events) FILTER (WHERE u.hour > {removal_hour}), 0)::BIGINT AS after_later,
                        coalesce(sum(CASE WHEN u.first_ts >= k.removed_at THEN u.events
-                                         WHEN u.last_ts < k.removed_at THEN 0 ELSE 1 END)
+                                         WHEN u.last_ts < k.removed_at OR NOT u.own_span THEN 0 ELSE 1 END)
                                 FILTER (WHERE u.hour = {removal_hour}), 0)::BIGINT AS after_in_hour,
                        coalesce(bool_or(u.first_ts < k.removed_at AND u.last_ts >= k.removed_at)
                                 FILTER (WHERE u.hour = {removal_hour}), false) AS straddles,
