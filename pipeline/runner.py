@@ -57,6 +57,7 @@ from pipeline.records import (
     decode_record,
 )
 from pipeline.rejudge import StoredRejudge
+from pipeline.write_behind import WriteBehind
 
 log = logging.getLogger(__name__)
 
@@ -521,15 +522,12 @@ STREAMING_GC_THRESHOLD = 100_000
 def streaming_gc() -> Iterator[None]:
     """Collect the youngest generation every 100,000 allocations instead of 700 while the block runs.
 
-    A batch keeps tens of thousands of objects alive (records, verdicts, the rows being
-    written) for a fraction of a second, and reference counting frees nearly all of them
-    when it has been written. With the default thresholds they outlive two young
-    collections, reach the oldest generation and trigger a full collection of the whole
-    heap every couple of batches: 10-30% of the CPU time of a batch of unique tokens. With
-    a larger young generation a batch dies young; cyclic garbage is still collected. The
-    count is of live objects (a freed one is taken off), and a batch of 2,000 unique tokens
-    peaks near 50,000, so at 100,000 a collection comes only when the long-lived state has
-    grown: GC took 8.1 µs per event at 10,000 and 1.7 µs at 100,000 (same batches, same RSS).
+    A batch keeps tens of thousands of objects alive (records, verdicts, the rows being written) for a
+    fraction of a second, and reference counting frees nearly all of them once it is written. With the
+    default thresholds they outlive two young collections, reach the oldest generation and trigger a full
+    collection of the whole heap every couple of batches. With a larger young generation a batch dies young;
+    cyclic garbage is still collected. The count is of live objects, and a batch of 2,000 unique tokens
+    peaks near 50,000: at 100,000 a collection comes only when the long-lived state has grown.
     """
     before = gc.get_threshold()
     gc.set_threshold(max(before[0], STREAMING_GC_THRESHOLD), *before[1:])
@@ -547,6 +545,7 @@ def run(
     *,
     on_tick: Callable[[], None] | None = None,
     stop: Callable[[], bool] | None = None,
+    write_behind: bool = False,
 ) -> RunStats:
     """Drain `source` through `pipeline` into `sink`: the one loop, one transaction per source batch.
 
@@ -562,30 +561,39 @@ def run(
 
     An empty unit (a waiting source's poll that brought nothing) skips those steps. After every
     unit, empty or not, `on_tick()` does periodic work (publishing for readers), then the loop
-    ends if `stop()` says so: a stop request finishes the batch in hand, its commit included.
+    ends if `stop()` says so: a stop request finishes the batch in hand, its commit included. With
+    `write_behind`, step 2 runs on a thread of its own while the next batch is judged (`WriteBehind`).
     """
     stats = RunStats()
     started = time.perf_counter()
     commit = source.commit if isinstance(source, CommittingSource) else None
     units = iter(source.batches())
-    with streaming_gc():
+
+    def stored(batch: Batch, envelopes: list[Envelope]) -> None:  # steps 3 and 4 of a batch the sink holds
+        if commit is not None:
+            commit(batch.positions)
+        stats.batches += 1
+        stats.records += len(envelopes)
+        stats.events += sum(1 for envelope in envelopes if envelope.kind is RecordKind.EVENT)
+        if on_batch is not None:
+            on_batch(batch, stats)
+
+    with streaming_gc(), WriteBehind(sink, stored, write_behind) as writer:
         while stop is None or not stop():
             envelopes = next(units, None)
             if envelopes is None:
                 break
             if envelopes:
+                if any(envelope.kind is RecordKind.SNAPSHOT for envelope in envelopes):
+                    writer.settle()  # judging the batch may read the store again (`pipeline.rejudge`)
                 processing = time.perf_counter()
                 batch = pipeline.process(envelopes)
                 stats.process_seconds = time.perf_counter() - processing
-                sink.write(batch, pipeline.timeline)
-                if commit is not None:
-                    commit(batch.positions)
-                stats.batches += 1
-                stats.records += len(envelopes)
-                stats.events += sum(1 for envelope in envelopes if envelope.kind is RecordKind.EVENT)
-                if on_batch is not None:
-                    on_batch(batch, stats)
+                writer.write(batch, envelopes, pipeline.timeline)
+            writer.settle()  # the batch before, written while this one was polled and judged
             if on_tick is not None:
-                on_tick()
+                on_tick()  # it uses the sink (publishing): never while a batch is being written
+            writer.start()  # this batch, written while the next one is polled and judged
+        writer.settle()
     stats.seconds = time.perf_counter() - started
     return stats

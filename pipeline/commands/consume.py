@@ -249,6 +249,7 @@ def consume(
             on_batch=consumer.after_batch,
             on_tick=consumer.on_tick,
             stop=lambda: stopper.requested,
+            write_behind=True,  # the DuckDB write of a batch overlaps the judging of the next
         )
     finally:
         consumer.close()
