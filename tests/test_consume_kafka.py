@@ -17,7 +17,7 @@ import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ class Setup:
     db: Path
     kafka: KafkaConfig
     scenario: Scenario
+    started: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
     def good_events(self) -> dict[str, str]:
@@ -58,9 +59,12 @@ class Setup:
                 str(self.db), "--instance", instance, *extra]
         env = {**os.environ, **self.env}
         if log is None:
-            return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
-        with log.open("wb") as stderr:  # the child keeps its own handle
-            return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=stderr, cwd=ROOT)
+            process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+        else:
+            with log.open("wb") as stderr:  # the child keeps its own handle
+                process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=stderr, cwd=ROOT)
+        self.started.append(process)
+        return process
 
     def stored(self) -> dict[str, str]:
         con = connect_readonly(self.db)
@@ -95,7 +99,12 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
     sc = scenario(3_000)
     paths = write_scenario(sc, tmp_path / "scenario")
     kafka = load_config(paths["config"], env).kafka
-    yield Setup(env, paths["config"], tmp_path / "store.duckdb", kafka, sc)
+    made = Setup(env, paths["config"], tmp_path / "store.duckdb", kafka, sc)
+    yield made
+    for process in made.started:  # a test that failed midway leaves none running (they took CPU from what ran next)
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
 
 
 def produce_scenario(setup: Setup, part: slice = slice(None)) -> int:
