@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from pipeline.engine.keys import KeyTimeline
 from pipeline.io.base import Sink
@@ -46,9 +46,7 @@ class WriteBehind:
 
     def __exit__(self, *exc: object) -> None:
         if self._executor is not None:
-            if self._pending is not None:
-                wait([self._pending[0]])  # an error left the loop: let the write end before the sink closes
-            self._executor.shutdown()
+            self._executor.shutdown()  # waits for a write still running (an error left the loop) before the sink closes
             sys.setswitchinterval(self._interval)
 
     def write(self, batch: Batch, envelopes: list[Envelope], timeline: KeyTimeline) -> None:
