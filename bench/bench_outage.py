@@ -228,6 +228,7 @@ def broker_case(files: OutageFiles, runs: int, summary: Summary) -> float:
     import tempfile
 
     from bench_e2e import delete_topics, launch, make_topics
+    from cpu_share import CpuSampler
 
     count = files.count()
     causes = _expected_causes(files)
@@ -242,12 +243,20 @@ def broker_case(files: OutageFiles, runs: int, summary: Summary) -> float:
         for run in range(runs):
             for kind in ("bare", "jwtriage"):
                 got: list[dict[str, Any]] = []
-                outcome = launch(kind, 1, workdir, topics, count, config_toml=files.config.read_text(),
-                                 causes=causes, results_out=got)
+                sampler = CpuSampler(_reader_roles(kind), period=0.2)
+                sampler.start()
+                try:
+                    outcome = launch(kind, 1, workdir, topics, count, config_toml=files.config.read_text(),
+                                     causes=causes, results_out=got)
+                finally:
+                    sampler.stop()
                 extra = (f", {outcome.cpu_us:.0f} us CPU/event, peak RSS {outcome.rss_mb:.0f} MB"
                          if outcome.cpu_us else "")
+                cores = sampler.cores(min(r["first"] for r in got if r["first"]), max(r["last"] for r in got))
                 print(f"  run {run + 1}: {kind:<8}: {outcome.rate:>8,.0f} events/s, drained {count:,} in "
-                      f"{outcome.wall:5.2f} s{extra}; load {outcome.load:.2f}", flush=True)
+                      f"{outcome.wall:5.2f} s{extra}; cores: reader {cores.get('reader', 0):.2f}, broker "
+                      f"{cores.get('broker', 0):.2f}, machine {cores.get('machine', 0):.2f}; load {outcome.load:.2f}",
+                      flush=True)
                 if kind not in best or outcome.rate > best[kind].rate:
                     best[kind] = outcome
                     if kind == "jwtriage":
@@ -378,6 +387,18 @@ def _stored_rows(workdir: Path) -> tuple[int, int]:
     finally:
         con.close()
     return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+def _reader_roles(kind: str) -> Any:
+    """Who to watch while a backlog drains: the reading worker (bare loop or jwtriage) and the broker."""
+    import os
+
+    from burst_load import broker_pid
+    from cpu_share import children
+
+    me, broker = os.getpid(), broker_pid()
+    return lambda: {"reader": [(pid, None) for pid in children(me, f"--{kind}-worker")],
+                    "broker": [(broker, None)] if broker else []}
 
 
 def _cpu_roles(load: Any) -> Any:

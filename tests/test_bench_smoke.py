@@ -86,6 +86,7 @@ def test_the_outage_benchmark_runs_on_the_broker_and_reuse_changes_no_verdict(ca
     names = {str(row["name"]) for row in rows}
     assert {"outage: classify, reuse on", "outage: 1 consumer events/s", "outage: burst 10x drained after"} <= names
     assert "lag curve" in stdout
+    assert "bare    :" in stdout and "; cores: reader " in stdout  # the backlog's readers and broker, sampled
     assert "CPU by phase" in stdout and "burst: producer java" in stdout  # where the 2 cores went, cheap producer
     assert "lag as the Live page showed it:" in stdout and " readings; " in stdout  # the consumer's lag notes
 
