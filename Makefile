@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test test-fast lint check-install check-bounds kafka-up kafka-down bench dashboard clean validators validators-build validators-fixture lab lab-build lab-down lake-venv lake-up lake-down
+.PHONY: help venv demo test test-fast lint check-install check-bounds kafka-up kafka-down kafka-wipe bench dashboard clean validators validators-build validators-fixture lab lab-build lab-down lake-venv lake-up lake-down
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ kafka-up: ## start the local single-node Kafka broker on 127.0.0.1:9092 (returns
 
 kafka-down: ## stop the local Kafka broker
 	scripts/kafka-down.sh
+
+kafka-wipe: ## stop the local broker and delete its data: the topics interrupted tests and benches left behind
+	scripts/kafka-down.sh --wipe
 
 lake-venv: ## the lake's own venv (.lake/venv: jwtriage[lake] on DuckDB 1.5.x, and moto's S3 server)
 	scripts/lake-venv.sh
