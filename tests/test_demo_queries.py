@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import shutil
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from pipeline import queries
 from pipeline.causes import ATTACK_ADVICE, REMEDIATION
 from pipeline.commands.demo import DemoResult, run_demo
+from pipeline.errors import UsageError
 from pipeline.io.store import Store
 from pipeline.io.store_readers import connect_readonly
 from pipeline.models import Cause
@@ -43,6 +46,29 @@ def test_the_demo_summary_names_causes_rotations_and_accuracy(tmp_path: Path) ->
     assert "Confidence: " in text and " verified (" in text
     rerun = run_demo(Console(file=io.StringIO()), db=tmp_path / "d.duckdb", seed=3, events=1_500, hours=12)
     assert rerun.stored == result.stored  # a fresh store each run, the same rows
+
+
+@pytest.mark.parametrize("case", ["own config", "other file", "consumer store", "store without config"])
+def test_the_demo_replaces_nothing_it_did_not_write(case: str, tmp_path: Path) -> None:
+    """`--db` (or JWTRIAGE_DB) may name a user's store or the folder of their own jwtriage.toml."""
+    made: dict[str, bytes] = {}
+    if case == "own config":
+        db, made["jwtriage.toml"] = tmp_path / "jwtriage.duckdb", b"# my real config\n"
+    elif case == "other file":
+        db, made["notes.txt"] = tmp_path / "notes.txt", b"my notes\n"
+    elif case == "consumer store":
+        db, made["real.duckdb"] = tmp_path / "real.duckdb", b"not the demo's"
+        (tmp_path / "real.duckdb.parts").mkdir()
+        made["real.duckdb.parts/c1.live.duckdb"] = b"a consumer's rows"
+    else:
+        db, made["kept.duckdb"] = tmp_path / "kept.duckdb", b"rows"
+    for name, content in made.items():
+        (tmp_path / name).write_bytes(content)
+    before = sorted(os.listdir(tmp_path))
+    with pytest.raises(UsageError, match="hint: choose another path"):
+        run_demo(Console(file=io.StringIO()), db=db, seed=3, events=200, hours=1)
+    assert sorted(os.listdir(tmp_path)) == before  # nothing deleted, nothing written
+    assert all((tmp_path / name).read_bytes() == content for name, content in made.items())
 
 
 def test_queries_on_the_simulated_store(simulated_db: Path) -> None:

@@ -28,9 +28,11 @@ from pipeline.causes import ROTATION_DAMAGE, cause_label, confidence_text, issue
 from pipeline.commands.common import EXIT_BAD_INPUT, EXIT_OK, scenario_flags
 from pipeline.config import Config
 from pipeline.engine.identifiers import generate_key, hasher_from
+from pipeline.errors import UsageError
 from pipeline.io.memory import ListSource, TimedRecord, interleave
 from pipeline.io.store import Store
 from pipeline.io.store_readers import connect_readonly
+from pipeline.io.store_schema import parts_dir
 from pipeline.records import Batch, Position, RecordKind
 from pipeline.runner import Pipeline, RunStats, run
 from pipeline.simulator import Record, Scenario, simulate
@@ -113,10 +115,39 @@ def write_demo_config(scenario: Scenario, db: Path) -> Path:
     return path
 
 
+#: The first line of every config the simulator writes (`simulator.output.config_toml`), the demo's included.
+_SCENARIO_CONFIG = "# jwtriage config for the simulated key-rotation scenario"
+
+
+def check_demo_target(db: Path) -> None:
+    """Refuse a `--db` (or JWTRIAGE_DB) whose store or config the demo did not write: it replaces both.
+
+    A demo store is a plain file with the scenario's config beside it (`write_demo_config`). A
+    consumer's store has a `.parts` folder; a config of your own, or any other file at the path,
+    has not the scenario's first line. Nothing is deleted until this has passed.
+    """
+    config = db.with_suffix(".toml")
+    hint = "hint: choose another path, e.g. --db jwtriage-demo.duckdb, or delete it yourself if it is a demo's"
+    if parts_dir(db).exists():
+        raise UsageError(f"{db} is a consumer's store (it has {parts_dir(db)}): the demo replaces only its own "
+                         f"stores ({hint})")
+    if config.exists() and not config.is_dir():
+        with config.open(encoding="utf-8", errors="replace") as text:
+            ours = text.readline().startswith(_SCENARIO_CONFIG)
+        if not ours:
+            raise UsageError(f"{config} was not written by jwtriage demo, and the demo writes its config there: "
+                             f"not overwriting it ({hint})")
+    elif config.exists():
+        raise UsageError(f"{config} is a folder, and the demo writes its config there ({hint})")
+    if db.exists() and not config.exists():
+        raise UsageError(f"{db} exists without the demo's config beside it ({config}): not replacing it ({hint})")
+
+
 def run_demo(
     console: Console, db: Path = DEMO_DB, seed: int = 7, events: int = 20_000, hours: float = 24.0
 ) -> DemoResult:
     """Simulate, run the pipeline into a fresh store at `db`, and print the summary."""
+    check_demo_target(db)
     with console.status(f"Simulating {events:,} auth-failure events over {hours:g} h (seed {seed})…"):
         scenario = simulate(seed=seed, events=events, hours=hours)
     envelopes = scenario_envelopes(scenario)
