@@ -59,7 +59,7 @@ bench: $(STAMP) kafka-up ## run the benchmarks (prints figures beside their base
 	$(BIN)/python bench/run_all.py
 
 dashboard: $(STAMP) ## open the dashboard on the demo store
-	$(BIN)/jwtriage dashboard --db jwtriage-demo.duckdb jwtriage-demo.toml
+	$(BIN)/jwtriage dashboard --db jwtriage-demo.duckdb
 
 # The real-validators harness (validators/README.md): each runner is built from its own lock file.
 VAL := validators

@@ -82,3 +82,16 @@ def test_each_readme_command_exits_0_after_the_demo(command: str, after_demo: tu
     done = subprocess.run(shell, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"{command}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
     assert "Traceback" not in done.stderr
+
+
+def test_each_make_recipe_that_runs_jwtriage_parses() -> None:
+    """`make dashboard` once passed a stray argument and failed at once: every recipe's jwtriage line parses."""
+    from pipeline.cli import build_parser
+
+    recipes = re.findall(r"^\t\$\(BIN\)/jwtriage (.+)$", (ROOT / "Makefile").read_text(encoding="utf-8"), re.M)
+    assert any(r.startswith("demo") for r in recipes) and any(r.startswith("dashboard") for r in recipes)
+    for recipe in recipes:
+        try:
+            build_parser().parse_args(shlex.split(recipe))
+        except SystemExit as exit:
+            raise AssertionError(f"make's `jwtriage {recipe}` does not parse (exit {exit.code})") from None
