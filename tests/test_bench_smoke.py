@@ -44,7 +44,7 @@ def run_script(script: str, cache: Path, tmp_path: Path, *args: str) -> tuple[st
     "script",
     [
         "bench_stages.py", "bench_sink.py", "bench_scaling.py", "bench_timeline.py", "bench_retention.py",
-        "bench_store.py",
+        "bench_store.py", "split_probe.py",
     ],
 )
 def test_each_benchmark_runs_in_quick_mode(script: str, cache: Path, tmp_path: Path) -> None:
