@@ -10,6 +10,9 @@ import argparse
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO, Any
+
+from rich.console import Console
 
 from pipeline.config import Config, load_config, resolve_config_path
 from pipeline.errors import UsageError
@@ -86,3 +89,19 @@ def scenario_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=7, help="scenario seed; the same seed gives the same output")
     parser.add_argument("--events", type=int, default=20_000, help="number of auth-failure events (default 20000)")
     parser.add_argument("--hours", type=float, default=24.0, help="length of the scenario in hours (default 24)")
+
+
+class _Terminal(Console):
+    """rich's Console, but a reader that goes away (`jwtriage triage | head`) is not an error.
+
+    rich answers a broken pipe with exit status 1; `cli.main` answers it with 0, as for
+    `classify` and `report`, whose 1 means something else (bad input lines).
+    """
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError
+
+
+def terminal(stdout: IO[str] | None = None, **options: Any) -> Console:
+    """The Console a command prints through (`stdout`: the command's own; default sys.stdout)."""
+    return _Terminal(file=stdout, **options)

@@ -25,7 +25,7 @@ from rich.table import Table
 
 from pipeline import queries
 from pipeline.causes import ROTATION_DAMAGE, cause_label, confidence_text, issuer_fault_text
-from pipeline.commands.common import EXIT_BAD_INPUT, EXIT_OK, scenario_flags
+from pipeline.commands.common import EXIT_BAD_INPUT, EXIT_OK, scenario_flags, terminal
 from pipeline.config import Config
 from pipeline.engine.identifiers import generate_key, hasher_from
 from pipeline.errors import UsageError
@@ -337,7 +337,7 @@ def _duration(value: timedelta | None) -> str:
 
 def cmd_demo(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> int:
     db = Path(args.db or os.environ.get("JWTRIAGE_DB") or DEMO_DB)
-    result = run_demo(Console(), db=db, seed=args.seed, events=args.events, hours=args.hours)
+    result = run_demo(terminal(), db=db, seed=args.seed, events=args.events, hours=args.hours)
     return EXIT_OK if result.stored else EXIT_BAD_INPUT
 
 

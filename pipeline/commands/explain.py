@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline.causes import ATTACK_ADVICE, REMEDIATION
-from pipeline.commands.common import load_cli_config, parse_time_flag, store_path
+from pipeline.commands.common import load_cli_config, parse_time_flag, store_path, terminal
 from pipeline.config import Config, ServiceConfig
 from pipeline.engine.classify import Classifier, Verdict
 from pipeline.engine.keys import KeyTimeline
@@ -117,7 +117,7 @@ def cmd_explain(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> 
             stdout.flush()
             return 0
         ctx = Context(config, keys, at, at_is_now=args.at is None)
-        console = Console(file=stdout, highlight=False)
+        console = terminal(stdout, highlight=False)
         render(console, ctx, token, verdicts, focus, chosen=args.service is not None)
         return 0
     finally:

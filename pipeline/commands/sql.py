@@ -15,10 +15,9 @@ from typing import IO, Any
 
 import duckdb
 from rich import box
-from rich.console import Console
 from rich.table import Table
 
-from pipeline.commands.common import EXIT_OK, reader_store_flags, store_path
+from pipeline.commands.common import EXIT_OK, reader_store_flags, store_path, terminal
 from pipeline.errors import UsageError
 from pipeline.io.store_parts import is_parts_store
 from pipeline.io.store_readers import connect_readonly, published_parts
@@ -52,8 +51,10 @@ def cmd_sql(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> int:
             return EXIT_OK
         try:
             cursor = con.execute(args.query)
-        except duckdb.Error as exc:
-            raise UsageError(f"query failed: {str(exc).splitlines()[0]}") from None
+        except duckdb.Error as exc:  # its first line, and DuckDB's own hint; not the query it quotes after them
+            lines = str(exc).splitlines()
+            hint = next((f" ({line.strip()})" for line in lines[1:] if line.startswith("Did you mean")), "")
+            raise UsageError(f"query failed: {lines[0]}{hint}") from None
         if cursor.description is None:
             return EXIT_OK
         names = [d[0] for d in cursor.description]
@@ -68,7 +69,7 @@ def cmd_sql(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> int:
             table.add_column(name, overflow="fold")
         for row in rows[:MAX_ROWS]:
             table.add_row(*("NULL" if v is None else str(v) for v in row))
-        console = Console(file=stdout, highlight=False)
+        console = terminal(stdout, highlight=False)
         console.print(table)
         if len(rows) > MAX_ROWS:
             console.print(f"[dim]first {MAX_ROWS} rows shown; add LIMIT/OFFSET, or --csv for every row[/]")

@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import duckdb
-from rich.console import Console
 
-from pipeline.commands.common import config_path, parse_time_flag, reader_store_flags, store_path
+from pipeline.commands.common import config_path, parse_time_flag, reader_store_flags, store_path, terminal
 from pipeline.config import load_config
 from pipeline.errors import ConfigError, UsageError
 from pipeline.io.store_readers import connect_readonly
@@ -73,7 +72,7 @@ def cmd_triage(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> i
     if args.json:
         stdout.write(json.dumps(summary.to_json(), default=_json_default) + "\n")
     else:
-        render(Console(file=stdout, highlight=False), summary)
+        render(terminal(stdout, highlight=False), summary)
     stdout.flush()
     return 0
 
