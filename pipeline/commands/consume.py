@@ -280,7 +280,7 @@ def cmd_consume(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> 
         raise ConfigError(
             f"{config.source}: no hash key: the store keeps personal claims (sub, email, ...) as HMACs under a "
             "secret key kept outside it (hint: jwtriage keygen --out hash.key, then set [store] hash_key_file "
-            "= \"hash.key\" or JWTRIAGE_HASH_KEY)"
+            "= \"hash.key\" or JWTRIAGE_STORE__HASH_KEY_FILE=hash.key; JWTRIAGE_HASH_KEY takes the key itself)"
         )
     if not args.verbose:
         logging.getLogger("kafka").setLevel(logging.CRITICAL)  # its reconnect chatter; we log one line

@@ -37,7 +37,14 @@ def cmd_simulate(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) ->
             f"{kafka.samples_topic}, {kafka.jwks_topic})",
             file=stdout,
         )
-        print(f"next: jwtriage consume --config {written['config']} --exit-when-idle 10", file=stdout)
+        key = written["config"].parent / "hash.key"
+        if not key.exists():  # `keygen` refuses to overwrite: on a second run the key is already there
+            print(f"next: jwtriage keygen --out {key}   (the store's key for personal claims, once)", file=stdout)
+        print(
+            f"{'next:' if key.exists() else '     '} JWTRIAGE_STORE__HASH_KEY_FILE={key} "
+            f"jwtriage consume --config {written['config']} --exit-when-idle 10",
+            file=stdout,
+        )
         return EXIT_OK
     print(
         f"next: jwtriage classify --config {written['config']} --jwks {written['jwks']} "
