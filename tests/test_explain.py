@@ -533,3 +533,16 @@ def test_unknown_kid_warns_when_the_key_history_ends_long_before(explain: Runner
     status, out, _ = explain(token, "--service", "payments-api", "--at", later)  # the last --at wins
     assert status == 0
     assert "the last JWKS snapshot of corp here is from 2026-11-20 13:00:00 UTC" in flat(out)
+
+
+def test_a_mistyped_db_is_named_as_the_store_not_as_a_missing_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --config or ./jwtriage.toml the config would be looked for beside the store; the store comes first."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("JWTRIAGE_CONFIG", "JWTRIAGE_DB"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(mint("ec-1").encode())))
+    assert cli.main(["explain", "--db", "nothere.duckdb", "--service", "payments-api"]) == 2
+    err = capsys.readouterr().err
+    assert "no store at nothere.duckdb" in err and "config file not found" not in err

@@ -98,9 +98,9 @@ def cmd_explain(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> 
         raise UsageError(ARGUMENT_REFUSAL)
     now = datetime.now(UTC)
     at = parse_at(args.at) if args.at else now
+    keys = load_keys(args)  # first: a mistyped --db is named as the store it is, not as a config not found
     config = load_cli_config(args)
     services = _services(config, args.service)
-    keys = load_keys(args)
     try:
         token = read_token(stdin)
         verdicts = judge(Classifier(config, keys.timeline), services, token, at)
