@@ -277,13 +277,15 @@ def _print_rotations(console: Console, con: Any) -> None:
             continue
         table = _table(title, ("service", "left"), ("failures", "right"), ("causes", "left"),
                        ("time to recover", "right"), ("fault", "left"))  # fmt: skip
-        for row in affected:
+        causes = [[f"{c} {n:,}" for c, n in sorted(row["by_cause"].items(), key=lambda kv: -kv[1])]
+                  for row in affected]
+        for row, lines in zip(affected, causes, strict=True):
             table.add_row(
                 row["service"],
                 f"{row['failures']:,}",
-                ", ".join(f"{c} {n:,}" for c, n in sorted(row["by_cause"].items(), key=lambda kv: -kv[1])),
+                "\n".join(lines),
                 _seconds(row["recovered_after_s"]),
-                row["fault"],
+                row["fault"].replace(", ", "\n"),  # a line each: narrow enough for the causes at 80 columns
             )
         console.print(table)
     console.print(
