@@ -105,4 +105,3 @@ class _Terminal(Console):
 def terminal(stdout: IO[str] | None = None, **options: Any) -> Console:
     """The Console a command prints through (`stdout`: the command's own; default sys.stdout)."""
     return _Terminal(file=stdout, **options)
-
