@@ -320,7 +320,7 @@ def check_audience(claims: dict[str, Any], service: ServiceConfig, findings: Fin
             findings.add(
                 _AUDIENCE,
                 Cause.AUDIENCE_MISMATCH,
-                f"azp/client_id {quote(party)} is not an authorized party of {service.name}",
+                f"the token's azp/client_id {quote(party)} is not an authorized party of {service.name}",
             )
     if findings.tracing:
         findings.note(_AUDIENCE, aud=aud, aud_accepted=accepted, party=party)

@@ -369,9 +369,10 @@ class Classifier:
             )
         else:
             facts = judged.detail_facts[1:]  # the first only repeats the row's own cause
+            article = "an" if row.validator[0] in "aeiou" else "a"  # an envoy message, a kong message
             stated = f": {'; '.join(facts)}" if facts else ""
             detail = (
-                f"Reported as {cause.value} by the rejecting validator (a {row.validator} message; {why}){stated}; "
+                f"Reported as {cause.value} by the rejecting validator ({article} {row.validator} message; {why}){stated}; "
                 "not verified by jwtriage: sample the token to confirm."
             )
         valid = cause is _VALID
