@@ -63,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    """The parser of the command `name` (argparse keeps the subparsers in its one `_SubParsersAction`)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices.get(name, parser)
+    return parser
+
+
 def _looks_like_token(arg: str) -> bool:
     return arg.count(".") >= 2 and len(arg) > 40 and not arg.startswith("-")
 
@@ -78,7 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_USAGE
     parser = build_parser()
-    args = parser.parse_args(arguments)
+    args, extras = parser.parse_known_args(arguments)
+    if extras:  # what argparse would refuse, refused by the command's own parser: its usage line, not the top's
+        command = _subparser(parser, args.command)
+        shown = " ".join("<token>" if _looks_like_token(extra) else extra for extra in extras)
+        command.error(f"unrecognized arguments: {shown}")
     _setup_logging(args.verbose)
     try:
         return int(args.handler(args, sys.stdin.buffer, sys.stdout))

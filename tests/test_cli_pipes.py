@@ -38,3 +38,18 @@ def test_a_mistyped_table_keeps_duckdbs_suggestion(simulated_db: Path, capsys: p
     err = capsys.readouterr().err
     assert "clasifications does not exist" in err and 'Did you mean "classifications"?' in err
     assert "LINE 1" not in err  # the query DuckDB quotes after its hint is not repeated
+
+
+def test_an_unknown_option_is_refused_with_the_commands_own_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["triage", "--sinse", "6h"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "usage: jwtriage triage" in err and "unrecognized arguments: --sinse 6h" in err
+
+
+def test_a_token_given_as_a_stray_argument_is_not_echoed(capsys: pytest.CaptureFixture[str]) -> None:
+    token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+    with pytest.raises(SystemExit):
+        cli.main(["triage", "--since", "6h", token])
+    err = capsys.readouterr().err
+    assert token not in err and "eyJ" not in err and "unrecognized arguments: <token>" in err
