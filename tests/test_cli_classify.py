@@ -98,7 +98,7 @@ def test_bad_lines_are_reported_with_file_line_and_reason_and_the_rest_goes_on(f
     assert status == 1
     assert [r["event_id"] for r in rows] == ["a", "z"]
     lines = err.strip().splitlines()
-    assert len(lines) == 6
+    assert len(lines) == 7 and lines[6] == "jwtriage classify: 2 events judged, 6 bad lines"  # the total last
     name = str(files["dir"] / "events.jsonl")
     assert lines[0] == f"jwtriage: {name}:2: not UTF-8 (byte 0)"
     assert lines[1].startswith(f"jwtriage: {name}:3: not JSON")
@@ -259,3 +259,12 @@ def test_classify_agrees_with_the_simulators_truth_on_cause_confidence_and_attac
     ]
     assert wrong == []
     assert {t["confidence"] for t in judged} == {"verified", "reported", "inferred"}
+
+
+def test_a_snapshots_file_given_as_the_events_gets_a_hint(files: dict[str, Path]) -> None:
+    """The two files swapped: every line is bad, and the last line says what is likely wrong."""
+    snapshots = [s.model_dump_json().encode() for s in default_snapshots()]
+    status, rows, err = run(files, snapshots)
+    assert status == 1 and rows == []
+    assert err.splitlines()[-1].startswith("jwtriage classify: 0 events judged, 5 bad lines; no line was an event: "
+                                           "is it a JWKS snapshots file?")

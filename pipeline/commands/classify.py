@@ -21,6 +21,9 @@ def cmd_classify(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) ->
     jwks, samples = Path(args.jwks), Path(args.samples) if args.samples else None
     events = Path("/dev/stdin") if args.events == "-" else Path(args.events)
     check_readable(jwks, samples, None if args.events == "-" else events)
+    if args.events == "-" and sys.stdin.isatty():  # not a pipe: say what it waits for
+        print("jwtriage classify: reading events from standard input, one JSON line each; end with Ctrl-D "
+              "(or name the file: jwtriage classify ... EVENTS.jsonl)", file=sys.stderr)
     sink = JsonlVerdictSink(stdout, errors=sys.stderr)
     source = FileSource(events, snapshots=jwks, samples=samples)
     pipeline = Pipeline(
@@ -35,6 +38,11 @@ def cmd_classify(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) ->
             f"(not a JWT rejection), {counts['dead_letters']:,} dead letters ({args.format} format)",
             file=sys.stderr,
         )
+    elif sink.bad:  # the bad lines are above, one each: the total, and a hint when no line was an event
+        events_read = pipeline.counts["events"]
+        hint = ("; no line was an event: is it a JWKS snapshots file? (those go to --jwks, the events file "
+                "is the last argument)") if events_read == 0 and sink.bad > 1 else ""
+        print(f"jwtriage classify: {events_read:,} events judged, {sink.bad:,} bad lines{hint}", file=sys.stderr)
     return EXIT_BAD_INPUT if sink.bad else EXIT_OK
 
 

@@ -372,7 +372,8 @@ class Classifier:
             article = "an" if row.validator[0] in "aeiou" else "a"  # an envoy message, a kong message
             stated = f": {'; '.join(facts)}" if facts else ""
             detail = (
-                f"Reported as {cause.value} by the rejecting validator ({article} {row.validator} message; {why}){stated}; "
+                f"Reported as {cause.value} by the rejecting validator ({article} {row.validator} message; "
+                f"{why}){stated}; "
                 "not verified by jwtriage: sample the token to confirm."
             )
         valid = cause is _VALID
