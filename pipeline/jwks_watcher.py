@@ -208,6 +208,7 @@ class JwksWatcher:
         self._states = {i.name: _IssuerState(i, next_due=now) for i in issuers}
         self._by_iss = {i.issuer: i.name for i in issuers}
         self.refreshes_suppressed = 0
+        self.retries = True  # False for one round (`jwks-watch --once`): a failure is not retried, so not "retry in"
         for snapshot in seed:
             self._seed(snapshot)
 
@@ -412,9 +413,8 @@ class JwksWatcher:
             assert state.confirmed_at is not None
             kept = f"keeping the last good set ({self._held(state)} keys, confirmed {_stamp(state.confirmed_at)})"
         what = "publishing" if fetched else f"fetching {state.url}"
-        log.warning(
-            "%s: %s failed (#%d): %s; %s; retry in %.0f s", state.config.name, what, state.failures, reason, kept, delay
-        )
+        then = f"retry in {delay:.0f} s" if self.retries else "not retried (one round)"
+        log.warning("%s: %s failed (#%d): %s; %s; %s", state.config.name, what, state.failures, reason, kept, then)
         return PollResult(state.config.name, "failed", False, self._held(state), delay, reason)
 
     # -- one HTTP fetch --------------------------------------------------------------------

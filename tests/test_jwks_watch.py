@@ -722,12 +722,14 @@ def test_cli_once_writes_jsonl_that_classify_reads(
 
 
 def test_cli_once_exits_1_when_an_issuer_fails(
-    idp_server: IdpServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    idp_server: IdpServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     idp_server.mode = "garbage"
     config, out = _config(tmp_path, idp_server.url), tmp_path / "jwks.jsonl"
     assert main(["jwks-watch", "--config", str(config), "--once", "--out", str(out)]) == 1
     assert capsys.readouterr().out.startswith("corp: failed: body is not JSON")
+    warned = [r.getMessage() for r in caplog.records if "failed (#1)" in r.getMessage()]
+    assert warned and all("not retried (one round)" in m and "retry in" not in m for m in warned)  # it exits
     assert not out.exists() or out.read_text() == ""
 
 

@@ -43,6 +43,7 @@ def cmd_jwks_watch(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) 
     watcher = JwksWatcher(issuers, sink, settings, seed=seed.values())
     try:
         if args.once:
+            watcher.retries = False
             results = watcher.poll_all()
             for result in results:
                 print(_result_line(result), file=stdout)
