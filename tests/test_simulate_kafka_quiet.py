@@ -41,6 +41,7 @@ def test_quiet_by_default_and_the_config_names_broker_and_topics(tmp_path: Path)
     assert config.kafka.samples_topic == topics["JWTRIAGE_KAFKA__SAMPLES_TOPIC"]
     assert config.kafka.jwks_topic == topics["JWTRIAGE_KAFKA__JWKS_TOPIC"]
     assert DEFAULT_BOOTSTRAP in str(config.kafka.bootstrap_servers)
+    assert config.kafka.group_id == "jwtriage-simulated"  # never the default group a real deployment uses
     assert "jwtriage consume --config" in done.stdout
 
 

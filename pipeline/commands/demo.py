@@ -201,7 +201,7 @@ def print_summary(
     """The triage summary: causes, rotations and what they caused, cache ages, attacks, accuracy."""
     rate = result.events / result.seconds if result.seconds else 0.0
     console.print(
-        f"\n[bold]jwtriage demo[/]: {result.events:,} events → {result.stored:,} classified, "
+        f"[bold]jwtriage demo[/]: {result.events:,} events → {result.stored:,} classified, "
         f"{result.dead_letters:,} dead letters, in {result.seconds:.1f} s ({rate:,.0f} events/s) → {result.db}\n"
     )
     for section in (_print_causes, _print_rotations, _print_cache_ages, _print_attacks):

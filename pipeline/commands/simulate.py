@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from pipeline.commands.common import EXIT_OK, scenario_flags
-from pipeline.config import load_config
+from pipeline.config import KafkaConfig, load_config
 from pipeline.simulator.output import with_tables
+
+#: The consumer group `simulate --kafka` writes into the scenario's config (unless JWTRIAGE_KAFKA__GROUP_ID is set).
+SIMULATED_GROUP = "jwtriage-simulated"
 
 
 def cmd_simulate(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) -> int:
@@ -30,6 +33,9 @@ def cmd_simulate(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) ->
             sent = produce(kafka, scenario_records(scenario, kafka))
         # the broker and the three topics (never a credential: those stay in the environment)
         used = {k: v for k, v in kafka.model_dump().items() if k.endswith(("_servers", "_topic")) and v}
+        # its own consumer group, unless you chose one: a consumer of the scenario must not join (and rebalance)
+        # a real deployment's default group on a shared broker
+        used["group_id"] = SIMULATED_GROUP if kafka.group_id == KafkaConfig().group_id else kafka.group_id
         # the broker and topics it produced to, so `consume --config` reads exactly those
         written["config"].write_text(with_tables(scenario.config_toml, kafka=used), encoding="utf-8")
         print(
