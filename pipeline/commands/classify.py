@@ -21,7 +21,7 @@ def cmd_classify(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) ->
     jwks, samples = Path(args.jwks), Path(args.samples) if args.samples else None
     events = Path("/dev/stdin") if args.events == "-" else Path(args.events)
     check_readable(jwks, samples, None if args.events == "-" else events)
-    if args.events == "-" and sys.stdin.isatty():  # not a pipe: say what it waits for
+    if args.events == "-" and stdin.isatty():  # not a pipe: say what it waits for
         print("jwtriage classify: reading events from standard input, one JSON line each; end with Ctrl-D "
               "(or name the file: jwtriage classify ... EVENTS.jsonl)", file=sys.stderr)
     sink = JsonlVerdictSink(stdout, errors=sys.stderr)

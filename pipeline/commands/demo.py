@@ -36,7 +36,7 @@ from pipeline.io.store_schema import parts_dir
 from pipeline.records import Batch, Position, RecordKind
 from pipeline.runner import Pipeline, RunStats, run
 from pipeline.simulator import Record, Scenario, simulate
-from pipeline.simulator.output import with_tables
+from pipeline.simulator.output import CONFIG_HEADER, with_tables
 from pipeline.text import human_duration, utc_text
 
 DEMO_DB = Path("jwtriage-demo.duckdb")
@@ -115,10 +115,6 @@ def write_demo_config(scenario: Scenario, db: Path) -> Path:
     return path
 
 
-#: The first line of every config the simulator writes (`simulator.output.config_toml`), the demo's included.
-_SCENARIO_CONFIG = "# jwtriage config for the simulated key-rotation scenario"
-
-
 def check_demo_target(db: Path) -> None:
     """Refuse a `--db` (or JWTRIAGE_DB) whose store or config the demo did not write: it replaces both.
 
@@ -131,15 +127,14 @@ def check_demo_target(db: Path) -> None:
     if parts_dir(db).exists():
         raise UsageError(f"{db} is a consumer's store (it has {parts_dir(db)}): the demo replaces only its own "
                          f"stores ({hint})")
-    if config.exists() and not config.is_dir():
-        with config.open(encoding="utf-8", errors="replace") as text:
-            ours = text.readline().startswith(_SCENARIO_CONFIG)
-        if not ours:
-            raise UsageError(f"{config} was not written by jwtriage demo, and the demo writes its config there: "
-                             f"not overwriting it ({hint})")
-    elif config.exists():
+    if config.is_dir():
         raise UsageError(f"{config} is a folder, and the demo writes its config there ({hint})")
-    if db.exists() and not config.exists():
+    if config.exists():
+        with config.open(encoding="utf-8", errors="replace") as text:
+            if not text.readline().startswith(CONFIG_HEADER):
+                raise UsageError(f"{config} was not written by jwtriage demo, and the demo writes its config "
+                                 f"there: not overwriting it ({hint})")
+    elif db.exists():
         raise UsageError(f"{db} exists without the demo's config beside it ({config}): not replacing it ({hint})")
 
 
@@ -277,13 +272,11 @@ def _print_rotations(console: Console, con: Any) -> None:
             continue
         table = _table(title, ("service", "left"), ("failures", "right"), ("causes", "left"),
                        ("time to recover", "right"), ("fault", "left"))  # fmt: skip
-        causes = [[f"{c} {n:,}" for c, n in sorted(row["by_cause"].items(), key=lambda kv: -kv[1])]
-                  for row in affected]
-        for row, lines in zip(affected, causes, strict=True):
+        for row in affected:
             table.add_row(
                 row["service"],
                 f"{row['failures']:,}",
-                "\n".join(lines),
+                "\n".join(f"{c} {n:,}" for c, n in sorted(row["by_cause"].items(), key=lambda kv: -kv[1])),
                 _seconds(row["recovered_after_s"]),
                 row["fault"].replace(", ", "\n"),  # a line each: narrow enough for the causes at 80 columns
             )

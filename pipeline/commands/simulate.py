@@ -44,10 +44,11 @@ def cmd_simulate(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) ->
             file=stdout,
         )
         key = written["config"].parent / "hash.key"
-        if not key.exists():  # `keygen` refuses to overwrite: on a second run the key is already there
+        make_key = not key.exists()  # `keygen` refuses to overwrite: on a second run the key is already there
+        if make_key:
             print(f"next: jwtriage keygen --out {key}   (the store's key for personal claims, once)", file=stdout)
         print(
-            f"{'next:' if key.exists() else '     '} JWTRIAGE_STORE__HASH_KEY_FILE={key} "
+            f"{'     ' if make_key else 'next:'} JWTRIAGE_STORE__HASH_KEY_FILE={key} "
             f"jwtriage consume --config {written['config']} --exit-when-idle 10",
             file=stdout,
         )

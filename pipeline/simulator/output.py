@@ -14,10 +14,14 @@ def _toml_list(values: Sequence[str]) -> str:
     return "[" + ", ".join(json.dumps(v) for v in values) + "]"
 
 
+#: How every scenario config starts: `jwtriage demo` replaces only a config that does (`commands.demo`).
+CONFIG_HEADER = "# jwtriage config for the simulated key-rotation scenario"
+
+
 def config_toml(seed: int) -> str:
     """A complete jwtriage config (DESIGN.md contract) naming every issuer and service."""
     lines = [
-        f"# jwtriage config for the simulated key-rotation scenario (pipeline/simulator, seed {seed}).",
+        f"{CONFIG_HEADER} (pipeline/simulator, seed {seed}).",
         "# The JWKS cache notes are the simulator's, for people; jwtriage reads only jwks_cache_ttl_seconds.",
         "",
         "[classify]",
