@@ -67,13 +67,16 @@ _SPACES = re.compile(r"\s{1,2000}")
 
 #: JSON/logfmt fields whose value comes from the token (masked while JSON escaping still delimits them).
 _TOKEN_FIELDS = r"kid|iss|issuer|aud|audience|sub|subject|alg|azp|client_id|jti|typ|token|jwt|access_token|id_token"
+#: A value quoted inside a quoted string (`\"abc\"`). A bare value stops at any quote: it may be the
+#: closing quote of the string around it, which a validator's slot needs to find its value's end.
+_ESCAPED_QUOTED = r'\\"(?:[^"\\]|\\[^"]){0,2000}\\"'
 _JSON_FIELD = re.compile(
     rf"""(?P<key>\\{{0,2}}"(?:{_TOKEN_FIELDS})\\{{0,2}}"\s{{0,4}}:\s{{0,4}})"""
-    r"""(?:"(?:[^"\\]|\\.){0,2000}"|\[[^\]]{0,2000}\]|[^,}\s]{1,200})""",
+    rf"""(?:"(?:[^"\\]|\\.){{0,2000}}"|{_ESCAPED_QUOTED}|\[[^\]]{{0,2000}}\]|[^,}}\s"]{{1,200}})""",
     re.IGNORECASE,
 )
 _LOGFMT_FIELD = re.compile(
-    rf"""(?P<key>(?<![\w"])(?:{_TOKEN_FIELDS})=)(?:"(?:[^"\\]|\\.){{0,2000}}"|\S{{1,200}})""",
+    rf"""(?P<key>(?<![\w"])(?:{_TOKEN_FIELDS})=)(?:"(?:[^"\\]|\\.){{0,2000}}"|{_ESCAPED_QUOTED}|[^\s"]{{1,200}})""",
     re.IGNORECASE,
 )
 #: A compact JWS/JWE anywhere in a message is a token (a credential), never text to match.
