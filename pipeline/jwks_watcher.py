@@ -176,7 +176,8 @@ class JwksWatcher:
 
     `clock` (aware UTC datetimes) drives scheduling and `fetched_at`; `sleep` waits between
     rounds (the default wakes early on `stop()`); `transport` replaces the network
-    (`httpx.MockTransport` in tests); `rng` draws the backoff jitter.
+    (`httpx.MockTransport` in tests); `rng` draws the backoff jitter; `one_round` is for a
+    caller that polls once and exits, so a failure's log does not promise a retry.
     """
 
     def __init__(
@@ -190,6 +191,7 @@ class JwksWatcher:
         sleep: Callable[[float], object] | None = None,
         rng: random.Random | None = None,
         seed: Iterable[JwksSnapshot] = (),
+        one_round: bool = False,
     ) -> None:
         if not issuers:
             raise ValueError("no issuers to watch")
@@ -208,7 +210,7 @@ class JwksWatcher:
         self._states = {i.name: _IssuerState(i, next_due=now) for i in issuers}
         self._by_iss = {i.issuer: i.name for i in issuers}
         self.refreshes_suppressed = 0
-        self.retries = True  # False for one round (`jwks-watch --once`): a failure is not retried, so not "retry in"
+        self._one_round = one_round
         for snapshot in seed:
             self._seed(snapshot)
 
@@ -413,7 +415,7 @@ class JwksWatcher:
             assert state.confirmed_at is not None
             kept = f"keeping the last good set ({self._held(state)} keys, confirmed {_stamp(state.confirmed_at)})"
         what = "publishing" if fetched else f"fetching {state.url}"
-        then = f"retry in {delay:.0f} s" if self.retries else "not retried (one round)"
+        then = "not retried (one round)" if self._one_round else f"retry in {delay:.0f} s"
         log.warning("%s: %s failed (#%d): %s; %s; %s", state.config.name, what, state.failures, reason, kept, then)
         return PollResult(state.config.name, "failed", False, self._held(state), delay, reason)
 

@@ -40,10 +40,9 @@ def cmd_jwks_watch(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str]) 
         heartbeat=args.heartbeat,
     )
     sink, seed = _open_sink(config, args.out)
-    watcher = JwksWatcher(issuers, sink, settings, seed=seed.values())
+    watcher = JwksWatcher(issuers, sink, settings, seed=seed.values(), one_round=args.once)
     try:
         if args.once:
-            watcher.retries = False
             results = watcher.poll_all()
             for result in results:
                 print(_result_line(result), file=stdout)
