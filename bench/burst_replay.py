@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,12 @@ def records(lines: list[bytes], total: int, mode: str, shift: float) -> Iterator
             stamp = when.astimezone(UTC).isoformat().replace("+00:00", "Z").encode()
             value = value[: match.start(1)] + stamp + value[match.end(1) :]
         yield value
+
+
+def sticky(values: Iterable[bytes], partitions: int) -> Iterator[tuple[int, bytes]]:
+    """Each record with the partition the producer's sticky batches give it, unkeyed: 250 to one, then the next."""
+    for n, value in enumerate(values):
+        yield n // 250 % partitions, value
 
 
 class Timers:
@@ -174,9 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.order is not None:
                 yield from self.logged(args.order)
                 return
-            # The producer's sticky batches, unkeyed: 250 records to a partition, then the next one.
-            sent = ((n // 250 % partitions, value) for n, value in enumerate(records(lines, total, args.ts,
-                                                                                      args.shift)))
+            sent = sticky(records(lines, total, args.ts, args.shift), partitions)
             lead: list[tuple[int, bytes]] = []  # records of the leading partitions (0, 1) not yet read
             lag: list[tuple[int, bytes]] = []  # of the lagging ones (2, 3)
             offsets = [0] * partitions

@@ -44,14 +44,13 @@ BATCH = 5_000
 
 def _batches(files: OutageFiles, total: int) -> Iterator[list[Any]]:
     """The burst producer's records, `total` of them, 250 to a partition in turn, in batches."""
-    from burst_replay import records
+    from burst_replay import records, sticky
 
     from pipeline.records import Envelope, Position, RecordKind
 
     batch: list[Any] = []
     offsets = [0] * 4
-    for n, value in enumerate(records(files.events.read_bytes().splitlines(), total, "cycled", 0.0)):
-        partition = n // 250 % 4
+    for partition, value in sticky(records(files.events.read_bytes().splitlines(), total, "cycled", 0.0), 4):
         batch.append(Envelope(RecordKind.EVENT, value, Position("auth.failures", partition, offsets[partition])))
         offsets[partition] += 1
         if len(batch) == BATCH:
