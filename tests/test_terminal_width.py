@@ -5,6 +5,7 @@ rich takes the width from COLUMNS when output is not a terminal, so each run set
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -56,3 +57,22 @@ def test_triage_fits_the_terminal(simulated_db: Path, tmp_path: Path, columns: i
     assert "unknown_…" not in text and "stale_jw…" not in text
     if columns == 200:
         assert "Unknown signing key" in text or "Stale JWKS cache" in text
+
+
+def test_triage_never_folds_a_name_at_80_columns(tmp_path: Path) -> None:
+    # rich narrows the widest columns past their longest word; a table then drops its trend column instead.
+    # The default demo's attacks each hit four services from two clients: the smaller store's fit anyway.
+    _run(["demo", "--db", "d.duckdb"], 200, tmp_path)
+    store = str(tmp_path / "d.duckdb")
+    found = json.loads(_run(["triage", "--db", store, "--since", "1d", "--json"], 200, tmp_path))
+    attacked = {s for a in found["attacks"] for s in a["services"]}
+    rotated = {s["service"] for r in found["rotations"] for s in r["services"][:4]}
+    assert attacked and rotated
+    text = _run(["triage", "--db", store, "--since", "1d"], 80, tmp_path)
+    # Each table on its own: the lines to read first name the same services.
+    rotations = text[text.index("Key rotations in or near") : text.index("Attack bursts")]
+    attacks = text[text.index("Attack bursts") : text.index("Sparklines:")]
+    for names, table in ((rotated, rotations), (attacked, attacks)):
+        words = {word.strip(",()") for word in table.split()}
+        assert names <= words, (sorted(names - words), table)
+    assert "trend" in rotations.split()  # a table that fits keeps its sparklines

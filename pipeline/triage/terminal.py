@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from rich import box
@@ -43,9 +44,9 @@ def render(console: Console, summary: Summary) -> None:
     if summary.spikes:
         console.print(_spikes_table(summary))
     if summary.rotations:
-        console.print(_rotations_table(summary))
+        console.print(_fitted(console, lambda trend: _rotations_table(summary, trend)))
     if summary.attacks:
-        console.print(_attacks_table(summary))
+        console.print(_fitted(console, lambda trend: _attacks_table(summary, trend)))
     console.print(
         f"[dim]Sparklines: {BUCKETS} buckets of {span(summary.window / BUCKETS)} over the window, "
         "each row scaled to its own peak. "
@@ -65,6 +66,23 @@ _COMPARISON_LABEL = {
 def _table(title: str) -> Table:
     """A table that fits 80 columns: light rules, no outer padding; columns fold long words, never cut them."""
     return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+
+
+def _fitted(console: Console, build: Callable[[bool], Table]) -> Table:
+    """The table with its trend column where that leaves every word whole at this width, else without it.
+
+    Rendered to find out: rich narrows the widest text columns first, down past their longest word.
+    """
+    table = build(True)
+    words = {
+        word
+        for column in table.columns
+        for cell in column.cells
+        for word in (cell.plain if isinstance(cell, Text) else Text.from_markup(str(cell)).plain).split()
+    }
+    with console.capture() as drawn:
+        console.print(table)
+    return table if words <= set(drawn.get().split()) else build(False)
 
 
 def _causes_table(summary: Summary, length: str, width: int) -> Table:
@@ -111,9 +129,9 @@ def _spikes_table(summary: Summary) -> Table:
     return table
 
 
-def _rotations_table(summary: Summary) -> Table:
+def _rotations_table(summary: Summary, trend: bool) -> Table:
     table = _table("Key rotations in or near the window, and the failures they caused in it")
-    for column in ("when", "issuer", "step", "failures", "services", "trend"):
+    for column in ("when", "issuer", "step", "failures", "services", "trend")[: None if trend else -1]:
         table.add_column(
             column,
             justify="right" if column == "failures" else "left",
@@ -134,7 +152,7 @@ def _rotations_table(summary: Summary) -> Table:
             Text(f"{step['action']} {step['kid']}"),
             f"{step['failures']:,}",
             Text(services or "none so far"),
-            sparkline(step["sparkline"]),
+            *([sparkline(step["sparkline"])] if trend else []),
         )
     return table
 
@@ -147,14 +165,14 @@ def _service_effect(entry: dict[str, Any]) -> str:
     return f"{entry['service']} {entry['failures']:,} ({parts})"
 
 
-def _attacks_table(summary: Summary) -> Table:
+def _attacks_table(summary: Summary, trend: bool) -> Table:
     table = _table("Attack bursts")
-    for column in ("attack", "events", "services", "clients", "first–last", "trend"):
+    for column in ("attack", "events", "services", "clients", "first–last", "trend")[: None if trend else -1]:
         table.add_column(
             column,
             justify="right" if column == "events" else "left",
             overflow="fold",
-            no_wrap=column in ("attack", "trend"),
+            no_wrap=column in ("attack", "first–last", "trend"),
             min_width=BUCKETS if column == "trend" else None,
         )
     for a in summary.attacks:
@@ -164,6 +182,6 @@ def _attacks_table(summary: Summary) -> Table:
             Text(", ".join(a["services"])),
             Text(", ".join(f"{client_text(c['client_id'])} {c['events']:,}" for c in a["clients"])),
             f"{clock(summary, a['first_seen'])}–{clock(summary, a['last_seen'])}",
-            sparkline(a["sparkline"]),
+            *([sparkline(a["sparkline"])] if trend else []),
         )
     return table
