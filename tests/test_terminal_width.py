@@ -45,6 +45,11 @@ def test_demo_fits_the_terminal(tmp_path: Path, columns: int) -> None:
     text = _run(["demo", "--db", "d.duckdb", "--events", "3000"], columns, tmp_path)
     _check(text, columns, DEMO_HEADERS)
     assert "billing-legacy" in text and "https:/…" not in text and "unpublis…" not in text
+    table = text[text.index("JWKS cache age per service") :].splitlines()
+    rule = next(n for n, line in enumerate(table) if line.strip().startswith("─"))
+    end = next(n for n in range(rule, len(table)) if not table[n].strip())
+    rows = table[rule + 1 : end]
+    assert rows and all(line[:2].strip() for line in rows), rows  # a row a line: no duration wrapped
     if columns == 200:
         assert "Stale JWKS cache" in text  # the labels, where there is room
 

@@ -293,6 +293,10 @@ def _print_cache_ages(console: Console, con: Any) -> None:
     caches = _table("JWKS cache age per service, as the events show it", ("service", "left"),
                     ("events", "right"), ("reported age median", "right"), ("max", "right"),
                     ("stale_jwks", "right"), ("stale window", "right"))  # fmt: skip
+    for column in caches.columns[2:4] + caches.columns[5:]:  # a duration is one value: never "21 h 12" over "min"
+        column.no_wrap = True
+    caches.columns[2].header, caches.columns[5].header = "reported\nage median", "stale\nwindow"
+    caches.collapse_padding = True  # one space less between columns: the six fit 80 columns whole
     for row in queries.cache_age_by_service(con):
         caches.add_row(
             row["service"],
