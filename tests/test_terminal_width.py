@@ -5,6 +5,7 @@ rich takes the width from COLUMNS when output is not a terminal, so each run set
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -12,6 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,20 +67,61 @@ def test_triage_fits_the_terminal(simulated_db: Path, tmp_path: Path, columns: i
         assert "Unknown signing key" in text or "Stale JWKS cache" in text
 
 
-def test_triage_never_folds_a_name_at_80_columns(tmp_path: Path) -> None:
-    # rich narrows the widest columns past their longest word; a table then drops its trend column instead.
+@pytest.mark.parametrize("since", ["12h", "1d"])  # 12 h: spikes, and rotations from before the window
+def test_triage_never_breaks_a_name_at_80_columns(tmp_path: Path, since: str) -> None:
+    # rich narrows the widest columns past their longest word ("partner-gatewa" over "y 137"); triage
+    # chooses the wrapping columns' widths itself, and drops a table's trend column when they cannot fit.
     # The default demo's attacks each hit four services from two clients: the smaller store's fit anyway.
     _run(["demo", "--db", "d.duckdb"], 200, tmp_path)
     store = str(tmp_path / "d.duckdb")
-    found = json.loads(_run(["triage", "--db", store, "--since", "1d", "--json"], 200, tmp_path))
-    attacked = {s for a in found["attacks"] for s in a["services"]}
-    rotated = {s["service"] for r in found["rotations"] for s in r["services"][:4]}
-    assert attacked and rotated
-    text = _run(["triage", "--db", store, "--since", "1d"], 80, tmp_path)
+    found = json.loads(_run(["triage", "--db", store, "--since", since, "--json"], 200, tmp_path))
+    names = {
+        "Spikes": {x["service"] for s in found["spikes"] for x in s["services"]}
+        | {x["client_id"] for s in found["spikes"] for x in s["clients"] if x["client_id"]},
+        "Key rotations in or near": {x["service"] for r in found["rotations"] for x in r["services"][:4]},
+        "Attack bursts": {x for a in found["attacks"] for x in a["services"]},
+    }
+    assert all(names.values()) or since == "1d", names
+    text = _run(["triage", "--db", store, "--since", since], 80, tmp_path)
+    assert max(len(line) for line in text.splitlines()) <= 80
     # Each table on its own: the lines to read first name the same services.
-    rotations = text[text.index("Key rotations in or near") : text.index("Attack bursts")]
-    attacks = text[text.index("Attack bursts") : text.index("Sparklines:")]
-    for names, table in ((rotated, rotations), (attacked, attacks)):
-        words = {word.strip(",()") for word in table.split()}
-        assert names <= words, (sorted(names - words), table)
-    assert "trend" in rotations.split()  # a table that fits keeps its sparklines
+    starts = sorted((text.index(title), title) for title in names if title in text)
+    ends = [start for start, _ in starts[1:]] + [text.index("Sparklines:")]
+    for (start, title), end in zip(starts, ends, strict=True):
+        words = {word.strip(",()") for word in text[start:end].split()}
+        assert names[title] <= words, (sorted(names[title] - words), text[start:end])
+    if since == "1d":
+        assert "trend" in text[starts[0][0] : ends[0]].split()  # a table that fits keeps its sparklines
+
+
+_WORD = st.text(alphabet="abcdefghij-_0123456789", min_size=1, max_size=18)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    cells=st.lists(st.lists(st.lists(_WORD, min_size=1, max_size=6), min_size=4, max_size=4), min_size=1, max_size=5),
+    width=st.integers(40, 160),
+    trend=st.booleans(),
+)
+def test_chosen_widths_keep_every_word_whole(cells: list[list[list[str]]], width: int, trend: bool) -> None:
+    from rich.console import Console
+
+    from pipeline.triage.terminal import _keep_words_whole, _table
+
+    table = _table("t")
+    table.add_column("name", no_wrap=True)
+    table.add_column("services", overflow="fold")
+    table.add_column("clients", overflow="fold")
+    table.add_column("since", overflow="fold")
+    if trend:
+        table.add_column("trend", no_wrap=True, min_width=12)
+    for row in cells:
+        table.add_row(*(" ".join(words) for words in row), *(["▁▂▃▄▅▆▇█▇▆▅▄"] if trend else []))
+    console = Console(width=width, file=io.StringIO(), color_system=None)
+    if not _keep_words_whole(table, width):
+        return
+    with console.capture() as drawn:
+        console.print(table)
+    lines = drawn.get().splitlines()
+    assert max(len(line) for line in lines) <= width
+    assert {w for row in cells for words in row for w in words} <= set(drawn.get().split())

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -42,7 +43,9 @@ def render(console: Console, summary: Summary) -> None:
     console.print()
     console.print(_causes_table(summary, length, console.width))
     if summary.spikes:
-        console.print(_spikes_table(summary))
+        spikes = _spikes_table(summary)
+        _keep_words_whole(spikes, console.width)
+        console.print(spikes)
     if summary.rotations:
         console.print(_fitted(console, lambda trend: _rotations_table(summary, trend)))
     if summary.attacks:
@@ -69,20 +72,54 @@ def _table(title: str) -> Table:
 
 
 def _fitted(console: Console, build: Callable[[bool], Table]) -> Table:
-    """The table with its trend column where that leaves every word whole at this width, else without it.
-
-    Rendered to find out: rich narrows the widest text columns first, down past their longest word.
-    """
+    """The table with its trend column where every word then fits whole at this width, else without it."""
     table = build(True)
-    words = {
-        word
-        for column in table.columns
-        for cell in column.cells
-        for word in (cell.plain if isinstance(cell, Text) else Text.from_markup(str(cell)).plain).split()
-    }
-    with console.capture() as drawn:
-        console.print(table)
-    return table if words <= set(drawn.get().split()) else build(False)
+    if _keep_words_whole(table, console.width):
+        return table
+    table = build(False)
+    _keep_words_whole(table, console.width)
+    return table
+
+
+def _plain(cell: object) -> str:
+    return cell.plain if isinstance(cell, Text) else Text.from_markup(str(cell)).plain
+
+
+def _keep_words_whole(table: Table, width: int) -> bool:
+    """Sets the wrapping columns' widths so that none breaks a word, when the table can fit `width` so.
+
+    rich narrows the widest wrapping columns first, past their longest word ("partner-gatewa" over
+    "y 137"). Here each wrapping column gets at least its longest word, and the rest of the line in
+    proportion to how much more its text wants. False when even that does not fit.
+    """
+    left, right = table.padding[3], table.padding[1]  # a `_table` pads (0, 1): top, right, bottom, left
+    overhead = (2 if table.show_edge else 0) + len(table.columns) - 1  # the box's edges and dividers
+    overhead += len(table.columns) * (left + right) - (0 if table.pad_edge else left + right)
+    fixed, least, most = 0, [], []
+    for column in table.columns:
+        texts = [_plain(column.header), *(_plain(cell) for cell in column.cells)]
+        lines = [line for text in texts for line in text.splitlines()]
+        longest = max((cell_len(line) for line in lines), default=0)
+        if column.no_wrap:
+            fixed += max(longest, column.min_width or 0)
+        else:
+            least.append(max((cell_len(word) for line in lines for word in line.split()), default=1))
+            most.append(longest)
+    room = width - overhead - fixed
+    if room < sum(least):
+        return False
+    if room >= sum(most):
+        return True  # nothing wraps that need not
+    wants = [m - n for n, m in zip(least, most, strict=True)]
+    spare = room - sum(least)
+    widths = [n + spare * want // sum(wants) for n, want in zip(least, wants, strict=True)]
+    for i in sorted(range(len(widths)), key=lambda i: -wants[i])[: room - sum(widths)]:
+        widths[i] += 1
+    wrapping = iter(widths)
+    for column in table.columns:
+        if not column.no_wrap:
+            column.width = next(wrapping)
+    return True
 
 
 def _causes_table(summary: Summary, length: str, width: int) -> Table:
