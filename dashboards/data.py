@@ -101,8 +101,7 @@ def _open(path: str | Path) -> duckdb.DuckDBPyConnection:
                 raise
             time.sleep(OPEN_PAUSE * (attempt + 1))
         else:
-            con.execute("SET TimeZone = 'UTC'")
-            return con
+            return con  # its session is UTC (`connect_readonly`)
     raise AssertionError("unreachable")
 
 

@@ -53,3 +53,31 @@ def test_a_token_given_as_a_stray_argument_is_not_echoed(capsys: pytest.CaptureF
         cli.main(["triage", "--since", "6h", token])
     err = capsys.readouterr().err
     assert token not in err and "eyJ" not in err and "unrecognized arguments: <token>" in err
+
+
+def test_sql_reads_days_in_utc_whatever_the_machines_zone(simulated_db: Path) -> None:
+    """Every surface shows times in UTC; a day in `jwtriage sql` is the report's day, not the machine's."""
+    query = "SELECT date_trunc('day', ts) AS day, count(*) AS n FROM classifications GROUP BY ALL ORDER BY ALL"
+    days = {}
+    for zone in ("UTC", "America/Los_Angeles", "Asia/Kolkata"):
+        done = subprocess.run([sys.executable, "-m", "pipeline.cli", "sql", "--csv", "--db", str(simulated_db), query],
+                              capture_output=True, text=True, cwd=ROOT, timeout=120,
+                              env={**os.environ, "PYTHONPATH": str(ROOT), "TZ": zone})
+        assert done.returncode == 0, done.stderr
+        days[zone] = done.stdout
+    assert days["UTC"] == days["America/Los_Angeles"] == days["Asia/Kolkata"], days
+    assert "+00" in days["UTC"]
+
+
+def test_the_printed_way_to_open_the_store_works_in_plain_duckdb(
+    simulated_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import duckdb
+
+    assert cli.main(["sql", "--db", str(simulated_db)]) == 0
+    statements = [line.strip() for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
+    con = duckdb.connect(":memory:")
+    for statement in statements:
+        con.execute(statement)
+    zone, rows = con.execute("SELECT current_setting('TimeZone'), count(*) FROM classifications").fetchone()  # type: ignore[misc]
+    assert zone == "UTC" and rows > 2_000

@@ -31,8 +31,9 @@ def register(commands: Any) -> None:
     parser = commands.add_parser(
         "sql",
         help="run a read-only SQL query on the store (DuckDB), or show how to open it",
-        description="Run one SQL query on the store, read-only, and print the result. Without QUERY: the "
-        "statement that opens the store from plain DuckDB, and the store's tables.",
+        description="Run one SQL query on the store, read-only, and print the result. Times are UTC (the "
+        "session's TimeZone), as every other command shows them. Without QUERY: the statement that opens the "
+        "store from plain DuckDB, and the store's tables.",
         epilog='Example: jwtriage sql --db jwtriage-demo.duckdb "SELECT cause, count(*) FROM classifications '
         'GROUP BY ALL ORDER BY 2 DESC"',
     )
@@ -93,6 +94,7 @@ def _print_how_to_open(con: duckdb.DuckDBPyConnection, path: str, stdout: IO[str
     else:
         intro = "Open it from plain DuckDB (read-only, safe while nothing else writes it):"
     stdout.write(f"{intro}\n  ATTACH '{sql_path(Path(opened))}' AS jwtriage (READ_ONLY); USE jwtriage;\n")
+    stdout.write("  SET TimeZone = 'UTC';  -- as jwtriage reads times (this command does)\n")
     tables = con.execute(
         "SELECT table_name, table_type FROM information_schema.tables "
         "WHERE table_schema = 'main' ORDER BY table_name"

@@ -73,7 +73,18 @@ def _part_views(con: duckdb.DuckDBPyConnection, path: str | Path) -> duckdb.Duck
 
 
 def connect_readonly(path: str | Path) -> duckdb.DuckDBPyConnection:
-    """A reader's connection (dashboard, report, triage, explain); raises `StoreError` with a hint.
+    """A reader's connection (dashboard, report, triage, explain, sql); raises `StoreError` with a hint.
+
+    Its session's time zone is UTC, as every surface shows times: a day, an hour bucket or a time
+    without an offset in a query means the same on any machine.
+    """
+    con = _connect_readonly(path)
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def _connect_readonly(path: str | Path) -> duckdb.DuckDBPyConnection:
+    """The connection, before its session settings.
 
     A store written by the demo or a backfill is the file itself. A store written by
     consumers is the Parquet files they append under `<path>.parts/` (read through the views
