@@ -29,6 +29,7 @@ from pipeline import queries
 from pipeline.errors import StoreError
 from pipeline.io.store_readers import connect_readonly, published_parts
 from pipeline.queries import Filters
+from pipeline.text import ATTACK_CLIENTS_NAMED, attack_clients
 
 DEFAULT_DB = "jwtriage.duckdb"
 #: The store counts as live (a consumer is writing) when its newest event is this close to the wall clock.
@@ -404,28 +405,16 @@ class Triage:
     top: dict[str, pd.DataFrame] = field(default_factory=dict)  # column → value, cause, events, total
     attacks: pd.DataFrame = field(default_factory=pd.DataFrame)
     last_attacks: pd.DataFrame = field(default_factory=pd.DataFrame)  # over the past days, when none in the window
+    attack_events: int = 0  # events in the window with any attack label (one event may carry several)
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)  # drill-down options in the window
-
-
-#: How many clients an attack table names (by events); the rest are counted, and "no client id" always is.
-ATTACK_CLIENTS_NAMED = 3
 
 
 def with_client_ids(attacks: pd.DataFrame, named: list[dict[str, Any]]) -> pd.DataFrame:
     """The attack table with `top_clients` ("web-app (13), cli (2)") and `no_client_id` (events without one)."""
-    tops: dict[str, list[str]] = {}
-    missing: dict[str, int] = {}
-    for row in named:
-        if row["client_id"] is None:
-            missing[row["attack"]] = int(row["events"])
-        else:
-            tops.setdefault(row["attack"], []).append(f"{row['client_id']} ({int(row['events']):,})")
     out = attacks.copy()
-    out["top_clients"] = [
-        ", ".join(tops.get(a, [])) + (f", +{int(n) - len(tops[a])} more" if a in tops and n > len(tops[a]) else "")
-        for a, n in zip(out["attack"], out["clients"], strict=True)
-    ]
-    out["no_client_id"] = [missing.get(a, 0) for a in out["attack"]]
+    found = [attack_clients(named, a, int(n)) for a, n in zip(out["attack"], out["clients"], strict=True)]
+    out["top_clients"] = [tops for tops, _ in found]
+    out["no_client_id"] = [missing for _, missing in found]
     return out
 
 
@@ -445,6 +434,7 @@ def load_triage(
             for column in TOP_COLUMNS
         }
         attack_rows = queries.attacks(con, window)
+        attacked = sum(int(r["with_attacks"]) for r in queries.cause_counts(con, window)) if attack_rows else 0
         earlier = Filters(end - timedelta(days=days), end, services or None, issuers or None)
         last_rows = [] if attack_rows else queries.attacks(con, earlier)
         named = queries.attack_client_ids(con, window if attack_rows else earlier, ATTACK_CLIENTS_NAMED)
@@ -458,6 +448,7 @@ def load_triage(
         top=top,
         attacks=with_client_ids(frame(attack_rows, attack_columns), named),
         last_attacks=with_client_ids(frame(last_rows, attack_columns), named),
+        attack_events=attacked,
         choices=choices,
     )
 

@@ -2,15 +2,16 @@
 
 One helper for each small thing: a duration in words (`human_duration`), a duration typed by
 a person (`parse_duration`), a time (`stamp` for RFC 3339, `utc_text` in one of the named
-`TIME_FORMATS`), and a Unicode sparkline (`sparkline`).
+`TIME_FORMATS`), a Unicode sparkline (`sparkline`), and an attack's clients (`attack_clients`).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 
 def human_duration(seconds: float) -> str:
@@ -86,3 +87,33 @@ def sparkline(values: Sequence[int], marker: int | None = None) -> str:
     if marker is not None and 0 <= marker <= len(chars):
         chars.insert(marker, "┃")
     return "".join(chars)
+
+
+#: How many clients an attack's row names (by events); the rest are counted, and "no client id" always is.
+ATTACK_CLIENTS_NAMED = 3
+
+
+def attack_clients(named: Iterable[Mapping[str, Any]], attack: str, distinct: int) -> tuple[str, int]:
+    """One attack's top named clients ("web-app (73), cli (2), +3 more") and its events without a client id.
+
+    `named` holds `queries.attack_client_ids` rows; `distinct` is the attack's count of named clients
+    (`queries.attacks`' `clients`). A count of clients alone hides the events that named none, often
+    most of an attack's.
+    """
+    tops: list[str] = []
+    missing = 0
+    for row in named:
+        if row["attack"] != attack:
+            continue
+        if row["client_id"] is None:
+            missing = int(row["events"])
+        else:
+            tops.append(f"{row['client_id']} ({int(row['events']):,})")
+    more = f", +{distinct - len(tops):,} more" if tops and distinct > len(tops) else ""
+    return ", ".join(tops) + more, missing
+
+
+def attack_clients_text(named: Iterable[Mapping[str, Any]], attack: str, distinct: int) -> str:
+    """`attack_clients` in one cell: "web-app (73); no client id on 177"."""
+    tops, missing = attack_clients(named, attack, distinct)
+    return "; ".join(part for part in (tops, f"no client id on {missing:,}" if missing else "") if part) or "–"

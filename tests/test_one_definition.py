@@ -125,3 +125,42 @@ def test_no_surface_counts_an_attack_or_an_unknown_kid(simulated_store: DemoResu
     assert seen["direct"] == before - 20
     for name in ("demo_damage", "report_damage", "triage_damage", "dashboard_damage", "tile"):
         assert seen[name] == before - 20, name
+
+
+def test_attack_figures_count_events_and_name_the_clients(simulated_store: DemoResult, tmp_path: Path) -> None:
+    """One token can carry two attack labels: every surface's "attack events" counts it once, and the tables
+    that list an attack's clients say how many of its events named none (a count of named clients hid them)."""
+    db = tmp_path / "doubled.duckdb"
+    shutil.copy(simulated_store.db, db)
+    with Store(db) as writer:  # 10 events with two labels, 10 anonymous ones
+        writer.con.execute(
+            """UPDATE classifications SET attacks = ['alg_none', 'jwk_injection']
+               WHERE event_id IN (SELECT event_id FROM classifications WHERE len(attacks) = 0
+                                  ORDER BY event_id LIMIT 10)"""
+        )
+        writer.con.execute(
+            """UPDATE classifications SET client_id = NULL
+               WHERE event_id IN (SELECT event_id FROM classifications WHERE 'alg_none' IN attacks
+                                  ORDER BY event_id LIMIT 10)"""
+        )
+    con = connect_readonly(db)
+    try:
+        first, last = queries.time_range(con)
+        assert first is not None and last is not None
+        end = last + timedelta(seconds=1)
+        direct = con.execute("SELECT count(*) FROM classifications WHERE len(attacks) > 0").fetchone()[0]  # type: ignore[index]
+        labels = con.execute("SELECT sum(len(attacks)) FROM classifications").fetchone()[0]  # type: ignore[index]
+        report = build_report(con)
+        out = io.StringIO()
+        print_summary(Console(file=out, width=200), con, simulated_store)
+    finally:
+        con.close()
+    assert labels > direct > 0
+    section = next(s for s in report.sections if s.key == "attacks")
+    assert section.facts["events"] == direct
+    assert data.load_triage(str(db), end, end - first, 7).attack_events == direct
+    overview = data.load_overview(str(db), first, end)
+    assert int(overview.causes["with_attacks"].sum()) == direct
+    alg_none = next(row for row in section.rows if "alg_none" in str(row[0]))
+    assert "no client id on" in str(alg_none[3]), alg_none
+    assert "no client id on" in out.getvalue()

@@ -100,7 +100,7 @@ def test_the_app_opens_the_store_read_only_while_a_writer_holds_it(
         monkeypatch.setattr(duckdb, "connect", real_connect)
 
         assert opened, "the app read nothing"
-        writable = [o for o in opened if not o[1] and not (o[0] == ":memory:" and o[2] == "connect_readonly")]
+        writable = [o for o in opened if not o[1] and not (o[0] == ":memory:" and o[2] == "_connect_readonly")]
         assert not writable, f"the dashboard opened the store for writing: {writable[:5]}"
         assert before == {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in published}
 

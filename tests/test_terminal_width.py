@@ -106,9 +106,9 @@ _WORD = st.text(alphabet="abcdefghij-_0123456789", min_size=1, max_size=18)
 def test_chosen_widths_keep_every_word_whole(cells: list[list[list[str]]], width: int, trend: bool) -> None:
     from rich.console import Console
 
-    from pipeline.triage.terminal import _keep_words_whole, _table
+    from pipeline.tables import keep_words_whole, summary_table
 
-    table = _table("t")
+    table = summary_table("t")
     table.add_column("name", no_wrap=True)
     table.add_column("services", overflow="fold")
     table.add_column("clients", overflow="fold")
@@ -118,7 +118,7 @@ def test_chosen_widths_keep_every_word_whole(cells: list[list[list[str]]], width
     for row in cells:
         table.add_row(*(" ".join(words) for words in row), *(["▁▂▃▄▅▆▇█▇▆▅▄"] if trend else []))
     console = Console(width=width, file=io.StringIO(), color_system=None)
-    if not _keep_words_whole(table, width):
+    if not keep_words_whole(table, width):
         return
     with console.capture() as drawn:
         console.print(table)

@@ -197,7 +197,7 @@ if tri.attacks.empty:
             attack_advice(tri.last_attacks)
 else:
     st.warning(
-        f"{int(tri.attacks['events'].sum()):,} failures in this window carry an attack pattern.",
+        f"{tri.attack_events:,} failures in this window carry an attack pattern.",
         icon=":material/shield:",
     )
     st.dataframe(attack_table(tri.attacks), hide_index=True, column_config=attack_columns_config())

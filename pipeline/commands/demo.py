@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -37,7 +36,8 @@ from pipeline.records import Batch, Position, RecordKind
 from pipeline.runner import Pipeline, RunStats, run
 from pipeline.simulator import Record, Scenario, simulate
 from pipeline.simulator.output import CONFIG_HEADER, with_tables
-from pipeline.text import human_duration, utc_text
+from pipeline.tables import keep_words_whole, summary_table
+from pipeline.text import ATTACK_CLIENTS_NAMED, attack_clients_text, human_duration, utc_text
 
 DEMO_DB = Path("jwtriage-demo.duckdb")
 #: The topic names the demo's positions use, as the Kafka consumer would.
@@ -221,8 +221,8 @@ def print_summary(
 
 
 def _table(title: str, *columns: tuple[str, str]) -> Table:
-    """A summary table that folds long words instead of cutting them, so it fits 80 columns whole."""
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    """A summary table (`tables.summary_table`) with these columns."""
+    table = summary_table(title)
     for n, (name, justify) in enumerate(columns):
         # the first column names the row (a service, a cause): never broken
         table.add_column(name, justify=justify, overflow="fold", no_wrap=n == 0)  # type: ignore[arg-type]
@@ -280,6 +280,7 @@ def _print_rotations(console: Console, con: Any) -> None:
                 _seconds(row["recovered_after_s"]),
                 row["fault"].replace(", ", "\n"),  # a line each: narrow enough for the causes at 80 columns
             )
+        keep_words_whole(table, console.width)
         console.print(table)
     console.print(
         "[dim]Each failure belongs to the step of its key: stale_jwks to the key's addition, unpublished_key to the "
@@ -313,16 +314,19 @@ def _print_attacks(console: Console, con: Any) -> None:
     """The attack patterns seen, when any."""
     attack_rows = queries.attacks(con)
     if attack_rows:
+        named = queries.attack_client_ids(con, limit=ATTACK_CLIENTS_NAMED)
         table = _table("Attacks seen", ("attack", "left"), ("events", "right"), ("services", "left"),
-                       ("clients", "right"), ("first–last", "left"))  # fmt: skip
+                       ("clients", "left"), ("first–last", "left"))  # fmt: skip
+        table.columns[-1].no_wrap = True  # "Mon 17:16–17:46" is one value
         for row in attack_rows:
             table.add_row(
                 row["attack"],
                 f"{row['events']:,}",
                 ", ".join(row["services"]),
-                str(row["clients"]),
+                attack_clients_text(named, row["attack"], int(row["clients"])),
                 f"{utc_text(row['first_seen'], 'weekday_time')}–{utc_text(row['last_seen'], 'clock')}",
             )
+        keep_words_whole(table, console.width)
         console.print(table)
 
 

@@ -26,7 +26,7 @@ from pipeline.report.model import (
     untrusted,
     when_text,
 )
-from pipeline.text import human_duration
+from pipeline.text import ATTACK_CLIENTS_NAMED, attack_clients_text, human_duration
 
 
 def _rotation_section(con: duckdb.DuckDBPyConnection, since: datetime, until: datetime) -> Section:
@@ -290,12 +290,15 @@ def _attack_section(con: duckdb.DuckDBPyConnection, window: queries.Filters) -> 
         "attacks",
         "Attacks",
         "Hostile patterns in rejected tokens, whatever their cause.",
-        [Column("attack"), Column("events", True), Column("services"), Column("clients", True),
+        [Column("attack"), Column("events", True), Column("services"), Column("clients"),
          Column("first seen", nowrap=True), Column("last seen", nowrap=True), Column("what to do")],
         empty="No attack pattern seen this week.",
     )  # fmt: skip
-    for row in queries.attacks(con, window):
-        section.facts["events"] = section.facts.get("events", 0) + int(row["events"])
+    found = queries.attacks(con, window)
+    if found:  # events, not labels: one token can carry several (alg none and an injected jwk)
+        section.facts["events"] = sum(int(r["with_attacks"]) for r in queries.cause_counts(con, window))
+    named = queries.attack_client_ids(con, window, ATTACK_CLIENTS_NAMED) if found else []
+    for row in found:
         section.facts.setdefault("kinds", []).append(row["attack"])
         advice = attack_advice(row["attack"])
         section.rows.append(
@@ -303,7 +306,7 @@ def _attack_section(con: duckdb.DuckDBPyConnection, window: queries.Filters) -> 
                 Code(row["attack"]),
                 count_text(row["events"]),
                 ", ".join(row["services"] or []),
-                count_text(row["clients"]),
+                attack_clients_text(named, row["attack"], int(row["clients"])),
                 when_text(row["first_seen"]),
                 when_text(row["last_seen"]),
                 Prose(advice),

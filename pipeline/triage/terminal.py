@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from rich import box
-from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from pipeline.causes import cause_label, confidence_text
+from pipeline.tables import keep_words_whole, summary_table
 from pipeline.text import sparkline, utc_text
 from pipeline.triage.sentences import baseline_label, client_text
 from pipeline.triage.summary import BUCKETS, SPIKE_MIN_EVENTS, SPIKE_RATIO, Summary, clock, span
@@ -44,7 +43,7 @@ def render(console: Console, summary: Summary) -> None:
     console.print(_causes_table(summary, length, console.width))
     if summary.spikes:
         spikes = _spikes_table(summary)
-        _keep_words_whole(spikes, console.width)
+        keep_words_whole(spikes, console.width)
         console.print(spikes)
     if summary.rotations:
         console.print(_fitted(console, lambda trend: _rotations_table(summary, trend)))
@@ -66,64 +65,18 @@ _COMPARISON_LABEL = {
 }
 
 
-def _table(title: str) -> Table:
-    """A table that fits 80 columns: light rules, no outer padding; columns fold long words, never cut them."""
-    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-
-
 def _fitted(console: Console, build: Callable[[bool], Table]) -> Table:
     """The table with its trend column where every word then fits whole at this width, else without it."""
     table = build(True)
-    if _keep_words_whole(table, console.width):
+    if keep_words_whole(table, console.width):
         return table
     table = build(False)
-    _keep_words_whole(table, console.width)
+    keep_words_whole(table, console.width)
     return table
 
 
-def _plain(cell: object) -> str:
-    return cell.plain if isinstance(cell, Text) else Text.from_markup(str(cell)).plain
-
-
-def _keep_words_whole(table: Table, width: int) -> bool:
-    """Sets the wrapping columns' widths so that none breaks a word, when the table can fit `width` so.
-
-    rich narrows the widest wrapping columns first, past their longest word ("partner-gatewa" over
-    "y 137"). Here each wrapping column gets at least its longest word, and the rest of the line in
-    proportion to how much more its text wants. False when even that does not fit.
-    """
-    left, right = table.padding[3], table.padding[1]  # a `_table` pads (0, 1): top, right, bottom, left
-    overhead = (2 if table.show_edge else 0) + len(table.columns) - 1  # the box's edges and dividers
-    overhead += len(table.columns) * (left + right) - (0 if table.pad_edge else left + right)
-    fixed, least, most = 0, [], []
-    for column in table.columns:
-        texts = [_plain(column.header), *(_plain(cell) for cell in column.cells)]
-        lines = [line for text in texts for line in text.splitlines()]
-        longest = max((cell_len(line) for line in lines), default=0)
-        if column.no_wrap:
-            fixed += max(longest, column.min_width or 0)
-        else:
-            least.append(max((cell_len(word) for line in lines for word in line.split()), default=1))
-            most.append(longest)
-    room = width - overhead - fixed
-    if room < sum(least):
-        return False
-    if room >= sum(most):
-        return True  # nothing wraps that need not
-    wants = [m - n for n, m in zip(least, most, strict=True)]
-    spare = room - sum(least)
-    widths = [n + spare * want // sum(wants) for n, want in zip(least, wants, strict=True)]
-    for i in sorted(range(len(widths)), key=lambda i: -wants[i])[: room - sum(widths)]:
-        widths[i] += 1
-    wrapping = iter(widths)
-    for column in table.columns:
-        if not column.no_wrap:
-            column.width = next(wrapping)
-    return True
-
-
 def _causes_table(summary: Summary, length: str, width: int) -> Table:
-    table = _table("Failures by cause")
+    table = summary_table("Failures by cause")
     table.add_column("cause", no_wrap=True)
     table.add_column("events", justify="right", no_wrap=True)
     for c in summary.comparisons:
@@ -148,7 +101,7 @@ def _causes_table(summary: Summary, length: str, width: int) -> Table:
 
 
 def _spikes_table(summary: Summary) -> Table:
-    table = _table("Spikes")
+    table = summary_table("Spikes")
     for column in ("cause", "events", "vs baseline", "since", "services", "clients"):
         table.add_column(
             column, justify="right" if column == "events" else "left", no_wrap=column == "cause", overflow="fold"
@@ -167,7 +120,7 @@ def _spikes_table(summary: Summary) -> Table:
 
 
 def _rotations_table(summary: Summary, trend: bool) -> Table:
-    table = _table("Key rotations in or near the window, and the failures they caused in it")
+    table = summary_table("Key rotations in or near the window, and the failures they caused in it")
     for column in ("when", "issuer", "step", "failures", "services", "trend")[: None if trend else -1]:
         table.add_column(
             column,
@@ -203,7 +156,7 @@ def _service_effect(entry: dict[str, Any]) -> str:
 
 
 def _attacks_table(summary: Summary, trend: bool) -> Table:
-    table = _table("Attack bursts")
+    table = summary_table("Attack bursts")
     for column in ("attack", "events", "services", "clients", "first–last", "trend")[: None if trend else -1]:
         table.add_column(
             column,
