@@ -164,3 +164,21 @@ def test_attack_figures_count_events_and_name_the_clients(simulated_store: DemoR
     alg_none = next(row for row in section.rows if "alg_none" in str(row[0]))
     assert "no client id on" in str(alg_none[3]), alg_none
     assert "no client id on" in out.getvalue()
+
+
+def test_uses_after_a_removal_say_how_many_the_removal_broke(simulated_store: DemoResult) -> None:
+    """Rotation hygiene counts every rejected token a removed key signed, expired ones too; its flag says how many
+    were still valid, the same figure as the rotation section's retired_key failures for that removal."""
+    con = connect_readonly(simulated_store.db)
+    try:
+        report = build_report(con)
+    finally:
+        con.close()
+    rotation = next(s for s in report.sections if s.key == "rotations")
+    broken = {f["kid"]: f["failures"] for f in rotation.facts["issuer_faults"] if f["fault"] == "removed_in_use"}
+    hygiene = next(s for s in report.sections if s.key == "hygiene")
+    flagged = {str(row[0]): str(row[-1]) for row in hygiene.rows if "after removal" in str(row[-1])}
+    assert flagged and broken
+    for kid, failures in broken.items():
+        flag = next(text for name, text in flagged.items() if kid in name)
+        assert f"{failures:,} of them still valid" in flag, flag

@@ -100,7 +100,7 @@ def build_report(
         _service_section(services),
         rotation,
         caches,
-        _hygiene_section(hygiene, until, max_key_age),
+        _hygiene_section(hygiene, until, max_key_age, rotation.facts.get("issuer_faults", [])),
         lifetimes,
         _algorithm_section(con, window),
         attacks,

@@ -161,7 +161,10 @@ def _cache_section(
     return section
 
 
-def _hygiene_section(hygiene: list[dict[str, Any]], until: datetime, max_key_age: timedelta) -> Section:
+def _hygiene_section(
+    hygiene: list[dict[str, Any]], until: datetime, max_key_age: timedelta, faults: list[dict[str, Any]]
+) -> Section:
+    """`faults`: the rotation section's issuer faults, to say how many uses after a removal it broke."""
     section = Section(
         "hygiene",
         "Rotation hygiene per issuer",
@@ -183,6 +186,7 @@ def _hygiene_section(hygiene: list[dict[str, Any]], until: datetime, max_key_age
         ],
         empty="No key was published this week.",
     )
+    still_valid = {(f["issuer"], f["kid"]): int(f["failures"]) for f in faults if f["fault"] == "removed_in_use"}
     for key in hygiene:
         flags = []
         initial = bool(key["initial"])
@@ -191,7 +195,10 @@ def _hygiene_section(hygiene: list[dict[str, Any]], until: datetime, max_key_age
             flags.append("signed before published")
         tail = seconds_between(key["removed_at"], key["last_use"])
         if key["uses_after_removal"]:
-            flags.append(f"used {count_text(key['uses_after_removal'])}× after removal")
+            # Every rejected token it signed counts, expired ones too; only those still valid are the removal's damage.
+            valid = still_valid.get((key["issuer"], key["kid"]), 0)
+            broken = f"{count_text(valid)} of them still valid (retired_key)" if valid else "none still valid"
+            flags.append(f"used {count_text(key['uses_after_removal'])}× after removal, {broken}")
         end = key["removed_at"] or min(key["last_seen"], until)  # still published: as of its last snapshot
         age = (end - key["first_seen"]).total_seconds()
         if age > max_key_age.total_seconds():
