@@ -233,6 +233,35 @@ def test_reference_is_the_wall_clock_for_live_data_and_the_store_end_for_old_dat
     assert ahead.reference_source == "store_end" and "ahead" in ahead.reference_note
 
 
+def test_a_stalled_store_ends_at_its_last_event_and_says_how_long_ago(simulated_db: Path) -> None:
+    """A consumer stopped 2 h ago: the window ends at its last event (not now, which would show a falling count)."""
+    _, last = _store_span(simulated_db)
+    con = connect_readonly(simulated_db)
+    try:
+        stalled = summarize(con, timedelta(hours=6), now=last + timedelta(hours=2))
+        counted = queries.total_events(con, queries.Filters(stalled.since, stalled.until))
+        full = queries.total_events(con, queries.Filters(last - timedelta(hours=6), last + timedelta(seconds=1)))
+    finally:
+        con.close()
+    assert stalled.reference_source == "store_end" and stalled.since <= last < stalled.until
+    assert "its data ends 2 h ago" in stalled.reference_note
+    assert stalled.total == counted == full
+
+
+def test_a_longer_window_never_counts_fewer_failures(simulated_db: Path) -> None:
+    """Every window over an old store ends at its last event, whatever its length (14 d once ended now)."""
+    _, last = _store_span(simulated_db)
+    now = last + timedelta(days=13)
+    con = connect_readonly(simulated_db)
+    try:
+        week, fortnight = (summarize(con, timedelta(days=days), now=now) for days in (7, 14))
+    finally:
+        con.close()
+    assert week.until == fortnight.until == last + timedelta(microseconds=1)
+    assert week.total == fortnight.total > 0
+    assert "ends 13 d ago" in fortnight.reference_note
+
+
 def test_comparisons_show_a_dash_without_history(simulated_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = triage(capsys, "--db", str(simulated_db), "--since", "1h")
     assert status == 0

@@ -21,6 +21,7 @@ import duckdb
 from pipeline import queries
 from pipeline.causes import Cause, attack_advice, finding_remediation
 from pipeline.text import human_duration, utc_text
+from pipeline.triage.window import window_end
 
 SPIKE_MIN_EVENTS = 20
 
@@ -199,7 +200,7 @@ def summarize(
     services = (service,) if service else None
     first, last = queries.time_range(con, now)
     first, last = as_utc(first), as_utc(last)
-    reference, source, note = _reference(now, last, window, until)
+    reference, source, note = _reference(now, last, until)
     end = reference + timedelta(microseconds=1) if source == "store_end" else reference
     summary = Summary(end - window, end, reference, source, note, service, first, last)
     summary.issuer_names = dict(issuer_names or {})
@@ -252,23 +253,22 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC) if value is not None else None
 
 
-def _reference(
-    now: datetime, last: datetime | None, window: timedelta, until: datetime | None
-) -> tuple[datetime, str, str]:
-    """Where the window ends: --until, else now, else the store's last event when its data ends before the window."""
+def _reference(now: datetime, last: datetime | None, until: datetime | None) -> tuple[datetime, str, str]:
+    """Where the window ends: --until, else `window_end`'s rule (now while the store is live, else its last event).
+
+    When the window ends at the store's last event, the note says how long ago that was: for
+    a live store whose consumer stopped, that is what tells on-call the data stopped.
+    """
     if until is not None:
         return until, "until", "--until"
     if last is None:
         return now, "now", "now"
-    if last < now - window:
-        return (
-            last,
-            "store_end",
-            f"the store's last event; its data ends {human_duration((now - last).total_seconds())} ago",
-        )
-    if last > now + timedelta(minutes=5):
-        return last, "store_end", "the store's last event, which is ahead of this machine's clock"
-    return now, "now", "now"
+    end, live = window_end(last, now)
+    if end > now:
+        return end, "store_end", "the store's last event, which is ahead of this machine's clock"
+    if live:
+        return now, "now", "now"
+    return end, "store_end", f"the store's last event; its data ends {human_duration((now - end).total_seconds())} ago"
 
 
 def _comparison(
