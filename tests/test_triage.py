@@ -262,6 +262,23 @@ def test_a_longer_window_never_counts_fewer_failures(simulated_db: Path) -> None
     assert "ends 13 d ago" in fortnight.reference_note
 
 
+def test_a_comparison_counts_only_the_part_of_it_the_store_holds_data_for(simulated_db: Path) -> None:
+    """Coverage is the overlap with [first event, last event]: nothing is scaled up past the store's end."""
+    first, last = _store_span(simulated_db)
+    con = connect_readonly(simulated_db)
+    try:
+        fortnight = summarize(con, timedelta(days=14), until=last + timedelta(days=13))
+        straddling = summarize(con, timedelta(hours=1), until=last + timedelta(days=1, minutes=30))
+    finally:
+        con.close()
+    held = (last - first).total_seconds()
+    for c in fortnight.comparisons:  # the store holds one day: no comparison may claim more of it
+        assert c.coverage * (c.until - c.since).total_seconds() <= held + 1
+    assert fortnight.baseline is None and fortnight.to_json()["total"]["day_before"] is None
+    day_before = {c.name: c for c in straddling.comparisons}["day_before"]
+    assert day_before.since < last < day_before.until and day_before.coverage == pytest.approx(0.5, abs=0.01)
+
+
 def test_comparisons_show_a_dash_without_history(simulated_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = triage(capsys, "--db", str(simulated_db), "--since", "1h")
     assert status == 0

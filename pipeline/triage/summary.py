@@ -3,10 +3,10 @@
 The spike rule, stated once: a cause spiked when it has at least `SPIKE_MIN_EVENTS` events
 in the window and at least `SPIKE_RATIO` times its baseline, or is new (none in the
 baseline). The baseline is the same window a day earlier when the store reaches back that
-far, else the window just before; a comparison window the store covers only in part is
-scaled to its full length (shown as "~N"), and one it covers less than a quarter of is
-not used ("–"). Every number comes from `pipeline.queries`, so the dashboard and the
-report count the same way.
+far, else the window just before; a comparison window the store covers only in part (its
+overlap with the store's first to last event) is scaled to its full length (shown as "~N"),
+and one it covers less than a quarter of is not used ("–"). Every number comes from
+`pipeline.queries`, so the dashboard and the report count the same way.
 """
 
 from __future__ import annotations
@@ -220,7 +220,7 @@ def summarize(
     summary.confidence = queries.confidence_counts(con, here)
     for name, shift in (("previous", window), ("day_before", timedelta(days=1)), ("week_before", timedelta(days=7))):
         summary.comparisons.append(
-            _comparison(con, name, summary.since - shift, summary.until - shift, first, services)
+            _comparison(con, name, summary.since - shift, summary.until - shift, first, last, services)
         )
     by_name = {c.name: c for c in summary.comparisons}
     summary.baseline = next((by_name[n] for n in ("day_before", "previous") if by_name[n].usable), None)
@@ -277,10 +277,18 @@ def _comparison(
     since: datetime,
     until: datetime,
     first: datetime | None,
+    last: datetime | None,
     services: tuple[str, ...] | None,
 ) -> Comparison:
+    """Counts in `[since, until)`, scaled by how much of it the store's data covers: its overlap with [first, last].
+
+    Both ends count: a window reaching past the store's last event is covered only up to it,
+    so counts are never invented for time the store holds no data for.
+    """
     width = (until - since).total_seconds()
-    covered = 0.0 if first is None or first >= until else (until - max(since, first)).total_seconds()
+    covered = 0.0
+    if first is not None and last is not None:
+        covered = (min(until, last) - max(since, first)).total_seconds()
     coverage = max(0.0, min(1.0, covered / width)) if width > 0 else 0.0
     result = Comparison(name, since, until, coverage)
     if result.usable:
