@@ -279,6 +279,24 @@ def test_a_comparison_counts_only_the_part_of_it_the_store_holds_data_for(simula
     assert day_before.since < last < day_before.until and day_before.coverage == pytest.approx(0.5, abs=0.01)
 
 
+@pytest.mark.parametrize("hours", [6, 4])  # the 3 h before covered whole, then a third of it
+def test_the_spikes_table_shows_a_tilde_only_for_a_baseline_scaled_from_partial_history(
+    simulated_db: Path, capsys: pytest.CaptureFixture[str], hours: int
+) -> None:
+    first, _ = _store_span(simulated_db)
+    until = first.replace(minute=0, second=0, microsecond=0) + timedelta(hours=hours)
+    args = ("--db", str(simulated_db), "--since", "3h", "--until", until.isoformat())
+    data = triage_json(capsys, *args)
+    coverage = data["comparison_coverage"][data["baseline"]]
+    _, out, _ = triage(capsys, *args)
+    spikes = [s for s in data["spikes"] if not s["new"]]
+    assert spikes
+    for spike in spikes:  # as the causes table shows it (Comparison.shown)
+        shown = f"~{spike['baseline']:,.0f}" if coverage < 0.9 else f"{spike['baseline']:,.0f}"
+        row = next(line for line in out.splitlines() if line.split()[:1] == [spike["cause"]] and "x (" in line)
+        assert f"x ({shown})" in row
+
+
 def test_comparisons_show_a_dash_without_history(simulated_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = triage(capsys, "--db", str(simulated_db), "--since", "1h")
     assert status == 0
