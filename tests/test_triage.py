@@ -297,6 +297,25 @@ def test_the_spikes_table_shows_a_tilde_only_for_a_baseline_scaled_from_partial_
         assert f"x ({shown})" in row
 
 
+def test_a_steady_incident_keeps_its_onset_whatever_the_until(simulated_db: Path) -> None:
+    """stale_jwks in partner-gateway runs steadily from 08:41 after the partner rotation: every window ending
+    inside it names that start, though the 1 h before (the baseline) already holds the incident."""
+    first, _ = _store_span(simulated_db)
+    day = first.replace(hour=0, minute=0, second=0, microsecond=0)
+    con = connect_readonly(simulated_db)
+    try:
+        spikes = []
+        for minutes in (9 * 60 + 40, 9 * 60 + 50, 10 * 60):
+            summary = summarize(con, timedelta(hours=1), until=day + timedelta(minutes=minutes))
+            spikes.append(next(s for s in summary.spikes if s.cause == Cause.STALE_JWKS))
+        service = spikes[0].services[0]["service"]
+        started = queries.first_event(con, queries.Filters(services=(service,), causes=(Cause.STALE_JWKS,)))
+    finally:
+        con.close()
+    assert service == "partner-gateway" and started is not None
+    assert {(s.onset, s.onset_before) for s in spikes} == {(started.astimezone(UTC), None)}
+
+
 def test_comparisons_show_a_dash_without_history(simulated_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = triage(capsys, "--db", str(simulated_db), "--since", "1h")
     assert status == 0
