@@ -30,10 +30,10 @@ from pipeline.errors import StoreError
 from pipeline.io.store_readers import connect_readonly, published_parts
 from pipeline.queries import Filters
 from pipeline.text import ATTACK_CLIENTS_NAMED, attack_clients
+from pipeline.triage.window import LIVE_WITHIN as LIVE_WITHIN  # re-exported for the pages
+from pipeline.triage.window import window_end
 
 DEFAULT_DB = "jwtriage.duckdb"
-#: The store counts as live (a consumer is writing) when its newest event is this close to the wall clock.
-LIVE_WITHIN = timedelta(minutes=15)
 CACHE_TTL = timedelta(seconds=30)
 STATUS_TTL = timedelta(seconds=10)
 CHOICES_TTL = timedelta(minutes=2)
@@ -217,12 +217,11 @@ class Reference:
 
 
 def reference_time(last_ts: datetime, now: datetime) -> Reference:
-    if abs(now - last_ts) <= LIVE_WITHIN:
-        at = max(now, last_ts)
-        # Rounded up to the minute so that cached answers are reused within it.
-        end = at.replace(second=0, microsecond=0) + timedelta(minutes=1)
-        return Reference(at=at, end=end, live=True)
-    return Reference(at=last_ts, end=last_ts + timedelta(microseconds=1), live=False)
+    """Triage's rule (`pipeline.triage.window.window_end`): now while live (`LIVE_WITHIN`), else the newest event."""
+    at, live = window_end(last_ts, now)
+    if live:  # rounded up to the minute so that cached answers are reused within it
+        return Reference(at=at, end=at.replace(second=0, microsecond=0) + timedelta(minutes=1), live=True)
+    return Reference(at=at, end=at + timedelta(microseconds=1), live=False)
 
 
 def choose_bucket(length: timedelta) -> str:

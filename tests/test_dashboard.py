@@ -595,6 +595,27 @@ def test_the_reference_time_is_now_only_while_events_arrive() -> None:
     assert not old.live and old.at == now - timedelta(days=3) and old.end > old.at
 
 
+@pytest.mark.parametrize(
+    "offset",
+    [timedelta(minutes=10), timedelta(hours=2), timedelta(days=3), -timedelta(minutes=10), -timedelta(hours=5)],
+)
+def test_triage_and_the_dashboard_end_the_last_n_at_the_same_moment(simulated_db: Path, offset: timedelta) -> None:
+    """One rule (`pipeline.triage.window`): now while the store is live, else its last event; a stall 2 h ago too."""
+    from pipeline.triage import summarize
+
+    con = connect_readonly(simulated_db)
+    try:
+        last = queries.time_range(con)[1].astimezone(UTC)
+        now = last + offset
+        triage = summarize(con, timedelta(hours=6), now=now)
+    finally:
+        con.close()
+    ref = data.reference_time(last, now)
+    assert triage.reference == ref.at
+    assert (triage.reference_source == "now") == (ref.live and ref.at == now)
+    assert not ref.live or ref.end - timedelta(minutes=1) <= triage.until <= ref.end  # the dashboard rounds up
+
+
 def test_buckets_line_up_with_duckdb(simulated_db: Path) -> None:
     assert data.choose_bucket(timedelta(hours=1)) == "1 minute"
     assert data.choose_bucket(timedelta(hours=24)) == "15 minutes"

@@ -233,6 +233,89 @@ def test_reference_is_the_wall_clock_for_live_data_and_the_store_end_for_old_dat
     assert ahead.reference_source == "store_end" and "ahead" in ahead.reference_note
 
 
+def test_a_stalled_store_ends_at_its_last_event_and_says_how_long_ago(simulated_db: Path) -> None:
+    """A consumer stopped 2 h ago: the window ends at its last event (not now, which would show a falling count)."""
+    _, last = _store_span(simulated_db)
+    con = connect_readonly(simulated_db)
+    try:
+        stalled = summarize(con, timedelta(hours=6), now=last + timedelta(hours=2))
+        counted = queries.total_events(con, queries.Filters(stalled.since, stalled.until))
+        full = queries.total_events(con, queries.Filters(last - timedelta(hours=6), last + timedelta(seconds=1)))
+    finally:
+        con.close()
+    assert stalled.reference_source == "store_end" and stalled.since <= last < stalled.until
+    assert "its data ends 2 h ago" in stalled.reference_note
+    assert stalled.total == counted == full
+
+
+def test_a_longer_window_never_counts_fewer_failures(simulated_db: Path) -> None:
+    """Every window over an old store ends at its last event, whatever its length (14 d once ended now)."""
+    _, last = _store_span(simulated_db)
+    now = last + timedelta(days=13)
+    con = connect_readonly(simulated_db)
+    try:
+        week, fortnight = (summarize(con, timedelta(days=days), now=now) for days in (7, 14))
+    finally:
+        con.close()
+    assert week.until == fortnight.until == last + timedelta(microseconds=1)
+    assert week.total == fortnight.total > 0
+    assert "ends 13 d ago" in fortnight.reference_note
+
+
+def test_a_comparison_counts_only_the_part_of_it_the_store_holds_data_for(simulated_db: Path) -> None:
+    """Coverage is the overlap with [first event, last event]: nothing is scaled up past the store's end."""
+    first, last = _store_span(simulated_db)
+    con = connect_readonly(simulated_db)
+    try:
+        fortnight = summarize(con, timedelta(days=14), until=last + timedelta(days=13))
+        straddling = summarize(con, timedelta(hours=1), until=last + timedelta(days=1, minutes=30))
+    finally:
+        con.close()
+    held = (last - first).total_seconds()
+    for c in fortnight.comparisons:  # the store holds one day: no comparison may claim more of it
+        assert c.coverage * (c.until - c.since).total_seconds() <= held + 1
+    assert fortnight.baseline is None and fortnight.to_json()["total"]["day_before"] is None
+    day_before = {c.name: c for c in straddling.comparisons}["day_before"]
+    assert day_before.since < last < day_before.until and day_before.coverage == pytest.approx(0.5, abs=0.01)
+
+
+@pytest.mark.parametrize("hours", [6, 4])  # the 3 h before covered whole, then a third of it
+def test_the_spikes_table_shows_a_tilde_only_for_a_baseline_scaled_from_partial_history(
+    simulated_db: Path, capsys: pytest.CaptureFixture[str], hours: int
+) -> None:
+    first, _ = _store_span(simulated_db)
+    until = first.replace(minute=0, second=0, microsecond=0) + timedelta(hours=hours)
+    args = ("--db", str(simulated_db), "--since", "3h", "--until", until.isoformat())
+    data = triage_json(capsys, *args)
+    coverage = data["comparison_coverage"][data["baseline"]]
+    _, out, _ = triage(capsys, *args)
+    spikes = [s for s in data["spikes"] if not s["new"]]
+    assert spikes
+    for spike in spikes:  # as the causes table shows it (Comparison.shown)
+        shown = f"~{spike['baseline']:,.0f}" if coverage < 0.9 else f"{spike['baseline']:,.0f}"
+        row = next(line for line in out.splitlines() if line.split()[:1] == [spike["cause"]] and "x (" in line)
+        assert f"x ({shown})" in row
+
+
+def test_a_steady_incident_keeps_its_onset_whatever_the_until(simulated_db: Path) -> None:
+    """stale_jwks in partner-gateway runs steadily from 08:41 after the partner rotation: every window ending
+    inside it names that start, though the 1 h before (the baseline) already holds the incident."""
+    first, _ = _store_span(simulated_db)
+    day = first.replace(hour=0, minute=0, second=0, microsecond=0)
+    con = connect_readonly(simulated_db)
+    try:
+        spikes = []
+        for minutes in (9 * 60 + 40, 9 * 60 + 50, 10 * 60):
+            summary = summarize(con, timedelta(hours=1), until=day + timedelta(minutes=minutes))
+            spikes.append(next(s for s in summary.spikes if s.cause == Cause.STALE_JWKS))
+        service = spikes[0].services[0]["service"]
+        started = queries.first_event(con, queries.Filters(services=(service,), causes=(Cause.STALE_JWKS,)))
+    finally:
+        con.close()
+    assert service == "partner-gateway" and started is not None
+    assert {(s.onset, s.onset_before) for s in spikes} == {(started.astimezone(UTC), None)}
+
+
 def test_comparisons_show_a_dash_without_history(simulated_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = triage(capsys, "--db", str(simulated_db), "--since", "1h")
     assert status == 0

@@ -37,8 +37,8 @@ def register(commands: Any) -> None:
         "before and the same window a day and a week earlier; the causes that spiked (at least "
         f"{SPIKE_MIN_EVENTS} events and {SPIKE_RATIO:g}x the baseline, or new) with their services, clients and "
         "onset; key rotations in or near the window and the failures they caused; attack bursts; and the one "
-        "or two lines to read first. The window ends now, or at the store's last event when its data ends "
-        "earlier than the window (old or simulated data), or at --until.",
+        "or two lines to read first. The window ends now while the store is live (its last event within 15 "
+        "minutes of now), else at the store's last event (a stopped consumer, old or simulated data), or at --until.",
         epilog="Examples: jwtriage triage; jwtriage triage --since 6h --service payments-api; "
         "jwtriage triage --since 1h --until 2026-11-23T11:00:00Z --json",
     )

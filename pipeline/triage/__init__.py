@@ -5,6 +5,7 @@
 | summary | `summarize`: the window, comparisons, spikes, rotations and attacks, from `pipeline.queries` |
 | sentences | `read_first`: the one or two lines to read first, with what to do |
 | terminal | `render`: the header and tables on a rich console |
+| window | `window_end`: where "the last N" ends (now while live, else the store's last event), the dashboard's too |
 """
 
 from __future__ import annotations

@@ -3,14 +3,15 @@
 The spike rule, stated once: a cause spiked when it has at least `SPIKE_MIN_EVENTS` events
 in the window and at least `SPIKE_RATIO` times its baseline, or is new (none in the
 baseline). The baseline is the same window a day earlier when the store reaches back that
-far, else the window just before; a comparison window the store covers only in part is
-scaled to its full length (shown as "~N"), and one it covers less than a quarter of is
-not used ("–"). Every number comes from `pipeline.queries`, so the dashboard and the
-report count the same way.
+far, else the window just before; a comparison window the store covers only in part (its
+overlap with the store's first to last event) is scaled to its full length (shown as "~N"),
+and one it covers less than a quarter of is not used ("–"). Every number comes from
+`pipeline.queries`, so the dashboard and the report count the same way.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +22,7 @@ import duckdb
 from pipeline import queries
 from pipeline.causes import Cause, attack_advice, finding_remediation
 from pipeline.text import human_duration, utc_text
+from pipeline.triage.window import window_end
 
 SPIKE_MIN_EVENTS = 20
 
@@ -33,6 +35,12 @@ BUCKETS = 12
 
 #: A comparison window needs at least this share of it covered by the store's history.
 MIN_COVERAGE = 0.25
+
+#: How far back a spike's onset is followed (at least two windows); see `_onset`.
+ONSET_LOOKBACK = timedelta(days=1)
+
+#: An onset bucket is active above the quiet level plus this share of the way to the window's mean.
+ONSET_SHARE = 0.25
 
 
 @dataclass
@@ -199,7 +207,7 @@ def summarize(
     services = (service,) if service else None
     first, last = queries.time_range(con, now)
     first, last = as_utc(first), as_utc(last)
-    reference, source, note = _reference(now, last, window, until)
+    reference, source, note = _reference(now, last, until)
     end = reference + timedelta(microseconds=1) if source == "store_end" else reference
     summary = Summary(end - window, end, reference, source, note, service, first, last)
     summary.issuer_names = dict(issuer_names or {})
@@ -219,7 +227,7 @@ def summarize(
     summary.confidence = queries.confidence_counts(con, here)
     for name, shift in (("previous", window), ("day_before", timedelta(days=1)), ("week_before", timedelta(days=7))):
         summary.comparisons.append(
-            _comparison(con, name, summary.since - shift, summary.until - shift, first, services)
+            _comparison(con, name, summary.since - shift, summary.until - shift, first, last, services)
         )
     by_name = {c.name: c for c in summary.comparisons}
     summary.baseline = next((by_name[n] for n in ("day_before", "previous") if by_name[n].usable), None)
@@ -252,23 +260,22 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC) if value is not None else None
 
 
-def _reference(
-    now: datetime, last: datetime | None, window: timedelta, until: datetime | None
-) -> tuple[datetime, str, str]:
-    """Where the window ends: --until, else now, else the store's last event when its data ends before the window."""
+def _reference(now: datetime, last: datetime | None, until: datetime | None) -> tuple[datetime, str, str]:
+    """Where the window ends: --until, else `window_end`'s rule (now while the store is live, else its last event).
+
+    When the window ends at the store's last event, the note says how long ago that was: for
+    a live store whose consumer stopped, that is what tells on-call the data stopped.
+    """
     if until is not None:
         return until, "until", "--until"
     if last is None:
         return now, "now", "now"
-    if last < now - window:
-        return (
-            last,
-            "store_end",
-            f"the store's last event; its data ends {human_duration((now - last).total_seconds())} ago",
-        )
-    if last > now + timedelta(minutes=5):
-        return last, "store_end", "the store's last event, which is ahead of this machine's clock"
-    return now, "now", "now"
+    end, live = window_end(last, now)
+    if end > now:
+        return end, "store_end", "the store's last event, which is ahead of this machine's clock"
+    if live:
+        return now, "now", "now"
+    return end, "store_end", f"the store's last event; its data ends {human_duration((now - end).total_seconds())} ago"
 
 
 def _comparison(
@@ -277,10 +284,18 @@ def _comparison(
     since: datetime,
     until: datetime,
     first: datetime | None,
+    last: datetime | None,
     services: tuple[str, ...] | None,
 ) -> Comparison:
+    """Counts in `[since, until)`, scaled by how much of it the store's data covers: its overlap with [first, last].
+
+    Both ends count: a window reaching past the store's last event is covered only up to it,
+    so counts are never invented for time the store holds no data for.
+    """
     width = (until - since).total_seconds()
-    covered = 0.0 if first is None or first >= until else (until - max(since, first)).total_seconds()
+    covered = 0.0
+    if first is not None and last is not None:
+        covered = (min(until, last) - max(since, first)).total_seconds()
     coverage = max(0.0, min(1.0, covered / width)) if width > 0 else 0.0
     result = Comparison(name, since, until, coverage)
     if result.usable:
@@ -310,7 +325,10 @@ def _spikes(con: duckdb.DuckDBPyConnection, summary: Summary, services: tuple[st
         if events < SPIKE_MIN_EVENTS or (base > 0 and events < SPIKE_RATIO * base):
             continue
         only = queries.Filters(summary.since, summary.until, services, causes=(cause,))
-        onset, before = _onset(con, summary, cause, base, services)
+        top = [{"service": r["value"], "events": r["events"]} for r in queries.top(con, "service", only, 3)]
+        # the spike is about its top service when that holds at least half of it: its onset is that service's
+        scope = (top[0]["service"],) if top and 2 * top[0]["events"] >= events else services
+        onset, before = _onset(con, summary, cause, scope)
         spike = Spike(
             cause,
             events,
@@ -318,7 +336,7 @@ def _spikes(con: duckdb.DuckDBPyConnection, summary: Summary, services: tuple[st
             None if base == 0 else events / base,
             onset,
             before,
-            [{"service": r["value"], "events": r["events"]} for r in queries.top(con, "service", only, 3)],
+            top,
             [{"client_id": r["value"], "events": r["events"]} for r in queries.top(con, "client_id", only, 3)],
         )
         spike.attack_events = int(row.get("with_attacks") or 0)
@@ -333,28 +351,55 @@ def _spikes(con: duckdb.DuckDBPyConnection, summary: Summary, services: tuple[st
 
 
 def _onset(
-    con: duckdb.DuckDBPyConnection, summary: Summary, cause: str, baseline: float, services: tuple[str, ...] | None
+    con: duckdb.DuckDBPyConnection, summary: Summary, cause: str, scope: tuple[str, ...] | None
 ) -> tuple[datetime | None, datetime | None]:
-    """When the spike began: the first event of the run of hot buckets that holds the window's peak.
+    """When the spike began: the start of the run of active buckets that holds the window's peak.
 
-    Buckets span the window and one window before it; a bucket is hot when it holds more than
-    SPIKE_RATIO times the baseline's share of a bucket (any event, for a new cause). When the
-    run reaches back to the start of the lookback, the cause was already high then.
+    The cause's events in `scope` (the spike's top service when it holds half the spike, else
+    the window's services) are counted in buckets as wide as the sparkline's, ending at the
+    window's end and reaching back `ONSET_LOOKBACK` (at least two windows), not before the
+    bucket holding the store's first event. The quiet level is the fewest events in a bucket
+    the store covers whole: a level the incident does not raise unless it fills the whole
+    lookback (the baseline, which may already hold the incident, plays no part). A bucket is
+    active when it holds more than the quiet level plus `ONSET_SHARE` of the way from it to
+    the window's mean per bucket. From the window's busiest bucket the run of active buckets
+    (one quiet bucket inside it is let pass: low counts fluctuate) is followed back, past the
+    window's start when it goes on. The onset is the run's first event; when the quiet level
+    is zero, the first event of the quiet bucket just before the run if it has any (the
+    incident rose from silence inside that bucket). So a steady incident keeps its onset
+    whatever --until; a cause that is only noisy, with no clear rise, has no sharp onset and
+    may still move. When the run reaches the lookback's first bucket and the store holds
+    earlier data, the cause was already high then: `onset_before` is that bucket's start.
     """
-    start = summary.since - summary.window
-    filters = queries.Filters(services=services, causes=(cause,))
-    counts = [0] * (2 * BUCKETS)
-    for row in queries.window_buckets(con, start, summary.until, 2 * BUCKETS, "cause", filters):
-        counts[row["bucket"]] = row["events"]
-    threshold = SPIKE_RATIO * baseline / BUCKETS
-    peak = max(range(BUCKETS, 2 * BUCKETS), key=lambda i: counts[i])
-    first = peak
-    while first > 0 and counts[first - 1] > threshold:
-        first -= 1
     width = summary.window / BUCKETS
-    bucket_start = start + first * width
-    onset = queries.first_event(con, queries.Filters(bucket_start, summary.until, services, causes=(cause,)))
-    already = bucket_start if first == 0 and (summary.store_first or start) < start else None
+    first, last = summary.store_first, summary.store_last
+    earliest = summary.until - max(ONSET_LOOKBACK, 2 * summary.window)
+    if first is not None and first > earliest:
+        earliest = first
+    n = max(BUCKETS, math.ceil((summary.until - earliest) / width))
+    start = summary.until - n * width
+    counts = [0] * n
+    only = queries.Filters(services=scope, causes=(cause,))
+    for row in queries.window_buckets(con, start, summary.until, n, "cause", only):
+        counts[row["bucket"]] = row["events"]
+    whole = [
+        count
+        for i, count in enumerate(counts)
+        if first is not None and last is not None and first <= start + i * width and start + (i + 1) * width <= last
+    ]
+    quiet = min(whole or counts)
+    threshold = quiet + ONSET_SHARE * (sum(counts[-BUCKETS:]) / BUCKETS - quiet)
+    run = max(range(n - BUCKETS, n), key=lambda i: counts[i])
+    while run > 0:  # one quiet bucket between active ones does not end the run: low counts fluctuate
+        step = next((k for k in (1, 2) if run - k >= 0 and counts[run - k] > threshold), 0)
+        if not step:
+            break
+        run -= step
+    rise = start + run * width
+    if run > 0 and quiet == 0 and counts[run - 1] > 0:
+        rise -= width
+    onset = queries.first_event(con, queries.Filters(rise, summary.until, scope, causes=(cause,)))
+    already = start if run == 0 and first is not None and first < start else None
     return as_utc(onset), already
 
 

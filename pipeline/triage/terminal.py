@@ -106,12 +106,15 @@ def _spikes_table(summary: Summary) -> Table:
         table.add_column(
             column, justify="right" if column == "events" else "left", no_wrap=column == "cause", overflow="fold"
         )
+    baseline = summary.baseline
     for s in summary.spikes:
         since = f"before {clock(summary, s.onset_before)}" if s.onset_before else clock(summary, s.onset)
+        # "~" only when scaled from partial history, as in the causes table (the legend's "~N")
+        was = f"{s.baseline:,.0f}" if baseline is None else baseline.shown(s.baseline)
         table.add_row(
             s.cause,
             f"{s.events:,}",
-            s.label if s.ratio is None else f"{s.label} (~{s.baseline:,.0f})",
+            s.label if s.ratio is None else f"{s.label} ({was})",
             since,
             Text(", ".join(f"{x['service']} {x['events']:,}" for x in s.services)),
             Text(", ".join(f"{client_text(x['client_id'])} {x['events']:,}" for x in s.clients)),
