@@ -517,3 +517,23 @@ def test_a_token_value_in_a_real_message_never_changes_its_cause(which: tuple[st
     template, cause = which
     message = _fill(template, hostile)
     assert judge_reported(message, TS, 0, 300).cause is cause, (message, mask_reported(message))
+
+
+#: How a token value reaches a validator's message inside another field: bare, as a logfmt or JSON field
+#: (the fields `normalise` masks first), escaped inside a quoted string, or with a stray closing quote.
+_WRAPPINGS = ("{m}", "kid={m}", 'kid="{m}', '"kid": "{m}"', '\\"kid\\":\\"{m}\\"', "aud=[{m}]", "{m}'")
+
+
+@pytest.mark.parametrize("which", _REAL_SLOT_MESSAGES, ids=lambda w: w[0][:24] if isinstance(w, tuple) else "")
+def test_every_known_message_wrapped_in_a_field_in_a_slot_keeps_the_cause(which: tuple[str, Cause]) -> None:
+    """Every row's example and every real validator message, in each wrapping, as the token's value: no row's
+    own text may decide (the fields are masked before the slots, and must leave a slot's closing quote alone)."""
+    template, cause = which
+    hostile = [row.example for row in REPORTED_ERRORS] + [e["message"] for e in VALIDATOR_MESSAGES]
+    wrong = [
+        (wrap, text[:60], got)
+        for text in hostile
+        for wrap in _WRAPPINGS
+        if (got := judge_reported(_fill(template, wrap.replace("{m}", text)), TS, 0, 300).cause) is not cause
+    ]
+    assert not wrong, wrong[:5]
