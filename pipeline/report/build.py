@@ -244,5 +244,6 @@ def _summary(
         )
     if attacks.facts.get("events"):
         kinds = ", ".join(f"`{k}`" for k in attacks.facts["kinds"])
-        lines.append(f"{attacks.facts['events']:,} attack events ({kinds}).")
+        several = " (a token can carry several)" if len(attacks.facts["kinds"]) > 1 else ""
+        lines.append(f"{attacks.facts['events']:,} events with an attack pattern: {kinds}{several}.")
     return [line for line in lines if line]
