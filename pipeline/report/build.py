@@ -94,7 +94,7 @@ def build_report(
     rotation = _rotation_section(con, since, until)
     caches = _cache_section(con, window, hygiene, until)
     lifetimes = _lifetime_section(con, window, max_token_lifetime)
-    attacks = _attack_section(con, window)
+    attacks = _attack_section(con, window, causes)
     report.sections = [
         _cause_section(causes, events, _attacks_per_cause(con, window, causes)),
         _service_section(services),

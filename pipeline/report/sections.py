@@ -292,7 +292,8 @@ def _algorithm_section(con: duckdb.DuckDBPyConnection, window: queries.Filters) 
     return section
 
 
-def _attack_section(con: duckdb.DuckDBPyConnection, window: queries.Filters) -> Section:
+def _attack_section(con: duckdb.DuckDBPyConnection, window: queries.Filters, causes: list[dict[str, Any]]) -> Section:
+    """`causes`: the week's `cause_counts_vs_previous` rows, whose `with_attacks` count events, not labels."""
     section = Section(
         "attacks",
         "Attacks",
@@ -303,7 +304,7 @@ def _attack_section(con: duckdb.DuckDBPyConnection, window: queries.Filters) -> 
     )  # fmt: skip
     found = queries.attacks(con, window)
     if found:  # events, not labels: one token can carry several (alg none and an injected jwk)
-        section.facts["events"] = sum(int(r["with_attacks"]) for r in queries.cause_counts(con, window))
+        section.facts["events"] = sum(int(r["with_attacks"]) for r in causes)
     named = queries.attack_client_ids(con, window, ATTACK_CLIENTS_NAMED) if found else []
     for row in found:
         section.facts.setdefault("kinds", []).append(row["attack"])
