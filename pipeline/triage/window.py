@@ -15,10 +15,6 @@ from datetime import datetime, timedelta
 LIVE_WITHIN = timedelta(minutes=15)
 
 
-def is_live(last: datetime, now: datetime) -> bool:
-    return abs(now - last) <= LIVE_WITHIN
-
-
 def window_end(last: datetime | None, now: datetime) -> tuple[datetime, bool]:
     """The moment "the last N" ends, and whether the store is live: now while live, else its newest event.
 
@@ -27,6 +23,6 @@ def window_end(last: datetime | None, now: datetime) -> tuple[datetime, bool]:
     """
     if last is None:
         return now, False
-    if is_live(last, now):
+    if abs(now - last) <= LIVE_WITHIN:
         return max(now, last), True
     return last, False
